@@ -1,0 +1,3 @@
+from maitred.cli import main
+
+main()

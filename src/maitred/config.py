@@ -1,0 +1,487 @@
+"""Settings: each one declared once, as a field of :class:`Config`.
+
+A field's metadata says everything about the setting: its CLI flags, its help text, how a string
+(from the command line or the environment) or a TOML value becomes a typed value, and which
+section of the docs it belongs to.  The command line, ``maitred.toml``, ``[tool.maitred]`` in
+pyproject.toml, the ``MAITRED_*`` environment variables and docs/settings.md are all generated
+from these fields, so a setting cannot exist in one place and be missing in another.
+
+Precedence, lowest first: default < config file < environment < command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+ENV_PREFIX = "MAITRED_"
+CONFIG_FILE = "maitred.toml"
+PYPROJECT = "pyproject.toml"
+
+
+class ConfigError(Exception):
+    """A setting has an unknown name or a value of the wrong type; exit status 2."""
+
+
+# --- value parsers: each takes a str (CLI, env) or a TOML value and returns the typed value ---
+
+Parser = Callable[[Any], Any]
+
+
+def _int(minimum: int) -> Parser:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError
+        result = value if isinstance(value, int) else int(str(value).strip(), 10)
+        if result < minimum:
+            raise ValueError
+        return result
+
+    parse.__doc__ = f"integer >= {minimum}"
+    return parse
+
+
+def _seconds(value: Any) -> float:
+    """number of seconds >= 0"""
+    if isinstance(value, bool):
+        raise ValueError
+    result = float(value)
+    if not result >= 0:  # also rejects NaN
+        raise ValueError
+    return result
+
+
+def _size(value: Any) -> int:
+    """size in bytes, with an optional K, M or G suffix (powers of 1024)"""
+    if isinstance(value, bool):
+        raise ValueError
+    if isinstance(value, int):
+        result = value
+    else:
+        text = str(value).strip().upper().removesuffix("B").removesuffix("I")
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+        result = int(text[:-1] if scale > 1 else text, 10) * scale
+    if result < 0:
+        raise ValueError
+    return result
+
+
+def _bool(value: Any) -> bool:
+    """true or false"""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError
+
+
+def _str(value: Any) -> str:
+    """string"""
+    if not isinstance(value, str):
+        raise ValueError
+    return value
+
+
+def _choice(*choices: str) -> Parser:
+    def parse(value: Any) -> str:
+        text = _str(value).lower()
+        if text not in choices:
+            raise ValueError
+        return text
+
+    parse.__doc__ = "one of " + ", ".join(choices)
+    return parse
+
+
+def _key_value(value: Any) -> tuple[str, str]:
+    text = _str(value)
+    key, sep, val = text.partition("=")
+    if not sep or not key:
+        raise ValueError
+    return key, val
+
+
+def _bind(value: Any) -> str:
+    from maitred.sockets import parse_address  # local: sockets imports nothing from here
+
+    text = _str(value)
+    parse_address(text)  # raises ValueError when malformed
+    return text
+
+
+def _list_of(item: Parser, doc: str) -> Parser:
+    """A repeatable setting: a TOML array, a repeated flag, or a comma-separated env value."""
+
+    def parse(value: Any) -> tuple[Any, ...]:
+        items: Iterable[Any]
+        if isinstance(value, (list, tuple)):
+            items = value
+        elif isinstance(value, str):
+            items = [part for part in value.split(",") if part.strip()]
+        else:
+            raise ValueError
+        return tuple(item(part.strip() if isinstance(part, str) else part) for part in items)
+
+    parse.__doc__ = doc
+    return parse
+
+
+# --- the declaration helper ---
+
+
+def setting(
+    default: Any,
+    help: str,
+    parse: Parser,
+    *flags: str,
+    section: str = "Server",
+    metavar: str | None = None,
+) -> Any:
+    """Declare one setting; returns a dataclass field carrying its metadata."""
+    meta = {"help": help, "parse": parse, "flags": flags, "section": section, "metavar": metavar}
+    if isinstance(default, (list, tuple)):
+        return field(default=tuple(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of maitred. Build one with :func:`load`."""
+
+    app: str = setting(
+        "",
+        "The WSGI application: `module:callable`, `module` (meaning `module:application`) or "
+        "`module:factory()`. Empty serves the bundled demo app.",
+        _str,
+        section="Application",
+        metavar="APP",
+    )
+    config: str = setting(
+        "",
+        "Path of a TOML config file. Default: ./maitred.toml if it exists, else "
+        "[tool.maitred] in ./pyproject.toml.",
+        _str,
+        "-c",
+        "--config",
+        section="Application",
+        metavar="PATH",
+    )
+    bind: tuple[str, ...] = setting(
+        ("127.0.0.1:8000",),
+        "Address to listen on: `HOST:PORT`, `[::1]:PORT`, `:PORT` (all IPv4 interfaces) or "
+        "`unix:/path`. Repeat to listen on several. Port 0 picks a free port.",
+        _list_of(_bind, "list of addresses"),
+        "-b",
+        "--bind",
+        metavar="ADDRESS",
+    )
+    backlog: int = setting(
+        2048,
+        "Listen queue length of each listening socket; the kernel caps it at "
+        "net.core.somaxconn. A large value absorbs connection bursts while the front accepts.",
+        _int(1),
+        "--backlog",
+        metavar="N",
+    )
+    workers: int = setting(
+        2,
+        "Number of worker processes running the app. Processes give parallelism past the GIL "
+        "and isolation; each costs the app's memory.",
+        _int(1),
+        "-w",
+        "--workers",
+        section="Workers",
+        metavar="N",
+    )
+    threads: int = setting(
+        4,
+        "Threads per worker process. Each thread runs one request at a time, so "
+        "workers x threads is the number of requests the app runs at once; the rest wait in "
+        "the front's queue.",
+        _int(1),
+        "--threads",
+        section="Workers",
+        metavar="N",
+    )
+    preload: bool = setting(
+        False,
+        "Import the app in the master before starting the workers, which then inherit it "
+        "(saves memory through copy-on-write; code changes then need a full restart).",
+        _bool,
+        "--preload",
+        section="Application",
+    )
+    chdir: str = setting(
+        "",
+        "Change to this directory before loading the app.",
+        _str,
+        "--chdir",
+        section="Application",
+        metavar="DIR",
+    )
+    pythonpath: tuple[str, ...] = setting(
+        (),
+        "Directories to put in front of sys.path before loading the app (comma-separated or "
+        "repeated).",
+        _list_of(_str, "list of directories"),
+        "--pythonpath",
+        section="Application",
+        metavar="DIR",
+    )
+    env: tuple[tuple[str, str], ...] = setting(
+        (),
+        "Set an environment variable for the app, `KEY=VALUE` (repeatable).",
+        _list_of(_key_value, "list of KEY=VALUE"),
+        "-e",
+        "--env",
+        section="Application",
+        metavar="KEY=VALUE",
+    )
+    root_path: str = setting(
+        "",
+        "URL prefix the app is mounted under; becomes SCRIPT_NAME and is stripped from "
+        "PATH_INFO of requests that start with it.",
+        _str,
+        "--root-path",
+        section="Application",
+        metavar="PREFIX",
+    )
+    keepalive: float = setting(
+        5.0,
+        "Seconds an idle keep-alive connection is kept open waiting for its next request. "
+        "Idle connections cost no thread, only a little memory in the front.",
+        _seconds,
+        "--keepalive",
+        section="Limits",
+        metavar="SECONDS",
+    )
+    graceful_timeout: float = setting(
+        30.0,
+        "On shutdown, seconds to let requests in flight finish before processes are killed.",
+        _seconds,
+        "--graceful-timeout",
+        section="Workers",
+        metavar="SECONDS",
+    )
+    body_buffer_size: int = setting(
+        1 << 20,
+        "Request bodies up to this size are held in memory; larger ones are spooled to a "
+        "temporary file so that memory stays bounded under large uploads.",
+        _size,
+        "--body-buffer-size",
+        section="Limits",
+        metavar="BYTES",
+    )
+    body_temp_dir: str = setting(
+        "",
+        "Directory for spooled request bodies (default: the system temp directory).",
+        _str,
+        "--body-temp-dir",
+        section="Limits",
+        metavar="DIR",
+    )
+    limit_request_body: int = setting(
+        1 << 30,
+        "Largest request body accepted (413 beyond it); 0 means unlimited. 1 GiB default: "
+        "enough for large uploads, small enough that a client cannot fill the disk.",
+        _size,
+        "--limit-request-body",
+        section="Limits",
+        metavar="BYTES",
+    )
+    limit_request_line: int = setting(
+        8190,
+        "Longest request line (method, target, version) accepted; 414 beyond it. 8190 is "
+        "what gunicorn and nginx's default buffers allow.",
+        _int(64),
+        "--limit-request-line",
+        section="Limits",
+        metavar="BYTES",
+    )
+    limit_request_fields: int = setting(
+        100,
+        "Most header fields accepted in one request; 431 beyond it. Real browsers send "
+        "about 20.",
+        _int(1),
+        "--limit-request-fields",
+        section="Limits",
+        metavar="N",
+    )
+    limit_request_field_size: int = setting(
+        8190,
+        "Longest header field (name and value) accepted; 431 beyond it. Large cookies fit.",
+        _int(64),
+        "--limit-request-field-size",
+        section="Limits",
+        metavar="BYTES",
+    )
+    response_buffer_size: int = setting(
+        1 << 20,
+        "Bytes of one response the front holds for a slow client before the app's writes "
+        "wait; bounds memory while freeing the app thread from slow readers.",
+        _size,
+        "--response-buffer-size",
+        section="Limits",
+        metavar="BYTES",
+    )
+    log_level: str = setting(
+        "info",
+        "Error log verbosity.",
+        _choice("debug", "info", "warning", "error", "critical"),
+        "--log-level",
+        section="Logging",
+        metavar="LEVEL",
+    )
+    access_logfile: str = setting(
+        "",
+        "Write an access log line per request to this file (`-` for stdout). Empty: no "
+        "access log.",
+        _str,
+        "--access-logfile",
+        section="Logging",
+        metavar="PATH",
+    )
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+SETTINGS: tuple[dataclasses.Field[Any], ...] = dataclasses.fields(Config)
+_BY_NAME = {f.name: f for f in SETTINGS}
+
+
+def key_of(f: dataclasses.Field[Any]) -> str:
+    """The config-file key of a setting (the CLI spelling without dashes in front)."""
+    return f.name.replace("_", "-")
+
+
+def env_of(f: dataclasses.Field[Any]) -> str:
+    return ENV_PREFIX + f.name.upper()
+
+
+def flags_of(f: dataclasses.Field[Any]) -> tuple[str, ...]:
+    flags: tuple[str, ...] = f.metadata["flags"]
+    return flags
+
+
+def describe_type(f: dataclasses.Field[Any]) -> str:
+    return (f.metadata["parse"].__doc__ or "value").strip()
+
+
+def parse_value(f: dataclasses.Field[Any], value: Any, origin: str) -> Any:
+    try:
+        return f.metadata["parse"](value)
+    except (ValueError, TypeError):
+        raise ConfigError(
+            f"{origin}: invalid value {value!r} for {key_of(f)!r}: expected {describe_type(f)}"
+        ) from None
+
+
+def _from_mapping(values: Mapping[str, Any], origin: str) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in values.items():
+        f = _BY_NAME.get(key.replace("-", "_"))
+        if f is None or f.name == "config":
+            raise ConfigError(f"{origin}: unknown setting {key!r}")
+        result[f.name] = parse_value(f, value, origin)
+    return result
+
+
+def read_config_file(path: str, required: bool) -> dict[str, Any]:
+    """Settings from a TOML file: top-level keys, or [tool.maitred] in a pyproject.toml."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        if required:
+            raise ConfigError(f"config file {path!r} not found") from None
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file {path!r}: {exc}") from None
+    if os.path.basename(path) == PYPROJECT:
+        data = data.get("tool", {}).get("maitred", {})
+        origin = f"{path} [tool.maitred]"
+    else:
+        origin = path
+    return _from_mapping(data, origin)
+
+
+def from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for f in SETTINGS:
+        if f.name != "config" and env_of(f) in environ:
+            result[f.name] = parse_value(f, environ[env_of(f)], env_of(f))
+    return result
+
+
+def load(cli: Mapping[str, Any], environ: Mapping[str, str], cwd: str = ".") -> Config:
+    """Merge default < config file < environment < command line into a Config.
+
+    ``cli`` maps setting names to raw values from the command line (strings, lists of strings
+    for repeatable flags, True for switches).
+    """
+    from_cli: dict[str, Any] = {}
+    for name, value in cli.items():
+        f = _BY_NAME[name]
+        flag = flags_of(f)[-1] if flags_of(f) else key_of(f)
+        if isinstance(value, list):  # repeated flag: parse each occurrence
+            parsed = [parse_value(f, item, flag) for item in value]
+            from_cli[name] = tuple(item for chunk in parsed for item in chunk)
+        else:
+            from_cli[name] = parse_value(f, value, flag)
+    from_env = from_environ(environ)
+    path = from_cli.get("config") or environ.get(env_of(_BY_NAME["config"]), "")
+    if path:
+        from_file = read_config_file(path, required=True)
+    else:
+        from_file = read_config_file(os.path.join(cwd, PYPROJECT), required=False)
+        from_file.update(read_config_file(os.path.join(cwd, CONFIG_FILE), required=False))
+    return Config(**{**from_file, **from_env, **from_cli})
+
+
+def settings_markdown(fields: Sequence[dataclasses.Field[Any]] = SETTINGS) -> str:
+    """docs/settings.md, generated from the table (``python -m maitred.docs``)."""
+    lines = [
+        "# maitred settings",
+        "",
+        "Generated from `src/maitred/config.py` by `python -m maitred.docs`; do not edit by hand.",
+        "",
+        "Every setting can be given on the command line, in `maitred.toml` (or `[tool.maitred]` "
+        "in pyproject.toml), or as an environment variable. Precedence: command line > "
+        "environment > config file > default. Repeatable settings take a TOML array, a repeated "
+        "flag, or a comma-separated environment value.",
+    ]
+    sections: dict[str, list[dataclasses.Field[Any]]] = {}
+    for f in fields:
+        sections.setdefault(f.metadata["section"], []).append(f)
+    for section, members in sections.items():
+        lines += ["", f"## {section}"]
+        for f in members:
+            flags = ", ".join(f"`{flag}`" for flag in flags_of(f)) or "positional argument"
+            default = f.default
+            shown = ", ".join(map(str, default)) if isinstance(default, tuple) else default
+            lines += [
+                "",
+                f"### `{key_of(f)}`",
+                "",
+                f.metadata["help"],
+                "",
+                f"- type: {describe_type(f)}",
+                f"- default: `{shown!s}`" if shown != "" else "- default: empty",
+                f"- command line: {flags}",
+                f"- config file: `{key_of(f)}`" if f.name != "config" else "- config file: -",
+                f"- environment: `{env_of(f)}`",
+            ]
+    return "\n".join(lines) + "\n"

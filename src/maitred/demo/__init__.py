@@ -1,0 +1,1 @@
+"""The demo app `maitred` serves when no APP is given."""

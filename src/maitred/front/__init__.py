@@ -1,0 +1,1 @@
+"""The front: owns client connections, parses HTTP, dispatches to worker threads."""

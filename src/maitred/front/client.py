@@ -1,0 +1,381 @@
+"""Client connections: read whole requests, hand them to the dispatcher, write responses.
+
+Theory of operation
+-------------------
+A connection parses requests as bytes arrive. A request becomes an :class:`Exchange` when its
+head is complete; its body is gathered (in memory, spooled to a file past the buffer size) and
+only once the whole request is in does the exchange go to the dispatcher. So a slow upload never
+holds a worker thread.
+
+Responses leave in request order: one exchange per connection is *active* (queued in the
+dispatcher or running in a worker); later pipelined requests wait in ``pipeline`` until it is
+done. Response bytes from the worker are written to the client transport as they arrive; when
+the transport's buffer passes the response buffer size, the worker's link is paused, so a slow
+reader holds back one worker write, never the front's memory.
+
+Everything here runs on the event loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import tempfile
+from collections import deque
+from typing import TYPE_CHECKING, Any, cast
+
+from maitred.http.errors import ProtocolError
+from maitred.http.parser import END, RequestHead, RequestParser
+from maitred.http.response import CRLF, LAST_CHUNK, NO_BODY_STATUSES, chunk, simple_response
+
+if TYPE_CHECKING:
+    from maitred.front.dispatcher import Slot
+    from maitred.front.main import Front
+
+log = logging.getLogger("maitred.error")
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+CHUNKED = b"Transfer-Encoding: chunked\r\n"
+CLOSE = b"Connection: close\r\n"
+KEEP_ALIVE = b"Connection: keep-alive\r\n"
+
+# Complete requests one connection may have waiting behind its active one before the front
+# stops reading from it: pipelining is for latency, not for queueing work in the front.
+MAX_PIPELINED = 16
+
+
+class Body:
+    """A request body being received: in memory up to `buffer_size`, then in a temp file."""
+
+    __slots__ = ("buffer_size", "chunks", "file", "size", "temp_dir")
+
+    def __init__(self, buffer_size: int, temp_dir: str) -> None:
+        self.buffer_size = buffer_size
+        self.temp_dir = temp_dir or None
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.file: Any = None
+
+    def add(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.file is not None:
+            self.file.write(data)
+        elif self.size > self.buffer_size:
+            self.file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives past this call
+                prefix="maitred-body-", dir=self.temp_dir, delete=False
+            )
+            self.file.writelines(self.chunks)
+            self.file.write(data)
+            self.chunks = []
+        else:
+            self.chunks.append(data)
+
+    def finish(self) -> tuple[bytes, str]:
+        """(in-memory body, spool path): one of the two is empty."""
+        if self.file is not None:
+            self.file.close()
+            return b"", str(self.file.name)
+        chunks = self.chunks
+        return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), ""
+
+    def discard(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.file.name)
+            self.file = None
+
+
+class Exchange:
+    """One request and its response, as the front sees them."""
+
+    __slots__ = (
+        "body",
+        "cancelled",
+        "chunked",
+        "conn",
+        "continue_pending",
+        "finished",
+        "head",
+        "keep_alive",
+        "sent",
+        "slot",
+        "started",
+        "status",
+        "suppress_body",
+    )
+
+    def __init__(self, conn: ClientConnection, head: RequestHead, body: Body) -> None:
+        self.conn = conn
+        self.head = head
+        self.body = body
+        self.slot: Slot | None = None
+        self.cancelled = False
+        self.finished = False
+        self.continue_pending = False
+        self.keep_alive = head.keep_alive
+        self.chunked = False
+        self.suppress_body = head.method == b"HEAD"
+        self.status = 0
+        self.sent = 0
+        self.started = conn.front.loop.time()
+
+    def request_frame(self) -> tuple[Any, ...]:
+        """The REQUEST frame value (field order: maitred.worker.wsgi.Request)."""
+        head = self.head
+        body, body_path = self.body.finish()
+        return (head.method, head.target, head.version, head.headers, body, body_path, *self.conn.peer)
+
+    # --- the response, frame by frame from the worker ---
+
+    def respond_head(self, status: int, length: int, head: bytes) -> None:
+        self.status = status
+        conn = self.conn
+        if conn.closing:
+            self.keep_alive = False
+        tail = b""
+        if status in NO_BODY_STATUSES:
+            self.suppress_body = True
+        elif length < 0:
+            if self.head.version == "1.1":
+                self.chunked = True
+                tail = CHUNKED
+            else:
+                self.keep_alive = False  # HTTP/1.0: the body ends where the connection does
+        if not self.keep_alive:
+            tail += CLOSE
+        elif self.head.version == "1.0":
+            tail += KEEP_ALIVE
+        conn.write(head + tail + CRLF)
+
+    def respond_body(self, data: bytes) -> None:
+        if self.suppress_body:
+            return
+        self.sent += len(data)
+        self.conn.write(chunk(data) if self.chunked else data)
+
+    def respond_end(self) -> None:
+        if self.chunked and not self.suppress_body:
+            self.conn.write(LAST_CHUNK)
+        self._done()
+
+    def respond_full(self, status: int, length: int, head: bytes, body: bytes) -> None:
+        self.status = status
+        conn = self.conn
+        if conn.closing:
+            self.keep_alive = False
+        if status in NO_BODY_STATUSES or self.suppress_body:
+            body = b""
+        tail = CLOSE if not self.keep_alive else KEEP_ALIVE if self.head.version == "1.0" else b""
+        self.sent = len(body)
+        conn.write(head + tail + CRLF + body)
+        self._done()
+
+    def respond_abort(self) -> None:
+        """The app failed mid-response: end the connection so the client sees it truncated."""
+        self.keep_alive = False
+        self.conn.abort_after_write()
+        self._done()
+
+    def respond_error(self, status: int) -> None:
+        """A response of the front's own (the worker never saw or could not finish it)."""
+        self.status = status
+        self.keep_alive = False
+        self.conn.write(simple_response(status, self.conn.front.date.get()))
+        self._done()
+
+    def worker_lost(self, pid: int) -> None:
+        log.error(
+            "worker %d died handling %s %s",
+            pid,
+            self.head.method.decode("latin-1"),
+            self.head.target.decode("latin-1"),
+        )
+        if self.status:
+            self.respond_abort()  # head already sent: the client must see a truncated response
+        else:
+            self.respond_error(502)
+
+    def cancel(self) -> None:
+        """The client went away: stop this exchange wherever it is."""
+        self.cancelled = True
+        if self.slot is not None:
+            self.slot.abandon()
+            self.slot = None
+        self.cleanup()
+
+    def cleanup(self) -> None:
+        self.body.discard()
+
+    def _done(self) -> None:
+        self.finished = True
+        self.cleanup()
+        self.conn.exchange_done(self)
+
+
+class ClientConnection(asyncio.Protocol):
+    def __init__(self, front: Front) -> None:
+        self.front = front
+        self.transport: asyncio.Transport | None = None
+        self.parser = RequestParser(front.limits)
+        self.peer: tuple[str, str, str, str, str] = ("", "", "", "", "http")
+        self.reading: Exchange | None = None  # request whose body is arriving
+        self.active: Exchange | None = None  # request being served
+        self.pipeline: deque[Exchange] = deque()
+        self.write_paused = False
+        self.read_paused = False
+        self.closing = False  # no further requests are read: close once responses are out
+        self.pending_error = 0  # status to answer once earlier responses are out
+        self.idle_since = front.loop.time()
+
+    # --- asyncio callbacks ---
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, transport)
+        transport.set_write_buffer_limits(high=self.front.cfg.response_buffer_size)
+        self.peer = self.front.peer_info(transport)
+        self.front.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        try:
+            events = self.parser.feed(data)
+        except ProtocolError as exc:
+            self._protocol_error(exc)
+            return
+        for event in events:
+            if event.__class__ is bytes:
+                assert self.reading is not None
+                self.reading.body.add(cast(bytes, event))
+            elif event is END:
+                self._request_complete()
+            else:
+                self._head_complete(cast(RequestHead, event))
+        if self.parser.closed and self.reading is None:
+            self._stop_reading()
+
+    def eof_received(self) -> bool:
+        # The client half-closed: answer what it asked, then close (return True keeps the
+        # transport open for our writes).
+        self._stop_reading()
+        if self.reading is not None:
+            self.reading.cancel()
+            self.reading = None
+        if self.active is None:
+            return False
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.front.connections.discard(self)
+        for exchange in (self.reading, self.active, *self.pipeline):
+            if exchange is not None and not exchange.finished:
+                exchange.cancel()
+        self.reading = self.active = None
+        self.pipeline.clear()
+        self.transport = None
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        active = self.active
+        if active is not None and active.slot is not None and active.slot.transport is not None:
+            active.slot.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        active = self.active
+        if active is not None and active.slot is not None and active.slot.transport is not None:
+            active.slot.transport.resume_reading()
+
+    # --- requests in ---
+
+    def _head_complete(self, head: RequestHead) -> None:
+        cfg = self.front.cfg
+        exchange = Exchange(self, head, Body(cfg.body_buffer_size, cfg.body_temp_dir))
+        self.reading = exchange
+        if head.expect_continue and (head.chunked or head.content_length):
+            if self.active is None:
+                self.write(CONTINUE)
+            else:
+                exchange.continue_pending = True
+
+    def _request_complete(self) -> None:
+        exchange = self.reading
+        assert exchange is not None
+        self.reading = None
+        if not exchange.keep_alive:
+            self._stop_reading()
+        if self.active is None:
+            self.active = exchange
+            self.front.dispatcher.submit(exchange)
+        else:
+            self.pipeline.append(exchange)
+            if len(self.pipeline) >= MAX_PIPELINED and not self.read_paused:
+                self.read_paused = True
+                assert self.transport is not None
+                self.transport.pause_reading()
+
+    def _protocol_error(self, exc: ProtocolError) -> None:
+        log.debug("bad request from %s: %s (%d)", self.peer[0], exc.reason, exc.status)
+        if self.reading is not None:
+            self.reading.cleanup()
+            self.reading = None
+        self._stop_reading()
+        if self.active is None:
+            self._send_error(exc.status)
+        else:
+            self.pending_error = exc.status
+
+    def _stop_reading(self) -> None:
+        self.closing = True
+
+    # --- responses out ---
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def abort_after_write(self) -> None:
+        self.closing = True
+        if self.transport is not None:
+            self.transport.close()  # flushes what is buffered, then closes: a truncated body
+
+    def _send_error(self, status: int) -> None:
+        self.write(simple_response(status, self.front.date.get()))
+        self.front.access_log_error(self, status)
+        self.close()
+
+    def exchange_done(self, exchange: Exchange) -> None:
+        self.front.log_access(exchange)
+        if exchange is not self.active:
+            return
+        self.active = None
+        if not exchange.keep_alive:
+            self.close()
+            return
+        if self.pipeline:
+            self.active = self.pipeline.popleft()
+            if self.read_paused and len(self.pipeline) < MAX_PIPELINED // 2:
+                self.read_paused = False
+                assert self.transport is not None
+                self.transport.resume_reading()
+            self.front.dispatcher.submit(self.active)
+        elif self.pending_error:
+            self._send_error(self.pending_error)
+        elif self.closing and self.reading is None:
+            self.close()
+        else:
+            if self.reading is not None and self.reading.continue_pending:
+                self.reading.continue_pending = False
+                self.write(CONTINUE)
+            self.idle_since = self.front.loop.time()
+
+    def is_idle(self) -> bool:
+        return self.active is None and self.reading is None and not self.parser.in_head
+
+    def close(self) -> None:
+        self.closing = True
+        if self.transport is not None:
+            self.transport.close()

@@ -1,0 +1,221 @@
+"""Sans-IO HTTP/1.1 request parser on llhttp (httptools), with our limits and strictness.
+
+Feed it bytes; it returns the events those bytes completed, in order:
+
+* a :class:`RequestHead` when a request's head is complete,
+* ``bytes`` for each piece of decoded body (chunked framing already removed),
+* :data:`END` when the request's message is complete.
+
+Anything the client got wrong raises a :class:`~maitred.http.errors.ProtocolError` carrying the
+status to answer; the connection is then unusable (framing is lost) and must be closed.
+
+llhttp is strict by default and already refuses most request-smuggling material: Content-Length
+together with Transfer-Encoding, duplicate Content-Length, whitespace before a colon, obs-fold,
+bare LF line ends, control bytes in values, a Transfer-Encoding whose last coding is not chunked.
+On top of it we enforce the size limits, the HTTP version, one Host in HTTP/1.1, and a
+Transfer-Encoding of exactly ``chunked``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httptools
+
+from maitred.http.errors import (
+    BodyTooLarge,
+    HeaderFieldsTooLarge,
+    NotImplementedFraming,
+    ProtocolError,
+    RequestLineTooLong,
+)
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class _End:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "END"
+
+
+END = _End()
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size limits for one request; see the settings of the same names."""
+
+    request_line: int = 8190
+    fields: int = 100
+    field_size: int = 8190
+    body: int = 1 << 30  # 0 = unlimited
+
+    @property
+    def head(self) -> int:
+        """Most bytes a head may take before it is complete.
+
+        llhttp buffers a header field internally until it is whole, so without this bound a
+        client could grow one field without limit before any callback sees it.
+        """
+        return self.request_line + self.fields * (self.field_size + 4) + 4
+
+
+class RequestHead:
+    """What the front needs of a request head; the worker builds the environ from it."""
+
+    __slots__ = (
+        "chunked",
+        "content_length",
+        "expect_continue",
+        "headers",
+        "keep_alive",
+        "method",
+        "target",
+        "upgrade",
+        "version",
+    )
+
+    def __init__(
+        self,
+        method: bytes,
+        target: bytes,
+        version: str,
+        headers: Headers,
+        keep_alive: bool,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers
+        self.keep_alive = keep_alive
+        self.content_length: int | None = None
+        self.chunked = False
+        self.expect_continue = False
+        self.upgrade = False
+
+    def __repr__(self) -> str:
+        return f"<RequestHead {self.method!r} {self.target!r} HTTP/{self.version}>"
+
+
+Event = RequestHead | bytes | _End
+
+_VERSIONS = frozenset({"1.0", "1.1"})
+
+
+class RequestParser:
+    """Parses the requests of one connection, in order. Not thread-safe; one per connection."""
+
+    def __init__(self, limits: Limits) -> None:
+        self._limits = limits
+        self._parser = httptools.HttpRequestParser(self)
+        self._events: list[Event] = []
+        self._url = b""
+        self._headers: Headers = []
+        self._in_head = False
+        self._head_bytes = 0
+        self._body_bytes = 0
+        self._head: RequestHead | None = None
+        self.closed = False  # after an upgrade or CONNECT: no further requests on this stream
+
+    @property
+    def in_head(self) -> bool:
+        """True while a request head has begun but is not complete."""
+        return self._in_head
+
+    def feed(self, data: bytes) -> list[Event]:
+        if self.closed:
+            return []
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # The head is complete and the message is over; what follows is not HTTP/1.1.
+            # WSGI cannot hand the stream to the app, so this is the last request served.
+            self.closed = True
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, ProtocolError):
+                raise cause from None
+            raise
+        except httptools.HttpParserInvalidMethodError:
+            raise ProtocolError("invalid method") from None
+        except httptools.HttpParserInvalidURLError:
+            raise ProtocolError("invalid request target") from None
+        except httptools.HttpParserError as exc:
+            raise ProtocolError(str(exc) or "malformed request") from None
+        if self._in_head:
+            self._head_bytes += len(data)
+            if self._head_bytes > self._limits.head:
+                raise HeaderFieldsTooLarge("request head too large")
+        events, self._events = self._events, []
+        return events
+
+    # --- llhttp callbacks (called from inside feed_data) ---
+
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        self._head_bytes = 0
+        self._url = b""
+        self._headers = []
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url  # may arrive in pieces
+        if len(self._url) > self._limits.request_line:
+            raise RequestLineTooLong("request line too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:
+            return  # a trailer field of a chunked body: not passed to the app
+        headers = self._headers
+        headers.append((name, value))
+        if len(headers) > self._limits.fields:
+            raise HeaderFieldsTooLarge("too many header fields")
+        if len(name) + len(value) > self._limits.field_size:
+            raise HeaderFieldsTooLarge("header field too large")
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        version = parser.get_http_version()
+        if version not in _VERSIONS:
+            raise ProtocolError(f"HTTP version {version} not supported", 505)
+        head = RequestHead(
+            parser.get_method(), self._url, version, self._headers, parser.should_keep_alive()
+        )
+        hosts = 0
+        for name, value in head.headers:
+            lowered = name.lower()
+            if lowered == b"host":
+                hosts += 1
+            elif lowered == b"content-length":
+                head.content_length = int(value)  # llhttp checked the digits and duplicates
+            elif lowered == b"transfer-encoding":
+                if value.strip().lower() != b"chunked":
+                    raise NotImplementedFraming("only Transfer-Encoding: chunked is supported")
+                head.chunked = True
+            elif lowered == b"expect":
+                if value.lower() != b"100-continue":
+                    raise ProtocolError("unsupported expectation", 417)
+                head.expect_continue = version == "1.1"
+        if hosts > 1 or (hosts == 0 and version == "1.1"):
+            raise ProtocolError("HTTP/1.1 requests need exactly one Host header")
+        limit = self._limits.body
+        if limit and head.content_length is not None and head.content_length > limit:
+            raise BodyTooLarge("request body too large")
+        head.upgrade = parser.should_upgrade()
+        if head.upgrade:
+            head.keep_alive = False
+        self._in_head = False
+        self._body_bytes = 0
+        self._head = head
+        self._events.append(head)
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        limit = self._limits.body
+        if limit and self._body_bytes > limit:
+            raise BodyTooLarge("request body too large")
+        self._events.append(body)
+
+    def on_message_complete(self) -> None:
+        self._events.append(END)

@@ -1,0 +1,359 @@
+"""PEP 3333 in the worker: build the environ, call the app, turn what it returns into frames.
+
+Everything WSGI lives here. A request arrives as a REQUEST frame value (see :class:`Request`);
+the response leaves as HEAD/BODY/END frames (FULL when the whole body is known at once), so the
+front never sees Python objects of the app's.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import IO, Any, NamedTuple
+from urllib.parse import unquote_to_bytes
+
+from maitred import __version__, link
+from maitred.http.response import NO_BODY_STATUSES, SERVER, DateCache
+
+log = logging.getLogger("maitred.error")
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+StartResponse = Callable[..., Callable[[bytes], None]]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class Request(NamedTuple):
+    """The fields of a REQUEST frame, in order (the front builds the tuple)."""
+
+    method: bytes
+    target: bytes
+    version: str
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    body_path: str  # non-empty when the body was spooled to a file
+    remote_addr: str
+    remote_port: str
+    server_name: str
+    server_port: str
+    url_scheme: str
+
+
+class LinkClosed(Exception):
+    """The front closed this thread's link (its client went away, or the front stopped)."""
+
+
+# Response headers an app must not set: they describe one connection, which the front owns
+# (PEP 3333, "Other HTTP Features").
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_STATUS = re.compile(r"[1-5][0-9][0-9] [^\r\n\x00]*")
+_BAD_VALUE = re.compile(r"[\r\n\x00]")
+
+
+class FileWrapper:
+    """wsgi.file_wrapper: iterate a file in blocks; close() closes it."""
+
+    def __init__(self, filelike: IO[bytes], blksize: int = 64 * 1024) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+        close = getattr(filelike, "close", None)
+        if close is not None:
+            self.close = close
+
+    def __iter__(self) -> Iterator[bytes]:
+        read = self.filelike.read
+        while data := read(self.blksize):
+            yield data
+
+
+class ErrorStream:
+    """wsgi.errors: what the app writes goes to the error log's stream."""
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        sys.stderr.writelines(lines)
+
+
+class EnvironBuilder:
+    """Turns a Request into a PEP 3333 environ. One per worker; keeps a cache of header keys."""
+
+    def __init__(self, root_path: str, threads: int, processes: int) -> None:
+        self.root_path = root_path.rstrip("/")
+        self.base: dict[str, Any] = {
+            "SERVER_SOFTWARE": f"maitred/{__version__}",
+            "SCRIPT_NAME": self.root_path,
+            "wsgi.version": (1, 0),
+            "wsgi.errors": ErrorStream(),
+            "wsgi.multithread": threads > 1,
+            "wsgi.multiprocess": processes > 1,
+            "wsgi.run_once": False,
+            "wsgi.file_wrapper": FileWrapper,
+            "wsgi.input_terminated": True,
+        }
+        self._keys: dict[bytes, str] = {}
+
+    def _key(self, name: bytes) -> str:
+        key = self._keys.get(name)
+        if key is None:
+            text = name.decode("latin-1")
+            if "_" in text:
+                # X-Auth_User and X-Auth-User would both become HTTP_X_AUTH_USER; a proxy that
+                # strips one spelling would let the other through. Drop it (nginx, gunicorn).
+                key = ""
+            else:
+                key = text.upper().replace("-", "_")
+                if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                    key = "HTTP_" + key
+            if len(self._keys) < 4096:  # bounded: header names come from clients
+                self._keys[name] = key
+        return key
+
+    def build(self, req: Request) -> dict[str, Any]:
+        environ = self.base.copy()
+        target = req.target
+        path, _, query = target.partition(b"?")
+        if not path.startswith(b"/"):
+            path = _origin_path(path)
+        path_info = (unquote_to_bytes(path) if b"%" in path else path).decode("latin-1")
+        root = self.root_path
+        if root and (path_info == root or path_info.startswith(root + "/")):
+            path_info = path_info[len(root) :]
+        environ["REQUEST_METHOD"] = req.method.decode("ascii")
+        environ["PATH_INFO"] = path_info
+        environ["QUERY_STRING"] = query.partition(b"#")[0].decode("latin-1")
+        environ["RAW_URI"] = target.decode("latin-1")
+        environ["SERVER_PROTOCOL"] = "HTTP/" + req.version
+        environ["SERVER_NAME"] = req.server_name
+        environ["SERVER_PORT"] = req.server_port
+        environ["REMOTE_ADDR"] = req.remote_addr
+        environ["REMOTE_PORT"] = req.remote_port
+        environ["wsgi.url_scheme"] = req.url_scheme
+        key_of = self._key
+        for name, raw in req.headers:
+            key = key_of(name)
+            if not key:
+                log.debug("dropped header %r: underscores are ambiguous in the environ", name)
+                continue
+            value = raw.decode("latin-1")
+            if key in environ:
+                separator = "; " if key == "HTTP_COOKIE" else ","
+                environ[key] = environ[key] + separator + value
+            else:
+                environ[key] = value
+        # The front read the whole body, so its length is known even when it came chunked.
+        if req.body_path:
+            stream: IO[bytes] = open(req.body_path, "rb")  # noqa: SIM115 - closed by the caller
+            stream.seek(0, io.SEEK_END)
+            environ["CONTENT_LENGTH"] = str(stream.tell())
+            stream.seek(0)
+        else:
+            stream = io.BytesIO(req.body)
+            if req.body or "CONTENT_LENGTH" in environ:
+                environ["CONTENT_LENGTH"] = str(len(req.body))
+        environ["wsgi.input"] = stream
+        return environ
+
+
+def _origin_path(target: bytes) -> bytes:
+    """The path of an absolute-form target (http://host/path), or the target as it is."""
+    scheme, sep, rest = target.partition(b"://")
+    if sep and scheme.lower() in (b"http", b"https"):
+        slash = rest.find(b"/")
+        return rest[slash:] if slash >= 0 else b"/"
+    return target  # asterisk-form (OPTIONS *) or authority-form
+
+
+class Response:
+    """One response of one thread: start_response, write(), and the frames they become.
+
+    ``send`` writes bytes to the thread link and raises LinkClosed when the front is gone.
+    """
+
+    __slots__ = (
+        "_date",
+        "_head",
+        "_head_request",
+        "_length",
+        "_send",
+        "_status",
+        "_suppress_body",
+        "head_sent",
+        "sent",
+        "status_code",
+    )
+
+    def __init__(self, send: Callable[[bytes], None], date: DateCache, head_request: bool) -> None:
+        self._send = send
+        self._date = date
+        self._head = b""
+        self._status = ""
+        self._length = -1  # declared Content-Length, -1 when the app gave none
+        self._head_request = head_request
+        self._suppress_body = head_request
+        self.status_code = 0
+        self.head_sent = False
+        self.sent = 0
+
+    def start_response(
+        self,
+        status: str,
+        headers: list[tuple[str, str]],
+        exc_info: ExcInfo | None = None,
+    ) -> Callable[[bytes], None]:
+        if exc_info is not None:
+            try:
+                if self.head_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None  # break the frame <-> traceback cycle (PEP 3333)
+        elif self._status:
+            raise AssertionError("start_response called a second time without exc_info")
+        self._head, self._length = self._serialise(status, headers)
+        self._status = status
+        self.status_code = int(status[:3])
+        if self.status_code in NO_BODY_STATUSES:
+            self._suppress_body = True
+        return self.write
+
+    def _serialise(self, status: str, headers: list[tuple[str, str]]) -> tuple[bytes, int]:
+        if type(status) is not str or not _STATUS.fullmatch(status):
+            raise AssertionError(f"invalid status {status!r}")
+        if type(headers) is not list:
+            raise AssertionError(f"headers must be a list, not {type(headers).__name__}")
+        lines = [b"HTTP/1.1 ", status.encode("latin-1"), b"\r\nServer: ", SERVER]
+        length = -1
+        has_date = False
+        for item in headers:
+            if type(item) is not tuple or len(item) != 2:
+                raise AssertionError(f"header {item!r} is not a (name, value) tuple")
+            name, value = item
+            if type(name) is not str or not _TOKEN.fullmatch(name):
+                raise AssertionError(f"invalid header name {name!r}")
+            if type(value) is not str or _BAD_VALUE.search(value):
+                raise AssertionError(f"invalid value for header {name!r}: {value!r}")
+            lowered = name.lower()
+            if lowered in HOP_BY_HOP:
+                raise AssertionError(f"hop-by-hop header {name!r} is not allowed in WSGI")
+            if lowered == "content-length":
+                if not value.strip().isdigit():
+                    raise AssertionError(f"invalid Content-Length {value!r}")
+                length = int(value)
+            elif lowered == "date":
+                has_date = True
+            elif lowered == "server":
+                lines[3] = value.encode("latin-1")  # the app's own Server header wins
+                continue
+            lines += (b"\r\n", name.encode("latin-1"), b": ", value.encode("latin-1"))
+        if not has_date:
+            lines += (b"\r\nDate: ", self._date.get())
+        lines.append(b"\r\n")
+        return b"".join(lines), length
+
+    def _require_head(self) -> None:
+        if not self._status:
+            raise AssertionError("the app produced a body before calling start_response")
+
+    def write(self, data: bytes) -> None:
+        """Send body data now: the PEP 3333 write() callable, and the path for iterables."""
+        if type(data) is not bytes:
+            raise AssertionError(f"body data must be bytes, not {type(data).__name__}")
+        self._require_head()
+        out = b""
+        if not self.head_sent:
+            self.head_sent = True
+            out = link.encode(link.HEAD, (self.status_code, self._length, self._head))
+        if data and not self._suppress_body:
+            if self._length >= 0 and self.sent + len(data) > self._length:
+                log.warning("app sent more than its Content-Length; the excess is dropped")
+                data = data[: self._length - self.sent]
+            self.sent += len(data)
+            step = link.MAX_BODY_FRAME
+            for start in range(0, len(data), step):
+                out += link.encode_body(data[start : start + step])
+        if out:
+            self._send(out)
+
+    def finish(self) -> None:
+        """The body is complete: END, or ABORT when it fell short of its Content-Length."""
+        self._require_head()
+        if not self.head_sent:
+            self.send_full(b"")
+            return
+        short = self._length >= 0 and self.sent < self._length and not self._suppress_body
+        if short:
+            log.error("app sent %d of its %d-byte Content-Length", self.sent, self._length)
+        self._send(link.encode(link.ABORT if short else link.END))
+
+    def send_full(self, body: bytes) -> None:
+        """The whole response in one frame; adds Content-Length when the app gave none."""
+        self._require_head()
+        head, length = self._head, self._length
+        if self.status_code in NO_BODY_STATUSES:
+            body = b""
+        elif length < 0:
+            length = len(body)  # for HEAD too: the length GET would have had
+            head += b"Content-Length: %d\r\n" % length
+        elif len(body) != length and not self._head_request:
+            # The app's Content-Length disagrees with its body: send what it has, framed by the
+            # stream (HEAD, BODY, ABORT/END) so the client sees the truncation honestly.
+            self.write(body)
+            self.finish()
+            return
+        if self._head_request:
+            body = b""
+        self.head_sent = True
+        self.sent = len(body)
+        self._send(link.encode(link.FULL, (self.status_code, length, head, body)))
+
+    def abort(self) -> None:
+        self._send(link.encode(link.ABORT))
+
+
+def run_app(app: WSGIApp, environ: dict[str, Any], response: Response) -> None:
+    """Call the app and send its whole response; closes the iterable on every path.
+
+    Raises LinkClosed when the front went away, and whatever the app raised (after the
+    iterable is closed); the caller turns the latter into a 500 or an abort.
+    """
+    result = app(environ, response.start_response)
+    try:
+        if type(result) is list and not response.head_sent:
+            if len(result) == 1 and type(result[0]) is bytes:
+                body = result[0]
+            else:
+                for item in result:
+                    if type(item) is not bytes:
+                        raise AssertionError(f"body item must be bytes, not {type(item)}")
+                body = b"".join(result)
+            response.send_full(body)
+        else:
+            write = response.write
+            for data in result:
+                if data:  # PEP 3333: the head waits for the first non-empty chunk
+                    write(data)
+            response.finish()
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
