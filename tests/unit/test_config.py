@@ -1,0 +1,94 @@
+"""The settings table: one declaration feeds the CLI, the env, both config files and the docs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from maitred import cli, config
+from maitred.config import ConfigError, load
+
+
+def test_defaults() -> None:
+    cfg = load({}, {}, cwd="/nonexistent")
+    assert cfg.workers == 2 and cfg.threads == 4
+    assert cfg.bind == ("127.0.0.1:8000",)
+
+
+def test_precedence_cli_over_env_over_file(tmp_path: Path) -> None:
+    (tmp_path / "maitred.toml").write_text("workers = 3\nthreads = 5\nkeepalive = 7\n")
+    env = {"MAITRED_WORKERS": "4", "MAITRED_THREADS": "6"}
+    cfg = load({"workers": "9"}, env, cwd=str(tmp_path))
+    assert (cfg.workers, cfg.threads, cfg.keepalive) == (9, 6, 7.0)
+
+
+def test_pyproject_section_and_maitred_toml_wins(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.maitred]\nworkers = 3\nbacklog = 10\n")
+    assert load({}, {}, cwd=str(tmp_path)).workers == 3
+    (tmp_path / "maitred.toml").write_text("workers = 5\n")
+    cfg = load({}, {}, cwd=str(tmp_path))
+    assert (cfg.workers, cfg.backlog) == (5, 10)
+
+
+def test_explicit_config_path_and_dashed_keys(tmp_path: Path) -> None:
+    path = tmp_path / "other.toml"
+    path.write_text('bind = ["127.0.0.1:1", "unix:/tmp/x.sock"]\nbody-buffer-size = "64K"\n')
+    cfg = load({"config": str(path)}, {}, cwd="/nonexistent")
+    assert cfg.bind == ("127.0.0.1:1", "unix:/tmp/x.sock")
+    assert cfg.body_buffer_size == 64 * 1024
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("wrokers = 3\n", "unknown setting 'wrokers'"),
+        ('workers = "three"\n', "invalid value 'three' for 'workers': expected integer >= 1"),
+        ("workers = 0\n", "expected integer >= 1"),
+        ("preload = 1\n", "expected true or false"),
+        ('bind = ["nope:port"]\n', "invalid value"),
+    ],
+)
+def test_file_errors_name_the_key(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "maitred.toml").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load({}, {}, cwd=str(tmp_path))
+
+
+def test_env_errors_name_the_variable() -> None:
+    with pytest.raises(ConfigError, match="MAITRED_THREADS: invalid value 'x'"):
+        load({}, {"MAITRED_THREADS": "x"}, cwd="/nonexistent")
+
+
+def test_repeated_cli_flags_and_env_lists() -> None:
+    cfg = load({"bind": ["127.0.0.1:1", "[::1]:2"], "env": ["A=1", "B=x=y"]}, {}, "/nonexistent")
+    assert cfg.bind == ("127.0.0.1:1", "[::1]:2")
+    assert cfg.env == (("A", "1"), ("B", "x=y"))
+    cfg = load({}, {"MAITRED_BIND": "127.0.0.1:1,unix:/a"}, "/nonexistent")
+    assert cfg.bind == ("127.0.0.1:1", "unix:/a")
+
+
+def test_cli_parser_covers_every_setting() -> None:
+    parser = cli.build_parser()
+    dests = {action.dest for action in parser._actions}
+    assert {f.name for f in config.SETTINGS} <= dests
+
+
+def test_cli_bad_value_is_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.load_config(["--workers", "abc"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "workers" in err and "integer" in err
+
+
+def test_generated_docs_are_current() -> None:
+    docs = Path(__file__).parents[2] / "docs" / "settings.md"
+    assert docs.read_text() == config.settings_markdown(), "run: python -m maitred.docs"
+
+
+def test_sizes() -> None:
+    f = {f.name: f for f in config.SETTINGS}["body_buffer_size"]
+    assert config.parse_value(f, "1M", "x") == 1 << 20
+    assert config.parse_value(f, "2KiB", "x") == 2048
+    assert config.parse_value(f, 5, "x") == 5

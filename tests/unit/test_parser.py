@@ -1,0 +1,158 @@
+"""The sans-IO request parser, fed whole and in every chunking."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from maitred.http.errors import ProtocolError
+from maitred.http.parser import END, Event, Limits, RequestHead, RequestParser
+
+
+def feed(data: bytes, step: int = 0, limits: Limits | None = None) -> list[Event]:
+    parser = RequestParser(limits or Limits())
+    if not step:
+        return parser.feed(data)
+    events: list[Event] = []
+    for start in range(0, len(data), step):
+        events += parser.feed(data[start : start + step])
+    return events
+
+
+def merged(events: list[Event]) -> list[object]:
+    """Body pieces joined, so that different chunkings compare equal."""
+    out: list[object] = []
+    for event in events:
+        if isinstance(event, bytes) and out and isinstance(out[-1], bytes):
+            out[-1] += event
+        elif isinstance(event, RequestHead):
+            out.append((event.method, event.target, event.version, event.keep_alive))
+        else:
+            out.append(event)
+    return out
+
+
+GET = b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\n\r\n"
+CHUNKED = (
+    b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nTrailer: t\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize("step", [0, 1, 2, 3, 7])
+def test_get_and_pipelined_requests_in_any_chunking(step: int) -> None:
+    events = merged(feed(GET + CHUNKED + b"GET / HTTP/1.0\r\n\r\n", step))
+    assert events == [
+        (b"GET", b"/a?b=1", "1.1", True),
+        END,
+        (b"POST", b"/up", "1.1", True),
+        b"hello world",
+        END,
+        (b"GET", b"/", "1.0", False),
+        END,
+    ]
+
+
+def test_random_chunkings_agree() -> None:
+    rng = random.Random(1234)
+    data = GET + CHUNKED + GET
+    expected = merged(feed(data))
+    for _ in range(200):
+        parser = RequestParser(Limits())
+        events: list[Event] = []
+        pos = 0
+        while pos < len(data):
+            size = rng.randint(1, 20)
+            events += parser.feed(data[pos : pos + size])
+            pos += size
+        assert merged(events) == expected
+
+
+def test_head_fields() -> None:
+    head = feed(
+        b"PUT /x HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nExpect: 100-continue\r\n"
+        b"X-A: 1\r\nX-A: 2\r\n\r\nabc"
+    )[0]
+    assert isinstance(head, RequestHead)
+    assert head.content_length == 3
+    assert head.expect_continue
+    assert head.headers[-2:] == [(b"X-A", b"1"), (b"X-A", b"2")]
+
+
+def test_http10_keep_alive_is_honoured() -> None:
+    head = feed(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")[0]
+    assert isinstance(head, RequestHead) and head.keep_alive
+
+
+def test_connection_close() -> None:
+    head = feed(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")[0]
+    assert isinstance(head, RequestHead) and not head.keep_alive
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\n\r\n", 400),  # no Host
+        (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", 400),
+        (
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            400,
+        ),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX: y\r\n z\r\n\r\n", 400),  # obs-fold
+        (b"GET / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\n\r\n", 417),
+    ],
+)
+def test_rejections_carry_a_status(raw: bytes, status: int) -> None:
+    with pytest.raises(ProtocolError) as info:
+        feed(raw)
+    assert info.value.status == status
+
+
+def test_limits() -> None:
+    limits = Limits(request_line=64, fields=3, field_size=100, body=10)
+    with pytest.raises(ProtocolError) as info:
+        feed(b"GET /" + b"a" * 100 + b" HTTP/1.1\r\n\r\n", limits=limits)
+    assert info.value.status == 414
+    with pytest.raises(ProtocolError) as info:
+        feed(b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", limits=limits)
+    assert info.value.status == 431
+    with pytest.raises(ProtocolError) as info:
+        feed(b"GET / HTTP/1.1\r\nHost: " + b"a" * 200 + b"\r\n\r\n", limits=limits)
+    assert info.value.status == 431
+    with pytest.raises(ProtocolError) as info:
+        feed(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n", limits=limits)
+    assert info.value.status == 413
+    chunked = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n12345678\r\n"
+    with pytest.raises(ProtocolError) as info:
+        feed(chunked + b"8\r\n12345678\r\n", limits=limits)
+    assert info.value.status == 413
+
+
+def test_a_field_growing_without_end_is_cut_off() -> None:
+    limits = Limits(request_line=64, fields=2, field_size=64)
+    parser = RequestParser(limits)
+    parser.feed(b"GET / HTTP/1.1\r\nX: ")
+    with pytest.raises(ProtocolError) as info:
+        for _ in range(100):
+            parser.feed(b"a" * 64)
+    assert info.value.status == 431
+
+
+def test_upgrade_ends_the_stream() -> None:
+    parser = RequestParser(Limits())
+    events = parser.feed(
+        b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n\x81"
+    )
+    head = events[0]
+    assert isinstance(head, RequestHead) and head.upgrade and not head.keep_alive
+    assert events[-1] is END
+    assert parser.closed
+    assert parser.feed(b"GET / HTTP/1.1\r\n\r\n") == []

@@ -1,0 +1,177 @@
+"""The worker's WSGI layer, against a fake link: environ, start_response, frames out."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from maitred import link
+from maitred.http.response import DateCache
+from maitred.worker.wsgi import EnvironBuilder, Request, Response, run_app
+
+
+def request(target: bytes = b"/", headers: list[tuple[bytes, bytes]] | None = None,
+            method: bytes = b"GET", body: bytes = b"") -> Request:
+    return Request(method, target, "1.1", headers or [(b"Host", b"h")], body, "",
+                   "10.0.0.1", "5555", "127.0.0.1", "8000", "http")
+
+
+class FakeLink:
+    def __init__(self) -> None:
+        self.buffer = link.FrameBuffer()
+        self.frames: list[tuple[int, Any]] = []
+
+    def send(self, data: bytes) -> None:
+        self.frames += [(k, link.decode(k, p)) for k, p in self.buffer.feed(data)]
+
+    @property
+    def kinds(self) -> list[int]:
+        return [kind for kind, _ in self.frames]
+
+
+def serve(app: Any, req: Request | None = None) -> FakeLink:
+    fake = FakeLink()
+    req = req or request()
+    environ = EnvironBuilder("", 4, 2).build(req)
+    run_app(app, environ, Response(fake.send, DateCache(), req.method == b"HEAD"))
+    return fake
+
+
+def test_environ() -> None:
+    builder = EnvironBuilder("/pre", 4, 2)
+    env = builder.build(request(
+        b"/pre/caf%C3%A9?x=%20y",
+        [(b"Host", b"h:1"), (b"X-A", b"1"), (b"X-A", b"2"), (b"Content-Type", b"text/x"),
+         (b"X_Sneaky", b"1"), (b"Cookie", b"a=1"), (b"Cookie", b"b=2")],
+        b"POST", b"body",
+    ))
+    assert env["SCRIPT_NAME"] == "/pre"
+    assert env["PATH_INFO"] == "/caf\xc3\xa9"
+    assert env["QUERY_STRING"] == "x=%20y"
+    assert env["HTTP_X_A"] == "1,2"
+    assert env["HTTP_COOKIE"] == "a=1; b=2"
+    assert env["CONTENT_TYPE"] == "text/x" and "HTTP_CONTENT_TYPE" not in env
+    assert env["CONTENT_LENGTH"] == "4"
+    assert "HTTP_X_SNEAKY" not in env
+    assert env["wsgi.input"].read() == b"body"
+    assert (env["REMOTE_ADDR"], env["REMOTE_PORT"]) == ("10.0.0.1", "5555")
+    assert env["wsgi.multithread"] and env["wsgi.multiprocess"]
+
+
+def test_absolute_form_target() -> None:
+    env = EnvironBuilder("", 1, 1).build(request(b"http://example.com/a/b?q"))
+    assert (env["PATH_INFO"], env["QUERY_STRING"]) == ("/a/b", "q")
+
+
+def hello(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"hello"]
+
+
+def test_list_becomes_one_full_frame_with_length() -> None:
+    fake = serve(hello)
+    assert fake.kinds == [link.FULL]
+    status, length, head, body = fake.frames[0][1]
+    assert (status, length, body) == (200, 5, b"hello")
+    assert b"Content-Length: 5\r\n" in head and b"Date: " in head and b"Server: maitred" in head
+
+
+def test_head_request_keeps_length_drops_body() -> None:
+    fake = serve(hello, request(method=b"HEAD"))
+    status, length, head, body = fake.frames[0][1]
+    assert (length, body) == (5, b"") and b"Content-Length: 5" in head
+
+
+def test_generator_streams_and_is_closed() -> None:
+    closed = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [])
+        try:
+            yield b""
+            yield b"a"
+            yield b"b"
+        finally:
+            closed.append(True)
+
+    fake = serve(app)
+    assert fake.kinds == [link.HEAD, link.BODY, link.BODY, link.END]
+    assert fake.frames[0][1][1] == -1
+    assert closed == [True]
+
+
+def test_write_callable_sends_immediately() -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        write = start_response("200 OK", [("Content-Length", "6")])
+        write(b"abc")
+        return [b"def"]
+
+    fake = serve(app)
+    assert fake.kinds == [link.HEAD, link.BODY, link.BODY, link.END]
+
+
+def test_short_content_length_aborts() -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Length", "10")])
+        yield b"abc"
+
+    assert serve(app).kinds == [link.HEAD, link.BODY, link.ABORT]
+
+
+def test_big_chunks_are_split_into_bounded_frames() -> None:
+    data = b"x" * (link.MAX_BODY_FRAME * 2 + 1)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [])
+        yield data
+
+    fake = serve(app)
+    bodies = [value for kind, value in fake.frames if kind == link.BODY]
+    assert len(bodies) == 3 and b"".join(bodies) == data
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("Connection", "close")],
+        [("Transfer-Encoding", "chunked")],
+        [("X-Bad", "a\r\nInjected: 1")],
+        [("Bad Name", "v")],
+        [("X", 1)],
+        "not a list",
+    ],
+)
+def test_invalid_headers_are_refused(headers: Any) -> None:
+    response = Response(FakeLink().send, DateCache(), False)
+    with pytest.raises(AssertionError):
+        response.start_response("200 OK", headers)
+
+
+def test_exc_info_semantics() -> None:
+    response = Response(FakeLink().send, DateCache(), False)
+    response.start_response("200 OK", [])
+    with pytest.raises(AssertionError):
+        response.start_response("500 Oops", [])  # twice without exc_info
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        response.start_response("500 Oops", [], sys.exc_info())  # head not sent: replaces
+    assert response.status_code == 500
+    response.write(b"x")
+    try:
+        raise KeyError("late")
+    except KeyError:
+        with pytest.raises(KeyError):
+            response.start_response("500 Oops", [], sys.exc_info())  # head sent: re-raised
+
+
+def test_no_body_statuses() -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("304 Not Modified", [])
+        return [b"ignored"]
+
+    status, length, head, body = serve(app).frames[0][1]
+    assert (status, body) == (304, b"") and b"Content-Length" not in head
