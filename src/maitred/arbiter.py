@@ -17,6 +17,7 @@ threads cannot reconnect) and stops the workers. SIGQUIT stops everything at onc
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -282,10 +283,8 @@ class Arbiter:
 
     def _signal_all(self, signum: signal.Signals) -> None:
         for child in self.children.values():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(child.pid, signum)
-            except ProcessLookupError:
-                pass
 
     def _cleanup(self) -> None:
         for sock in self.listeners:

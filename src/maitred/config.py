@@ -79,7 +79,9 @@ def _bool(value: Any) -> bool:
     """true or false"""
     if isinstance(value, bool):
         return value
-    text = str(value).strip().lower()
+    if not isinstance(value, str):
+        raise ValueError
+    text = value.strip().lower()
     if text in ("1", "true", "yes", "on"):
         return True
     if text in ("0", "false", "no", "off"):
@@ -312,8 +314,7 @@ class Config:
     )
     limit_request_fields: int = setting(
         100,
-        "Most header fields accepted in one request; 431 beyond it. Real browsers send "
-        "about 20.",
+        "Most header fields accepted in one request; 431 beyond it. Real browsers send about 20.",
         _int(1),
         "--limit-request-fields",
         section="Limits",
@@ -346,8 +347,7 @@ class Config:
     )
     access_logfile: str = setting(
         "",
-        "Write an access log line per request to this file (`-` for stdout). Empty: no "
-        "access log.",
+        "Write an access log line per request to this file (`-` for stdout). Empty: no access log.",
         _str,
         "--access-logfile",
         section="Logging",

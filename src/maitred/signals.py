@@ -22,7 +22,9 @@ class SignalQueue:
         for signum in signals:
             signal.signal(signum, _record)
 
-    def wait(self, timeout: float, fds: Iterable[int] = ()) -> tuple[list[signal.Signals], list[int]]:
+    def wait(
+        self, timeout: float, fds: Iterable[int] = ()
+    ) -> tuple[list[signal.Signals], list[int]]:
         """(signals received, which of `fds` are readable), waiting up to `timeout` for one."""
         ready, _, _ = select.select([self._read, *fds], [], [], max(timeout, 0.0))
         if self._read not in ready:

@@ -17,8 +17,12 @@ def test_roundtrip_through_frame_buffer_in_any_split() -> None:
         link.encode(link.FULL, (404, 3, b"HTTP/1.1 404 Not Found\r\n", b"abc")),
     ]
     stream = b"".join(frames)
-    expected = [(link.HEAD, (200, -1, b"HTTP/1.1 200 OK\r\n")), (link.BODY, b"x" * 1000),
-                (link.END, ()), (link.FULL, (404, 3, b"HTTP/1.1 404 Not Found\r\n", b"abc"))]
+    expected = [
+        (link.HEAD, (200, -1, b"HTTP/1.1 200 OK\r\n")),
+        (link.BODY, b"x" * 1000),
+        (link.END, ()),
+        (link.FULL, (404, 3, b"HTTP/1.1 404 Not Found\r\n", b"abc")),
+    ]
     for step in (1, 2, 5, 64, len(stream)):
         buffer = link.FrameBuffer()
         got = []

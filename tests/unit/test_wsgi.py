@@ -13,10 +13,25 @@ from maitred.http.response import DateCache
 from maitred.worker.wsgi import EnvironBuilder, Request, Response, run_app
 
 
-def request(target: bytes = b"/", headers: list[tuple[bytes, bytes]] | None = None,
-            method: bytes = b"GET", body: bytes = b"") -> Request:
-    return Request(method, target, "1.1", headers or [(b"Host", b"h")], body, "",
-                   "10.0.0.1", "5555", "127.0.0.1", "8000", "http")
+def request(
+    target: bytes = b"/",
+    headers: list[tuple[bytes, bytes]] | None = None,
+    method: bytes = b"GET",
+    body: bytes = b"",
+) -> Request:
+    return Request(
+        method,
+        target,
+        "1.1",
+        headers or [(b"Host", b"h")],
+        body,
+        "",
+        "10.0.0.1",
+        "5555",
+        "127.0.0.1",
+        "8000",
+        "http",
+    )
 
 
 class FakeLink:
@@ -42,12 +57,22 @@ def serve(app: Any, req: Request | None = None) -> FakeLink:
 
 def test_environ() -> None:
     builder = EnvironBuilder("/pre", 4, 2)
-    env = builder.build(request(
-        b"/pre/caf%C3%A9?x=%20y",
-        [(b"Host", b"h:1"), (b"X-A", b"1"), (b"X-A", b"2"), (b"Content-Type", b"text/x"),
-         (b"X_Sneaky", b"1"), (b"Cookie", b"a=1"), (b"Cookie", b"b=2")],
-        b"POST", b"body",
-    ))
+    env = builder.build(
+        request(
+            b"/pre/caf%C3%A9?x=%20y",
+            [
+                (b"Host", b"h:1"),
+                (b"X-A", b"1"),
+                (b"X-A", b"2"),
+                (b"Content-Type", b"text/x"),
+                (b"X_Sneaky", b"1"),
+                (b"Cookie", b"a=1"),
+                (b"Cookie", b"b=2"),
+            ],
+            b"POST",
+            b"body",
+        )
+    )
     assert env["SCRIPT_NAME"] == "/pre"
     assert env["PATH_INFO"] == "/caf\xc3\xa9"
     assert env["QUERY_STRING"] == "x=%20y"
@@ -81,7 +106,7 @@ def test_list_becomes_one_full_frame_with_length() -> None:
 
 def test_head_request_keeps_length_drops_body() -> None:
     fake = serve(hello, request(method=b"HEAD"))
-    status, length, head, body = fake.frames[0][1]
+    _status, length, head, body = fake.frames[0][1]
     assert (length, body) == (5, b"") and b"Content-Length: 5" in head
 
 
@@ -173,5 +198,5 @@ def test_no_body_statuses() -> None:
         start_response("304 Not Modified", [])
         return [b"ignored"]
 
-    status, length, head, body = serve(app).frames[0][1]
+    status, _length, head, body = serve(app).frames[0][1]
     assert (status, body) == (304, b"") and b"Content-Length" not in head

@@ -126,7 +126,15 @@ class Exchange:
         """The REQUEST frame value (field order: maitred.worker.wsgi.Request)."""
         head = self.head
         body, body_path = self.body.finish()
-        return (head.method, head.target, head.version, head.headers, body, body_path, *self.conn.peer)
+        return (
+            head.method,
+            head.target,
+            head.version,
+            head.headers,
+            body,
+            body_path,
+            *self.conn.peer,
+        )
 
     # --- the response, frame by frame from the worker ---
 
@@ -249,7 +257,7 @@ class ClientConnection(asyncio.Protocol):
         for event in events:
             if event.__class__ is bytes:
                 assert self.reading is not None
-                self.reading.body.add(cast(bytes, event))
+                self.reading.body.add(event)
             elif event is END:
                 self._request_complete()
             else:
@@ -264,9 +272,7 @@ class ClientConnection(asyncio.Protocol):
         if self.reading is not None:
             self.reading.cancel()
             self.reading = None
-        if self.active is None:
-            return False
-        return True
+        return self.active is not None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.front.connections.discard(self)

@@ -16,6 +16,7 @@ process alive past the graceful timeout.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -77,7 +78,9 @@ class Worker:
                 traceback.print_exc()
                 return APP_LOAD_ERROR
         control = self._connect()
-        control.sendall(link.encode(link.HELLO_WORKER, (self.pid, self.worker_id, self.cfg.threads)))
+        control.sendall(
+            link.encode(link.HELLO_WORKER, (self.pid, self.worker_id, self.cfg.threads))
+        )
         threads = [
             threading.Thread(target=self._serve, args=(i,), name=f"maitred-{i}", daemon=True)
             for i in range(self.cfg.threads)
@@ -97,10 +100,9 @@ class Worker:
 
     def _drain(self, control: socket.socket, threads: list[threading.Thread]) -> int:
         self.draining = True
-        try:
+        # If the front is gone its links are closed too, and the threads exit on their own.
+        with contextlib.suppress(OSError):
             control.sendall(link.encode(link.DRAIN))
-        except OSError:
-            pass  # the front is gone; its links are closed, so the threads exit on their own
         deadline = time.monotonic() + self.cfg.graceful_timeout
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
