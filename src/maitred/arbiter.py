@@ -36,7 +36,9 @@ from setproctitle import setproctitle
 from maitred import sockets
 from maitred.appload import load_app, prepare_path
 from maitred.config import Config
+from maitred.front.main import run_front
 from maitred.signals import SignalQueue, reset
+from maitred.worker.main import APP_LOAD_ERROR, READY, Worker
 
 log = logging.getLogger("maitred.error")
 
@@ -145,10 +147,12 @@ class Arbiter:
 
     def _worker_ready(self, child: Child) -> None:
         try:
-            os.read(child.ready_fd, 1)
+            said = os.read(child.ready_fd, 1)
         finally:
             os.close(child.ready_fd)
             child.ready_fd = -1
+        if said != READY:
+            return  # end of file: the worker died before it was ready; _reap handles it
         if not self.ever_ready:
             self.ever_ready = True
             for worker_id in range(2, self.cfg.workers + 1):
@@ -170,8 +174,6 @@ class Arbiter:
             self._exited(child, os.waitstatus_to_exitcode(status))
 
     def _exited(self, child: Child, code: int) -> None:
-        from maitred.worker.main import APP_LOAD_ERROR
-
         role = "front" if child.kind == "front" else f"worker {child.worker_id}"
         if self.stopping:
             log.debug("%s (pid %d) exited with %d", role, child.pid, code)
@@ -227,16 +229,12 @@ class Arbiter:
             os._exit(code)
 
     def _spawn_front(self) -> None:
-        from maitred.front.main import run_front
-
         assert self.link_listener is not None
         listeners, link_listener = self.listeners, self.link_listener
         pid = self._fork(lambda: run_front(self.cfg, listeners, link_listener))
         self.children[pid] = Child(pid, "front")
 
     def _spawn_worker(self, worker_id: int) -> None:
-        from maitred.worker.main import Worker
-
         read_fd, write_fd = os.pipe()
         link_path = os.path.join(self.link_dir, "link.sock")
 

@@ -25,7 +25,6 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
 
 from setproctitle import setproctitle
 
@@ -39,6 +38,7 @@ log = logging.getLogger("maitred.error")
 
 # Exit status of a worker whose app failed to import: the master stops instead of respawning.
 APP_LOAD_ERROR = 4
+READY = b"R"  # written on the ready pipe once the app is imported and the threads run
 
 RECONNECT_DELAY = 0.05  # the front may be restarting; its link listener keeps a backlog
 WATCH_INTERVAL = 1.0  # how often the main thread checks that its master is alive
@@ -87,7 +87,7 @@ class Worker:
         ]
         for thread in threads:
             thread.start()
-        os.write(self.ready_fd, b"R")
+        os.write(self.ready_fd, READY)
         os.close(self.ready_fd)
         while os.getppid() == self.master_pid:
             received, _ = signals.wait(WATCH_INTERVAL)
@@ -130,6 +130,10 @@ class Worker:
                 self._serve_link(sock)
             except (OSError, LinkClosed, link.LinkError) as exc:
                 log.debug("thread %d: link closed (%s)", index, exc)
+            except Exception:
+                # A bug of ours, not the app's (those are answered with a 500): the thread
+                # must live on, so log it and start over on a fresh link.
+                log.exception("thread %d: unexpected error; reconnecting", index)
             finally:
                 sock.close()
 
@@ -145,11 +149,12 @@ class Worker:
 
     def _handle(self, req: Request, send: Callable[[bytes], None]) -> None:
         response = Response(send, self.date, req.method == b"HEAD")
-        environ: dict[str, Any] = {}
         app = self.app
         assert app is not None
+        environ = self.environ.build(req)
+        # Middleware may replace wsgi.input in the environ; close the stream we opened.
+        stream = environ["wsgi.input"]
         try:
-            environ = self.environ.build(req)
             run_app(app, environ, response)
         except LinkClosed:
             raise
@@ -166,9 +171,7 @@ class Worker:
                 )
                 error.send_full(b"Internal Server Error\n")
         finally:
-            stream = environ.get("wsgi.input")
-            if stream is not None:
-                stream.close()
+            stream.close()
 
 
 def _sender(sock: socket.socket) -> Callable[[bytes], None]:
