@@ -1,0 +1,255 @@
+"""Run the real maitred server as a subprocess for integration tests.
+
+``ServerFactory.start(app, *args)`` launches ``python -m maitred -b 127.0.0.1:0 ... APP`` with the
+fixture apps of ``tests/apps`` importable, waits for the ``Listening at: http://127.0.0.1:PORT``
+line on stderr and returns a ``Server`` that knows its port. Output is drained by background
+threads for the whole life of the process (a full pipe would block the server) and kept for
+assertions. Stopping sends SIGTERM to the server pid, then SIGKILL by pid after a timeout, and
+fails the test if any process the server forked is still alive afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import procs
+
+TESTS_DIR = Path(__file__).resolve().parent
+APPS_DIR = TESTS_DIR / "apps"
+SRC_DIR = TESTS_DIR.parent / "src"
+
+LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)")
+# Importing maitred, the app and forking workers takes well under a second; 15 s leaves room
+# for a loaded CI machine without letting a hung start stall the suite.
+START_TIMEOUT = 15.0
+# A graceful stop lets in-flight requests finish; the longest fixture request is a few seconds.
+STOP_TIMEOUT = 15.0
+# Short-lived CLI runs (--version, bad arguments, an app that cannot import) end by themselves.
+CLI_TIMEOUT = 20.0
+OUTPUT_TAIL = 6000
+
+
+def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a server: ours, minus MAITRED_* settings, with src/ importable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAITRED_")}
+    paths = [str(SRC_DIR), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+class OutputCapture:
+    """Drains one pipe in a thread, keeps all the text, and lets tests wait for a pattern."""
+
+    def __init__(self, pipe: IO[bytes]) -> None:
+        self._pipe = pipe
+        self._lines: list[str] = []
+        self._changed = threading.Condition()
+        self._eof = False
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        for raw in iter(self._pipe.readline, b""):
+            with self._changed:
+                self._lines.append(raw.decode("utf-8", "replace"))
+                self._changed.notify_all()
+        with self._changed:
+            self._eof = True
+            self._changed.notify_all()
+
+    @property
+    def text(self) -> str:
+        with self._changed:
+            return "".join(self._lines)
+
+    def wait_for(self, pattern: str | re.Pattern[str], timeout: float) -> re.Match[str] | None:
+        """The first match of ``pattern`` in the output, waiting up to ``timeout`` for it."""
+        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                match = regex.search("".join(self._lines))
+                remaining = deadline - time.monotonic()
+                if match or self._eof or remaining <= 0:
+                    return match
+                self._changed.wait(remaining)
+
+    def finish(self, timeout: float) -> None:
+        """Wait for end of file (the writers have exited) and close the pipe."""
+        self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self._pipe.close()
+
+
+@dataclass
+class Spawned:
+    """A maitred process with its output captured and its descendants tracked."""
+
+    proc: subprocess.Popen[bytes]
+    stderr: OutputCapture
+    stdout: OutputCapture
+    known_children: list[procs.ProcInfo] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def output(self) -> str:
+        return f"--- stderr ---\n{self.stderr.text[-OUTPUT_TAIL:]}\n" + (
+            f"--- stdout ---\n{self.stdout.text[-OUTPUT_TAIL:]}"
+        )
+
+    def remember_children(self) -> None:
+        known = {(p.pid, p.start_time) for p in self.known_children}
+        for info in procs.descendants_and_session(self.pid):
+            if (info.pid, info.start_time) not in known:
+                self.known_children.append(info)
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM, wait, SIGKILL by pid if needed; then assert that nothing it forked lives."""
+        if self.proc.poll() is None:
+            self.remember_children()
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout)
+        self.reap_and_check()
+
+    def reap_and_check(self) -> None:
+        self.remember_children()
+        stray = procs.wait_vanished(self.known_children)
+        procs.kill_each(stray)
+        self.stderr.finish(timeout=5.0)
+        self.stdout.finish(timeout=5.0)
+        assert not stray, f"processes left behind by maitred pid {self.pid}: {stray}\n" + (
+            self.output()
+        )
+
+
+def spawn(args: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> Spawned:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "maitred", *args],
+        cwd=cwd,
+        env=server_env(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert proc.stderr is not None and proc.stdout is not None
+    return Spawned(proc, OutputCapture(proc.stderr), OutputCapture(proc.stdout))
+
+
+@dataclass(frozen=True)
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(
+    args: Sequence[str], cwd: Path = APPS_DIR, env: dict[str, str] | None = None
+) -> CliResult:
+    """Run maitred to completion (it must exit by itself) and check it left no process behind."""
+    spawned = spawn(args, cwd, env)
+    try:
+        spawned.proc.wait(CLI_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        spawned.stop()
+        raise AssertionError(
+            f"maitred {list(args)} did not exit within {CLI_TIMEOUT} s\n{spawned.output()}"
+        ) from None
+    spawned.reap_and_check()
+    return CliResult(spawned.proc.returncode, spawned.stdout.text, spawned.stderr.text)
+
+
+@dataclass
+class Server:
+    """A running server: its port, its process and everything it has logged so far."""
+
+    spawned: Spawned
+    port: int
+
+    @property
+    def pid(self) -> int:
+        return self.spawned.pid
+
+    @property
+    def stderr(self) -> str:
+        return self.spawned.stderr.text
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def wait_for_log(self, pattern: str, timeout: float = 5.0) -> re.Match[str] | None:
+        return self.spawned.stderr.wait_for(pattern, timeout)
+
+    def stop(self) -> None:
+        self.spawned.stop()
+
+
+class ServerFactory:
+    """Starts servers on demand and stops every one of them at teardown."""
+
+    def __init__(self) -> None:
+        self._servers: list[Server] = []
+
+    def start(
+        self,
+        app: str | None,
+        *args: str,
+        cwd: Path = APPS_DIR,
+        env: dict[str, str] | None = None,
+    ) -> Server:
+        """Start ``maitred`` serving ``app`` (None: no APP argument) with extra CLI ``args``."""
+        where = ["--chdir", str(APPS_DIR), "--pythonpath", str(APPS_DIR)] if app else []
+        argv = ["-b", "127.0.0.1:0", *where, *args, *([app] if app else [])]
+        spawned = spawn(argv, cwd, env)
+        match = spawned.stderr.wait_for(LISTENING, START_TIMEOUT)
+        if match is None:
+            try:
+                spawned.stop()
+            except AssertionError as exc:
+                print(exc, file=sys.stderr)
+            raise AssertionError(
+                f"maitred {argv} did not report 'Listening at: http://127.0.0.1:PORT' "
+                f"within {START_TIMEOUT} s (exit status {spawned.proc.returncode})\n"
+                + spawned.output()
+            )
+        server = Server(spawned, int(match.group(1)))
+        self._servers.append(server)
+        return server
+
+    def close(self) -> None:
+        failures = []
+        for server in reversed(self._servers):
+            try:
+                server.stop()
+            except AssertionError as exc:
+                failures.append(str(exc))
+        self._servers.clear()
+        assert not failures, "\n\n".join(failures)
+
+
+@contextmanager
+def server_factory() -> Iterator[ServerFactory]:
+    factory = ServerFactory()
+    try:
+        yield factory
+    finally:
+        factory.close()
