@@ -2,54 +2,58 @@
 
 Theory of operation
 -------------------
-Every worker thread holds its own Unix stream connection to the front (a *thread link*), and
-each worker process one more (its *control link*). The front sends a request on a thread link
-only when that thread is idle, so a thread link carries at most one exchange at a time and no
-frame needs a request id:
+Each worker process holds one Unix stream connection to the front, its *link*. Frames on it
+carry a request id (``rid``), so the requests of all of a worker's threads share one socket, and
+the front writes everything it has for a worker in one system call per event-loop turn; the
+worker reads many frames per ``recv``. Per request, the only messages are:
 
-    front  -> thread:  REQUEST
-    thread -> front:   HEAD, BODY*, END        (or FULL: head, body and end in one frame)
-                       ABORT                   (the app failed after the head was sent)
+    front  -> worker:  REQUEST, then WINDOW* (flow-control credit), or CANCEL
+    worker -> front:   HEAD, BODY*, END    or  FULL (head, body and end in one frame)
+                       ABORT (the app failed after the head was sent, or the request was
+                              cancelled: the thread is free again either way)
 
-Flow control falls out of this: when a client reads slowly, the front stops reading that thread
-link, the socket buffer fills, and only that thread's writes wait.
+The front sends a worker a REQUEST only while it has an idle thread, so a worker never holds
+more requests than threads. A thread may send BODY bytes only while it has credit: it starts
+with WINDOW_SIZE per request and the front returns credit as it hands bytes to the client. A slow
+reader therefore stops one thread, never the whole link.
 
-On connecting, a link says who it is (HELLO_WORKER on the control link, HELLO_THREAD on a thread
-link). A worker that wants to stop sends DRAIN on its control link; the front then sends it no new
-requests and closes each of its thread links once idle, which is how the threads learn to exit.
+Worker-level frames use rid 0: HELLO (after connecting), DRAIN (the worker wants to stop: send
+it nothing new) and DRAINED (the front's answer, after which no REQUEST can follow).
 
-A frame is a 5-byte header, the payload length (little-endian u32) and the frame type (u8),
-followed by the payload: raw bytes for BODY, a marshal-encoded tuple for the others. marshal is
-fast, and both ends always run the same Python. This module is the only one that knows the format.
+A frame is a 9-byte header, payload length (u32), frame type (u8) and rid (u32), little-endian,
+then the payload: raw bytes for BODY, a marshal-encoded value for the others (marshal is fast,
+and both ends always run the same Python). This module is the only one that knows the format.
 """
 
 from __future__ import annotations
 
 import marshal
 import struct
-from typing import Any, BinaryIO
+from typing import Any
 
-HEADER = struct.Struct("<IB")
+HEADER = struct.Struct("<IBI")
 HEADER_SIZE = HEADER.size
 
-# Largest BODY payload a worker puts in one frame: the front holds a whole frame before it
-# forwards it, so this bounds the front's memory per response beyond the response buffer.
+# Largest BODY payload in one frame: the front holds a whole frame before forwarding it.
 MAX_BODY_FRAME = 256 * 1024
 
-# Largest frame accepted at all; a peer sending more is broken and is disconnected.
+# Largest frame accepted at all; a peer sending more is broken and is disconnected. A REQUEST
+# carries an in-memory body (up to the body buffer size) plus its head.
 MAX_FRAME = 64 * 1024 * 1024
 
-# Frame types. Worker -> front:
-HELLO_WORKER = 1  # (pid, worker_id, threads)
-HELLO_THREAD = 2  # (pid, thread_index)
+# Worker -> front
+HELLO = 1  # (pid, worker_id, threads)
 HEAD = 3  # (status, content_length or -1, head bytes without the final CRLF)
 BODY = 4  # raw body bytes
 END = 5  # ()
-FULL = 6  # (status, content_length or -1, head bytes, body)
+FULL = 6  # (status, content_length, head bytes, body)
 ABORT = 7  # ()
 DRAIN = 8  # ()
-# Front -> worker:
+# Front -> worker
 REQUEST = 20  # see Request in maitred.worker.wsgi for the field order
+WINDOW = 21  # bytes of credit returned
+CANCEL = 22  # ()
+DRAINED = 23  # ()
 
 _EMPTY = marshal.dumps(())
 
@@ -58,17 +62,17 @@ class LinkError(Exception):
     """The peer broke the framing; the link must be closed."""
 
 
-def encode(kind: int, value: Any = ()) -> bytes:
+def encode(kind: int, rid: int, value: Any = ()) -> bytes:
     payload = marshal.dumps(value) if value != () else _EMPTY
-    return HEADER.pack(len(payload), kind) + payload
+    return HEADER.pack(len(payload), kind, rid) + payload
 
 
-def encode_body(data: bytes) -> bytes:
-    return HEADER.pack(len(data), BODY) + data
+def encode_body(rid: int, data: bytes) -> bytes:
+    return HEADER.pack(len(data), BODY, rid) + data
 
 
 def decode(kind: int, payload: bytes) -> Any:
-    """The value of a frame: bytes for BODY, the marshalled tuple for the rest."""
+    """The value of a frame: bytes for BODY, the marshalled value for the rest."""
     if kind == BODY:
         return payload
     try:
@@ -78,44 +82,39 @@ def decode(kind: int, payload: bytes) -> Any:
 
 
 class FrameBuffer:
-    """Splits a byte stream into (kind, payload) frames; for the front's non-blocking reads."""
+    """Splits a byte stream into (kind, rid, payload) frames, however the stream is cut."""
 
-    __slots__ = ("_buffer",)
+    __slots__ = ("_pending",)
 
     def __init__(self) -> None:
-        self._buffer = b""
+        self._pending = bytearray()
 
-    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
-        buffer = self._buffer + data if self._buffer else data
-        frames = []
-        offset = 0
-        end = len(buffer)
-        while end - offset >= HEADER_SIZE:
-            length, kind = HEADER.unpack_from(buffer, offset)
-            if length > MAX_FRAME:
-                raise LinkError(f"frame of {length} bytes")
-            stop = offset + HEADER_SIZE + length
-            if stop > end:
-                break
-            frames.append((kind, buffer[offset + HEADER_SIZE : stop]))
-            offset = stop
-        # Keep only the incomplete tail; a partial frame is at most MAX_BODY_FRAME-ish, and
-        # it is re-joined once per read, not once per byte.
-        self._buffer = buffer[offset:] if offset < end else b""
+    def feed(self, data: bytes) -> list[tuple[int, int, bytes]]:
+        pending = self._pending
+        if pending:
+            pending += data  # amortised linear, unlike re-joining bytes on every read
+            frames, used = _split(pending)
+            del pending[:used]
+        else:  # the common case: the read holds whole frames, parse it where it lies
+            frames, used = _split(data)
+            if used < len(data):
+                pending += data[used:]
         return frames
 
 
-def read_frame(stream: BinaryIO) -> tuple[int, Any] | None:
-    """One decoded frame from a blocking buffered stream; None at a clean end of stream."""
-    header = stream.read(HEADER_SIZE)
-    if not header:
-        return None
-    if len(header) < HEADER_SIZE:
-        raise LinkError("stream ended inside a frame header")
-    length, kind = HEADER.unpack(header)
-    if length > MAX_FRAME:
-        raise LinkError(f"frame of {length} bytes")
-    payload = stream.read(length)
-    if len(payload) < length:
-        raise LinkError("stream ended inside a frame")
-    return kind, decode(kind, payload)
+def _split(buffer: bytes | bytearray) -> tuple[list[tuple[int, int, bytes]], int]:
+    """The whole frames at the start of buffer, and how many bytes they took."""
+    frames = []
+    offset = 0
+    end = len(buffer)
+    unpack = HEADER.unpack_from
+    while end - offset >= HEADER_SIZE:
+        length, kind, rid = unpack(buffer, offset)
+        if length > MAX_FRAME:
+            raise LinkError(f"frame of {length} bytes")
+        stop = offset + HEADER_SIZE + length
+        if stop > end:
+            break
+        frames.append((kind, rid, bytes(buffer[offset + HEADER_SIZE : stop])))
+        offset = stop
+    return frames, offset

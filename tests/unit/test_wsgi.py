@@ -34,24 +34,40 @@ def request(
     )
 
 
-class FakeLink:
+class FakeChannel:
+    """Records the frames a response sends; unlimited credit."""
+
+    rid = 1
+    frame_size = link.MAX_BODY_FRAME
+
     def __init__(self) -> None:
         self.buffer = link.FrameBuffer()
         self.frames: list[tuple[int, Any]] = []
 
     def send(self, data: bytes) -> None:
-        self.frames += [(k, link.decode(k, p)) for k, p in self.buffer.feed(data)]
+        for kind, rid, payload in self.buffer.feed(data):
+            assert rid == self.rid
+            self.frames.append((kind, link.decode(kind, payload)))
+
+    def write_body(self, data: bytes, prefix: bytes = b"") -> None:
+        step = self.frame_size
+        self.send(
+            prefix
+            + b"".join(
+                link.encode_body(self.rid, data[i : i + step]) for i in range(0, len(data), step)
+            )
+        )
 
     @property
     def kinds(self) -> list[int]:
         return [kind for kind, _ in self.frames]
 
 
-def serve(app: Any, req: Request | None = None) -> FakeLink:
-    fake = FakeLink()
+def serve(app: Any, req: Request | None = None) -> FakeChannel:
+    fake = FakeChannel()
     req = req or request()
     environ = EnvironBuilder("", 4, 2).build(req)
-    run_app(app, environ, Response(fake.send, DateCache(), req.method == b"HEAD"))
+    run_app(app, environ, Response(fake, DateCache(), req.method == b"HEAD"))
     return fake
 
 
@@ -146,6 +162,18 @@ def test_short_content_length_aborts() -> None:
     assert serve(app).kinds == [link.HEAD, link.BODY, link.ABORT]
 
 
+def test_big_list_bodies_stream_within_flow_control() -> None:
+    body = b"y" * (link.MAX_BODY_FRAME + 1)
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [])
+        return [body]
+
+    fake = serve(app)
+    assert fake.kinds == [link.HEAD, link.BODY, link.BODY, link.END]
+    assert fake.frames[0][1][1] == len(body)  # Content-Length still declared
+
+
 def test_big_chunks_are_split_into_bounded_frames() -> None:
     data = b"x" * (link.MAX_BODY_FRAME * 2 + 1)
 
@@ -170,13 +198,13 @@ def test_big_chunks_are_split_into_bounded_frames() -> None:
     ],
 )
 def test_invalid_headers_are_refused(headers: Any) -> None:
-    response = Response(FakeLink().send, DateCache(), False)
+    response = Response(FakeChannel(), DateCache(), False)
     with pytest.raises(AssertionError):
         response.start_response("200 OK", headers)
 
 
 def test_exc_info_semantics() -> None:
-    response = Response(FakeLink().send, DateCache(), False)
+    response = Response(FakeChannel(), DateCache(), False)
     response.start_response("200 OK", [])
     with pytest.raises(AssertionError):
         response.start_response("500 Oops", [])  # twice without exc_info

@@ -9,9 +9,10 @@ holds a worker thread.
 
 Responses leave in request order: one exchange per connection is *active* (queued in the
 dispatcher or running in a worker); later pipelined requests wait in ``pipeline`` until it is
-done. Response bytes from the worker are written to the client transport as they arrive; when
-the transport's buffer passes the response buffer size, the worker's link is paused, so a slow
-reader holds back one worker write, never the front's memory.
+done. Response bytes from the worker are written to the client transport as they arrive, and
+each write returns the same amount of flow-control credit to the worker thread, unless the
+transport's buffer is past the response buffer size: then the credit waits until it drains, so
+a slow reader holds back one app thread's writes, never the front's memory.
 
 Everything here runs on the event loop thread.
 """
@@ -31,7 +32,7 @@ from maitred.http.parser import END, RequestHead, RequestParser
 from maitred.http.response import CRLF, LAST_CHUNK, NO_BODY_STATUSES, chunk, simple_response
 
 if TYPE_CHECKING:
-    from maitred.front.dispatcher import Slot
+    from maitred.front.dispatcher import WorkerLink
     from maitred.front.main import Front
 
 log = logging.getLogger("maitred.error")
@@ -100,18 +101,22 @@ class Exchange:
         "finished",
         "head",
         "keep_alive",
+        "link",
+        "rid",
         "sent",
-        "slot",
         "started",
         "status",
         "suppress_body",
+        "unacked",
     )
 
     def __init__(self, conn: ClientConnection, head: RequestHead, body: Body) -> None:
         self.conn = conn
         self.head = head
         self.body = body
-        self.slot: Slot | None = None
+        self.link: WorkerLink | None = None
+        self.rid = 0
+        self.unacked = 0  # body bytes written while the client's buffer was full
         self.cancelled = False
         self.finished = False
         self.continue_pending = False
@@ -121,6 +126,10 @@ class Exchange:
         self.status = 0
         self.sent = 0
         self.started = conn.front.loop.time()
+
+    def attach(self, link: WorkerLink, rid: int) -> None:
+        self.link = link
+        self.rid = rid
 
     def request_frame(self) -> tuple[Any, ...]:
         """The REQUEST frame value (field order: maitred.worker.wsgi.Request)."""
@@ -159,10 +168,23 @@ class Exchange:
         conn.write(head + tail + CRLF)
 
     def respond_body(self, data: bytes) -> None:
-        if self.suppress_body:
+        if self.cancelled:
             return
-        self.sent += len(data)
-        self.conn.write(chunk(data) if self.chunked else data)
+        size = len(data)
+        if not self.suppress_body:
+            self.sent += size
+            self.conn.write(chunk(data) if self.chunked else data)
+        if self.conn.write_paused:
+            self.unacked += size
+        else:
+            assert self.link is not None
+            self.link.credit(self.rid, size)
+
+    def return_credit(self) -> None:
+        """The client's buffer drained: let the app thread write again."""
+        if self.unacked and self.link is not None and not self.finished:
+            self.link.credit(self.rid, self.unacked)
+            self.unacked = 0
 
     def respond_end(self) -> None:
         if self.chunked and not self.suppress_body:
@@ -209,9 +231,8 @@ class Exchange:
     def cancel(self) -> None:
         """The client went away: stop this exchange wherever it is."""
         self.cancelled = True
-        if self.slot is not None:
-            self.slot.abandon()
-            self.slot = None
+        if self.link is not None and not self.finished:
+            self.link.cancel(self.rid)
         self.cleanup()
 
     def cleanup(self) -> None:
@@ -284,16 +305,12 @@ class ClientConnection(asyncio.Protocol):
         self.transport = None
 
     def pause_writing(self) -> None:
-        self.write_paused = True
-        active = self.active
-        if active is not None and active.slot is not None and active.slot.transport is not None:
-            active.slot.transport.pause_reading()
+        self.write_paused = True  # credit for further body bytes waits (Exchange.respond_body)
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        active = self.active
-        if active is not None and active.slot is not None and active.slot.transport is not None:
-            active.slot.transport.resume_reading()
+        if self.active is not None:
+            self.active.return_credit()
 
     # --- requests in ---
 

@@ -2,16 +2,20 @@
 
 Theory of operation
 -------------------
-Each worker thread is a *slot*: its own link connection to the front. A slot is either idle
-(in its worker's ``idle`` list) or carries exactly one exchange. A complete request goes straight
-to an idle slot of the least busy worker (the one with the most idle slots); when there is none,
-it waits in ``queue`` and the next slot that frees takes the oldest request. So a request never
-waits inside a busy worker while another thread is free, and no worker ever holds more requests
-than it has threads.
+Each worker process has one link to the front (:class:`WorkerLink`) and says how many threads
+it runs. A complete request goes straight to the least busy worker that has an idle thread now
+(the most idle threads); when every thread is busy it waits in ``queue``, and the next thread
+that frees takes the oldest request. So no request waits inside a busy worker while another
+thread is free, and no worker ever holds more requests than it has threads.
 
-A worker that sends DRAIN gets no new requests; its slots are closed as they become idle, which
-tells its threads to exit. A slot whose link drops mid-request (the worker died) fails its
-exchange with 502; requests still in the queue are untouched.
+A request counts against its worker's threads until the worker says it is over (END, FULL or
+ABORT), even when its client has gone and the front sent CANCEL: the thread is busy until then.
+
+A worker that sends DRAIN gets no new requests; the front answers DRAINED, after which the
+worker finishes what it holds and exits. A link that drops (the worker died) fails the requests
+it held with 502; requests still in the queue are untouched.
+
+Frames for a worker are gathered during an event-loop turn and written once at its end.
 
 Owned by the event loop thread: nothing here is touched from another thread.
 """
@@ -31,186 +35,151 @@ if TYPE_CHECKING:
 log = logging.getLogger("maitred.error")
 
 
-class WorkerEntry:
-    """What the front knows of one worker process."""
-
-    __slots__ = ("busy", "draining", "idle", "pid", "worker_id")
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.worker_id = -1
-        self.idle: list[Slot] = []
-        self.busy = 0
-        self.draining = False
-
-
 class Dispatcher:
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
         self.queue: deque[Exchange] = deque()
-        self.workers: dict[int, WorkerEntry] = {}
-
-    def worker(self, pid: int) -> WorkerEntry:
-        entry = self.workers.get(pid)
-        if entry is None:
-            entry = self.workers[pid] = WorkerEntry(pid)
-        return entry
+        self.links: list[WorkerLink] = []
 
     def submit(self, exchange: Exchange) -> None:
         """Send a complete request to a free thread now, or queue it."""
         if not self.queue:
-            slot = self._free_slot()
-            if slot is not None:
-                slot.start(exchange)
+            worker = self._least_busy()
+            if worker is not None:
+                worker.start(exchange)
                 return
         self.queue.append(exchange)
 
-    def _free_slot(self) -> Slot | None:
-        best: WorkerEntry | None = None
+    def _least_busy(self) -> WorkerLink | None:
+        best: WorkerLink | None = None
         most = 0
-        for entry in self.workers.values():
-            free = len(entry.idle)
-            if free > most and not entry.draining:
-                best, most = entry, free
-        if best is None:
-            return None
-        best.busy += 1
-        return best.idle.pop()
+        for worker in self.links:
+            free = worker.threads - len(worker.exchanges)
+            if free > most and not worker.draining:
+                best, most = worker, free
+        return best
 
-    def release(self, slot: Slot) -> None:
-        """A slot finished its exchange (or just said hello): give it the next request."""
-        entry = slot.worker
-        assert entry is not None
-        if entry.draining:
-            slot.close()
-            return
-        entry.idle.append(slot)
+    def pump(self) -> None:
+        """Threads became free: give them the oldest queued requests."""
         queue = self.queue
         while queue:
-            exchange = queue[0]
-            if exchange.cancelled:
+            if queue[0].cancelled:
                 queue.popleft()
                 continue
-            free = self._free_slot()
-            if free is None:
-                break
-            queue.popleft()
-            free.start(exchange)
+            worker = self._least_busy()
+            if worker is None:
+                return
+            worker.start(queue.popleft())
 
-    def drain(self, pid: int) -> None:
-        entry = self.worker(pid)
-        entry.draining = True
-        idle, entry.idle = entry.idle, []
-        for slot in idle:
-            slot.close()
+    def add(self, worker: WorkerLink) -> None:
+        self.links.append(worker)
+        self.pump()
 
-    def lost(self, slot: Slot) -> None:
-        """A slot's link closed: forget the slot, and the worker once it has none left."""
-        entry = slot.worker
-        if entry is None:
-            return
-        if slot in entry.idle:
-            entry.idle.remove(slot)
-        if not entry.idle and entry.busy == 0:
-            self.workers.pop(entry.pid, None)
+    def remove(self, worker: WorkerLink) -> None:
+        if worker in self.links:
+            self.links.remove(worker)
 
     @property
     def in_flight(self) -> int:
-        return sum(entry.busy for entry in self.workers.values())
+        return sum(len(worker.exchanges) for worker in self.links)
 
 
-class Slot(asyncio.Protocol):
-    """The front's end of one link connection: a worker thread, or a worker's control link."""
+class WorkerLink(asyncio.Protocol):
+    """The front's end of one worker's link."""
 
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.dispatcher = dispatcher
         self.frames = link.FrameBuffer()
         self.transport: asyncio.Transport | None = None
-        self.worker: WorkerEntry | None = None
-        self.exchange: Exchange | None = None
+        self.pid = 0
+        self.worker_id = 0
+        self.threads = 0  # 0 until HELLO: no requests before the worker said who it is
+        self.draining = False
+        self.exchanges: dict[int, Exchange] = {}  # rid -> exchange its thread is running
+        self._next_rid = 0
+        self._out: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
 
+    # --- out: gathered per loop turn ---
+
+    def send(self, frame: bytes) -> None:
+        out = self._out
+        out.append(frame)
+        if len(out) == 1:
+            self.dispatcher.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if self.transport is not None and out:
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+
     def start(self, exchange: Exchange) -> None:
-        self.exchange = exchange
-        exchange.slot = self
-        transport = self.transport
-        assert transport is not None
-        transport.write(link.encode(link.REQUEST, exchange.request_frame()))
-        if exchange.conn.write_paused:
-            transport.pause_reading()
+        self._next_rid = rid = (self._next_rid + 1) & 0xFFFFFFFF or 1
+        self.exchanges[rid] = exchange
+        exchange.attach(self, rid)
+        self.send(link.encode(link.REQUEST, rid, exchange.request_frame()))
+
+    def credit(self, rid: int, size: int) -> None:
+        self.send(link.encode(link.WINDOW, rid, size))
+
+    def cancel(self, rid: int) -> None:
+        """The client is gone: the worker closes the app's iterable at its next write."""
+        self.send(link.encode(link.CANCEL, rid))
+
+    # --- in ---
 
     def data_received(self, data: bytes) -> None:
         try:
-            for kind, payload in self.frames.feed(data):
-                self._frame(kind, link.decode(kind, payload))
+            for kind, rid, payload in self.frames.feed(data):
+                self._frame(kind, rid, link.decode(kind, payload))
         except link.LinkError as exc:
-            log.error("closing link to worker: %s", exc)
+            log.error("closing the link of worker %d: %s", self.pid, exc)
             self.close()
 
-    def _frame(self, kind: int, value: Any) -> None:
-        exchange = self.exchange
-        if exchange is not None:
-            if kind == link.FULL:
-                self._finish()
-                exchange.respond_full(*value)
-            elif kind == link.BODY:
+    def _frame(self, kind: int, rid: int, value: Any) -> None:
+        if rid:
+            exchange = self.exchanges.get(rid)
+            if exchange is None:
+                raise link.LinkError(f"frame type {kind} for unknown request {rid}")
+            if kind == link.BODY:
                 exchange.respond_body(value)
+            elif kind == link.FULL:
+                self._over(rid)
+                exchange.respond_full(*value)
             elif kind == link.HEAD:
                 exchange.respond_head(*value)
             elif kind == link.END:
-                self._finish()
+                self._over(rid)
                 exchange.respond_end()
             elif kind == link.ABORT:
-                self._finish()
+                self._over(rid)
                 exchange.respond_abort()
             else:
-                raise link.LinkError(f"unexpected frame type {kind} during a response")
-        elif kind == link.HELLO_THREAD:
-            self.worker = self.dispatcher.worker(value[0])
-            self.dispatcher.release(self)
-        elif kind == link.HELLO_WORKER:
-            pid, worker_id, _threads = value
-            self.worker = self.dispatcher.worker(pid)
-            self.worker.worker_id = worker_id
-        elif kind == link.DRAIN and self.worker is not None:
-            self.dispatcher.drain(self.worker.pid)
+                raise link.LinkError(f"unexpected frame type {kind} for a request")
+        elif kind == link.HELLO:
+            self.pid, self.worker_id, self.threads = value
+            self.dispatcher.add(self)
+        elif kind == link.DRAIN:
+            self.draining = True
+            self.send(link.encode(link.DRAINED, 0))
         else:
-            raise link.LinkError(f"unexpected frame type {kind} on an idle link")
+            raise link.LinkError(f"unexpected frame type {kind}")
 
-    def _finish(self) -> None:
-        """The exchange is over on this link: the slot is free before the client is written,
-        so a queued request can start while this response drains to a slow client."""
-        assert self.exchange is not None
-        self.exchange.slot = None
-        self.exchange = None
-        entry = self.worker
-        assert entry is not None
-        entry.busy -= 1
-        self.dispatcher.release(self)
-
-    def abandon(self) -> None:
-        """The client is gone mid-exchange: close the link so the worker stops the app."""
-        self.exchange = None
-        if self.worker is not None:
-            self.worker.busy -= 1
-        self.close()
+    def _over(self, rid: int) -> None:
+        """The thread of `rid` is free before its response reaches the client, so a queued
+        request can start while this response drains to a slow client."""
+        del self.exchanges[rid]
+        self.dispatcher.pump()
 
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        exchange, self.exchange = self.exchange, None
-        if exchange is not None:
-            assert self.worker is not None
-            self.worker.busy -= 1
-            exchange.worker_lost(self.worker.pid)
-        self.dispatcher.lost(self)
-
-    def pause_writing(self) -> None:
-        """A worker that stops reading its link is not our flow-control problem: the front
-        writes one REQUEST frame per idle thread, never more."""
-
-    def resume_writing(self) -> None:
-        pass
+        self.transport = None
+        self.dispatcher.remove(self)
+        exchanges, self.exchanges = self.exchanges, {}
+        for exchange in exchanges.values():
+            exchange.worker_lost(self.pid)

@@ -20,7 +20,7 @@ from setproctitle import setproctitle
 
 from maitred.config import Config
 from maitred.front.client import ClientConnection, Exchange
-from maitred.front.dispatcher import Dispatcher, Slot
+from maitred.front.dispatcher import Dispatcher, WorkerLink
 from maitred.http.parser import Limits
 from maitred.http.response import DateCache
 
@@ -49,7 +49,7 @@ class Front:
             field_size=cfg.limit_request_field_size,
             body=cfg.limit_request_body,
         )
-        self.dispatcher = Dispatcher()
+        self.dispatcher = Dispatcher(loop)
         self.connections: set[ClientConnection] = set()
         self.date = DateCache()
         self.access = AccessLog(cfg.access_logfile) if cfg.access_logfile else None
@@ -75,7 +75,7 @@ class Front:
             )
             self.servers.append(server)
         link_server = await loop.create_unix_server(
-            lambda: Slot(self.dispatcher), sock=link_listener, backlog=self.cfg.backlog
+            lambda: WorkerLink(self.dispatcher), sock=link_listener, backlog=self.cfg.backlog
         )
         sweeper = loop.create_task(self._sweep())
         try:

@@ -13,11 +13,11 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import IO, Any, NamedTuple
+from typing import IO, Any, NamedTuple, Protocol
 from urllib.parse import unquote_to_bytes
 
 from maitred import __version__, link
-from maitred.http.response import NO_BODY_STATUSES, SERVER, DateCache
+from maitred.http.response import NO_BODY_STATUSES, REASONS, SERVER, DateCache
 
 log = logging.getLogger("maitred.error")
 
@@ -43,7 +43,18 @@ class Request(NamedTuple):
 
 
 class LinkClosed(Exception):
-    """The front closed this thread's link (its client went away, or the front stopped)."""
+    """The request's client went away, or the front did: stop producing the response."""
+
+
+class Channel(Protocol):
+    """Where a response's frames go (maitred.worker.main.Channel; a fake in unit tests)."""
+
+    rid: int
+    frame_size: int
+
+    def send(self, data: bytes) -> None: ...
+
+    def write_body(self, data: bytes, prefix: bytes = b"") -> None: ...
 
 
 # Response headers an app must not set: they describe one connection, which the front owns
@@ -185,17 +196,17 @@ def _origin_path(target: bytes) -> bytes:
 
 
 class Response:
-    """One response of one thread: start_response, write(), and the frames they become.
+    """One response: start_response, write(), and the frames they become on its channel.
 
-    ``send`` writes bytes to the thread link and raises LinkClosed when the front is gone.
+    The channel raises LinkClosed when the client or the front is gone.
     """
 
     __slots__ = (
+        "_channel",
         "_date",
         "_head",
         "_head_request",
         "_length",
-        "_send",
         "_status",
         "_suppress_body",
         "head_sent",
@@ -203,8 +214,8 @@ class Response:
         "status_code",
     )
 
-    def __init__(self, send: Callable[[bytes], None], date: DateCache, head_request: bool) -> None:
-        self._send = send
+    def __init__(self, channel: Channel, date: DateCache, head_request: bool) -> None:
+        self._channel = channel
         self._date = date
         self._head = b""
         self._status = ""
@@ -279,20 +290,21 @@ class Response:
         if type(data) is not bytes:
             raise AssertionError(f"body data must be bytes, not {type(data).__name__}")
         self._require_head()
-        out = b""
+        channel = self._channel
+        head = b""
         if not self.head_sent:
             self.head_sent = True
-            out = link.encode(link.HEAD, (self.status_code, self._length, self._head))
+            head = link.encode(
+                link.HEAD, channel.rid, (self.status_code, self._length, self._head)
+            )
         if data and not self._suppress_body:
             if self._length >= 0 and self.sent + len(data) > self._length:
                 log.warning("app sent more than its Content-Length; the excess is dropped")
                 data = data[: self._length - self.sent]
             self.sent += len(data)
-            step = link.MAX_BODY_FRAME
-            for start in range(0, len(data), step):
-                out += link.encode_body(data[start : start + step])
-        if out:
-            self._send(out)
+            channel.write_body(data, head)
+        elif head:
+            channel.send(head)
 
     def finish(self) -> None:
         """The body is complete: END, or ABORT when it fell short of its Content-Length."""
@@ -303,7 +315,7 @@ class Response:
         short = self._length >= 0 and self.sent < self._length and not self._suppress_body
         if short:
             log.error("app sent %d of its %d-byte Content-Length", self.sent, self._length)
-        self._send(link.encode(link.ABORT if short else link.END))
+        self._channel.send(link.encode(link.ABORT if short else link.END, self._channel.rid))
 
     def send_full(self, body: bytes) -> None:
         """The whole response in one frame; adds Content-Length when the app gave none."""
@@ -314,20 +326,30 @@ class Response:
         elif length < 0:
             length = len(body)  # for HEAD too: the length GET would have had
             head += b"Content-Length: %d\r\n" % length
-        elif len(body) != length and not self._head_request:
-            # The app's Content-Length disagrees with its body: send what it has, framed by the
-            # stream (HEAD, BODY, ABORT/END) so the client sees the truncation honestly.
+            self._head, self._length = head, length
+        if not self._suppress_body and (
+            len(body) != length or len(body) > self._channel.frame_size
+        ):
+            # A body too large for one frame goes as a flow-controlled stream; one that
+            # disagrees with its Content-Length too, so the client sees the truncation.
             self.write(body)
             self.finish()
             return
-        if self._head_request:
+        if self._suppress_body:
             body = b""
         self.head_sent = True
         self.sent = len(body)
-        self._send(link.encode(link.FULL, (self.status_code, length, head, body)))
+        channel = self._channel
+        channel.send(link.encode(link.FULL, channel.rid, (self.status_code, length, head, body)))
 
     def abort(self) -> None:
-        self._send(link.encode(link.ABORT))
+        self._channel.send(link.encode(link.ABORT, self._channel.rid))
+
+    def error(self, status: int) -> None:
+        """A plain-text error response of the server's own (the app failed)."""
+        reason = REASONS.get(status, b"Error").decode("latin-1")
+        self.start_response(f"{status} {reason}", [("Content-Type", "text/plain; charset=utf-8")])
+        self.send_full(f"{reason}\n".encode())
 
 
 def run_app(app: WSGIApp, environ: dict[str, Any], response: Response) -> None:
