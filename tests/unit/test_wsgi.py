@@ -31,6 +31,8 @@ def request(
         "127.0.0.1",
         "8000",
         "http",
+        0.25,
+        "",
     )
 
 
@@ -100,6 +102,7 @@ def test_environ() -> None:
     assert env["wsgi.input"].read() == b"body"
     assert (env["REMOTE_ADDR"], env["REMOTE_PORT"]) == ("10.0.0.1", "5555")
     assert env["wsgi.multithread"] and env["wsgi.multiprocess"]
+    assert env["maitred.queue_time"] == 0.25
 
 
 def test_absolute_form_target() -> None:

@@ -96,12 +96,15 @@ class Exchange:
         "body",
         "cancelled",
         "chunked",
+        "complete",
         "conn",
         "continue_pending",
+        "dispatched",
         "finished",
         "head",
         "keep_alive",
         "link",
+        "request_id",
         "rid",
         "sent",
         "started",
@@ -125,7 +128,10 @@ class Exchange:
         self.suppress_body = head.method == b"HEAD"
         self.status = 0
         self.sent = 0
-        self.started = conn.front.loop.time()
+        self.started = conn.front.loop.time()  # head complete
+        self.complete = self.started  # whole request read: set when the body is in
+        self.dispatched = 0.0  # handed to a worker thread
+        self.request_id = ""
 
     def attach(self, link: WorkerLink, rid: int) -> None:
         self.link = link
@@ -135,6 +141,7 @@ class Exchange:
         """The REQUEST frame value (field order: maitred.worker.wsgi.Request)."""
         head = self.head
         body, body_path = self.body.finish()
+        self.dispatched = self.conn.front.loop.time()
         return (
             head.method,
             head.target,
@@ -143,6 +150,8 @@ class Exchange:
             body,
             body_path,
             *self.conn.peer,
+            self.dispatched - self.complete,  # queue time
+            self.request_id,
         )
 
     # --- the response, frame by frame from the worker ---
@@ -328,6 +337,7 @@ class ClientConnection(asyncio.Protocol):
         exchange = self.reading
         assert exchange is not None
         self.reading = None
+        exchange.complete = self.front.loop.time()
         if not exchange.keep_alive:
             self._stop_reading()
         if self.active is None:

@@ -80,9 +80,7 @@ class Channel:
 
     __slots__ = ("cancelled", "changed", "credit", "frame_size", "link", "rid")
 
-    def __init__(
-        self, link_: Link, rid: int, window: int, changed: threading.Condition
-    ) -> None:
+    def __init__(self, link_: Link, rid: int, window: int, changed: threading.Condition) -> None:
         self.link = link_
         self.rid = rid
         self.credit = window

@@ -40,6 +40,8 @@ class Request(NamedTuple):
     server_name: str
     server_port: str
     url_scheme: str
+    queue_time: float  # seconds the complete request waited in the front for a thread
+    request_id: str  # empty when none was assigned
 
 
 class LinkClosed(Exception):
@@ -160,6 +162,9 @@ class EnvironBuilder:
         environ["REMOTE_ADDR"] = req.remote_addr
         environ["REMOTE_PORT"] = req.remote_port
         environ["wsgi.url_scheme"] = req.url_scheme
+        environ["maitred.queue_time"] = req.queue_time
+        if req.request_id:
+            environ["maitred.request_id"] = req.request_id
         key_of = self._key
         for name, raw in req.headers:
             key = key_of(name)
@@ -294,9 +299,7 @@ class Response:
         head = b""
         if not self.head_sent:
             self.head_sent = True
-            head = link.encode(
-                link.HEAD, channel.rid, (self.status_code, self._length, self._head)
-            )
+            head = link.encode(link.HEAD, channel.rid, (self.status_code, self._length, self._head))
         if data and not self._suppress_body:
             if self._length >= 0 and self.sent + len(data) > self._length:
                 log.warning("app sent more than its Content-Length; the excess is dropped")
