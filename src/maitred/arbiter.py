@@ -1,18 +1,26 @@
-"""The master process: binds the sockets, starts the front and the workers, watches them.
+"""The master process: binds the sockets, starts the front and the workers, supervises them.
 
 Theory of operation
 -------------------
 The master knows processes and signals, not HTTP. It binds every listener and the link socket
 once, then forks the front and the workers, which inherit them. Signal handlers only record
-(maitred.signals); one loop reads what happened, reaps children, and decides.
+(maitred.signals); one loop reads signals and the workers' status pipes (maitred.status), reaps
+children, and decides.
 
-Start-up is staged: worker 1 imports the app first; the others start once it reports ready on
-its pipe. An app that cannot be imported thus prints one traceback, and the master stops with
-status 1 instead of respawning it forever.
+Start-up is staged: worker 1 imports the app first; the others start once it reports READY. An
+app that cannot be imported thus prints one traceback, and the master stops with status 1
+instead of respawning it forever.
 
-Shutdown (SIGTERM, SIGINT) goes front first: the front stops accepting and finishes the requests
-in flight, using the workers; once it has exited, the master closes its link listener (so worker
-threads cannot reconnect) and stops the workers. SIGQUIT stops everything at once.
+Replacing a worker is make-before-break: the replacement starts, and only when it is READY is
+the old one sent SIGTERM, on which it drains (the front sends it nothing new) and exits. This is
+how HUP reloads the app, and how workers are recycled (--max-requests, --max-worker-lifetime,
+--max-worker-memory) or replaced when a request got stuck. A replacement whose import fails
+leaves the old worker serving. A process that dies unexpectedly is restarted at once, and with
+exponential backoff when it keeps dying right after start.
+
+Shutdown (TERM, INT) goes front first: the front stops accepting and finishes the requests in
+flight, using the workers; once it has exited, the master closes its link listener (so workers
+cannot reconnect) and stops the workers. QUIT stops everything at once.
 """
 
 from __future__ import annotations
@@ -27,45 +35,80 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from setproctitle import setproctitle
 
-from maitred import sockets
-from maitred.appload import load_app, prepare_path
-from maitred.config import Config
+from maitred import reloader, sockets, status, upgrade
+from maitred.appload import load_app, prepare_path, split_spec
+from maitred.config import Config, ConfigError
 from maitred.front.main import run_front
 from maitred.signals import SignalQueue, reset
-from maitred.worker.main import APP_LOAD_ERROR, READY, Worker
+from maitred.worker.main import APP_LOAD_ERROR, Worker
 
 log = logging.getLogger("maitred.error")
 
-HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD)
+HANDLED = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGCHLD,
+    signal.SIGHUP,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
 TICK = 1.0  # seconds the master sleeps when nothing happens
 KILL_GRACE = 1.0  # extra seconds past a graceful timeout before SIGKILL
-# A process that dies this soon after start counts as a crash loop and is respawned with backoff.
+# A process that dies this soon after start counts as a crash loop and is restarted with backoff.
 QUICK_DEATH = 5.0
 MAX_BACKOFF = 30.0
+MEMORY_CHECK_INTERVAL = 5.0  # seconds between reads of the workers' memory
+# Signals meant for the master only; their default action would kill or stop a child that gets
+# one (a terminal hangup reaches the whole process group).
+CHILD_IGNORES = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2)
 
 
-@dataclass
+@dataclass(eq=False)
 class Child:
     pid: int
     kind: str  # "front" or "worker"
     worker_id: int = 0
-    ready_fd: int = -1
+    status_fd: int = -1
+    replaces: Child | None = None  # the worker this one takes over from, once READY
     started: float = field(default_factory=time.monotonic)
+    last_seen: float = field(default_factory=time.monotonic)
+    ready: bool = False
+    retiring: bool = False  # sent SIGTERM to drain; not counted as serving
+    replaced_by: Child | None = None
+    oldest_request: float = 0.0  # age of its oldest request in flight, from its heartbeats
+    reader: status.StatusReader = field(default_factory=status.StatusReader)
+
+    @property
+    def role(self) -> str:
+        return "front" if self.kind == "front" else f"worker {self.worker_id}"
 
 
 class Arbiter:
-    def __init__(self, cfg: Config) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        reload_config: Callable[[], Config] | None = None,
+        argv: list[str] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
         self.cfg = cfg
+        self.reload_config = reload_config
+        self.argv = argv if argv is not None else sys.argv[1:]
+        self.environ = environ if environ is not None else os.environ
         self.pid = os.getpid()
         self.children: dict[int, Child] = {}
         self.listeners: list[socket.socket] = []
         self.link_dir = ""
+        self.link_path = ""
         self.link_listener: socket.socket | None = None
         self.app: Any = None
         self.signals: SignalQueue | None = None
@@ -73,8 +116,13 @@ class Arbiter:
         self.stopping = False
         self.stop_deadline = 0.0
         self.exit_status = 0
-        self.failures: dict[str, int] = {}  # consecutive quick deaths per process role
-        self.pending: dict[str, float] = {}  # role -> monotonic time to (re)spawn it
+        self.wanted = cfg.workers
+        self.failures: dict[str, int] = {}  # consecutive quick deaths per role
+        self.pending: dict[str, float] = {}  # role -> monotonic time to (re)start it
+        self.next_memory_check = 0.0
+        self.upgrade_fd = -1  # read end of a new master's ready pipe (USR2)
+        self.upgraded = False  # a new master took over our sockets
+        self.reload_stop: Any = None
 
     # --- start ---
 
@@ -99,6 +147,9 @@ class Arbiter:
             return 1
         self.signals = SignalQueue(HANDLED)
         try:
+            self._write_pidfile()
+            if cfg.reload:
+                self._start_reloader()
             self._spawn_front()
             self._spawn_worker(1)
             self._loop()
@@ -108,33 +159,59 @@ class Arbiter:
 
     def _bind(self) -> None:
         cfg = self.cfg
-        for text in cfg.bind:
+        inherited = upgrade.inherited_listeners(self.environ)
+        for index, text in enumerate(cfg.bind):
             address = sockets.parse_address(text)
-            sock = sockets.bind(address, cfg.backlog)
+            if index < len(inherited) and inherited[index].family == address.family:
+                sock = inherited[index]
+            else:
+                sock = sockets.bind(address, cfg.backlog)
             self.listeners.append(sock)
             log.info("Listening at: %s (%d)", address.url(sock), self.pid)
+        for extra in inherited[len(cfg.bind) :]:
+            extra.close()
         self.link_dir = tempfile.mkdtemp(prefix="maitred-")
-        path = os.path.join(self.link_dir, "link.sock")
-        self.link_listener = sockets.bind(sockets.Address(socket.AF_UNIX, "", 0, path), cfg.backlog)
+        self.link_path = os.path.join(self.link_dir, "link.sock")
+        self.link_listener = sockets.bind(
+            sockets.Address(socket.AF_UNIX, "", 0, self.link_path), cfg.backlog
+        )
+
+    def _write_pidfile(self) -> None:
+        if self.cfg.pidfile:
+            with open(self.cfg.pidfile, "w", encoding="ascii") as fh:
+                fh.write(f"{self.pid}\n")
+
+    def _start_reloader(self) -> None:
+        import threading
+
+        self.reload_stop = threading.Event()
+        module = split_spec(self.cfg.app)[0]
+        reloader.start(reloader.app_directory(module), self.reload_stop)
 
     # --- the loop ---
 
     def _loop(self) -> None:
         assert self.signals is not None
         while self.children or (not self.stopping and self.pending):
-            ready_fds = {c.ready_fd: c for c in self.children.values() if c.ready_fd >= 0}
-            received, readable = self.signals.wait(self._timeout(), ready_fds)
+            watched = {c.status_fd: c for c in self.children.values() if c.status_fd >= 0}
+            fds = [*watched, self.upgrade_fd] if self.upgrade_fd >= 0 else list(watched)
+            received, readable = self.signals.wait(self._timeout(), fds)
             for fd in readable:
-                self._worker_ready(ready_fds[fd])
+                if fd == self.upgrade_fd:
+                    self._upgrade_done()
+                else:
+                    self._read_status(watched[fd])
             for signum in received:
                 self._on_signal(signum)
             self._reap()
-            self._spawn_pending()
+            if not self.stopping:
+                self._spawn_pending()
+                self._check_workers()
             self._enforce_stop()
 
     def _timeout(self) -> float:
         if self.pending and not self.stopping:
-            return max(0.0, min(self.pending.values()) - time.monotonic())
+            return max(0.0, min(TICK, min(self.pending.values()) - time.monotonic()))
         return TICK
 
     def _on_signal(self, signum: signal.Signals) -> None:
@@ -143,68 +220,215 @@ class Arbiter:
         elif signum == signal.SIGQUIT:
             log.info("SIGQUIT: stopping now")
             self.stopping = True
+            self.stop_deadline = time.monotonic() + KILL_GRACE
             self._signal_all(signal.SIGQUIT)
+        elif self.stopping:
+            return
+        elif signum == signal.SIGHUP:
+            self.reload()
+        elif signum == signal.SIGTTIN:
+            self.wanted += 1
+            log.info("SIGTTIN: %d workers", self.wanted)
+            self._spawn_worker(self._free_worker_id())
+        elif signum == signal.SIGTTOU:
+            self._one_worker_less()
+        elif signum == signal.SIGUSR1:
+            log.info("SIGUSR1: reopening log files")
+            self._signal_all(signal.SIGUSR1)
+        elif signum == signal.SIGUSR2:
+            self._start_upgrade()
+
+    # --- status from the workers ---
+
+    def _read_status(self, child: Child) -> None:
+        try:
+            data = os.read(child.status_fd, 4096)
+        except OSError:
+            data = b""
+        if not data:  # the worker exited; _reap takes it from here
+            os.close(child.status_fd)
+            child.status_fd = -1
+            return
+        child.last_seen = time.monotonic()
+        for kind, value in child.reader.feed(data):
+            if kind == status.READY:
+                self._worker_ready(child)
+            elif kind == status.HEARTBEAT:
+                child.oldest_request = value
+            elif kind in (status.RECYCLE, status.STUCK):
+                self.replace(child, "recycling" if kind == status.RECYCLE else "stuck request")
 
     def _worker_ready(self, child: Child) -> None:
-        try:
-            said = os.read(child.ready_fd, 1)
-        finally:
-            os.close(child.ready_fd)
-            child.ready_fd = -1
-        if said != READY:
-            return  # end of file: the worker died before it was ready; _reap handles it
+        child.ready = True
+        self.failures.pop(child.role, None)
+        if child.replaces is not None:
+            self._retire(child.replaces)
+            child.replaces = None
         if not self.ever_ready:
             self.ever_ready = True
-            for worker_id in range(2, self.cfg.workers + 1):
+            for worker_id in range(2, self.wanted + 1):
                 self._spawn_worker(worker_id)
+            upgrade.notify_old_master(self.environ)
+
+    # --- replacing, retiring, scaling ---
+
+    def _serving(self) -> list[Child]:
+        """Workers that hold a place: not retiring (a replacement may be starting)."""
+        return [c for c in self.children.values() if c.kind == "worker" and not c.retiring]
+
+    def replace(self, old: Child, why: str) -> None:
+        """Make before break: start a replacement; `old` is retired when it is READY."""
+        if old.retiring or old.replaced_by is not None or old.pid not in self.children:
+            return
+        log.info("replacing worker %d (pid %d): %s", old.worker_id, old.pid, why)
+        new = self._spawn_worker(old.worker_id)
+        new.replaces = old
+        old.replaced_by = new
+
+    def _retire(self, child: Child) -> None:
+        if child.retiring or child.pid not in self.children:
+            return
+        child.retiring = True
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, signal.SIGTERM)
+
+    def reload(self) -> None:
+        log.info("SIGHUP: reloading")
+        if self.reload_config is not None:
+            try:
+                self.cfg = self.reload_config()
+            except (ConfigError, SystemExit) as exc:
+                log.error("reload: the new configuration is invalid, keeping the old: %s", exc)
+                return
+            self.wanted = self.cfg.workers
+        if self.cfg.preload:
+            log.warning(
+                "reload: with --preload the app was imported by the master; "
+                "send USR2 to load new code"
+            )
+        current = [c for c in self._serving() if c.replaced_by is None]
+        for child in current:
+            if child.worker_id <= self.wanted:
+                self.replace(child, "reload")
+            else:
+                self._retire(child)
+        have = {c.worker_id for c in current}
+        for worker_id in range(1, self.wanted + 1):
+            if worker_id not in have:
+                self._spawn_worker(worker_id)
+
+    def _one_worker_less(self) -> None:
+        serving = [c for c in self._serving() if c.replaces is None]
+        if self.wanted <= 1 or not serving:
+            log.info("SIGTTOU: already at one worker")
+            return
+        self.wanted -= 1
+        victim = max(serving, key=lambda c: c.worker_id)
+        log.info("SIGTTOU: %d workers; stopping worker %d", self.wanted, victim.worker_id)
+        if victim.replaced_by is not None:
+            self._retire(victim.replaced_by)
+        self._retire(victim)
+
+    def _free_worker_id(self) -> int:
+        taken = {c.worker_id for c in self._serving()}
+        return next(i for i in range(1, len(taken) + 2) if i not in taken)
+
+    def _check_workers(self) -> None:
+        """Recycling by lifetime and memory; liveness by heartbeat."""
+        cfg = self.cfg
+        now = time.monotonic()
+        check_memory = cfg.max_worker_memory and now >= self.next_memory_check
+        if check_memory:
+            self.next_memory_check = now + MEMORY_CHECK_INTERVAL
+        silent_limit = cfg.timeout + cfg.graceful_timeout if cfg.timeout else 0.0
+        for child in self._serving():
+            if not child.ready:
+                continue
+            if silent_limit and now - child.last_seen > silent_limit:
+                log.error(
+                    "worker %d (pid %d) stopped responding; killing it", child.worker_id, child.pid
+                )
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, signal.SIGKILL)
+            elif cfg.max_worker_lifetime and now - child.started > cfg.max_worker_lifetime:
+                self.replace(child, "--max-worker-lifetime reached")
+            elif check_memory:
+                used = memory_of(child.pid, cfg.worker_memory_metric)
+                if used > cfg.max_worker_memory:
+                    self.replace(child, f"{cfg.worker_memory_metric} {used >> 20} MiB")
+
+    # --- processes ---
 
     def _reap(self) -> None:
         while True:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, wait_status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
                 return
             child = self.children.pop(pid, None)
-            if child is None:
-                continue
-            if child.ready_fd >= 0:
-                os.close(child.ready_fd)
-            self._exited(child, os.waitstatus_to_exitcode(status))
+            if child is not None:
+                if child.status_fd >= 0:
+                    os.close(child.status_fd)
+                    child.status_fd = -1
+                self._exited(child, os.waitstatus_to_exitcode(wait_status))
 
     def _exited(self, child: Child, code: int) -> None:
-        role = "front" if child.kind == "front" else f"worker {child.worker_id}"
+        how = f"signal {-code}" if code < 0 else f"status {code}"
         if self.stopping:
-            log.debug("%s (pid %d) exited with %d", role, child.pid, code)
+            log.debug("%s (pid %d) exited with %s", child.role, child.pid, how)
             if child.kind == "front":
                 self._stop_workers()
+            return
+        if child.retiring:
+            log.info("%s (pid %d) retired", child.role, child.pid)
+            return
+        old = child.replaces
+        if old is not None:  # a replacement that never became ready: the old one serves on
+            old.replaced_by = None
+            if code == APP_LOAD_ERROR:
+                log.error(
+                    "the new app failed to load (traceback above); "
+                    "keeping worker %d (pid %d) serving",
+                    old.worker_id,
+                    old.pid,
+                )
+            else:
+                log.error(
+                    "the replacement of worker %d exited with %s; keeping pid %d serving",
+                    old.worker_id,
+                    how,
+                    old.pid,
+                )
             return
         if child.kind == "worker" and code == APP_LOAD_ERROR and not self.ever_ready:
             log.error("the app failed to load (traceback above); stopping")
             self.exit_status = 1
             self.stop()
             return
-        how = f"signal {-code}" if code < 0 else f"status {code}"
-        log.error("%s (pid %d) exited with %s; restarting it", role, child.pid, how)
+        if child.replaced_by is not None:  # its replacement is on the way already
+            child.replaced_by.replaces = None
+            return
+        if child.kind == "worker" and child.worker_id > self.wanted:
+            return
+        log.error("%s (pid %d) exited with %s; restarting it", child.role, child.pid, how)
         quick = time.monotonic() - child.started < QUICK_DEATH
-        failures = self.failures[role] = self.failures.get(role, 0) + 1 if quick else 0
+        failures = self.failures[child.role] = self.failures.get(child.role, 0) + 1 if quick else 0
         delay = min(MAX_BACKOFF, 0.1 * 2**failures) if failures > 1 else 0.0
         if delay:
-            log.warning("%s keeps dying; next start in %.1f s", role, delay)
-        self.pending[role] = time.monotonic() + delay
+            log.warning("%s keeps dying; next start in %.1f s", child.role, delay)
+        self.pending[child.role] = time.monotonic() + delay
 
     def _spawn_pending(self) -> None:
         now = time.monotonic()
         for role, when in list(self.pending.items()):
-            if when <= now and not self.stopping:
+            if when <= now:
                 del self.pending[role]
                 if role == "front":
                     self._spawn_front()
                 else:
                     self._spawn_worker(int(role.split()[1]))
-
-    # --- processes ---
 
     def _fork(self, main: Callable[[], int]) -> int:
         pid = os.fork()
@@ -215,9 +439,11 @@ class Arbiter:
             assert self.signals is not None
             self.signals.close()
             reset(HANDLED)
+            for signum in CHILD_IGNORES:  # each child handles what it needs itself
+                signal.signal(signum, signal.SIG_IGN)
             for child in self.children.values():
-                if child.ready_fd >= 0:
-                    os.close(child.ready_fd)
+                if child.status_fd >= 0:
+                    os.close(child.status_fd)
             code = main()
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
@@ -230,25 +456,46 @@ class Arbiter:
 
     def _spawn_front(self) -> None:
         assert self.link_listener is not None
-        listeners, link_listener = self.listeners, self.link_listener
-        pid = self._fork(lambda: run_front(self.cfg, listeners, link_listener))
+        listeners, link_listener, cfg = self.listeners, self.link_listener, self.cfg
+        pid = self._fork(lambda: run_front(cfg, listeners, link_listener, self.pid))
         self.children[pid] = Child(pid, "front")
 
-    def _spawn_worker(self, worker_id: int) -> None:
+    def _spawn_worker(self, worker_id: int) -> Child:
         read_fd, write_fd = os.pipe()
-        link_path = os.path.join(self.link_dir, "link.sock")
+        cfg, link_path, app = self.cfg, self.link_path, self.app
 
         def main() -> int:
             os.close(read_fd)
             for sock in (*self.listeners, self.link_listener):
                 if sock is not None:
                     sock.close()  # a worker holding these would keep dead links connectable
-            worker = Worker(self.cfg, worker_id, link_path, self.app, write_fd, self.pid)
-            return worker.run()
+            return Worker(cfg, worker_id, link_path, app, write_fd, self.pid).run()
 
         pid = self._fork(main)
         os.close(write_fd)
-        self.children[pid] = Child(pid, "worker", worker_id, read_fd)
+        child = self.children[pid] = Child(pid, "worker", worker_id, read_fd)
+        return child
+
+    # --- upgrade (USR2) ---
+
+    def _start_upgrade(self) -> None:
+        if self.upgrade_fd >= 0:
+            log.warning("SIGUSR2: an upgrade is under way already")
+            return
+        log.info("SIGUSR2: starting a new master")
+        pid, self.upgrade_fd = upgrade.start_new_master(self.listeners, self.argv)
+        log.info("new master started (pid %d)", pid)
+
+    def _upgrade_done(self) -> None:
+        said = os.read(self.upgrade_fd, 1)
+        os.close(self.upgrade_fd)
+        self.upgrade_fd = -1
+        if said:
+            log.info("the new master serves; stopping this one")
+            self.upgraded = True
+            self.stop()
+        else:
+            log.error("the new master failed to start; this one keeps serving")
 
     # --- stop ---
 
@@ -257,6 +504,8 @@ class Arbiter:
             return
         self.stopping = True
         self.pending.clear()
+        if self.reload_stop is not None:
+            self.reload_stop.set()
         self.stop_deadline = time.monotonic() + self.cfg.graceful_timeout + KILL_GRACE
         fronts = [c for c in self.children.values() if c.kind == "front"]
         log.info("stopping: %d processes", len(self.children))
@@ -286,7 +535,7 @@ class Arbiter:
 
     def _cleanup(self) -> None:
         for sock in self.listeners:
-            if sock.family == socket.AF_UNIX:
+            if sock.family == socket.AF_UNIX and not self.upgraded:
                 path = sock.getsockname()
                 if isinstance(path, str) and path and os.path.exists(path):
                     os.unlink(path)
@@ -295,3 +544,22 @@ class Arbiter:
             self.link_listener.close()
         if self.link_dir:
             shutil.rmtree(self.link_dir, ignore_errors=True)
+        if self.cfg.pidfile:
+            with contextlib.suppress(OSError):
+                with open(self.cfg.pidfile, encoding="ascii") as fh:
+                    mine = fh.read().strip() == str(self.pid)
+                if mine:  # after an upgrade the file names the new master
+                    os.unlink(self.cfg.pidfile)
+
+
+def memory_of(pid: int, metric: str) -> int:
+    """Bytes of RSS or PSS of a process (0 when it cannot be read)."""
+    label = "Rss:" if metric == "rss" else "Pss:"
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith(label):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0

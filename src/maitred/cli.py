@@ -65,8 +65,10 @@ def load_config(argv: Sequence[str] | None = None) -> config.Config:
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
-    cfg = load_config(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    cfg = load_config(args)
     logs.setup(cfg.log_level)
     from maitred.arbiter import Arbiter
 
-    sys.exit(Arbiter(cfg).run())
+    # HUP re-reads the command line, the environment and the config file.
+    sys.exit(Arbiter(cfg, reload_config=lambda: load_config(args), argv=args).run())

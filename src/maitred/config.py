@@ -269,6 +269,78 @@ class Config:
         section="Limits",
         metavar="SECONDS",
     )
+    timeout: float = setting(
+        30.0,
+        "Seconds a request may run in the app. Past it the client gets 504, the thread's stack "
+        "goes to the error log and an exception is raised in the thread; a thread that still "
+        "does not finish within --graceful-timeout gets its worker replaced. 0 disables.",
+        _seconds,
+        "-t",
+        "--timeout",
+        section="Workers",
+        metavar="SECONDS",
+    )
+    max_requests: int = setting(
+        0,
+        "Replace a worker after it has served this many requests (its replacement starts "
+        "first, then it finishes what it holds). Caps slow memory leaks. 0 disables.",
+        _int(0),
+        "--max-requests",
+        section="Workers",
+        metavar="N",
+    )
+    max_requests_jitter: int = setting(
+        0,
+        "Add a random 0..N to each worker's --max-requests, so workers do not all restart at "
+        "the same moment.",
+        _int(0),
+        "--max-requests-jitter",
+        section="Workers",
+        metavar="N",
+    )
+    max_worker_lifetime: float = setting(
+        0.0,
+        "Replace a worker after it has run this many seconds (drained first). 0 disables.",
+        _seconds,
+        "--max-worker-lifetime",
+        section="Workers",
+        metavar="SECONDS",
+    )
+    max_worker_memory: int = setting(
+        0,
+        "Replace a worker whose memory (see --worker-memory-metric) passes this many bytes, "
+        "checked every few seconds (drained first). 0 disables.",
+        _size,
+        "--max-worker-memory",
+        section="Workers",
+        metavar="BYTES",
+    )
+    worker_memory_metric: str = setting(
+        "rss",
+        "What --max-worker-memory measures: rss (resident set), or pss (proportional set: "
+        "shared pages divided among the processes sharing them, fairer after --preload).",
+        _choice("rss", "pss"),
+        "--worker-memory-metric",
+        section="Workers",
+        metavar="METRIC",
+    )
+    reload: bool = setting(
+        False,
+        "Development: replace the workers when a .py file under the app's directory changes "
+        "(a change that breaks the import keeps the old workers serving).",
+        _bool,
+        "--reload",
+        section="Application",
+    )
+    pidfile: str = setting(
+        "",
+        "Write the master's pid to this file once it listens; removed on exit.",
+        _str,
+        "-p",
+        "--pidfile",
+        section="Server",
+        metavar="PATH",
+    )
     graceful_timeout: float = setting(
         30.0,
         "On shutdown, seconds to let requests in flight finish before processes are killed.",

@@ -7,7 +7,7 @@ carry a request id (``rid``), so the requests of all of a worker's threads share
 the front writes everything it has for a worker in one system call per event-loop turn; the
 worker reads many frames per ``recv``. Per request, the only messages are:
 
-    front  -> worker:  REQUEST, then WINDOW* (flow-control credit), or CANCEL
+    front  -> worker:  REQUEST, then WINDOW* (flow-control credit), or CANCEL, or TIMEOUT
     worker -> front:   HEAD, BODY*, END    or  FULL (head, body and end in one frame)
                        ABORT (the app failed after the head was sent, or the request was
                               cancelled: the thread is free again either way)
@@ -54,6 +54,7 @@ REQUEST = 20  # see Request in maitred.worker.wsgi for the field order
 WINDOW = 21  # bytes of credit returned
 CANCEL = 22  # ()
 DRAINED = 23  # ()
+TIMEOUT = 24  # () the request ran past --timeout: log its stack, interrupt its thread
 
 _EMPTY = marshal.dumps(())
 

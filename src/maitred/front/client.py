@@ -27,6 +27,7 @@ import tempfile
 from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
+from maitred import link as linkcodec
 from maitred.http.errors import ProtocolError
 from maitred.http.parser import END, RequestHead, RequestParser
 from maitred.http.response import CRLF, LAST_CHUNK, NO_BODY_STATUSES, chunk, simple_response
@@ -157,6 +158,8 @@ class Exchange:
     # --- the response, frame by frame from the worker ---
 
     def respond_head(self, status: int, length: int, head: bytes) -> None:
+        if self.finished:
+            return  # answered already (timed out): only the thread's release matters
         self.status = status
         conn = self.conn
         if conn.closing:
@@ -177,7 +180,7 @@ class Exchange:
         conn.write(head + tail + CRLF)
 
     def respond_body(self, data: bytes) -> None:
-        if self.cancelled:
+        if self.finished or self.cancelled:
             return
         size = len(data)
         if not self.suppress_body:
@@ -196,11 +199,15 @@ class Exchange:
             self.unacked = 0
 
     def respond_end(self) -> None:
+        if self.finished:
+            return  # answered already (timed out): only the thread's release matters
         if self.chunked and not self.suppress_body:
             self.conn.write(LAST_CHUNK)
         self._done()
 
     def respond_full(self, status: int, length: int, head: bytes, body: bytes) -> None:
+        if self.finished:
+            return  # answered already (timed out): only the thread's release matters
         self.status = status
         conn = self.conn
         if conn.closing:
@@ -214,18 +221,24 @@ class Exchange:
 
     def respond_abort(self) -> None:
         """The app failed mid-response: end the connection so the client sees it truncated."""
+        if self.finished:
+            return  # answered already (timed out): only the thread's release matters
         self.keep_alive = False
         self.conn.abort_after_write()
         self._done()
 
     def respond_error(self, status: int) -> None:
         """A response of the front's own (the worker never saw or could not finish it)."""
+        if self.finished:
+            return  # answered already (timed out): only the thread's release matters
         self.status = status
         self.keep_alive = False
         self.conn.write(simple_response(status, self.conn.front.date.get()))
         self._done()
 
     def worker_lost(self, pid: int) -> None:
+        if self.finished:
+            return  # answered already (timed out): only the thread's release matters
         log.error(
             "worker %d died handling %s %s",
             pid,
@@ -236,6 +249,20 @@ class Exchange:
             self.respond_abort()  # head already sent: the client must see a truncated response
         else:
             self.respond_error(502)
+
+    def time_out(self) -> None:
+        """The app ran past --timeout: 504 (or a truncated response), and interrupt it."""
+        assert self.link is not None
+        self.link.send(linkcodec.encode(linkcodec.TIMEOUT, self.rid))
+        log.warning(
+            "request timed out: %s %s",
+            self.head.method.decode("latin-1"),
+            self.head.target.decode("latin-1"),
+        )
+        if self.status:
+            self.respond_abort()
+        else:
+            self.respond_error(504)
 
     def cancel(self) -> None:
         """The client went away: stop this exchange wherever it is."""

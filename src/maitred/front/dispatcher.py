@@ -79,6 +79,13 @@ class Dispatcher:
         if worker in self.links:
             self.links.remove(worker)
 
+    def expire(self, dispatched_before: float) -> None:
+        """Requests dispatched before the given time ran too long: time them out (once)."""
+        for worker in self.links:
+            for exchange in list(worker.exchanges.values()):
+                if exchange.dispatched < dispatched_before and not exchange.finished:
+                    exchange.time_out()
+
     @property
     def in_flight(self) -> int:
         return sum(len(worker.exchanges) for worker in self.links)

@@ -18,6 +18,7 @@ from typing import TextIO
 
 from setproctitle import setproctitle
 
+from maitred import logs
 from maitred.config import Config
 from maitred.front.client import ClientConnection, Exchange
 from maitred.front.dispatcher import Dispatcher, WorkerLink
@@ -28,6 +29,7 @@ log = logging.getLogger("maitred.error")
 
 SWEEP_INTERVAL = 1.0  # seconds between passes over idle connections
 STOP_POLL = 0.05  # seconds between checks that a graceful stop is complete
+MIN_EXPIRY_INTERVAL = 0.05  # the finest grain of --timeout checks
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -56,6 +58,7 @@ class Front:
         self.servers: list[asyncio.AbstractServer] = []
         self.stopping = False
         self.stopped: asyncio.Future[None] = loop.create_future()
+        self.master_pid = os.getppid()
 
     @staticmethod
     def peer_info(transport: asyncio.BaseTransport) -> tuple[str, str, str, str, str]:
@@ -77,21 +80,34 @@ class Front:
         link_server = await loop.create_unix_server(
             lambda: WorkerLink(self.dispatcher), sock=link_listener, backlog=self.cfg.backlog
         )
-        sweeper = loop.create_task(self._sweep())
+        tasks = [loop.create_task(self._sweep())]
+        if self.cfg.timeout:
+            tasks.append(loop.create_task(self._expire_requests(self.cfg.timeout)))
         try:
             await self.stopped
         finally:
-            sweeper.cancel()
+            for task in tasks:
+                task.cancel()
             link_server.close()
 
     async def _sweep(self) -> None:
         keepalive = self.cfg.keepalive
         while True:
             await asyncio.sleep(SWEEP_INTERVAL)
+            if os.getppid() != self.master_pid:
+                log.warning("front: the master is gone, stopping")
+                self.shutdown()
             expired = self.loop.time() - keepalive
             for conn in list(self.connections):
                 if conn.idle_since < expired and conn.is_idle():
                     conn.close()
+
+    async def _expire_requests(self, timeout: float) -> None:
+        """Enforce --timeout, checking a few times per timeout period."""
+        interval = min(SWEEP_INTERVAL, max(MIN_EXPIRY_INTERVAL, timeout / 4))
+        while True:
+            await asyncio.sleep(interval)
+            self.dispatcher.expire(self.loop.time() - timeout)
 
     def shutdown(self) -> None:
         """Graceful stop: no new connections or requests; finish what is in flight."""
@@ -116,6 +132,12 @@ class Front:
         if not self.stopped.done():
             self.stopped.set_result(None)
 
+    def reopen_logs(self) -> None:
+        """USR1: reopen log files, after logrotate moved them."""
+        logs.reopen()
+        if self.access is not None:
+            self.access.reopen()
+
     # --- access log ---
 
     def log_access(self, exchange: Exchange) -> None:
@@ -131,11 +153,20 @@ class AccessLog:
     """The combined log format, one line per response (basic: see issue-tracked extensions)."""
 
     def __init__(self, path: str) -> None:
+        self.path = path
+        self.stream: TextIO = self._open()
+
+    def _open(self) -> TextIO:
         import sys
 
-        self.stream: TextIO = (
-            sys.stdout if path == "-" else open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
-        )
+        if self.path == "-":
+            return sys.stdout
+        return open(self.path, "a", buffering=1, encoding="utf-8")
+
+    def reopen(self) -> None:
+        if self.path != "-":
+            self.stream.close()
+            self.stream = self._open()
 
     def write(self, remote: str, head: object, status: int, size: int) -> None:
         from maitred.http.parser import RequestHead
@@ -165,7 +196,9 @@ def _quoted(raw: bytes) -> str:
     return text.encode("unicode_escape").decode("ascii").replace('"', '\\"')
 
 
-def run_front(cfg: Config, listeners: list[socket.socket], link_listener: socket.socket) -> int:
+def run_front(
+    cfg: Config, listeners: list[socket.socket], link_listener: socket.socket, master_pid: int
+) -> int:
     """Main of the front process (after fork)."""
     setproctitle("maitred: front")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; master decides
@@ -174,6 +207,8 @@ def run_front(cfg: Config, listeners: list[socket.socket], link_listener: socket
     front = Front(cfg, loop)
     loop.add_signal_handler(signal.SIGTERM, front.shutdown)
     loop.add_signal_handler(signal.SIGQUIT, os._exit, 0)
+    loop.add_signal_handler(signal.SIGUSR1, front.reopen_logs)
+    front.master_pid = master_pid
     try:
         loop.run_until_complete(front.serve(listeners, link_listener))
     finally:

@@ -12,27 +12,37 @@ If the link drops, every request on it is cancelled (the front is gone, so are t
 and, unless the worker is draining, the reader connects again: the front's link listener lives
 in the master, so a restarted front finds its workers coming back.
 
-The main thread only watches signals and the master. On SIGTERM it sends DRAIN and waits for
+The main thread watches signals and the master, and writes a heartbeat to the master every
+second with the age of the oldest request in flight. On SIGTERM it sends DRAIN and waits for
 DRAINED: every request sent before that is already queued, so the threads finish the queue, find
 a stop mark behind it, and exit. Threads are daemons, so a stuck one cannot keep the process
 alive past the graceful timeout.
+
+A request past --timeout (the front decides, and has already answered 504) gets a TIMEOUT frame:
+its thread's stack goes to the error log and RequestTimeout is raised in the thread. If the
+thread has not finished after --graceful-timeout, the worker tells the master it is STUCK (the
+master starts a replacement) and drains itself: its other threads finish, then it exits.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import itertools
 import logging
 import os
 import queue
+import random
 import signal
 import socket
+import sys
 import threading
 import time
 import traceback
 
 from setproctitle import setproctitle
 
-from maitred import link
+from maitred import link, logs, status
 from maitred.config import Config
 from maitred.http.response import DateCache
 from maitred.signals import SignalQueue
@@ -49,11 +59,18 @@ log = logging.getLogger("maitred.error")
 
 # Exit status of a worker whose app failed to import: the master stops instead of respawning.
 APP_LOAD_ERROR = 4
-READY = b"R"  # written on the ready pipe once the app is imported and the threads run
 
 RECONNECT_DELAY = 0.05  # the front may be restarting; its link listener keeps a backlog
 WATCH_INTERVAL = 1.0  # how often the main thread checks that its master is alive
 RECV_SIZE = 256 * 1024
+
+
+class RequestTimeout(BaseException):
+    """Raised in an app thread whose request ran past --timeout.
+
+    A BaseException, like KeyboardInterrupt, so that an app's `except Exception` does not
+    swallow it and keep the thread busy.
+    """
 
 
 class Link:
@@ -78,7 +95,17 @@ class Channel:
     The reader thread raises `credit` and sets `cancelled` under `changed`, then notifies it.
     """
 
-    __slots__ = ("cancelled", "changed", "credit", "frame_size", "link", "rid")
+    __slots__ = (
+        "cancelled",
+        "changed",
+        "credit",
+        "frame_size",
+        "label",
+        "link",
+        "rid",
+        "started",
+        "thread",
+    )
 
     def __init__(self, link_: Link, rid: int, window: int, changed: threading.Condition) -> None:
         self.link = link_
@@ -87,6 +114,9 @@ class Channel:
         self.frame_size = min(link.MAX_BODY_FRAME, window)
         self.changed = changed
         self.cancelled = False
+        self.thread = 0  # ident of the app thread running it, once one does
+        self.started = 0.0  # monotonic time the app thread took it
+        self.label = ""  # "METHOD target", for the log
 
     def send(self, data: bytes) -> None:
         if self.cancelled:
@@ -126,14 +156,14 @@ class Worker:
         worker_id: int,
         link_path: str,
         app: WSGIApp | None,
-        ready_fd: int,
+        status_fd: int,
         master_pid: int,
     ) -> None:
         self.cfg = cfg
         self.worker_id = worker_id
         self.link_path = link_path
         self.app = app
-        self.ready_fd = ready_fd
+        self.status_fd = status_fd
         self.master_pid = master_pid
         self.pid = os.getpid()
         self.date = DateCache()
@@ -142,12 +172,16 @@ class Worker:
         self.credit_changed = threading.Condition()
         self.draining = False
         self.drained = threading.Event()
+        self.retire = threading.Event()  # set when a stuck thread makes this worker stop
         self.link: Link | None = None
+        self.served = itertools.count(1)  # next() is atomic: app threads share it
+        jitter = random.randint(0, cfg.max_requests_jitter) if cfg.max_requests else 0
+        self.max_requests = cfg.max_requests + jitter
 
     def run(self) -> int:
         setproctitle(f"maitred: worker {self.worker_id} [{self.cfg.app or 'demo'}]")
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; master decides
-        signals = SignalQueue([signal.SIGTERM, signal.SIGQUIT])
+        signals = SignalQueue([signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1])
         if self.app is None:
             from maitred.appload import load_app
 
@@ -163,16 +197,31 @@ class Worker:
         for thread in threads:
             thread.start()
         threading.Thread(target=self._read, name="maitred-link", daemon=True).start()
-        os.write(self.ready_fd, READY)
-        os.close(self.ready_fd)
+        self._tell(status.READY)
         while os.getppid() == self.master_pid:
             received, _ = signals.wait(WATCH_INTERVAL)
             if signal.SIGQUIT in received:
                 return 0
-            if signal.SIGTERM in received:
+            if signal.SIGTERM in received or self.retire.is_set():
                 return self._drain(threads)
+            if signal.SIGUSR1 in received:
+                logs.reopen()
+            self._tell(status.HEARTBEAT, self._oldest_age())
         log.warning("worker %d: master is gone, exiting", self.worker_id)
         return 0
+
+    def _tell(self, kind: bytes, value: float = 0.0) -> None:
+        """A message to the master (9 bytes: atomic, so any thread may call this)."""
+        with contextlib.suppress(OSError):  # the master is gone: the main loop notices
+            os.write(self.status_fd, status.encode(kind, value))
+
+    def _oldest_age(self) -> float:
+        current = self.link
+        if current is None:
+            return 0.0
+        now = time.monotonic()
+        starts = [ch.started for ch in list(current.channels.values()) if ch.started]
+        return now - min(starts) if starts else 0.0
 
     def _drain(self, threads: list[threading.Thread]) -> int:
         deadline = time.monotonic() + self.cfg.graceful_timeout
@@ -224,6 +273,8 @@ class Worker:
                     self._update(channels.get(rid), link.decode(kind, payload))
                 elif kind == link.CANCEL:
                     self._update(channels.get(rid), 0, cancel=True)
+                elif kind == link.TIMEOUT:
+                    self._timed_out(channels.get(rid))
                 elif kind == link.DRAINED:
                     self.drained.set()
                 else:
@@ -237,6 +288,35 @@ class Worker:
             channel.cancelled = channel.cancelled or cancel
             self.credit_changed.notify_all()
 
+    def _timed_out(self, channel: Channel | None) -> None:
+        if channel is None or not channel.thread:
+            return  # over already, or not yet started (the front sends TIMEOUT once)
+        self._update(channel, 0, cancel=True)
+        frame = sys._current_frames().get(channel.thread)
+        stack = "".join(traceback.format_stack(frame)) if frame is not None else "(no stack)\n"
+        log.error(
+            "request timed out after %.1f s, interrupting its thread: %s\n%s",
+            time.monotonic() - channel.started,
+            channel.label,
+            stack.rstrip("\n"),
+        )
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(channel.thread), ctypes.py_object(RequestTimeout)
+        )
+        watchdog = threading.Timer(self.cfg.graceful_timeout, self._check_stuck, (channel,))
+        watchdog.daemon = True
+        watchdog.start()
+
+    def _check_stuck(self, channel: Channel) -> None:
+        if channel.link.channels.get(channel.rid) is channel:
+            log.error(
+                "worker %d: a timed-out request is still running (%s); replacing this worker",
+                self.worker_id,
+                channel.label,
+            )
+            self._tell(status.STUCK)
+            self.retire.set()
+
     def _cancel_all(self) -> None:
         current = self.link
         if current is None:
@@ -247,17 +327,39 @@ class Worker:
     # --- the app threads ---
 
     def _serve(self) -> None:
-        requests = self.requests
-        while (item := requests.get()) is not None:
-            channel, req = item
+        while True:
             try:
-                self._handle(req, channel)
-            except Exception:
-                # A bug of ours, not the app's (those are answered with a 500): the thread
-                # must live on.
-                log.exception("unexpected error serving a request")
-            finally:
-                channel.link.channels.pop(channel.rid, None)
+                if not self._serve_one():
+                    return
+            except RequestTimeout:
+                pass  # delivered after its request had ended: nothing left to interrupt
+
+    def _serve_one(self) -> bool:
+        """Run one request from the queue; False at the stop mark."""
+        item = self.requests.get()
+        if item is None:
+            return False
+        channel, req = item
+        channel.thread = threading.get_ident()
+        channel.label = f"{req.method.decode('latin-1')} {req.target.decode('latin-1')}"
+        channel.started = time.monotonic()
+        try:
+            self._handle(req, channel)
+        except RequestTimeout:
+            # Raised between two statements of ours rather than in the app: the front has
+            # answered 504 already; free the thread.
+            with contextlib.suppress(LinkClosed):
+                channel.link.send(link.encode(link.ABORT, channel.rid))
+        except Exception:
+            # A bug of ours, not the app's (those are answered with a 500): the thread must
+            # live on.
+            log.exception("unexpected error serving a request")
+        finally:
+            channel.link.channels.pop(channel.rid, None)
+        if next(self.served) == self.max_requests:
+            log.info("worker %d: served %d requests, recycling", self.worker_id, self.max_requests)
+            self._tell(status.RECYCLE)
+        return True
 
     def _handle(self, req: Request, channel: Channel) -> None:
         response = Response(channel, self.date, req.method == b"HEAD")
@@ -268,7 +370,7 @@ class Worker:
         stream = environ["wsgi.input"]
         try:
             run_app(app, environ, response)
-        except LinkClosed:
+        except (LinkClosed, RequestTimeout):
             # The client went away (or the front): the app's iterable is closed; tell the
             # front the thread is free, if it is still there to hear it.
             with contextlib.suppress(LinkClosed):

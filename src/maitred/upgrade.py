@@ -1,0 +1,60 @@
+"""USR2: start a new master from the current code that inherits the listening sockets.
+
+The old master execs `python -m maitred` with the same arguments, passing its listeners as
+inherited file descriptors (MAITRED_LISTEN_FDS) and the write end of a pipe
+(MAITRED_UPGRADE_FD). The new master adopts the listeners instead of binding, so no connection
+attempt is refused, and writes one byte on the pipe once its first worker is ready; the old
+master then stops gracefully. Both fronts accept on the same sockets in between.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+from collections.abc import Mapping, Sequence
+
+LISTEN_FDS = "MAITRED_LISTEN_FDS"
+UPGRADE_FD = "MAITRED_UPGRADE_FD"
+
+
+def start_new_master(listeners: Sequence[socket.socket], argv: Sequence[str]) -> tuple[int, int]:
+    """Fork and exec the new master; returns (its pid, the read end of its ready pipe)."""
+    read_fd, write_fd = os.pipe()
+    fds = [sock.fileno() for sock in listeners]
+    pid = os.fork()
+    if pid:
+        os.close(write_fd)
+        return pid, read_fd
+    try:
+        os.close(read_fd)
+        for fd in (*fds, write_fd):
+            os.set_inheritable(fd, True)
+        env = dict(os.environ)
+        env[LISTEN_FDS] = ",".join(map(str, fds))
+        env[UPGRADE_FD] = str(write_fd)
+        os.execve(sys.executable, [sys.executable, "-m", "maitred", *argv], env)
+    finally:
+        os._exit(1)  # exec failed; the old master keeps serving
+
+
+def inherited_listeners(environ: Mapping[str, str]) -> list[socket.socket]:
+    """The listening sockets an old master passed down, in its bind order."""
+    text = environ.get(LISTEN_FDS, "")
+    listeners = []
+    for fd in filter(None, text.split(",")):
+        sock = socket.socket(fileno=int(fd))
+        sock.set_inheritable(False)
+        sock.setblocking(False)
+        listeners.append(sock)
+    return listeners
+
+
+def notify_old_master(environ: Mapping[str, str]) -> None:
+    """Tell the master that started this one (if any) that we serve now."""
+    text = environ.get(UPGRADE_FD, "")
+    if text:
+        with contextlib.suppress(OSError):
+            os.write(int(text), b"R")
+            os.close(int(text))
