@@ -139,13 +139,15 @@ class Arbiter:
                 traceback.print_exc()
                 log.error("the app failed to load; stopping")
                 return 1
+        # Signals are recorded from before the first "Listening at" line: a supervisor that
+        # reads it and signals at once must not hit a default action.
+        self.signals = SignalQueue(HANDLED)
         try:
             self._bind()
         except OSError as exc:
             log.error("cannot listen: %s", exc)
             self._cleanup()
             return 1
-        self.signals = SignalQueue(HANDLED)
         try:
             self._write_pidfile()
             if cfg.reload:

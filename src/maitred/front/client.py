@@ -162,7 +162,7 @@ class Exchange:
             return  # answered already (timed out): only the thread's release matters
         self.status = status
         conn = self.conn
-        if conn.closing:
+        if conn.closing or conn.front.stopping:
             self.keep_alive = False
         tail = b""
         if status in NO_BODY_STATUSES:
@@ -210,7 +210,7 @@ class Exchange:
             return  # answered already (timed out): only the thread's release matters
         self.status = status
         conn = self.conn
-        if conn.closing:
+        if conn.closing or conn.front.stopping:
             self.keep_alive = False
         if status in NO_BODY_STATUSES or self.suppress_body:
             body = b""
@@ -293,6 +293,7 @@ class ClientConnection(asyncio.Protocol):
         self.read_paused = False
         self.closing = False  # no further requests are read: close once responses are out
         self.pending_error = 0  # status to answer once earlier responses are out
+        self.served = 0  # responses completed on this connection
         self.idle_since = front.loop.time()
 
     # --- asyncio callbacks ---
@@ -408,6 +409,7 @@ class ClientConnection(asyncio.Protocol):
         self.close()
 
     def exchange_done(self, exchange: Exchange) -> None:
+        self.served += 1
         self.front.log_access(exchange)
         if exchange is not self.active:
             return

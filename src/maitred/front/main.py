@@ -118,7 +118,10 @@ class Front:
         for server in self.servers:
             server.close()
         for conn in list(self.connections):
-            if conn.is_idle():
+            # A kept-alive connection between requests may be closed (its client retries,
+            # RFC 9112 section 9.3.1); one that has not sent its first request yet may be
+            # carrying it right now, so it is served (with Connection: close) or swept later.
+            if conn.is_idle() and conn.served:
                 conn.close()
         self.loop.create_task(self._await_drained())
 

@@ -1,0 +1,199 @@
+"""The master supervises: respawn, timeouts, recycling, zero-drop reload, upgrade, shutdown.
+
+Loads are bounded (tests/load.py) and go to 127.0.0.1 only. Processes are found and signalled
+by pid, from the server's own process tree.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import procs
+from harness import ServerFactory
+from load import Load
+
+
+def workers_of(master: int) -> dict[int, str]:
+    """pid -> process title of the master's worker processes."""
+    found = {}
+    for info in procs.all_procs():
+        if info.ppid == master:
+            try:
+                title = Path(f"/proc/{info.pid}/cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if title.startswith("maitred: worker"):
+                found[info.pid] = title.rstrip("\0 ")
+    return found
+
+
+def wait_until(predicate: object, timeout: float = 15.0, what: str = "") -> None:
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what or predicate}")
+
+
+VERSIONED = """
+import os
+VERSION = open(os.path.join(os.path.dirname(__file__), "version.txt")).read().strip()
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"{VERSION} {os.getpid()}".encode()]
+"""
+
+
+def versioned_app(tmp_path: Path, version: str) -> list[str]:
+    (tmp_path / "versioned.py").write_text(VERSIONED)
+    (tmp_path / "version.txt").write_text(version)
+    return ["--chdir", str(tmp_path), "--pythonpath", str(tmp_path)]
+
+
+def test_killed_worker_fails_only_its_requests_and_is_replaced(servers: ServerFactory) -> None:
+    server = servers.start("slow:application", "-w", "2", "--threads", "2")
+    wait_until(lambda: len(workers_of(server.pid)) == 2, what="two workers")
+    with Load(server.port, "/?s=0.3", clients=4, duration=4.0) as load:
+        load.wait_for(8)
+        victim = min(workers_of(server.pid))
+        os.kill(victim, signal.SIGKILL)
+        wait_until(
+            lambda: len(workers_of(server.pid)) == 2 and victim not in workers_of(server.pid),
+            timeout=3.0,
+            what="a replacement worker",
+        )
+        load.wait_for(len(load.results) + 16)  # and the server goes on serving
+    failures = load.failures()
+    assert all(status == 502 for status in failures), load.outcomes
+    assert len(failures) <= 2, load.outcomes  # at most the victim's two threads
+    assert load.outcomes[200] >= 20
+    assert "died handling GET /?s=0.3" in server.stderr
+
+
+def test_five_reloads_under_load_drop_nothing(servers: ServerFactory, tmp_path: Path) -> None:
+    server = servers.start(
+        "versioned:application", "-w", "2", "--threads", "2", *versioned_app(tmp_path, "v0")
+    )
+    with Load(server.port, "/", clients=3, duration=30.0) as load:
+        for n in range(1, 6):
+            (tmp_path / "version.txt").write_text(f"v{n}")
+            os.kill(server.pid, signal.SIGHUP)
+            wait_until(
+                lambda n=n: load.results and load.results[-1][1].startswith(f"v{n} ".encode()),
+                what=f"version v{n} served",
+            )
+        time.sleep(0.3)
+    assert load.failures() == [], load.outcomes
+    assert load.results[-1][1].startswith(b"v5 ")
+
+
+def test_reload_with_broken_import_keeps_old_workers(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    server = servers.start(
+        "versioned:application", "-w", "1", "--threads", "2", *versioned_app(tmp_path, "good")
+    )
+    with Load(server.port, "/", clients=1, duration=5.0, limit=1) as first:
+        first.wait_for(1)  # the worker imported the good code
+    assert first.outcomes == {200: 1}
+    (tmp_path / "versioned.py").write_text("def broken(:\n")
+    os.kill(server.pid, signal.SIGHUP)
+    assert server.wait_for_log("keeping worker 1 .* serving", timeout=15.0), server.stderr
+    assert "SyntaxError" in server.stderr
+    with Load(server.port, "/", clients=2, duration=1.0) as load:
+        load.finish()
+    assert load.failures() == [] and load.results, load.outcomes
+    assert all(body.startswith(b"good ") for _, body in load.results)
+
+
+def test_timeout_answers_504_logs_stack_and_spares_other_threads(servers: ServerFactory) -> None:
+    server = servers.start("slow:application", "-w", "1", "--threads", "2", "--timeout", "1")
+    with Load(server.port, "/?s=5", clients=1, duration=0.1, limit=1) as stuck:
+        time.sleep(0.3)
+        with Load(server.port, "/?s=0.2", clients=1, duration=0.1, limit=1) as other:
+            other.finish()
+    assert stuck.outcomes == {504: 1}
+    assert other.outcomes == {200: 1}  # the other thread of the same worker was not touched
+    assert server.wait_for_log(r"request timed out after .*GET /\?s=5\n(.|\n)*slow\.py", 5.0)
+
+
+def test_max_requests_recycles_workers_without_failures(servers: ServerFactory) -> None:
+    server = servers.start(
+        "slow:application",
+        "-w",
+        "2",
+        "--threads",
+        "2",
+        "--max-requests",
+        "50",
+        "--max-requests-jitter",
+        "5",
+    )
+    first = set(workers_of(server.pid))
+    with Load(server.port, "/?s=0", clients=4, duration=20.0, limit=400) as load:
+        load.finish()
+    assert load.failures() == [], load.outcomes
+    assert len(load.results) >= 400
+    assert server.stderr.count("recycling") >= 2
+    assert not first & set(workers_of(server.pid))
+
+
+def test_ttin_and_ttou_change_the_worker_count(servers: ServerFactory) -> None:
+    server = servers.start("hello:application", "-w", "1", "--threads", "1")
+    wait_until(lambda: len(workers_of(server.pid)) == 1)
+    os.kill(server.pid, signal.SIGTTIN)
+    wait_until(lambda: len(workers_of(server.pid)) == 2, what="a second worker")
+    os.kill(server.pid, signal.SIGTTOU)
+    wait_until(lambda: len(workers_of(server.pid)) == 1, what="back to one worker")
+
+
+def test_sigterm_finishes_requests_in_flight_and_exits_0(servers: ServerFactory) -> None:
+    server = servers.start("slow:application", "-w", "1", "--threads", "3")
+    with Load(server.port, "/?s=1", clients=3, duration=0.2, limit=3) as load:
+        time.sleep(0.5)
+        os.kill(server.pid, signal.SIGTERM)
+    assert load.outcomes == {200: 3}
+    server.spawned.proc.wait(10)
+    assert server.spawned.proc.returncode == 0
+
+
+def test_usr2_upgrade_hands_over_without_failures(servers: ServerFactory, tmp_path: Path) -> None:
+    pidfile = tmp_path / "maitred.pid"
+    server = servers.start(
+        "versioned:application",
+        "-w",
+        "1",
+        "--threads",
+        "2",
+        "--pidfile",
+        str(pidfile),
+        *versioned_app(tmp_path, "old"),
+    )
+    old_master = server.pid
+    wait_until(lambda: pidfile.exists() and pidfile.read_text().strip() == str(old_master))
+    (tmp_path / "version.txt").write_text("new")
+    with Load(server.port, "/", clients=3, duration=30.0) as load:
+        os.kill(old_master, signal.SIGUSR2)
+        wait_until(
+            lambda: load.results and load.results[-1][1].startswith(b"new "),
+            what="the new master's code served",
+        )
+        server.spawned.proc.wait(15)  # the old master stops once the new one serves
+        time.sleep(0.3)
+    new_master = int(pidfile.read_text())
+    try:
+        assert new_master != old_master
+        assert server.spawned.proc.returncode == 0
+        assert load.failures() == [], load.outcomes
+    finally:
+        os.kill(new_master, signal.SIGTERM)
+        wait_until(
+            lambda: procs.read_proc(new_master) is None or procs.read_proc(new_master).state == "Z",
+            what="the new master to stop",
+        )

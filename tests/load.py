@@ -1,0 +1,90 @@
+"""A bounded background load for supervisor tests: client threads sending requests to loopback.
+
+Every request uses a fresh connection (no keep-alive), so a result is about the request alone,
+never about a pooled connection that a stopping server closed. Stops at `duration` seconds or
+`limit` requests, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import collections
+import http.client
+import threading
+import time
+from collections.abc import Callable
+
+REQUEST_TIMEOUT = 20.0
+
+
+class Load:
+    def __init__(
+        self,
+        port: int,
+        path: str | Callable[[], str],
+        clients: int = 4,
+        duration: float = 10.0,
+        limit: int = 5000,
+    ) -> None:
+        self.port = port
+        self.path = path if callable(path) else (lambda: path)
+        self.duration = duration
+        self.limit = limit
+        self.results: list[tuple[int | str, bytes]] = []  # (status or exception name, body)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
+
+    def __enter__(self) -> Load:
+        self._deadline = time.monotonic() + self.duration
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def finish(self) -> Load:
+        """Wait for the load to end by itself (its duration or its limit)."""
+        for thread in self._threads:
+            thread.join(self.duration + REQUEST_TIMEOUT + 5)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(REQUEST_TIMEOUT + 5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set() and time.monotonic() < self._deadline:
+            with self._lock:
+                if len(self.results) >= self.limit:
+                    return
+            result = self._one()
+            with self._lock:
+                self.results.append(result)
+
+    def _one(self) -> tuple[int | str, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=REQUEST_TIMEOUT)
+        try:
+            conn.request("GET", self.path(), headers={"Connection": "close"})
+            response = conn.getresponse()
+            return response.status, response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            return type(exc).__name__, b""
+        finally:
+            conn.close()
+
+    def wait_for(self, count: int, timeout: float = 15.0) -> None:
+        """Until at least `count` results are in."""
+        deadline = time.monotonic() + timeout
+        while len(self.results) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    @property
+    def outcomes(self) -> collections.Counter[int | str]:
+        with self._lock:
+            return collections.Counter(status for status, _ in self.results)
+
+    def failures(self) -> list[int | str]:
+        with self._lock:
+            return [status for status, _ in self.results if status != 200]
