@@ -197,3 +197,63 @@ def test_usr2_upgrade_hands_over_without_failures(servers: ServerFactory, tmp_pa
             lambda: procs.read_proc(new_master) is None or procs.read_proc(new_master).state == "Z",
             what="the new master to stop",
         )
+
+
+def front_of(master: int) -> int | None:
+    for info in procs.all_procs():
+        if info.ppid == master:
+            try:
+                title = Path(f"/proc/{info.pid}/cmdline").read_bytes()
+            except OSError:
+                continue  # gone since the listing
+            if title.startswith(b"maitred: front"):
+                return info.pid
+    return None
+
+
+def test_killed_front_is_replaced_and_serves_again(servers: ServerFactory) -> None:
+    server = servers.start("hello:application", "-w", "1", "--threads", "2")
+    wait_until(lambda: front_of(server.pid) is not None, what="the front")
+    first = front_of(server.pid)
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    started = time.monotonic()
+    wait_until(lambda: front_of(server.pid) not in (None, first), timeout=5.0, what="a new front")
+    assert time.monotonic() - started < 1.5
+    with Load(server.port, "/", clients=2, duration=1.0) as load:
+        load.finish()
+    assert load.results and load.failures() == [], load.outcomes
+
+
+def test_children_exit_when_the_master_is_killed(servers: ServerFactory) -> None:
+    server = servers.start("hello:application", "-w", "2", "--threads", "1")
+    wait_until(lambda: len(workers_of(server.pid)) == 2 and front_of(server.pid) is not None)
+    children = [i for i in procs.all_procs() if i.ppid == server.pid]
+    os.kill(server.pid, signal.SIGKILL)
+    server.spawned.proc.wait(5)
+    assert procs.wait_vanished(children, timeout=5.0) == []
+
+
+def test_reload_flag_replaces_workers_when_code_changes(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    server = servers.start(
+        "versioned:application",
+        "-w",
+        "1",
+        "--threads",
+        "1",
+        "--reload",
+        *versioned_app(tmp_path, "v1"),
+    )
+    with Load(server.port, "/", clients=1, duration=5.0, limit=1) as first:
+        first.finish()
+    assert first.results[0][1].startswith(b"v1 ")
+    source = (tmp_path / "versioned.py").read_text()
+    (tmp_path / "versioned.py").write_text(source.replace("VERSION = ", 'VERSION = "v2" or '))
+    with Load(server.port, "/", clients=1, duration=20.0) as load:
+        wait_until(
+            lambda: load.results and load.results[-1][1].startswith(b"v2 "),
+            what="the changed code served",
+        )
+    assert load.failures() == [], load.outcomes
