@@ -62,6 +62,7 @@ APP_LOAD_ERROR = 4
 
 RECONNECT_DELAY = 0.05  # the front may be restarting; its link listener keeps a backlog
 WATCH_INTERVAL = 1.0  # how often the main thread checks that its master is alive
+LINK_WAIT = 5.0  # most seconds READY waits for the first link to the front
 RECV_SIZE = 256 * 1024
 
 
@@ -173,6 +174,7 @@ class Worker:
         self.draining = False
         self.drained = threading.Event()
         self.retire = threading.Event()  # set when a stuck thread makes this worker stop
+        self.linked = threading.Event()  # set once HELLO went out on a link
         self.link: Link | None = None
         self.served = itertools.count(1)  # next() is atomic: app threads share it
         jitter = random.randint(0, cfg.max_requests_jitter) if cfg.max_requests else 0
@@ -197,6 +199,9 @@ class Worker:
         for thread in threads:
             thread.start()
         threading.Thread(target=self._read, name="maitred-link", daemon=True).start()
+        # READY once the front knows us, so a reload never retires the old worker before
+        # its successor can be given requests.
+        self.linked.wait(LINK_WAIT)
         self._tell(status.READY)
         while os.getppid() == self.master_pid:
             received, _ = signals.wait(WATCH_INTERVAL)
@@ -247,6 +252,7 @@ class Worker:
                 sock.connect(self.link_path)
                 current = self.link = Link(sock)
                 current.send(hello)
+                self.linked.set()
                 self._read_link(current)
             except (OSError, LinkClosed, link.LinkError) as exc:
                 log.debug("worker %d: link closed (%s)", self.worker_id, exc)
