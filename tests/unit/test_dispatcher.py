@@ -1,0 +1,187 @@
+"""The dispatcher's rules, with fake transports and a fake loop: no sockets, no sleeping."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from maitred import link
+from maitred.config import Config
+from maitred.front.client import ClientConnection
+from maitred.front.dispatcher import WorkerLink
+from maitred.front.main import Front
+
+
+class FakeLoop:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.soon: list[Callable[[], None]] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        self.soon.append(callback)
+
+    def create_future(self) -> Any:
+        return None
+
+    def run_soon(self) -> None:
+        soon, self.soon = self.soon, []
+        for callback in soon:
+            callback()
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.written = b""
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def get_extra_info(self, name: str) -> Any:
+        return ("127.0.0.1", 5555) if name in ("peername", "sockname") else None
+
+    def set_write_buffer_limits(self, high: int) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+class Setup:
+    """A front with fake workers and clients."""
+
+    def __init__(self, **settings: Any) -> None:
+        self.loop = FakeLoop()
+        self.front = Front(Config(**settings), self.loop)  # type: ignore[arg-type]
+        self.transports: dict[int, FakeTransport] = {}
+
+    def worker(self, pid: int, threads: int) -> WorkerLink:
+        worker = WorkerLink(self.front.dispatcher)
+        transport = self.transports[id(worker)] = FakeTransport()
+        worker.connection_made(transport)  # type: ignore[arg-type]
+        worker.data_received(link.encode(link.HELLO, 0, (pid, pid, threads)))
+        return worker
+
+    def client(self, path: str = "/") -> tuple[ClientConnection, FakeTransport]:
+        conn = ClientConnection(self.front)
+        transport = FakeTransport()
+        conn.connection_made(transport)  # type: ignore[arg-type]
+        conn.data_received(f"GET {path} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
+        self.loop.run_soon()
+        return conn, transport
+
+    def sent(self, worker: WorkerLink) -> list[tuple[int, int, Any]]:
+        """Frames the front wrote to a worker since the last call."""
+        self.loop.run_soon()
+        transport = self.transports[id(worker)]
+        data, transport.written = transport.written, b""
+        return [(k, r, link.decode(k, p)) for k, r, p in link.FrameBuffer().feed(data)]
+
+    @staticmethod
+    def answer(worker: WorkerLink, rid: int, body: bytes = b"ok") -> None:
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n" % len(body)
+        worker.data_received(link.encode(link.FULL, rid, (200, len(body), head, body)))
+
+
+def requests(frames: list[tuple[int, int, Any]]) -> list[tuple[int, bytes]]:
+    """(rid, target) of the REQUEST frames."""
+    return [(rid, value[1]) for kind, rid, value in frames if kind == link.REQUEST]
+
+
+def test_least_busy_worker_gets_the_request_and_the_rest_queue() -> None:
+    s = Setup()
+    a, b = s.worker(1, 2), s.worker(2, 1)
+    for _ in range(4):
+        s.client()
+    assert len(requests(s.sent(a))) == 2 and len(requests(s.sent(b))) == 1
+    assert len(s.front.dispatcher.queue) == 1  # never more in flight than threads
+
+
+def test_a_freed_thread_takes_the_oldest_queued_request() -> None:
+    s = Setup()
+    a = s.worker(1, 1)
+    _, first = s.client("/first")
+    s.client("/second")
+    s.client("/third")
+    [(rid, _)] = requests(s.sent(a))
+    s.answer(a, rid)
+    assert [target for _, target in requests(s.sent(a))] == [b"/second"]
+    assert first.written.startswith(b"HTTP/1.1 200 OK")
+    assert len(s.front.dispatcher.queue) == 1
+
+
+def test_draining_worker_gets_nothing_new() -> None:
+    s = Setup()
+    a, b = s.worker(1, 4), s.worker(2, 1)
+    a.data_received(link.encode(link.DRAIN, 0))
+    assert [kind for kind, _, _ in s.sent(a)] == [link.DRAINED]
+    s.client()
+    s.client()
+    assert len(requests(s.sent(b))) == 1
+    assert s.sent(a) == []
+
+
+def test_dead_worker_fails_its_requests_with_502_and_keeps_the_queue() -> None:
+    s = Setup()
+    a = s.worker(1, 1)
+    _, doomed = s.client()
+    s.client()  # queued
+    a.connection_lost(None)
+    assert doomed.written.startswith(b"HTTP/1.1 502")
+    assert len(s.front.dispatcher.queue) == 1
+    b = s.worker(2, 1)
+    assert len(requests(s.sent(b))) == 1
+
+
+def test_cancelled_request_keeps_its_thread_busy_until_the_worker_says_so() -> None:
+    s = Setup()
+    a = s.worker(1, 1)
+    conn, _ = s.client()
+    [(rid, _)] = requests(s.sent(a))
+    conn.connection_lost(None)
+    assert [kind for kind, _, _ in s.sent(a)] == [link.CANCEL]
+    s.client()
+    assert requests(s.sent(a)) == []  # the thread still runs the cancelled request
+    a.data_received(link.encode(link.ABORT, rid))
+    assert len(requests(s.sent(a))) == 1
+
+
+def test_body_credit_returns_as_the_client_takes_bytes() -> None:
+    s = Setup()
+    a = s.worker(1, 1)
+    conn, transport = s.client()
+    [(rid, _)] = requests(s.sent(a))
+    a.data_received(link.encode(link.HEAD, rid, (200, -1, b"HTTP/1.1 200 OK\r\n")))
+    a.data_received(link.encode_body(rid, b"x" * 100))
+    assert s.sent(a) == [(link.WINDOW, rid, 100)]
+    conn.pause_writing()
+    a.data_received(link.encode_body(rid, b"y" * 50))
+    assert s.sent(a) == []  # the client's buffer is full: the credit waits
+    conn.resume_writing()
+    assert s.sent(a) == [(link.WINDOW, rid, 50)]
+    assert b"Transfer-Encoding: chunked" in transport.written
+    assert b"64\r\n" + b"x" * 100 + b"\r\n" in transport.written
+
+
+def test_timeout_answers_504_and_tells_the_worker() -> None:
+    s = Setup(timeout=5.0)
+    a = s.worker(1, 1)
+    _, transport = s.client()
+    [(rid, _)] = requests(s.sent(a))
+    s.front.dispatcher.expire(s.loop.now - 5.0)  # dispatched just now: not expired
+    assert transport.written == b""
+    s.loop.now += 6
+    s.front.dispatcher.expire(s.loop.now - 5.0)
+    assert transport.written.startswith(b"HTTP/1.1 504")
+    assert s.sent(a) == [(link.TIMEOUT, rid, ())]
+    s.answer(a, rid)  # the late answer only frees the thread
+    assert not a.exchanges
