@@ -109,6 +109,7 @@ class Arbiter:
         self.listeners: list[socket.socket] = []
         self.link_dir = ""
         self.link_path = ""
+        self.spool_dir = ""
         self.link_listener: socket.socket | None = None
         self.app: Any = None
         self.signals: SignalQueue | None = None
@@ -174,6 +175,10 @@ class Arbiter:
             extra.close()
         self.link_dir = tempfile.mkdtemp(prefix="maitred-")
         self.link_path = os.path.join(self.link_dir, "link.sock")
+        # Spooled request bodies live under the master's own directory unless --body-temp-dir
+        # says otherwise, so the master can remove what a killed front left behind.
+        self.spool_dir = os.path.join(self.link_dir, "spool")
+        os.mkdir(self.spool_dir, 0o700)
         self.link_listener = sockets.bind(
             sockets.Address(socket.AF_UNIX, "", 0, self.link_path), cfg.backlog
         )
@@ -386,6 +391,8 @@ class Arbiter:
         if child.retiring:
             log.info("%s (pid %d) retired", child.role, child.pid)
             return
+        if child.kind == "front":
+            self._empty_spool()  # bodies the dead front was holding: nobody will remove them
         old = child.replaces
         if old is not None:  # a replacement that never became ready: the old one serves on
             old.replaced_by = None
@@ -459,6 +466,8 @@ class Arbiter:
     def _spawn_front(self) -> None:
         assert self.link_listener is not None
         listeners, link_listener, cfg = self.listeners, self.link_listener, self.cfg
+        if not cfg.body_temp_dir:
+            cfg = cfg.replace(body_temp_dir=self.spool_dir)
         pid = self._fork(lambda: run_front(cfg, listeners, link_listener, self.pid))
         self.children[pid] = Child(pid, "front")
 
@@ -534,6 +543,11 @@ class Arbiter:
         for child in self.children.values():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child.pid, signum)
+
+    def _empty_spool(self) -> None:
+        for name in os.listdir(self.spool_dir):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self.spool_dir, name))
 
     def _cleanup(self) -> None:
         for sock in self.listeners:

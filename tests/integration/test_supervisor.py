@@ -6,8 +6,10 @@ by pid, from the server's own process tree.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -41,7 +43,9 @@ def wait_until(predicate: object, timeout: float = 15.0, what: str = "") -> None
 
 
 VERSIONED = """
+import contextlib
 import os
+import socket
 VERSION = open(os.path.join(os.path.dirname(__file__), "version.txt")).read().strip()
 
 def application(environ, start_response):
@@ -257,3 +261,29 @@ def test_reload_flag_replaces_workers_when_code_changes(
             what="the changed code served",
         )
     assert load.failures() == [], load.outcomes
+
+
+def test_bodies_spooled_by_a_killed_front_are_removed(servers: ServerFactory) -> None:
+    server = servers.start("echo:application", "-w", "1", "--threads", "1")
+    wait_until(lambda: front_of(server.pid) is not None, what="the front")
+    front = front_of(server.pid)
+    assert front is not None
+    size = 4 << 20  # past the 1 MiB body buffer: spooled to a file
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        head = f"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: {size}\r\n\r\n".encode()
+        sock.sendall(head + b"x" * (2 << 20))  # half the body: the front holds the file
+
+        def spooled() -> list[str]:
+            found = []
+            for fd in Path(f"/proc/{front}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if "maitred-body-" in target:
+                        found.append(target)
+            return found
+
+        wait_until(lambda: bool(spooled()), what="a spooled body")
+        [path] = spooled()
+        os.kill(front, signal.SIGKILL)
+        wait_until(lambda: front_of(server.pid) not in (None, front), what="a new front")
+    assert not os.path.exists(path)
