@@ -67,7 +67,7 @@ def load_config(argv: Sequence[str] | None = None) -> config.Config:
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     args = list(sys.argv[1:] if argv is None else argv)
     cfg = load_config(args)
-    logs.setup(cfg.log_level)
+    logs.setup(cfg.log_level, cfg.error_logfile)
     from maitred.arbiter import Arbiter
 
     # HUP re-reads the command line, the environment and the config file.

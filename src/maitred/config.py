@@ -123,6 +123,41 @@ def _bind(value: Any) -> str:
     return text
 
 
+def _mount(value: Any) -> tuple[str, str]:
+    """URL prefix and directory of a static mount, `/prefix=dir`."""
+    prefix, sep, directory = _str(value).partition("=")
+    prefix = prefix.strip().rstrip("/")
+    if not sep or not prefix.startswith("/") or not directory.strip():
+        raise ValueError
+    if any(c in prefix for c in "?#%\\") or "/." in prefix or "//" in prefix:
+        raise ValueError
+    return prefix, directory.strip()
+
+
+def _log_format(value: Any) -> str:
+    from maitred.front.accesslog import compile_format  # local: the front imports config
+
+    text = _str(value)
+    compile_format(text)  # raises ValueError on an unknown field
+    return text
+
+
+def _trusted_peer(value: Any) -> str:
+    import ipaddress
+
+    text = _str(value).strip()
+    if text not in ("*", "unix"):
+        ipaddress.ip_network(text, strict=False)  # raises ValueError when malformed
+    return text
+
+
+def _header_name(value: Any) -> str:
+    text = _str(value).strip()
+    if text and not all(c.isalnum() or c in "-_" for c in text):
+        raise ValueError
+    return text
+
+
 def _list_of(item: Parser, doc: str) -> Parser:
     """A repeatable setting: a TOML array, a repeated flag, or a comma-separated env value."""
 
@@ -409,6 +444,80 @@ class Config:
         section="Limits",
         metavar="BYTES",
     )
+    header_timeout: float = setting(
+        10.0,
+        "Seconds a client has to send a whole request head, from its first byte; then 408 and "
+        "close. Counts the whole head, not the gaps between bytes, so a slowloris client that "
+        "trickles a byte at a time is cut off too. A real client sends its head in one packet; "
+        "10 s covers a slow mobile link with a retransmit or two. 0: no limit.",
+        _seconds,
+        "--header-timeout",
+        section="Limits",
+        metavar="SECONDS",
+    )
+    body_timeout: float = setting(
+        30.0,
+        "A request body must keep arriving: each period of this many seconds must bring at "
+        "least one byte, and at least min-body-rate x this many bytes; else 408 and close. "
+        "30 s rides out a stalled mobile link; a body that stops longer than that is abandoned. "
+        "0: no limit.",
+        _seconds,
+        "--body-timeout",
+        section="Limits",
+        metavar="SECONDS",
+    )
+    min_body_rate: int = setting(
+        1024,
+        "Slowest request body accepted, in bytes per second, averaged over each body-timeout "
+        "period (0: only require progress). 1 KiB/s is a tenth of the slowest mobile data "
+        "link, yet makes a body trickled a byte at a time fail after one period.",
+        _size,
+        "--min-body-rate",
+        section="Limits",
+        metavar="BYTES",
+    )
+    send_timeout: float = setting(
+        30.0,
+        "Seconds the front waits for a client that stopped reading its response (no byte of "
+        "the buffered response taken) before dropping the connection, which also frees the app "
+        "thread waiting to write. 30 s outlasts a congested link, not an abandoned one. 0: no "
+        "limit.",
+        _seconds,
+        "--send-timeout",
+        section="Limits",
+        metavar="SECONDS",
+    )
+    max_connections: int = setting(
+        10000,
+        "Most client connections the front holds open; past it the front stops accepting "
+        "(new connections wait in the listen backlog) until one closes. An idle connection "
+        "costs a few KiB and no thread, so 10,000 take tens of MiB; the front raises its "
+        "open-file limit to fit, or lowers this to what the limit allows.",
+        _int(1),
+        "--max-connections",
+        section="Limits",
+        metavar="N",
+    )
+    max_queue: int = setting(
+        1000,
+        "Most complete requests waiting for a free app thread; past it a request is answered "
+        "503 with Retry-After at once (0: unlimited). A fast app drains 1000 in well under a "
+        "second; a slow one would make them wait longer than clients do.",
+        _int(0),
+        "--max-queue",
+        section="Limits",
+        metavar="N",
+    )
+    queue_timeout: float = setting(
+        30.0,
+        "Seconds a complete request may wait for a free app thread; one that waited longer is "
+        "answered 503 instead of run (0: no limit). Browsers, proxies and load balancers "
+        "commonly give up after 30-60 s, so running it later would be wasted work.",
+        _seconds,
+        "--queue-timeout",
+        section="Limits",
+        metavar="SECONDS",
+    )
     log_level: str = setting(
         "info",
         "Error log verbosity.",
@@ -424,6 +533,111 @@ class Config:
         "--access-logfile",
         section="Logging",
         metavar="PATH",
+    )
+    access_log_format: str = setting(
+        "combined",
+        "Access log line format: `combined` (the format of nginx and Apache, which log tools "
+        "read without configuration), `common`, `json` (one object per line with every field, "
+        "values escaped), or a template of named fields such as "
+        '`{remote_addr} {request_id} "{request}" {status} {request_time}`. Fields: '
+        "remote_addr, remote_port, remote_user, time_local, time_iso8601, method, target, "
+        "path, query, protocol, request, status, body_bytes, referer, user_agent, host, "
+        "scheme, request_id, queue_time, app_time, request_time (seconds), and http_NAME for "
+        "any request header (http_x_forwarded_for).",
+        _log_format,
+        "--access-log-format",
+        section="Logging",
+        metavar="FORMAT",
+    )
+    error_logfile: str = setting(
+        "-",
+        "Where the error log goes: a file path, or `-` for stderr (where a process supervisor "
+        "such as systemd or Docker collects it). With a file, whatever the app or Python "
+        "writes to stderr lands there too.",
+        _str,
+        "--error-logfile",
+        section="Logging",
+        metavar="PATH",
+    )
+    request_id_header: str = setting(
+        "X-Request-ID",
+        "Request header that carries a request id from the client or a proxy; when absent "
+        "(or not 1-200 printable characters) the front makes one. The id is in the environ as "
+        "`maitred.request_id`, in the access log, and returned in this response header, so "
+        "one id follows a request through every log. Empty: no request ids.",
+        _header_name,
+        "--request-id-header",
+        section="Logging",
+        metavar="NAME",
+    )
+    static: tuple[tuple[str, str], ...] = setting(
+        (),
+        "Serve the files under DIR at URL prefix PREFIX, in the front, without an app thread "
+        "(`--static /static=./staticfiles`; repeatable). DIR is relative to --chdir. Only GET "
+        "and HEAD; dotfiles and paths leaving DIR are refused.",
+        _list_of(_mount, "list of PREFIX=DIR"),
+        "--static",
+        section="Static files",
+        metavar="PREFIX=DIR",
+    )
+    static_max_age: int = setting(
+        60,
+        "Cache-Control max-age, in seconds, for static files. Short by default because a "
+        "file whose name does not change may change; names that carry a content hash (as "
+        "Django's ManifestStaticFilesStorage writes them, `app.3f2a9c1b7d4e.css`) get a year "
+        "and `immutable` whatever this says.",
+        _int(0),
+        "--static-max-age",
+        section="Static files",
+        metavar="SECONDS",
+    )
+    static_follow_symlinks: bool = setting(
+        False,
+        "Serve symlinks under a static directory that point outside it. Off by default: a "
+        "link planted in the static tree must not publish the rest of the disk.",
+        _bool,
+        "--static-follow-symlinks",
+        section="Static files",
+    )
+    static_index: str = setting(
+        "",
+        "File served for a request naming a static directory (`index.html`). Empty by "
+        "default, so a directory is a 404: static mounts hold assets, not sites.",
+        _str,
+        "--static-index",
+        section="Static files",
+        metavar="NAME",
+    )
+    static_cache_size: int = setting(
+        16 << 20,
+        "Bytes of memory for the contents of static files up to 64 KiB (the CSS, JS and icons "
+        "of a page), checked against a stat on every request. 16 MiB holds the assets of most "
+        "sites; a hit saves four system calls. 0 turns the cache off.",
+        _size,
+        "--static-cache-size",
+        section="Static files",
+        metavar="BYTES",
+    )
+    forwarded_allow_ips: tuple[str, ...] = setting(
+        ("127.0.0.1", "::1"),
+        "Peers trusted to say who the client is: from these only, X-Forwarded-For, "
+        "X-Forwarded-Proto, X-Forwarded-Host and Forwarded set REMOTE_ADDR, wsgi.url_scheme "
+        "and HTTP_HOST, and a PROXY protocol header sets the client address. Addresses or "
+        "networks (10.0.0.0/8), `unix` for Unix-socket peers, `*` for anyone. The default "
+        "trusts a proxy on this machine only; anyone else could forge these headers.",
+        _list_of(_trusted_peer, "list of addresses, networks, unix or *"),
+        "--forwarded-allow-ips",
+        section="Proxy",
+        metavar="ADDRESSES",
+    )
+    proxy_protocol: bool = setting(
+        False,
+        "Expect a PROXY protocol header (v1 or v2, as HAProxy and cloud load balancers send "
+        "it) at the start of every connection. Off by default: with it on, a client that "
+        "does not send one is refused.",
+        _bool,
+        "--proxy-protocol",
+        section="Proxy",
     )
 
     def replace(self, **changes: Any) -> Config:

@@ -11,6 +11,8 @@ worker reads many frames per ``recv``. Per request, the only messages are:
     worker -> front:   HEAD, BODY*, END    or  FULL (head, body and end in one frame)
                        ABORT (the app failed after the head was sent, or the request was
                               cancelled: the thread is free again either way)
+                       FILE (a wsgi.file_wrapper file: the front answers TAKEN; then END
+                             if it sends the file itself, else HEAD, BODY*, END as usual)
 
 The front sends a worker a REQUEST only while it has an idle thread, so a worker never holds
 more requests than threads. A thread may send BODY bytes only while it has credit: it starts
@@ -49,12 +51,17 @@ END = 5  # ()
 FULL = 6  # (status, content_length, head bytes, body)
 ABORT = 7  # ()
 DRAIN = 8  # ()
+# (status, content_length, head bytes, fd, st_dev, st_ino, offset): a wsgi.file_wrapper
+# file for the front to send itself; the thread waits for TAKEN, then ends with END (taken) or
+# streams the file as HEAD/BODY/END (not taken).
+FILE = 9
 # Front -> worker
 REQUEST = 20  # see Request in maitred.worker.wsgi for the field order
 WINDOW = 21  # bytes of credit returned
 CANCEL = 22  # ()
 DRAINED = 23  # ()
 TIMEOUT = 24  # () the request ran past --timeout: log its stack, interrupt its thread
+TAKEN = 25  # bool: the answer to FILE, whether the front sends the file
 
 _EMPTY = marshal.dumps(())
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from typing import Any
 
 FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S %z"
@@ -17,14 +19,28 @@ def reopen() -> None:
             try:
                 handler.close()
                 handler.stream = handler._open()
+                _capture_stderr(handler.stream)
             finally:
                 handler.release()
 
 
-def setup(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def setup(level: str, path: str = "-") -> None:
+    """Log to stderr, or to the file `path` (--error-logfile); children inherit it."""
+    handler: logging.StreamHandler[Any]
+    if path == "-":
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        handler = logging.FileHandler(path, encoding="utf-8")
+        _capture_stderr(handler.stream)
     handler.setFormatter(logging.Formatter(FORMAT, DATE_FORMAT))
     logger = logging.getLogger("maitred")
     logger.handlers[:] = [handler]
     logger.setLevel(level.upper())
     logger.propagate = False
+
+
+def _capture_stderr(stream: Any) -> None:
+    """Point fd 2 at the log file: tracebacks and whatever the app prints to stderr (and its
+    wsgi.errors) belong in the error log too."""
+    sys.stderr.flush()
+    os.dup2(stream.fileno(), 2)

@@ -3,6 +3,7 @@
 ``?mark=PATH`` creates PATH when the request starts running in a worker thread, so a test can
 wait until its requests occupy threads instead of guessing with a sleep. Times are
 ``time.monotonic()`` (CLOCK_MONOTONIC, comparable across processes on one machine).
+``queue_time`` is the request's ``maitred.queue_time``: how long it waited for a thread.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def application(environ: Environ, start_response: StartResponse) -> Iterable[byt
             "started": started,
             "ended": time.monotonic(),
             "query": environ.get("QUERY_STRING", ""),
+            "queue_time": environ.get("maitred.queue_time"),
         }
     ).encode()
     start_response("200 OK", text_headers(body, "application/json"))

@@ -35,6 +35,7 @@ from maitred.http.response import CRLF, LAST_CHUNK, NO_BODY_STATUSES, chunk, sim
 if TYPE_CHECKING:
     from maitred.front.dispatcher import WorkerLink
     from maitred.front.main import Front
+    from maitred.front.sendfile import FileSender
 
 log = logging.getLogger("maitred.error")
 
@@ -62,17 +63,21 @@ class Body:
 
     def add(self, data: bytes) -> None:
         self.size += len(data)
-        if self.file is not None:
-            self.file.write(data)
-        elif self.size > self.buffer_size:
-            self.file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives past this call
-                prefix="maitred-body-", dir=self.temp_dir, delete=False
-            )
-            self.file.writelines(self.chunks)
-            self.file.write(data)
-            self.chunks = []
-        else:
-            self.chunks.append(data)
+        try:
+            if self.file is not None:
+                self.file.write(data)
+            elif self.size > self.buffer_size:
+                self.file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives past this call
+                    prefix="maitred-body-", dir=self.temp_dir, delete=False
+                )
+                self.file.writelines(self.chunks)
+                self.file.write(data)
+                self.chunks = []
+            else:
+                self.chunks.append(data)
+        except OSError as exc:  # disk full, out of file descriptors: our fault, not the client's
+            log.error("cannot spool a request body: %s", exc)
+            raise ProtocolError("cannot spool the request body", 503) from None
 
     def finish(self) -> tuple[bytes, str]:
         """(in-memory body, spool path): one of the two is empty."""
@@ -94,6 +99,7 @@ class Exchange:
     """One request and its response, as the front sees them."""
 
     __slots__ = (
+        "app_done",
         "body",
         "cancelled",
         "chunked",
@@ -101,12 +107,15 @@ class Exchange:
         "conn",
         "continue_pending",
         "dispatched",
+        "extra_head",
         "finished",
         "head",
         "keep_alive",
         "link",
+        "peer",
         "request_id",
         "rid",
+        "sender",
         "sent",
         "started",
         "status",
@@ -132,7 +141,16 @@ class Exchange:
         self.started = conn.front.loop.time()  # head complete
         self.complete = self.started  # whole request read: set when the body is in
         self.dispatched = 0.0  # handed to a worker thread
+        self.app_done = 0.0  # the worker's last frame (maitred.front.dispatcher)
         self.request_id = ""
+        self.peer = conn.peer  # as a trusted proxy may say it is (maitred.front.router)
+        self.extra_head = b""  # header lines the front adds to the response (the request id)
+        self.sender: FileSender | None = None  # sending a file body (maitred.front.sendfile)
+
+    @property
+    def queue_time(self) -> float:
+        """Seconds the complete request waited for a thread (0 until it got one)."""
+        return self.dispatched - self.complete if self.dispatched else 0.0
 
     def attach(self, link: WorkerLink, rid: int) -> None:
         self.link = link
@@ -150,7 +168,7 @@ class Exchange:
             head.headers,
             body,
             body_path,
-            *self.conn.peer,
+            *self.peer,
             self.dispatched - self.complete,  # queue time
             self.request_id,
         )
@@ -162,7 +180,7 @@ class Exchange:
             return  # answered already (timed out): only the thread's release matters
         self.status = status
         conn = self.conn
-        if conn.closing or conn.front.stopping:
+        if conn.front.stopping or conn.last_answer():
             self.keep_alive = False
         tail = b""
         if status in NO_BODY_STATUSES:
@@ -177,7 +195,12 @@ class Exchange:
             tail += CLOSE
         elif self.head.version == "1.0":
             tail += KEEP_ALIVE
-        conn.write(head + tail + CRLF)
+        conn.write(head + self._extra_head(head) + tail + CRLF)
+
+    def _extra_head(self, head: bytes) -> bytes:
+        if self.extra_head and self.link is not None and self.conn.front.router.app_set_id(head):
+            return b""  # the app set the request id header itself
+        return self.extra_head
 
     def respond_body(self, data: bytes) -> None:
         if self.finished or self.cancelled:
@@ -194,6 +217,9 @@ class Exchange:
 
     def return_credit(self) -> None:
         """The client's buffer drained: let the app thread write again."""
+        if self.sender is not None:
+            self.sender.resume()
+            return
         if self.unacked and self.link is not None and not self.finished:
             self.link.credit(self.rid, self.unacked)
             self.unacked = 0
@@ -201,6 +227,8 @@ class Exchange:
     def respond_end(self) -> None:
         if self.finished:
             return  # answered already (timed out): only the thread's release matters
+        if self.sender is not None:
+            return  # the front is sending the file the worker handed over; it ends this
         if self.chunked and not self.suppress_body:
             self.conn.write(LAST_CHUNK)
         self._done()
@@ -210,13 +238,13 @@ class Exchange:
             return  # answered already (timed out): only the thread's release matters
         self.status = status
         conn = self.conn
-        if conn.closing or conn.front.stopping:
+        if conn.front.stopping or conn.last_answer():
             self.keep_alive = False
         if status in NO_BODY_STATUSES or self.suppress_body:
             body = b""
         tail = CLOSE if not self.keep_alive else KEEP_ALIVE if self.head.version == "1.0" else b""
         self.sent = len(body)
-        conn.write(head + tail + CRLF + body)
+        conn.write(head + self._extra_head(head) + tail + CRLF + body)
         self._done()
 
     def respond_abort(self) -> None:
@@ -227,13 +255,14 @@ class Exchange:
         self.conn.abort_after_write()
         self._done()
 
-    def respond_error(self, status: int) -> None:
+    def respond_error(self, status: int, extra: bytes = b"") -> None:
         """A response of the front's own (the worker never saw or could not finish it)."""
         if self.finished:
             return  # answered already (timed out): only the thread's release matters
         self.status = status
         self.keep_alive = False
-        self.conn.write(simple_response(status, self.conn.front.date.get()))
+        extra += self.extra_head
+        self.conn.write(simple_response(status, self.conn.front.date.get(), extra=extra))
         self._done()
 
     def worker_lost(self, pid: int) -> None:
@@ -267,12 +296,19 @@ class Exchange:
     def cancel(self) -> None:
         """The client went away: stop this exchange wherever it is."""
         self.cancelled = True
+        if self.sender is not None:
+            self.sender.close()
         if self.link is not None and not self.finished:
             self.link.cancel(self.rid)
+            # The worker may not have opened a spooled body yet: it goes when the worker says
+            # the request is over (END, FULL, ABORT) or its link drops, both ending in _done.
+            return
         self.cleanup()
 
     def cleanup(self) -> None:
         self.body.discard()
+        if self.sender is not None:
+            self.sender.close()
 
     def _done(self) -> None:
         self.finished = True
@@ -302,24 +338,30 @@ class ClientConnection(asyncio.Protocol):
         self.transport = transport = cast(asyncio.Transport, transport)
         transport.set_write_buffer_limits(high=self.front.cfg.response_buffer_size)
         self.peer = self.front.peer_info(transport)
-        self.front.connections.add(self)
+        self.front.connection_opened(self)
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
+        error: ProtocolError | None = None
         try:
             events = self.parser.feed(data)
         except ProtocolError as exc:
-            self._protocol_error(exc)
+            events, error = exc.events, exc  # requests before the bad one are still served
+        try:
+            for event in events:
+                if event.__class__ is bytes:
+                    assert self.reading is not None
+                    self.reading.body.add(event)
+                elif event is END:
+                    self._request_complete()
+                else:
+                    self._head_complete(cast(RequestHead, event))
+        except ProtocolError as exc:  # the body could not be spooled
+            error = exc
+        if error is not None:
+            self._protocol_error(error)
             return
-        for event in events:
-            if event.__class__ is bytes:
-                assert self.reading is not None
-                self.reading.body.add(event)
-            elif event is END:
-                self._request_complete()
-            else:
-                self._head_complete(cast(RequestHead, event))
         if self.parser.closed and self.reading is None:
             self._stop_reading()
 
@@ -333,7 +375,7 @@ class ClientConnection(asyncio.Protocol):
         return self.active is not None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.front.connections.discard(self)
+        self.front.connection_closed(self)
         for exchange in (self.reading, self.active, *self.pipeline):
             if exchange is not None and not exchange.finished:
                 exchange.cancel()
@@ -370,7 +412,7 @@ class ClientConnection(asyncio.Protocol):
             self._stop_reading()
         if self.active is None:
             self.active = exchange
-            self.front.dispatcher.submit(exchange)
+            self.front.router.route(exchange)
         else:
             self.pipeline.append(exchange)
             if len(self.pipeline) >= MAX_PIPELINED and not self.read_paused:
@@ -388,6 +430,10 @@ class ClientConnection(asyncio.Protocol):
             self._send_error(exc.status)
         else:
             self.pending_error = exc.status
+
+    def reject(self, exc: ProtocolError) -> None:
+        """Answer a request the front gave up on (front/timeouts.py) like a bad one, and close."""
+        self._protocol_error(exc)
 
     def _stop_reading(self) -> None:
         self.closing = True
@@ -423,7 +469,7 @@ class ClientConnection(asyncio.Protocol):
                 self.read_paused = False
                 assert self.transport is not None
                 self.transport.resume_reading()
-            self.front.dispatcher.submit(self.active)
+            self.front.router.route(self.active)
         elif self.pending_error:
             self._send_error(self.pending_error)
         elif self.closing and self.reading is None:
@@ -433,6 +479,11 @@ class ClientConnection(asyncio.Protocol):
                 self.reading.continue_pending = False
                 self.write(CONTINUE)
             self.idle_since = self.front.loop.time()
+
+    def last_answer(self) -> bool:
+        """True when the response being sent is the last this connection will carry: it stops
+        reading, and no pipelined request or pending error remains to be answered after it."""
+        return self.closing and not self.pipeline and not self.pending_error
 
     def is_idle(self) -> bool:
         return self.active is None and self.reading is None and not self.parser.in_head

@@ -11,6 +11,10 @@ thread is free, and no worker ever holds more requests than it has threads.
 A request counts against its worker's threads until the worker says it is over (END, FULL or
 ABORT), even when its client has gone and the front sent CANCEL: the thread is busy until then.
 
+The queue is bounded: past ``max_queue`` waiting requests, or for one that waited longer than
+``queue_timeout`` (checked when a thread frees and on every sweep), the front answers 503 with
+Retry-After itself: under a flood, clients get a fast "try later" instead of a wall of timeouts.
+
 A worker that sends DRAIN gets no new requests; the front answers DRAINED, after which the
 worker finishes what it holds and exits. A link that drops (the worker died) fails the requests
 it held with 502; requests still in the queue are untouched.
@@ -28,6 +32,8 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
 from maitred import link
+from maitred.front import sendfile
+from maitred.front.limits import RETRY_AFTER
 
 if TYPE_CHECKING:
     from maitred.front.client import Exchange
@@ -36,10 +42,15 @@ log = logging.getLogger("maitred.error")
 
 
 class Dispatcher:
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, max_queue: int = 0, queue_timeout: float = 0.0
+    ) -> None:
         self.loop = loop
         self.queue: deque[Exchange] = deque()
         self.links: list[WorkerLink] = []
+        self.max_queue = max_queue  # 0: unbounded
+        self.queue_timeout = queue_timeout  # 0: wait as long as it takes
+        self.shed = 0  # requests answered 503 since the last report_shed()
 
     def submit(self, exchange: Exchange) -> None:
         """Send a complete request to a free thread now, or queue it."""
@@ -48,6 +59,9 @@ class Dispatcher:
             if worker is not None:
                 worker.start(exchange)
                 return
+        if self.max_queue and len(self.queue) >= self.max_queue:
+            self._shed(exchange)
+            return
         self.queue.append(exchange)
 
     def _least_busy(self) -> WorkerLink | None:
@@ -69,7 +83,39 @@ class Dispatcher:
             worker = self._least_busy()
             if worker is None:
                 return
-            worker.start(queue.popleft())
+            exchange = queue.popleft()
+            if self._too_old(exchange, self.loop.time()):
+                self._shed(exchange)
+            else:
+                worker.start(exchange)
+
+    def expire_queued(self, now: float) -> None:
+        """Answer 503 to queued requests that waited past the queue timeout."""
+        if not (self.queue_timeout and self.queue):
+            return
+        waiting, self.queue = self.queue, deque()
+        for exchange in waiting:
+            if exchange.cancelled:
+                continue
+            if self._too_old(exchange, now):
+                self._shed(exchange)
+            else:
+                self.queue.append(exchange)
+
+    def report_shed(self) -> None:
+        if self.shed:
+            log.warning(
+                "overloaded: %d requests answered 503 (max-queue, queue-timeout)", self.shed
+            )
+            self.shed = 0
+
+    def _too_old(self, exchange: Exchange, now: float) -> bool:
+        # From the end of the request, as its client counts (and as maitred.queue_time does).
+        return bool(self.queue_timeout) and now - exchange.complete > self.queue_timeout
+
+    def _shed(self, exchange: Exchange) -> None:
+        self.shed += 1
+        exchange.respond_error(503, RETRY_AFTER)
 
     def add(self, worker: WorkerLink) -> None:
         self.links.append(worker)
@@ -163,6 +209,9 @@ class WorkerLink(asyncio.Protocol):
             elif kind == link.ABORT:
                 self._over(rid)
                 exchange.respond_abort()
+            elif kind == link.FILE:
+                taken = sendfile.take_over(exchange, self.pid, value)
+                self.send(link.encode(link.TAKEN, rid, taken))
             else:
                 raise link.LinkError(f"unexpected frame type {kind} for a request")
         elif kind == link.HELLO:
@@ -177,7 +226,7 @@ class WorkerLink(asyncio.Protocol):
     def _over(self, rid: int) -> None:
         """The thread of `rid` is free before its response reaches the client, so a queued
         request can start while this response drains to a slow client."""
-        del self.exchanges[rid]
+        self.exchanges.pop(rid).app_done = self.dispatcher.loop.time()
         self.dispatcher.pump()
 
     def close(self) -> None:

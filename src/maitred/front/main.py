@@ -1,9 +1,11 @@
 """The front process: an event loop that owns every client connection.
 
-It serves on the listening sockets the master bound, accepts worker links on the link socket,
-and sweeps idle keep-alive connections once a second (one pass over the connections is cheaper
-than a timer per request). On SIGTERM it stops accepting, lets requests in flight finish within
-the graceful timeout, closes idle connections, and exits.
+It serves on the listening sockets the master bound (up to --max-connections at once, see
+front/limits.py), accepts worker links on the link socket, and sweeps the connections a few
+times per shortest timeout, at least once a second, enforcing the timeouts of
+front/timeouts.py (one pass over the connections is cheaper than a timer per request). On
+SIGTERM it stops accepting, lets requests in flight finish within the graceful timeout, closes
+idle connections, and exits.
 """
 
 from __future__ import annotations
@@ -13,21 +15,24 @@ import logging
 import os
 import signal
 import socket
-import time
-from typing import TextIO
 
 from setproctitle import setproctitle
 
 from maitred import logs
 from maitred.config import Config
+from maitred.front.accesslog import AccessLog
 from maitred.front.client import ClientConnection, Exchange
 from maitred.front.dispatcher import Dispatcher, WorkerLink
+from maitred.front.limits import RETRY_AFTER, AcceptGate, fit_fd_limit
+from maitred.front.proxy import ProxyHeaderGate
+from maitred.front.router import Router
+from maitred.front.timeouts import ConnectionTimeouts
 from maitred.http.parser import Limits
-from maitred.http.response import DateCache
+from maitred.http.response import DateCache, simple_response
 
 log = logging.getLogger("maitred.error")
 
-SWEEP_INTERVAL = 1.0  # seconds between passes over idle connections
+SWEEP_INTERVAL = 1.0  # longest pause between --timeout checks
 STOP_POLL = 0.05  # seconds between checks that a graceful stop is complete
 MIN_EXPIRY_INTERVAL = 0.05  # the finest grain of --timeout checks
 
@@ -51,11 +56,17 @@ class Front:
             field_size=cfg.limit_request_field_size,
             body=cfg.limit_request_body,
         )
-        self.dispatcher = Dispatcher(loop)
+        self.dispatcher = Dispatcher(loop, cfg.max_queue, cfg.queue_timeout)
         self.connections: set[ClientConnection] = set()
+        self.timeouts = ConnectionTimeouts(cfg)
+        self.gate: AcceptGate | None = None
         self.date = DateCache()
-        self.access = AccessLog(cfg.access_logfile) if cfg.access_logfile else None
-        self.servers: list[asyncio.AbstractServer] = []
+        self.access = (
+            AccessLog(cfg.access_logfile, cfg.access_log_format, loop)
+            if cfg.access_logfile
+            else None
+        )
+        self.router = Router(self)
         self.stopping = False
         self.stopped: asyncio.Future[None] = loop.create_future()
         self.master_pid = os.getppid()
@@ -72,11 +83,16 @@ class Front:
 
     async def serve(self, listeners: list[socket.socket], link_listener: socket.socket) -> None:
         loop = self.loop
-        for sock in listeners:
-            server = await loop.create_server(
-                lambda: ClientConnection(self), sock=sock, backlog=self.cfg.backlog
-            )
-            self.servers.append(server)
+        limit = fit_fd_limit(self.cfg.max_connections)
+        self.gate = AcceptGate(
+            loop,
+            self.new_connection,
+            listeners,
+            self.cfg.backlog,
+            self.connections,
+            limit,
+        )
+        await self.gate.start()
         link_server = await loop.create_unix_server(
             lambda: WorkerLink(self.dispatcher), sock=link_listener, backlog=self.cfg.backlog
         )
@@ -89,18 +105,36 @@ class Front:
             for task in tasks:
                 task.cancel()
             link_server.close()
+            if self.access is not None:
+                self.access.flush()
+
+    def new_connection(self) -> asyncio.Protocol:
+        """The protocol of a new client connection (a PROXY header first, if configured)."""
+        if self.cfg.proxy_protocol:
+            return ProxyHeaderGate(self, lambda: ClientConnection(self))
+        return ClientConnection(self)
 
     async def _sweep(self) -> None:
-        keepalive = self.cfg.keepalive
         while True:
-            await asyncio.sleep(SWEEP_INTERVAL)
+            await asyncio.sleep(self.timeouts.interval)
             if os.getppid() != self.master_pid:
                 log.warning("front: the master is gone, stopping")
                 self.shutdown()
-            expired = self.loop.time() - keepalive
-            for conn in list(self.connections):
-                if conn.idle_since < expired and conn.is_idle():
-                    conn.close()
+            now = self.loop.time()
+            self.timeouts.sweep(self.connections, now)
+            self.dispatcher.expire_queued(now)
+            self.dispatcher.report_shed()
+
+    def connection_opened(self, conn: ClientConnection) -> None:
+        self.connections.add(conn)
+        if self.gate is not None and not self.gate.admit():
+            conn.write(simple_response(503, self.date.get(), extra=RETRY_AFTER))
+            conn.close()
+
+    def connection_closed(self, conn: ClientConnection) -> None:
+        self.connections.discard(conn)
+        if self.gate is not None:
+            self.gate.update()
 
     async def _expire_requests(self, timeout: float) -> None:
         """Enforce --timeout, checking a few times per timeout period."""
@@ -115,8 +149,8 @@ class Front:
             return
         self.stopping = True
         log.info("front: stopping, %d connections open", len(self.connections))
-        for server in self.servers:
-            server.close()
+        if self.gate is not None:
+            self.gate.stop()
         for conn in list(self.connections):
             # A kept-alive connection between requests may be closed (its client retries,
             # RFC 9112 section 9.3.1); one that has not sent its first request yet may be
@@ -145,58 +179,11 @@ class Front:
 
     def log_access(self, exchange: Exchange) -> None:
         if self.access is not None:
-            self.access.write(exchange.conn.peer[0], exchange.head, exchange.status, exchange.sent)
+            self.access.write(exchange)
 
     def access_log_error(self, conn: ClientConnection, status: int) -> None:
         if self.access is not None:
-            self.access.write(conn.peer[0], None, status, 0)
-
-
-class AccessLog:
-    """The combined log format, one line per response (basic: see issue-tracked extensions)."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.stream: TextIO = self._open()
-
-    def _open(self) -> TextIO:
-        import sys
-
-        if self.path == "-":
-            return sys.stdout
-        return open(self.path, "a", buffering=1, encoding="utf-8")
-
-    def reopen(self) -> None:
-        if self.path != "-":
-            self.stream.close()
-            self.stream = self._open()
-
-    def write(self, remote: str, head: object, status: int, size: int) -> None:
-        from maitred.http.parser import RequestHead
-
-        if isinstance(head, RequestHead):
-            line = b"%s %s HTTP/%s" % (head.method, head.target, head.version.encode())
-            referer = agent = b"-"
-            for name, value in head.headers:
-                lowered = name.lower()
-                if lowered == b"referer":
-                    referer = value
-                elif lowered == b"user-agent":
-                    agent = value
-            request = _quoted(line)
-            extra = f' "{_quoted(referer)}" "{_quoted(agent)}"'
-        else:
-            request, extra = "-", ' "-" "-"'
-        when = time.strftime("%d/%b/%Y:%H:%M:%S %z")
-        self.stream.write(
-            f'{remote or "-"} - - [{when}] "{request}" {status} {size or "-"}{extra}\n'
-        )
-
-
-def _quoted(raw: bytes) -> str:
-    """A client-supplied value, safe inside a double-quoted log field."""
-    text = raw.decode("latin-1")
-    return text.encode("unicode_escape").decode("ascii").replace('"', '\\"')
+            self.access.write_error(conn, status)
 
 
 def run_front(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ProtocolError(Exception):
     """The client sent something we cannot serve: answer `status` and close the connection."""
@@ -13,6 +15,8 @@ class ProtocolError(Exception):
         self.reason = reason
         if status is not None:
             self.status = status
+        # Parser events completed before the error (RequestParser.feed): serve them first.
+        self.events: list[Any] = []
 
 
 class RequestLineTooLong(ProtocolError):
@@ -31,3 +35,9 @@ class NotImplementedFraming(ProtocolError):
     """A Transfer-Encoding we do not decode (RFC 9112 section 6.1: answer 501)."""
 
     status = 501
+
+
+class RequestTimeout(ProtocolError):
+    """The client took too long to send its request (head or body)."""
+
+    status = 408

@@ -12,12 +12,15 @@ status to answer; the connection is then unusable (framing is lost) and must be 
 llhttp is strict by default and already refuses most request-smuggling material: Content-Length
 together with Transfer-Encoding, duplicate Content-Length, whitespace before a colon, obs-fold,
 bare LF line ends, control bytes in values, a Transfer-Encoding whose last coding is not chunked.
-On top of it we enforce the size limits, the HTTP version, one Host in HTTP/1.1, and a
-Transfer-Encoding of exactly ``chunked``.
+On top of it we enforce the size limits, the HTTP version, one well-formed Host in HTTP/1.1,
+a Transfer-Encoding of exactly ``chunked`` (and none in HTTP/1.0), no fragment in the target and
+``*`` only for OPTIONS. Bytes that make no progress (chunk extensions, trailers) are bounded
+like a head, since llhttp would buffer a trailer field whole.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import httptools
@@ -102,6 +105,9 @@ class RequestHead:
 Event = RequestHead | bytes | _End
 
 _VERSIONS = frozenset({"1.0", "1.1"})
+# RFC 9110 section 7.2 (uri-host [":" port]): an IP literal, or reg-name / IPv4 characters.
+# Anything else (spaces, "/", "@", quotes) is a host-header injection attempt or garbage.
+_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?")
 
 
 class RequestParser:
@@ -117,6 +123,8 @@ class RequestParser:
         self._head_bytes = 0
         self._body_bytes = 0
         self._head: RequestHead | None = None
+        self._stalled = 0  # bytes fed since the last event
+        self.messages = 0  # requests begun on this connection (a head's identity for timers)
         self.closed = False  # after an upgrade or CONNECT: no further requests on this stream
 
     @property
@@ -125,8 +133,22 @@ class RequestParser:
         return self._in_head
 
     def feed(self, data: bytes) -> list[Event]:
+        """The events `data` completed, in order.
+
+        A ProtocolError carries, as ``events``, those completed before the mistake: requests a
+        client pipelined ahead of a bad one are still answered, in order, before the error.
+        """
         if self.closed:
             return []
+        try:
+            self._feed(data)
+        except ProtocolError as exc:
+            exc.events, self._events = self._events, []
+            raise
+        events, self._events = self._events, []
+        return events
+
+    def _feed(self, data: bytes) -> None:
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -148,12 +170,17 @@ class RequestParser:
             self._head_bytes += len(data)
             if self._head_bytes > self._limits.head:
                 raise HeaderFieldsTooLarge("request head too large")
-        events, self._events = self._events, []
-        return events
+        if self._events:
+            self._stalled = 0
+        else:
+            self._stalled += len(data)
+            if self._stalled > self._limits.head:
+                raise HeaderFieldsTooLarge("chunk extensions or trailers too large")
 
     # --- llhttp callbacks (called from inside feed_data) ---
 
     def on_message_begin(self) -> None:
+        self.messages += 1
         self._in_head = True
         self._head_bytes = 0
         self._url = b""
@@ -182,23 +209,23 @@ class RequestParser:
         head = RequestHead(
             parser.get_method(), self._url, version, self._headers, parser.should_keep_alive()
         )
-        hosts = 0
+        hosts: list[bytes] = []
+        codings: list[bytes] = []
         for name, value in head.headers:
             lowered = name.lower()
             if lowered == b"host":
-                hosts += 1
+                hosts.append(value)
             elif lowered == b"content-length":
                 head.content_length = int(value)  # llhttp checked the digits and duplicates
             elif lowered == b"transfer-encoding":
-                if value.strip().lower() != b"chunked":
-                    raise NotImplementedFraming("only Transfer-Encoding: chunked is supported")
-                head.chunked = True
+                codings += value.split(b",")  # several fields form one list (RFC 9110 5.3)
             elif lowered == b"expect":
                 if value.lower() != b"100-continue":
                     raise ProtocolError("unsupported expectation", 417)
                 head.expect_continue = version == "1.1"
-        if hosts > 1 or (hosts == 0 and version == "1.1"):
-            raise ProtocolError("HTTP/1.1 requests need exactly one Host header")
+        _check_host(hosts, version)
+        _check_target(head.method, head.target)
+        head.chunked = bool(codings) and _chunked(codings, version)
         limit = self._limits.body
         if limit and head.content_length is not None and head.content_length > limit:
             raise BodyTooLarge("request body too large")
@@ -219,3 +246,32 @@ class RequestParser:
 
     def on_message_complete(self) -> None:
         self._events.append(END)
+
+
+def _check_host(hosts: list[bytes], version: str) -> None:
+    if len(hosts) > 1 or (not hosts and version == "1.1"):
+        raise ProtocolError("HTTP/1.1 requests need exactly one Host header")
+    if hosts and not _HOST.fullmatch(hosts[0].rstrip(b" \t")):  # llhttp keeps trailing OWS
+        raise ProtocolError("malformed Host header")
+
+
+def _check_target(method: bytes, target: bytes) -> None:
+    """What llhttp lets through: a fragment (never sent by a client: where would the path end?)
+    and ``*`` with a method other than OPTIONS."""
+    if b"#" in target:
+        raise ProtocolError("fragment in the request target")
+    if target == b"*" and method != b"OPTIONS":
+        raise ProtocolError("asterisk-form target with a method other than OPTIONS")
+
+
+def _chunked(codings: list[bytes], version: str) -> bool:
+    """True when the transfer codings (in order) are exactly ``chunked``; raises otherwise."""
+    if version == "1.0":
+        # RFC 9112 section 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing.
+        raise ProtocolError("Transfer-Encoding in an HTTP/1.0 request")
+    if codings[-1].strip().lower() != b"chunked":
+        # RFC 9112 section 6.3: the body's length cannot be known; 400 and close.
+        raise ProtocolError("chunked is not the final transfer coding")
+    if len(codings) > 1:
+        raise NotImplementedFraming("only Transfer-Encoding: chunked is supported")
+    return True

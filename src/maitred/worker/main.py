@@ -105,6 +105,7 @@ class Channel:
         "link",
         "rid",
         "started",
+        "taken",
         "thread",
     )
 
@@ -118,11 +119,23 @@ class Channel:
         self.thread = 0  # ident of the app thread running it, once one does
         self.started = 0.0  # monotonic time the app thread took it
         self.label = ""  # "METHOD target", for the log
+        self.taken: bool | None = None  # the front's answer to a FILE frame
 
     def send(self, data: bytes) -> None:
         if self.cancelled:
             raise LinkClosed("the client went away")
         self.link.send(data)
+
+    def hand_over(self, frame: bytes) -> bool:
+        """Send a FILE frame and wait for the front's answer: True if it sends the file."""
+        self.send(frame)
+        changed = self.changed
+        with changed:
+            while self.taken is None and not self.cancelled:
+                changed.wait()
+        if self.taken is None:
+            raise LinkClosed("the client went away")
+        return self.taken
 
     def write_body(self, data: bytes, prefix: bytes = b"") -> None:
         """Send body bytes as BODY frames within credit; `prefix` goes first (a HEAD)."""
@@ -279,6 +292,8 @@ class Worker:
                     self._update(channels.get(rid), link.decode(kind, payload))
                 elif kind == link.CANCEL:
                     self._update(channels.get(rid), 0, cancel=True)
+                elif kind == link.TAKEN:
+                    self._taken(channels.get(rid), link.decode(kind, payload))
                 elif kind == link.TIMEOUT:
                     self._timed_out(channels.get(rid))
                 elif kind == link.DRAINED:
@@ -292,6 +307,13 @@ class Worker:
         with self.credit_changed:
             channel.credit += credit
             channel.cancelled = channel.cancelled or cancel
+            self.credit_changed.notify_all()
+
+    def _taken(self, channel: Channel | None, taken: bool) -> None:
+        if channel is None:
+            return  # the request is already over
+        with self.credit_changed:
+            channel.taken = bool(taken)
             self.credit_changed.notify_all()
 
     def _timed_out(self, channel: Channel | None) -> None:

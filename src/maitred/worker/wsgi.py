@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
+import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
@@ -58,6 +60,8 @@ class Channel(Protocol):
 
     def write_body(self, data: bytes, prefix: bytes = b"") -> None: ...
 
+    def hand_over(self, frame: bytes) -> bool: ...
+
 
 # Response headers an app must not set: they describe one connection, which the front owns
 # (PEP 3333, "Other HTTP Features").
@@ -77,6 +81,10 @@ HOP_BY_HOP = frozenset(
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _STATUS = re.compile(r"[1-5][0-9][0-9] [^\r\n\x00]*")
 _BAD_VALUE = re.compile(r"[\r\n\x00]")
+# wsgi.file_wrapper files at least this large are handed to the front, which sends them with
+# sendfile while this thread moves on; a smaller one costs less as BODY frames than the round
+# trip of the handover.
+HAND_OVER_MIN = 64 * 1024
 
 
 class FileWrapper:
@@ -345,6 +353,43 @@ class Response:
         channel = self._channel
         channel.send(link.encode(link.FULL, channel.rid, (self.status_code, length, head, body)))
 
+    def send_file(self, filelike: Any) -> bool:
+        """Send a wsgi.file_wrapper file without reading it here, when it is a regular file.
+
+        The front opens the same open file (FILE frame; see maitred.front.sendfile) and sends it
+        with sendfile, so this thread is free at once. A HEAD is answered from the file's size.
+        False when the file cannot go that way; the caller then iterates the wrapper.
+        """
+        if self.head_sent or not self._status or self.status_code in NO_BODY_STATUSES:
+            return False
+        try:
+            fd = filelike.fileno()
+            st = os.fstat(fd)
+            offset = filelike.tell()
+        except (AttributeError, OSError, ValueError):  # no fileno (BytesIO), closed, pipes
+            return False
+        available = st.st_size - offset
+        head, length = self._head, self._length
+        if length < 0:
+            length = available
+            head += b"Content-Length: %d\r\n" % length
+        elif available < length:
+            return False  # short of its Content-Length: streamed, so the client sees it cut
+        if not stat.S_ISREG(st.st_mode) or (length < HAND_OVER_MIN and not self._suppress_body):
+            return False
+        self._head, self._length = head, length
+        if self._suppress_body:
+            self.send_full(b"")
+            return True
+        channel = self._channel
+        value = (self.status_code, length, head, fd, st.st_dev, st.st_ino, offset)
+        if not channel.hand_over(link.encode(link.FILE, channel.rid, value)):
+            return False
+        self.head_sent = True
+        self.sent = length
+        channel.send(link.encode(link.END, channel.rid))  # the front has it: this thread is free
+        return True
+
     def abort(self) -> None:
         self._channel.send(link.encode(link.ABORT, self._channel.rid))
 
@@ -372,6 +417,8 @@ def run_app(app: WSGIApp, environ: dict[str, Any], response: Response) -> None:
                         raise AssertionError(f"body item must be bytes, not {type(item)}")
                 body = b"".join(result)
             response.send_full(body)
+        elif type(result) is FileWrapper and response.send_file(result.filelike):
+            pass  # the front sends the file
         else:
             write = response.write
             for data in result:

@@ -1,0 +1,90 @@
+"""Where a complete request goes: a static mount in the front, or the dispatcher.
+
+A connection calls :meth:`Router.route` when one of its requests becomes the active one (so
+responses keep their order whichever way each request goes). Before choosing, the router settles
+what the rest of the server sees of the request:
+
+* who the client is: the peer as the connection saw it, or as a trusted proxy says it is
+  (:mod:`maitred.front.proxy`), including HTTP_HOST from X-Forwarded-Host;
+* its request id: the client's ``X-Request-ID`` (or the configured header) when it is 1-200
+  printable characters, else a new random one. It travels to the worker in the REQUEST frame
+  (``environ["maitred.request_id"]``), goes in the access log, and is added to the response
+  head by :class:`~maitred.front.client.Exchange` unless the app set that header itself.
+
+Owned by the event loop thread.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from typing import TYPE_CHECKING
+
+from maitred.front.proxy import Forwarded, TrustedPeers
+from maitred.front.static import StaticFiles
+
+if TYPE_CHECKING:
+    from maitred.front.client import Exchange
+    from maitred.front.main import Front
+
+# What a client-supplied request id may be: visible ASCII without quotes or backslashes, so it
+# can go into a response header and a log line as it is.
+_VALID_ID = re.compile(rb"[!#-\[\]-~]{1,200}")
+_ID_BITS = 128  # a new id: 128 random bits, as 32 hex digits
+
+
+class Router:
+    def __init__(self, front: Front) -> None:
+        cfg = front.cfg
+        self.dispatcher = front.dispatcher
+        self.trusted = TrustedPeers(cfg.forwarded_allow_ips)
+        self.forwarded = None if self.trusted.nobody else Forwarded(self.trusted)
+        self.static = StaticFiles(cfg, front.date) if cfg.static else None
+        name = cfg.request_id_header.encode("latin-1")
+        self.id_name = name.lower()
+        self.id_prefix = name + b": "
+        # How the app's own header would look in its serialised head (lower-cased).
+        self.id_marker = b"\r\n" + name.lower() + b":"
+        # Ids need to be unique, not secret: a PRNG seeded per front process, no system call
+        # per request.
+        self.random = random.Random(os.urandom(32))
+
+    def route(self, exchange: Exchange) -> None:
+        head = exchange.head
+        peer = exchange.conn.peer
+        if self.forwarded is not None and self.trusted(peer[0]):
+            exchange.peer, host = self.forwarded.apply(head.headers, peer)
+            if host is not None:
+                head.headers = _with_host(head.headers, host.encode("latin-1"))
+        if self.id_name:
+            request_id = self._request_id(head.headers)
+            exchange.request_id = request_id.decode("ascii")
+            exchange.extra_head = self.id_prefix + request_id + b"\r\n"
+        static = self.static
+        if static is not None:
+            mount = static.match(head.target)
+            if mount is not None:
+                static.serve(exchange, mount)
+                return
+        self.dispatcher.submit(exchange)
+
+    def _request_id(self, headers: list[tuple[bytes, bytes]]) -> bytes:
+        wanted = self.id_name
+        for name, value in headers:
+            if name.lower() == wanted:
+                if _VALID_ID.fullmatch(value):
+                    return value
+                break
+        return b"%032x" % self.random.getrandbits(_ID_BITS)
+
+    def app_set_id(self, head: bytes) -> bool:
+        """True when a response head from the app already carries the request id header."""
+        return self.id_marker in head.lower()
+
+
+def _with_host(headers: list[tuple[bytes, bytes]], host: bytes) -> list[tuple[bytes, bytes]]:
+    replaced = [(name, host if name.lower() == b"host" else value) for name, value in headers]
+    if not any(name.lower() == b"host" for name, _ in headers):
+        replaced.append((b"Host", host))
+    return replaced

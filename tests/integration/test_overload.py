@@ -1,0 +1,157 @@
+"""Overload on a real server: the bounded queue, the queue timeout, max-connections, EMFILE.
+
+The connection limits run on both event loops: uvloop (installed) and the asyncio fallback
+(tests/shadow hides uvloop from the server).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from harness import SRC_DIR, TESTS_DIR, Server, ServerFactory
+from rawhttp import RawConnection, Response, fetch
+from slowclients import front_pid, open_fds, wait_empty
+
+MARK_TIMEOUT = 5.0
+FAST = 0.5  # a shed request is answered at once: well under this, even on a loaded machine
+
+
+def wait_marked(marks: list[Path], timeout: float = MARK_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not all(m.exists() for m in marks):
+        assert time.monotonic() < deadline, "the sleepers never started"
+        time.sleep(0.01)
+
+
+def timed_get(port: int, path: str) -> tuple[Response, float]:
+    started = time.monotonic()
+    response = fetch(port, "GET", path, timeout=15.0)
+    return response, time.monotonic() - started
+
+
+def test_past_max_queue_requests_get_503_with_retry_after_at_once(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    server = servers.start("slow:application", "-w", "1", "--threads", "2", "--max-queue", "10")
+    marks = [tmp_path / "a", tmp_path / "b"]
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        sleepers = [pool.submit(timed_get, server.port, f"/?s=2&mark={m}") for m in marks]
+        wait_marked(marks)  # both threads are busy
+        results = [
+            f.result() for f in [pool.submit(timed_get, server.port, "/") for _ in range(15)]
+        ]
+        assert all(f.result()[0].status == 200 for f in sleepers)
+    shed = [(r, t) for r, t in results if r.status == 503]
+    served = [r for r, _ in results if r.status == 200]
+    assert (len(shed), len(served)) == (5, 10)
+    for response, took in shed:
+        assert response.header("Retry-After") == "1"
+        assert took < FAST, f"a shed request took {took:.2f} s"
+
+
+def test_a_request_that_waited_past_the_queue_timeout_gets_503(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    server = servers.start(
+        "slow:application", "-w", "1", "--threads", "1", "--queue-timeout", "0.5"
+    )
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        sleeper = pool.submit(timed_get, server.port, f"/?s=1.5&mark={tmp_path / 'a'}")
+        wait_marked([tmp_path / "a"])
+        response, took = timed_get(server.port, "/")
+        assert response.status == 503 and response.header("Retry-After") == "1"
+        assert 0.5 <= took < 1.5 and not sleeper.done(), took
+        assert sleeper.result()[0].status == 200
+        # One that waits less than the timeout runs, and learns how long it waited.
+        sleeper = pool.submit(timed_get, server.port, f"/?s=0.2&mark={tmp_path / 'b'}")
+        wait_marked([tmp_path / "b"])
+        response, _ = timed_get(server.port, "/")
+    assert response.status == 200
+    assert 0.0 < json.loads(response.body)["queue_time"] < 0.5
+
+
+LOOPS = {"uvloop": None, "asyncio": {"PYTHONPATH": f"{SRC_DIR}:{TESTS_DIR / 'shadow'}"}}
+
+
+def start_on(servers: ServerFactory, loop: str, *args: str) -> Server:
+    server = servers.start("hello:application", "-w", "1", *args, env=LOOPS[loop])
+    maps = Path(f"/proc/{front_pid(server)}/maps").read_text()
+    assert ("uvloop" in maps) == (loop == "uvloop"), "the front runs another event loop"
+    return server
+
+
+MAX_CONNECTIONS = 20
+REFUSED_FOR = 0.5  # how long a connection past the limit must stay unanswered
+
+
+@pytest.mark.parametrize("loop", sorted(LOOPS))
+def test_past_max_connections_new_ones_wait_until_one_closes(
+    servers: ServerFactory, loop: str
+) -> None:
+    server = start_on(servers, loop, "--max-connections", str(MAX_CONNECTIONS))
+    held = [RawConnection(server.port) for _ in range(MAX_CONNECTIONS)]
+    try:
+        for conn in held:
+            assert conn.request("GET", "/").status == 200  # accepted and kept alive
+        waiting = RawConnection(server.port, timeout=REFUSED_FOR)  # in the listen backlog
+        held.append(waiting)
+        waiting.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        with pytest.raises(TimeoutError):
+            waiting.read_response()
+        held.pop(0).close()
+        waiting.sock.settimeout(5.0)
+        assert waiting.read_response().status == 200
+    finally:
+        for conn in held:
+            conn.close()
+
+
+@pytest.mark.parametrize("loop", sorted(LOOPS))
+def test_the_front_survives_running_out_of_file_descriptors(
+    servers: ServerFactory, loop: str
+) -> None:
+    server = start_on(servers, loop)
+    front = front_pid(server)
+    limit = open_fds(front) + 10
+    resource.prlimit(front, resource.RLIMIT_NOFILE, (limit, limit))
+    clients = []
+    for _ in range(25):  # past the limit: accept fails with EMFILE
+        sock = socket.socket()
+        sock.settimeout(2.0)
+        sock.connect_ex(("127.0.0.1", server.port))
+        sock.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        clients.append(sock)
+    time.sleep(0.5)
+    for sock in clients:
+        sock.close()
+    # asyncio retries accept once a second, taking a few of the connections left in the
+    # backlog (closed by now) each time: the fresh one is served once those are drained.
+    deadline = time.monotonic() + 10.0
+    while True:
+        try:
+            assert fetch(server.port, "GET", "/", timeout=2.0).status == 200
+            break
+        except (OSError, AssertionError):
+            assert time.monotonic() < deadline, "the front stopped accepting after EMFILE"
+    assert front_pid(server) == front, "the front crashed and was restarted"
+
+
+def test_a_body_that_cannot_be_spooled_gets_503(servers: ServerFactory, tmp_path: Path) -> None:
+    server = servers.start("echo:application", "-w", "1", "--body-temp-dir", str(tmp_path))
+    front = front_pid(server)
+    with RawConnection(server.port) as conn:
+        assert conn.request("GET", "/").status == 200  # accepted: its descriptor is taken
+        limit = open_fds(front)
+        resource.prlimit(front, resource.RLIMIT_NOFILE, (limit, limit))  # not one to spare
+        response = conn.request("POST", "/", body=b"x" * (2 << 20))  # past the 1 MiB buffer
+    assert response.status == 503
+    assert server.wait_for_log("cannot spool a request body")
+    assert wait_empty(tmp_path) == []
+    assert front_pid(server) == front

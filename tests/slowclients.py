@@ -1,0 +1,147 @@
+"""Misbehaving and measuring clients for the front-protection tests, and front process probes.
+
+* :class:`Slowloris` holds many connections, each sending a request head one byte per tick,
+  and records when and how the server ends each one.
+* :func:`throughput` counts keep-alive requests answered per second on one connection.
+* :func:`front_pid`, :func:`rss_mib`, :func:`open_fds`: the front process of a server, as
+  /proc shows it; :func:`wait_empty` for a spool directory.
+"""
+
+from __future__ import annotations
+
+import selectors
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import procs
+from harness import Server
+from rawhttp import RawConnection
+
+FRONT_NAME = "maitred: front"
+HEAD_TRICKLE = b"GET / HTTP/1.1\r\nHost: slow\r\nX-Padding: " + b"a" * 100_000
+SEND_TIMEOUT = 0.5  # a connect or send on loopback is instant; this only bounds a broken run
+
+
+def front_pid(server: Server, timeout: float = 5.0) -> int:
+    """The pid of the server's front, once it runs (it starts just after the master listens)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        fronts = [p.pid for p in procs.descendants_and_session(server.pid) if p.name == FRONT_NAME]
+        if len(fronts) == 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert len(fronts) == 1, f"expected one front process, found {fronts}"
+    return fronts[0]
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+def open_fds(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
+def wait_empty(directory: Path, timeout: float = 2.0) -> list[Path]:
+    """What is left in `directory` once it is empty or `timeout` passed.
+
+    The front removes a spooled body right after writing the response, so a fast client can
+    look before the unlink (of a large file, a few milliseconds) is done.
+    """
+    deadline = time.monotonic() + timeout
+    while (left := list(directory.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return left
+
+
+def throughput(port: int, seconds: float, path: str = "/") -> float:
+    """Requests per second answered on one keep-alive connection over `seconds`."""
+    done = 0
+    with RawConnection(port) as conn:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            assert conn.request("GET", path).status == 200
+            done += 1
+    return done / seconds
+
+
+@dataclass
+class Ended:
+    after: float  # seconds from the connection's first byte to the end of its stream
+    answer: bytes  # what the server sent before closing
+
+
+@dataclass
+class Slowloris:
+    """`count` connections trickling a head, one byte each per `tick`, in a background thread."""
+
+    port: int
+    count: int
+    tick: float = 0.2
+    ended: dict[int, Ended] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __enter__(self) -> Slowloris:
+        self.socks = [
+            socket.create_connection(("127.0.0.1", self.port), SEND_TIMEOUT)
+            for _ in range(self.count)
+        ]
+        self.started = time.monotonic()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        for sock in self.socks:
+            sock.close()
+
+    def wait_all_ended(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while len(self.ended) < self.count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return len(self.ended) == self.count
+
+    def _run(self) -> None:
+        selector = selectors.DefaultSelector()
+        answers: dict[int, bytes] = {}
+        for i, sock in enumerate(self.socks):
+            sock.setblocking(False)
+            selector.register(sock, selectors.EVENT_READ, i)
+            answers[i] = b""
+        sent = 0
+        while not self._stop.is_set() and len(self.ended) < self.count:
+            for i, sock in enumerate(self.socks):
+                if i not in self.ended:
+                    try:
+                        sock.send(HEAD_TRICKLE[sent : sent + 1])
+                    except OSError:
+                        self._end(selector, i, answers[i])
+            sent += 1
+            until = time.monotonic() + self.tick
+            while (left := until - time.monotonic()) > 0:
+                for key, _ in selector.select(left):
+                    self._read(selector, key.data, answers)
+        selector.close()
+
+    def _read(self, selector: selectors.BaseSelector, i: int, answers: dict[int, bytes]) -> None:
+        try:
+            data = self.socks[i].recv(65536)
+        except OSError:
+            data = b""
+        if data:
+            answers[i] += data
+        else:
+            self._end(selector, i, answers[i])
+
+    def _end(self, selector: selectors.BaseSelector, i: int, answer: bytes) -> None:
+        if i not in self.ended:
+            self.ended[i] = Ended(time.monotonic() - self.started, answer)
+            selector.unregister(self.socks[i])

@@ -1,0 +1,200 @@
+"""Connection limits (front/limits.py): the open-file plan, and the accept gate on both loops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import resource
+import socket
+from collections.abc import Callable, Coroutine
+from typing import Any, cast
+
+import pytest
+import uvloop
+
+from maitred.front import limits
+from maitred.front.limits import FD_RESERVE, AcceptGate, fd_plan
+
+INFINITY = resource.RLIM_INFINITY
+WAIT = 2.0  # an accept on loopback takes microseconds; a second or two is a wide margin
+NOT_ACCEPTED_FOR = 0.3  # how long a connection must stay unaccepted to count as refused
+
+
+@pytest.mark.parametrize(
+    ("wanted", "soft", "hard", "plan"),
+    [
+        (10_000, 1024, 524_288, (10_000 + FD_RESERVE, 10_000)),  # raised to fit
+        (10_000, 20_000, 20_000, (20_000, 10_000)),  # already fits: left alone
+        (10_000, 1024, 4096, (4096, 4096 - FD_RESERVE)),  # capped by the hard limit
+        (10_000, 1024, INFINITY, (10_000 + FD_RESERVE, 10_000)),
+        (10, 64, 64, (64, 1)),  # never below one connection
+    ],
+)
+def test_fd_plan(wanted: int, soft: int, hard: int, plan: tuple[int, int]) -> None:
+    assert fd_plan(wanted, soft, hard) == plan
+
+
+class Conn(asyncio.Protocol):
+    """What the front does with a connection, reduced to the gate's part."""
+
+    def __init__(self, open_conns: set[Conn], gate: Callable[[], AcceptGate]) -> None:
+        self.open_conns = open_conns
+        self.gate = gate
+        self.transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.open_conns.add(self)
+        if not self.gate().admit():
+            transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.open_conns.discard(self)
+        self.gate().update()
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = WAIT) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+async def gate_scenario() -> None:
+    loop = asyncio.get_running_loop()
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    open_conns: set[Conn] = set()
+    gate = AcceptGate(loop, lambda: Conn(open_conns, lambda: gate), [listener], 16, open_conns, 2)
+    await gate.start()
+    clients = []
+    try:
+        for expected in (1, 2):
+            clients.append(socket.create_connection(("127.0.0.1", port)))
+            assert await wait_until(lambda n=expected: len(open_conns) == n)  # type: ignore[misc]
+        clients.append(socket.create_connection(("127.0.0.1", port)))  # waits in the backlog
+        assert not await wait_until(lambda: len(open_conns) > 2, NOT_ACCEPTED_FOR)
+        first = next(iter(open_conns))
+        assert first.transport is not None
+        first.transport.close()
+        assert await wait_until(lambda: len(open_conns) == 2 and first not in open_conns)
+        gate.stop()
+        assert not gate.servers
+    finally:
+        for client in clients:
+            client.close()
+        for conn in list(open_conns):
+            if conn.transport is not None:
+                conn.transport.close()
+        await wait_until(lambda: not open_conns)
+        listener.close()
+
+
+async def overshoot_scenario(overshoot: int) -> None:
+    """Connections that arrive together: asyncio accepts them in one batch before any
+    connection_made, so those past the limit are closed at once (the front answers them 503);
+    uvloop makes each connection inside its accept loop, so it stops exactly at the limit."""
+    loop = asyncio.get_running_loop()
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    open_conns: set[Conn] = set()
+    gate = AcceptGate(loop, lambda: Conn(open_conns, lambda: gate), [listener], 16, open_conns, 2)
+    await gate.start()
+    # All three wait in the backlog before the loop runs again.
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+    try:
+        assert await wait_until(lambda: len(open_conns) == 2)
+        closed = 0
+        for client in clients:
+            client.settimeout(NOT_ACCEPTED_FOR)
+            with contextlib.suppress(TimeoutError):  # still waiting in the backlog
+                closed += client.recv(1) == b""
+        assert closed == overshoot
+    finally:
+        gate.stop()
+        for client in clients:
+            client.close()
+        for conn in list(open_conns):
+            if conn.transport is not None:
+                conn.transport.close()
+        await wait_until(lambda: not open_conns)
+        listener.close()
+
+
+class FlakyListener:
+    """A listener whose next dup() fails once (EMFILE), as when descriptors ran out."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.fail_next = False
+
+    def dup(self) -> socket.socket:
+        if self.fail_next:
+            self.fail_next = False
+            raise OSError(24, "Too many open files")
+        return self.sock.dup()
+
+
+async def resume_retry_scenario() -> None:
+    loop = asyncio.get_running_loop()
+    listener = socket.create_server(("127.0.0.1", 0))
+    flaky = FlakyListener(listener)
+    port = listener.getsockname()[1]
+    open_conns: set[Conn] = set()
+    gate = AcceptGate(
+        loop, lambda: Conn(open_conns, lambda: gate), [cast(Any, flaky)], 16, open_conns, 1
+    )
+    await gate.start()
+    clients = [socket.create_connection(("127.0.0.1", port))]
+    try:
+        assert await wait_until(lambda: len(open_conns) == 1)
+        clients.append(socket.create_connection(("127.0.0.1", port)))  # waits: at the limit
+        flaky.fail_next = True
+        first = next(iter(open_conns))
+        assert first.transport is not None
+        first.transport.close()  # the gate tries to serve again, fails, retries later
+        assert await wait_until(lambda: len(open_conns) == 1 and first not in open_conns)
+    finally:
+        gate.stop()
+        for client in clients:
+            client.close()
+        for conn in list(open_conns):
+            if conn.transport is not None:
+                conn.transport.close()
+        await wait_until(lambda: not open_conns)
+        listener.close()
+
+
+LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+    "asyncio": asyncio.new_event_loop,
+    "uvloop": uvloop.new_event_loop,
+}
+
+
+def run(loop_name: str, coro: Coroutine[Any, Any, None]) -> None:
+    loop = LOOPS[loop_name]()
+    try:
+        loop.run_until_complete(coro)
+    finally:
+        loop.close()
+
+
+@pytest.mark.parametrize("loop_name", sorted(LOOPS))
+def test_gate_stops_accepting_at_the_limit_and_resumes(loop_name: str) -> None:
+    run(loop_name, gate_scenario())
+
+
+@pytest.mark.parametrize("loop_name", sorted(LOOPS))
+def test_connections_past_the_limit_in_one_batch_are_closed(loop_name: str) -> None:
+    run(loop_name, overshoot_scenario(overshoot=1 if loop_name == "asyncio" else 0))
+
+
+def test_serving_again_is_retried_when_descriptors_ran_out(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(limits, "RESUME_RETRY", 0.05)
+    run("uvloop", resume_retry_scenario())
+    assert "cannot accept connections again yet" in caplog.text
