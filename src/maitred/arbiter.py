@@ -273,8 +273,12 @@ class Arbiter:
             child.replaces = None
         if not self.ever_ready:
             self.ever_ready = True
-            for worker_id in range(2, self.wanted + 1):
-                self._spawn_worker(worker_id)
+            # The app imports: start the others (a TTIN or HUP before now may have started
+            # some already).
+            have = {c.worker_id for c in self._serving()}
+            for worker_id in range(1, self.wanted + 1):
+                if worker_id not in have:
+                    self._spawn_worker(worker_id)
             upgrade.notify_old_master(self.environ)
 
     # --- replacing, retiring, scaling ---

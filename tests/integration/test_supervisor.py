@@ -287,3 +287,26 @@ def test_bodies_spooled_by_a_killed_front_are_removed(servers: ServerFactory) ->
         os.kill(front, signal.SIGKILL)
         wait_until(lambda: front_of(server.pid) not in (None, front), what="a new front")
     assert not os.path.exists(path)
+
+
+def test_signals_before_the_first_worker_is_ready_start_no_extra_workers(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    slow_import = tmp_path / "slowimport.py"
+    slow_import.write_text("import time\ntime.sleep(1)\nfrom hello import application\n")
+    server = servers.start(
+        "slowimport:application",
+        "-w",
+        "2",
+        "--threads",
+        "1",
+        "--chdir",
+        str(tmp_path),
+        "--pythonpath",
+        str(tmp_path),
+    )
+    wait_until(lambda: len(workers_of(server.pid)) == 1, what="the first worker")
+    os.kill(server.pid, signal.SIGTTIN)  # before worker 1 has imported the app
+    wait_until(lambda: len(workers_of(server.pid)) == 3, what="three workers")
+    time.sleep(1.5)  # worker 1 is ready by now, and no duplicate was started
+    assert len(workers_of(server.pid)) == 3
