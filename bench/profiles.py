@@ -1,0 +1,129 @@
+"""The servers we compare, as one table of data.
+
+Every profile gets the same 16 request slots (processes x threads) and otherwise the settings a
+production deployment would start from. An argv template may use {python} (this interpreter),
+{venv} (the profile's virtualenv), {host}, {port} and {bind} (host:port, or unix:PATH behind
+nginx); a profile whose server reports the port it bound (port_from_log) binds port 0, so no two
+runs race for a port.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Every server gets this many requests in flight: the fairness rule of the whole suite.
+SLOTS = 16
+WORKERS = 4
+THREADS = SLOTS // WORKERS
+APP = "bench.app:application"
+# What maitred and gunicorn write once they listen (maitred keeps gunicorn's wording).
+LISTENING = r"Listening at: http://127\.0\.0\.1:(\d+)"
+SERVING = r"Serving on http://127\.0\.0\.1:(\d+)"
+
+# Pinned, so a figure can be reproduced; bump on purpose and say so in the results.
+APP_REQUIREMENTS = ("django==5.2.19",)
+VENVS: dict[str, tuple[str, ...]] = {
+    "gunicorn": ("gunicorn==27.0.1",),
+    "uwsgi": ("uwsgi==2.0.31",),
+    "waitress": ("waitress==3.0.2",),
+    "granian": ("granian==2.8.7",),
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    title: str
+    # The app server's argv template; None when nginx alone serves (static files).
+    server: tuple[str, ...] | None
+    # The virtualenv (a key of VENVS) the server runs from; None: this interpreter.
+    venv: str | None = None
+    # The distribution whose version the results record.
+    package: str | None = None
+    # "proxy": nginx in front of the server; "static": nginx alone.
+    nginx: str | None = None
+    port_from_log: str | None = None
+    # The server's own static-file option, used when its --help shows it ("--static /static=DIR").
+    static_option: str | None = None
+    # Scenarios this profile can run; None: all of them.
+    only: frozenset[str] | None = None
+
+    def runs(self, scenario: str) -> bool:
+        return self.only is None or scenario in self.only
+
+
+_GUNICORN = ("{venv}/bin/gunicorn", "--bind", "{bind}")
+_GUNICORN_SYNC = (*_GUNICORN, "--worker-class", "sync", "--workers", str(SLOTS), APP)
+
+PROFILES: tuple[Profile, ...] = (
+    Profile(
+        "maitred",
+        f"maitred {WORKERS}x{THREADS}",
+        ("{python}", "-m", "maitred", "--bind", "{bind}", "--workers", str(WORKERS),
+         "--threads", str(THREADS), APP),
+        package="maitred",
+        port_from_log=LISTENING,
+        static_option="--static",
+    ),
+    Profile(
+        "gunicorn-sync",
+        f"gunicorn sync {SLOTS}",
+        _GUNICORN_SYNC,
+        venv="gunicorn",
+        package="gunicorn",
+        port_from_log=LISTENING,
+    ),
+    Profile(
+        "gunicorn-gthread",
+        f"gunicorn gthread {WORKERS}x{THREADS}",
+        (*_GUNICORN, "--worker-class", "gthread", "--workers", str(WORKERS),
+         "--threads", str(THREADS), APP),
+        venv="gunicorn",
+        package="gunicorn",
+        port_from_log=LISTENING,
+    ),
+    Profile(
+        "uwsgi",
+        f"uWSGI {WORKERS}x{THREADS} http11-socket",
+        # --listen: uWSGI's default backlog of 100 is far below its peers' (1024-2048) and would
+        # turn the 300 slow clients into connect errors; --die-on-term: SIGTERM stops, not reloads.
+        ("{venv}/bin/uwsgi", "--http11-socket", "{bind}", "--master", "--processes", str(WORKERS),
+         "--threads", str(THREADS), "--module", APP, "--listen", "1024", "--die-on-term",
+         "--need-app", "--disable-logging"),
+        venv="uwsgi",
+        package="uwsgi",
+    ),
+    Profile(
+        "waitress",
+        f"waitress {SLOTS} threads",
+        ("{venv}/bin/waitress-serve", "--listen={bind}", f"--threads={SLOTS}", APP),
+        venv="waitress",
+        package="waitress",
+        port_from_log=SERVING,
+    ),
+    Profile(
+        "granian",
+        f"granian WSGI {WORKERS}x{THREADS}",
+        ("{venv}/bin/granian", "--interface", "wsgi", "--host", "{host}", "--port", "{port}",
+         "--workers", str(WORKERS), "--blocking-threads", str(THREADS), APP),
+        venv="granian",
+        package="granian",
+    ),
+    Profile(
+        "nginx-gunicorn",
+        f"nginx + gunicorn sync {SLOTS}",
+        _GUNICORN_SYNC,
+        venv="gunicorn",
+        package="gunicorn",
+        nginx="proxy",
+    ),
+    Profile(
+        "nginx-static",
+        "nginx (static only)",
+        None,
+        nginx="static",
+        only=frozenset({"static-4k", "static-1m"}),
+    ),
+)  # fmt: skip
+
+BY_NAME = {profile.name: profile for profile in PROFILES}
