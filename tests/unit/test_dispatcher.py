@@ -185,3 +185,24 @@ def test_timeout_answers_504_and_tells_the_worker() -> None:
     assert s.sent(a) == [(link.TIMEOUT, rid, ())]
     s.answer(a, rid)  # the late answer only frees the thread
     assert not a.exchanges
+
+
+def test_time_held_back_by_a_slow_client_does_not_count_against_the_timeout() -> None:
+    s = Setup(timeout=5.0)
+    a = s.worker(1, 1)
+    conn, transport = s.client()
+    [(rid, _)] = requests(s.sent(a))
+    a.data_received(link.encode(link.HEAD, rid, (200, -1, b"HTTP/1.1 200 OK\r\n")))
+    conn.pause_writing()
+    s.loop.now += 1
+    a.data_received(link.encode_body(rid, b"x" * 10))  # credit now withheld
+    s.loop.now += 10
+    s.front.dispatcher.expire(s.loop.now - 5.0)
+    assert b"0\r\n\r\n" not in transport.written and not transport.closed  # not timed out
+    conn.resume_writing()  # 10 s of client time is forgiven
+    s.loop.now += 3
+    s.front.dispatcher.expire(s.loop.now - 5.0)
+    assert not transport.closed  # 1 + 3 s of app time
+    s.loop.now += 2
+    s.front.dispatcher.expire(s.loop.now - 5.0)
+    assert transport.closed  # 6 s of app time: past the timeout, the response is cut

@@ -80,7 +80,7 @@ def test_environ() -> None:
             b"/pre/caf%C3%A9?x=%20y",
             [
                 (b"Host", b"h:1"),
-                (b"X-A", b"1"),
+                (b"X-A", b"1 \t"),
                 (b"X-A", b"2"),
                 (b"Content-Type", b"text/x"),
                 (b"X_Sneaky", b"1"),
@@ -231,3 +231,14 @@ def test_no_body_statuses() -> None:
 
     status, _length, head, body = serve(app).frames[0][1]
     assert (status, body) == (304, b"") and b"Content-Length" not in head
+
+
+def test_a_request_that_cannot_be_built_is_still_answered() -> None:
+    from maitred.config import Config
+    from maitred.worker.main import Worker
+
+    worker = Worker(Config(), 1, "/nonexistent", hello, -1, 0)
+    fake = FakeChannel()
+    gone = request()._replace(body_path="/nonexistent/maitred-body-gone")
+    worker._handle(gone, fake)  # type: ignore[arg-type]
+    assert fake.kinds == [link.FULL] and fake.frames[0][1][0] == 500  # the thread is free

@@ -103,6 +103,7 @@ class Exchange:
         "body",
         "cancelled",
         "chunked",
+        "client_wait",
         "complete",
         "conn",
         "continue_pending",
@@ -121,6 +122,7 @@ class Exchange:
         "status",
         "suppress_body",
         "unacked",
+        "waiting_since",
     )
 
     def __init__(self, conn: ClientConnection, head: RequestHead, body: Body) -> None:
@@ -130,6 +132,10 @@ class Exchange:
         self.link: WorkerLink | None = None
         self.rid = 0
         self.unacked = 0  # body bytes written while the client's buffer was full
+        # Time the app spent held back by a slow client (credit withheld) does not count
+        # against --timeout: that is the send timeout's business.
+        self.client_wait = 0.0
+        self.waiting_since = 0.0  # when credit started being withheld; 0 when it is not
         self.cancelled = False
         self.finished = False
         self.continue_pending = False
@@ -211,6 +217,8 @@ class Exchange:
             self.conn.write(chunk(data) if self.chunked else data)
         if self.conn.write_paused:
             self.unacked += size
+            if not self.waiting_since:
+                self.waiting_since = self.conn.front.loop.time()
         else:
             assert self.link is not None
             self.link.credit(self.rid, size)
@@ -220,6 +228,9 @@ class Exchange:
         if self.sender is not None:
             self.sender.resume()
             return
+        if self.waiting_since:
+            self.client_wait += self.conn.front.loop.time() - self.waiting_since
+            self.waiting_since = 0.0
         if self.unacked and self.link is not None and not self.finished:
             self.link.credit(self.rid, self.unacked)
             self.unacked = 0

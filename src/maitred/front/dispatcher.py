@@ -126,10 +126,16 @@ class Dispatcher:
             self.links.remove(worker)
 
     def expire(self, dispatched_before: float) -> None:
-        """Requests dispatched before the given time ran too long: time them out (once)."""
+        """Requests dispatched before the given time ran too long: time them out (once).
+
+        Time a request spent held back by its slow client does not count, nor does a
+        request being held back now: the app is waiting, not stuck.
+        """
         for worker in self.links:
             for exchange in list(worker.exchanges.values()):
-                if exchange.dispatched < dispatched_before and not exchange.finished:
+                if exchange.finished or exchange.waiting_since:
+                    continue
+                if exchange.dispatched + exchange.client_wait < dispatched_before:
                     exchange.time_out()
 
     @property

@@ -393,10 +393,13 @@ class Worker:
         response = Response(channel, self.date, req.method == b"HEAD")
         app = self.app
         assert app is not None
-        environ = self.environ.build(req)
-        # Middleware may replace wsgi.input in the environ; close the stream we opened.
-        stream = environ["wsgi.input"]
+        stream = None
         try:
+            # Inside the try: a request that fails here (its spooled body gone, say) must
+            # still be answered, or the front would count this thread busy for ever.
+            environ = self.environ.build(req)
+            # Middleware may replace wsgi.input in the environ; close the stream we opened.
+            stream = environ["wsgi.input"]
             run_app(app, environ, response)
         except (LinkClosed, RequestTimeout):
             # The client went away (or the front): the app's iterable is closed; tell the
@@ -413,4 +416,5 @@ class Worker:
                 else:
                     Response(channel, self.date, req.method == b"HEAD").error(500)
         finally:
-            stream.close()
+            if stream is not None:
+                stream.close()

@@ -179,7 +179,7 @@ class EnvironBuilder:
             if not key:
                 log.debug("dropped header %r: underscores are ambiguous in the environ", name)
                 continue
-            value = raw.decode("latin-1")
+            value = raw.decode("latin-1").strip(" \t")  # RFC 9110 5.5: OWS is not the value
             if key in environ:
                 separator = "; " if key == "HTTP_COOKIE" else ","
                 environ[key] = environ[key] + separator + value
