@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import marshal
 import struct
+from collections.abc import Sequence
 from typing import Any
 
 HEADER = struct.Struct("<IBI")
@@ -65,6 +66,13 @@ TAKEN = 25  # bool: the answer to FILE, whether the front sends the file
 
 _EMPTY = marshal.dumps(())
 
+# A REQUEST's body travels as raw bytes after its marshalled fields (a u32 says how long those
+# are), so the front can write the body chunks it received as they are, without copying them
+# into a frame. The fields carry an empty body at BODY_FIELD (maitred.worker.wsgi.Request.body);
+# decode() puts the tail back there.
+REQUEST_META = struct.Struct("<I")
+BODY_FIELD = 4
+
 
 class LinkError(Exception):
     """The peer broke the framing; the link must be closed."""
@@ -79,13 +87,26 @@ def encode_body(rid: int, data: bytes) -> bytes:
     return HEADER.pack(len(data), BODY, rid) + data
 
 
+def encode_request(rid: int, fields: tuple[Any, ...], body: Sequence[bytes]) -> list[bytes]:
+    """A REQUEST frame as buffers to write in order: the body chunks are not copied."""
+    meta = marshal.dumps(fields)
+    size = REQUEST_META.size + len(meta) + sum(map(len, body))
+    return [HEADER.pack(size, REQUEST, rid) + REQUEST_META.pack(len(meta)) + meta, *body]
+
+
 def decode(kind: int, payload: bytes) -> Any:
     """The value of a frame: bytes for BODY, the marshalled value for the rest."""
     if kind == BODY:
         return payload
     try:
+        if kind == REQUEST:
+            (size,) = REQUEST_META.unpack_from(payload)
+            start = REQUEST_META.size
+            fields = marshal.loads(payload[start : start + size])
+            body = payload[start + size :]
+            return (*fields[:BODY_FIELD], body, *fields[BODY_FIELD + 1 :]) if body else fields
         return marshal.loads(payload)
-    except (EOFError, ValueError, TypeError) as exc:
+    except (EOFError, ValueError, TypeError, struct.error) as exc:
         raise LinkError(f"bad payload in frame type {kind}") from exc
 
 

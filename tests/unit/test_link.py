@@ -39,3 +39,17 @@ def test_oversized_frames_and_bad_payloads_are_errors() -> None:
         link.FrameBuffer().feed(link.HEADER.pack(link.MAX_FRAME + 1, link.BODY, 1))
     with pytest.raises(link.LinkError):
         link.decode(link.FULL, b"\xff\x00")
+
+
+def test_request_body_travels_as_the_frame_tail() -> None:
+    fields = (b"POST", b"/", "1.1", [(b"Host", b"h")], b"", "", "1.2.3.4")
+    buffers = link.encode_request(3, fields, [b"abc", b"", b"def"])
+    assert buffers[1:] == [b"abc", b"", b"def"]  # the chunks themselves, not copies
+    [(kind, rid, payload)] = link.FrameBuffer().feed(b"".join(buffers))
+    value = link.decode(kind, payload)
+    assert (kind, rid) == (link.REQUEST, 3)
+    assert value[link.BODY_FIELD] == b"abcdef"
+    assert value[: link.BODY_FIELD] == fields[: link.BODY_FIELD]
+    assert value[link.BODY_FIELD + 1 :] == fields[link.BODY_FIELD + 1 :]
+    [(_, _, empty)] = link.FrameBuffer().feed(b"".join(link.encode_request(4, fields, [])))
+    assert link.decode(link.REQUEST, empty) == fields

@@ -79,13 +79,12 @@ class Body:
             log.error("cannot spool a request body: %s", exc)
             raise ProtocolError("cannot spool the request body", 503) from None
 
-    def finish(self) -> tuple[bytes, str]:
-        """(in-memory body, spool path): one of the two is empty."""
+    def finish(self) -> tuple[list[bytes], str]:
+        """(in-memory body chunks, spool path): one of the two is empty."""
         if self.file is not None:
             self.file.close()
-            return b"", str(self.file.name)
-        chunks = self.chunks
-        return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), ""
+            return [], str(self.file.name)
+        return self.chunks, ""
 
     def discard(self) -> None:
         if self.file is not None:
@@ -162,22 +161,24 @@ class Exchange:
         self.link = link
         self.rid = rid
 
-    def request_frame(self) -> tuple[Any, ...]:
-        """The REQUEST frame value (field order: maitred.worker.wsgi.Request)."""
+    def request_frame(self) -> tuple[tuple[Any, ...], list[bytes]]:
+        """The REQUEST frame's fields (order: maitred.worker.wsgi.Request), and the body
+        chunks that travel after them."""
         head = self.head
         body, body_path = self.body.finish()
         self.dispatched = self.conn.front.loop.time()
-        return (
+        fields = (
             head.method,
             head.target,
             head.version,
             head.headers,
-            body,
+            b"",  # the body travels as the frame's tail: link.encode_request
             body_path,
             *self.peer,
             self.dispatched - self.complete,  # queue time
             self.request_id,
         )
+        return fields, body
 
     # --- the response, frame by frame from the worker ---
 

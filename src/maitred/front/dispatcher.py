@@ -163,22 +163,27 @@ class WorkerLink(asyncio.Protocol):
 
     # --- out: gathered per loop turn ---
 
-    def send(self, frame: bytes) -> None:
-        out = self._out
-        out.append(frame)
-        if len(out) == 1:
+    def send(self, *buffers: bytes) -> None:
+        """Queue frames (or the buffers of one) for the write at the end of this loop turn."""
+        if not self._out:
             self.dispatcher.loop.call_soon(self._flush)
+        self._out += buffers
 
     def _flush(self) -> None:
         out, self._out = self._out, []
-        if self.transport is not None and out:
-            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+        if self.transport is None or not out:
+            return
+        if len(out) == 1:
+            self.transport.write(out[0])
+        else:
+            self.transport.writelines(out)  # uvloop: one writev, body chunks not copied
 
     def start(self, exchange: Exchange) -> None:
         self._next_rid = rid = (self._next_rid + 1) & 0xFFFFFFFF or 1
         self.exchanges[rid] = exchange
         exchange.attach(self, rid)
-        self.send(link.encode(link.REQUEST, rid, exchange.request_frame()))
+        fields, body = exchange.request_frame()
+        self.send(*link.encode_request(rid, fields, body))
 
     def credit(self, rid: int, size: int) -> None:
         self.send(link.encode(link.WINDOW, rid, size))
