@@ -36,16 +36,16 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from setproctitle import setproctitle
 
 from maitred import reloader, sockets, status, upgrade
 from maitred.appload import load_app, prepare_path, split_spec
+from maitred.children import Child, fork, memory_of
 from maitred.config import Config, ConfigError
 from maitred.front.main import run_front
-from maitred.signals import SignalQueue, reset
+from maitred.signals import SignalQueue
 from maitred.worker.main import APP_LOAD_ERROR, Worker
 
 log = logging.getLogger("maitred.error")
@@ -67,29 +67,6 @@ KILL_GRACE = 1.0  # extra seconds past a graceful timeout before SIGKILL
 QUICK_DEATH = 5.0
 MAX_BACKOFF = 30.0
 MEMORY_CHECK_INTERVAL = 5.0  # seconds between reads of the workers' memory
-# Signals meant for the master only; their default action would kill or stop a child that gets
-# one (a terminal hangup reaches the whole process group).
-CHILD_IGNORES = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2)
-
-
-@dataclass(eq=False)
-class Child:
-    pid: int
-    kind: str  # "front" or "worker"
-    worker_id: int = 0
-    status_fd: int = -1
-    replaces: Child | None = None  # the worker this one takes over from, once READY
-    started: float = field(default_factory=time.monotonic)
-    last_seen: float = field(default_factory=time.monotonic)
-    ready: bool = False
-    retiring: bool = False  # sent SIGTERM to drain; not counted as serving
-    replaced_by: Child | None = None
-    oldest_request: float = 0.0  # age of its oldest request in flight, from its heartbeats
-    reader: status.StatusReader = field(default_factory=status.StatusReader)
-
-    @property
-    def role(self) -> str:
-        return "front" if self.kind == "front" else f"worker {self.worker_id}"
 
 
 class Arbiter:
@@ -444,28 +421,9 @@ class Arbiter:
                     self._spawn_worker(int(role.split()[1]))
 
     def _fork(self, main: Callable[[], int]) -> int:
-        pid = os.fork()
-        if pid:
-            return pid
-        code = 1
-        try:
-            assert self.signals is not None
-            self.signals.close()
-            reset(HANDLED)
-            for signum in CHILD_IGNORES:  # each child handles what it needs itself
-                signal.signal(signum, signal.SIG_IGN)
-            for child in self.children.values():
-                if child.status_fd >= 0:
-                    os.close(child.status_fd)
-            code = main()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
+        assert self.signals is not None
+        siblings = [c.status_fd for c in self.children.values() if c.status_fd >= 0]
+        return fork(main, self.signals, HANDLED, siblings)
 
     def _spawn_front(self) -> None:
         assert self.link_listener is not None
@@ -570,16 +528,3 @@ class Arbiter:
                     mine = fh.read().strip() == str(self.pid)
                 if mine:  # after an upgrade the file names the new master
                     os.unlink(self.cfg.pidfile)
-
-
-def memory_of(pid: int, metric: str) -> int:
-    """Bytes of RSS or PSS of a process (0 when it cannot be read)."""
-    label = "Rss:" if metric == "rss" else "Pss:"
-    try:
-        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith(label):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0

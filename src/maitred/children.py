@@ -1,0 +1,85 @@
+"""The master's child processes: what it knows of each, and how it forks them.
+
+Forking is the one place where a process stops being the master: the child drops the master's
+signal handling and its siblings' status pipes, runs its own main, and exits with that status,
+never returning into the master's code.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from maitred import status
+from maitred.signals import SignalQueue, reset
+
+# Signals meant for the master only; their default action would kill or stop a child that gets
+# one (a terminal hangup reaches the whole process group).
+CHILD_IGNORES = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2)
+
+
+@dataclass(eq=False)
+class Child:
+    pid: int
+    kind: str  # "front" or "worker"
+    worker_id: int = 0
+    status_fd: int = -1
+    replaces: Child | None = None  # the worker this one takes over from, once READY
+    started: float = field(default_factory=time.monotonic)
+    last_seen: float = field(default_factory=time.monotonic)
+    ready: bool = False
+    retiring: bool = False  # sent SIGTERM to drain; not counted as serving
+    replaced_by: Child | None = None
+    oldest_request: float = 0.0  # age of its oldest request in flight, from its heartbeats
+    reader: status.StatusReader = field(default_factory=status.StatusReader)
+
+    @property
+    def role(self) -> str:
+        return "front" if self.kind == "front" else f"worker {self.worker_id}"
+
+
+def fork(
+    main: Callable[[], int],
+    signals: SignalQueue,
+    handled: Iterable[signal.Signals],
+    siblings: Iterable[int],
+) -> int:
+    """Fork a child that runs `main` and exits with its status; returns the child's pid."""
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        signals.close()
+        reset(handled)
+        for signum in CHILD_IGNORES:  # each child handles what it needs itself
+            signal.signal(signum, signal.SIG_IGN)
+        for fd in siblings:
+            os.close(fd)
+        code = main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def memory_of(pid: int, metric: str) -> int:
+    """Bytes of RSS or PSS of a process (0 when it cannot be read)."""
+    label = "Rss:" if metric == "rss" else "Pss:"
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith(label):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
