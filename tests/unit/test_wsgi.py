@@ -242,3 +242,16 @@ def test_a_request_that_cannot_be_built_is_still_answered() -> None:
     gone = request()._replace(body_path="/nonexistent/maitred-body-gone")
     worker._handle(gone, fake)  # type: ignore[arg-type]
     assert fake.kinds == [link.FULL] and fake.frames[0][1][0] == 500  # the thread is free
+
+
+def test_the_worker_adds_the_request_id_unless_the_app_did() -> None:
+    def app_with_id(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("x-request-id", "mine")])
+        return [b""]
+
+    for app, expected in ((hello, b"X-Request-ID: abc\r\n"), (app_with_id, b"x-request-id: mine")):
+        fake = FakeChannel()
+        response = Response(fake, DateCache(), False, "abc", "X-Request-ID")
+        run_app(app, EnvironBuilder("", 1, 1).build(request()), response)
+        head = fake.frames[0][1][2]
+        assert expected in head and head.lower().count(b"x-request-id") == 1

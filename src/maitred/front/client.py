@@ -149,7 +149,9 @@ class Exchange:
         self.app_done = 0.0  # the worker's last frame (maitred.front.dispatcher)
         self.request_id = ""
         self.peer = conn.peer  # as a trusted proxy may say it is (maitred.front.router)
-        self.extra_head = b""  # header lines the front adds to the response (the request id)
+        # The request id header line, for heads the front writes itself (static files, errors);
+        # a worker adds it to the heads it writes.
+        self.extra_head = b""
         self.sender: FileSender | None = None  # sending a file body (maitred.front.sendfile)
 
     @property
@@ -186,9 +188,7 @@ class Exchange:
         if self.finished:
             return  # answered already (timed out): only the thread's release matters
         self.status = status
-        conn = self.conn
-        if conn.front.stopping or conn.last_answer():
-            self.keep_alive = False
+        self._settle_keep_alive()
         tail = b""
         if status in NO_BODY_STATUSES:
             self.suppress_body = True
@@ -198,16 +198,18 @@ class Exchange:
                 tail = CHUNKED
             else:
                 self.keep_alive = False  # HTTP/1.0: the body ends where the connection does
-        if not self.keep_alive:
-            tail += CLOSE
-        elif self.head.version == "1.0":
-            tail += KEEP_ALIVE
-        conn.write(head + self._extra_head(head) + tail + CRLF)
+        self.conn.write(head + tail + self._connection_header() + CRLF)
 
-    def _extra_head(self, head: bytes) -> bytes:
-        if self.extra_head and self.link is not None and self.conn.front.router.app_set_id(head):
-            return b""  # the app set the request id header itself
-        return self.extra_head
+    def _settle_keep_alive(self) -> None:
+        """The connection closes after this response when the server stops or nothing follows."""
+        conn = self.conn
+        if conn.front.stopping or conn.last_answer():
+            self.keep_alive = False
+
+    def _connection_header(self) -> bytes:
+        if not self.keep_alive:
+            return CLOSE
+        return KEEP_ALIVE if self.head.version == "1.0" else b""
 
     def respond_body(self, data: bytes) -> None:
         if self.finished or self.cancelled:
@@ -249,14 +251,11 @@ class Exchange:
         if self.finished:
             return  # answered already (timed out): only the thread's release matters
         self.status = status
-        conn = self.conn
-        if conn.front.stopping or conn.last_answer():
-            self.keep_alive = False
+        self._settle_keep_alive()
         if status in NO_BODY_STATUSES or self.suppress_body:
             body = b""
-        tail = CLOSE if not self.keep_alive else KEEP_ALIVE if self.head.version == "1.0" else b""
         self.sent = len(body)
-        conn.write(head + self._extra_head(head) + tail + CRLF + body)
+        self.conn.write(head + self._connection_header() + CRLF + body)
         self._done()
 
     def respond_abort(self) -> None:

@@ -138,10 +138,6 @@ class Dispatcher:
                 if exchange.dispatched + exchange.client_wait < dispatched_before:
                     exchange.time_out()
 
-    @property
-    def in_flight(self) -> int:
-        return sum(len(worker.exchanges) for worker in self.links)
-
 
 class WorkerLink(asyncio.Protocol):
     """The front's end of one worker's link."""

@@ -9,7 +9,8 @@ what the rest of the server sees of the request:
 * its request id: the client's ``X-Request-ID`` (or the configured header) when it is 1-200
   printable characters, else a new random one. It travels to the worker in the REQUEST frame
   (``environ["maitred.request_id"]``), goes in the access log, and is added to the response
-  head by :class:`~maitred.front.client.Exchange` unless the app set that header itself.
+  head by whoever writes it: the worker (unless the app set that header itself), or the front
+  for static files and its own errors (``Exchange.extra_head``).
 
 Owned by the event loop thread.
 """
@@ -44,8 +45,6 @@ class Router:
         name = cfg.request_id_header.encode("latin-1")
         self.id_name = name.lower()
         self.id_prefix = name + b": "
-        # How the app's own header would look in its serialised head (lower-cased).
-        self.id_marker = b"\r\n" + name.lower() + b":"
         # Ids need to be unique, not secret: a PRNG seeded per front process, no system call
         # per request.
         self.random = random.Random(os.urandom(32))
@@ -77,10 +76,6 @@ class Router:
                     return value
                 break
         return b"%032x" % self.random.getrandbits(_ID_BITS)
-
-    def app_set_id(self, head: bytes) -> bool:
-        """True when a response head from the app already carries the request id header."""
-        return self.id_marker in head.lower()
 
 
 def _with_host(headers: list[tuple[bytes, bytes]], host: bytes) -> list[tuple[bytes, bytes]]:

@@ -263,12 +263,12 @@ class StaticFiles:
                     lines.append(b"Content-Range: bytes %d-%d/%d\r\n" % (start, end, size))
         lines.append(b"Content-Length: %d\r\n" % count)
         if exchange.suppress_body:
-            exchange.respond_full(status, count, self._head(status, lines), b"")
+            exchange.respond_full(status, count, self._head(exchange, status, lines), b"")
         elif size <= SMALL_FILE:
             body = self.contents.read(path, st, linked)
             if count != size:
                 body = body[start : start + count]
-            exchange.respond_full(status, count, self._head(status, lines), body)
+            exchange.respond_full(status, count, self._head(exchange, status, lines), body)
         else:
             fd = open_checked(path, st, linked)
             if count <= SMALL_FILE:  # a small range of a large file
@@ -278,9 +278,9 @@ class StaticFiles:
                     os.close(fd)
                 if len(body) != count:
                     raise Changed
-                exchange.respond_full(status, count, self._head(status, lines), body)
+                exchange.respond_full(status, count, self._head(exchange, status, lines), body)
                 return
-            exchange.respond_head(status, count, self._head(status, lines))
+            exchange.respond_head(status, count, self._head(exchange, status, lines))
             FileSender(exchange, fd, start, count).start()  # closes fd
 
     def _representation(
@@ -311,13 +311,14 @@ class StaticFiles:
 
     # --- building responses ---
 
-    def _head(self, status: int, lines: list[bytes]) -> bytes:
-        return b"HTTP/1.1 %d %s\r\nServer: %s\r\nDate: %s\r\n%s" % (
+    def _head(self, exchange: Exchange, status: int, lines: list[bytes]) -> bytes:
+        return b"HTTP/1.1 %d %s\r\nServer: %s\r\nDate: %s\r\n%s%s" % (
             status,
             REASONS.get(status, b""),
             SERVER,
             self.date.get(),
             b"".join(lines),
+            exchange.extra_head,
         )
 
     def _simple(
@@ -329,7 +330,7 @@ class StaticFiles:
             extra += b"Content-Type: text/plain; charset=utf-8\r\n"
         if status != 304:
             extra += b"Content-Length: %d\r\n" % len(body)
-        exchange.respond_full(status, len(body), self._head(status, [extra]), body)
+        exchange.respond_full(status, len(body), self._head(exchange, status, [extra]), body)
 
     def _content_type(self, name: bytes) -> bytes:
         ext = os.path.splitext(name)[1].lower()

@@ -389,8 +389,12 @@ class Worker:
             self._tell(status.RECYCLE)
         return True
 
+    def _response(self, req: Request, channel: Channel) -> Response:
+        head = req.method == b"HEAD"
+        return Response(channel, self.date, head, req.request_id, self.cfg.request_id_header)
+
     def _handle(self, req: Request, channel: Channel) -> None:
-        response = Response(channel, self.date, req.method == b"HEAD")
+        response = self._response(req, channel)
         app = self.app
         assert app is not None
         stream = None
@@ -414,7 +418,7 @@ class Worker:
                 if response.head_sent:
                     response.abort()  # the client sees a truncated response, never a fake one
                 else:
-                    Response(channel, self.date, req.method == b"HEAD").error(500)
+                    self._response(req, channel).error(500)
         finally:
             if stream is not None:
                 stream.close()

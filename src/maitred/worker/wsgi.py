@@ -219,7 +219,9 @@ class Response:
         "_date",
         "_head",
         "_head_request",
+        "_id_header",
         "_length",
+        "_request_id",
         "_status",
         "_suppress_body",
         "head_sent",
@@ -227,9 +229,19 @@ class Response:
         "status_code",
     )
 
-    def __init__(self, channel: Channel, date: DateCache, head_request: bool) -> None:
+    def __init__(
+        self,
+        channel: Channel,
+        date: DateCache,
+        head_request: bool,
+        request_id: str = "",
+        id_header: str = "",
+    ) -> None:
+        """`request_id` goes out in the `id_header` response header unless the app set it."""
         self._channel = channel
         self._date = date
+        self._request_id = request_id
+        self._id_header = id_header
         self._head = b""
         self._status = ""
         self._length = -1  # declared Content-Length, -1 when the app gave none
@@ -268,6 +280,8 @@ class Response:
         lines = [b"HTTP/1.1 ", status.encode("latin-1"), b"\r\nServer: ", SERVER]
         length = -1
         has_date = False
+        id_lower = self._id_header.lower() if self._request_id else ""
+        has_id = not id_lower
         for item in headers:
             if type(item) is not tuple or len(item) != 2:
                 raise AssertionError(f"header {item!r} is not a (name, value) tuple")
@@ -285,12 +299,16 @@ class Response:
                 length = int(value)
             elif lowered == "date":
                 has_date = True
+            elif lowered == id_lower:
+                has_id = True
             elif lowered == "server":
                 lines[3] = value.encode("latin-1")  # the app's own Server header wins
                 continue
             lines += (b"\r\n", name.encode("latin-1"), b": ", value.encode("latin-1"))
         if not has_date:
             lines += (b"\r\nDate: ", self._date.get())
+        if not has_id:
+            lines += (b"\r\n", f"{self._id_header}: {self._request_id}".encode("latin-1"))
         lines.append(b"\r\n")
         return b"".join(lines), length
 
