@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import marshal
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 HEADER = struct.Struct("<IBI")
@@ -39,6 +39,9 @@ HEADER_SIZE = HEADER.size
 
 # Largest BODY payload in one frame: the front holds a whole frame before forwarding it.
 MAX_BODY_FRAME = 256 * 1024
+
+# The reused buffer a FrameReader reads into; a frame too large for it is read into its own.
+READ_SIZE = 256 * 1024
 
 # Largest frame accepted at all; a peer sending more is broken and is disconnected. A REQUEST
 # carries an in-memory body (up to the body buffer size) plus its head.
@@ -94,8 +97,12 @@ def encode_request(rid: int, fields: tuple[Any, ...], body: Sequence[bytes]) -> 
     return [HEADER.pack(size, REQUEST, rid) + REQUEST_META.pack(len(meta)) + meta, *body]
 
 
-def decode(kind: int, payload: bytes) -> Any:
-    """The value of a frame: bytes for BODY, the marshalled value for the rest."""
+Payload = bytes | bytearray
+Frame = tuple[int, int, Payload]
+
+
+def decode(kind: int, payload: Payload) -> Any:
+    """The value of a frame: the bytes for BODY, the marshalled value for the rest."""
     if kind == BODY:
         return payload
     try:
@@ -103,7 +110,13 @@ def decode(kind: int, payload: bytes) -> Any:
             (size,) = REQUEST_META.unpack_from(payload)
             start = REQUEST_META.size
             fields = marshal.loads(payload[start : start + size])
-            body = payload[start + size :]
+            if isinstance(payload, bytearray):  # a large frame, read into its own buffer
+                # The body is the payload itself, its head cut off: O(1) at the front of a
+                # bytearray, where a slice would copy the whole body.
+                del payload[: start + size]
+                body: Payload = payload
+            else:
+                body = payload[start + size :]
             return (*fields[:BODY_FIELD], body, *fields[BODY_FIELD + 1 :]) if body else fields
         return marshal.loads(payload)
     except (EOFError, ValueError, TypeError, struct.error) as exc:
@@ -118,7 +131,7 @@ class FrameBuffer:
     def __init__(self) -> None:
         self._pending = bytearray()
 
-    def feed(self, data: bytes) -> list[tuple[int, int, bytes]]:
+    def feed(self, data: bytes) -> list[Frame]:
         pending = self._pending
         if pending:
             pending += data  # amortised linear, unlike re-joining bytes on every read
@@ -131,9 +144,73 @@ class FrameBuffer:
         return frames
 
 
-def _split(buffer: bytes | bytearray) -> tuple[list[tuple[int, int, bytes]], int]:
+class FrameReader:
+    """Reads frames with a blocking ``recv_into``, for the worker's link.
+
+    Reads go into one reused buffer (a fresh 256 KiB object per read costs an mmap, page faults
+    and an munmap). A frame too large for the buffer, a big request body, is read straight into
+    a bytearray of its own and returned as it is, without a copy.
+    """
+
+    __slots__ = ("_buffer", "_end", "_recv_into", "_start", "_view")
+
+    def __init__(self, recv_into: Callable[[memoryview], int], size: int = READ_SIZE) -> None:
+        self._recv_into = recv_into
+        self._buffer = bytearray(size)
+        self._view = memoryview(self._buffer)
+        self._start = 0  # the unparsed bytes are buffer[start:end]
+        self._end = 0
+
+    def read(self) -> list[Frame]:
+        """The next frames (at least one), or [] once the peer has closed the link."""
+        while True:
+            frames, used = _split(self._view[self._start : self._end])
+            self._start += used
+            if frames:
+                return frames
+            pending = self._end - self._start
+            if pending >= HEADER_SIZE:
+                length = HEADER.unpack_from(self._buffer, self._start)[0]
+                if HEADER_SIZE + length > len(self._buffer):
+                    return [self._read_large(length)]
+            if not self._fill():
+                if pending:
+                    raise LinkError("the link closed inside a frame")
+                return []
+
+    def _fill(self) -> bool:
+        """Read more after the unparsed bytes, moving them to the start first; False at EOF."""
+        start, end = self._start, self._end
+        if start == end:
+            start = end = 0
+        elif start:
+            # Only a partial frame smaller than the buffer is ever moved (bytes() because the
+            # two ranges may overlap).
+            self._buffer[: end - start] = bytes(self._view[start:end])
+            start, end = 0, end - start
+        size = self._recv_into(self._view[end:])
+        self._start, self._end = start, end + size
+        return size > 0
+
+    def _read_large(self, length: int) -> Frame:
+        _, kind, rid = HEADER.unpack_from(self._buffer, self._start)
+        payload = bytearray(length)
+        begin = self._start + HEADER_SIZE
+        got = self._end - begin
+        payload[:got] = self._view[begin : self._end]
+        self._start = self._end = 0
+        target = memoryview(payload)
+        while got < length:
+            size = self._recv_into(target[got:])
+            if not size:
+                raise LinkError("the link closed inside a frame")
+            got += size
+        return kind, rid, payload
+
+
+def _split(buffer: bytes | bytearray | memoryview) -> tuple[list[Frame], int]:
     """The whole frames at the start of buffer, and how many bytes they took."""
-    frames = []
+    frames: list[Frame] = []
     offset = 0
     end = len(buffer)
     unpack = HEADER.unpack_from

@@ -53,3 +53,74 @@ def test_request_body_travels_as_the_frame_tail() -> None:
     assert value[link.BODY_FIELD + 1 :] == fields[link.BODY_FIELD + 1 :]
     [(_, _, empty)] = link.FrameBuffer().feed(b"".join(link.encode_request(4, fields, [])))
     assert link.decode(link.REQUEST, empty) == fields
+
+
+class Chunks:
+    """A recv_into that hands out a byte stream at most `step` bytes at a time."""
+
+    def __init__(self, stream: bytes, step: int) -> None:
+        self.stream = stream
+        self.step = step
+        self.offset = 0
+
+    def __call__(self, target: memoryview) -> int:
+        piece = self.stream[self.offset : self.offset + min(self.step, len(target))]
+        target[: len(piece)] = piece
+        self.offset += len(piece)
+        return len(piece)
+
+
+def read_all(reader: link.FrameReader) -> list[tuple[int, int, object]]:
+    got = []
+    while frames := reader.read():
+        got += [(kind, rid, link.decode(kind, payload)) for kind, rid, payload in frames]
+    return got
+
+
+def test_frame_reader_reads_any_split_and_large_frames_whole() -> None:
+    fields = (b"POST", b"/", "1.1", [(b"Host", b"h")], b"", "", "1.2.3.4")
+    big = bytes(range(256)) * 1000  # larger than the reader's buffer below
+    stream = b"".join(
+        [
+            link.encode(link.WINDOW, 3, 100),
+            *link.encode_request(4, fields, [big[:100_000], big[100_000:]]),
+            link.encode_body(5, b"y" * 300),
+            *link.encode_request(6, fields, [b"small"]),
+            link.encode(link.CANCEL, 5),
+        ]
+    )
+    for step in (1, 7, 4096, 64 * 1024, len(stream)):
+        got = read_all(link.FrameReader(Chunks(stream, step), size=32 * 1024))
+        assert [(kind, rid) for kind, rid, _ in got] == [
+            (link.WINDOW, 3),
+            (link.REQUEST, 4),
+            (link.BODY, 5),
+            (link.REQUEST, 6),
+            (link.CANCEL, 5),
+        ]
+        assert got[0][2] == 100
+        request = got[1][2]
+        assert isinstance(request, tuple)
+        assert request[link.BODY_FIELD] == big
+        assert request[link.BODY_FIELD + 1 :] == fields[link.BODY_FIELD + 1 :]
+        assert got[2][2] == b"y" * 300
+        assert got[3][2] == (*fields[: link.BODY_FIELD], b"small", *fields[link.BODY_FIELD + 1 :])
+
+
+def test_frame_reader_reuses_its_buffer_and_reads_large_bodies_without_a_copy() -> None:
+    fields: tuple[object, ...] = (b"POST", b"/", "1.1", [], b"", "")
+    frame = b"".join(link.encode_request(1, fields, [b"z" * 50_000]))
+    [(_, _, payload)] = link.FrameReader(Chunks(frame, 1000), size=4096).read()
+    assert isinstance(payload, bytearray)  # read into a buffer of its own
+    body = link.decode(link.REQUEST, payload)[link.BODY_FIELD]
+    assert body is payload and body == b"z" * 50_000  # its head cut off in place
+
+
+def test_frame_reader_end_of_stream() -> None:
+    assert link.FrameReader(Chunks(b"", 10)).read() == []
+    cut = link.encode_body(1, b"abc")[:-1]
+    with pytest.raises(link.LinkError):
+        link.FrameReader(Chunks(cut, 10)).read()
+    big_cut = link.encode_body(1, b"a" * 10_000)[:-1]
+    with pytest.raises(link.LinkError):
+        link.FrameReader(Chunks(big_cut, 10), size=1024).read()

@@ -63,7 +63,6 @@ APP_LOAD_ERROR = 4
 RECONNECT_DELAY = 0.05  # the front may be restarting; its link listener keeps a backlog
 WATCH_INTERVAL = 1.0  # how often the main thread checks that its master is alive
 LINK_WAIT = 5.0  # most seconds READY waits for the first link to the front
-RECV_SIZE = 256 * 1024
 
 
 class RequestTimeout(BaseException):
@@ -277,13 +276,12 @@ class Worker:
         self.drained.set()  # the front is gone: nothing more can arrive
 
     def _read_link(self, current: Link) -> None:
-        recv = current.sock.recv
-        frames = link.FrameBuffer()
+        reader = link.FrameReader(current.sock.recv_into)
         channels = current.channels
         requests = self.requests
         window = self.cfg.response_buffer_size
-        while data := recv(RECV_SIZE):
-            for kind, rid, payload in frames.feed(data):
+        while frames := reader.read():
+            for kind, rid, payload in frames:
                 if kind == link.REQUEST:
                     channel = Channel(current, rid, window, self.credit_changed)
                     channels[rid] = channel
