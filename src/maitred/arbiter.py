@@ -5,18 +5,9 @@ Theory of operation
 The master knows processes and signals, not HTTP. It binds every listener and the link socket
 once, then forks the front and the workers, which inherit them. Signal handlers only record
 (maitred.signals); one loop reads signals and the workers' status pipes (maitred.status), reaps
-children, and decides.
-
-Start-up is staged: worker 1 imports the app first; the others start once it reports READY. An
-app that cannot be imported thus prints one traceback, and the master stops with status 1
-instead of respawning it forever.
-
-Replacing a worker is make-before-break: the replacement starts, and only when it is READY is
-the old one sent SIGTERM, on which it drains (the front sends it nothing new) and exits. This is
-how HUP reloads the app, and how workers are recycled (--max-requests, --max-worker-lifetime,
---max-worker-memory) or replaced when a request got stuck. A replacement whose import fails
-leaves the old worker serving. A process that dies unexpectedly is restarted at once, and with
-exponential backoff when it keeps dying right after start.
+children, and hands what it learnt to the pool (maitred.pool), which decides what to start,
+replace, retire or restart: staged start, make-before-break reloads and recycling, crash backoff.
+The master does the process work those decisions call for (fork, signal, reap).
 
 Shutdown (TERM, INT) goes front first: the front stops accepting and finishes the requests in
 flight, using the workers; once it has exited, the master closes its link listener (so workers
@@ -42,11 +33,12 @@ from setproctitle import setproctitle
 
 from maitred import reloader, sockets, status, upgrade
 from maitred.appload import load_app, prepare_path, split_spec
-from maitred.children import Child, fork, memory_of
+from maitred.children import Child, exit_text, fork
 from maitred.config import Config, ConfigError
 from maitred.front.main import run_front
+from maitred.pool import Pool
 from maitred.signals import SignalQueue
-from maitred.worker.main import APP_LOAD_ERROR, Worker
+from maitred.worker.main import Worker
 
 log = logging.getLogger("maitred.error")
 
@@ -63,10 +55,6 @@ HANDLED = (
 )
 TICK = 1.0  # seconds the master sleeps when nothing happens
 KILL_GRACE = 1.0  # extra seconds past a graceful timeout before SIGKILL
-# A process that dies this soon after start counts as a crash loop and is restarted with backoff.
-QUICK_DEATH = 5.0
-MAX_BACKOFF = 30.0
-MEMORY_CHECK_INTERVAL = 5.0  # seconds between reads of the workers' memory
 
 
 class Arbiter:
@@ -90,14 +78,10 @@ class Arbiter:
         self.link_listener: socket.socket | None = None
         self.app: Any = None
         self.signals: SignalQueue | None = None
-        self.ever_ready = False
         self.stopping = False
         self.stop_deadline = 0.0
         self.exit_status = 0
-        self.wanted = cfg.workers
-        self.failures: dict[str, int] = {}  # consecutive quick deaths per role
-        self.pending: dict[str, float] = {}  # role -> monotonic time to (re)start it
-        self.next_memory_check = 0.0
+        self.pool = Pool(cfg, self.children, self._spawn_front, self._spawn_worker)
         self.upgrade_fd = -1  # read end of a new master's ready pipe (USR2)
         self.upgraded = False  # a new master took over our sockets
         self.reload_stop: Any = None
@@ -131,7 +115,7 @@ class Arbiter:
             if cfg.reload:
                 self._start_reloader()
             self._spawn_front()
-            self._spawn_worker(1)
+            self.pool.start()
             self._loop()
         finally:
             self._cleanup()
@@ -176,7 +160,7 @@ class Arbiter:
 
     def _loop(self) -> None:
         assert self.signals is not None
-        while self.children or (not self.stopping and self.pending):
+        while self.children or (not self.stopping and self.pool.pending):
             watched = {c.status_fd: c for c in self.children.values() if c.status_fd >= 0}
             fds = [*watched, self.upgrade_fd] if self.upgrade_fd >= 0 else list(watched)
             received, readable = self.signals.wait(self._timeout(), fds)
@@ -189,13 +173,13 @@ class Arbiter:
                 self._on_signal(signum)
             self._reap()
             if not self.stopping:
-                self._spawn_pending()
-                self._check_workers()
+                self.pool.spawn_pending()
+                self.pool.check_workers()
             self._enforce_stop()
 
     def _timeout(self) -> float:
-        if self.pending and not self.stopping:
-            return max(0.0, min(TICK, min(self.pending.values()) - time.monotonic()))
+        if self.pool.pending and not self.stopping:
+            return max(0.0, min(TICK, min(self.pool.pending.values()) - time.monotonic()))
         return TICK
 
     def _on_signal(self, signum: signal.Signals) -> None:
@@ -211,16 +195,30 @@ class Arbiter:
         elif signum == signal.SIGHUP:
             self.reload()
         elif signum == signal.SIGTTIN:
-            self.wanted += 1
-            log.info("SIGTTIN: %d workers", self.wanted)
-            self._spawn_worker(self._free_worker_id())
+            self.pool.one_worker_more()
         elif signum == signal.SIGTTOU:
-            self._one_worker_less()
+            self.pool.one_worker_less()
         elif signum == signal.SIGUSR1:
             log.info("SIGUSR1: reopening log files")
             self._signal_all(signal.SIGUSR1)
         elif signum == signal.SIGUSR2:
             self._start_upgrade()
+
+    def reload(self) -> None:
+        log.info("SIGHUP: reloading")
+        cfg = None
+        if self.reload_config is not None:
+            try:
+                cfg = self.cfg = self.reload_config()
+            except (ConfigError, SystemExit) as exc:
+                log.error("reload: the new configuration is invalid, keeping the old: %s", exc)
+                return
+        if self.cfg.preload:
+            log.warning(
+                "reload: with --preload the app was imported by the master; "
+                "send USR2 to load new code"
+            )
+        self.pool.reload(cfg)
 
     # --- status from the workers ---
 
@@ -236,114 +234,12 @@ class Arbiter:
         child.last_seen = time.monotonic()
         for kind, value in child.reader.feed(data):
             if kind == status.READY:
-                self._worker_ready(child)
+                if self.pool.ready(child):  # the first worker ever: the app imports
+                    upgrade.notify_old_master(self.environ)
             elif kind == status.HEARTBEAT:
                 child.oldest_request = value
             elif kind in (status.RECYCLE, status.STUCK):
-                self.replace(child, "recycling" if kind == status.RECYCLE else "stuck request")
-
-    def _worker_ready(self, child: Child) -> None:
-        child.ready = True
-        self.failures.pop(child.role, None)
-        if child.replaces is not None:
-            self._retire(child.replaces)
-            child.replaces = None
-        if not self.ever_ready:
-            self.ever_ready = True
-            # The app imports: start the others (a TTIN or HUP before now may have started
-            # some already).
-            have = {c.worker_id for c in self._serving()}
-            for worker_id in range(1, self.wanted + 1):
-                if worker_id not in have:
-                    self._spawn_worker(worker_id)
-            upgrade.notify_old_master(self.environ)
-
-    # --- replacing, retiring, scaling ---
-
-    def _serving(self) -> list[Child]:
-        """Workers that hold a place: not retiring (a replacement may be starting)."""
-        return [c for c in self.children.values() if c.kind == "worker" and not c.retiring]
-
-    def replace(self, old: Child, why: str) -> None:
-        """Make before break: start a replacement; `old` is retired when it is READY."""
-        if old.retiring or old.replaced_by is not None or old.pid not in self.children:
-            return
-        log.info("replacing worker %d (pid %d): %s", old.worker_id, old.pid, why)
-        new = self._spawn_worker(old.worker_id)
-        new.replaces = old
-        old.replaced_by = new
-
-    def _retire(self, child: Child) -> None:
-        if child.retiring or child.pid not in self.children:
-            return
-        child.retiring = True
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(child.pid, signal.SIGTERM)
-
-    def reload(self) -> None:
-        log.info("SIGHUP: reloading")
-        if self.reload_config is not None:
-            try:
-                self.cfg = self.reload_config()
-            except (ConfigError, SystemExit) as exc:
-                log.error("reload: the new configuration is invalid, keeping the old: %s", exc)
-                return
-            self.wanted = self.cfg.workers
-        if self.cfg.preload:
-            log.warning(
-                "reload: with --preload the app was imported by the master; "
-                "send USR2 to load new code"
-            )
-        current = [c for c in self._serving() if c.replaced_by is None]
-        for child in current:
-            if child.worker_id <= self.wanted:
-                self.replace(child, "reload")
-            else:
-                self._retire(child)
-        have = {c.worker_id for c in current}
-        for worker_id in range(1, self.wanted + 1):
-            if worker_id not in have:
-                self._spawn_worker(worker_id)
-
-    def _one_worker_less(self) -> None:
-        serving = [c for c in self._serving() if c.replaces is None]
-        if self.wanted <= 1 or not serving:
-            log.info("SIGTTOU: already at one worker")
-            return
-        self.wanted -= 1
-        victim = max(serving, key=lambda c: c.worker_id)
-        log.info("SIGTTOU: %d workers; stopping worker %d", self.wanted, victim.worker_id)
-        if victim.replaced_by is not None:
-            self._retire(victim.replaced_by)
-        self._retire(victim)
-
-    def _free_worker_id(self) -> int:
-        taken = {c.worker_id for c in self._serving()}
-        return next(i for i in range(1, len(taken) + 2) if i not in taken)
-
-    def _check_workers(self) -> None:
-        """Recycling by lifetime and memory; liveness by heartbeat."""
-        cfg = self.cfg
-        now = time.monotonic()
-        check_memory = cfg.max_worker_memory and now >= self.next_memory_check
-        if check_memory:
-            self.next_memory_check = now + MEMORY_CHECK_INTERVAL
-        silent_limit = cfg.timeout + cfg.graceful_timeout if cfg.timeout else 0.0
-        for child in self._serving():
-            if not child.ready:
-                continue
-            if silent_limit and now - child.last_seen > silent_limit:
-                log.error(
-                    "worker %d (pid %d) stopped responding; killing it", child.worker_id, child.pid
-                )
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(child.pid, signal.SIGKILL)
-            elif cfg.max_worker_lifetime and now - child.started > cfg.max_worker_lifetime:
-                self.replace(child, "--max-worker-lifetime reached")
-            elif check_memory:
-                used = memory_of(child.pid, cfg.worker_memory_metric)
-                if used > cfg.max_worker_memory:
-                    self.replace(child, f"{cfg.worker_memory_metric} {used >> 20} MiB")
+                self.pool.replace(child, "recycling" if kind == status.RECYCLE else "stuck request")
 
     # --- processes ---
 
@@ -363,62 +259,16 @@ class Arbiter:
                 self._exited(child, os.waitstatus_to_exitcode(wait_status))
 
     def _exited(self, child: Child, code: int) -> None:
-        how = f"signal {-code}" if code < 0 else f"status {code}"
         if self.stopping:
-            log.debug("%s (pid %d) exited with %s", child.role, child.pid, how)
+            log.debug("%s (pid %d) exited with %s", child.role, child.pid, exit_text(code))
             if child.kind == "front":
                 self._stop_workers()
             return
-        if child.retiring:
-            log.info("%s (pid %d) retired", child.role, child.pid)
-            return
         if child.kind == "front":
             self._empty_spool()  # bodies the dead front was holding: nobody will remove them
-        old = child.replaces
-        if old is not None:  # a replacement that never became ready: the old one serves on
-            old.replaced_by = None
-            if code == APP_LOAD_ERROR:
-                log.error(
-                    "the new app failed to load (traceback above); "
-                    "keeping worker %d (pid %d) serving",
-                    old.worker_id,
-                    old.pid,
-                )
-            else:
-                log.error(
-                    "the replacement of worker %d exited with %s; keeping pid %d serving",
-                    old.worker_id,
-                    how,
-                    old.pid,
-                )
-            return
-        if child.kind == "worker" and code == APP_LOAD_ERROR and not self.ever_ready:
-            log.error("the app failed to load (traceback above); stopping")
+        if self.pool.exited(child, code):  # the app cannot be imported
             self.exit_status = 1
             self.stop()
-            return
-        if child.replaced_by is not None:  # its replacement is on the way already
-            child.replaced_by.replaces = None
-            return
-        if child.kind == "worker" and child.worker_id > self.wanted:
-            return
-        log.error("%s (pid %d) exited with %s; restarting it", child.role, child.pid, how)
-        quick = time.monotonic() - child.started < QUICK_DEATH
-        failures = self.failures[child.role] = self.failures.get(child.role, 0) + 1 if quick else 0
-        delay = min(MAX_BACKOFF, 0.1 * 2**failures) if failures > 1 else 0.0
-        if delay:
-            log.warning("%s keeps dying; next start in %.1f s", child.role, delay)
-        self.pending[child.role] = time.monotonic() + delay
-
-    def _spawn_pending(self) -> None:
-        now = time.monotonic()
-        for role, when in list(self.pending.items()):
-            if when <= now:
-                del self.pending[role]
-                if role == "front":
-                    self._spawn_front()
-                else:
-                    self._spawn_worker(int(role.split()[1]))
 
     def _fork(self, main: Callable[[], int]) -> int:
         assert self.signals is not None
@@ -476,7 +326,7 @@ class Arbiter:
         if self.stopping:
             return
         self.stopping = True
-        self.pending.clear()
+        self.pool.pending.clear()
         if self.reload_stop is not None:
             self.reload_stop.set()
         self.stop_deadline = time.monotonic() + self.cfg.graceful_timeout + KILL_GRACE
@@ -503,8 +353,7 @@ class Arbiter:
 
     def _signal_all(self, signum: signal.Signals) -> None:
         for child in self.children.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child.pid, signum)
+            child.send(signum)
 
     def _empty_spool(self) -> None:
         for name in os.listdir(self.spool_dir):

@@ -7,6 +7,7 @@ never returning into the master's code.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -41,6 +42,16 @@ class Child:
     @property
     def role(self) -> str:
         return "front" if self.kind == "front" else f"worker {self.worker_id}"
+
+    def send(self, signum: signal.Signals) -> None:
+        """Send a signal, unless the process is gone already."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signum)
+
+
+def exit_text(code: int) -> str:
+    """How a child exited, for the log, from its exit code (negative: the signal)."""
+    return f"signal {-code}" if code < 0 else f"status {code}"
 
 
 def fork(

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from maitred import config
-from maitred.front import accesslog, proxy, static
-from maitred.front.static import UNSATISFIABLE, Refused
+from maitred.front import accesslog, conditional, proxy, static, staticpath
+from maitred.front.conditional import UNSATISFIABLE
+from maitred.front.staticpath import Refused
 
 SIZE = 100
 
@@ -36,12 +37,12 @@ SIZE = 100
     ],
 )
 def test_parse_range(value: bytes, expected: object) -> None:
-    assert static._parse_range(value, SIZE) == expected
+    assert conditional.parse_range(value, SIZE) == expected
 
 
 def test_range_of_an_empty_file_is_unsatisfiable() -> None:
-    assert static._parse_range(b"bytes=0-", 0) is UNSATISFIABLE
-    assert static._parse_range(b"bytes=-5", 0) is UNSATISFIABLE
+    assert conditional.parse_range(b"bytes=0-", 0) is UNSATISFIABLE
+    assert conditional.parse_range(b"bytes=-5", 0) is UNSATISFIABLE
 
 
 @pytest.mark.parametrize(
@@ -59,7 +60,7 @@ def test_range_of_an_empty_file_is_unsatisfiable() -> None:
     ],
 )
 def test_accepted_codings(value: bytes, expected: list[bytes]) -> None:
-    assert static._accepted_codings(value) == expected
+    assert staticpath._accepted_codings(value) == expected
 
 
 @pytest.mark.parametrize(
@@ -72,7 +73,7 @@ def test_accepted_codings(value: bytes, expected: list[bytes]) -> None:
     ],
 )
 def test_segments(rest: bytes, segments: list[bytes], trailing: bool) -> None:
-    assert static._segments(rest) == (segments, trailing)
+    assert staticpath._segments(rest) == (segments, trailing)
 
 
 @pytest.mark.parametrize(
@@ -90,7 +91,7 @@ def test_segments(rest: bytes, segments: list[bytes], trailing: bool) -> None:
 )
 def test_segments_refused(rest: bytes, status: int) -> None:
     with pytest.raises(Refused) as refused:
-        static._segments(rest)
+        staticpath._segments(rest)
     assert refused.value.status == status
 
 
@@ -100,7 +101,7 @@ def test_preconditions() -> None:
 
     def check(**headers: bytes) -> int:
         wanted = {name.replace("_", "-").encode(): value for name, value in headers.items()}
-        return static._preconditions(wanted, etag, date, mtime)
+        return conditional.preconditions(wanted, etag, date, mtime)
 
     assert check() == 0
     assert check(if_none_match=etag) == 304
