@@ -35,7 +35,7 @@ class Request(NamedTuple):
     target: bytes
     version: str
     headers: list[tuple[bytes, bytes]]
-    body: bytes | bytearray  # a bytearray when the frame was too large for the read buffer
+    body: bytes
     body_path: str  # non-empty when the body was spooled to a file
     remote_addr: str
     remote_port: str
