@@ -94,6 +94,18 @@ PROFILES: tuple[Profile, ...] = (
         package="uwsgi",
     ),
     Profile(
+        "uwsgi-router",
+        f"uWSGI {WORKERS}x{THREADS} behind its http router",
+        # --http: uWSGI's own front process (the http router) owns the client connections and
+        # passes requests to the workers, the same split as maitred's; --http-keepalive keeps
+        # client connections open as every other profile does.
+        ("{venv}/bin/uwsgi", "--http", "{bind}", "--http-keepalive", "--master", "--processes",
+         str(WORKERS), "--threads", str(THREADS), "--module", APP, "--listen", "1024",
+         "--die-on-term", "--need-app", "--disable-logging"),
+        venv="uwsgi",
+        package="uwsgi",
+    ),
+    Profile(
         "waitress",
         f"waitress {SLOTS} threads",
         ("{venv}/bin/waitress-serve", "--listen={bind}", f"--threads={SLOTS}", APP),
