@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import closing
 import pytest
 import streaming
 
@@ -284,3 +285,71 @@ def test_an_app_that_sets_the_request_id_gets_no_second_one(servers: ServerFacto
     server = servers.start("ownrequestid:application", "-w", "1")
     response = fetch(server.port, "GET", "/?id=app-1", [("X-Request-ID", "client-1")])
     assert response.header_values("X-Request-ID") == ["app-1"]
+
+
+# --- clients that leave before their response is complete: logged as nginx logs them ---
+
+
+def json_logged(servers: ServerFactory, tmp_path: Path, app: str) -> tuple[Server, LogReader]:
+    log = tmp_path / "access.log"
+    args = ["--access-logfile", str(log), "--access-log-format", "json"]
+    return servers.start(app, "-w", "1", "--threads", "1", *args), LogReader(log)
+
+
+def wait_exists(path: Path) -> None:
+    deadline = time.monotonic() + WAIT
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(POLL)
+
+
+def test_a_client_gone_before_its_response_began_is_logged_499(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    """One request runs (the only thread sleeps), one waits for the thread; both clients leave.
+    The waiting one is logged 499 at once and never runs; the running one is logged 499 when
+    its thread is done, and the thread then serves again."""
+    server, log = json_logged(servers, tmp_path, "slow:application")
+    running, queued = tmp_path / "running", tmp_path / "queued"
+    with RawConnection(server.port) as first:
+        first.send(request_bytes("GET", f"/?s=0.5&mark={running}"))
+        wait_exists(running)
+        with RawConnection(server.port) as second:
+            second.send(request_bytes("GET", f"/?mark={queued}"))
+            time.sleep(SEND_SLACK)  # let it reach the queue before its client leaves
+    gone_while_queued, gone_while_running = log.records(2)
+    assert (gone_while_queued["status"], gone_while_queued["body_bytes"]) == (499, 0)
+    assert str(gone_while_queued["query"]).startswith("mark=")
+    assert (gone_while_running["status"], gone_while_running["body_bytes"]) == (499, 0)
+    assert str(gone_while_running["query"]).startswith("s=0.5")
+    assert not queued.exists(), "a request whose client had left was run"
+    assert fetch(server.port, "GET", "/").status == 200
+    assert log.records()[0]["status"] == 200
+
+
+def test_a_client_gone_mid_response_is_logged_with_the_bytes_sent(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    """The status that was sent and the body bytes written so far (nginx's $body_bytes_sent);
+    the app is closed at its next write (CANCEL) and its only thread serves again."""
+    server, log = json_logged(servers, tmp_path, "closing:application")
+    record = tmp_path / "record"
+    with RawConnection(server.port) as conn:
+        conn.send(request_bytes("GET", f"/?mode=endless&record={record}"))
+        assert conn.read_head().status == 200
+        assert conn.read_chunk()
+    (entry,) = log.records()
+    assert entry["status"] == 200
+    assert int(str(entry["body_bytes"])) >= len(closing.ENDLESS_CHUNK)  # the chunk it read
+    assert "close" in record.read_text().split()
+    assert fetch(server.port, "GET", f"/?record={tmp_path / 'again'}").status == 200
+
+
+def test_a_client_gone_mid_body_is_logged_400(servers: ServerFactory, tmp_path: Path) -> None:
+    """As nginx logs a request body cut short ("client prematurely closed connection")."""
+    server, log = json_logged(servers, tmp_path, "echo:application")
+    with RawConnection(server.port) as conn:
+        conn.send(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
+        time.sleep(SEND_SLACK)  # the head reaches the front before the client leaves
+    (entry,) = log.records()
+    assert (entry["status"], entry["path"], entry["body_bytes"]) == (400, "/upload", 0)

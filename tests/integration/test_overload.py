@@ -143,6 +143,42 @@ def test_the_front_survives_running_out_of_file_descriptors(
     assert front_pid(server) == front, "the front crashed and was restarted"
 
 
+SHORTAGE_LINE = "front: cannot accept connections: "
+SHORT_FOR = 2.0  # seconds the test keeps the front out of descriptors
+
+
+@pytest.mark.parametrize("loop", sorted(LOOPS))
+def test_running_out_of_descriptors_logs_one_line_a_second(
+    servers: ServerFactory, loop: str
+) -> None:
+    """Not a traceback per failed accept (asyncio), nor silence (libuv drops the connections):
+    one clear line a second while it lasts, and one when it is over."""
+    server = start_on(servers, loop, "--keepalive", "60")
+    front = front_pid(server)
+    assert fetch(server.port, "GET", "/").status == 200  # serving: its limits are set
+    limit = open_fds(front) + 10
+    resource.prlimit(front, resource.RLIMIT_NOFILE, (limit, limit))
+    clients = []
+    try:
+        for _ in range(25):  # the first ten take the descriptors left and keep them
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=2.0)
+            sock.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            clients.append(sock)
+        assert server.wait_for_log(SHORTAGE_LINE), server.stderr
+        short_since = time.monotonic()
+        time.sleep(SHORT_FOR)  # the condition the log must not flood about
+        elapsed = time.monotonic() - short_since
+    finally:
+        for sock in clients:
+            sock.close()
+    assert server.wait_for_log("front: accepting connections again"), server.stderr
+    lines = [line for line in server.stderr.splitlines() if SHORTAGE_LINE in line]
+    assert 1 <= len(lines) <= elapsed + 2, "\n".join(lines)
+    assert "Traceback" not in server.stderr and "out of system resource" not in server.stderr
+    assert fetch(server.port, "GET", "/", timeout=5.0).status == 200
+    assert front_pid(server) == front
+
+
 def test_a_body_that_cannot_be_spooled_gets_503(servers: ServerFactory, tmp_path: Path) -> None:
     server = servers.start("echo:application", "-w", "1", "--body-temp-dir", str(tmp_path))
     front = front_pid(server)

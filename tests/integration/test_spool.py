@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import http.client
+import io
+import os
+import shutil
 import socket
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,9 +32,9 @@ def start(servers: ServerFactory, spool: Path, *args: str) -> Server:
     )
 
 
-def wait_spooled(spool: Path, timeout: float = 5.0) -> None:
+def wait_spooled(spool: Path, timeout: float = 5.0, at_least: int = 0) -> None:
     deadline = time.monotonic() + timeout
-    while not list(spool.iterdir()):
+    while not [f for f in spool.iterdir() if f.stat().st_size >= at_least]:
         assert time.monotonic() < deadline, "the body was never spooled"
         time.sleep(0.01)
 
@@ -74,3 +80,75 @@ def test_a_worker_dying_with_the_body_open_gets_502_and_removes_it(
     while fetch(server.port, "POST", "/", body=b"y").status != 200:
         assert time.monotonic() < deadline
         time.sleep(0.1)
+
+
+# --- a body that cannot be written: 500 (as nginx), one error line, no traceback, no hang ---
+
+SMALL_DISK = "1m"  # a tmpfs this size fills up with the first spooled megabyte
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root")
+    command = ["mount", "-t", "tmpfs", "-o", f"size={SMALL_DISK}", "tmpfs", str(mount)]
+    if subprocess.run(command, capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def post_spooled(server: Server) -> int:
+    """POST a body that must be spooled, as most clients do: all of it, then read."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        conn.request("POST", "/", body=b"x" * (2 * SPOOLED))
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+def assert_one_clean_error(server: Server) -> None:
+    assert server.wait_for_log("cannot spool a request body")
+    assert server.stderr.count("cannot spool a request body") == 1, server.stderr
+    assert "Traceback" not in server.stderr, server.stderr
+    assert fetch(server.port, "POST", "/", body=b"small").status == 200  # still serving
+
+
+def test_a_full_disk_gets_500(servers: ServerFactory, full_disk: Path) -> None:
+    server = start(servers, full_disk)
+    assert post_spooled(server) == 500
+    assert_one_clean_error(server)
+    assert wait_empty(full_disk) == []
+
+
+def test_a_disk_that_fills_with_the_last_bytes_gets_500(
+    servers: ServerFactory, full_disk: Path
+) -> None:
+    """The last bytes wait in the spool file's buffer, so the disk is only found full when the
+    complete body is flushed, which must still end the request (before: no answer at all)."""
+    server = start(servers, full_disk, "--body-buffer-size", "512K")
+    fits = 1 << 20  # what the tmpfs holds
+    with RawConnection(server.port) as conn:
+        conn.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % (fits + 100))
+        conn.send(b"x" * fits)
+        wait_spooled(full_disk, at_least=fits - io.DEFAULT_BUFFER_SIZE)
+        conn.send(b"y" * 100)  # fits in the buffer: written (and refused) at the flush
+        assert conn.read_response().status == 500
+    assert_one_clean_error(server)
+    assert wait_empty(full_disk) == []
+
+
+def test_a_temp_dir_gone_gets_500(servers: ServerFactory, spool: Path) -> None:
+    gone = spool / "gone"
+    gone.mkdir()
+    server = start(servers, gone)
+    gone.rmdir()
+    assert post_spooled(server) == 500
+    assert_one_clean_error(server)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import logging
 import resource
 import socket
 from collections.abc import Callable, Coroutine
@@ -198,3 +200,75 @@ def test_serving_again_is_retried_when_descriptors_ran_out(
     monkeypatch.setattr(limits, "RESUME_RETRY", 0.05)
     run("uvloop", resume_retry_scenario())
     assert "cannot accept connections again yet" in caplog.text
+
+
+EMFILE = OSError(errno.EMFILE, "Too many open files")
+
+
+def test_a_shortage_is_one_line_a_second_and_one_when_it_is_over(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    shortage = limits.Shortage(interval=1.0)
+    with caplog.at_level(logging.INFO, logger="maitred.error"):
+        for tick in range(300):  # three seconds of a failure every 10 ms
+            shortage.failed(EMFILE, tick / 100)
+        shortage.ok(3.0)  # a descriptor again, but failures were seen within the second
+        shortage.ok(4.0)
+        shortage.ok(5.0)
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages == [
+        "front: cannot accept connections: [Errno 24] Too many open files; "
+        "raise `ulimit -n` or lower --max-connections"
+    ] * 3 + ["front: accepting connections again"]
+
+
+class ReportingLoop:
+    """The two things the exception handler uses of a loop."""
+
+    def __init__(self) -> None:
+        self.handed_on: list[dict[str, Any]] = []
+
+    def time(self) -> float:
+        return 7.0
+
+    def default_exception_handler(self, context: dict[str, Any]) -> None:
+        self.handed_on.append(context)
+
+
+def test_asyncio_reports_of_failed_accepts_are_counted_and_the_rest_handed_on() -> None:
+    shortage = limits.Shortage()
+    handle = limits.accept_errors(shortage)
+    loop = ReportingLoop()
+    handle(
+        cast(Any, loop), {"message": "socket.accept() out of system resource", "exception": EMFILE}
+    )
+    other = {"message": "Exception in callback", "exception": EMFILE}
+    handle(cast(Any, loop), other)
+    assert shortage.last_failure == 7.0  # counted, not handed on
+    assert loop.handed_on == [other]
+
+
+def test_a_failed_accept_ends_the_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next accept() says "nothing more" instead of failing again; the one after tries."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    dup = listener.dup()
+    batch = limits.BatchEndingListener(dup.family, dup.type, dup.proto, dup.detach())
+    calls: list[str] = []
+
+    def failing_accept(self: socket.socket) -> tuple[socket.socket, Any]:
+        calls.append("accept")
+        raise EMFILE
+
+    try:
+        monkeypatch.setattr(socket.socket, "accept", failing_accept)
+        with pytest.raises(OSError) as first:
+            batch.accept()
+        assert first.value.errno == errno.EMFILE
+        with pytest.raises(BlockingIOError):
+            batch.accept()
+        with pytest.raises(OSError):
+            batch.accept()
+        assert calls == ["accept", "accept"]
+    finally:
+        batch.close()
+        listener.close()

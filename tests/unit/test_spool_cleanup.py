@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, cast
 
-from maitred.front.client import Body, Exchange
+from maitred.front.client import Exchange
+from maitred.front.spool import Body
 from maitred.http.parser import RequestHead
 
 BUFFER = 1024
@@ -48,6 +49,7 @@ def spooled_exchange(tmp_path: Path) -> tuple[Exchange, Path]:
     body.add(b"x" * (2 * BUFFER))
     head = RequestHead(b"POST", b"/", "1.1", [], True)
     exchange = Exchange(cast(Any, FakeConn()), head, body)
+    body.end()
     _, path = body.finish()
     return exchange, Path(path)
 

@@ -12,6 +12,10 @@ is always one line and a quoted field cannot be closed early.
 Lines are gathered during an event-loop turn and written with one system call at its end: the log
 costs the front a list append per request, not a ``write``.
 
+A request whose client left before its response was complete is logged as nginx logs it: 499
+when no response had begun, else the status that was sent and the body bytes written so far; a
+body cut short is logged 400 (front/client.py).
+
 Times: ``queue_time`` is from the complete request to its dispatch to a worker thread,
 ``app_time`` from the dispatch to the worker's last frame, ``request_time`` from the complete
 request head to the response handed to the connection; all in seconds. Static files have no

@@ -14,20 +14,28 @@ each write returns the same amount of flow-control credit to the worker thread, 
 transport's buffer is past the response buffer size: then the credit waits until it drains, so
 a slow reader holds back one app thread's writes, never the front's memory.
 
+A client that leaves (its connection drops, or it sends FIN: HTTP clients do not half-close to
+wait for an answer, and nginx takes FIN the same way) cancels its requests: one not yet begun
+never runs, a running one's thread is told (CANCEL) and is free at its next write. Each is
+logged once, when it is over, as nginx logs it: 499 when no response had begun, else the status
+that was sent with the body bytes written so far; a body cut short is logged 400.
+
+An answer the front gives before the whole request is in (4xx, a body it cannot spool) ends
+with a lingering close (front/linger.py), so a client still sending can read it.
+
 Everything here runs on the event loop thread.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import tempfile
 from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
 from maitred import link as linkcodec
+from maitred.front.linger import Linger
+from maitred.front.spool import Body
 from maitred.http.errors import ProtocolError
 from maitred.http.parser import END, RequestHead, RequestParser
 from maitred.http.response import CRLF, LAST_CHUNK, NO_BODY_STATUSES, chunk, simple_response
@@ -48,50 +56,10 @@ KEEP_ALIVE = b"Connection: keep-alive\r\n"
 # stops reading from it: pipelining is for latency, not for queueing work in the front.
 MAX_PIPELINED = 16
 
-
-class Body:
-    """A request body being received: in memory up to `buffer_size`, then in a temp file."""
-
-    __slots__ = ("buffer_size", "chunks", "file", "size", "temp_dir")
-
-    def __init__(self, buffer_size: int, temp_dir: str) -> None:
-        self.buffer_size = buffer_size
-        self.temp_dir = temp_dir or None
-        self.chunks: list[bytes] = []
-        self.size = 0
-        self.file: Any = None
-
-    def add(self, data: bytes) -> None:
-        self.size += len(data)
-        try:
-            if self.file is not None:
-                self.file.write(data)
-            elif self.size > self.buffer_size:
-                self.file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives past this call
-                    prefix="maitred-body-", dir=self.temp_dir, delete=False
-                )
-                self.file.writelines(self.chunks)
-                self.file.write(data)
-                self.chunks = []
-            else:
-                self.chunks.append(data)
-        except OSError as exc:  # disk full, out of file descriptors: our fault, not the client's
-            log.error("cannot spool a request body: %s", exc)
-            raise ProtocolError("cannot spool the request body", 503) from None
-
-    def finish(self) -> tuple[list[bytes], str]:
-        """(in-memory body chunks, spool path): one of the two is empty."""
-        if self.file is not None:
-            self.file.close()
-            return [], str(self.file.name)
-        return self.chunks, ""
-
-    def discard(self) -> None:
-        if self.file is not None:
-            self.file.close()
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.file.name)
-            self.file = None
+# Access-log statuses of requests whose client left (nginx's): before any response began, and
+# in the middle of sending its body.
+CLIENT_CLOSED = 499
+BODY_CUT_SHORT = 400
 
 
 class Exchange:
@@ -185,8 +153,8 @@ class Exchange:
     # --- the response, frame by frame from the worker ---
 
     def respond_head(self, status: int, length: int, head: bytes) -> None:
-        if self.finished:
-            return  # answered already (timed out): only the thread's release matters
+        if self.finished or self.cancelled:
+            return  # answered already (timed out), or the client left: nothing to write
         self.status = status
         self._settle_keep_alive()
         tail = b""
@@ -239,17 +207,17 @@ class Exchange:
             self.unacked = 0
 
     def respond_end(self) -> None:
-        if self.finished:
-            return  # answered already (timed out): only the thread's release matters
         if self.sender is not None:
             return  # the front is sending the file the worker handed over; it ends this
+        if self._over_if_gone():
+            return
         if self.chunked and not self.suppress_body:
             self.conn.write(LAST_CHUNK)
         self._done()
 
     def respond_full(self, status: int, length: int, head: bytes, body: bytes) -> None:
-        if self.finished:
-            return  # answered already (timed out): only the thread's release matters
+        if self._over_if_gone():
+            return
         self.status = status
         self._settle_keep_alive()
         if status in NO_BODY_STATUSES or self.suppress_body:
@@ -260,16 +228,16 @@ class Exchange:
 
     def respond_abort(self) -> None:
         """The app failed mid-response: end the connection so the client sees it truncated."""
-        if self.finished:
-            return  # answered already (timed out): only the thread's release matters
+        if self._over_if_gone():
+            return
         self.keep_alive = False
         self.conn.abort_after_write()
         self._done()
 
     def respond_error(self, status: int, extra: bytes = b"") -> None:
         """A response of the front's own (the worker never saw or could not finish it)."""
-        if self.finished:
-            return  # answered already (timed out): only the thread's release matters
+        if self._over_if_gone():
+            return
         self.status = status
         self.keep_alive = False
         extra += self.extra_head
@@ -305,16 +273,30 @@ class Exchange:
             self.respond_error(504)
 
     def cancel(self) -> None:
-        """The client went away: stop this exchange wherever it is."""
+        """The client went away: stop this exchange wherever it is (it must not be finished).
+
+        It is over, and logged, at once unless a worker still holds it. The status it is logged
+        with is nginx's choice: 499 when no response had begun, else the status sent.
+        """
         self.cancelled = True
+        if not self.status:
+            self.status = CLIENT_CLOSED
         if self.sender is not None:
             self.sender.close()
-        if self.link is not None and not self.finished:
+        if self.link is not None and not self.app_done:
             self.link.cancel(self.rid)
             # The worker may not have opened a spooled body yet: it goes when the worker says
             # the request is over (END, FULL, ABORT) or its link drops, both ending in _done.
             return
-        self.cleanup()
+        self._done()
+
+    def _over_if_gone(self) -> bool:
+        """True when there is nothing to write: the exchange was answered already (timed out)
+        or its client left. The worker's last frame then only ends a cancelled exchange (its
+        thread is free), leaving the status and byte count it had for the log."""
+        if self.cancelled and not self.finished:
+            self._done()
+        return self.finished
 
     def cleanup(self) -> None:
         self.body.discard()
@@ -340,6 +322,7 @@ class ClientConnection(asyncio.Protocol):
         self.read_paused = False
         self.closing = False  # no further requests are read: close once responses are out
         self.pending_error = 0  # status to answer once earlier responses are out
+        self.linger: Linger | None = None  # reading what it still sends after the last answer
         self.served = 0  # responses completed on this connection
         self.idle_since = front.loop.time()
 
@@ -353,6 +336,8 @@ class ClientConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
+            if self.linger is not None:
+                self.linger.discard(len(data))
             return
         error: ProtocolError | None = None
         try:
@@ -377,22 +362,35 @@ class ClientConnection(asyncio.Protocol):
             self._stop_reading()
 
     def eof_received(self) -> bool:
-        # The client half-closed: answer what it asked, then close (return True keeps the
-        # transport open for our writes).
-        self._stop_reading()
-        if self.reading is not None:
-            self.reading.cancel()
-            self.reading = None
-        return self.active is not None
+        # The client closed its side: it left (see the module docstring). Returning False
+        # closes the transport once what is already written has gone out.
+        self._abandon()
+        return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.front.connection_closed(self)
-        for exchange in (self.reading, self.active, *self.pipeline):
-            if exchange is not None and not exchange.finished:
-                exchange.cancel()
-        self.reading = self.active = None
-        self.pipeline.clear()
+        if self.linger is not None:
+            self.linger.stop()
+        self._abandon()
         self.transport = None
+
+    def _abandon(self) -> None:
+        """The client is gone: stop its requests. Pipelined ones never began: they are dropped
+        unlogged, as nginx would not have read them yet."""
+        self.closing = True
+        reading, active = self.reading, self.active
+        self.reading = self.active = None  # first: exchange_done must not start the next one
+        self._drop_pipeline()
+        if reading is not None:
+            reading.status = BODY_CUT_SHORT
+            reading.cancel()
+        if active is not None and not active.finished:
+            active.cancel()
+
+    def _drop_pipeline(self) -> None:
+        for exchange in self.pipeline:
+            exchange.cleanup()
+        self.pipeline.clear()
 
     def pause_writing(self) -> None:
         self.write_paused = True  # credit for further body bytes waits (Exchange.respond_body)
@@ -417,6 +415,7 @@ class ClientConnection(asyncio.Protocol):
     def _request_complete(self) -> None:
         exchange = self.reading
         assert exchange is not None
+        exchange.body.end()  # SpoolError while it is still the request being read
         self.reading = None
         exchange.complete = self.front.loop.time()
         if not exchange.keep_alive:
@@ -463,7 +462,26 @@ class ClientConnection(asyncio.Protocol):
     def _send_error(self, status: int) -> None:
         self.write(simple_response(status, self.front.date.get()))
         self.front.access_log_error(self, status)
-        self.close()
+        self._linger()
+
+    def _linger(self) -> None:
+        """Close after an answer given while the client may still be sending (front/linger.py);
+        requests it sent after that answer go unanswered."""
+        self.closing = True
+        if self.reading is not None:
+            self.reading.cleanup()
+            self.reading = None
+        self._drop_pipeline()
+        transport = self.transport
+        if transport is None or transport.is_closing() or self.linger is not None:
+            return
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        if self.read_paused:
+            self.read_paused = False
+            transport.resume_reading()
+        self.linger = Linger(self.front.loop, transport)
 
     def exchange_done(self, exchange: Exchange) -> None:
         self.served += 1
@@ -472,7 +490,10 @@ class ClientConnection(asyncio.Protocol):
             return
         self.active = None
         if not exchange.keep_alive:
-            self.close()
+            if self.pipeline or self.reading is not None or self.parser.in_head:
+                self._linger()  # the client is sending more: let it read this answer
+            else:
+                self.close()
             return
         if self.pipeline:
             self.active = self.pipeline.popleft()

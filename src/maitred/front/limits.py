@@ -14,7 +14,14 @@ past the limit: the front answers those 503 and closes them.
 
 Should descriptors run out anyway (spooled bodies take one each), neither loop dies on EMFILE:
 asyncio pauses the listener for a second, libuv (uvloop) drops the waiting connections using a
-descriptor it keeps in reserve; a body that cannot be spooled is answered 503.
+descriptor it keeps in reserve; a body that cannot be spooled is answered 503. Neither says so
+usefully: libuv says nothing at all, and asyncio (3.11, as measured here) logs a traceback for
+every failed accept and even goes on through the rest of the backlog after the first failure,
+rescheduling itself each time: thousands of tracebacks a second. So the front counts asyncio's
+reports instead (:func:`accept_errors`, the loop's exception handler), and on either loop checks
+on every sweep that a descriptor can still be had (:meth:`AcceptGate.check_descriptors`);
+:class:`Shortage` turns both into at most one error line a second while descriptors are short,
+and one line once they are back.
 
 Owned by the event loop thread.
 """
@@ -23,10 +30,13 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import errno
 import logging
+import os
 import resource
 import socket
 from collections.abc import Callable, Sized
+from typing import Any
 
 log = logging.getLogger("maitred.error")
 
@@ -39,6 +49,16 @@ RESUME_RETRY = 1.0
 
 # Sent with every 503 the front sheds load with: clients may retry, preferably a second later.
 RETRY_AFTER = b"Retry-After: 1\r\n"
+
+# Seconds between error lines about running out of descriptors: a line a second says that it
+# persists and how often accepts fail, without burying the rest of the log.
+SHORTAGE_REPORT_INTERVAL = 1.0
+NEVER = float("-inf")
+
+# accept(2) errors that mean the process or the system is out of a resource, not that the
+# listener is broken: the ones asyncio backs off from, and reports with this message.
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_ACCEPT_FAILED = "socket.accept() out of system resource"
 
 
 def fd_plan(wanted: int, soft: int, hard: int) -> tuple[int, int]:
@@ -63,6 +83,73 @@ def fit_fd_limit(wanted: int) -> int:
             new_soft,
         )
     return fit
+
+
+class Shortage:
+    """Reports running out of descriptors: at most one error line per interval while it lasts,
+    and one line when it is over."""
+
+    def __init__(self, interval: float = SHORTAGE_REPORT_INTERVAL) -> None:
+        self.interval = interval
+        self.reported = NEVER  # loop time of the last error line
+        self.last_failure = NEVER
+
+    def failed(self, exc: OSError, now: float) -> None:
+        self.last_failure = now
+        if now - self.reported >= self.interval:
+            self.reported = now
+            log.error(
+                "front: cannot accept connections: %s; raise `ulimit -n` or lower "
+                "--max-connections",
+                exc,
+            )
+
+    def ok(self, now: float) -> None:
+        """A descriptor could be had: the shortage is over once none failed for an interval."""
+        if self.reported != NEVER and now - self.last_failure >= self.interval:
+            self.reported = self.last_failure = NEVER
+            log.info("front: accepting connections again")
+
+
+def accept_errors(
+    shortage: Shortage,
+) -> Callable[[asyncio.AbstractEventLoop, dict[str, Any]], None]:
+    """A loop exception handler that counts asyncio's failed accepts (no traceback) and
+    leaves everything else to the default handler."""
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if context.get("message") == _ACCEPT_FAILED and isinstance(exc, OSError):
+            shortage.failed(exc, loop.time())
+        else:
+            loop.default_exception_handler(context)
+
+    return handle
+
+
+class BatchEndingListener(socket.socket):
+    """A listening socket whose accept() ends the batch after one failed for want of resources.
+
+    asyncio accepts in batches of up to `backlog` connections per wakeup, and (in 3.11) goes on
+    through the batch after an accept failed with EMFILE, scheduling one retry per failure: a
+    storm of failed accepts that grows every second. "Nothing more to accept" (BlockingIOError)
+    right after such a failure ends the batch, leaving one failure and one retry a second.
+    uvloop accepts in libuv and never calls this.
+    """
+
+    def __init__(self, family: int, kind: int, proto: int, fileno: int) -> None:
+        super().__init__(family, kind, proto, fileno)
+        self.failed = False
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        if self.failed:
+            self.failed = False
+            raise BlockingIOError(errno.EAGAIN, "the batch ends after a failed accept")
+        try:
+            return super().accept()
+        except OSError as exc:
+            self.failed = exc.errno in _OUT_OF_RESOURCES
+            raise
 
 
 class Accepting(enum.Enum):
@@ -94,6 +181,7 @@ class AcceptGate:
         self.servers: list[asyncio.AbstractServer] = []
         self._task: asyncio.Task[None] | None = None
         self._warned = False  # the first pause is a warning; the rest would flood the log
+        self.shortage = Shortage()
 
     async def start(self) -> None:
         self.state = Accepting.RESUMING
@@ -125,6 +213,19 @@ class AcceptGate:
         self.state = Accepting.STOPPED
         self._close_servers()
 
+    def check_descriptors(self) -> None:
+        """Can one more descriptor be had (an accept would succeed)? Two system calls."""
+        if not self.listeners:
+            return
+        now = self.loop.time()
+        try:
+            os.close(os.dup(self.listeners[0].fileno()))
+        except OSError as exc:
+            if exc.errno in _OUT_OF_RESOURCES:
+                self.shortage.failed(exc, now)
+            return
+        self.shortage.ok(now)
+
     async def _resume(self) -> None:
         try:
             await self._open_servers()
@@ -143,8 +244,10 @@ class AcceptGate:
 
     async def _open_servers(self) -> None:
         for sock in self.listeners:
+            dup = sock.dup()
+            listener = BatchEndingListener(dup.family, dup.type, dup.proto, dup.detach())
             server = await self.loop.create_server(
-                self.factory, sock=sock.dup(), backlog=self.backlog
+                self.factory, sock=listener, backlog=self.backlog
             )
             self.servers.append(server)
 

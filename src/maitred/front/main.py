@@ -3,9 +3,10 @@
 It serves on the listening sockets the master bound (up to --max-connections at once, see
 front/limits.py), accepts worker links on the link socket, and sweeps the connections a few
 times per shortest timeout, at least once a second, enforcing the timeouts of
-front/timeouts.py (one pass over the connections is cheaper than a timer per request). On
-SIGTERM it stops accepting, lets requests in flight finish within the graceful timeout, closes
-idle connections, and exits.
+front/timeouts.py (one pass over the connections is cheaper than a timer per request) and
+checking that file descriptors have not run out (front/limits.py). On SIGTERM it stops
+accepting, lets requests in flight finish within the graceful timeout, closes idle
+connections, and exits.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from maitred.config import Config
 from maitred.front.accesslog import AccessLog
 from maitred.front.client import ClientConnection, Exchange
 from maitred.front.dispatcher import Dispatcher, WorkerLink
-from maitred.front.limits import RETRY_AFTER, AcceptGate, fit_fd_limit
+from maitred.front.limits import RETRY_AFTER, AcceptGate, accept_errors, fit_fd_limit
 from maitred.front.proxy import ProxyHeaderGate
 from maitred.front.router import Router
 from maitred.front.timeouts import ConnectionTimeouts
@@ -92,6 +93,7 @@ class Front:
             self.connections,
             limit,
         )
+        loop.set_exception_handler(accept_errors(self.gate.shortage))
         await self.gate.start()
         link_server = await loop.create_unix_server(
             lambda: WorkerLink(self.dispatcher), sock=link_listener, backlog=self.cfg.backlog
@@ -121,6 +123,8 @@ class Front:
                 log.warning("front: the master is gone, stopping")
                 self.shutdown()
             now = self.loop.time()
+            if self.gate is not None:
+                self.gate.check_descriptors()
             self.timeouts.sweep(self.connections, now)
             self.dispatcher.expire_queued(now)
             self.dispatcher.report_shed()
