@@ -65,6 +65,19 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = WAIT) -> bo
     return True
 
 
+async def close_all(
+    clients: list[socket.socket], open_conns: set[Conn], listener: socket.socket
+) -> None:
+    """A scenario's teardown: its clients, the connections the gate accepted, the listener."""
+    for client in clients:
+        client.close()
+    for conn in list(open_conns):
+        if conn.transport is not None:
+            conn.transport.close()
+    await wait_until(lambda: not open_conns)
+    listener.close()
+
+
 async def gate_scenario() -> None:
     loop = asyncio.get_running_loop()
     listener = socket.create_server(("127.0.0.1", 0))
@@ -86,13 +99,7 @@ async def gate_scenario() -> None:
         gate.stop()
         assert not gate.servers
     finally:
-        for client in clients:
-            client.close()
-        for conn in list(open_conns):
-            if conn.transport is not None:
-                conn.transport.close()
-        await wait_until(lambda: not open_conns)
-        listener.close()
+        await close_all(clients, open_conns, listener)
 
 
 async def overshoot_scenario(overshoot: int) -> None:
@@ -117,13 +124,7 @@ async def overshoot_scenario(overshoot: int) -> None:
         assert closed == overshoot
     finally:
         gate.stop()
-        for client in clients:
-            client.close()
-        for conn in list(open_conns):
-            if conn.transport is not None:
-                conn.transport.close()
-        await wait_until(lambda: not open_conns)
-        listener.close()
+        await close_all(clients, open_conns, listener)
 
 
 class FlakyListener:
@@ -161,13 +162,7 @@ async def resume_retry_scenario() -> None:
         assert await wait_until(lambda: len(open_conns) == 1 and first not in open_conns)
     finally:
         gate.stop()
-        for client in clients:
-            client.close()
-        for conn in list(open_conns):
-            if conn.transport is not None:
-                conn.transport.close()
-        await wait_until(lambda: not open_conns)
-        listener.close()
+        await close_all(clients, open_conns, listener)
 
 
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
