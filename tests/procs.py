@@ -61,6 +61,20 @@ def all_procs() -> list[ProcInfo]:
     return infos
 
 
+def children_titled(parent: int, prefix: str) -> dict[int, str]:
+    """pid -> process title of `parent`'s children whose title starts with `prefix`."""
+    found = {}
+    for info in all_procs():
+        if info.ppid == parent:
+            try:
+                title = (PROC / str(info.pid) / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue  # gone since the listing
+            if title.startswith(prefix):
+                found[info.pid] = title.rstrip("\0 ")
+    return found
+
+
 def is_alive(info: ProcInfo) -> bool:
     """True if this very process (not a later one with the same pid) still runs."""
     now = read_proc(info.pid)

@@ -2,15 +2,16 @@
 
 Theory of operation
 -------------------
-The master knows processes and signals, not HTTP. It binds every listener and the link socket
-once, then forks the front and the workers, which inherit them. Signal handlers only record
-(maitred.signals); one loop reads signals and the workers' status pipes (maitred.status), reaps
-children, and hands what it learnt to the pool (maitred.pool), which decides what to start,
-replace, retire or restart: staged start, make-before-break reloads and recycling, crash backoff.
-The master does the process work those decisions call for (fork, signal, reap).
+The master knows processes and signals, not HTTP. It binds every listener and each front's link
+socket once, then forks the fronts (maitred.fronts) and the workers, which inherit them. Signal
+handlers only record (maitred.signals); one loop reads signals and the workers' status pipes
+(maitred.status), reaps children, and hands what it learnt to the pool (maitred.pool), which
+decides what to start, replace, retire or restart: staged start, make-before-break reloads and
+recycling, crash backoff. The master does the process work those decisions call for (fork,
+signal, reap).
 
-Shutdown (TERM, INT) goes front first: the front stops accepting and finishes the requests in
-flight, using the workers; once it has exited, the master closes its link listener (so workers
+Shutdown (TERM, INT) goes fronts first: they stop accepting and finish the requests in flight,
+using the workers; once every front has exited, the master closes the link listeners (so workers
 cannot reconnect) and stops the workers. QUIT stops everything at once.
 """
 
@@ -31,10 +32,10 @@ from typing import Any
 
 from setproctitle import setproctitle
 
-from maitred import reloader, sockets, status, upgrade
+from maitred import fronts, reloader, sockets, status, upgrade
 from maitred.appload import load_app, prepare_path, split_spec
 from maitred.children import Child, exit_text, fork
-from maitred.config import Config, ConfigError
+from maitred.config import Config, ConfigError, check
 from maitred.front.main import run_front
 from maitred.pool import Pool
 from maitred.signals import SignalQueue
@@ -73,9 +74,8 @@ class Arbiter:
         self.children: dict[int, Child] = {}
         self.listeners: list[socket.socket] = []
         self.link_dir = ""
-        self.link_path = ""
         self.spool_dir = ""
-        self.link_listener: socket.socket | None = None
+        self.link_listeners: dict[int, socket.socket] = {}  # by front number
         self.app: Any = None
         self.signals: SignalQueue | None = None
         self.stopping = False
@@ -114,7 +114,8 @@ class Arbiter:
             self._write_pidfile()
             if cfg.reload:
                 self._start_reloader()
-            self._spawn_front()
+            for number in fronts.numbers(cfg.fronts):
+                self._spawn_front(number)
             self.pool.start()
             self._loop()
         finally:
@@ -135,14 +136,15 @@ class Arbiter:
         for extra in inherited[len(cfg.bind) :]:
             extra.close()
         self.link_dir = tempfile.mkdtemp(prefix="maitred-")
-        self.link_path = os.path.join(self.link_dir, "link.sock")
         # Spooled request bodies live under the master's own directory unless --body-temp-dir
         # says otherwise, so the master can remove what a killed front left behind.
         self.spool_dir = os.path.join(self.link_dir, "spool")
         os.mkdir(self.spool_dir, 0o700)
-        self.link_listener = sockets.bind(
-            sockets.Address(socket.AF_UNIX, "", 0, self.link_path), cfg.backlog
-        )
+        for number in fronts.numbers(cfg.fronts):
+            os.mkdir(fronts.spool_dir(self.spool_dir, number), 0o700)
+            path = fronts.link_path(self.link_dir, number)
+            address = sockets.Address(socket.AF_UNIX, "", 0, path)
+            self.link_listeners[number] = sockets.bind(address, cfg.backlog)
 
     def _write_pidfile(self) -> None:
         if self.cfg.pidfile:
@@ -209,7 +211,15 @@ class Arbiter:
         cfg = None
         if self.reload_config is not None:
             try:
-                cfg = self.cfg = self.reload_config()
+                cfg = self.reload_config()
+                if cfg.fronts != self.cfg.fronts:
+                    log.warning(
+                        "reload: the number of fronts changes on a restart or upgrade (USR2) "
+                        "only; keeping %d",
+                        self.cfg.fronts,
+                    )
+                    cfg = check(cfg.replace(fronts=self.cfg.fronts))
+                self.cfg = cfg
             except (ConfigError, SystemExit) as exc:
                 log.error("reload: the new configuration is invalid, keeping the old: %s", exc)
                 return
@@ -261,11 +271,12 @@ class Arbiter:
     def _exited(self, child: Child, code: int) -> None:
         if self.stopping:
             log.debug("%s (pid %d) exited with %s", child.role, child.pid, exit_text(code))
-            if child.kind == "front":
+            if child.kind == "front" and not any(c.kind == "front" for c in self.children.values()):
                 self._stop_workers()
             return
         if child.kind == "front":
-            self._empty_spool()  # bodies the dead front was holding: nobody will remove them
+            # Bodies the dead front was holding: nobody else will remove them.
+            self._empty_spool(child.worker_id)
         if self.pool.exited(child, code):  # the app cannot be imported
             self.exit_status = 1
             self.stop()
@@ -275,23 +286,24 @@ class Arbiter:
         siblings = [c.status_fd for c in self.children.values() if c.status_fd >= 0]
         return fork(main, self.signals, HANDLED, siblings)
 
-    def _spawn_front(self) -> None:
-        assert self.link_listener is not None
-        listeners, link_listener, cfg = self.listeners, self.link_listener, self.cfg
-        if not cfg.body_temp_dir:
-            cfg = cfg.replace(body_temp_dir=self.spool_dir)
-        pid = self._fork(lambda: run_front(cfg, listeners, link_listener, self.pid))
-        self.children[pid] = Child(pid, "front")
+    def _spawn_front(self, number: int) -> None:
+        spool = fronts.spool_dir(self.spool_dir, number)
+        cfg = fronts.front_config(self.cfg, number, spool)
+        listeners, link_listener = self.listeners, self.link_listeners[number]
+        pid = self._fork(
+            lambda: run_front(cfg, listeners, link_listener, self.pid, fronts.name(number))
+        )
+        self.children[pid] = Child(pid, "front", number)
 
     def _spawn_worker(self, worker_id: int) -> Child:
         read_fd, write_fd = os.pipe()
-        cfg, link_path, app = self.cfg, self.link_path, self.app
+        cfg, app = self.cfg, self.app
+        link_path = fronts.link_path(self.link_dir, fronts.of_worker(worker_id, cfg.fronts))
 
         def main() -> int:
             os.close(read_fd)
-            for sock in (*self.listeners, self.link_listener):
-                if sock is not None:
-                    sock.close()  # a worker holding these would keep dead links connectable
+            for sock in (*self.listeners, *self.link_listeners.values()):
+                sock.close()  # a worker holding these would keep dead links connectable
             return Worker(cfg, worker_id, link_path, app, write_fd, self.pid).run()
 
         pid = self._fork(main)
@@ -339,9 +351,9 @@ class Arbiter:
             self._stop_workers()
 
     def _stop_workers(self) -> None:
-        if self.link_listener is not None:
-            self.link_listener.close()  # worker threads must not reconnect to a dead front
-            self.link_listener = None
+        for sock in self.link_listeners.values():
+            sock.close()  # worker threads must not reconnect to a dead front
+        self.link_listeners.clear()
         self.stop_deadline = time.monotonic() + self.cfg.graceful_timeout + KILL_GRACE
         self._signal_all(signal.SIGTERM)
 
@@ -355,10 +367,11 @@ class Arbiter:
         for child in self.children.values():
             child.send(signum)
 
-    def _empty_spool(self) -> None:
-        for name in os.listdir(self.spool_dir):
+    def _empty_spool(self, number: int) -> None:
+        spool = fronts.spool_dir(self.spool_dir, number)
+        for name in os.listdir(spool):
             with contextlib.suppress(OSError):
-                os.unlink(os.path.join(self.spool_dir, name))
+                os.unlink(os.path.join(spool, name))
 
     def _cleanup(self) -> None:
         for sock in self.listeners:
@@ -367,8 +380,8 @@ class Arbiter:
                 if isinstance(path, str) and path and os.path.exists(path):
                     os.unlink(path)
             sock.close()
-        if self.link_listener is not None:
-            self.link_listener.close()
+        for link in self.link_listeners.values():
+            link.close()
         if self.link_dir:
             shutil.rmtree(self.link_dir, ignore_errors=True)
         if self.cfg.pidfile:

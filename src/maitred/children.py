@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from maitred import status
+from maitred import fronts, status
 from maitred.signals import SignalQueue, reset
 
 # Signals meant for the master only; their default action would kill or stop a child that gets
@@ -28,7 +28,7 @@ CHILD_IGNORES = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1, 
 class Child:
     pid: int
     kind: str  # "front" or "worker"
-    worker_id: int = 0
+    worker_id: int = 0  # a front's number (maitred.fronts: 0 when it is the only front)
     status_fd: int = -1
     replaces: Child | None = None  # the worker this one takes over from, once READY
     started: float = field(default_factory=time.monotonic)
@@ -41,7 +41,7 @@ class Child:
 
     @property
     def role(self) -> str:
-        return "front" if self.kind == "front" else f"worker {self.worker_id}"
+        return fronts.name(self.worker_id) if self.kind == "front" else f"worker {self.worker_id}"
 
     def send(self, signum: signal.Signals) -> None:
         """Send a signal, unless the process is gone already."""

@@ -252,6 +252,20 @@ class Config:
         section="Workers",
         metavar="N",
     )
+    fronts: int = setting(
+        1,
+        "Number of front processes: event loops that own the client connections, parse "
+        "requests, serve static files and queue requests for the workers. They share the "
+        "listening sockets, and the workers are dealt to them in turn; a front dispatches "
+        "only to its own workers, so a request waits only for a thread of its own front. One "
+        "front serves tens of thousands of requests per second on one core; add fronts when "
+        "it is the busiest process (static files, many slow clients) and the machine has "
+        "cores to spare. At most --workers.",
+        _int(1),
+        "--fronts",
+        section="Workers",
+        metavar="N",
+    )
     preload: bool = setting(
         False,
         "Import the app in the master before starting the workers, which then inherit it "
@@ -489,8 +503,9 @@ class Config:
     )
     max_connections: int = setting(
         10000,
-        "Most client connections the front holds open; past it the front stops accepting "
-        "(new connections wait in the listen backlog) until one closes. An idle connection "
+        "Most client connections the server holds open (split evenly among --fronts); past "
+        "it a front stops accepting (new connections wait in the listen backlog) until one "
+        "closes. An idle connection "
         "costs a few KiB and no thread, so 10,000 take tens of MiB; the front raises its "
         "open-file limit to fit, or lowers this to what the limit allows.",
         _int(1),
@@ -500,9 +515,10 @@ class Config:
     )
     max_queue: int = setting(
         1000,
-        "Most complete requests waiting for a free app thread; past it a request is answered "
-        "503 with Retry-After at once (0: unlimited). A fast app drains 1000 in well under a "
-        "second; a slow one would make them wait longer than clients do.",
+        "Most complete requests waiting for a free app thread (split evenly among --fronts); "
+        "past it a request is answered 503 with Retry-After at once (0: unlimited). A fast "
+        "app drains 1000 in well under a second; a slow one would make them wait longer "
+        "than clients do.",
         _int(0),
         "--max-queue",
         section="Limits",
@@ -734,7 +750,17 @@ def load(cli: Mapping[str, Any], environ: Mapping[str, str], cwd: str = ".") -> 
     else:
         from_file = read_config_file(os.path.join(cwd, PYPROJECT), required=False)
         from_file.update(read_config_file(os.path.join(cwd, CONFIG_FILE), required=False))
-    return Config(**{**from_file, **from_env, **from_cli})
+    return check(Config(**{**from_file, **from_env, **from_cli}))
+
+
+def check(cfg: Config) -> Config:
+    """The rules that tie settings together; ConfigError names what breaks one."""
+    if cfg.fronts > cfg.workers:
+        raise ConfigError(
+            f"fronts ({cfg.fronts}) must not exceed workers ({cfg.workers}): "
+            "each front needs a worker of its own"
+        )
+    return cfg
 
 
 def settings_markdown(fields: Sequence[dataclasses.Field[Any]] = SETTINGS) -> str:

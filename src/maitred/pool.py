@@ -46,7 +46,7 @@ class Pool:
         self,
         cfg: Config,
         children: Mapping[int, Child],
-        spawn_front: Callable[[], None],
+        spawn_front: Callable[[int], None],
         spawn_worker: Callable[[int], Child],
     ) -> None:
         self.cfg = cfg
@@ -56,7 +56,8 @@ class Pool:
         self.wanted = cfg.workers
         self.ever_ready = False
         self.failures: dict[str, int] = {}  # consecutive quick deaths per role
-        self.pending: dict[str, float] = {}  # role -> monotonic time to (re)start it
+        # (kind, worker id or front number) -> monotonic time to (re)start it
+        self.pending: dict[tuple[str, int], float] = {}
         self.next_memory_check = 0.0
 
     def start(self) -> None:
@@ -125,8 +126,9 @@ class Pool:
 
     def one_worker_less(self) -> None:
         serving = [c for c in self._serving() if c.replaces is None]
-        if self.wanted <= 1 or not serving:
-            log.info("SIGTTOU: already at one worker")
+        fewest = self.cfg.fronts  # every front keeps a worker
+        if self.wanted <= fewest or not serving:
+            log.info("SIGTTOU: already at the fewest workers (%d)", fewest)
             return
         self.wanted -= 1
         victim = max(serving, key=lambda c: c.worker_id)
@@ -202,16 +204,16 @@ class Pool:
         delay = min(MAX_BACKOFF, 0.1 * 2**failures) if failures > 1 else 0.0
         if delay:
             log.warning("%s keeps dying; next start in %.1f s", child.role, delay)
-        self.pending[child.role] = time.monotonic() + delay
+        self.pending[child.kind, child.worker_id] = time.monotonic() + delay
         return False
 
     def spawn_pending(self) -> None:
         """Start the restarts whose backoff has run out."""
         now = time.monotonic()
-        for role, when in list(self.pending.items()):
+        for (kind, number), when in list(self.pending.items()):
             if when <= now:
-                del self.pending[role]
-                if role == "front":
-                    self.spawn_front()
+                del self.pending[kind, number]
+                if kind == "front":
+                    self.spawn_front(number)
                 else:
-                    self.spawn_worker(int(role.split()[1]))
+                    self.spawn_worker(number)

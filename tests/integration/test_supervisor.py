@@ -20,16 +20,7 @@ from load import Load
 
 def workers_of(master: int) -> dict[int, str]:
     """pid -> process title of the master's worker processes."""
-    found = {}
-    for info in procs.all_procs():
-        if info.ppid == master:
-            try:
-                title = Path(f"/proc/{info.pid}/cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if title.startswith("maitred: worker"):
-                found[info.pid] = title.rstrip("\0 ")
-    return found
+    return procs.children_titled(master, "maitred: worker")
 
 
 def wait_until(predicate: object, timeout: float = 15.0, what: str = "") -> None:
@@ -204,15 +195,7 @@ def test_usr2_upgrade_hands_over_without_failures(servers: ServerFactory, tmp_pa
 
 
 def front_of(master: int) -> int | None:
-    for info in procs.all_procs():
-        if info.ppid == master:
-            try:
-                title = Path(f"/proc/{info.pid}/cmdline").read_bytes()
-            except OSError:
-                continue  # gone since the listing
-            if title.startswith(b"maitred: front"):
-                return info.pid
-    return None
+    return next(iter(procs.children_titled(master, "maitred: front")), None)
 
 
 def test_killed_front_is_replaced_and_serves_again(servers: ServerFactory) -> None:

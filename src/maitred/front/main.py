@@ -191,10 +191,14 @@ class Front:
 
 
 def run_front(
-    cfg: Config, listeners: list[socket.socket], link_listener: socket.socket, master_pid: int
+    cfg: Config,
+    listeners: list[socket.socket],
+    link_listener: socket.socket,
+    master_pid: int,
+    name: str = "front",
 ) -> int:
-    """Main of the front process (after fork)."""
-    setproctitle("maitred: front")
+    """Main of a front process (after fork); `name` says which front (maitred.fronts)."""
+    setproctitle(f"maitred: {name}")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; master decides
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
