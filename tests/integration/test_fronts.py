@@ -154,3 +154,20 @@ def workers_count(master: int, count: int) -> None:
     while len(procs.children_titled(master, "maitred: worker")) != count:
         assert time.monotonic() < deadline, f"never {count} workers"
         time.sleep(0.05)
+
+
+def test_fronts_share_a_json_access_log_on_stdout_line_by_line(servers: ServerFactory) -> None:
+    server = servers.start(
+        "hello:application",
+        "--fronts", "2", "-w", "2",
+        "--access-logfile", "-", "--access-log-format", "json",
+    )  # fmt: skip
+    long_path = "/" + "x" * 900  # a line is under PIPE_BUF, two lines are over it
+    with Load(server.port, long_path, clients=6, duration=1.5) as load:
+        load.finish()
+    served = len(load.results)
+    assert served and load.failures() == [], load.outcomes
+    server.stop()
+    lines = server.spawned.stdout.text.splitlines()
+    assert len(lines) == served
+    assert all(json.loads(line)["path"] == long_path for line in lines)

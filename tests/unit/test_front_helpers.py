@@ -8,6 +8,8 @@ import struct
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from maitred import config
 from maitred.front import accesslog, conditional, proxy, static, staticpath
@@ -239,3 +241,16 @@ def test_static_mounts_from_every_source(tmp_path: Path) -> None:
 def test_bad_settings(name: str, value: object) -> None:
     with pytest.raises(config.ConfigError):
         config.load({name: value}, {}, cwd="/nonexistent")
+
+
+@given(
+    lines=st.lists(st.binary(max_size=300).map(lambda b: b.replace(b"\n", b"") + b"\n")),
+    size=st.integers(1, 700),
+)
+def test_log_pieces_end_at_line_ends_and_stay_within_size(lines: list[bytes], size: int) -> None:
+    data = b"".join(lines)
+    pieces = [bytes(piece) for piece in accesslog.line_pieces(data, size)]
+    assert b"".join(pieces) == data
+    for piece in pieces:
+        assert piece.endswith(b"\n")
+        assert len(piece) <= size or piece.count(b"\n") == 1  # only a long line stands alone

@@ -9,8 +9,11 @@ template of ``{field}`` names; in templates (and in combined/common) client-supp
 escaped as nginx does: ``"``, ``\\``, control and non-ASCII bytes become ``\\xHH``, so one request
 is always one line and a quoted field cannot be closed early.
 
-Lines are gathered during an event-loop turn and written with one system call at its end: the log
-costs the front a list append per request, not a ``write``.
+Lines are gathered during an event-loop turn and written at its end: the log costs the front a
+list append per request, not a ``write``. Several fronts may share one log, and a pipe (a
+container's stdout) keeps a write whole only up to PIPE_BUF bytes, so a turn's lines go out in
+pieces of at most that size, cut at line ends (:func:`line_pieces`): lines of two fronts never
+mix.
 
 A request whose client left before its response was complete is logged as nginx logs it: 499
 when no response had begun, else the status that was sent and the body bytes written so far; a
@@ -28,12 +31,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import select
 import string
 import sys
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, TextIO
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from maitred.front.client import ClientConnection, Exchange
@@ -241,19 +246,19 @@ class AccessLog:
         self.line = compile_format(line_format)
         self.loop = loop
         self.pending: list[str] = []
-        self.stream: TextIO = self._open()
+        self.fd = self._open()
 
-    def _open(self) -> TextIO:
+    def _open(self) -> int:
         if self.path == "-":
-            return sys.stdout
-        return open(self.path, "a", encoding="utf-8")
+            return sys.stdout.fileno()
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
     def reopen(self) -> None:
         """USR1: reopen the file after logrotate moved it."""
         self.flush()
         if self.path != "-":
-            self.stream.close()
-            self.stream = self._open()
+            os.close(self.fd)
+            self.fd = self._open()
 
     def write(self, exchange: Exchange) -> None:
         self._add(self.line(Entry.of(exchange, self.loop.time())))
@@ -273,8 +278,30 @@ class AccessLog:
             return
         lines, self.pending = self.pending, []
         lines.append("")
+        data = "\n".join(lines).encode("utf-8", "backslashreplace")
         try:
-            self.stream.write("\n".join(lines))
-            self.stream.flush()
-        except (OSError, ValueError):
+            for piece in line_pieces(data, ATOMIC_WRITE):
+                while piece:
+                    piece = piece[os.write(self.fd, piece) :]
+        except OSError:
             pass  # a full disk or a closed stdout must not stop the front serving
+
+
+# A write of at most this many bytes reaches a pipe whole, never mixed with another writer's.
+ATOMIC_WRITE = select.PIPE_BUF
+
+
+def line_pieces(data: bytes, size: int) -> Iterator[memoryview]:
+    """`data` (lines, each ending in a newline) in pieces of at most `size` bytes that end at
+    line ends; a line longer than `size` is a piece of its own."""
+    view = memoryview(data)
+    start, total = 0, len(data)
+    while start < total:
+        end = start + size
+        if end >= total:
+            end = total
+        else:
+            cut = data.rfind(b"\n", start, end)
+            end = cut + 1 if cut >= 0 else (data.find(b"\n", end) + 1 or total)
+        yield view[start:end]
+        start = end
