@@ -50,3 +50,20 @@ def test_messages_count_the_requests_begun() -> None:
     assert parser.messages == 0
     parser.feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HT")
     assert parser.messages == 2 and parser.in_head
+
+
+@pytest.mark.parametrize(
+    "later",
+    [
+        b"Host: a.example/evil\r\n",  # malformed
+        b"Host: a.example\r\nHost: a.example\r\n",  # repeated
+        b"",  # missing
+    ],
+)
+def test_each_request_of_a_connection_has_its_host_checked(later: bytes) -> None:
+    parser = RequestParser(Limits())
+    ok = b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\n"
+    assert len(parser.feed(ok + ok)) == 4  # a Host checked once passes again
+    with pytest.raises(ProtocolError) as info:
+        parser.feed(b"GET / HTTP/1.1\r\n" + later + b"\r\n")
+    assert info.value.status == 400

@@ -223,7 +223,7 @@ class Exchange:
         if status in NO_BODY_STATUSES or self.suppress_body:
             body = b""
         self.sent = len(body)
-        self.conn.write(head + self._connection_header() + CRLF + body)
+        self.conn.write(b"".join((head, self._connection_header(), CRLF, body)))
         self._done()
 
     def respond_abort(self) -> None:

@@ -63,8 +63,8 @@ class FileCache:
         self.size = 0
         self.entries: dict[bytes, tuple[Identity, bytes]] = {}
 
-    def read(self, path: bytes, st: os.stat_result, linked: bool) -> bytes:
-        known = identity(st)
+    def read(self, path: bytes, st: os.stat_result, known: Identity, linked: bool) -> bytes:
+        """The file's contents; `known` is ``identity(st)``, which the caller has made already."""
         entry = self.entries.get(path)
         if entry is not None and entry[0] == known:
             return entry[1]

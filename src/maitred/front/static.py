@@ -60,6 +60,12 @@ HASHED_MAX_AGE = 365 * 24 * 3600
 HASHED_NAME = re.compile(rb"\.[0-9a-f]{12}\.[A-Za-z0-9]+$")
 ALLOW = b"Allow: GET, HEAD\r\n"
 
+# The first lines of a head, up to the Date field's value, for every status (all the front
+# answers with have a reason phrase).
+_STARTS = {
+    status: b"HTTP/1.1 %d %s\r\nServer: %s\r\nDate: " % (status, reason, SERVER)
+    for status, reason in REASONS.items()
+}
 _TEXT_TYPES = ("text/", "application/javascript")
 _WANTED = frozenset(
     {
@@ -86,6 +92,7 @@ class Representation(NamedTuple):
     last_modified: bytes
     validators: bytes  # ETag, Last-Modified, Cache-Control: what a 304 repeats
     lines: bytes  # Content-Type, the validators, Content-Encoding, Accept-Ranges
+    whole: bytes  # the lines and the Content-Length of the whole file: a 200's fields
 
 
 class StaticFiles:
@@ -143,7 +150,7 @@ class StaticFiles:
 
     def _answer(self, exchange: Exchange, path: bytes, st: os.stat_result, linked: bool) -> None:
         headers = _wanted_headers(exchange.head.headers)
-        name = path.rpartition(b"/")[2]
+        requested = path  # its name gives the type, when a precompressed sibling is sent too
         vary = b""
         coding = b""
         accepted = headers.get(b"accept-encoding")
@@ -154,35 +161,35 @@ class StaticFiles:
             if sibling is not None:
                 coding, path, st = sibling
                 linked = False
-        rep = self._representation(path, st, name, coding)
+        rep = self._representation(path, st, requested, coding)
+        size = st.st_size
+        start, count, status, fields = 0, size, 200, rep.whole
         if headers:
-            status = preconditions(headers, rep.etag, rep.last_modified, int(st.st_mtime))
-            if status == 304:
+            failed = preconditions(headers, rep.etag, rep.last_modified, int(st.st_mtime))
+            if failed == 304:
                 self._simple(exchange, 304, vary + rep.validators, body=b"")
                 return
-            if status:
-                raise Refused(status)
-        lines = [vary, rep.lines]
-        size = st.st_size
-        start, count, status = 0, size, 200
-        if b"range" in headers and exchange.head.method == b"GET":
-            if_range = headers.get(b"if-range")
-            if if_range is None or if_range_matches(if_range, rep.etag, rep.last_modified):
-                chosen = parse_range(headers[b"range"], size)
-                if chosen is UNSATISFIABLE:
-                    raise Refused(416, b"Content-Range: bytes */%d\r\n" % size)
-                if chosen is not None:
-                    start, end = chosen
-                    count, status = end - start + 1, 206
-                    lines.append(b"Content-Range: bytes %d-%d/%d\r\n" % (start, end, size))
-        lines.append(b"Content-Length: %d\r\n" % count)
+            if failed:
+                raise Refused(failed)
+            chosen = _chosen_range(headers, exchange.head.method, rep, size)
+            if chosen is not None:
+                start, end = chosen
+                count, status = end - start + 1, 206
+                fields = b"%sContent-Range: bytes %d-%d/%d\r\nContent-Length: %d\r\n" % (
+                    rep.lines,
+                    start,
+                    end,
+                    size,
+                    count,
+                )
+        head = self._head(exchange, status, vary + fields)
         if exchange.suppress_body:
-            exchange.respond_full(status, count, self._head(exchange, status, lines), b"")
+            exchange.respond_full(status, count, head, b"")
         elif size <= SMALL_FILE:
-            body = self.contents.read(path, st, linked)
+            body = self.contents.read(path, st, rep.identity, linked)  # rep matched st
             if count != size:
                 body = body[start : start + count]
-            exchange.respond_full(status, count, self._head(exchange, status, lines), body)
+            exchange.respond_full(status, count, head, body)
         else:
             fd = open_checked(path, st, linked)
             if count <= SMALL_FILE:  # a small range of a large file
@@ -192,19 +199,24 @@ class StaticFiles:
                     os.close(fd)
                 if len(body) != count:
                     raise Changed
-                exchange.respond_full(status, count, self._head(exchange, status, lines), body)
+                exchange.respond_full(status, count, head, body)
                 return
-            exchange.respond_head(status, count, self._head(exchange, status, lines))
+            exchange.respond_head(status, count, head)
             FileSender(exchange, fd, start, count).start()  # closes fd
 
     def _representation(
-        self, path: bytes, st: os.stat_result, name: bytes, coding: bytes
+        self, path: bytes, st: os.stat_result, requested: bytes, coding: bytes
     ) -> Representation:
-        """The headers of one file as it is now, made once per change of the file."""
+        """The headers of one file as it is now, made once per change of the file.
+
+        `path` is the file sent: `requested`, or its precompressed sibling, whose name does not
+        give the type.
+        """
         current = identity(st)
         known = self._reps.get(path)
         if known is not None and known.identity == current:
             return known
+        name = requested.rpartition(b"/")[2]
         etag = b'"%x-%x%s"' % (st.st_mtime_ns, st.st_size, b"-" + coding if coding else b"")
         last_modified = email.utils.formatdate(int(st.st_mtime), usegmt=True).encode("ascii")
         validators = b"ETag: %s\r\nLast-Modified: %s\r\n%s" % (
@@ -217,7 +229,8 @@ class StaticFiles:
             validators,
             b"Content-Encoding: %s\r\n" % coding if coding else b"",
         )
-        rep = Representation(current, etag, last_modified, validators, lines)
+        whole = b"%sContent-Length: %d\r\n" % (lines, st.st_size)
+        rep = Representation(current, etag, last_modified, validators, lines, whole)
         if len(self._reps) >= _CACHE_LIMIT:
             self._reps.clear()
         self._reps[path] = rep
@@ -225,13 +238,12 @@ class StaticFiles:
 
     # --- building responses ---
 
-    def _head(self, exchange: Exchange, status: int, lines: list[bytes]) -> bytes:
-        return b"HTTP/1.1 %d %s\r\nServer: %s\r\nDate: %s\r\n%s%s" % (
-            status,
-            REASONS.get(status, b""),
-            SERVER,
+    def _head(self, exchange: Exchange, status: int, fields: bytes) -> bytes:
+        """The head up to the Connection field, which the exchange adds."""
+        return b"%s%s\r\n%s%s" % (
+            _STARTS[status],
             self.date.get(),
-            b"".join(lines),
+            fields,
             exchange.extra_head,
         )
 
@@ -244,7 +256,7 @@ class StaticFiles:
             extra += b"Content-Type: text/plain; charset=utf-8\r\n"
         if status != 304:
             extra += b"Content-Length: %d\r\n" % len(body)
-        exchange.respond_full(status, len(body), self._head(exchange, status, [extra]), body)
+        exchange.respond_full(status, len(body), self._head(exchange, status, extra), body)
 
     def _content_type(self, name: bytes) -> bytes:
         ext = os.path.splitext(name)[1].lower()
@@ -261,6 +273,22 @@ class StaticFiles:
 
 
 # --- request headers ---
+
+
+def _chosen_range(
+    headers: dict[bytes, bytes], method: bytes, rep: Representation, size: int
+) -> tuple[int, int] | None:
+    """(first, last) byte of the one range to send, or None for the whole file; 416 when no
+    byte of the file is in the range asked for."""
+    if b"range" not in headers or method != b"GET":
+        return None
+    if_range = headers.get(b"if-range")
+    if if_range is not None and not if_range_matches(if_range, rep.etag, rep.last_modified):
+        return None
+    chosen = parse_range(headers[b"range"], size)
+    if chosen is UNSATISFIABLE:
+        raise Refused(416, b"Content-Range: bytes */%d\r\n" % size)
+    return chosen
 
 
 def _wanted_headers(headers: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:

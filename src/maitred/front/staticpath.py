@@ -113,13 +113,13 @@ class Resolver:
 
 def _segments(rest: bytes) -> tuple[list[bytes], bool]:
     """The path segments below the mount, and whether the path ended with a slash."""
-    if b"%" in rest:
+    if rest.find(b"%") != -1:  # find, not `in`: see maitred.http.parser._check_target
         if _BAD_ESCAPE.search(rest):
             raise Refused(400)
         if _ENCODED_SEPARATOR.search(rest):
             raise Refused(404)
         rest = unquote_to_bytes(rest)
-    if b"\x00" in rest:
+    if rest.find(b"\x00") != -1:
         raise Refused(400)
     segments = []
     for segment in rest.split(b"/"):

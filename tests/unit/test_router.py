@@ -1,0 +1,75 @@
+"""The router's request ids: the client's when it is usable, else a new one."""
+
+from __future__ import annotations
+
+import re
+from types import SimpleNamespace
+from typing import Any
+
+from maitred.config import Config
+from maitred.front.router import Router
+from maitred.http.parser import RequestHead
+from maitred.http.response import DateCache
+
+NEW_ID = re.compile(r"[0-9a-f]{32}")
+
+
+class Dispatcher:
+    def __init__(self) -> None:
+        self.submitted: list[Any] = []
+
+    def submit(self, exchange: Any) -> None:
+        self.submitted.append(exchange)
+
+
+class Bits:
+    """Stands in for the router's random generator: the numbers it draws, in order."""
+
+    def __init__(self, *numbers: int) -> None:
+        self.numbers = list(numbers)
+
+    def getrandbits(self, bits: int) -> int:
+        assert bits == 128
+        return self.numbers.pop(0)
+
+
+def make_router() -> tuple[Router, Dispatcher]:
+    dispatcher = Dispatcher()
+    front = SimpleNamespace(cfg=Config(), dispatcher=dispatcher, date=DateCache())
+    return Router(front), dispatcher  # type: ignore[arg-type]
+
+
+def route(router: Router, headers: list[tuple[bytes, bytes]]) -> Any:
+    """The exchange as the router leaves it, from a peer that is not a trusted proxy."""
+    exchange = SimpleNamespace(
+        head=RequestHead(b"GET", b"/", "1.1", headers, True),
+        conn=SimpleNamespace(peer=("192.0.2.1", "5000", "", "", "http")),
+        request_id="",
+        extra_head=b"",
+    )
+    router.route(exchange)  # type: ignore[arg-type]
+    return exchange
+
+
+def test_a_new_id_is_32_hex_digits_with_its_leading_zeros() -> None:
+    router, dispatcher = make_router()
+    router.random = Bits(1, 2**128 - 1, 0xABC << 112)  # type: ignore[assignment]
+    ids = [route(router, [(b"Host", b"h")]) for _ in range(3)]
+    assert [e.request_id for e in ids] == ["0" * 31 + "1", "f" * 32, "0abc" + "0" * 28]
+    assert ids[0].extra_head == b"X-Request-ID: " + b"0" * 31 + b"1\r\n"
+    assert dispatcher.submitted == ids
+
+
+def test_new_ids_differ() -> None:
+    router, _ = make_router()
+    ids = {route(router, []).request_id for _ in range(1000)}
+    assert len(ids) == 1000 and all(NEW_ID.fullmatch(i) for i in ids)
+
+
+def test_a_usable_client_id_is_kept_and_an_unusable_one_replaced() -> None:
+    router, _ = make_router()
+    kept = route(router, [(b"x-request-id", b"req-42.abc_DEF")])
+    assert kept.request_id == "req-42.abc_DEF"
+    assert kept.extra_head == b"X-Request-ID: req-42.abc_DEF\r\n"
+    replaced = route(router, [(b"X-Request-ID", b"has space")])
+    assert NEW_ID.fullmatch(replaced.request_id)
