@@ -72,7 +72,7 @@ class Arbiter:
         self.environ = environ if environ is not None else os.environ
         self.pid = os.getpid()
         self.children: dict[int, Child] = {}
-        self.listeners: list[socket.socket] = []
+        self.listeners: list[list[socket.socket]] = []  # per bind address (maitred.sockets)
         self.link_dir = ""
         self.spool_dir = ""
         self.link_listeners: dict[int, socket.socket] = {}  # by front number
@@ -127,14 +127,15 @@ class Arbiter:
         inherited = upgrade.inherited_listeners(self.environ)
         for index, text in enumerate(cfg.bind):
             address = sockets.parse_address(text)
-            if index < len(inherited) and inherited[index].family == address.family:
-                sock = inherited[index]
+            if index < len(inherited) and inherited[index][0].family == address.family:
+                group = inherited[index]
             else:
-                sock = sockets.bind(address, cfg.backlog)
-            self.listeners.append(sock)
-            log.info("Listening at: %s (%d)", address.url(sock), self.pid)
+                group = sockets.bind_group(address, cfg.backlog, cfg.fronts)
+            self.listeners.append(group)
+            log.info("Listening at: %s (%d)", address.url(group[0]), self.pid)
         for extra in inherited[len(cfg.bind) :]:
-            extra.close()
+            for sock in extra:
+                sock.close()
         self.link_dir = tempfile.mkdtemp(prefix="maitred-")
         # Spooled request bodies live under the master's own directory unless --body-temp-dir
         # says otherwise, so the master can remove what a killed front left behind.
@@ -289,7 +290,12 @@ class Arbiter:
     def _spawn_front(self, number: int) -> None:
         spool = fronts.spool_dir(self.spool_dir, number)
         cfg = fronts.front_config(self.cfg, number, spool)
-        listeners, link_listener = self.listeners, self.link_listeners[number]
+        link_listener = self.link_listeners[number]
+        listeners = [
+            sock
+            for group in self.listeners
+            for sock in fronts.listeners_of(number, self.cfg.fronts, group)
+        ]
         pid = self._fork(
             lambda: run_front(cfg, listeners, link_listener, self.pid, fronts.name(number))
         )
@@ -302,7 +308,7 @@ class Arbiter:
 
         def main() -> int:
             os.close(read_fd)
-            for sock in (*self.listeners, *self.link_listeners.values()):
+            for sock in (*self._all_listeners(), *self.link_listeners.values()):
                 sock.close()  # a worker holding these would keep dead links connectable
             return Worker(cfg, worker_id, link_path, app, write_fd, self.pid).run()
 
@@ -373,8 +379,11 @@ class Arbiter:
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(spool, name))
 
+    def _all_listeners(self) -> list[socket.socket]:
+        return [sock for group in self.listeners for sock in group]
+
     def _cleanup(self) -> None:
-        for sock in self.listeners:
+        for sock in self._all_listeners():
             if sock.family == socket.AF_UNIX and not self.upgraded:
                 path = sock.getsockname()
                 if isinstance(path, str) and path and os.path.exists(path):

@@ -255,12 +255,12 @@ class Config:
     fronts: int = setting(
         1,
         "Number of front processes: event loops that own the client connections, parse "
-        "requests, serve static files and queue requests for the workers. They share the "
-        "listening sockets, and the workers are dealt to them in turn; a front dispatches "
-        "only to its own workers, so a request waits only for a thread of its own front. One "
-        "front serves tens of thousands of requests per second on one core; add fronts when "
-        "it is the busiest process (static files, many slow clients) and the machine has "
-        "cores to spare. At most --workers.",
+        "requests, serve static files and queue requests for the workers. The kernel deals "
+        "new connections evenly to them (SO_REUSEPORT; a unix socket is shared), and the "
+        "workers are dealt to them in turn: a front dispatches only to its own workers, so a "
+        "request waits only for a thread of its own front. One front serves tens of "
+        "thousands of requests per second on one core; add fronts when it is the busiest "
+        "process (static files, many slow clients) and cores are spare. At most --workers.",
         _int(1),
         "--fronts",
         section="Workers",

@@ -1,9 +1,8 @@
 """How the master divides one server among several fronts (--fronts).
 
-Each front is an event loop in a process of its own. All of them serve the same listening
-sockets: the kernel hands each new connection to whichever front accepts it first, and a busy
-front is slower to accept, so new connections lean towards the idler one. Everything else is
-the front's own:
+Each front is an event loop in a process of its own. They serve the same addresses, each
+through a listening socket of its own in an SO_REUSEPORT group (maitred.sockets), so the kernel
+deals new connections evenly to the fronts. Everything else is the front's own too:
 
 * its workers: worker N belongs to front ((N - 1) mod fronts) + 1 and connects only to that
   front's link socket, so each front dispatches to threads nobody else uses, and a request
@@ -18,8 +17,12 @@ log name stay plain "front".
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from typing import TypeVar
 
 from maitred.config import Config
+
+T = TypeVar("T")
 
 
 def numbers(fronts: int) -> list[int]:
@@ -35,6 +38,16 @@ def name(number: int) -> str:
 def of_worker(worker_id: int, fronts: int) -> int:
     """The number of the front a worker serves."""
     return 0 if fronts == 1 else (worker_id - 1) % fronts + 1
+
+
+def listeners_of(number: int, fronts: int, group: Sequence[T]) -> list[T]:
+    """The sockets of one address that a front serves. Every socket of the group is served by
+    some front (a connection the kernel put on an unserved one would wait forever), and every
+    front serves one at least: a group from an upgrade may hold more or fewer than fronts."""
+    index = max(number - 1, 0)
+    if len(group) >= fronts:
+        return list(group[index::fronts])
+    return [group[index % len(group)]]
 
 
 def share(total: int, fronts: int, number: int) -> int:

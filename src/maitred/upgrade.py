@@ -4,7 +4,11 @@ The old master execs `python -m maitred` with the same arguments, passing its li
 inherited file descriptors (MAITRED_LISTEN_FDS) and the write end of a pipe
 (MAITRED_UPGRADE_FD). The new master adopts the listeners instead of binding, so no connection
 attempt is refused, and writes one byte on the pipe once its first worker is ready; the old
-master then stops gracefully. Both fronts accept on the same sockets in between.
+master then stops gracefully. The fronts of both accept on the same sockets in between.
+
+Listeners travel in groups, one per bind address (several sockets when the old master ran
+several fronts, see maitred.sockets): ``3+4,5`` is two sockets for the first address, one for
+the second.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ LISTEN_FDS = "MAITRED_LISTEN_FDS"
 UPGRADE_FD = "MAITRED_UPGRADE_FD"
 
 
-def start_new_master(listeners: Sequence[socket.socket], argv: Sequence[str]) -> tuple[int, int]:
+def start_new_master(
+    groups: Sequence[Sequence[socket.socket]], argv: Sequence[str]
+) -> tuple[int, int]:
     """Fork and exec the new master; returns (its pid, the read end of its ready pipe)."""
     read_fd, write_fd = os.pipe()
-    fds = [sock.fileno() for sock in listeners]
+    fds = [sock.fileno() for group in groups for sock in group]
     pid = os.fork()
     if pid:
         os.close(write_fd)
@@ -32,23 +38,30 @@ def start_new_master(listeners: Sequence[socket.socket], argv: Sequence[str]) ->
         for fd in (*fds, write_fd):
             os.set_inheritable(fd, True)
         env = dict(os.environ)
-        env[LISTEN_FDS] = ",".join(map(str, fds))
+        env[LISTEN_FDS] = listen_fds(groups)
         env[UPGRADE_FD] = str(write_fd)
         os.execve(sys.executable, [sys.executable, "-m", "maitred", *argv], env)
     finally:
         os._exit(1)  # exec failed; the old master keeps serving
 
 
-def inherited_listeners(environ: Mapping[str, str]) -> list[socket.socket]:
-    """The listening sockets an old master passed down, in its bind order."""
-    text = environ.get(LISTEN_FDS, "")
-    listeners = []
-    for fd in filter(None, text.split(",")):
-        sock = socket.socket(fileno=int(fd))
-        sock.set_inheritable(False)
-        sock.setblocking(False)
-        listeners.append(sock)
-    return listeners
+def listen_fds(groups: Sequence[Sequence[socket.socket]]) -> str:
+    """The groups of listening sockets as MAITRED_LISTEN_FDS says them: ``3+4,5``."""
+    return ",".join("+".join(str(sock.fileno()) for sock in group) for group in groups)
+
+
+def inherited_listeners(environ: Mapping[str, str]) -> list[list[socket.socket]]:
+    """The groups of listening sockets an old master passed down, in its bind order."""
+    groups = []
+    for text in filter(None, environ.get(LISTEN_FDS, "").split(",")):
+        group = []
+        for fd in text.split("+"):
+            sock = socket.socket(fileno=int(fd))
+            sock.set_inheritable(False)
+            sock.setblocking(False)
+            group.append(sock)
+        groups.append(group)
+    return groups
 
 
 def notify_old_master(environ: Mapping[str, str]) -> None:

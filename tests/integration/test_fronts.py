@@ -1,8 +1,9 @@
-"""Several fronts (--fronts): each serves the shared listeners with workers of its own.
+"""Several fronts (--fronts): each serves the addresses with workers of its own.
 
-A front is held still with SIGSTOP so that every new connection goes to the other one; which
-worker answered (slow.py reports its pid) shows whose workers a front uses. Processes are
-found and signalled by pid, from the server's own process tree.
+Which front a test connection landed on is read from /proc: the kernel's table of TCP sockets
+gives the inode of the server's end, and one front holds that socket. Which worker answered
+(slow.py reports its pid) shows whose workers a front uses. Processes are found and signalled
+by pid, from the server's own process tree.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import procs
@@ -21,6 +20,7 @@ from load import Load
 from rawhttp import RawConnection, request_bytes
 
 WAIT = 15.0
+FRONTS = {"maitred: front 1", "maitred: front 2"}
 
 
 def fronts_of(master: int) -> dict[str, int]:
@@ -38,54 +38,86 @@ def wait_for_fronts(master: int, titles: set[str]) -> dict[str, int]:
     raise AssertionError(f"fronts {sorted(titles)} never appeared: {fronts_of(master)}")
 
 
-@contextmanager
-def stopped(pid: int) -> Iterator[None]:
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
+def server_end_inode(server_port: int, client_port: int) -> int:
+    """The inode of the server's end of a loopback connection (0 until it is accepted)."""
+    local, remote = f"0100007F:{server_port:04X}", f"0100007F:{client_port:04X}"
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == local and fields[2] == remote:
+            return int(fields[9])
+    return 0
 
 
-def worker_pids(port: int, count: int) -> set[int]:
-    """Which worker processes answered `count` slow requests sent at once."""
-    conns = [RawConnection(port) for _ in range(count)]
+def front_holding(conn: RawConnection, server_port: int, fronts: dict[str, int]) -> str:
+    """The title of the front that accepted this connection."""
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        inode = server_end_inode(server_port, conn.local_port)
+        if inode:
+            link = f"socket:[{inode}]"
+            for title, pid in fronts.items():
+                for fd in Path(f"/proc/{pid}/fd").iterdir():
+                    try:
+                        if os.readlink(fd) == link:
+                            return title
+                    except OSError:
+                        continue  # closed since the listing
+        time.sleep(0.01)
+    raise AssertionError("no front accepted the connection")
+
+
+def connections_by_front(
+    port: int, fronts: dict[str, int], each: int
+) -> dict[str, list[RawConnection]]:
+    """New connections, sorted by the front that accepted them, until every front has `each`."""
+    found: dict[str, list[RawConnection]] = {title: [] for title in fronts}
+    spare = []
+    for _ in range(64):
+        if all(len(conns) >= each for conns in found.values()):
+            break
+        conn = RawConnection(port)
+        title = front_holding(conn, port, fronts)
+        (found[title] if len(found[title]) < each else spare).append(conn)
+    for conn in spare:
+        conn.close()
+    assert all(len(conns) == each for conns in found.values()), "connections all went one way"
+    return found
+
+
+def worker_pids(conns: list[RawConnection], seconds: float) -> set[int]:
+    """Which worker processes answered slow requests sent at once on these connections."""
     for conn in conns:
-        conn.send(request_bytes("GET", "/?s=0.3", headers=[("Connection", "close")]))
+        conn.send(request_bytes("GET", f"/?s={seconds}"))
     pids = set()
     for conn in conns:
         response = conn.read_response()
         assert response.status == 200, response
         pids.add(json.loads(response.body)["pid"])
-        conn.close()
     return pids
 
 
-def pids_of_a_busy_front(port: int, threads: int) -> set[int]:
-    """The workers a front runs `threads` requests on at once (some may be starting still)."""
-    deadline = time.monotonic() + WAIT
-    while True:
-        pids = worker_pids(port, threads)
-        if len(pids) == threads or time.monotonic() > deadline:
-            return pids
-
-
-def test_each_front_serves_alone_with_its_own_workers(servers: ServerFactory) -> None:
+def test_each_front_dispatches_to_its_own_workers(servers: ServerFactory) -> None:
     server = servers.start("slow:application", "--fronts", "2", "-w", "4", "--threads", "1")
-    fronts = wait_for_fronts(server.pid, {"maitred: front 1", "maitred: front 2"})
-    with stopped(fronts["maitred: front 1"]):
-        second = pids_of_a_busy_front(server.port, 2)
-    with stopped(fronts["maitred: front 2"]):
-        first = pids_of_a_busy_front(server.port, 2)
+    fronts = wait_for_fronts(server.pid, FRONTS)
+    by_front = connections_by_front(server.port, fronts, 2)
+    deadline = time.monotonic() + WAIT
+    while True:  # until all four workers are up: two requests at once then need two workers
+        pids = {title: worker_pids(conns, 0.3) for title, conns in by_front.items()}
+        if all(len(p) == 2 for p in pids.values()) or time.monotonic() > deadline:
+            break
+    first, second = pids["maitred: front 1"], pids["maitred: front 2"]
     # Workers 1 and 3 belong to front 1, 2 and 4 to front 2: two threads each, never shared.
     assert len(first) == len(second) == 2
     assert not first & second
     assert first | second == set(procs.children_titled(server.pid, "maitred: worker"))
+    for conns in by_front.values():
+        for conn in conns:
+            conn.close()
 
 
 def test_a_killed_front_is_replaced_under_its_number(servers: ServerFactory) -> None:
     server = servers.start("hello:application", "--fronts", "2", "-w", "2", "--threads", "2")
-    titles = {"maitred: front 1", "maitred: front 2"}
+    titles = FRONTS
     fronts = wait_for_fronts(server.pid, titles)
     os.kill(fronts["maitred: front 2"], signal.SIGKILL)
     deadline = time.monotonic() + WAIT
@@ -103,29 +135,21 @@ def test_a_killed_front_is_replaced_under_its_number(servers: ServerFactory) -> 
     assert load.results and load.failures() == [], load.outcomes
 
 
-def test_fronts_finish_their_requests_on_term(servers: ServerFactory, tmp_path: Path) -> None:
+def test_fronts_finish_their_requests_on_term(servers: ServerFactory) -> None:
     server = servers.start("slow:application", "--fronts", "2", "-w", "2", "--threads", "1")
-    fronts = wait_for_fronts(server.pid, {"maitred: front 1", "maitred: front 2"})
-    conns = []
-    for number in (1, 2):
-        mark = tmp_path / f"running-{number}"
-        other = fronts[f"maitred: front {3 - number}"]
-        with stopped(other):  # this request goes to front `number`
-            conn = RawConnection(server.port)
-            conn.send(request_bytes("GET", f"/?s=1&mark={mark}"))
-            deadline = time.monotonic() + WAIT
-            while not mark.exists() and time.monotonic() < deadline:
-                time.sleep(0.01)
-            assert mark.exists(), f"the request on front {number} never started"
-        conns.append(conn)
-    pids = set()
+    fronts = wait_for_fronts(server.pid, FRONTS)
+    conns = [conns[0] for conns in connections_by_front(server.port, fronts, 1).values()]
+    for conn in conns:
+        conn.send(request_bytes("GET", "/?s=1"))
+    time.sleep(0.3)  # both requests running, one in a worker of each front
     os.kill(server.pid, signal.SIGTERM)
+    pids = set()
     for conn in conns:
         response = conn.read_response()
         assert response.status == 200
         pids.add(json.loads(response.body)["pid"])
         conn.close()
-    assert len(pids) == 2  # one worker of each front ran one
+    assert len(pids) == 2
     server.spawned.proc.wait(timeout=WAIT)
     assert server.spawned.proc.returncode == 0
 

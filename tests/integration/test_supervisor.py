@@ -13,6 +13,8 @@ import socket
 import time
 from pathlib import Path
 
+import pytest
+
 import procs
 from harness import ServerFactory
 from load import Load
@@ -158,12 +160,18 @@ def test_sigterm_finishes_requests_in_flight_and_exits_0(servers: ServerFactory)
     assert server.spawned.proc.returncode == 0
 
 
-def test_usr2_upgrade_hands_over_without_failures(servers: ServerFactory, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "processes",
+    [("-w", "1"), ("-w", "2", "--fronts", "2")],
+    ids=["one-front", "two-fronts"],
+)
+def test_usr2_upgrade_hands_over_without_failures(
+    servers: ServerFactory, tmp_path: Path, processes: tuple[str, ...]
+) -> None:
     pidfile = tmp_path / "maitred.pid"
     server = servers.start(
         "versioned:application",
-        "-w",
-        "1",
+        *processes,
         "--threads",
         "2",
         "--pidfile",

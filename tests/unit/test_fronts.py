@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from maitred import fronts
+from maitred import fronts, sockets, upgrade
 from maitred.config import Config, ConfigError, check
 
 
@@ -48,3 +50,35 @@ def test_more_fronts_than_workers_is_refused() -> None:
     assert check(Config(fronts=2, workers=2)).fronts == 2
     with pytest.raises(ConfigError, match=r"fronts \(3\) must not exceed workers \(2\)"):
         check(Config(fronts=3, workers=2))
+
+
+@given(sockets=st.integers(1, 8), count=st.integers(1, 8))
+def test_every_listener_is_served_and_every_front_serves(sockets: int, count: int) -> None:
+    group = list(range(sockets))  # an upgrade may hand over more or fewer than there are fronts
+    served = [fronts.listeners_of(n, count, group) for n in fronts.numbers(count)]
+    assert all(served)
+    assert {sock for mine in served for sock in mine} == set(group)
+    if sockets == count:
+        assert served == [[sock] for sock in group]  # one each
+
+
+def test_a_group_shares_one_port_and_travels_whole_to_a_new_master() -> None:
+    address = sockets.parse_address("127.0.0.1:0")
+    group = sockets.bind_group(address, 16, 3)
+    single = sockets.bind_group(address, 16, 1)
+    adopted: list[list[socket.socket]] = []
+    try:
+        assert len({sock.getsockname()[1] for sock in group}) == 1
+        assert all(sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) for sock in group)
+        # Alone, a server keeps its port to itself: a second one on it is refused.
+        assert not single[0].getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)
+        with pytest.raises(OSError):
+            sockets.bind(sockets.parse_address(f"127.0.0.1:{single[0].getsockname()[1]}"), 16)
+        passed = [[sock.dup() for sock in group], [single[0].dup()]]
+        text = upgrade.listen_fds(passed)
+        fds = [[sock.detach() for sock in passed_group] for passed_group in passed]  # exec'd
+        adopted = upgrade.inherited_listeners({upgrade.LISTEN_FDS: text})
+        assert [[sock.fileno() for sock in adopted_group] for adopted_group in adopted] == fds
+    finally:
+        for sock in [*group, *single, *(s for adopted_group in adopted for s in adopted_group)]:
+            sock.close()
