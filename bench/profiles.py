@@ -66,6 +66,19 @@ PROFILES: tuple[Profile, ...] = (
         static_option="--static",
     ),
     Profile(
+        "maitred-2f",
+        f"maitred {WORKERS}x{THREADS}, 2 fronts",
+        # The same server with --fronts 2: each front owns half the workers. Run on the loads
+        # where one front is the busiest process (hello, static files), and on the head-of-line
+        # load to show what a request waiting only in its own front's queue costs.
+        ("{python}", "-m", "maitred", "--bind", "{bind}", "--workers", str(WORKERS),
+         "--threads", str(THREADS), "--fronts", "2", APP),
+        package="maitred",
+        port_from_log=LISTENING,
+        static_option="--static",
+        only=frozenset({"hello", "hol-keepalive", "static-4k"}),
+    ),
+    Profile(
         "gunicorn-sync",
         f"gunicorn sync {SLOTS}",
         _GUNICORN_SYNC,
