@@ -15,6 +15,7 @@ from maitred import config
 from maitred.front import accesslog, conditional, proxy, static, staticpath
 from maitred.front.conditional import UNSATISFIABLE
 from maitred.front.staticpath import Refused
+from maitred.http.parser import RequestHead
 
 SIZE = 100
 
@@ -68,14 +69,34 @@ def test_accepted_codings(value: bytes, expected: list[bytes]) -> None:
 @pytest.mark.parametrize(
     ("rest", "segments", "trailing"),
     [
-        (b"/a/b.css", [b"a", b"b.css"], False),
-        (b"/a//./b/", [b"a", b"b"], True),
-        (b"", [], False),
-        (b"/caf%C3%A9.txt", [b"caf\xc3\xa9.txt"], False),
+        (b"/a/b.css", (b"a", b"b.css"), False),
+        (b"/a//./b/", (b"a", b"b"), True),
+        (b"", (), False),
+        (b"/caf%C3%A9.txt", (b"caf\xc3\xa9.txt",), False),
     ],
 )
-def test_segments(rest: bytes, segments: list[bytes], trailing: bool) -> None:
+def test_segments(rest: bytes, segments: tuple[bytes, ...], trailing: bool) -> None:
     assert staticpath._segments(rest) == (segments, trailing)
+
+
+def test_a_mount_remembers_the_segments_of_recent_targets() -> None:
+    mount = staticpath.Mount("/static", "/srv/static")
+    assert mount.segments(b"/static/a//b.css?v=1") == ((b"a", b"b.css"), False)
+    assert mount.segments(b"/static/a/?v=2") == ((b"a",), True)
+    assert mount.known == {
+        b"/static/a//b.css?v=1": ((b"a", b"b.css"), False),
+        b"/static/a/?v=2": ((b"a",), True),
+    }
+    assert mount.segments(b"/static/a//b.css?v=1") == ((b"a", b"b.css"), False)
+    for _ in range(2):  # a refused target is refused every time, and not remembered
+        with pytest.raises(Refused):
+            mount.segments(b"/static/../etc/passwd")
+    long = b"/static/" + b"x" * staticpath.KNOWN_TARGET_SIZE
+    assert mount.segments(long) == ((b"x" * staticpath.KNOWN_TARGET_SIZE,), False)
+    assert len(mount.known) == 2
+    for number in range(staticpath.KNOWN_TARGETS + 1):
+        mount.segments(b"/static/%d" % number)
+    assert 0 < len(mount.known) <= staticpath.KNOWN_TARGETS
 
 
 @pytest.mark.parametrize(
@@ -116,6 +137,27 @@ def test_preconditions() -> None:
     assert check(if_match=b"W/" + etag) == 412  # If-Match compares strongly
     assert check(if_match=etag, if_none_match=etag) == 304
     assert check(if_unmodified_since=b"Sat, 21 Nov 2026 10:00:00 GMT") == 412
+
+
+def test_wanted_headers_join_repeated_lines_whatever_the_case_of_their_names() -> None:
+    head = RequestHead(
+        b"GET",
+        b"/",
+        "1.1",
+        [
+            (b"Host", b"h"),
+            (b"RANGE", b"bytes=0-1"),
+            (b"If-None-Match", b'"a"'),
+            (b"if-none-match", b'"b"'),
+            (b"Accept", b"*/*"),
+        ],
+        True,
+    )
+    assert static._wanted_headers(head.fields) == {
+        b"range": b"bytes=0-1",
+        b"if-none-match": b'"a","b"',
+    }
+    assert static._wanted_headers({b"host": [b"h"], b"accept": [b"*/*"]}) == {}
 
 
 def test_hashed_names() -> None:
@@ -174,14 +216,12 @@ def test_trusted_peers() -> None:
 def test_forwarded_apply() -> None:
     forwarded = proxy.Forwarded(proxy.TrustedPeers(["127.0.0.1"]))
     peer = ("127.0.0.1", "5000", "127.0.0.1", "8000", "http")
-    headers = [
-        (b"Forwarded", b'for="_hidden", for="[2001:db8::1]:80";proto=HTTPS;host="a.example"')
-    ]
-    assert forwarded.apply(headers, peer) == (
+    fields = {b"forwarded": [b'for="_hidden", for="[2001:db8::1]:80";proto=HTTPS;host="a.example"']}
+    assert forwarded.apply(fields, peer) == (
         ("2001:db8::1", "80", "127.0.0.1", "8000", "https"),
         "a.example",
     )
-    assert forwarded.apply([(b"Host", b"x")], peer) == (peer, None)
+    assert forwarded.apply({b"host": [b"x"]}, peer) == (peer, None)
 
 
 # --- access log ---
@@ -198,9 +238,16 @@ def test_bad_formats(text: str) -> None:
         accesslog.compile_format(text)
 
 
-def test_json_line_of_a_hostile_request() -> None:
-    from maitred.http.parser import RequestHead
+def test_a_log_field_is_the_first_line_of_its_header_whatever_the_case() -> None:
+    headers = [(b"REFERER", b"https://a.example/"), (b"referer", b"https://b.example/")]
+    head = RequestHead(b"GET", b"/", "1.1", headers, True)
+    entry = accesslog.Entry(head, ("1.2.3.4", "1", "", "", "http"), 200, 5, 10.0)
+    assert entry.header(b"referer") == "https://a.example/"
+    assert entry.header(b"user-agent") == "-"
+    assert accesslog.Entry(None, entry.peer, 400, 0, 10.0).header(b"referer") == "-"
 
+
+def test_json_line_of_a_hostile_request() -> None:
     head = RequestHead(b"GET", b'/"\\\x01', "1.1", [(b"User-Agent", b'\x00\t\n"')], True)
     entry = accesslog.Entry(head, ("1.2.3.4", "1", "", "", "http"), 200, 5, 10.0)
     record = json.loads(accesslog.compile_format("json")(entry))

@@ -80,6 +80,35 @@ def test_head_fields() -> None:
     assert head.headers[-2:] == [(b"X-A", b"1"), (b"X-A", b"2")]
 
 
+def test_fields_by_lower_case_name_with_repeated_lines_in_order() -> None:
+    head = feed(
+        b"POST /x HTTP/1.1\r\nhOST: h\r\nX-A: 1\r\nCONTENT-length: 3\r\nx-a: 2\r\nX-A: 3\r\n\r\nabc"
+    )[0]
+    assert isinstance(head, RequestHead)
+    assert head.fields == {b"host": [b"h"], b"x-a": [b"1", b"2", b"3"], b"content-length": [b"3"]}
+    assert head.content_length == 3
+    assert head.headers[0] == (b"hOST", b"h")  # the worker still gets the names as sent
+
+
+def test_a_chunked_body_whatever_the_case_of_the_name() -> None:
+    events = feed(
+        b"POST / HTTP/1.1\r\nHost: a\r\ntransfer-ENCODING: Chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"
+    )
+    assert isinstance(events[0], RequestHead) and events[0].chunked
+    assert events[1:] == [b"hi", END]
+
+
+def test_set_host_replaces_the_host_field_or_adds_one() -> None:
+    head = RequestHead(b"GET", b"/", "1.1", [(b"HOST", b"old"), (b"X", b"y")], True)
+    head.set_host(b"new")
+    assert head.headers == [(b"HOST", b"new"), (b"X", b"y")]
+    assert head.fields == {b"host": [b"new"], b"x": [b"y"]}
+    head = RequestHead(b"GET", b"/", "1.0", [(b"X", b"y")], False)
+    head.set_host(b"new")
+    assert head.headers == [(b"X", b"y"), (b"Host", b"new")]
+    assert head.fields == {b"host": [b"new"], b"x": [b"y"]}
+
+
 def test_http10_keep_alive_is_honoured() -> None:
     head = feed(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")[0]
     assert isinstance(head, RequestHead) and head.keep_alive
@@ -108,6 +137,13 @@ def test_connection_close() -> None:
         (b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHost: a\r\nX: y\r\n z\r\n\r\n", 400),  # obs-fold
         (b"GET / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\n\r\n", 417),
+        # Fields by name, whatever its case, and every line of a repeated one:
+        (b"GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHOST: a/b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nEXPECT: magic\r\n\r\n", 417),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nexpect: magic\r\n\r\n", 417),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTRANSFER-encoding: gzip, chunked\r\n\r\n", 501),
+        (b"POST / HTTP/1.0\r\nTransfer-ENCODING: chunked\r\n\r\n", 400),
     ],
 )
 def test_rejections_carry_a_status(raw: bytes, status: int) -> None:

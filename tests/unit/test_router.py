@@ -39,11 +39,17 @@ def make_router() -> tuple[Router, Dispatcher]:
     return Router(front), dispatcher  # type: ignore[arg-type]
 
 
-def route(router: Router, headers: list[tuple[bytes, bytes]]) -> Any:
-    """The exchange as the router leaves it, from a peer that is not a trusted proxy."""
+UNTRUSTED = ("192.0.2.1", "5000", "", "", "http")
+TRUSTED = ("127.0.0.1", "5000", "", "", "http")  # a proxy by the default --forwarded-allow-ips
+
+
+def route(router: Router, headers: list[tuple[bytes, bytes]], peer: Any = UNTRUSTED) -> Any:
+    """The exchange as the router leaves it, from a peer that is not a trusted proxy unless
+    `peer` says otherwise."""
     exchange = SimpleNamespace(
         head=RequestHead(b"GET", b"/", "1.1", headers, True),
-        conn=SimpleNamespace(peer=("192.0.2.1", "5000", "", "", "http")),
+        conn=SimpleNamespace(peer=peer),
+        peer=peer,
         request_id="",
         extra_head=b"",
     )
@@ -73,3 +79,49 @@ def test_a_usable_client_id_is_kept_and_an_unusable_one_replaced() -> None:
     assert kept.extra_head == b"X-Request-ID: req-42.abc_DEF\r\n"
     replaced = route(router, [(b"X-Request-ID", b"has space")])
     assert NEW_ID.fullmatch(replaced.request_id)
+
+
+def test_the_first_of_repeated_client_ids_is_the_one() -> None:
+    router, _ = make_router()
+    exchange = route(router, [(b"X-Request-ID", b"first"), (b"x-request-id", b"second")])
+    assert exchange.request_id == "first"
+
+
+# --- forwarded fields ---
+
+X_FORWARDED = [
+    (b"HOST", b"internal:8000"),
+    (b"x-FORWARDED-for", b"6.6.6.6, 203.0.113.7"),
+    (b"X-Forwarded-PROTO", b"https"),
+    (b"X-FORWARDED-HOST", b"www.example.com"),
+]
+FORWARDED = [(b"FORWARDED", b"for=198.51.100.4:4711;proto=https;host=forwarded.example")]
+
+
+def test_forwarded_fields_in_any_case_are_honoured_from_a_trusted_peer() -> None:
+    router, _ = make_router()
+    exchange = route(router, X_FORWARDED, TRUSTED)
+    assert exchange.peer == ("203.0.113.7", "0", "", "", "https")
+    assert exchange.head.headers[0] == (b"HOST", b"www.example.com")
+    assert exchange.head.fields[b"host"] == [b"www.example.com"]
+    exchange = route(router, FORWARDED, TRUSTED)
+    assert exchange.peer == ("198.51.100.4", "4711", "", "", "https")
+    assert exchange.head.headers[-1] == (b"Host", b"forwarded.example")
+
+
+def test_forwarded_fields_are_ignored_from_other_peers() -> None:
+    router, _ = make_router()
+    for headers in (X_FORWARDED, FORWARDED):
+        exchange = route(router, list(headers), UNTRUSTED)
+        assert exchange.peer == UNTRUSTED
+        assert exchange.head.headers == headers
+
+
+def test_without_forwarded_fields_the_peer_is_not_even_looked_up() -> None:
+    router, _ = make_router()
+    looked_up: list[str] = []
+    router.trusted = looked_up.append  # type: ignore[assignment]
+    exchange = route(router, [(b"Host", b"h"), (b"X-Forwarded", b"not one of them")], TRUSTED)
+    assert exchange.peer == TRUSTED and not looked_up
+    route(router, [(b"Host", b"h"), (b"Forwarded", b"for=192.0.2.9")], TRUSTED)
+    assert looked_up == ["127.0.0.1"]

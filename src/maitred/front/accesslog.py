@@ -101,11 +101,8 @@ class Entry:
 
     def header(self, wanted: bytes) -> str:
         """The first value of a request header (lower-case name), or "-"."""
-        if self.head is not None:
-            for name, value in self.head.headers:
-                if name.lower() == wanted:
-                    return value.decode("latin-1")
-        return "-"
+        values = self.head.fields.get(wanted) if self.head is not None else None
+        return values[0].decode("latin-1") if values else "-"
 
 
 def escape(text: str) -> str:

@@ -233,8 +233,10 @@ class WorkerLink(asyncio.Protocol):
     def _over(self, rid: int) -> None:
         """The thread of `rid` is free before its response reaches the client, so a queued
         request can start while this response drains to a slow client."""
-        self.exchanges.pop(rid).app_done = self.dispatcher.loop.time()
-        self.dispatcher.pump()
+        dispatcher = self.dispatcher
+        self.exchanges.pop(rid).app_done = dispatcher.loop.time()
+        if dispatcher.queue:
+            dispatcher.pump()
 
     def close(self) -> None:
         if self.transport is not None:

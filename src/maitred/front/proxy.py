@@ -45,6 +45,10 @@ _HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012
 # addresses come from the network.
 _CACHE_SIZE = 4096
 UNKNOWN_PORT = "0"  # REMOTE_PORT when a proxy names the client without a port
+# The request fields (lower-case names) a proxy uses to say who the client is.
+FORWARDED_FIELDS = frozenset(
+    {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"}
+)
 
 
 class TrustedPeers:
@@ -108,24 +112,21 @@ class Forwarded:
     def __init__(self, trusted: TrustedPeers) -> None:
         self.trusted = trusted
 
-    def apply(self, headers: list[tuple[bytes, bytes]], peer: Peer) -> tuple[Peer, str | None]:
-        """The request's peer tuple and Host as the proxy says they are (None: Host unchanged)."""
-        xff: list[str] = []
-        protos: list[str] = []
-        hosts: list[str] = []
-        forwarded: list[str] = []
-        for name, value in headers:
-            lowered = name.lower()
-            if lowered == b"x-forwarded-for":
-                xff += value.decode("latin-1").split(",")
-            elif lowered == b"x-forwarded-proto":
-                protos += value.decode("latin-1").split(",")
-            elif lowered == b"x-forwarded-host":
-                hosts += value.decode("latin-1").split(",")
-            elif lowered == b"forwarded":
-                forwarded += _forwarded_elements(value.decode("latin-1"))
+    def apply(self, fields: dict[bytes, list[bytes]], peer: Peer) -> tuple[Peer, str | None]:
+        """The request's peer tuple and Host as the proxy says they are (None: Host unchanged).
+
+        `fields` are the request's (:attr:`maitred.http.parser.RequestHead.fields`).
+        """
+        xff = _items(fields.get(b"x-forwarded-for", ()))
+        protos = _items(fields.get(b"x-forwarded-proto", ()))
+        hosts = _items(fields.get(b"x-forwarded-host", ()))
+        forwarded = [
+            element
+            for value in fields.get(b"forwarded", ())
+            for element in _forwarded_elements(value.decode("latin-1"))
+        ]
         if not (xff or protos or hosts or forwarded):
-            return peer, None  # the common case: a trusted peer that is not a proxy
+            return peer, None  # a trusted peer that is not a proxy
         if xff:
             index = self._client_index([split_node(hop) for hop in xff])
             node = split_node(xff[index])
@@ -159,6 +160,11 @@ class Forwarded:
         while index > 0 and self.trusted(nodes[index][0]):
             index -= 1
         return index
+
+
+def _items(values: Iterable[bytes]) -> list[str]:
+    """The comma-separated items of a field's lines, as one list (RFC 9110 section 5.3)."""
+    return [item for value in values for item in value.decode("latin-1").split(",")]
 
 
 def _aligned(values: list[str], index: int, count: int) -> str | None:

@@ -22,7 +22,7 @@ import random
 import re
 from typing import TYPE_CHECKING
 
-from maitred.front.proxy import Forwarded, TrustedPeers
+from maitred.front.proxy import FORWARDED_FIELDS, Forwarded, TrustedPeers
 from maitred.front.static import StaticFiles
 
 if TYPE_CHECKING:
@@ -51,13 +51,21 @@ class Router:
 
     def route(self, exchange: Exchange) -> None:
         head = exchange.head
+        fields = head.fields
         peer = exchange.conn.peer
-        if self.forwarded is not None and self.trusted(peer[0]):
-            exchange.peer, host = self.forwarded.apply(head.headers, peer)
+        # Most requests carry no forwarded field (no proxy): then whether the peer is trusted
+        # does not matter.
+        forwarded = self.forwarded
+        if (
+            forwarded is not None
+            and not FORWARDED_FIELDS.isdisjoint(fields)
+            and self.trusted(peer[0])
+        ):
+            exchange.peer, host = forwarded.apply(fields, peer)
             if host is not None:
-                head.headers = _with_host(head.headers, host.encode("latin-1"))
+                head.set_host(host.encode("latin-1"))
         if self.id_name:
-            exchange.request_id = request_id = self._request_id(head.headers)
+            exchange.request_id = request_id = self._request_id(fields)
             exchange.extra_head = self.id_prefix + request_id.encode("ascii") + b"\r\n"
         static = self.static
         if static is not None:
@@ -67,19 +75,9 @@ class Router:
                 return
         self.dispatcher.submit(exchange)
 
-    def _request_id(self, headers: list[tuple[bytes, bytes]]) -> str:
-        wanted = self.id_name
-        for name, value in headers:
-            if name.lower() == wanted:
-                if _VALID_ID.fullmatch(value):
-                    return value.decode("ascii")
-                break
+    def _request_id(self, fields: dict[bytes, list[bytes]]) -> str:
+        given = fields.get(self.id_name)
+        if given is not None and _VALID_ID.fullmatch(given[0]):  # the first, when repeated
+            return given[0].decode("ascii")
         # to_bytes().hex(), not "%032x": formatting a number that large costs twice as much.
         return self.random.getrandbits(_ID_BITS).to_bytes(_ID_BITS // 8, "big").hex()
-
-
-def _with_host(headers: list[tuple[bytes, bytes]], host: bytes) -> list[tuple[bytes, bytes]]:
-    replaced = [(name, host if name.lower() == b"host" else value) for name, value in headers]
-    if not any(name.lower() == b"host" for name, _ in headers):
-        replaced.append((b"Host", host))
-    return replaced

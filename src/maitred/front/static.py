@@ -41,7 +41,7 @@ from maitred.front.conditional import UNSATISFIABLE, if_range_matches, parse_ran
 from maitred.front.filecache import Changed, FileCache, Identity, identity, open_checked
 from maitred.front.sendfile import FileSender
 from maitred.front.staticpath import Mount, Refused, Resolver, variant
-from maitred.http.response import REASONS, SERVER
+from maitred.http.response import CRLF, REASONS, SERVER
 
 if TYPE_CHECKING:
     from maitred.config import Config
@@ -149,7 +149,7 @@ class StaticFiles:
         self._answer(exchange, path, st, linked)
 
     def _answer(self, exchange: Exchange, path: bytes, st: os.stat_result, linked: bool) -> None:
-        headers = _wanted_headers(exchange.head.headers)
+        headers = _wanted_headers(exchange.head.fields)
         requested = path  # its name gives the type, when a precompressed sibling is sent too
         vary = b""
         coding = b""
@@ -240,12 +240,7 @@ class StaticFiles:
 
     def _head(self, exchange: Exchange, status: int, fields: bytes) -> bytes:
         """The head up to the Connection field, which the exchange adds."""
-        return b"%s%s\r\n%s%s" % (
-            _STARTS[status],
-            self.date.get(),
-            fields,
-            exchange.extra_head,
-        )
+        return b"".join((_STARTS[status], self.date.get(), CRLF, fields, exchange.extra_head))
 
     def _simple(
         self, exchange: Exchange, status: int, extra: bytes, body: bytes | None = None
@@ -291,10 +286,8 @@ def _chosen_range(
     return chosen
 
 
-def _wanted_headers(headers: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
-    found: dict[bytes, bytes] = {}
-    for name, value in headers:
-        lowered = name.lower()
-        if lowered in _WANTED:
-            found[lowered] = found[lowered] + b"," + value if lowered in found else value
-    return found
+def _wanted_headers(fields: dict[bytes, list[bytes]]) -> dict[bytes, bytes]:
+    """The fields static files look at, each one's lines joined (RFC 9110 section 5.3)."""
+    if _WANTED.isdisjoint(fields):
+        return {}  # the common case: a plain GET
+    return {name: b",".join(values) for name, values in fields.items() if name in _WANTED}

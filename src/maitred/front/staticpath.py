@@ -5,7 +5,8 @@ Theory of operation
 1. The path after the mount's prefix is percent-decoded once. A malformed escape or a NUL is a
    400; an encoded slash or backslash, a ``..`` segment, or any segment starting with a dot
    (dotfiles, ``.git``) is a 404. Nothing is normalised away: a path that needs normalising is
-   refused.
+   refused. The segments depend on the target alone, so a mount remembers them for recent
+   targets (:meth:`Mount.segments`); what follows looks at the files on every request.
 2. Each component of the path is ``lstat``-ed; a symlink must resolve inside the mount's root
    (unless --static-follow-symlinks). The caller learns whether the file's own name is such a
    checked symlink, so that it opens it with O_NOFOLLOW otherwise (see
@@ -23,11 +24,21 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Sequence
 from typing import TypeAlias
 from urllib.parse import unquote_to_bytes
 
 # (path, stat, whether the last component is a checked symlink) of a file found under a mount.
 Found: TypeAlias = tuple[bytes, os.stat_result, bool]
+# (the path segments below a mount, whether the path ended with a slash) of a request target.
+Segments: TypeAlias = tuple[tuple[bytes, ...], bool]
+
+# Targets whose segments a mount remembers: clients ask for the same few files again and again,
+# and splitting and checking a path costs as much as the lstat that follows it. Bounded in number
+# and in length (at most 256 KiB of targets), as targets come from clients; a longer target is
+# checked on every request.
+KNOWN_TARGETS = 1024
+KNOWN_TARGET_SIZE = 256
 
 # Precompressed siblings, in order of preference when the client accepts both equally.
 ENCODINGS = ((b"br", b".br"), (b"gzip", b".gz"))
@@ -47,13 +58,28 @@ class Refused(Exception):
 
 
 class Mount:
-    __slots__ = ("prefix", "root")
+    __slots__ = ("known", "prefix", "root")
 
     def __init__(self, prefix: str, root: str) -> None:
         self.prefix = prefix.encode("latin-1")
         # Not resolved: a root that is itself a symlink (`current -> releases/42`) is followed
         # afresh on every request, so a deploy that swaps it is served at once.
         self.root = os.fsencode(os.path.abspath(root))
+        self.known: dict[bytes, Segments] = {}  # see KNOWN_TARGETS
+
+    def segments(self, target: bytes) -> Segments:
+        """The segments of a request target under this mount; Refused for a path not served.
+
+        Only the path is checked here, not the files: the result is remembered for the target.
+        """
+        known = self.known.get(target)
+        if known is None:
+            known = _segments(target.partition(b"?")[0][len(self.prefix) :])
+            if len(target) <= KNOWN_TARGET_SIZE:
+                if len(self.known) >= KNOWN_TARGETS:
+                    self.known.clear()
+                self.known[target] = known
+        return known
 
 
 class Resolver:
@@ -64,15 +90,15 @@ class Resolver:
         self.index = index  # --static-index; empty: a directory is a 404
 
     def resolve(self, mount: Mount, target: bytes) -> Found:
-        segments, trailing = _segments(target.partition(b"?")[0][len(mount.prefix) :])
+        segments, trailing = mount.segments(target)
         path, st, linked = self._find(mount, segments)
+        if stat.S_ISREG(st.st_mode) and not trailing:
+            return path, st, linked
         if stat.S_ISDIR(st.st_mode):
             return self._index(target, mount, segments, trailing)
-        if not stat.S_ISREG(st.st_mode) or trailing:
-            raise Refused(404)
-        return path, st, linked
+        raise Refused(404)
 
-    def _find(self, mount: Mount, segments: list[bytes]) -> Found:
+    def _find(self, mount: Mount, segments: Sequence[bytes]) -> Found:
         """What the segments name. Every component is lstat-ed; a symlink must resolve inside
         the root.
         """
@@ -99,7 +125,9 @@ class Resolver:
         if real != real_root and not real.startswith(real_root.rstrip(b"/") + b"/"):
             raise Refused(404)
 
-    def _index(self, target: bytes, mount: Mount, segments: list[bytes], trailing: bool) -> Found:
+    def _index(
+        self, target: bytes, mount: Mount, segments: Sequence[bytes], trailing: bool
+    ) -> Found:
         if not self.index:
             raise Refused(404)
         if not trailing:
@@ -111,7 +139,7 @@ class Resolver:
         return path, st, linked
 
 
-def _segments(rest: bytes) -> tuple[list[bytes], bool]:
+def _segments(rest: bytes) -> Segments:
     """The path segments below the mount, and whether the path ended with a slash."""
     if rest.find(b"%") != -1:  # find, not `in`: see maitred.http.parser._check_target
         if _BAD_ESCAPE.search(rest):
@@ -128,7 +156,7 @@ def _segments(rest: bytes) -> tuple[list[bytes], bool]:
         if segment[:1] == b".":
             raise Refused(404)  # "..", and dotfiles
         segments.append(segment)
-    return segments, rest.endswith(b"/")
+    return tuple(segments), rest.endswith(b"/")
 
 
 def variant(

@@ -21,6 +21,7 @@ like a head, since llhttp would buffer a trailer field whole.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import httptools
@@ -66,12 +67,18 @@ class Limits:
 
 
 class RequestHead:
-    """What the front needs of a request head; the worker builds the environ from it."""
+    """What the front needs of a request head; the worker builds the environ from it.
+
+    ``headers`` are the field lines as the client sent them (what the worker gets); ``fields``
+    are their values by lower-case name, each name's lines in order, so that the front looks a
+    field up instead of lowercasing every name again wherever it needs one.
+    """
 
     __slots__ = (
         "chunked",
         "content_length",
         "expect_continue",
+        "fields",
         "headers",
         "keep_alive",
         "method",
@@ -92,6 +99,10 @@ class RequestHead:
         self.target = target
         self.version = version
         self.headers = headers
+        fields: dict[bytes, list[bytes]] = {}
+        for name, value in headers:
+            fields.setdefault(name.lower(), []).append(value)
+        self.fields = fields
         self.keep_alive = keep_alive
         self.content_length: int | None = None
         self.chunked = False
@@ -100,6 +111,16 @@ class RequestHead:
 
     def __repr__(self) -> str:
         return f"<RequestHead {self.method!r} {self.target!r} HTTP/{self.version}>"
+
+    def set_host(self, host: bytes) -> None:
+        """Make `host` the request's Host field (as a trusted proxy says it was)."""
+        if b"host" in self.fields:
+            self.headers = [
+                (name, host if name.lower() == b"host" else value) for name, value in self.headers
+            ]
+        else:
+            self.headers = [*self.headers, (b"Host", host)]
+        self.fields[b"host"] = [host]
 
 
 Event = RequestHead | bytes | _End
@@ -210,23 +231,22 @@ class RequestParser:
         head = RequestHead(
             parser.get_method(), self._url, version, self._headers, parser.should_keep_alive()
         )
-        hosts: list[bytes] = []
-        codings: list[bytes] = []
-        for name, value in head.headers:
-            lowered = name.lower()
-            if lowered == b"host":
-                hosts.append(value)
-            elif lowered == b"content-length":
-                head.content_length = int(value)  # llhttp checked the digits and duplicates
-            elif lowered == b"transfer-encoding":
-                codings += value.split(b",")  # several fields form one list (RFC 9110 5.3)
-            elif lowered == b"expect":
+        fields = head.fields
+        expectations = fields.get(b"expect")
+        if expectations is not None:
+            for value in expectations:
                 if value.lower() != b"100-continue":
                     raise ProtocolError("unsupported expectation", 417)
-                head.expect_continue = version == "1.1"
-        self._check_host(hosts, version)
+            head.expect_continue = version == "1.1"
+        lengths = fields.get(b"content-length")
+        if lengths is not None:
+            head.content_length = int(lengths[0])  # llhttp checked the digits and duplicates
+        self._check_host(fields.get(b"host", ()), version)
         _check_target(head.method, head.target)
-        head.chunked = bool(codings) and _chunked(codings, version)
+        codings = fields.get(b"transfer-encoding")
+        if codings is not None:
+            # Several fields form one list (RFC 9110 section 5.3).
+            head.chunked = _chunked(b",".join(codings).split(b","), version)
         limit = self._limits.body
         if limit and head.content_length is not None and head.content_length > limit:
             raise BodyTooLarge("request body too large")
@@ -248,7 +268,7 @@ class RequestParser:
     def on_message_complete(self) -> None:
         self._events.append(END)
 
-    def _check_host(self, hosts: list[bytes], version: str) -> None:
+    def _check_host(self, hosts: Sequence[bytes], version: str) -> None:
         if len(hosts) > 1 or (not hosts and version == "1.1"):
             raise ProtocolError("HTTP/1.1 requests need exactly one Host header")
         if hosts and hosts[0] != self._valid_host:
