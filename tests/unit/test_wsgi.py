@@ -10,7 +10,8 @@ import pytest
 
 from maitred import link
 from maitred.http.response import DateCache
-from maitred.worker.wsgi import EnvironBuilder, Request, Response, run_app
+from maitred.worker import wsgi
+from maitred.worker.wsgi import EnvironBuilder, HeadWriter, Request, Response, run_app
 
 
 def request(
@@ -69,7 +70,7 @@ def serve(app: Any, req: Request | None = None) -> FakeChannel:
     fake = FakeChannel()
     req = req or request()
     environ = EnvironBuilder("", 4, 2).build(req)
-    run_app(app, environ, Response(fake, DateCache(), req.method == b"HEAD"))
+    run_app(app, environ, Response(fake, HeadWriter(DateCache()), req.method == b"HEAD"))
     return fake
 
 
@@ -201,13 +202,13 @@ def test_big_chunks_are_split_into_bounded_frames() -> None:
     ],
 )
 def test_invalid_headers_are_refused(headers: Any) -> None:
-    response = Response(FakeChannel(), DateCache(), False)
+    response = Response(FakeChannel(), HeadWriter(DateCache()), False)
     with pytest.raises(AssertionError):
         response.start_response("200 OK", headers)
 
 
 def test_exc_info_semantics() -> None:
-    response = Response(FakeChannel(), DateCache(), False)
+    response = Response(FakeChannel(), HeadWriter(DateCache()), False)
     response.start_response("200 OK", [])
     with pytest.raises(AssertionError):
         response.start_response("500 Oops", [])  # twice without exc_info
@@ -251,7 +252,78 @@ def test_the_worker_adds_the_request_id_unless_the_app_did() -> None:
 
     for app, expected in ((hello, b"X-Request-ID: abc\r\n"), (app_with_id, b"x-request-id: mine")):
         fake = FakeChannel()
-        response = Response(fake, DateCache(), False, "abc", "X-Request-ID")
+        response = Response(fake, HeadWriter(DateCache(), "X-Request-ID"), False, "abc")
         run_app(app, EnvironBuilder("", 1, 1).build(request()), response)
         head = fake.frames[0][1][2]
         assert expected in head and head.lower().count(b"x-request-id") == 1
+
+
+class FixedDate(DateCache):
+    def get(self) -> bytes:
+        return b"Mon, 23 Nov 2026 02:00:00 GMT"
+
+
+def test_head_writer_gives_the_same_head_from_its_cache() -> None:
+    heads = HeadWriter(FixedDate(), "X-Request-ID")
+    headers = [("Content-Type", "text/plain"), ("Vary", "Accept")]
+    expected = (
+        b"HTTP/1.1 200 OK\r\nServer: maitred\r\nContent-Type: text/plain\r\nVary: Accept"
+        b"\r\nDate: Mon, 23 Nov 2026 02:00:00 GMT\r\nX-Request-ID: id1\r\n",
+        200,
+        -1,
+    )
+    assert heads.head("200 OK", headers, "id1") == expected
+    assert heads.head("200 OK", list(headers), "id1") == expected  # from the cache now
+
+
+def test_head_writer_acts_on_its_own_headers_every_time() -> None:
+    heads = HeadWriter(DateCache(), "X-Request-ID")
+    for length in (5, 7):
+        head, _, got = heads.head("200 OK", [("Content-Length", str(length))], "")
+        assert got == length and head.count(b"Content-Length") == 1
+    for _ in range(2):
+        head, _, _ = heads.head("200 OK", [("Date", "then"), ("Server", "app/1")])
+        assert b"\r\nDate: then\r\n" in head and head.count(b"Date:") == 1
+        assert b"\r\nServer: app/1\r\n" in head and head.count(b"Server:") == 1
+    # The app's own request id header, first where no id was assigned, then where one was.
+    heads.head("200 OK", [("x-request-id", "mine")], "")
+    head, _, _ = heads.head("200 OK", [("x-request-id", "mine")], "assigned")
+    assert head.lower().count(b"x-request-id") == 1 and b"assigned" not in head
+
+
+class Text(str):
+    pass
+
+
+def test_head_writer_checks_what_its_cache_does_not_vouch_for() -> None:
+    heads = HeadWriter(DateCache())
+    heads.head("200 OK", [("X-A", "1")])
+    for status, headers in (
+        ("200 OK", [("X-A", Text("1"))]),  # equal to a cached header, but not a str
+        ("200 OK", [(Text("X-A"), "1")]),
+        ("200 OK", [("X-A", "1", "2")]),
+        ("200 OK", [("X-A", ["1"])]),
+        ("200 OK", [("X-A", "1\r\nX-B: 2")]),
+        (Text("200 OK"), [("X-A", "1")]),
+        ("200\r\nX: 1", []),
+    ):
+        with pytest.raises(AssertionError):
+            heads.head(status, headers)  # type: ignore[arg-type]
+
+
+def test_head_writer_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(wsgi, "CACHED_LINES", 3)
+    heads = HeadWriter(DateCache())
+    for n in range(10):
+        head, status, _ = heads.head(f"{200 + n} Fine", [("ETag", f'"{n}"')])
+        assert status == 200 + n and f'ETag: "{n}"'.encode() in head
+    assert len(heads._lines) == 3 and len(heads._statuses) == 3
+
+
+def test_environ_header_keys_are_the_same_from_the_cache() -> None:
+    builder = EnvironBuilder("", 1, 1)
+    req = request(headers=[(b"X-A", b"1"), (b"X_Sneaky", b"1"), (b"Content-Type", b"t")])
+    for _ in range(2):
+        env = builder.build(req)
+        assert (env["HTTP_X_A"], env["CONTENT_TYPE"]) == ("1", "t")
+        assert "HTTP_X_SNEAKY" not in env and "HTTP_CONTENT_TYPE" not in env

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 A reader thread owns the link's receiving side. A REQUEST becomes a :class:`Channel` (the
-request's id, its flow-control credit, whether it was cancelled) and goes on a queue that the T
+request, its id, its flow-control credit, whether it was cancelled) and goes on a queue that the T
 app threads take from; the front never sends more requests than there are threads, so the
 queue holds at most T. WINDOW and CANCEL frames update the request's channel and wake a thread
 waiting for credit. App threads send their frames themselves, under one lock per link.
@@ -48,6 +48,7 @@ from maitred.http.response import DateCache
 from maitred.signals import SignalQueue
 from maitred.worker.wsgi import (
     EnvironBuilder,
+    HeadWriter,
     LinkClosed,
     Request,
     Response,
@@ -90,7 +91,7 @@ class Link:
 
 
 class Channel:
-    """One request's side of the link: its id, its credit, whether it was cancelled.
+    """One request's side of the link: the request, its id, its credit, whether it was cancelled.
 
     The reader thread raises `credit` and sets `cancelled` under `changed`, then notifies it.
     """
@@ -100,25 +101,33 @@ class Channel:
         "changed",
         "credit",
         "frame_size",
-        "label",
         "link",
+        "request",
         "rid",
         "started",
         "taken",
         "thread",
     )
 
-    def __init__(self, link_: Link, rid: int, window: int, changed: threading.Condition) -> None:
+    def __init__(
+        self, link_: Link, rid: int, request: Request, window: int, changed: threading.Condition
+    ) -> None:
         self.link = link_
         self.rid = rid
+        self.request = request
         self.credit = window
         self.frame_size = min(link.MAX_BODY_FRAME, window)
         self.changed = changed
         self.cancelled = False
         self.thread = 0  # ident of the app thread running it, once one does
         self.started = 0.0  # monotonic time the app thread took it
-        self.label = ""  # "METHOD target", for the log
         self.taken: bool | None = None  # the front's answer to a FILE frame
+
+    @property
+    def label(self) -> str:
+        """The request as "METHOD target", for the log."""
+        req = self.request
+        return f"{req.method.decode('latin-1')} {req.target.decode('latin-1')}"
 
     def send(self, data: bytes) -> None:
         if self.cancelled:
@@ -179,9 +188,9 @@ class Worker:
         self.status_fd = status_fd
         self.master_pid = master_pid
         self.pid = os.getpid()
-        self.date = DateCache()
+        self.heads = HeadWriter(DateCache(), cfg.request_id_header)
         self.environ = EnvironBuilder(cfg.root_path, cfg.threads, cfg.workers)
-        self.requests: queue.SimpleQueue[tuple[Channel, Request] | None] = queue.SimpleQueue()
+        self.requests: queue.SimpleQueue[Channel | None] = queue.SimpleQueue()
         self.credit_changed = threading.Condition()
         self.draining = False
         self.drained = threading.Event()
@@ -283,9 +292,10 @@ class Worker:
         while frames := reader.read():
             for kind, rid, payload in frames:
                 if kind == link.REQUEST:
-                    channel = Channel(current, rid, window, self.credit_changed)
+                    req = Request._make(link.decode(kind, payload))
+                    channel = Channel(current, rid, req, window, self.credit_changed)
                     channels[rid] = channel
-                    requests.put((channel, Request(*link.decode(kind, payload))))
+                    requests.put(channel)
                 elif kind == link.WINDOW:
                     self._update(channels.get(rid), link.decode(kind, payload))
                 elif kind == link.CANCEL:
@@ -353,24 +363,23 @@ class Worker:
     # --- the app threads ---
 
     def _serve(self) -> None:
+        ident = threading.get_ident()
         while True:
             try:
-                if not self._serve_one():
+                if not self._serve_one(ident):
                     return
             except RequestTimeout:
                 pass  # delivered after its request had ended: nothing left to interrupt
 
-    def _serve_one(self) -> bool:
-        """Run one request from the queue; False at the stop mark."""
-        item = self.requests.get()
-        if item is None:
+    def _serve_one(self, ident: int) -> bool:
+        """Run one request from the queue in thread `ident`; False at the stop mark."""
+        channel = self.requests.get()
+        if channel is None:
             return False
-        channel, req = item
-        channel.thread = threading.get_ident()
-        channel.label = f"{req.method.decode('latin-1')} {req.target.decode('latin-1')}"
+        channel.thread = ident
         channel.started = time.monotonic()
         try:
-            self._handle(req, channel)
+            self._handle(channel.request, channel)
         except RequestTimeout:
             # Raised between two statements of ours rather than in the app: the front has
             # answered 504 already; free the thread.
@@ -389,7 +398,7 @@ class Worker:
 
     def _response(self, req: Request, channel: Channel) -> Response:
         head = req.method == b"HEAD"
-        return Response(channel, self.date, head, req.request_id, self.cfg.request_id_header)
+        return Response(channel, self.heads, head, req.request_id)
 
     def _handle(self, req: Request, channel: Channel) -> None:
         response = self._response(req, channel)

@@ -81,10 +81,14 @@ HOP_BY_HOP = frozenset(
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _STATUS = re.compile(r"[1-5][0-9][0-9] [^\r\n\x00]*")
 _BAD_VALUE = re.compile(r"[\r\n\x00]")
+_SERVER_LINE = b"\r\nServer: " + SERVER
 # wsgi.file_wrapper files at least this large are handed to the front, which sends them with
 # sendfile while this thread moves on; a smaller one costs less as BODY frames than the round
 # trip of the handover.
 HAND_OVER_MIN = 64 * 1024
+# Most status lines and header lines a worker keeps checked and encoded (see HeadWriter): far
+# more than an app's own set, few enough that varying values cannot grow the cache for ever.
+CACHED_LINES = 1024
 
 
 class FileWrapper:
@@ -135,47 +139,63 @@ class EnvironBuilder:
         self._keys: dict[bytes, str] = {}
 
     def _key(self, name: bytes) -> str:
-        key = self._keys.get(name)
-        if key is None:
-            text = name.decode("latin-1")
-            if "_" in text:
-                # X-Auth_User and X-Auth-User would both become HTTP_X_AUTH_USER; a proxy that
-                # strips one spelling would let the other through. Drop it (nginx, gunicorn).
-                key = ""
-            else:
-                key = text.upper().replace("-", "_")
-                if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-                    key = "HTTP_" + key
-            if len(self._keys) < 4096:  # bounded: header names come from clients
-                self._keys[name] = key
+        """The environ key of a header name not in the cache yet ("": drop the header)."""
+        text = name.decode("latin-1")
+        if "_" in text:
+            # X-Auth_User and X-Auth-User would both become HTTP_X_AUTH_USER; a proxy that
+            # strips one spelling would let the other through. Drop it (nginx, gunicorn).
+            key = ""
+        else:
+            key = text.upper().replace("-", "_")
+            if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                key = "HTTP_" + key
+        if len(self._keys) < 4096:  # bounded: header names come from clients
+            self._keys[name] = key
         return key
 
     def build(self, req: Request) -> dict[str, Any]:
+        (
+            method,
+            target,
+            version,
+            headers,
+            body,
+            body_path,
+            remote_addr,
+            remote_port,
+            server_name,
+            server_port,
+            url_scheme,
+            queue_time,
+            request_id,
+        ) = req  # at once: cheaper than an attribute lookup per field
         environ = self.base.copy()
-        target = req.target
         path, _, query = target.partition(b"?")
         if not path.startswith(b"/"):
             path = _origin_path(path)
-        path_info = (unquote_to_bytes(path) if b"%" in path else path).decode("latin-1")
+        # find(), not `in`: CPython tries bytes `in` as an int first, and pays for an exception.
+        path_info = (unquote_to_bytes(path) if path.find(b"%") >= 0 else path).decode("latin-1")
         root = self.root_path
         if root and (path_info == root or path_info.startswith(root + "/")):
             path_info = path_info[len(root) :]
-        environ["REQUEST_METHOD"] = req.method.decode("ascii")
+        environ["REQUEST_METHOD"] = method.decode("ascii")
         environ["PATH_INFO"] = path_info
         environ["QUERY_STRING"] = query.partition(b"#")[0].decode("latin-1")
         environ["RAW_URI"] = target.decode("latin-1")
-        environ["SERVER_PROTOCOL"] = "HTTP/" + req.version
-        environ["SERVER_NAME"] = req.server_name
-        environ["SERVER_PORT"] = req.server_port
-        environ["REMOTE_ADDR"] = req.remote_addr
-        environ["REMOTE_PORT"] = req.remote_port
-        environ["wsgi.url_scheme"] = req.url_scheme
-        environ["maitred.queue_time"] = req.queue_time
-        if req.request_id:
-            environ["maitred.request_id"] = req.request_id
-        key_of = self._key
-        for name, raw in req.headers:
-            key = key_of(name)
+        environ["SERVER_PROTOCOL"] = "HTTP/" + version
+        environ["SERVER_NAME"] = server_name
+        environ["SERVER_PORT"] = server_port
+        environ["REMOTE_ADDR"] = remote_addr
+        environ["REMOTE_PORT"] = remote_port
+        environ["wsgi.url_scheme"] = url_scheme
+        environ["maitred.queue_time"] = queue_time
+        if request_id:
+            environ["maitred.request_id"] = request_id
+        keys = self._keys
+        for name, raw in headers:
+            key = keys.get(name)
+            if key is None:
+                key = self._key(name)
             if not key:
                 log.debug("dropped header %r: underscores are ambiguous in the environ", name)
                 continue
@@ -186,15 +206,15 @@ class EnvironBuilder:
             else:
                 environ[key] = value
         # The front read the whole body, so its length is known even when it came chunked.
-        if req.body_path:
-            stream: IO[bytes] = open(req.body_path, "rb")  # noqa: SIM115 - closed by the caller
+        if body_path:
+            stream: IO[bytes] = open(body_path, "rb")  # noqa: SIM115 - closed by the caller
             stream.seek(0, io.SEEK_END)
             environ["CONTENT_LENGTH"] = str(stream.tell())
             stream.seek(0)
         else:
-            stream = io.BytesIO(req.body)
-            if req.body or "CONTENT_LENGTH" in environ:
-                environ["CONTENT_LENGTH"] = str(len(req.body))
+            stream = io.BytesIO(body)
+            if body or "CONTENT_LENGTH" in environ:
+                environ["CONTENT_LENGTH"] = str(len(body))
         environ["wsgi.input"] = stream
         return environ
 
@@ -208,6 +228,88 @@ def _origin_path(target: bytes) -> bytes:
     return target  # asterisk-form (OPTIONS *) or authority-form
 
 
+class HeadWriter:
+    """Checks start_response's status and headers (PEP 3333) and writes them as a response head.
+
+    One per worker. An app sends the same few status lines and mostly the same headers on
+    every response, so each one checked is kept as its encoded line: the next response that
+    has it skips the checks. Bounded, like the environ's header keys: values can vary without
+    end (ETag, Set-Cookie). Headers the head writer must act on (Content-Length, Date, Server,
+    the request id) are checked every time, never kept.
+    """
+
+    def __init__(self, date: DateCache, id_header: str = "") -> None:
+        """`id_header` carries a response's request id, unless the app set it."""
+        self._date = date
+        self._id_prefix = f"\r\n{id_header}: ".encode("latin-1")
+        self._id_lower = id_header.lower()
+        self._statuses: dict[str, tuple[bytes, int]] = {}
+        self._lines: dict[tuple[str, str], bytes] = {}
+
+    def head(
+        self, status: str, headers: list[tuple[str, str]], request_id: str = ""
+    ) -> tuple[bytes, int, int]:
+        """The head without its final CRLF, the status code, and the Content-Length or -1."""
+        if type(status) is not str:
+            raise AssertionError(f"invalid status {status!r}")
+        known = self._statuses.get(status)
+        status_line, code = known if known is not None else self._status(status)
+        if type(headers) is not list:
+            raise AssertionError(f"headers must be a list, not {type(headers).__name__}")
+        lines = [status_line, _SERVER_LINE]
+        length = -1
+        has_date = False
+        id_lower = self._id_lower if request_id else ""
+        has_id = not id_lower
+        cache = self._lines
+        for item in headers:
+            if type(item) is not tuple or len(item) != 2:
+                raise AssertionError(f"header {item!r} is not a (name, value) tuple")
+            name, value = item
+            line = cache.get(item) if type(name) is str and type(value) is str else None
+            if line is None:
+                lowered, line = self._line(name, value)
+                if lowered == "content-length":
+                    length = int(value)
+                elif lowered == "date":
+                    has_date = True
+                elif lowered == id_lower:
+                    has_id = True
+                elif lowered == "server":
+                    lines[1] = b"\r\nServer: " + value.encode("latin-1")  # the app's wins
+                    continue
+                elif lowered != self._id_lower and len(cache) < CACHED_LINES:
+                    cache[item] = line
+            lines.append(line)
+        if not has_date:
+            lines += (b"\r\nDate: ", self._date.get())
+        if not has_id:
+            lines += (self._id_prefix, request_id.encode("latin-1"))
+        lines.append(b"\r\n")
+        return b"".join(lines), code, length
+
+    def _status(self, status: str) -> tuple[bytes, int]:
+        if not _STATUS.fullmatch(status):
+            raise AssertionError(f"invalid status {status!r}")
+        known = b"HTTP/1.1 " + status.encode("latin-1"), int(status[:3])
+        if len(self._statuses) < CACHED_LINES:
+            self._statuses[status] = known
+        return known
+
+    def _line(self, name: Any, value: Any) -> tuple[str, bytes]:
+        """A header's lowered name and its line, once checked."""
+        if type(name) is not str or not _TOKEN.fullmatch(name):
+            raise AssertionError(f"invalid header name {name!r}")
+        if type(value) is not str or _BAD_VALUE.search(value):
+            raise AssertionError(f"invalid value for header {name!r}: {value!r}")
+        lowered = name.lower()
+        if lowered in HOP_BY_HOP:
+            raise AssertionError(f"hop-by-hop header {name!r} is not allowed in WSGI")
+        if lowered == "content-length" and not value.strip().isdigit():
+            raise AssertionError(f"invalid Content-Length {value!r}")
+        return lowered, b"\r\n" + name.encode("latin-1") + b": " + value.encode("latin-1")
+
+
 class Response:
     """One response: start_response, write(), and the frames they become on its channel.
 
@@ -216,10 +318,8 @@ class Response:
 
     __slots__ = (
         "_channel",
-        "_date",
         "_head",
-        "_head_request",
-        "_id_header",
+        "_heads",
         "_length",
         "_request_id",
         "_status",
@@ -232,20 +332,17 @@ class Response:
     def __init__(
         self,
         channel: Channel,
-        date: DateCache,
+        heads: HeadWriter,
         head_request: bool,
         request_id: str = "",
-        id_header: str = "",
     ) -> None:
-        """`request_id` goes out in the `id_header` response header unless the app set it."""
+        """`request_id` goes out in the head (see HeadWriter) unless the app set it."""
         self._channel = channel
-        self._date = date
+        self._heads = heads
         self._request_id = request_id
-        self._id_header = id_header
         self._head = b""
         self._status = ""
         self._length = -1  # declared Content-Length, -1 when the app gave none
-        self._head_request = head_request
         self._suppress_body = head_request
         self.status_code = 0
         self.head_sent = False
@@ -265,52 +362,13 @@ class Response:
                 exc_info = None  # break the frame <-> traceback cycle (PEP 3333)
         elif self._status:
             raise AssertionError("start_response called a second time without exc_info")
-        self._head, self._length = self._serialise(status, headers)
+        self._head, self.status_code, self._length = self._heads.head(
+            status, headers, self._request_id
+        )
         self._status = status
-        self.status_code = int(status[:3])
         if self.status_code in NO_BODY_STATUSES:
             self._suppress_body = True
         return self.write
-
-    def _serialise(self, status: str, headers: list[tuple[str, str]]) -> tuple[bytes, int]:
-        if type(status) is not str or not _STATUS.fullmatch(status):
-            raise AssertionError(f"invalid status {status!r}")
-        if type(headers) is not list:
-            raise AssertionError(f"headers must be a list, not {type(headers).__name__}")
-        lines = [b"HTTP/1.1 ", status.encode("latin-1"), b"\r\nServer: ", SERVER]
-        length = -1
-        has_date = False
-        id_lower = self._id_header.lower() if self._request_id else ""
-        has_id = not id_lower
-        for item in headers:
-            if type(item) is not tuple or len(item) != 2:
-                raise AssertionError(f"header {item!r} is not a (name, value) tuple")
-            name, value = item
-            if type(name) is not str or not _TOKEN.fullmatch(name):
-                raise AssertionError(f"invalid header name {name!r}")
-            if type(value) is not str or _BAD_VALUE.search(value):
-                raise AssertionError(f"invalid value for header {name!r}: {value!r}")
-            lowered = name.lower()
-            if lowered in HOP_BY_HOP:
-                raise AssertionError(f"hop-by-hop header {name!r} is not allowed in WSGI")
-            if lowered == "content-length":
-                if not value.strip().isdigit():
-                    raise AssertionError(f"invalid Content-Length {value!r}")
-                length = int(value)
-            elif lowered == "date":
-                has_date = True
-            elif lowered == id_lower:
-                has_id = True
-            elif lowered == "server":
-                lines[3] = value.encode("latin-1")  # the app's own Server header wins
-                continue
-            lines += (b"\r\n", name.encode("latin-1"), b": ", value.encode("latin-1"))
-        if not has_date:
-            lines += (b"\r\nDate: ", self._date.get())
-        if not has_id:
-            lines += (b"\r\n", f"{self._id_header}: {self._request_id}".encode("latin-1"))
-        lines.append(b"\r\n")
-        return b"".join(lines), length
 
     def _require_head(self) -> None:
         if not self._status:
