@@ -131,6 +131,10 @@ class Pool:
             log.info("SIGTTOU: already at the fewest workers (%d)", fewest)
             return
         self.wanted -= 1
+        if len(serving) == 1 and not self.ever_ready:
+            # Worker 1 is still importing the app; the staged start will start one fewer.
+            log.info("SIGTTOU: %d workers", self.wanted)
+            return
         victim = max(serving, key=lambda c: c.worker_id)
         log.info("SIGTTOU: %d workers; stopping worker %d", self.wanted, victim.worker_id)
         if victim.replaced_by is not None:

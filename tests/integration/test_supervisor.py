@@ -301,3 +301,31 @@ def test_signals_before_the_first_worker_is_ready_start_no_extra_workers(
     wait_until(lambda: len(workers_of(server.pid)) == 3, what="three workers")
     time.sleep(1.5)  # worker 1 is ready by now, and no duplicate was started
     assert len(workers_of(server.pid)) == 3
+
+
+def test_ttou_before_the_first_worker_is_ready_keeps_that_worker(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    slow_import = tmp_path / "slowimport.py"
+    slow_import.write_text("import time\ntime.sleep(1)\nfrom hello import application\n")
+    server = servers.start(
+        "slowimport:application",
+        "-w",
+        "3",
+        "--threads",
+        "1",
+        "--chdir",
+        str(tmp_path),
+        "--pythonpath",
+        str(tmp_path),
+    )
+    wait_until(lambda: len(workers_of(server.pid)) == 1, what="the first worker")
+    [first] = workers_of(server.pid)
+    os.kill(server.pid, signal.SIGTTOU)  # before worker 1 has imported the app
+    assert server.wait_for_log(r"SIGTTOU: 2 workers")
+    wait_until(lambda: len(workers_of(server.pid)) == 2, what="two workers")
+    with Load(server.port, "/", clients=2, duration=0.5) as load:
+        load.finish()
+    assert load.results and load.failures() == [], load.outcomes
+    assert first in workers_of(server.pid)  # the staged start started one fewer instead
+    assert "stopping worker 1" not in server.stderr
