@@ -29,10 +29,14 @@ COMBINED = re.compile(
 
 
 def log_lines(path: Path, count: int) -> list[str]:
-    """The first `count` lines of a log file, waiting for them (the front writes per turn)."""
+    """The first `count` lines of a log file, waiting for them (the front writes per turn).
+
+    Only whole lines count: a read racing the front's write may see a line's first part.
+    """
     deadline = time.monotonic() + WAIT
     while True:
-        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        lines = text.split("\n")[:-1]  # the last part is empty, or a line still being written
         if len(lines) >= count or time.monotonic() > deadline:
             return lines
         time.sleep(POLL)
