@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import procs
-from harness import ServerFactory
+from harness import Server, ServerFactory
 from load import Load
 
 
@@ -280,23 +280,23 @@ def test_bodies_spooled_by_a_killed_front_are_removed(servers: ServerFactory) ->
     assert not os.path.exists(path)
 
 
-def test_signals_before_the_first_worker_is_ready_start_no_extra_workers(
-    servers: ServerFactory, tmp_path: Path
-) -> None:
+def start_importing_slowly(servers: ServerFactory, tmp_path: Path, workers: int) -> Server:
+    """A server whose app takes a second to import; returns once worker 1 is importing it."""
     slow_import = tmp_path / "slowimport.py"
     slow_import.write_text("import time\ntime.sleep(1)\nfrom hello import application\n")
     server = servers.start(
         "slowimport:application",
-        "-w",
-        "2",
-        "--threads",
-        "1",
-        "--chdir",
-        str(tmp_path),
-        "--pythonpath",
-        str(tmp_path),
+        *("-w", str(workers), "--threads", "1"),
+        *("--chdir", str(tmp_path), "--pythonpath", str(tmp_path)),
     )
     wait_until(lambda: len(workers_of(server.pid)) == 1, what="the first worker")
+    return server
+
+
+def test_signals_before_the_first_worker_is_ready_start_no_extra_workers(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    server = start_importing_slowly(servers, tmp_path, workers=2)
     os.kill(server.pid, signal.SIGTTIN)  # before worker 1 has imported the app
     wait_until(lambda: len(workers_of(server.pid)) == 3, what="three workers")
     time.sleep(1.5)  # worker 1 is ready by now, and no duplicate was started
@@ -306,20 +306,7 @@ def test_signals_before_the_first_worker_is_ready_start_no_extra_workers(
 def test_ttou_before_the_first_worker_is_ready_keeps_that_worker(
     servers: ServerFactory, tmp_path: Path
 ) -> None:
-    slow_import = tmp_path / "slowimport.py"
-    slow_import.write_text("import time\ntime.sleep(1)\nfrom hello import application\n")
-    server = servers.start(
-        "slowimport:application",
-        "-w",
-        "3",
-        "--threads",
-        "1",
-        "--chdir",
-        str(tmp_path),
-        "--pythonpath",
-        str(tmp_path),
-    )
-    wait_until(lambda: len(workers_of(server.pid)) == 1, what="the first worker")
+    server = start_importing_slowly(servers, tmp_path, workers=3)
     [first] = workers_of(server.pid)
     os.kill(server.pid, signal.SIGTTOU)  # before worker 1 has imported the app
     assert server.wait_for_log(r"SIGTTOU: 2 workers")
