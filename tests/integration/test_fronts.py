@@ -195,3 +195,15 @@ def test_fronts_share_a_json_access_log_on_stdout_line_by_line(servers: ServerFa
     lines = server.spawned.stdout.text.splitlines()
     assert len(lines) == served
     assert all(json.loads(line)["path"] == long_path for line in lines)
+
+
+def test_a_reload_keeps_the_number_of_fronts(servers: ServerFactory, tmp_path: Path) -> None:
+    config = tmp_path / "maitred.toml"
+    config.write_text("fronts = 2\nworkers = 2\n")
+    server = servers.start("hello:application", "-c", str(config))
+    fronts = wait_for_fronts(server.pid, FRONTS)
+    config.write_text("fronts = 1\nworkers = 3\n")
+    os.kill(server.pid, signal.SIGHUP)
+    assert server.wait_for_log(r"the number of fronts changes on a restart .*; keeping 2")
+    workers_count(server.pid, 3)  # the rest of the new settings apply
+    assert fronts_of(server.pid) == fronts
