@@ -154,6 +154,26 @@ def test_fronts_finish_their_requests_on_term(servers: ServerFactory) -> None:
     assert server.spawned.proc.returncode == 0
 
 
+def test_workers_stay_until_the_last_front_is_done(servers: ServerFactory) -> None:
+    server = servers.start("slow:application", "--fronts", "2", "-w", "2", "--threads", "1")
+    fronts = wait_for_fronts(server.pid, FRONTS)
+    by_front = connections_by_front(server.port, fronts, 2)
+    for conn in by_front["maitred: front 1"]:
+        conn.close()  # front 1 is idle: it stops at once on TERM
+    busy = by_front["maitred: front 2"]
+    for conn in busy:  # front 2's one thread runs the first; the second waits in its queue
+        conn.send(request_bytes("GET", "/?s=0.5"))
+    time.sleep(0.2)
+    os.kill(server.pid, signal.SIGTERM)
+    statuses = [conn.read_response().status for conn in busy]
+    for conn in busy:
+        conn.close()
+    # Front 2's worker was not stopped when front 1 exited: the queued request still ran.
+    assert statuses == [200, 200]
+    server.spawned.proc.wait(timeout=WAIT)
+    assert server.spawned.proc.returncode == 0
+
+
 def test_fronts_cannot_outnumber_workers() -> None:
     result = run_cli(["--fronts", "3", "--workers", "2", "hello:application"])
     assert result.returncode == 2
