@@ -35,7 +35,7 @@ from setproctitle import setproctitle
 from maitred import fronts, reloader, sockets, status, upgrade
 from maitred.appload import load_app, prepare_path, split_spec
 from maitred.children import Child, exit_text, fork
-from maitred.config import Config, ConfigError, check
+from maitred.config import Config, ConfigError, on_reload
 from maitred.front.main import run_front
 from maitred.pool import Pool
 from maitred.signals import SignalQueue
@@ -212,18 +212,19 @@ class Arbiter:
         cfg = None
         if self.reload_config is not None:
             try:
-                cfg = self.reload_config()
-                if cfg.fronts != self.cfg.fronts:
-                    log.warning(
-                        "reload: the number of fronts changes on a restart or upgrade (USR2) "
-                        "only; keeping %d",
-                        self.cfg.fronts,
-                    )
-                    cfg = check(cfg.replace(fronts=self.cfg.fronts))
-                self.cfg = cfg
+                cfg, kept = on_reload(self.cfg, self.reload_config())
             except (ConfigError, SystemExit) as exc:
                 log.error("reload: the new configuration is invalid, keeping the old: %s", exc)
                 return
+            if kept:
+                # The fronts and the master's own setup keep running: these wait for a restart
+                # or an upgrade, and keeping them here also keeps a respawned front like the rest.
+                log.warning(
+                    "reload: %s change on a restart or an upgrade (USR2) only; "
+                    "keeping the running values",
+                    ", ".join(kept),
+                )
+            self.cfg = cfg
         if self.cfg.preload:
             log.warning(
                 "reload: with --preload the app was imported by the master; "

@@ -185,9 +185,22 @@ def setting(
     *flags: str,
     section: str = "Server",
     metavar: str | None = None,
+    reloads: bool = False,
 ) -> Any:
-    """Declare one setting; returns a dataclass field carrying its metadata."""
-    meta = {"help": help, "parse": parse, "flags": flags, "section": section, "metavar": metavar}
+    """Declare one setting; returns a dataclass field carrying its metadata.
+
+    `reloads`: a HUP applies a new value (it only concerns the workers, which a HUP replaces).
+    The others are read by the master at start or by the fronts, which a HUP keeps: a new
+    value of theirs waits for a restart or an upgrade (USR2). See :func:`on_reload`.
+    """
+    meta = {
+        "help": help,
+        "parse": parse,
+        "flags": flags,
+        "section": section,
+        "metavar": metavar,
+        "reloads": reloads,
+    }
     if isinstance(default, (list, tuple)):
         return field(default=tuple(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -204,6 +217,7 @@ class Config:
         _str,
         section="Application",
         metavar="APP",
+        reloads=True,
     )
     config: str = setting(
         "",
@@ -214,6 +228,7 @@ class Config:
         "--config",
         section="Application",
         metavar="PATH",
+        reloads=True,
     )
     bind: tuple[str, ...] = setting(
         ("127.0.0.1:8000",),
@@ -241,6 +256,7 @@ class Config:
         "--workers",
         section="Workers",
         metavar="N",
+        reloads=True,
     )
     threads: int = setting(
         4,
@@ -251,6 +267,7 @@ class Config:
         "--threads",
         section="Workers",
         metavar="N",
+        reloads=True,
     )
     fronts: int = setting(
         1,
@@ -308,6 +325,7 @@ class Config:
         "--root-path",
         section="Application",
         metavar="PREFIX",
+        reloads=True,
     )
     keepalive: float = setting(
         5.0,
@@ -337,6 +355,7 @@ class Config:
         "--max-requests",
         section="Workers",
         metavar="N",
+        reloads=True,
     )
     max_requests_jitter: int = setting(
         0,
@@ -346,6 +365,7 @@ class Config:
         "--max-requests-jitter",
         section="Workers",
         metavar="N",
+        reloads=True,
     )
     max_worker_lifetime: float = setting(
         0.0,
@@ -354,6 +374,7 @@ class Config:
         "--max-worker-lifetime",
         section="Workers",
         metavar="SECONDS",
+        reloads=True,
     )
     max_worker_memory: int = setting(
         0,
@@ -363,6 +384,7 @@ class Config:
         "--max-worker-memory",
         section="Workers",
         metavar="BYTES",
+        reloads=True,
     )
     worker_memory_metric: str = setting(
         "rss",
@@ -372,6 +394,7 @@ class Config:
         "--worker-memory-metric",
         section="Workers",
         metavar="METRIC",
+        reloads=True,
     )
     reload: bool = setting(
         False,
@@ -774,6 +797,11 @@ def settings_markdown(fields: Sequence[dataclasses.Field[Any]] = SETTINGS) -> st
         "in pyproject.toml), or as an environment variable. Precedence: command line > "
         "environment > config file > default. Repeatable settings take a TOML array, a repeated "
         "flag, or a comma-separated environment value.",
+        "",
+        "A HUP reads the settings again and replaces the workers. Settings marked *HUP: "
+        "applied* take their new values then; the others are read by the master at start or by "
+        "the fronts, which keep running, so they keep their values (and the log says so) until "
+        "a restart or an upgrade (USR2).",
     ]
     sections: dict[str, list[dataclasses.Field[Any]]] = {}
     for f in fields:
@@ -795,5 +823,18 @@ def settings_markdown(fields: Sequence[dataclasses.Field[Any]] = SETTINGS) -> st
                 f"- command line: {flags}",
                 f"- config file: `{key_of(f)}`" if f.name != "config" else "- config file: -",
                 f"- environment: `{env_of(f)}`",
+                f"- HUP: {'applied' if f.metadata['reloads'] else 'kept until a restart or USR2'}",
             ]
     return "\n".join(lines) + "\n"
+
+
+def on_reload(running: Config, loaded: Config) -> tuple[Config, list[str]]:
+    """What a HUP applies: the `loaded` settings, except those that do not reload (see
+    :func:`setting`), which keep their `running` values; and the keys of those kept although
+    `loaded` changed them. ConfigError when the result breaks a rule of :func:`check`."""
+    kept = {
+        f.name: getattr(running, f.name)
+        for f in SETTINGS
+        if not f.metadata["reloads"] and getattr(running, f.name) != getattr(loaded, f.name)
+    }
+    return check(loaded.replace(**kept)), [key_of(_BY_NAME[name]) for name in kept]

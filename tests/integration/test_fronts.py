@@ -224,6 +224,6 @@ def test_a_reload_keeps_the_number_of_fronts(servers: ServerFactory, tmp_path: P
     fronts = wait_for_fronts(server.pid, FRONTS)
     config.write_text("fronts = 1\nworkers = 3\n")
     os.kill(server.pid, signal.SIGHUP)
-    assert server.wait_for_log(r"the number of fronts changes on a restart .*; keeping 2")
+    assert server.wait_for_log(r"reload: fronts change on a restart .* keeping the running values")
     workers_count(server.pid, 3)  # the rest of the new settings apply
     assert fronts_of(server.pid) == fronts

@@ -18,6 +18,7 @@ import pytest
 import procs
 from harness import Server, ServerFactory
 from load import Load
+from rawhttp import fetch
 
 
 def workers_of(master: int) -> dict[int, str]:
@@ -107,6 +108,24 @@ def test_reload_with_broken_import_keeps_old_workers(
         load.finish()
     assert load.failures() == [] and load.results, load.outcomes
     assert all(body.startswith(b"good ") for _, body in load.results)
+
+
+def test_a_reload_applies_worker_settings_and_keeps_the_fronts(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    for name in ("old", "new"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "page.txt").write_text(name)
+    config = tmp_path / "maitred.toml"
+    config.write_text(f'workers = 1\nstatic = ["/s={tmp_path / "old"}"]\n')
+    server = servers.start("hello:application", "-c", str(config))
+    assert fetch(server.port, "GET", "/s/page.txt").body == b"old"
+    config.write_text(f'workers = 2\nstatic = ["/s={tmp_path / "new"}"]\n')
+    os.kill(server.pid, signal.SIGHUP)
+    assert server.wait_for_log(r"reload: static change on a restart or an upgrade \(USR2\) only")
+    wait_until(lambda: len(workers_of(server.pid)) == 2, what="the second worker")
+    # The front runs on with the mount it started with, as the log said.
+    assert fetch(server.port, "GET", "/s/page.txt").body == b"old"
 
 
 def test_timeout_answers_504_logs_stack_and_spares_other_threads(servers: ServerFactory) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,28 @@ def test_sizes() -> None:
     assert config.parse_value(f, "1M", "x") == 1 << 20
     assert config.parse_value(f, "2KiB", "x") == 2048
     assert config.parse_value(f, 5, "x") == 5
+
+
+def test_a_reload_applies_the_workers_settings_and_keeps_the_others() -> None:
+    running = config.Config(workers=2, static=(("/s", "/srv/a"),), keepalive=5.0)
+    loaded = config.Config(workers=3, static=(("/s", "/srv/b"),), keepalive=5.0, threads=8)
+    cfg, kept = config.on_reload(running, loaded)
+    assert (cfg.workers, cfg.threads) == (3, 8)
+    assert cfg.static == (("/s", "/srv/a"),)
+    assert kept == ["static"]  # keepalive did not change: nothing to say about it
+
+
+def test_a_reload_that_breaks_a_rule_is_refused() -> None:
+    # The fronts stay 2 while the new settings ask for 1 worker: fronts must not exceed workers.
+    with pytest.raises(config.ConfigError, match="fronts"):
+        config.on_reload(config.Config(fronts=2, workers=2), config.Config(fronts=1, workers=1))
+
+
+def test_settings_the_fronts_read_do_not_reload() -> None:
+    # A HUP keeps the fronts running: a setting they read applied on HUP would reach only the
+    # new workers, and the two halves of the server would disagree.
+    front = Path(__file__).parents[2] / "src" / "maitred" / "front"
+    source = "\n".join(path.read_text() for path in front.glob("*.py"))
+    read = {f.name for f in config.SETTINGS if re.search(rf"\bcfg\.{f.name}\b", source)}
+    assert {"static", "keepalive", "access_log_format", "timeout"} <= read  # the scan works
+    assert not {name for name in read if config._BY_NAME[name].metadata["reloads"]}
