@@ -85,6 +85,7 @@ class Arbiter:
         self.upgrade_fd = -1  # read end of a new master's ready pipe (USR2)
         self.upgraded = False  # a new master took over our sockets
         self.reload_stop: Any = None
+        self.env_before: dict[str, str | None] = {}  # what --env replaced, to undo on HUP
 
     # --- start ---
 
@@ -92,8 +93,7 @@ class Arbiter:
         setproctitle("maitred: master")
         cfg = self.cfg
         prepare_path(cfg.chdir, cfg.pythonpath)
-        for key, value in cfg.env:
-            os.environ[key] = value
+        self._set_env(cfg.env)
         if cfg.preload:
             try:
                 self.app = load_app(cfg.app)
@@ -224,6 +224,7 @@ class Arbiter:
                     "keeping the running values",
                     ", ".join(kept),
                 )
+            self._set_env(cfg.env)
             self.cfg = cfg
         if self.cfg.preload:
             log.warning(
@@ -231,6 +232,20 @@ class Arbiter:
                 "send USR2 to load new code"
             )
         self.pool.reload(cfg)
+
+    def _set_env(self, env: tuple[tuple[str, str], ...]) -> None:
+        """Give the environment --env's variables (new workers inherit it); a variable that a
+        reload's --env no longer sets gets back the value it had before maitred set it."""
+        wanted = dict(env)
+        for key in [key for key in self.env_before if key not in wanted]:
+            before = self.env_before.pop(key)
+            if before is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = before
+        for key, value in wanted.items():
+            self.env_before.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
 
     # --- status from the workers ---
 

@@ -316,6 +316,7 @@ class Config:
         "--env",
         section="Application",
         metavar="KEY=VALUE",
+        reloads=True,
     )
     root_path: str = setting(
         "",

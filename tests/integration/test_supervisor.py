@@ -128,6 +128,33 @@ def test_a_reload_applies_worker_settings_and_keeps_the_fronts(
     assert fetch(server.port, "GET", "/s/page.txt").body == b"old"
 
 
+def test_a_reload_sets_the_new_env_and_undoes_the_old(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    (tmp_path / "greeting.py").write_text(
+        "import os\n"
+        "def application(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [os.environ.get('GREETING', 'unset').encode()]\n"
+    )
+    config = tmp_path / "maitred.toml"
+    config.write_text('env = ["GREETING=one"]\n')
+    server = servers.start(
+        "greeting:application", "-c", str(config), "--chdir", str(tmp_path), "-w", "1"
+    )
+
+    def greeting() -> bytes:
+        return fetch(server.port, "GET", "/").body
+
+    assert greeting() == b"one"
+    config.write_text('env = ["GREETING=two"]\n')
+    os.kill(server.pid, signal.SIGHUP)
+    wait_until(lambda: greeting() == b"two", what="the new value")
+    config.write_text("")
+    os.kill(server.pid, signal.SIGHUP)
+    wait_until(lambda: greeting() == b"unset", what="the variable gone again")
+
+
 def test_timeout_answers_504_logs_stack_and_spares_other_threads(servers: ServerFactory) -> None:
     server = servers.start("slow:application", "-w", "1", "--threads", "2", "--timeout", "1")
     with Load(server.port, "/?s=5", clients=1, duration=0.1, limit=1) as stuck:
