@@ -9,18 +9,34 @@ With several fronts, each TCP address gets one socket per front, bound with SO_R
 client's address and port. One socket shared by all fronts would go to whichever front woke
 first, and a burst of connections (a browser's, a load balancer's pool) would all land on one.
 A unix socket cannot be shared that way; all fronts accept on the one socket.
+
+A second server started on an address this one serves must be refused, as it is when it binds
+one plain socket (EADDRINUSE), not share or take over the address. Two cases need a check of
+their own. Linux lets any socket of the same user that sets SO_REUSEPORT join a group, so before
+binding one, :func:`bind_group` binds a probe without SO_REUSEPORT, which any socket on the
+address refuses; the group then takes the probe's port (port 0: one free port for all). A unix
+socket's file outlives a server that crashed and must be removed before binding again, but not
+while a server listens on it (the path would then lead to us, and the other server would serve
+an inode nobody can reach): :func:`bind` connects to it first and removes it only when refused.
+An error names the address, since the bare "Address already in use" does not say which one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import os
 import socket
 import stat
 from dataclasses import dataclass
 
 UNIX_PREFIX = "unix:"
+# A connect to a listening unix socket completes at once, into the backlog, whether or not the
+# server accepts; only a full backlog makes a blocking connect wait, for a server that may be
+# hung. With a timeout Linux does not wait at all (EAGAIN, which also says a server is there);
+# the timeout bounds the wait where a kernel would wait, so a hung server cannot hang our start.
+UNIX_CHECK_TIMEOUT = 1.0
 
 
 @dataclass(frozen=True)
@@ -30,12 +46,18 @@ class Address:
     port: int
     path: str = ""  # unix sockets only
 
-    def url(self, bound: socket.socket) -> str:
+    def __str__(self) -> str:
+        """The address as `--bind` takes it, for error messages."""
         if self.family == socket.AF_UNIX:
             return UNIX_PREFIX + self.path
+        host = f"[{self.host}]" if self.family == socket.AF_INET6 else self.host
+        return f"{host}:{self.port}"
+
+    def url(self, bound: socket.socket) -> str:
+        if self.family == socket.AF_UNIX:
+            return str(self)
         host, port = bound.getsockname()[:2]
-        shown = f"[{host}]" if self.family == socket.AF_INET6 else host
-        return f"http://{shown}:{port}"
+        return f"http://{dataclasses.replace(self, host=host, port=port)}"
 
 
 def parse_address(text: str) -> Address:
@@ -64,13 +86,13 @@ def parse_address(text: str) -> Address:
 
 def bind_group(address: Address, backlog: int, count: int) -> list[socket.socket]:
     """`count` listening sockets on one TCP address, in one SO_REUSEPORT group; one socket
-    for a unix address or a count of 1 (a second server on the port is then refused)."""
+    for a unix address or a count of 1. A second server on the address is refused either way."""
     if count == 1 or address.family == socket.AF_UNIX:
         return [bind(address, backlog)]
-    group = [bind(address, backlog, reuse_port=True)]
-    same_port = dataclasses.replace(address, port=group[0].getsockname()[1])  # port 0: chosen
+    same_port = dataclasses.replace(address, port=_free_port(address))
+    group: list[socket.socket] = []
     try:
-        group.extend(bind(same_port, backlog, reuse_port=True) for _ in range(count - 1))
+        group.extend(bind(same_port, backlog, reuse_port=True) for _ in range(count))
     except BaseException:
         for sock in group:
             sock.close()
@@ -82,17 +104,7 @@ def bind(address: Address, backlog: int, reuse_port: bool = False) -> socket.soc
     """A listening, non-inheritable-by-exec socket for one address."""
     sock = socket.socket(address.family, socket.SOCK_STREAM)
     try:
-        if address.family == socket.AF_UNIX:
-            _remove_stale_unix_socket(address.path)
-            sock.bind(address.path)
-        else:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if reuse_port:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            if address.family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind((address.host, address.port))
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _bind_to(sock, address, reuse_port)
         sock.listen(backlog)
         sock.setblocking(False)
     except BaseException:
@@ -101,7 +113,60 @@ def bind(address: Address, backlog: int, reuse_port: bool = False) -> socket.soc
     return sock
 
 
+def _free_port(address: Address) -> int:
+    """The port a group may take on a TCP address (a free one for port 0); EADDRINUSE if any
+    socket holds it. A socket bound without SO_REUSEPORT conflicts with every other on the
+    port, where one with it would join their group."""
+    with socket.socket(address.family, socket.SOCK_STREAM) as probe:
+        _bind_to(probe, address, reuse_port=False)
+        port: int = probe.getsockname()[1]
+    # Closed before the group binds, which it would refuse; a socket that never listened
+    # leaves nothing behind (no TIME_WAIT), so the port is free again at once.
+    return port
+
+
+def _bind_to(sock: socket.socket, address: Address, reuse_port: bool) -> None:
+    """Bind a new socket with our options: the probe must be refused exactly where the
+    listeners would be (SO_REUSEADDR, IPV6_V6ONLY), so both are set up here."""
+    try:
+        if address.family == socket.AF_UNIX:
+            _remove_stale_unix_socket(address.path)
+            sock.bind(address.path)
+            return
+        # SO_REUSEADDR: a restart must not wait for the last server's TIME_WAIT connections.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if address.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((address.host, address.port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError as exc:  # the bare error does not say which of the addresses
+        if exc.errno is None:  # "AF_UNIX path too long"
+            raise OSError(f"{exc}: {address}") from exc
+        raise OSError(exc.errno, exc.strerror, str(address)) from exc
+
+
 def _remove_stale_unix_socket(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        if stat.S_ISSOCK(os.stat(path).st_mode):
-            os.unlink(path)
+    """Remove the socket file a server that is gone left at `path`; EADDRINUSE if a server
+    listens on it. Anything else at the path is left for bind to fail on."""
+    try:
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            return
+    except FileNotFoundError:
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(UNIX_CHECK_TIMEOUT)
+        try:
+            probe.connect(path)
+        except ConnectionRefusedError:  # nobody listens: stale
+            with contextlib.suppress(FileNotFoundError):  # removed by another server meanwhile
+                os.unlink(path)
+            return
+        except FileNotFoundError:  # removed since the stat: nothing to do
+            return
+        except PermissionError:
+            raise  # we cannot tell whether a server is there, so the file is not ours to remove
+        except OSError:
+            pass  # a full backlog (EAGAIN, a timeout) or a datagram socket: someone is there
+    raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
