@@ -10,6 +10,13 @@ decides what to start, replace, retire or restart: staged start, make-before-bre
 recycling, crash backoff. The master does the process work those decisions call for (fork,
 signal, reap).
 
+A HUP replaces every worker, make-before-break. When it changes a setting of the fronts, it
+replaces the fronts too, as a new generation (maitred.fronts.Generation) with link sockets of its
+own: the new workers link to the new fronts, which start once one of those workers has imported
+the app; then the old fronts stop accepting, finish their requests with the old workers, and
+exit, and each one's workers are stopped after it. If no new worker can import the app, the new
+generation is dropped and the old fronts serve on.
+
 Shutdown (TERM, INT) goes fronts first: they stop accepting and finish the requests in flight,
 using the workers; once every front has exited, the master closes the link listeners (so workers
 cannot reconnect) and stops the workers. QUIT stops everything at once.
@@ -75,7 +82,12 @@ class Arbiter:
         self.listeners: list[list[socket.socket]] = []  # per bind address (maitred.sockets)
         self.link_dir = ""
         self.spool_dir = ""
-        self.link_listeners: dict[int, socket.socket] = {}  # by front number
+        # The generations of fronts alive (maitred.fronts): the current one, the next while a
+        # HUP waits for its workers, older ones while their fronts finish.
+        self.generations: dict[int, fronts.Generation] = {}
+        self.current: fronts.Generation | None = None
+        self.next: fronts.Generation | None = None
+        self.generation_count = 0
         self.app: Any = None
         self.signals: SignalQueue | None = None
         self.stopping = False
@@ -141,11 +153,18 @@ class Arbiter:
         # says otherwise, so the master can remove what a killed front left behind.
         self.spool_dir = os.path.join(self.link_dir, "spool")
         os.mkdir(self.spool_dir, 0o700)
-        for number in fronts.numbers(cfg.fronts):
-            os.mkdir(fronts.spool_dir(self.spool_dir, number), 0o700)
-            path = fronts.link_path(self.link_dir, number)
-            address = sockets.Address(socket.AF_UNIX, "", 0, path)
-            self.link_listeners[number] = sockets.bind(address, cfg.backlog)
+        self.current = self._open_generation(cfg)
+
+    def _open_generation(self, cfg: Config) -> fronts.Generation:
+        number = self.generation_count
+        self.generation_count += 1
+        generation = fronts.Generation(number, cfg, self.link_dir, self.spool_dir)
+        self.generations[number] = generation
+        return generation
+
+    def _close_generation(self, generation: fronts.Generation) -> None:
+        generation.close()
+        self.generations.pop(generation.number, None)
 
     def _write_pidfile(self) -> None:
         if self.cfg.pidfile:
@@ -209,16 +228,21 @@ class Arbiter:
 
     def reload(self) -> None:
         log.info("SIGHUP: reloading")
+        if self.next is not None:
+            # The latest settings win, and a new worker stuck in its import cannot hold up
+            # every later reload.
+            log.warning("reload: dropping the new fronts that were waiting for their workers")
+            self._drop_next()
         cfg = None
         if self.reload_config is not None:
             try:
-                cfg, kept = on_reload(self.cfg, self.reload_config())
+                cfg, kept, new_fronts = on_reload(self.cfg, self.reload_config())
             except (ConfigError, SystemExit) as exc:
                 log.error("reload: the new configuration is invalid, keeping the old: %s", exc)
                 return
             if kept:
-                # The fronts and the master's own setup keep running: these wait for a restart
-                # or an upgrade, and keeping them here also keeps a respawned front like the rest.
+                # The master's own setup keeps running: these wait for a restart or an
+                # upgrade, and keeping them here keeps every process started from now alike.
                 log.warning(
                     "reload: %s change on a restart or an upgrade (USR2) only; "
                     "keeping the running values",
@@ -226,6 +250,9 @@ class Arbiter:
                 )
             self._set_env(cfg.env)
             self.cfg = cfg
+            if new_fronts:
+                log.info("reload: the fronts' settings changed; new fronts start with new workers")
+                self.next = self._open_generation(cfg)
         if self.cfg.preload:
             log.warning(
                 "reload: with --preload the app was imported by the master; "
@@ -261,6 +288,8 @@ class Arbiter:
         child.last_seen = time.monotonic()
         for kind, value in child.reader.feed(data):
             if kind == status.READY:
+                if self.next is not None and child.generation == self.next.number:
+                    self._swap_fronts()
                 if self.pool.ready(child):  # the first worker ever: the app imports
                     upgrade.notify_old_master(self.environ)
             elif kind == status.HEARTBEAT:
@@ -291,12 +320,21 @@ class Arbiter:
             if child.kind == "front" and not any(c.kind == "front" for c in self.children.values()):
                 self._stop_workers()
             return
-        if child.kind == "front":
+        generation = self.generations.get(child.generation)
+        if child.kind == "front" and generation is not None:
             # Bodies the dead front was holding: nobody else will remove them.
-            self._empty_spool(child.worker_id)
+            generation.empty_spool(child.worker_id)
+        if generation is not self.current and generation is not self.next:
+            log.info("%s (pid %d) of the settings before the reload is done", child.role, child.pid)
+            if child.kind == "front" and generation is not None:
+                self._front_gone(generation, child.worker_id)
+            return
         if self.pool.exited(child, code):  # the app cannot be imported
             self.exit_status = 1
             self.stop()
+        elif self.next is not None and generation is self.next and not self._of(self.next):
+            log.error("reload: no new worker could start; the fronts keep their settings")
+            self._drop_next()
 
     def _fork(self, main: Callable[[], int]) -> int:
         assert self.signals is not None
@@ -304,34 +342,95 @@ class Arbiter:
         return fork(main, self.signals, HANDLED, siblings)
 
     def _spawn_front(self, number: int) -> None:
-        spool = fronts.spool_dir(self.spool_dir, number)
-        cfg = fronts.front_config(self.cfg, number, spool)
-        link_listener = self.link_listeners[number]
+        generation = self.current
+        assert generation is not None
+        cfg = fronts.front_config(generation.cfg, number, generation.spool_dir(number))
+        link_listener = generation.links[number]
         listeners = [
             sock
             for group in self.listeners
-            for sock in fronts.listeners_of(number, self.cfg.fronts, group)
+            for sock in fronts.listeners_of(number, cfg.fronts, group)
         ]
         pid = self._fork(
             lambda: run_front(cfg, listeners, link_listener, self.pid, fronts.name(number))
         )
-        self.children[pid] = Child(pid, "front", number)
+        self.children[pid] = Child(pid, "front", number, generation=generation.number)
 
     def _spawn_worker(self, worker_id: int) -> Child:
         read_fd, write_fd = os.pipe()
         cfg, app = self.cfg, self.app
-        link_path = fronts.link_path(self.link_dir, fronts.of_worker(worker_id, cfg.fronts))
+        generation = self.next or self.current  # a HUP's new workers link to the new fronts
+        assert generation is not None
+        link_path = generation.link_path(fronts.of_worker(worker_id, cfg.fronts))
 
         def main() -> int:
             os.close(read_fd)
-            for sock in (*self._all_listeners(), *self.link_listeners.values()):
+            for sock in (*self._all_listeners(), *self._link_listeners()):
                 sock.close()  # a worker holding these would keep dead links connectable
             return Worker(cfg, worker_id, link_path, app, write_fd, self.pid).run()
 
         pid = self._fork(main)
         os.close(write_fd)
-        child = self.children[pid] = Child(pid, "worker", worker_id, read_fd)
+        child = Child(pid, "worker", worker_id, read_fd, generation=generation.number)
+        self.children[pid] = child
         return child
+
+    # --- a HUP that replaces the fronts ---
+
+    def _of(self, generation: fronts.Generation, kind: str = "") -> list[Child]:
+        """The children of a generation (of one kind)."""
+        return [
+            c
+            for c in self.children.values()
+            if c.generation == generation.number and kind in ("", c.kind)
+        ]
+
+    def _swap_fronts(self) -> None:
+        """A worker of the next generation imported the app: its fronts start, and the
+        current ones stop accepting and finish their requests, with their own workers."""
+        old, new = self.current, self.next
+        assert old is not None and new is not None
+        self.current, self.next = new, None
+        for child in self._of(old, "worker"):
+            # Not the pool's any more: they leave with their front (see _front_gone).
+            child.retiring = True
+            if child.replaced_by is not None:
+                child.replaced_by.replaces = None
+                child.replaced_by = None
+        for key in [key for key in self.pool.pending if key[0] == "front"]:
+            del self.pool.pending[key]  # a crashed old front: the new one takes its place
+        for number in fronts.numbers(self.cfg.fronts):
+            self._spawn_front(number)
+        running = {child.worker_id: child for child in self._of(old, "front")}
+        for number in fronts.numbers(old.cfg.fronts):
+            if number in running:
+                running[number].send(signal.SIGTERM)
+            else:  # it had died: nothing left to finish
+                self._front_gone(old, number)
+        log.info("reload: new fronts serve; the old ones finish their requests")
+
+    def _front_gone(self, generation: fronts.Generation, number: int) -> None:
+        """A front of an old generation finished: its workers go too."""
+        generation.close_link(number)
+        for child in self._of(generation, "worker"):
+            if fronts.of_worker(child.worker_id, generation.cfg.fronts) == number:
+                child.send(signal.SIGTERM)
+        if not self._of(generation, "front"):
+            self._close_generation(generation)
+
+    def _drop_next(self) -> None:
+        """The next generation will not serve: its workers go, and the fronts keep running
+        with the settings they have (the workers they replace serve on)."""
+        assert self.next is not None and self.current is not None
+        for child in self._of(self.next, "worker"):
+            if child.replaces is not None:
+                child.replaces.replaced_by = None
+                child.replaces = None
+            child.retiring = True
+            child.send(signal.SIGTERM)
+        self._close_generation(self.next)
+        self.next = None
+        self.cfg = self.pool.cfg = self.cfg.with_fronts_of(self.current.cfg)
 
     # --- upgrade (USR2) ---
 
@@ -373,9 +472,9 @@ class Arbiter:
             self._stop_workers()
 
     def _stop_workers(self) -> None:
-        for sock in self.link_listeners.values():
-            sock.close()  # worker threads must not reconnect to a dead front
-        self.link_listeners.clear()
+        for generation in self.generations.values():
+            for number in list(generation.links):
+                generation.close_link(number)  # worker threads must not reconnect to a dead front
         self.stop_deadline = time.monotonic() + self.cfg.graceful_timeout + KILL_GRACE
         self._signal_all(signal.SIGTERM)
 
@@ -389,14 +488,11 @@ class Arbiter:
         for child in self.children.values():
             child.send(signum)
 
-    def _empty_spool(self, number: int) -> None:
-        spool = fronts.spool_dir(self.spool_dir, number)
-        for name in os.listdir(spool):
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(spool, name))
-
     def _all_listeners(self) -> list[socket.socket]:
         return [sock for group in self.listeners for sock in group]
+
+    def _link_listeners(self) -> list[socket.socket]:
+        return [sock for g in self.generations.values() for sock in g.links.values()]
 
     def _cleanup(self) -> None:
         for sock in self._all_listeners():
@@ -405,7 +501,7 @@ class Arbiter:
                 if isinstance(path, str) and path and os.path.exists(path):
                     os.unlink(path)
             sock.close()
-        for link in self.link_listeners.values():
+        for link in self._link_listeners():
             link.close()
         if self.link_dir:
             shutil.rmtree(self.link_dir, ignore_errors=True)

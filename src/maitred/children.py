@@ -30,6 +30,7 @@ class Child:
     kind: str  # "front" or "worker"
     worker_id: int = 0  # a front's number (maitred.fronts: 0 when it is the only front)
     status_fd: int = -1
+    generation: int = 0  # the generation of fronts it belongs to, or links to (maitred.fronts)
     replaces: Child | None = None  # the worker this one takes over from, once READY
     started: float = field(default_factory=time.monotonic)
     last_seen: float = field(default_factory=time.monotonic)

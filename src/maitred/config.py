@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -177,6 +177,11 @@ def _list_of(item: Parser, doc: str) -> Parser:
 
 # --- the declaration helper ---
 
+# What a HUP does with a setting's new value (see setting()).
+WORKERS = "workers"
+FRONTS = "fronts"
+RESTART = "restart"
+
 
 def setting(
     default: Any,
@@ -185,13 +190,14 @@ def setting(
     *flags: str,
     section: str = "Server",
     metavar: str | None = None,
-    reloads: bool = False,
+    reloads: str = RESTART,
 ) -> Any:
     """Declare one setting; returns a dataclass field carrying its metadata.
 
-    `reloads`: a HUP applies a new value (it only concerns the workers, which a HUP replaces).
-    The others are read by the master at start or by the fronts, which a HUP keeps: a new
-    value of theirs waits for a restart or an upgrade (USR2). See :func:`on_reload`.
+    `reloads` says what a HUP does with a new value (see :func:`on_reload`): WORKERS, it
+    applies to the workers, which a HUP replaces; FRONTS, it applies to the fronts, which a HUP
+    then replaces too; RESTART, it waits for a restart or an upgrade (USR2): the master uses
+    it at start only (the addresses, the logs, the paths).
     """
     meta = {
         "help": help,
@@ -217,7 +223,7 @@ class Config:
         _str,
         section="Application",
         metavar="APP",
-        reloads=True,
+        reloads=WORKERS,
     )
     config: str = setting(
         "",
@@ -228,7 +234,7 @@ class Config:
         "--config",
         section="Application",
         metavar="PATH",
-        reloads=True,
+        reloads=WORKERS,
     )
     bind: tuple[str, ...] = setting(
         ("127.0.0.1:8000",),
@@ -256,7 +262,7 @@ class Config:
         "--workers",
         section="Workers",
         metavar="N",
-        reloads=True,
+        reloads=WORKERS,
     )
     threads: int = setting(
         4,
@@ -267,7 +273,7 @@ class Config:
         "--threads",
         section="Workers",
         metavar="N",
-        reloads=True,
+        reloads=WORKERS,
     )
     fronts: int = setting(
         1,
@@ -316,7 +322,7 @@ class Config:
         "--env",
         section="Application",
         metavar="KEY=VALUE",
-        reloads=True,
+        reloads=WORKERS,
     )
     root_path: str = setting(
         "",
@@ -326,7 +332,7 @@ class Config:
         "--root-path",
         section="Application",
         metavar="PREFIX",
-        reloads=True,
+        reloads=WORKERS,
     )
     keepalive: float = setting(
         5.0,
@@ -336,6 +342,7 @@ class Config:
         "--keepalive",
         section="Limits",
         metavar="SECONDS",
+        reloads=FRONTS,
     )
     timeout: float = setting(
         30.0,
@@ -347,6 +354,7 @@ class Config:
         "--timeout",
         section="Workers",
         metavar="SECONDS",
+        reloads=FRONTS,
     )
     max_requests: int = setting(
         0,
@@ -356,7 +364,7 @@ class Config:
         "--max-requests",
         section="Workers",
         metavar="N",
-        reloads=True,
+        reloads=WORKERS,
     )
     max_requests_jitter: int = setting(
         0,
@@ -366,7 +374,7 @@ class Config:
         "--max-requests-jitter",
         section="Workers",
         metavar="N",
-        reloads=True,
+        reloads=WORKERS,
     )
     max_worker_lifetime: float = setting(
         0.0,
@@ -375,7 +383,7 @@ class Config:
         "--max-worker-lifetime",
         section="Workers",
         metavar="SECONDS",
-        reloads=True,
+        reloads=WORKERS,
     )
     max_worker_memory: int = setting(
         0,
@@ -385,7 +393,7 @@ class Config:
         "--max-worker-memory",
         section="Workers",
         metavar="BYTES",
-        reloads=True,
+        reloads=WORKERS,
     )
     worker_memory_metric: str = setting(
         "rss",
@@ -395,7 +403,7 @@ class Config:
         "--worker-memory-metric",
         section="Workers",
         metavar="METRIC",
-        reloads=True,
+        reloads=WORKERS,
     )
     reload: bool = setting(
         False,
@@ -421,6 +429,7 @@ class Config:
         "--graceful-timeout",
         section="Workers",
         metavar="SECONDS",
+        reloads=FRONTS,
     )
     body_buffer_size: int = setting(
         1 << 20,
@@ -430,6 +439,7 @@ class Config:
         "--body-buffer-size",
         section="Limits",
         metavar="BYTES",
+        reloads=FRONTS,
     )
     body_temp_dir: str = setting(
         "",
@@ -438,6 +448,7 @@ class Config:
         "--body-temp-dir",
         section="Limits",
         metavar="DIR",
+        reloads=FRONTS,
     )
     limit_request_body: int = setting(
         1 << 30,
@@ -447,6 +458,7 @@ class Config:
         "--limit-request-body",
         section="Limits",
         metavar="BYTES",
+        reloads=FRONTS,
     )
     limit_request_line: int = setting(
         8190,
@@ -456,6 +468,7 @@ class Config:
         "--limit-request-line",
         section="Limits",
         metavar="BYTES",
+        reloads=FRONTS,
     )
     limit_request_fields: int = setting(
         100,
@@ -464,6 +477,7 @@ class Config:
         "--limit-request-fields",
         section="Limits",
         metavar="N",
+        reloads=FRONTS,
     )
     limit_request_field_size: int = setting(
         8190,
@@ -472,6 +486,7 @@ class Config:
         "--limit-request-field-size",
         section="Limits",
         metavar="BYTES",
+        reloads=FRONTS,
     )
     response_buffer_size: int = setting(
         1 << 20,
@@ -481,6 +496,7 @@ class Config:
         "--response-buffer-size",
         section="Limits",
         metavar="BYTES",
+        reloads=FRONTS,
     )
     header_timeout: float = setting(
         10.0,
@@ -492,6 +508,7 @@ class Config:
         "--header-timeout",
         section="Limits",
         metavar="SECONDS",
+        reloads=FRONTS,
     )
     body_timeout: float = setting(
         30.0,
@@ -503,6 +520,7 @@ class Config:
         "--body-timeout",
         section="Limits",
         metavar="SECONDS",
+        reloads=FRONTS,
     )
     min_body_rate: int = setting(
         1024,
@@ -513,6 +531,7 @@ class Config:
         "--min-body-rate",
         section="Limits",
         metavar="BYTES",
+        reloads=FRONTS,
     )
     send_timeout: float = setting(
         30.0,
@@ -524,6 +543,7 @@ class Config:
         "--send-timeout",
         section="Limits",
         metavar="SECONDS",
+        reloads=FRONTS,
     )
     max_connections: int = setting(
         10000,
@@ -536,6 +556,7 @@ class Config:
         "--max-connections",
         section="Limits",
         metavar="N",
+        reloads=FRONTS,
     )
     max_queue: int = setting(
         1000,
@@ -547,6 +568,7 @@ class Config:
         "--max-queue",
         section="Limits",
         metavar="N",
+        reloads=FRONTS,
     )
     queue_timeout: float = setting(
         30.0,
@@ -557,6 +579,7 @@ class Config:
         "--queue-timeout",
         section="Limits",
         metavar="SECONDS",
+        reloads=FRONTS,
     )
     log_level: str = setting(
         "info",
@@ -573,6 +596,7 @@ class Config:
         "--access-logfile",
         section="Logging",
         metavar="PATH",
+        reloads=FRONTS,
     )
     access_log_format: str = setting(
         "combined",
@@ -588,6 +612,7 @@ class Config:
         "--access-log-format",
         section="Logging",
         metavar="FORMAT",
+        reloads=FRONTS,
     )
     error_logfile: str = setting(
         "-",
@@ -609,6 +634,7 @@ class Config:
         "--request-id-header",
         section="Logging",
         metavar="NAME",
+        reloads=FRONTS,
     )
     static: tuple[tuple[str, str], ...] = setting(
         (),
@@ -619,6 +645,7 @@ class Config:
         "--static",
         section="Static files",
         metavar="PREFIX=DIR",
+        reloads=FRONTS,
     )
     static_max_age: int = setting(
         60,
@@ -630,6 +657,7 @@ class Config:
         "--static-max-age",
         section="Static files",
         metavar="SECONDS",
+        reloads=FRONTS,
     )
     static_follow_symlinks: bool = setting(
         False,
@@ -638,6 +666,7 @@ class Config:
         _bool,
         "--static-follow-symlinks",
         section="Static files",
+        reloads=FRONTS,
     )
     static_index: str = setting(
         "",
@@ -647,6 +676,7 @@ class Config:
         "--static-index",
         section="Static files",
         metavar="NAME",
+        reloads=FRONTS,
     )
     static_cache_size: int = setting(
         16 << 20,
@@ -657,6 +687,7 @@ class Config:
         "--static-cache-size",
         section="Static files",
         metavar="BYTES",
+        reloads=FRONTS,
     )
     forwarded_allow_ips: tuple[str, ...] = setting(
         ("127.0.0.1", "::1"),
@@ -669,6 +700,7 @@ class Config:
         "--forwarded-allow-ips",
         section="Proxy",
         metavar="ADDRESSES",
+        reloads=FRONTS,
     )
     proxy_protocol: bool = setting(
         False,
@@ -678,10 +710,17 @@ class Config:
         _bool,
         "--proxy-protocol",
         section="Proxy",
+        reloads=FRONTS,
     )
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
+
+    def with_fronts_of(self, other: Config) -> Config:
+        """These settings, with those of the fronts (reloads=FRONTS) taken from `other`."""
+        return self.replace(
+            **{f.name: getattr(other, f.name) for f in SETTINGS if f.metadata["reloads"] == FRONTS}
+        )
 
 
 SETTINGS: tuple[dataclasses.Field[Any], ...] = dataclasses.fields(Config)
@@ -787,6 +826,13 @@ def check(cfg: Config) -> Config:
     return cfg
 
 
+ON_HUP = {
+    WORKERS: "applied",
+    FRONTS: "applied (the fronts are replaced too)",
+    RESTART: "kept until a restart or USR2",
+}
+
+
 def settings_markdown(fields: Sequence[dataclasses.Field[Any]] = SETTINGS) -> str:
     """docs/settings.md, generated from the table (``python -m maitred.docs``)."""
     lines = [
@@ -799,10 +845,11 @@ def settings_markdown(fields: Sequence[dataclasses.Field[Any]] = SETTINGS) -> st
         "environment > config file > default. Repeatable settings take a TOML array, a repeated "
         "flag, or a comma-separated environment value.",
         "",
-        "A HUP reads the settings again and replaces the workers. Settings marked *HUP: "
-        "applied* take their new values then; the others are read by the master at start or by "
-        "the fronts, which keep running, so they keep their values (and the log says so) until "
-        "a restart or an upgrade (USR2).",
+        "A HUP reads the settings again and replaces the workers, make-before-break. When a "
+        "setting of the fronts changed, it replaces the fronts too: the new ones start serving "
+        "once the new workers have imported the app, and the old ones finish their requests "
+        "and exit. The settings the master uses only at start keep their values (the log names "
+        "those that changed) until a restart or an upgrade (USR2).",
     ]
     sections: dict[str, list[dataclasses.Field[Any]]] = {}
     for f in fields:
@@ -824,18 +871,25 @@ def settings_markdown(fields: Sequence[dataclasses.Field[Any]] = SETTINGS) -> st
                 f"- command line: {flags}",
                 f"- config file: `{key_of(f)}`" if f.name != "config" else "- config file: -",
                 f"- environment: `{env_of(f)}`",
-                f"- HUP: {'applied' if f.metadata['reloads'] else 'kept until a restart or USR2'}",
+                f"- HUP: {ON_HUP[f.metadata['reloads']]}",
             ]
     return "\n".join(lines) + "\n"
 
 
-def on_reload(running: Config, loaded: Config) -> tuple[Config, list[str]]:
-    """What a HUP applies: the `loaded` settings, except those that do not reload (see
-    :func:`setting`), which keep their `running` values; and the keys of those kept although
-    `loaded` changed them. ConfigError when the result breaks a rule of :func:`check`."""
-    kept = {
-        f.name: getattr(running, f.name)
-        for f in SETTINGS
-        if not f.metadata["reloads"] and getattr(running, f.name) != getattr(loaded, f.name)
-    }
-    return check(loaded.replace(**kept)), [key_of(_BY_NAME[name]) for name in kept]
+class Reload(NamedTuple):
+    """What a HUP applies (see :func:`on_reload`)."""
+
+    cfg: Config
+    kept: list[str]  # keys of the settings kept although the new settings changed them
+    fronts: bool  # a setting of the fronts changed: they are replaced too
+
+
+def on_reload(running: Config, loaded: Config) -> Reload:
+    """What a HUP applies: the `loaded` settings, except those that wait for a restart (see
+    :func:`setting`), which keep their `running` values. ConfigError when the result breaks a
+    rule of :func:`check`."""
+    changed = [f for f in SETTINGS if getattr(running, f.name) != getattr(loaded, f.name)]
+    kept = {f.name: getattr(running, f.name) for f in changed if f.metadata["reloads"] == RESTART}
+    cfg = check(loaded.replace(**kept))
+    fronts = any(f.metadata["reloads"] == FRONTS for f in changed)
+    return Reload(cfg, [key_of(_BY_NAME[name]) for name in kept], fronts)

@@ -7,7 +7,8 @@ deals new connections evenly to the fronts. Everything else is the front's own t
 * its workers: worker N belongs to front ((N - 1) mod fronts) + 1 and connects only to that
   front's link socket, so each front dispatches to threads nobody else uses, and a request
   waits only in its own front's queue;
-* its link socket and spool directory (the master empties the spool of a front that died);
+* its link socket and spool directory (the master empties the spool of a front that died),
+  both per generation (:class:`Generation`);
 * its share of --max-connections and --max-queue, so the server as a whole keeps to them.
 
 A front is numbered 1..N; the only front of a server has number 0, so its process title and
@@ -16,10 +17,13 @@ log name stay plain "front".
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 from collections.abc import Sequence
 from typing import TypeVar
 
+from maitred import sockets
 from maitred.config import Config
 
 T = TypeVar("T")
@@ -67,9 +71,59 @@ def front_config(cfg: Config, number: int, spool_dir: str) -> Config:
     )
 
 
-def spool_dir(base: str, number: int) -> str:
-    return os.path.join(base, str(number))
+class Generation:
+    """The fronts that run one configuration, and what each has from the master: the link
+    listener its workers connect to, and its spool directory.
 
+    A HUP that changes a setting of the fronts opens the next generation (maitred.arbiter):
+    its workers start first, and once one has imported the app its fronts start; the fronts of
+    the generation before stop accepting, finish their requests and exit, and the workers of
+    each then go too. Each generation has link sockets of its own, so a new worker can only
+    reach a new front, and spool directories of their own, so emptying a departed front's
+    spool never touches a body its successor holds.
+    """
 
-def link_path(base: str, number: int) -> str:
-    return os.path.join(base, f"link-{number}.sock")
+    def __init__(self, number: int, cfg: Config, link_dir: str, spool_base: str) -> None:
+        self.number = number
+        self.cfg = cfg
+        self.links: dict[int, socket.socket] = {}  # front number -> its link listener
+        self._link_dir = link_dir
+        self._spool_base = spool_base
+        try:
+            for front in numbers(cfg.fronts):
+                os.mkdir(self.spool_dir(front), 0o700)
+                path = self.link_path(front)
+                address = sockets.Address(socket.AF_UNIX, "", 0, path)
+                self.links[front] = sockets.bind(address, cfg.backlog)
+        except BaseException:
+            self.close()
+            raise
+
+    def link_path(self, front: int) -> str:
+        return os.path.join(self._link_dir, f"link-{front}.{self.number}.sock")
+
+    def spool_dir(self, front: int) -> str:
+        return os.path.join(self._spool_base, f"{front}.{self.number}")
+
+    def empty_spool(self, front: int) -> None:
+        """Remove the bodies a front left behind (it died, or it is gone)."""
+        spool = self.spool_dir(front)
+        with contextlib.suppress(OSError):
+            for name in os.listdir(spool):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(spool, name))
+
+    def close_link(self, front: int) -> None:
+        """The front is gone for good: its workers must not reconnect to a front nobody runs."""
+        sock = self.links.pop(front, None)
+        if sock is not None:
+            sock.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self.link_path(front))
+
+    def close(self) -> None:
+        for front in numbers(self.cfg.fronts):
+            self.close_link(front)
+            self.empty_spool(front)
+            with contextlib.suppress(OSError):
+                os.rmdir(self.spool_dir(front))

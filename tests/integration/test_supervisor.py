@@ -110,22 +110,110 @@ def test_reload_with_broken_import_keeps_old_workers(
     assert all(body.startswith(b"good ") for _, body in load.results)
 
 
-def test_a_reload_applies_worker_settings_and_keeps_the_fronts(
-    servers: ServerFactory, tmp_path: Path
-) -> None:
+def fronts_of(master: int) -> dict[int, str]:
+    return procs.children_titled(master, "maitred: front")
+
+
+def static_dirs(tmp_path: Path) -> tuple[Path, Path]:
+    """Two static directories, each with page.txt saying which one it is."""
     for name in ("old", "new"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "page.txt").write_text(name)
+    return tmp_path / "old", tmp_path / "new"
+
+
+@pytest.mark.parametrize("fronts", [1, 2])
+def test_a_reload_that_changes_the_fronts_replaces_them_dropping_nothing(
+    servers: ServerFactory, tmp_path: Path, fronts: int
+) -> None:
+    old, new = static_dirs(tmp_path)
     config = tmp_path / "maitred.toml"
-    config.write_text(f'workers = 1\nstatic = ["/s={tmp_path / "old"}"]\n')
-    server = servers.start("hello:application", "-c", str(config))
-    assert fetch(server.port, "GET", "/s/page.txt").body == b"old"
-    config.write_text(f'workers = 2\nstatic = ["/s={tmp_path / "new"}"]\n')
+    settings = f"workers = 2\nthreads = 2\nfronts = {fronts}\n"
+    config.write_text(settings + f'static = ["/s={old}"]\n')
+    server = servers.start(
+        "versioned:application", "-c", str(config), *versioned_app(tmp_path, "v0")
+    )
+    wait_until(lambda: len(fronts_of(server.pid)) == fronts, what="the fronts")
+    old_fronts = set(fronts_of(server.pid))
+    with Load(server.port, "/", clients=3, duration=30.0) as load:
+        load.wait_for(10)
+        (tmp_path / "version.txt").write_text("v1")
+        config.write_text(settings + f'static = ["/s={new}"]\n')
+        os.kill(server.pid, signal.SIGHUP)
+        wait_until(lambda: fetch(server.port, "GET", "/s/page.txt").body == b"new", what="new")
+        wait_until(lambda: not old_fronts & set(fronts_of(server.pid)), what="old fronts gone")
+        wait_until(lambda: load.results[-1][1].startswith(b"v1 "), what="the new code")
+        load.wait_for(len(load.results) + 10)
+    assert load.failures() == [], load.outcomes
+    assert len(fronts_of(server.pid)) == fronts
+    wait_until(lambda: len(workers_of(server.pid)) == 2, what="the old workers gone")
+    assert "reload: new fronts serve" in server.stderr
+
+
+def test_a_request_in_flight_finishes_on_the_old_front(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    old, new = static_dirs(tmp_path)
+    config = tmp_path / "maitred.toml"
+    config.write_text(f'workers = 1\nstatic = ["/s={old}"]\n')
+    server = servers.start("slow:application", "-c", str(config))
+    wait_until(lambda: len(fronts_of(server.pid)) == 1, what="the front")
+    (old_front,) = fronts_of(server.pid)
+    with Load(server.port, "/?s=1.5", clients=1, duration=0.1, limit=1) as slow:
+        time.sleep(0.3)  # in the old worker's hands
+        config.write_text(f'workers = 1\nstatic = ["/s={new}"]\n')
+        os.kill(server.pid, signal.SIGHUP)
+        wait_until(lambda: fetch(server.port, "GET", "/s/page.txt").body == b"new", what="new")
+        assert old_front in fronts_of(server.pid)  # still finishing the slow request
+        slow.finish()
+    assert slow.outcomes == {200: 1}
+    wait_until(lambda: old_front not in fronts_of(server.pid), what="the old front gone")
+
+
+def test_a_reload_whose_app_fails_keeps_the_fronts(servers: ServerFactory, tmp_path: Path) -> None:
+    old, new = static_dirs(tmp_path)
+    config = tmp_path / "maitred.toml"
+    config.write_text(f'workers = 1\nstatic = ["/s={old}"]\n')
+    server = servers.start(
+        "versioned:application", "-c", str(config), *versioned_app(tmp_path, "good")
+    )
+    assert fetch(server.port, "GET", "/").body.startswith(b"good ")  # the app imports
+    fronts = set(fronts_of(server.pid))
+    (tmp_path / "versioned.py").write_text("def broken(:\n")
+    config.write_text(f'workers = 1\nstatic = ["/s={new}"]\n')
     os.kill(server.pid, signal.SIGHUP)
-    assert server.wait_for_log(r"reload: static change on a restart or an upgrade \(USR2\) only")
-    wait_until(lambda: len(workers_of(server.pid)) == 2, what="the second worker")
-    # The front runs on with the mount it started with, as the log said.
+    assert server.wait_for_log("the fronts keep their settings", timeout=15.0), server.stderr
+    assert set(fronts_of(server.pid)) == fronts
     assert fetch(server.port, "GET", "/s/page.txt").body == b"old"
+    assert fetch(server.port, "GET", "/").body.startswith(b"good ")
+    # Nothing is left half done: the next reload, with the code mended, goes through.
+    (tmp_path / "versioned.py").write_text(VERSIONED)
+    os.kill(server.pid, signal.SIGHUP)
+    wait_until(lambda: fetch(server.port, "GET", "/s/page.txt").body == b"new", what="new")
+
+
+def test_a_second_reload_drops_new_fronts_still_waiting_for_their_workers(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    old, new = static_dirs(tmp_path)
+    (tmp_path / "mid").mkdir()
+    (tmp_path / "mid" / "page.txt").write_text("mid")
+    (tmp_path / "slowimport.py").write_text(
+        "import time\ntime.sleep(1.5)\nfrom hello import application\n"
+    )
+    config = tmp_path / "maitred.toml"
+    config.write_text(f'workers = 1\nstatic = ["/s={old}"]\n')
+    server = servers.start("slowimport:application", "-c", str(config), "--chdir", str(tmp_path))
+    wait_until(lambda: fetch(server.port, "GET", "/").status == 200, what="the app")
+    config.write_text(f'workers = 1\nstatic = ["/s={tmp_path / "mid"}"]\n')
+    os.kill(server.pid, signal.SIGHUP)
+    assert server.wait_for_log("new fronts start with new workers")
+    config.write_text(f'workers = 1\nstatic = ["/s={new}"]\n')
+    os.kill(server.pid, signal.SIGHUP)  # the first reload's worker is still importing the app
+    assert server.wait_for_log("dropping the new fronts that were waiting")
+    wait_until(lambda: fetch(server.port, "GET", "/s/page.txt").body == b"new", what="new")
+    assert server.stderr.count("reload: new fronts serve") == 1  # the "mid" ones never did
+    wait_until(lambda: len(workers_of(server.pid)) == 1, what="one worker left")
 
 
 def test_a_reload_sets_the_new_env_and_undoes_the_old(

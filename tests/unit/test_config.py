@@ -95,13 +95,20 @@ def test_sizes() -> None:
     assert config.parse_value(f, 5, "x") == 5
 
 
-def test_a_reload_applies_the_workers_settings_and_keeps_the_others() -> None:
-    running = config.Config(workers=2, static=(("/s", "/srv/a"),), keepalive=5.0)
-    loaded = config.Config(workers=3, static=(("/s", "/srv/b"),), keepalive=5.0, threads=8)
-    cfg, kept = config.on_reload(running, loaded)
-    assert (cfg.workers, cfg.threads) == (3, 8)
-    assert cfg.static == (("/s", "/srv/a"),)
-    assert kept == ["static"]  # keepalive did not change: nothing to say about it
+def test_a_reload_applies_new_settings_but_those_of_the_start() -> None:
+    running = config.Config(workers=2, static=(("/s", "/srv/a"),), bind=("127.0.0.1:8000",))
+    loaded = config.Config(
+        workers=3, threads=8, static=(("/s", "/srv/b"),), bind=("127.0.0.1:9000",)
+    )
+    cfg, kept, new_fronts = config.on_reload(running, loaded)
+    assert (cfg.workers, cfg.threads, cfg.static) == (3, 8, (("/s", "/srv/b"),))
+    assert cfg.bind == ("127.0.0.1:8000",) and kept == ["bind"]
+    assert new_fronts  # static is a setting of the fronts: they are replaced too
+
+
+def test_a_reload_of_worker_settings_keeps_the_fronts() -> None:
+    cfg, kept, new_fronts = config.on_reload(config.Config(), config.Config(workers=5))
+    assert cfg.workers == 5 and kept == [] and not new_fronts
 
 
 def test_a_reload_that_breaks_a_rule_is_refused() -> None:
@@ -110,11 +117,21 @@ def test_a_reload_that_breaks_a_rule_is_refused() -> None:
         config.on_reload(config.Config(fronts=2, workers=2), config.Config(fronts=1, workers=1))
 
 
-def test_settings_the_fronts_read_do_not_reload() -> None:
-    # A HUP keeps the fronts running: a setting they read applied on HUP would reach only the
-    # new workers, and the two halves of the server would disagree.
-    front = Path(__file__).parents[2] / "src" / "maitred" / "front"
-    source = "\n".join(path.read_text() for path in front.glob("*.py"))
+def test_the_settings_the_fronts_read_are_theirs() -> None:
+    # A setting the fronts read must replace them when a HUP changes it (or wait for a
+    # restart): applied to the new workers alone, the two halves of the server would disagree.
+    # And one marked as theirs must be read by them, or a HUP would replace them for nothing.
+    src = Path(__file__).parents[2] / "src" / "maitred"
+    paths = [*(src / "front").glob("*.py"), src / "fronts.py"]
+    source = "\n".join(path.read_text() for path in paths)
     read = {f.name for f in config.SETTINGS if re.search(rf"\bcfg\.{f.name}\b", source)}
-    assert {"static", "keepalive", "access_log_format", "timeout"} <= read  # the scan works
-    assert not {name for name in read if config._BY_NAME[name].metadata["reloads"]}
+    kinds = {f.name: f.metadata["reloads"] for f in config.SETTINGS}
+    assert {"static", "keepalive", "access_log_format", "body_temp_dir"} <= read  # it scans
+    assert {name for name in read if kinds[name] == config.WORKERS} == set()
+    assert {name for name, kind in kinds.items() if kind == config.FRONTS} <= read
+
+
+def test_with_fronts_of_takes_only_the_fronts_settings() -> None:
+    mine = config.Config(workers=3, keepalive=9.0)
+    theirs = config.Config(workers=1, keepalive=2.0)
+    assert mine.with_fronts_of(theirs) == config.Config(workers=3, keepalive=2.0)
