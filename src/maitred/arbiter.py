@@ -196,7 +196,7 @@ class Arbiter:
             self._reap()
             if not self.stopping:
                 self.pool.spawn_pending()
-                self.pool.check_workers()
+                self.pool.check()
             self._enforce_stop()
 
     def _timeout(self) -> float:
@@ -351,10 +351,15 @@ class Arbiter:
             for group in self.listeners
             for sock in fronts.listeners_of(number, cfg.fronts, group)
         ]
-        pid = self._fork(
-            lambda: run_front(cfg, listeners, link_listener, self.pid, fronts.name(number))
-        )
-        self.children[pid] = Child(pid, "front", number, generation=generation.number)
+        read_fd, write_fd = os.pipe()
+
+        def main() -> int:
+            os.close(read_fd)
+            return run_front(cfg, listeners, link_listener, self.pid, fronts.name(number), write_fd)
+
+        pid = self._fork(main)
+        os.close(write_fd)
+        self.children[pid] = Child(pid, "front", number, read_fd, generation=generation.number)
 
     def _spawn_worker(self, worker_id: int) -> Child:
         read_fd, write_fd = os.pipe()

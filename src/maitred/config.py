@@ -431,6 +431,18 @@ class Config:
         metavar="SECONDS",
         reloads=FRONTS,
     )
+    front_timeout: float = setting(
+        10.0,
+        "Seconds a front may go without telling the master it is alive (it does every second) "
+        "before the master kills it and starts another; its connections are lost, new ones go "
+        "to the new front. A front never runs app code, so this catches a bug or a stuck "
+        "system call, not a slow request. 0: never.",
+        _seconds,
+        "--front-timeout",
+        section="Workers",
+        metavar="SECONDS",
+        reloads=WORKERS,
+    )
     body_buffer_size: int = setting(
         1 << 20,
         "Request bodies up to this size are held in memory; larger ones are spooled to a "

@@ -37,6 +37,9 @@ log = logging.getLogger("maitred.error")
 QUICK_DEATH = 5.0
 MAX_BACKOFF = 30.0
 MEMORY_CHECK_INTERVAL = 5.0  # seconds between reads of the workers' memory
+# A pause of the master's loop longer than this (it wakes every second) means the master did
+# not run: its children's silence over that time is not held against them.
+MASTER_STALL = 5.0
 
 
 class Pool:
@@ -59,6 +62,7 @@ class Pool:
         # (kind, worker id or front number) -> monotonic time to (re)start it
         self.pending: dict[tuple[str, int], float] = {}
         self.next_memory_check = 0.0
+        self.last_check = time.monotonic()
 
     def start(self) -> None:
         """Staged start: worker 1 alone, the others once it is READY."""
@@ -145,10 +149,23 @@ class Pool:
         taken = {c.worker_id for c in self._serving()}
         return next(i for i in range(1, len(taken) + 2) if i not in taken)
 
-    def check_workers(self) -> None:
-        """Recycling by lifetime and memory; liveness by heartbeat."""
+    def check(self) -> None:
+        """Liveness by heartbeat, of the fronts and the workers; recycling by lifetime and
+        memory."""
         cfg = self.cfg
         now = time.monotonic()
+        if now - self.last_check > MASTER_STALL:
+            # The master itself did not run (the machine slept, or it was stopped): the silence
+            # was its own, not its children's.
+            for child in self.children.values():
+                child.last_seen = now
+        self.last_check = now
+        if cfg.front_timeout:
+            for child in self.children.values():
+                if child.kind == "front" and now - child.last_seen > cfg.front_timeout:
+                    log.error("%s (pid %d) stopped responding; killing it", child.role, child.pid)
+                    child.last_seen = now  # said once; it is restarted once reaped
+                    child.send(signal.SIGKILL)
         check_memory = cfg.max_worker_memory and now >= self.next_memory_check
         if check_memory:
             self.next_memory_check = now + MEMORY_CHECK_INTERVAL

@@ -1,9 +1,10 @@
-"""Messages from a worker to the master, on the worker's status pipe.
+"""Messages from a worker or a front to the master, on the child's status pipe.
 
 Each message is 9 bytes, a kind and a number, written whole (pipe writes this small are atomic):
 
-    READY      the app is imported and the threads run
-    HEARTBEAT  every second; the number is the age in seconds of the oldest request in flight
+    READY      the app is imported and the threads run (workers)
+    HEARTBEAT  every second; from a worker, the number is the age in seconds of the oldest
+               request in flight; from a front, the number of connections it holds
     RECYCLE    the worker reached --max-requests: start its replacement, then stop it
     STUCK      a timed-out request did not finish: the worker takes no more work and exits
 """

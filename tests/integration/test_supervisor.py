@@ -354,6 +354,22 @@ def test_killed_front_is_replaced_and_serves_again(servers: ServerFactory) -> No
     assert load.results and load.failures() == [], load.outcomes
 
 
+@pytest.mark.parametrize("fronts", [1, 2])
+def test_a_front_that_stops_responding_is_replaced(servers: ServerFactory, fronts: int) -> None:
+    server = servers.start(
+        "hello:application", "-w", "2", "--fronts", str(fronts), "--front-timeout", "1.5"
+    )
+    wait_until(lambda: len(fronts_of(server.pid)) == fronts, what="the fronts")
+    hung = min(fronts_of(server.pid))
+    os.kill(hung, signal.SIGSTOP)  # alive, and answering nothing: a loop stuck for good
+    assert server.wait_for_log(rf"front.* \(pid {hung}\) stopped responding; killing it", 6.0)
+    wait_until(lambda: hung not in fronts_of(server.pid), what="the hung front gone")
+    wait_until(lambda: len(fronts_of(server.pid)) == fronts, what="its successor")
+    # Its share of the port's new connections (several fronts) went with it.
+    for _ in range(32):
+        assert fetch(server.port, "GET", "/", [("Connection", "close")], timeout=5.0).status == 200
+
+
 def test_children_exit_when_the_master_is_killed(servers: ServerFactory) -> None:
     server = servers.start("hello:application", "-w", "2", "--threads", "1")
     wait_until(lambda: len(workers_of(server.pid)) == 2 and front_of(server.pid) is not None)

@@ -3,8 +3,10 @@
 It serves on the listening sockets the master bound (up to --max-connections at once, see
 front/limits.py), accepts worker links on the link socket, and sweeps the connections a few
 times per shortest timeout, at least once a second, enforcing the timeouts of
-front/timeouts.py (one pass over the connections is cheaper than a timer per request) and
-checking that file descriptors have not run out (front/limits.py). On SIGTERM it stops
+front/timeouts.py (one pass over the connections is cheaper than a timer per request),
+checking that file descriptors have not run out (front/limits.py), and telling the master it is
+alive (a HEARTBEAT on its status pipe: a front that stops is killed, see --front-timeout). On
+SIGTERM it stops
 accepting, lets requests in flight finish within the graceful timeout, closes idle
 connections, and exits.
 """
@@ -12,6 +14,7 @@ connections, and exits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -19,7 +22,7 @@ import socket
 
 from setproctitle import setproctitle
 
-from maitred import logs
+from maitred import logs, status
 from maitred.config import Config
 from maitred.front.accesslog import AccessLog
 from maitred.front.client import ClientConnection, Exchange
@@ -36,6 +39,7 @@ log = logging.getLogger("maitred.error")
 SWEEP_INTERVAL = 1.0  # longest pause between --timeout checks
 STOP_POLL = 0.05  # seconds between checks that a graceful stop is complete
 MIN_EXPIRY_INTERVAL = 0.05  # the finest grain of --timeout checks
+HEARTBEAT_INTERVAL = 1.0  # the master hears from a front about this often
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -71,6 +75,8 @@ class Front:
         self.stopping = False
         self.stopped: asyncio.Future[None] = loop.create_future()
         self.master_pid = os.getppid()
+        self.status_fd = -1  # the write end of the status pipe to the master
+        self.last_beat = 0.0
 
     @staticmethod
     def peer_info(transport: asyncio.BaseTransport) -> tuple[str, str, str, str, str]:
@@ -128,6 +134,15 @@ class Front:
             self.timeouts.sweep(self.connections, now)
             self.dispatcher.expire_queued(now)
             self.dispatcher.report_shed()
+            self._beat(now)
+
+    def _beat(self, now: float) -> None:
+        """Tell the master the loop runs; short sweep intervals do not make it chattier."""
+        if self.status_fd < 0 or now - self.last_beat < HEARTBEAT_INTERVAL / 2:
+            return
+        self.last_beat = now
+        with contextlib.suppress(OSError):  # a full pipe (the master is busy) or no master
+            os.write(self.status_fd, status.encode(status.HEARTBEAT, len(self.connections)))
 
     def connection_opened(self, conn: ClientConnection) -> None:
         self.connections.add(conn)
@@ -196,8 +211,10 @@ def run_front(
     link_listener: socket.socket,
     master_pid: int,
     name: str = "front",
+    status_fd: int = -1,
 ) -> int:
-    """Main of a front process (after fork); `name` says which front (maitred.fronts)."""
+    """Main of a front process (after fork); `name` says which front (maitred.fronts), and
+    `status_fd` is the write end of its status pipe to the master."""
     setproctitle(f"maitred: {name}")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; master decides
     loop = new_event_loop()
@@ -207,6 +224,9 @@ def run_front(
     loop.add_signal_handler(signal.SIGQUIT, os._exit, 0)
     loop.add_signal_handler(signal.SIGUSR1, front.reopen_logs)
     front.master_pid = master_pid
+    if status_fd >= 0:
+        os.set_blocking(status_fd, False)  # a heartbeat must never stop the loop
+        front.status_fd = status_fd
     try:
         loop.run_until_complete(front.serve(listeners, link_listener))
     finally:
