@@ -355,6 +355,9 @@ class Arbiter:
 
         def main() -> int:
             os.close(read_fd)
+            for sock in self._link_listeners():
+                if sock is not link_listener:
+                    sock.close()  # another generation's: held here, it would outlive that one
             return run_front(cfg, listeners, link_listener, self.pid, fronts.name(number), write_fd)
 
         pid = self._fork(main)

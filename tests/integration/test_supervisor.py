@@ -150,6 +150,43 @@ def test_a_reload_that_changes_the_fronts_replaces_them_dropping_nothing(
     assert "reload: new fronts serve" in server.stderr
 
 
+def link_sockets(master: int) -> set[str]:
+    """The paths of the server's link sockets that are open (bound or accepted)."""
+    with open("/proc/net/unix", encoding="ascii") as fh:
+        paths = {line.split()[-1] for line in fh if "/link-" in line}
+    fronts = fronts_of(master)
+    return {p for p in paths if any(os.path.exists(f"/proc/{pid}") for pid in fronts)}
+
+
+def test_reloads_that_replace_the_fronts_leave_nothing_behind(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    old, new = static_dirs(tmp_path)
+    config = tmp_path / "maitred.toml"
+    config.write_text(f'workers = 1\nstatic = ["/s={old}"]\n')
+    server = servers.start("hello:application", "-c", str(config))
+    wait_until(lambda: len(fronts_of(server.pid)) == 1, what="the front")
+    fd_dir = f"/proc/{server.pid}/fd"
+    fds = len(os.listdir(fd_dir))
+    [first_link] = link_sockets(server.pid)
+    for directory in (new, old, new):
+        config.write_text(f'workers = 1\nstatic = ["/s={directory}"]\n')
+        os.kill(server.pid, signal.SIGHUP)
+        wait_until(
+            lambda d=directory: fetch(server.port, "GET", "/s/page.txt").body == d.name.encode(),
+            what=f"{directory.name} served",
+        )
+        wait_until(
+            lambda: len(fronts_of(server.pid)) == 1 and len(workers_of(server.pid)) == 1,
+            what="the old front and worker gone",
+        )
+    wait_until(lambda: len(os.listdir(fd_dir)) == fds, what="the master's fds as before")
+    [link] = link_sockets(server.pid)  # the old generations' sockets are closed and removed
+    assert link != first_link and not os.path.exists(first_link)
+    spool = Path(first_link).parent / "spool"
+    assert [p.name for p in spool.iterdir()] == [Path(link).name.split("-")[1][: -len(".sock")]]
+
+
 def test_a_request_in_flight_finishes_on_the_old_front(
     servers: ServerFactory, tmp_path: Path
 ) -> None:
