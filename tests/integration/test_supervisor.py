@@ -150,27 +150,39 @@ def test_a_reload_that_changes_the_fronts_replaces_them_dropping_nothing(
     assert "reload: new fronts serve" in server.stderr
 
 
-def link_sockets(master: int) -> set[str]:
-    """The paths of the server's link sockets that are open (bound or accepted)."""
+def mount(config: Path, directory: Path) -> None:
+    """Write a config file: one worker, and /s served from `directory`."""
+    config.write_text(f'workers = 1\nstatic = ["/s={directory}"]\n')
+
+
+def serve_static(servers: ServerFactory, tmp_path: Path, *args: str) -> tuple[Server, Path]:
+    """A server (`args`: the app and more) with /s on tmp_path/old (static_dirs), its front
+    running; returns it and its config file."""
+    old, _ = static_dirs(tmp_path)
+    config = tmp_path / "maitred.toml"
+    mount(config, old)
+    server = servers.start(*args, "-c", str(config))
+    wait_until(lambda: len(fronts_of(server.pid)) == 1, what="the front")
+    return server, config
+
+
+def link_sockets() -> set[str]:
+    """The paths of the link sockets open on this machine (bound or accepted): the tests'
+    servers run one at a time."""
     with open("/proc/net/unix", encoding="ascii") as fh:
-        paths = {line.split()[-1] for line in fh if "/link-" in line}
-    fronts = fronts_of(master)
-    return {p for p in paths if any(os.path.exists(f"/proc/{pid}") for pid in fronts)}
+        return {line.split()[-1] for line in fh if "/maitred-" in line and "/link-" in line}
 
 
 def test_reloads_that_replace_the_fronts_leave_nothing_behind(
     servers: ServerFactory, tmp_path: Path
 ) -> None:
-    old, new = static_dirs(tmp_path)
-    config = tmp_path / "maitred.toml"
-    config.write_text(f'workers = 1\nstatic = ["/s={old}"]\n')
-    server = servers.start("hello:application", "-c", str(config))
-    wait_until(lambda: len(fronts_of(server.pid)) == 1, what="the front")
+    server, config = serve_static(servers, tmp_path, "hello:application")
+    old, new = tmp_path / "old", tmp_path / "new"
     fd_dir = f"/proc/{server.pid}/fd"
     fds = len(os.listdir(fd_dir))
-    [first_link] = link_sockets(server.pid)
+    [first_link] = link_sockets()
     for directory in (new, old, new):
-        config.write_text(f'workers = 1\nstatic = ["/s={directory}"]\n')
+        mount(config, directory)
         os.kill(server.pid, signal.SIGHUP)
         wait_until(
             lambda d=directory: fetch(server.port, "GET", "/s/page.txt").body == d.name.encode(),
@@ -181,7 +193,7 @@ def test_reloads_that_replace_the_fronts_leave_nothing_behind(
             what="the old front and worker gone",
         )
     wait_until(lambda: len(os.listdir(fd_dir)) == fds, what="the master's fds as before")
-    [link] = link_sockets(server.pid)  # the old generations' sockets are closed and removed
+    [link] = link_sockets()  # the old generations' sockets are closed and removed
     assert link != first_link and not os.path.exists(first_link)
     spool = Path(first_link).parent / "spool"
     assert [p.name for p in spool.iterdir()] == [Path(link).name.split("-")[1][: -len(".sock")]]
@@ -190,15 +202,11 @@ def test_reloads_that_replace_the_fronts_leave_nothing_behind(
 def test_a_request_in_flight_finishes_on_the_old_front(
     servers: ServerFactory, tmp_path: Path
 ) -> None:
-    old, new = static_dirs(tmp_path)
-    config = tmp_path / "maitred.toml"
-    config.write_text(f'workers = 1\nstatic = ["/s={old}"]\n')
-    server = servers.start("slow:application", "-c", str(config))
-    wait_until(lambda: len(fronts_of(server.pid)) == 1, what="the front")
+    server, config = serve_static(servers, tmp_path, "slow:application")
     (old_front,) = fronts_of(server.pid)
     with Load(server.port, "/?s=1.5", clients=1, duration=0.1, limit=1) as slow:
         time.sleep(0.3)  # in the old worker's hands
-        config.write_text(f'workers = 1\nstatic = ["/s={new}"]\n')
+        mount(config, tmp_path / "new")
         os.kill(server.pid, signal.SIGHUP)
         wait_until(lambda: fetch(server.port, "GET", "/s/page.txt").body == b"new", what="new")
         assert old_front in fronts_of(server.pid)  # still finishing the slow request
@@ -208,16 +216,13 @@ def test_a_request_in_flight_finishes_on_the_old_front(
 
 
 def test_a_reload_whose_app_fails_keeps_the_fronts(servers: ServerFactory, tmp_path: Path) -> None:
-    old, new = static_dirs(tmp_path)
-    config = tmp_path / "maitred.toml"
-    config.write_text(f'workers = 1\nstatic = ["/s={old}"]\n')
-    server = servers.start(
-        "versioned:application", "-c", str(config), *versioned_app(tmp_path, "good")
+    server, config = serve_static(
+        servers, tmp_path, "versioned:application", *versioned_app(tmp_path, "good")
     )
     assert fetch(server.port, "GET", "/").body.startswith(b"good ")  # the app imports
     fronts = set(fronts_of(server.pid))
     (tmp_path / "versioned.py").write_text("def broken(:\n")
-    config.write_text(f'workers = 1\nstatic = ["/s={new}"]\n')
+    mount(config, tmp_path / "new")
     os.kill(server.pid, signal.SIGHUP)
     assert server.wait_for_log("the fronts keep their settings", timeout=15.0), server.stderr
     assert set(fronts_of(server.pid)) == fronts
@@ -232,20 +237,19 @@ def test_a_reload_whose_app_fails_keeps_the_fronts(servers: ServerFactory, tmp_p
 def test_a_second_reload_drops_new_fronts_still_waiting_for_their_workers(
     servers: ServerFactory, tmp_path: Path
 ) -> None:
-    old, new = static_dirs(tmp_path)
-    (tmp_path / "mid").mkdir()
-    (tmp_path / "mid" / "page.txt").write_text("mid")
     (tmp_path / "slowimport.py").write_text(
         "import time\ntime.sleep(1.5)\nfrom hello import application\n"
     )
-    config = tmp_path / "maitred.toml"
-    config.write_text(f'workers = 1\nstatic = ["/s={old}"]\n')
-    server = servers.start("slowimport:application", "-c", str(config), "--chdir", str(tmp_path))
+    server, config = serve_static(
+        servers, tmp_path, "slowimport:application", "--chdir", str(tmp_path)
+    )
     wait_until(lambda: fetch(server.port, "GET", "/").status == 200, what="the app")
-    config.write_text(f'workers = 1\nstatic = ["/s={tmp_path / "mid"}"]\n')
+    (tmp_path / "mid").mkdir()
+    (tmp_path / "mid" / "page.txt").write_text("mid")
+    mount(config, tmp_path / "mid")
     os.kill(server.pid, signal.SIGHUP)
     assert server.wait_for_log("new fronts start with new workers")
-    config.write_text(f'workers = 1\nstatic = ["/s={new}"]\n')
+    mount(config, tmp_path / "new")
     os.kill(server.pid, signal.SIGHUP)  # the first reload's worker is still importing the app
     assert server.wait_for_log("dropping the new fronts that were waiting")
     wait_until(lambda: fetch(server.port, "GET", "/s/page.txt").body == b"new", what="new")
