@@ -15,7 +15,9 @@ the old one sent SIGTERM, on which it drains (the front sends it nothing new) an
 how HUP reloads the app, and how workers are recycled (--max-requests, --max-worker-lifetime,
 --max-worker-memory) or replaced when a request got stuck. A replacement whose import fails
 leaves the old worker serving. A process (front or worker) that dies unexpectedly is restarted
-at once, and with exponential backoff when it keeps dying right after start.
+at once, and with exponential backoff when it keeps dying right after start; one that stops
+sending its heartbeat (--front-timeout; a worker, --timeout plus --graceful-timeout) is killed,
+and so restarted.
 
 Owned by the master's loop; nothing here runs in a signal handler.
 """

@@ -5,10 +5,10 @@ front/limits.py), accepts worker links on the link socket, and sweeps the connec
 times per shortest timeout, at least once a second, enforcing the timeouts of
 front/timeouts.py (one pass over the connections is cheaper than a timer per request),
 checking that file descriptors have not run out (front/limits.py), and telling the master it is
-alive (a HEARTBEAT on its status pipe: a front that stops is killed, see --front-timeout). On
-SIGTERM it stops
-accepting, lets requests in flight finish within the graceful timeout, closes idle
-connections, and exits.
+alive (a HEARTBEAT on its status pipe: a front that stops is killed, see --front-timeout).
+
+On SIGTERM it stops accepting, lets requests in flight finish within the graceful timeout,
+closes idle connections, and exits.
 """
 
 from __future__ import annotations
