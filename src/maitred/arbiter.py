@@ -39,7 +39,7 @@ from typing import Any
 
 from setproctitle import setproctitle
 
-from maitred import fronts, reloader, sockets, status, upgrade
+from maitred import fronts, logs, reloader, sockets, status, upgrade
 from maitred.appload import load_app, prepare_path, split_spec
 from maitred.children import Child, exit_text, fork
 from maitred.config import Config, ConfigError, on_reload
@@ -249,6 +249,7 @@ class Arbiter:
                     ", ".join(kept),
                 )
             self._set_env(cfg.env)
+            logs.set_level(cfg.log_level)
             self.cfg = cfg
             if new_fronts:
                 log.info("reload: the fronts' settings changed; new fronts start with new workers")

@@ -600,6 +600,7 @@ class Config:
         "--log-level",
         section="Logging",
         metavar="LEVEL",
+        reloads=FRONTS,  # every process's; the master's own at once, the others as replaced
     )
     access_logfile: str = setting(
         "",

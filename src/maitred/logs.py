@@ -35,8 +35,13 @@ def setup(level: str, path: str = "-") -> None:
     handler.setFormatter(logging.Formatter(FORMAT, DATE_FORMAT))
     logger = logging.getLogger("maitred")
     logger.handlers[:] = [handler]
-    logger.setLevel(level.upper())
     logger.propagate = False
+    set_level(level)
+
+
+def set_level(level: str) -> None:
+    """--log-level, for this process and the ones it forks from now on (a HUP)."""
+    logging.getLogger("maitred").setLevel(level.upper())
 
 
 def _capture_stderr(stream: Any) -> None:

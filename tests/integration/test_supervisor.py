@@ -257,6 +257,24 @@ def test_a_second_reload_drops_new_fronts_still_waiting_for_their_workers(
     wait_until(lambda: len(workers_of(server.pid)) == 1, what="one worker left")
 
 
+def test_a_reload_applies_a_new_log_level_to_the_new_fronts(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    config = tmp_path / "maitred.toml"
+    config.write_text('workers = 1\nlog_level = "info"\n')
+    server = servers.start("hello:application", "-c", str(config))
+    wait_until(lambda: len(fronts_of(server.pid)) == 1, what="the front")
+    old_front = set(fronts_of(server.pid))
+    config.write_text('workers = 1\nlog_level = "debug"\n')
+    os.kill(server.pid, signal.SIGHUP)
+    wait_until(lambda: not old_front & set(fronts_of(server.pid)), what="a new front")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5.0) as sock:
+        sock.sendall(b"NOT HTTP\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 400")
+    # A debug line, from the new front: it runs at the new level.
+    assert server.wait_for_log("bad request from 127.0.0.1"), server.stderr
+
+
 def test_a_reload_sets_the_new_env_and_undoes_the_old(
     servers: ServerFactory, tmp_path: Path
 ) -> None:
