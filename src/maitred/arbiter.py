@@ -289,7 +289,9 @@ class Arbiter:
         child.last_seen = time.monotonic()
         for kind, value in child.reader.feed(data):
             if kind == status.READY:
-                if self.next is not None and child.generation == self.next.number:
+                # Stopping, no new fronts start: the workers are being stopped too.
+                next_number = self.next.number if self.next is not None else None
+                if child.generation == next_number and not self.stopping:
                     self._swap_fronts()
                 if self.pool.ready(child):  # the first worker ever: the app imports
                     upgrade.notify_old_master(self.environ)

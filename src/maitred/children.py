@@ -61,9 +61,23 @@ def fork(
     handled: Iterable[signal.Signals],
     siblings: Iterable[int],
 ) -> int:
-    """Fork a child that runs `main` and exits with its status; returns the child's pid."""
-    pid = os.fork()
+    """Fork a child that runs `main` and exits with its status; returns the child's pid.
+
+    The master's signals are blocked across the fork until the child has dropped the master's
+    handling: a signal the child got before that (the master stopping it at once, say) would
+    have run the master's handler, which writes the number into the master's wakeup pipe, so
+    the master would have taken its child's SIGTERM for its own. Blocked, it waits, and reaches
+    the child under the child's own handling.
+    """
+    handled = list(handled)
+    signal.pthread_sigmask(signal.SIG_BLOCK, handled)
+    try:
+        pid = os.fork()
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, handled)
+        raise
     if pid:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, handled)
         return pid
     code = 1
     try:
@@ -71,6 +85,7 @@ def fork(
         reset(handled)
         for signum in CHILD_IGNORES:  # each child handles what it needs itself
             signal.signal(signum, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, handled)
         for fd in siblings:
             os.close(fd)
         code = main()
