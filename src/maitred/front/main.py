@@ -215,9 +215,11 @@ def run_front(
 ) -> int:
     """Main of a front process (after fork); `name` says which front (maitred.fronts), and
     `status_fd` is the write end of its status pipe to the master."""
-    setproctitle(f"maitred: {name}")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; master decides
     loop = new_event_loop()
+    # Titled once the loop exists: whoever finds the front by its title finds its event loop
+    # chosen (uvloop or asyncio), as the tests check.
+    setproctitle(f"maitred: {name}")
     asyncio.set_event_loop(loop)
     front = Front(cfg, loop)
     loop.add_signal_handler(signal.SIGTERM, front.shutdown)
