@@ -405,9 +405,7 @@ class Arbiter:
         for child in self._of(old, "worker"):
             # Not the pool's any more: they leave with their front (see _front_gone).
             child.retiring = True
-            if child.replaced_by is not None:
-                child.replaced_by.replaces = None
-                child.replaced_by = None
+            child.unpair()
         for key in [key for key in self.pool.pending if key[0] == "front"]:
             del self.pool.pending[key]  # a crashed old front: the new one takes its place
         for number in fronts.numbers(self.cfg.fronts):
@@ -434,11 +432,8 @@ class Arbiter:
         with the settings they have (the workers they replace serve on)."""
         assert self.next is not None and self.current is not None
         for child in self._of(self.next, "worker"):
-            if child.replaces is not None:
-                child.replaces.replaced_by = None
-                child.replaces = None
-            child.retiring = True
-            child.send(signal.SIGTERM)
+            child.unpair()  # the worker it was to replace serves on
+            self.pool.retire(child)
         self._close_generation(self.next)
         self.next = None
         self.cfg = self.pool.cfg = self.cfg.with_fronts_of(self.current.cfg)
@@ -484,8 +479,7 @@ class Arbiter:
 
     def _stop_workers(self) -> None:
         for generation in self.generations.values():
-            for number in list(generation.links):
-                generation.close_link(number)  # worker threads must not reconnect to a dead front
+            generation.close_links()  # worker threads must not reconnect to a dead front
         self.stop_deadline = time.monotonic() + self.cfg.graceful_timeout + KILL_GRACE
         self._signal_all(signal.SIGTERM)
 

@@ -44,6 +44,16 @@ class Child:
     def role(self) -> str:
         return fronts.name(self.worker_id) if self.kind == "front" else f"worker {self.worker_id}"
 
+    def unpair(self) -> None:
+        """Forget a make-before-break pairing, from both ends: this worker no longer replaces
+        another, nor is it being replaced."""
+        if self.replaces is not None:
+            self.replaces.replaced_by = None
+            self.replaces = None
+        if self.replaced_by is not None:
+            self.replaced_by.replaces = None
+            self.replaced_by = None
+
     def send(self, signum: signal.Signals) -> None:
         """Send a signal, unless the process is gone already."""
         with contextlib.suppress(ProcessLookupError):

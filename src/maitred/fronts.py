@@ -121,9 +121,13 @@ class Generation:
             with contextlib.suppress(OSError):
                 os.unlink(self.link_path(front))
 
-    def close(self) -> None:
-        for front in numbers(self.cfg.fronts):
+    def close_links(self) -> None:
+        for front in list(self.links):
             self.close_link(front)
+
+    def close(self) -> None:
+        self.close_links()
+        for front in numbers(self.cfg.fronts):
             self.empty_spool(front)
             with contextlib.suppress(OSError):
                 os.rmdir(self.spool_dir(front))

@@ -75,7 +75,7 @@ class Pool:
         child.ready = True
         self.failures.pop(child.role, None)
         if child.replaces is not None:
-            self._retire(child.replaces)
+            self.retire(child.replaces)
             child.replaces = None
         if self.ever_ready:
             return False
@@ -103,7 +103,8 @@ class Pool:
         new.replaces = old
         old.replaced_by = new
 
-    def _retire(self, child: Child) -> None:
+    def retire(self, child: Child) -> None:
+        """Stop a worker gracefully (SIGTERM: it drains), once; it is not restarted."""
         if child.retiring or child.pid not in self.children:
             return
         child.retiring = True
@@ -119,7 +120,7 @@ class Pool:
             if child.worker_id <= self.wanted:
                 self.replace(child, "reload")
             else:
-                self._retire(child)
+                self.retire(child)
         have = {c.worker_id for c in current}
         for worker_id in range(1, self.wanted + 1):
             if worker_id not in have:
@@ -144,8 +145,8 @@ class Pool:
         victim = max(serving, key=lambda c: c.worker_id)
         log.info("SIGTTOU: %d workers; stopping worker %d", self.wanted, victim.worker_id)
         if victim.replaced_by is not None:
-            self._retire(victim.replaced_by)
-        self._retire(victim)
+            self.retire(victim.replaced_by)
+        self.retire(victim)
 
     def _free_worker_id(self) -> int:
         taken = {c.worker_id for c in self._serving()}
@@ -197,7 +198,7 @@ class Pool:
         how = exit_text(code)
         old = child.replaces
         if old is not None:  # a replacement that never became ready: the old one serves on
-            old.replaced_by = None
+            child.unpair()
             if code == APP_LOAD_ERROR:
                 log.error(
                     "the new app failed to load (traceback above); "
@@ -217,7 +218,7 @@ class Pool:
             log.error("the app failed to load (traceback above); stopping")
             return True
         if child.replaced_by is not None:  # its replacement is on the way already
-            child.replaced_by.replaces = None
+            child.unpair()
             return False
         if child.kind == "worker" and child.worker_id > self.wanted:
             return False

@@ -4,7 +4,7 @@ Each message is 9 bytes, a kind and a number, written whole (pipe writes this sm
 
     READY      the app is imported and the threads run (workers)
     HEARTBEAT  every second; from a worker, the number is the age in seconds of the oldest
-               request in flight; from a front, the number of connections it holds
+               request in flight (a front sends 0)
     RECYCLE    the worker reached --max-requests: start its replacement, then stop it
     STUCK      a timed-out request did not finish: the worker takes no more work and exits
 """

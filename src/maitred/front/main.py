@@ -142,7 +142,7 @@ class Front:
             return
         self.last_beat = now
         with contextlib.suppress(OSError):  # a full pipe (the master is busy) or no master
-            os.write(self.status_fd, status.encode(status.HEARTBEAT, len(self.connections)))
+            os.write(self.status_fd, status.encode(status.HEARTBEAT))
 
     def connection_opened(self, conn: ClientConnection) -> None:
         self.connections.add(conn)
