@@ -72,8 +72,11 @@ def chunked(*parts: bytes) -> bytes:
 class RawConnection:
     """One TCP connection to 127.0.0.1:port with a receive buffer and response parser."""
 
-    def __init__(self, port: int, timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port: int, timeout: float = DEFAULT_TIMEOUT, source: str = "") -> None:
+        """`source`: the local address to connect from (another loopback address, 127.0.0.2)."""
+        self.sock = socket.create_connection(
+            ("127.0.0.1", port), timeout=timeout, source_address=(source, 0) if source else None
+        )
         self._buf = bytearray()
         self._eof = False
 

@@ -2,6 +2,8 @@
 
 * :class:`Slowloris` holds many connections, each sending a request head one byte per tick,
   and records when and how the server ends each one.
+* :func:`open_idle` leaves many connections idle in keep-alive, each after one request;
+  :func:`descriptors_for` lets this process hold that many.
 * :func:`throughput` counts keep-alive requests answered per second on one connection.
 * :func:`front_pid`, :func:`rss_mib`, :func:`open_fds`: the front process of a server, as
   /proc shows it; :func:`wait_empty` for a spool directory.
@@ -9,20 +11,27 @@
 
 from __future__ import annotations
 
+import resource
 import selectors
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 import procs
 from harness import Server
-from rawhttp import RawConnection
+from rawhttp import RawConnection, request_bytes
 
 FRONT_NAME = "maitred: front"
 HEAD_TRICKLE = b"GET / HTTP/1.1\r\nHost: slow\r\nX-Padding: " + b"a" * 100_000
 SEND_TIMEOUT = 0.5  # a connect or send on loopback is instant; this only bounds a broken run
+IDLE_BATCH = 500  # connections opened at once: well inside the listen backlog
+FD_SPARE = 1000  # descriptors beyond the connections: the server's pipes, pytest, imports
 
 
 def front_pid(server: Server, timeout: float = 5.0) -> int:
@@ -69,6 +78,38 @@ def throughput(port: int, seconds: float, path: str = "/") -> float:
             assert conn.request("GET", path).status == 200
             done += 1
     return done / seconds
+
+
+@contextmanager
+def descriptors_for(connections: int) -> Iterator[None]:
+    """Raise this process's open-file limit for `connections` sockets (skip the test when the
+    hard limit is too low), and restore it afterwards."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = connections + FD_SPARE
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        pytest.skip(f"the open-file hard limit ({hard}) is too low for this test")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, needed), hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def open_idle(port: int, count: int) -> list[socket.socket]:
+    """`count` connections, each having made one request and now idle in keep-alive."""
+    request = request_bytes("GET", "/")
+    socks: list[socket.socket] = []
+    while len(socks) < count:
+        batch = [
+            socket.create_connection(("127.0.0.1", port), 10.0)
+            for _ in range(min(IDLE_BATCH, count - len(socks)))
+        ]
+        for sock in batch:
+            sock.sendall(request)
+        for sock in batch:
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+        socks += batch
+    return socks
 
 
 @dataclass

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import resource
 import socket
 import threading
 import time
@@ -18,11 +17,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
 from harness import ServerFactory
 from rawhttp import RawConnection, fetch, request_bytes
-from slowclients import front_pid, rss_mib, wait_empty
+from slowclients import descriptors_for, front_pid, open_idle, rss_mib, wait_empty
 
 SLOW = os.environ.get("MAITRED_SLOW_TESTS") == "1"
 MIB = 1 << 20
@@ -54,51 +51,30 @@ class PeakRss:
 
 
 IDLE_CONNECTIONS = 10_000
-BATCH = 500  # connections opened at once: well inside the listen backlog
 IDLE_RSS_LIMIT = 200.0  # MiB
-
-
-def open_idle(port: int, count: int) -> list[socket.socket]:
-    """`count` connections, each having made one request and now idle in keep-alive."""
-    request = request_bytes("GET", "/")
-    socks: list[socket.socket] = []
-    while len(socks) < count:
-        batch = [socket.create_connection(("127.0.0.1", port), 10.0) for _ in range(BATCH)]
-        for sock in batch:
-            sock.sendall(request)
-        for sock in batch:
-            assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
-        socks += batch
-    return socks
 
 
 def test_ten_thousand_idle_connections_cost_little_and_block_nothing(
     servers: ServerFactory,
 ) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and hard < IDLE_CONNECTIONS + 1000:
-        pytest.skip(f"the open-file hard limit ({hard}) is too low for this test")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     server = servers.start(
         "hello:application", "--max-connections", str(IDLE_CONNECTIONS + 100), "--keepalive", "120"
     )
     socks: list[socket.socket] = []
-    try:
-        socks = open_idle(server.port, IDLE_CONNECTIONS)
-        started = time.monotonic()
-        for _ in range(100):
-            assert fetch(server.port, "GET", "/").status == 200
-        took = time.monotonic() - started
-        rss = rss_mib(front_pid(server))
-        print(
-            f"front RSS, {len(socks)} idle connections: {rss:.1f} MiB; 100 requests: {took:.2f} s"
-        )
-        assert rss < IDLE_RSS_LIMIT
-        assert took < 5.0
-    finally:
-        for sock in socks:
-            sock.close()
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    with descriptors_for(IDLE_CONNECTIONS):
+        try:
+            socks = open_idle(server.port, IDLE_CONNECTIONS)
+            started = time.monotonic()
+            for _ in range(100):
+                assert fetch(server.port, "GET", "/").status == 200
+            took = time.monotonic() - started
+            rss = rss_mib(front_pid(server))
+        finally:
+            for sock in socks:
+                sock.close()
+    print(f"front RSS, {len(socks)} idle connections: {rss:.1f} MiB; 100 requests: {took:.2f} s")
+    assert rss < IDLE_RSS_LIMIT
+    assert took < 5.0
 
 
 UPLOAD = 1 << 30
