@@ -559,13 +559,34 @@ class Config:
     )
     max_connections: int = setting(
         10000,
-        "Most client connections the server holds open (split evenly among --fronts); past "
-        "it a front stops accepting (new connections wait in the listen backlog) until one "
-        "closes. An idle connection "
-        "costs a few KiB and no thread, so 10,000 take tens of MiB; the front raises its "
-        "open-file limit to fit, or lowers this to what the limit allows.",
+        "Most client connections the server holds open (split evenly among --fronts). When "
+        "all are taken, a new client gets the slot of the connection idle the longest (as "
+        "nginx does), else of the one that has been sending its request head the longest "
+        "(for a second at least: a slowloris client); a connection whose request is being "
+        "uploaded, waits for or runs in the app, or gets its response is never closed for "
+        "it. When every connection is such a one, the front stops accepting (new connections "
+        "wait in the listen backlog) until one closes. An idle connection costs a few KiB "
+        "and no thread, so 10,000 take tens of MiB; the front raises its open-file limit to "
+        "fit, or lowers this to what the limit allows.",
         _int(1),
         "--max-connections",
+        section="Limits",
+        metavar="N",
+        reloads=FRONTS,
+    )
+    max_connections_per_ip: int = setting(
+        0,
+        "Most connections one client address may hold open (split evenly among --fronts, "
+        "like max-connections); past it a new connection from that address is answered 503 "
+        "with Retry-After and closed, and nobody else's connection is closed for it. "
+        "0 (the default): no limit, because one address is often many people: everyone "
+        "behind an office or carrier-grade NAT, and every client behind a proxy or load "
+        "balancer (the limit counts the address that connected to the front). Set it when "
+        "clients connect directly, generously: a browser opens up to 6 connections per host, "
+        "and the kernel deals one client's connections to the fronts at random, so with "
+        "several fronts a client may be refused a little before N.",
+        _int(0),
+        "--max-connections-per-ip",
         section="Limits",
         metavar="N",
         reloads=FRONTS,

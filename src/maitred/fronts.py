@@ -9,7 +9,8 @@ deals new connections evenly to the fronts. Everything else is the front's own t
   waits only in its own front's queue;
 * its link socket and spool directory (the master empties the spool of a front that died),
   both per generation (:class:`Generation`);
-* its share of --max-connections and --max-queue, so the server as a whole keeps to them.
+* its share of --max-connections, --max-connections-per-ip and --max-queue, so the server as a
+  whole keeps to them.
 
 A front is numbered 1..N; the only front of a server has number 0, so its process title and
 log name stay plain "front".
@@ -67,6 +68,7 @@ def front_config(cfg: Config, number: int, spool_dir: str) -> Config:
     return cfg.replace(
         body_temp_dir=cfg.body_temp_dir or spool_dir,
         max_connections=share(cfg.max_connections, cfg.fronts, number),
+        max_connections_per_ip=share(cfg.max_connections_per_ip, cfg.fronts, number),
         max_queue=share(cfg.max_queue, cfg.fronts, number),
     )
 

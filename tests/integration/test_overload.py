@@ -1,4 +1,5 @@
-"""Overload on a real server: the bounded queue, the queue timeout, max-connections, EMFILE.
+"""Overload on a real server: the bounded queue, the queue timeout, max-connections (and who
+gives a slot up for a new client), max-connections-per-ip, EMFILE.
 
 The connection limits run on both event loops: uvloop (installed) and the asyncio fallback
 (tests/shadow hides uvloop from the server).
@@ -16,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from harness import SRC_DIR, TESTS_DIR, Server, ServerFactory
+from maitred.front.slots import HEAD_GRACE
 from rawhttp import RawConnection, Response, fetch
-from slowclients import front_pid, open_fds, wait_empty
+from slowclients import Slowloris, descriptors_for, front_pid, open_fds, open_idle, wait_empty
 
 MARK_TIMEOUT = 5.0
 FAST = 0.5  # a shed request is answered at once: well under this, even on a loaded machine
@@ -89,17 +91,21 @@ def start_on(servers: ServerFactory, loop: str, *args: str) -> Server:
 
 MAX_CONNECTIONS = 20
 REFUSED_FOR = 0.5  # how long a connection past the limit must stay unanswered
+UPLOAD_HEAD = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n"
 
 
 @pytest.mark.parametrize("loop", sorted(LOOPS))
 def test_past_max_connections_new_ones_wait_until_one_closes(
     servers: ServerFactory, loop: str
 ) -> None:
+    """Connections uploading a body keep their slots: a new client waits for one to close."""
     server = start_on(servers, loop, "--max-connections", str(MAX_CONNECTIONS))
     held = [RawConnection(server.port) for _ in range(MAX_CONNECTIONS)]
     try:
         for conn in held:
-            assert conn.request("GET", "/").status == 200  # accepted and kept alive
+            conn.send(UPLOAD_HEAD)
+            assert conn.read_head().status == 100  # the front reads its body now
+            conn.send(b"x")
         waiting = RawConnection(server.port, timeout=REFUSED_FOR)  # in the listen backlog
         held.append(waiting)
         waiting.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -191,3 +197,102 @@ def test_a_body_that_cannot_be_spooled_gets_503(servers: ServerFactory, tmp_path
     assert server.wait_for_log("cannot spool a request body")
     assert wait_empty(tmp_path) == []
     assert front_pid(server) == front
+
+
+SLOTS = 1000  # --max-connections of the tests of who gives a slot up
+ANSWERED_WITHIN = 1.0  # seconds a new client may wait with every slot taken
+GONE_WITHIN = 5.0
+
+
+def time_newcomer(port: int) -> float:
+    """Seconds a new client waits for its answer (it gives up after a few seconds)."""
+    started = time.monotonic()
+    assert fetch(port, "GET", "/", timeout=GONE_WITHIN).status == 200
+    took = time.monotonic() - started
+    print(f"a new client with {SLOTS} slots taken got its answer in {took * 1000:.1f} ms")
+    return took
+
+
+def closed_by_server(socks: list[socket.socket]) -> list[int]:
+    """Indexes of the sockets the server closed (end of stream waiting)."""
+    closed = []
+    for i, sock in enumerate(socks):
+        sock.setblocking(False)
+        try:
+            if sock.recv(1) == b"":
+                closed.append(i)
+        except BlockingIOError:
+            pass
+        except ConnectionResetError:
+            closed.append(i)
+    return closed
+
+
+@pytest.mark.parametrize("loop", sorted(LOOPS))
+def test_idle_connections_make_room_for_a_new_client(servers: ServerFactory, loop: str) -> None:
+    """All slots taken by idle keep-alive connections: the one idle the longest is closed."""
+    server = start_on(servers, loop, "--max-connections", str(SLOTS), "--keepalive", "120")
+    socks: list[socket.socket] = []
+    with descriptors_for(SLOTS):
+        try:
+            socks = open_idle(server.port, SLOTS)
+            assert time_newcomer(server.port) < ANSWERED_WITHIN
+            deadline = time.monotonic() + GONE_WITHIN
+            while not (closed := closed_by_server(socks)) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            for sock in socks:
+                sock.close()
+    assert len(closed) == 1, closed
+    assert closed[0] < SLOTS // 2, "not one of the connections idle the longest"
+
+
+@pytest.mark.parametrize("loop", sorted(LOOPS))
+def test_slowloris_connections_make_room_for_a_new_client(
+    servers: ServerFactory, loop: str
+) -> None:
+    """All slots taken by heads trickling in: the one sending its head the longest goes (503)."""
+    server = start_on(servers, loop, "--max-connections", str(SLOTS))
+    with descriptors_for(SLOTS), Slowloris(server.port, SLOTS) as slowloris:
+        # The attack is under way: the heads have been arriving for longer than the grace a
+        # real client's head gets (its first byte ends the wait at once).
+        time.sleep(max(0.0, slowloris.started + HEAD_GRACE - time.monotonic()))
+        assert time_newcomer(server.port) < ANSWERED_WITHIN
+        deadline = time.monotonic() + GONE_WITHIN
+        while not slowloris.ended and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ended = dict(slowloris.ended)
+    assert len(ended) == 1, ended
+    (index, end), *_ = ended.items()
+    assert end.answer.startswith(b"HTTP/1.1 503 "), end.answer
+    assert index < SLOTS // 2, "not one of the heads begun the longest ago"
+
+
+PER_IP = 3
+
+
+def test_one_address_holds_at_most_max_connections_per_ip(servers: ServerFactory) -> None:
+    server = servers.start("hello:application", "--max-connections-per-ip", str(PER_IP))
+    held = [RawConnection(server.port) for _ in range(PER_IP)]
+    try:
+        for conn in held:
+            assert conn.request("GET", "/").status == 200
+        with RawConnection(server.port) as refused:
+            response = refused.read_response()  # answered without asking
+            assert (response.status, response.header("Retry-After")) == (503, "1")
+            assert refused.at_eof()
+        with RawConnection(server.port, source="127.0.0.2") as other:
+            assert other.request("GET", "/").status == 200
+        assert all(conn.request("GET", "/").status == 200 for conn in held), "one was closed"
+        held.pop().close()
+        deadline = time.monotonic() + GONE_WITHIN
+        while True:  # once the front has seen it close, its slot is free
+            with RawConnection(server.port) as again:
+                again.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+                if again.read_response().status == 200:
+                    break
+            assert time.monotonic() < deadline, "the closed connection's slot stayed taken"
+    finally:
+        for conn in held:
+            conn.close()
+    assert server.wait_for_log("max-connections-per-ip")

@@ -38,9 +38,14 @@ def test_workers_are_dealt_to_fronts_in_turn() -> None:
 
 
 def test_each_front_runs_with_its_share_and_its_spool() -> None:
-    cfg = Config(fronts=3, workers=6, max_connections=10, max_queue=0)
+    cfg = Config(fronts=3, workers=6, max_connections=10, max_queue=0, max_connections_per_ip=7)
     second = fronts.front_config(cfg, 2, "/spool/2")
     assert (second.max_connections, second.max_queue, second.body_temp_dir) == (3, 0, "/spool/2")
+    assert second.max_connections_per_ip == 2
+    assert (
+        fronts.front_config(cfg.replace(max_connections_per_ip=0), 2, "").max_connections_per_ip
+        == 0
+    )
     assert fronts.front_config(cfg, 1, "/spool/1").max_connections == 4
     chosen = cfg.replace(body_temp_dir="/var/tmp/bodies")
     assert fronts.front_config(chosen, 2, "/spool/2").body_temp_dir == "/var/tmp/bodies"

@@ -47,7 +47,9 @@ class Conn(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
         self.open_conns.add(self)
-        if not self.gate().admit():
+        gate = self.gate()
+        gate.update()
+        if len(self.open_conns) > gate.limit:  # no slot for it (the front answers 503)
             transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from maitred import link as linkcodec
 from maitred.front.linger import Linger
+from maitred.front.slots import Slot
 from maitred.front.spool import Body
 from maitred.http.errors import ProtocolError
 from maitred.http.parser import END, RequestHead, RequestParser
@@ -357,9 +358,9 @@ class ClientConnection(asyncio.Protocol):
             error = exc
         if error is not None:
             self._protocol_error(error)
-            return
-        if self.parser.closed and self.reading is None:
+        elif self.parser.closed and self.reading is None:
             self._stop_reading()
+        self.front.slot_changed(self)
 
     def eof_received(self) -> bool:
         # The client closed its side: it left (see the module docstring). Returning False
@@ -511,6 +512,7 @@ class ClientConnection(asyncio.Protocol):
                 self.reading.continue_pending = False
                 self.write(CONTINUE)
             self.idle_since = self.front.loop.time()
+            self.front.slot_changed(self)
 
     def last_answer(self) -> bool:
         """True when the response being sent is the last this connection will carry: it stops
@@ -519,6 +521,13 @@ class ClientConnection(asyncio.Protocol):
 
     def is_idle(self) -> bool:
         return self.active is None and self.reading is None and not self.parser.in_head
+
+    def slot(self) -> Slot:
+        """What this connection does with its slot: whether a new client may take it when all
+        are taken (front/slots.py)."""
+        if self.closing or self.active is not None or self.reading is not None or self.pipeline:
+            return Slot.IN_USE
+        return Slot.IDLE if self.served and not self.parser.in_head else Slot.HEAD
 
     def close(self) -> None:
         self.closing = True

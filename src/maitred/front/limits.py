@@ -1,4 +1,4 @@
-"""Connection limits: stop accepting past --max-connections, and fit the open-file limit.
+"""Connection limits: stop accepting when no slot can be had, and fit the open-file limit.
 
 Theory of operation
 -------------------
@@ -6,11 +6,13 @@ At start the front raises its soft RLIMIT_NOFILE (up to the hard limit) so that 
 fit with :data:`FD_RESERVE` descriptors to spare for listeners, worker links, spooled bodies and
 logs; when they cannot fit, it serves fewer connections and says so.
 
-Past the limit the :class:`AcceptGate` stops accepting: it closes its servers, and new
-connections wait in the kernel's listen backlog until a connection closes and it serves again.
+At the limit a new connection takes the slot of an idle or slow one (front/slots.py). When no
+connection can give its slot up, the :class:`AcceptGate` stops accepting: it closes its
+servers, and new connections wait in the kernel's listen backlog until a slot can be had again
+(a connection closes, goes idle, or has sent a head slowly for long enough) and it serves again.
 asyncio and uvloop both close the socket a server used, so each server gets a duplicate of the
 inherited listener. A loop accepts a batch of connections per wakeup, so a few may still arrive
-past the limit: the front answers those 503 and closes them.
+past the limit: the front answers those that find no slot 503 and closes them.
 
 Should descriptors run out anyway (spooled bodies take one each), neither loop dies on EMFILE:
 asyncio pauses the listener for a second, libuv (uvloop) drops the waiting connections using a
@@ -170,6 +172,7 @@ class AcceptGate:
         backlog: int,
         connections: Sized,
         limit: int,
+        room_at: Callable[[], float | None] = lambda: None,
     ) -> None:
         self.loop = loop
         self.factory = factory
@@ -177,9 +180,13 @@ class AcceptGate:
         self.backlog = backlog
         self.connections = connections
         self.limit = limit
+        # At the limit, when a slot can be made free for a newcomer (front/slots.py): a loop
+        # time (now or past: at once), or None (not until a connection closes).
+        self.room_at = room_at
         self.state = Accepting.PAUSED
         self.servers: list[asyncio.AbstractServer] = []
         self._task: asyncio.Task[None] | None = None
+        self._wakeup: asyncio.TimerHandle | None = None  # when room is due at the limit
         self._warned = False  # the first pause is a warning; the rest would flood the log
         self.shortage = Shortage()
 
@@ -188,29 +195,42 @@ class AcceptGate:
         await self._open_servers()
         self.state = Accepting.SERVING
 
-    def admit(self) -> bool:
-        """A connection was accepted: False when it is past the limit (shed it)."""
-        self.update()
-        return len(self.connections) <= self.limit
-
     def update(self) -> None:
         """Serve or stop serving, to match the number of open connections."""
         count = len(self.connections)
-        if self.state is Accepting.SERVING and count >= self.limit:
+        if self.state is Accepting.SERVING and count >= self.limit and not self._room():
             self.state = Accepting.PAUSED
             log.log(
                 logging.DEBUG if self._warned else logging.WARNING,
-                "front: %d connections open (max-connections): not accepting until one closes",
+                "front: %d connections open (max-connections) and none may be closed to make room: "
+                "not accepting for now",
                 count,
             )
             self._warned = True
             self._close_servers()
-        elif self.state is Accepting.PAUSED and count < self.limit:
+        elif self.state is Accepting.PAUSED and (count < self.limit or self._room()):
             self.state = Accepting.RESUMING
             self._task = self.loop.create_task(self._resume())
 
+    def _room(self) -> bool:
+        """Can a newcomer have the slot of a connection now? If only later, wake up then."""
+        at = self.room_at()
+        if at is None or at <= self.loop.time():
+            return at is not None
+        if self._wakeup is None or self._wakeup.when() > at:
+            if self._wakeup is not None:
+                self._wakeup.cancel()
+            self._wakeup = self.loop.call_at(at, self._woken)
+        return False
+
+    def _woken(self) -> None:
+        self._wakeup = None
+        self.update()
+
     def stop(self) -> None:
         self.state = Accepting.STOPPED
+        if self._wakeup is not None:
+            self._wakeup.cancel()
         self._close_servers()
 
     def check_descriptors(self) -> None:

@@ -1,7 +1,8 @@
 """The front process: an event loop that owns every client connection.
 
-It serves on the listening sockets the master bound (up to --max-connections at once, see
-front/limits.py), accepts worker links on the link socket, and sweeps the connections a few
+It serves on the listening sockets the master bound (up to --max-connections at once, making
+room for a new client by closing an idle or slow one: front/slots.py, front/limits.py),
+accepts worker links on the link socket, and sweeps the connections a few
 times per shortest timeout, at least once a second, enforcing the timeouts of
 front/timeouts.py (one pass over the connections is cheaper than a timer per request),
 checking that file descriptors have not run out (front/limits.py), and telling the master it is
@@ -27,9 +28,16 @@ from maitred.config import Config
 from maitred.front.accesslog import AccessLog
 from maitred.front.client import ClientConnection, Exchange
 from maitred.front.dispatcher import Dispatcher, WorkerLink
-from maitred.front.limits import RETRY_AFTER, AcceptGate, accept_errors, fit_fd_limit
+from maitred.front.limits import (
+    RETRY_AFTER,
+    AcceptGate,
+    Accepting,
+    accept_errors,
+    fit_fd_limit,
+)
 from maitred.front.proxy import ProxyHeaderGate
 from maitred.front.router import Router
+from maitred.front.slots import Slots, Verdict
 from maitred.front.timeouts import ConnectionTimeouts
 from maitred.http.parser import Limits
 from maitred.http.response import DateCache, simple_response
@@ -63,6 +71,10 @@ class Front:
         )
         self.dispatcher = Dispatcher(loop, cfg.max_queue, cfg.queue_timeout)
         self.connections: set[ClientConnection] = set()
+        self.slots: Slots[ClientConnection] = Slots(
+            cfg.max_connections, cfg.max_connections_per_ip, ClientConnection.slot, loop.time
+        )
+        self._warned: set[str] = set()  # what was logged as a warning once (then debug)
         self.timeouts = ConnectionTimeouts(cfg)
         self.gate: AcceptGate | None = None
         self.date = DateCache()
@@ -90,14 +102,15 @@ class Front:
 
     async def serve(self, listeners: list[socket.socket], link_listener: socket.socket) -> None:
         loop = self.loop
-        limit = fit_fd_limit(self.cfg.max_connections)
+        self.slots.limit = limit = fit_fd_limit(self.cfg.max_connections)
         self.gate = AcceptGate(
             loop,
             self.new_connection,
             listeners,
             self.cfg.backlog,
-            self.connections,
+            self.slots,
             limit,
+            self.slots.room_at,
         )
         loop.set_exception_handler(accept_errors(self.gate.shortage))
         await self.gate.start()
@@ -144,16 +157,64 @@ class Front:
         with contextlib.suppress(OSError):  # a full pipe (the master is busy) or no master
             os.write(self.status_fd, status.encode(status.HEARTBEAT))
 
+    # --- connection slots (front/slots.py) ---
+
     def connection_opened(self, conn: ClientConnection) -> None:
         self.connections.add(conn)
-        if self.gate is not None and not self.gate.admit():
-            conn.write(simple_response(503, self.date.get(), extra=RETRY_AFTER))
-            conn.close()
+        verdict, evicted = self.slots.admit(conn, conn.peer[0])
+        if evicted is not None:
+            self._make_room(evicted)
+        if verdict is Verdict.ADDRESS_FULL:
+            self._warn_once(
+                "address",
+                "front: refusing a connection from %s: it holds %d (max-connections-per-ip)",
+                conn.peer[0],
+                self.slots.held_by(conn.peer[0]),
+            )
+        if verdict is not Verdict.ADMITTED:
+            self._turn_away(conn)
+        if self.gate is not None:
+            self.gate.update()
+
+    def slot_changed(self, conn: ClientConnection) -> None:
+        """The connection may have gone idle, begun a head or a request (front/slots.py)."""
+        self.slots.update(conn)
+        gate = self.gate
+        if gate is not None and gate.state is Accepting.PAUSED:
+            gate.update()  # it may be a slot a newcomer waiting in the backlog can have
 
     def connection_closed(self, conn: ClientConnection) -> None:
         self.connections.discard(conn)
+        self.slots.release(conn)
         if self.gate is not None:
             self.gate.update()
+
+    def _make_room(self, conn: ClientConnection) -> None:
+        """Close a connection whose slot a new one took: silently when idle, with 503 when it
+        was sending a request head (it has been for HEAD_GRACE seconds at least)."""
+        sending = conn.parser.in_head
+        self._warn_once(
+            "evict",
+            "front: all %d connection slots taken (max-connections): closing %s from %s to "
+            "make room for a new one",
+            self.slots.limit,
+            "a connection slow to send its request head" if sending else "an idle connection",
+            conn.peer[0],
+        )
+        if sending:
+            self.access_log_error(conn, 503)
+            self._turn_away(conn)
+        else:
+            conn.close()
+
+    def _turn_away(self, conn: ClientConnection) -> None:
+        conn.write(simple_response(503, self.date.get(), extra=RETRY_AFTER))
+        conn.close()
+
+    def _warn_once(self, kind: str, message: str, *args: object) -> None:
+        """A warning the first time, debug after: an attack would otherwise flood the log."""
+        log.log(logging.DEBUG if kind in self._warned else logging.WARNING, message, *args)
+        self._warned.add(kind)
 
     async def _expire_requests(self, timeout: float) -> None:
         """Enforce --timeout, checking a few times per timeout period."""
