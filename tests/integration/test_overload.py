@@ -90,7 +90,9 @@ def start_on(servers: ServerFactory, loop: str, *args: str) -> Server:
 
 
 MAX_CONNECTIONS = 20
-REFUSED_FOR = 0.5  # how long a connection past the limit must stay unanswered
+# How long a connection past the limit must stay unanswered: past the grace after which a
+# connection merely sending a head would give its slot up.
+REFUSED_FOR = HEAD_GRACE + 0.5
 UPLOAD_HEAD = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n"
 
 
