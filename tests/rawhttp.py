@@ -72,8 +72,18 @@ def chunked(*parts: bytes) -> bytes:
 class RawConnection:
     """One TCP connection to 127.0.0.1:port with a receive buffer and response parser."""
 
-    def __init__(self, port: int, timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port: int, timeout: float = DEFAULT_TIMEOUT, recv_buffer: int = 0) -> None:
+        """`recv_buffer`: the socket's SO_RCVBUF (0: the system's), set before connecting so
+        that a client that does not read lets only that much of a response reach it."""
+        self.sock = socket.socket()
+        self.sock.settimeout(timeout)
+        if recv_buffer:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, recv_buffer)
+        try:
+            self.sock.connect(("127.0.0.1", port))
+        except BaseException:
+            self.sock.close()
+            raise
         self._buf = bytearray()
         self._eof = False
 
