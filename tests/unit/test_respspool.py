@@ -146,6 +146,7 @@ def test_past_the_buffer_the_body_spools_with_its_credit_back_at_once(
     [exchange] = sp.logged
     assert exchange.sent == len(body) and exchange.spool is None
     assert sp.credit() == len(FRAMES[0])
+    assert sp.transport.high == BUFFER  # the next response is buffered as usual
     assert open_files_in(os.getpid(), tmp_path) == 0
 
 
