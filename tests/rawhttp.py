@@ -72,11 +72,23 @@ def chunked(*parts: bytes) -> bytes:
 class RawConnection:
     """One TCP connection to 127.0.0.1:port with a receive buffer and response parser."""
 
-    def __init__(self, port: int, timeout: float = DEFAULT_TIMEOUT, source: str = "") -> None:
-        """`source`: the local address to connect from (another loopback address, 127.0.0.2)."""
-        self.sock = socket.create_connection(
-            ("127.0.0.1", port), timeout=timeout, source_address=(source, 0) if source else None
-        )
+    def __init__(
+        self, port: int, timeout: float = DEFAULT_TIMEOUT, source: str = "", recv_buffer: int = 0
+    ) -> None:
+        """`source`: the local address to connect from (another loopback address, 127.0.0.2).
+        `recv_buffer`: the socket's SO_RCVBUF (0: the system's), set before connecting so that a
+        client that does not read lets only that much of a response reach it."""
+        self.sock = socket.socket()
+        self.sock.settimeout(timeout)
+        try:
+            if recv_buffer:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, recv_buffer)
+            if source:
+                self.sock.bind((source, 0))
+            self.sock.connect(("127.0.0.1", port))
+        except BaseException:
+            self.sock.close()
+            raise
         self._buf = bytearray()
         self._eof = False
 

@@ -5,12 +5,13 @@
 * :func:`open_idle` leaves many connections idle in keep-alive, each after one request;
   :func:`descriptors_for` lets this process hold that many.
 * :func:`throughput` counts keep-alive requests answered per second on one connection.
-* :func:`front_pid`, :func:`rss_mib`, :func:`open_fds`: the front process of a server, as
-  /proc shows it; :func:`wait_empty` for a spool directory.
+* :func:`front_pid`, :func:`rss_mib`, :func:`open_fds`, :func:`open_files_in`: the front
+  process of a server, as /proc shows it; :func:`wait_empty` for a spool directory.
 """
 
 from __future__ import annotations
 
+import os
 import resource
 import selectors
 import socket
@@ -55,6 +56,18 @@ def rss_mib(pid: int) -> float:
 
 def open_fds(pid: int) -> int:
     return len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
+def open_files_in(pid: int, directory: Path) -> int:
+    """Descriptors `pid` holds on files of `directory`, unlinked ones included."""
+    count = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue  # closed since the listing (the listing's own descriptor, for one)
+        count += target.startswith(f"{directory}/")
+    return count
 
 
 def wait_empty(directory: Path, timeout: float = 2.0) -> list[Path]:

@@ -455,7 +455,8 @@ class Config:
     )
     body_temp_dir: str = setting(
         "",
-        "Directory for spooled request bodies (default: the system temp directory).",
+        "Directory for spooled request bodies and response spool files (default: the system "
+        "temp directory).",
         _str,
         "--body-temp-dir",
         section="Limits",
@@ -506,6 +507,19 @@ class Config:
         "wait; bounds memory while freeing the app thread from slow readers.",
         _size,
         "--response-buffer-size",
+        section="Limits",
+        metavar="BYTES",
+        reloads=FRONTS,
+    )
+    response_spool_size: int = setting(
+        1 << 30,
+        "Bytes of one response the front may write to a temporary file (in the spool "
+        "directory, unlinked at once) once response-buffer-size is held for a slow client, so "
+        "the app thread finishes and moves on while the client reads from the file, as nginx's "
+        "proxy_max_temp_file_size does. Past it the app's writes wait again. 1 GiB default, as "
+        "nginx's: a large download, not enough for one client to fill the disk. 0: no spooling.",
+        _size,
+        "--response-spool-size",
         section="Limits",
         metavar="BYTES",
         reloads=FRONTS,

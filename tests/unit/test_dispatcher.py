@@ -40,6 +40,10 @@ class FakeTransport:
     def write(self, data: bytes) -> None:
         self.written += data
 
+    def writelines(self, data: list[bytes]) -> None:
+        for part in data:
+            self.write(part)
+
     def get_extra_info(self, name: str) -> Any:
         return ("127.0.0.1", 5555) if name in ("peername", "sockname") else None
 
@@ -71,9 +75,11 @@ class Setup:
         worker.data_received(link.encode(link.HELLO, 0, (pid, pid, threads)))
         return worker
 
-    def client(self, path: str = "/") -> tuple[ClientConnection, FakeTransport]:
+    def client(
+        self, path: str = "/", transport: FakeTransport | None = None
+    ) -> tuple[ClientConnection, FakeTransport]:
         conn = ClientConnection(self.front)
-        transport = FakeTransport()
+        transport = transport or FakeTransport()
         conn.connection_made(transport)  # type: ignore[arg-type]
         conn.data_received(f"GET {path} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
         self.loop.run_soon()
@@ -156,7 +162,7 @@ def test_cancelled_request_keeps_its_thread_busy_until_the_worker_says_so() -> N
 
 
 def test_body_credit_returns_as_the_client_takes_bytes() -> None:
-    s = Setup()
+    s = Setup(response_spool_size=0)  # no spool: the credit waits (front/respspool.py)
     a = s.worker(1, 1)
     conn, transport = s.client()
     [(rid, _)] = requests(s.sent(a))
@@ -188,7 +194,7 @@ def test_timeout_answers_504_and_tells_the_worker() -> None:
 
 
 def test_time_held_back_by_a_slow_client_does_not_count_against_the_timeout() -> None:
-    s = Setup(timeout=5.0)
+    s = Setup(timeout=5.0, response_spool_size=0)
     a = s.worker(1, 1)
     conn, transport = s.client()
     [(rid, _)] = requests(s.sent(a))

@@ -11,8 +11,10 @@ Responses leave in request order: one exchange per connection is *active* (queue
 dispatcher or running in a worker); later pipelined requests wait in ``pipeline`` until it is
 done. Response bytes from the worker are written to the client transport as they arrive, and
 each write returns the same amount of flow-control credit to the worker thread, unless the
-transport's buffer is past the response buffer size: then the credit waits until it drains, so
-a slow reader holds back one app thread's writes, never the front's memory.
+transport's buffer is past the response buffer size: then the rest of the body goes to a
+response spool file (front/respspool.py) with its credit returned at once, so a slow reader
+holds neither an app thread nor the front's memory. Without a spool (--response-spool-size 0,
+or the spool is full) the credit waits until the buffer drains: the app thread's writes wait.
 
 A client that leaves (its connection drops, or it sends FIN: HTTP clients do not half-close to
 wait for an answer, and nginx takes FIN the same way) cancels its requests: one not yet begun
@@ -35,6 +37,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from maitred import link as linkcodec
 from maitred.front.linger import Linger
+from maitred.front.respspool import ResponseSpool
 from maitred.front.slots import Slot
 from maitred.front.spool import Body
 from maitred.http.errors import ProtocolError
@@ -86,6 +89,7 @@ class Exchange:
         "rid",
         "sender",
         "sent",
+        "spool",
         "started",
         "status",
         "suppress_body",
@@ -122,6 +126,7 @@ class Exchange:
         # a worker adds it to the heads it writes.
         self.extra_head = b""
         self.sender: FileSender | None = None  # sending a file body (maitred.front.sendfile)
+        self.spool: ResponseSpool | None = None  # body bytes past the buffer (front.respspool)
 
     @property
     def queue_time(self) -> float:
@@ -183,20 +188,39 @@ class Exchange:
     def respond_body(self, data: bytes) -> None:
         if self.finished or self.cancelled:
             return
+        if self.conn.write_paused and self.spool is None and not self.suppress_body:
+            self.spool = ResponseSpool.overflow(self)  # past the buffer: None if it cannot
+        if self.spool is not None:
+            self.spool.add(data)
+            return
         size = len(data)
         if not self.suppress_body:
-            self.sent += size
-            self.conn.write(chunk(data) if self.chunked else data)
+            self.write_body(data)
         if self.conn.write_paused:
-            self.unacked += size
-            if not self.waiting_since:
-                self.waiting_since = self.conn.front.loop.time()
+            self.withhold(size)
         else:
-            assert self.link is not None
-            self.link.credit(self.rid, size)
+            self.credit(size)
+
+    def write_body(self, data: bytes) -> None:
+        self.sent += len(data)
+        self.conn.write(chunk(data) if self.chunked else data)
+
+    def credit(self, size: int) -> None:
+        """Let the app thread write `size` bytes more."""
+        assert self.link is not None
+        self.link.credit(self.rid, size)
+
+    def withhold(self, size: int) -> None:
+        """Keep the credit for `size` bytes until the client drains its buffer."""
+        self.unacked += size
+        if not self.waiting_since:
+            self.waiting_since = self.conn.front.loop.time()
 
     def return_credit(self) -> None:
         """The client's buffer drained: let the app thread write again."""
+        if self.spool is not None:
+            self.spool.resume()
+            return
         if self.sender is not None:
             self.sender.resume()
             return
@@ -208,6 +232,9 @@ class Exchange:
             self.unacked = 0
 
     def respond_end(self) -> None:
+        if self.spool is not None:
+            self.spool.ended = True  # it ends this once its bytes are out
+            return
         if self.sender is not None:
             return  # the front is sending the file the worker handed over; it ends this
         if self._over_if_gone():
@@ -282,8 +309,7 @@ class Exchange:
         self.cancelled = True
         if not self.status:
             self.status = CLIENT_CLOSED
-        if self.sender is not None:
-            self.sender.close()
+        self._close_senders()
         if self.link is not None and not self.app_done:
             self.link.cancel(self.rid)
             # The worker may not have opened a spooled body yet: it goes when the worker says
@@ -301,8 +327,13 @@ class Exchange:
 
     def cleanup(self) -> None:
         self.body.discard()
+        self._close_senders()
+
+    def _close_senders(self) -> None:
         if self.sender is not None:
             self.sender.close()
+        if self.spool is not None:
+            self.spool.close()
 
     def _done(self) -> None:
         self.finished = True

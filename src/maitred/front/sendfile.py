@@ -17,8 +17,9 @@ and the front never holds more than that piece of its response.
 A file that shrinks while it is sent (sendfile returns 0 early) or fails to read ends the
 connection, so the client sees a truncated response rather than a wrong one.
 
-The sender is used for static files (front.static) and for wsgi.file_wrapper responses whose
-open file a worker handed over (:func:`take_over`).
+The sender is used for static files (front.static), for wsgi.file_wrapper responses whose
+open file a worker handed over (:func:`take_over`), and, as a file that grows while it is sent,
+for the part of a response a slow client has not taken yet (front.respspool).
 
 Owned by the event loop thread.
 """
@@ -73,20 +74,25 @@ class FileSender:
 
     def start(self) -> None:
         """Call after the response head has been written."""
-        exchange = self.exchange
-        transport = exchange.conn.transport
+        if self.attach():
+            self.exchange.sender = self
+            self.pump()
+
+    def attach(self) -> bool:
+        """Take the connection's socket and buffer limits for sending; False (and closed) when
+        the client is gone."""
+        transport = self.exchange.conn.transport
         if transport is None or transport.is_closing():
             self.close()
-            return
+            return False
         sock = transport.get_extra_info("socket")
         try:
             self.sock_fd = sock.fileno() if sock is not None else -1
         except (OSError, AttributeError):
             self.sock_fd = -1  # a transport without a socket: pieces through the transport
-        exchange.sender = self
         self.limits = transport.get_write_buffer_limits()
         transport.set_write_buffer_limits(high=0, low=0)  # resume only once drained to empty
-        self.pump()
+        return True
 
     def resume(self) -> None:
         """The connection's write buffer drained (ClientConnection.resume_writing)."""
@@ -132,8 +138,11 @@ class FileSender:
         if not piece:
             return self._fail("the file shrank while it was being sent")
         self._advance(len(piece))
-        transport.write(piece)
+        self.write_piece(transport, piece)
         return True
+
+    def write_piece(self, transport: Any, piece: bytes) -> None:
+        transport.write(piece)
 
     def _advance(self, size: int) -> None:
         self.offset += size
@@ -162,7 +171,8 @@ class FileSender:
         if self.closed:
             return
         self.closed = True
-        os.close(self.fd)
+        if self.fd >= 0:  # a response spool may have no file (maitred.front.respspool)
+            os.close(self.fd)
         exchange = self.exchange
         if exchange.sender is self:
             exchange.sender = None
