@@ -213,6 +213,7 @@ class Arbiter:
         elif signum == signal.SIGTTOU:
             self.pool.one_worker_less()
         elif signum == signal.SIGUSR1:
+            logs.reopen()  # the master's own lines go to the new file too, this one first
             log.info("SIGUSR1: reopening log files")
             self._signal_all(signal.SIGUSR1)
         elif signum == signal.SIGUSR2:

@@ -14,10 +14,10 @@ front and the workers: a file saved after the first response is one the reloader
 
 On a change the reloader logs the names and sends the master SIGHUP, so a --reload is the same
 as an operator's HUP (a change that breaks the import keeps the old workers serving). It stops
-on SIGTERM, SIGINT or SIGQUIT, and when the master is gone (it looks every WATCH_STEP). The
-master restarts a reloader that dies after it has run a while; one that dies right after start
-cannot watch (an inotify limit, its directory gone) and would only die again, so --reload is
-then off, and the log says so.
+on SIGTERM, SIGINT or SIGQUIT, and when it finds the master gone; it looks every WATCH_STEP,
+and reopens the error log then after a USR1. The master restarts a reloader that dies after it
+has run a while; one that dies right after start cannot watch (an inotify limit, its directory
+gone) and would only die again, so --reload is then off, and the log says so.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from maitred import logs
 from maitred.children import Child, exit_text
 
 log = logging.getLogger("maitred.error")
@@ -94,6 +95,8 @@ def run(directory: str, master_pid: int, watching_fd: int) -> int:
     stop = threading.Event()  # no thread: watch() polls it between its steps (50 ms)
     for signum in STOP_SIGNALS:
         signal.signal(signum, lambda signum, frame: stop.set())
+    reopen = threading.Event()  # USR1, done in the loop: never inside a logging call
+    signal.signal(signal.SIGUSR1, lambda signum, frame: reopen.set())
     # With a timeout, watch() yields an empty set now and then: the moment to look at the
     # master. It watches from its first yield on.
     changes_seen = watch(
@@ -111,6 +114,9 @@ def run(directory: str, master_pid: int, watching_fd: int) -> int:
             watching_fd = -1
         if os.getppid() != master_pid:
             return 0  # the master is gone; never signal whoever has its pid now
+        if reopen.is_set():
+            reopen.clear()
+            logs.reopen()
         if changes:
             names = sorted({os.path.relpath(path, directory) for _, path in changes})
             log.info("reload: %s changed", ", ".join(names))
