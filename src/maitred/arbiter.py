@@ -31,7 +31,6 @@ import shutil
 import signal
 import socket
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -39,7 +38,7 @@ from typing import Any
 
 from setproctitle import setproctitle
 
-from maitred import fronts, logs, reloader, sockets, status, upgrade
+from maitred import fronts, logs, reloader, runtime, sockets, status, upgrade
 from maitred.appload import load_app, prepare_path, split_spec
 from maitred.children import Child, exit_text, fork
 from maitred.config import Config, ConfigError, on_reload
@@ -101,8 +100,14 @@ class Arbiter:
     # --- start ---
 
     def run(self) -> int:
-        setproctitle("maitred: master")
+        setproctitle(runtime.MASTER_TITLE)
         cfg = self.cfg
+        try:
+            runtime.check_pidfile(cfg.pidfile)
+        except runtime.PidfileInUse as exc:
+            log.error("%s; not starting", exc)
+            return 1
+        runtime.remove_stale_dirs()  # what masters killed with SIGKILL left
         prepare_path(cfg.chdir, cfg.pythonpath)
         self._set_env(cfg.env)
         if cfg.preload:
@@ -147,7 +152,7 @@ class Arbiter:
         for extra in inherited[len(cfg.bind) :]:
             for sock in extra:
                 sock.close()
-        self.link_dir = tempfile.mkdtemp(prefix="maitred-")
+        self.link_dir = runtime.make_dir()
         # Spooled request bodies live under the master's own directory unless --body-temp-dir
         # says otherwise, so the master can remove what a killed front left behind.
         self.spool_dir = os.path.join(self.link_dir, "spool")
