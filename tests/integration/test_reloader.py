@@ -59,7 +59,8 @@ def test_every_start_of_a_django_site_with_reload_serves(
         except OSError as exc:
             raise AssertionError(f"start {start + 1}: no answer ({exc})\n{server.stderr}") from exc
         assert response.status == 200, (start + 1, response.status, server.stderr)
-        server.stop()
+        server.stop()  # a worker that hung would need SIGKILL: exit status -9
+        assert server.spawned.proc.returncode == 0, (start + 1, server.stderr)
 
 
 def reloader_of(master: int) -> int | None:
