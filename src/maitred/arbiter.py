@@ -31,7 +31,6 @@ import shutil
 import signal
 import socket
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -39,7 +38,7 @@ from typing import Any
 
 from setproctitle import setproctitle
 
-from maitred import fronts, logs, reloader, sockets, status, upgrade
+from maitred import fronts, logs, reloader, runtime, sockets, status, upgrade
 from maitred.appload import load_app, prepare_path, split_spec
 from maitred.children import Child, exit_text, fork
 from maitred.config import Config, ConfigError, on_reload
@@ -96,14 +95,19 @@ class Arbiter:
         self.pool = Pool(cfg, self.children, self._spawn_front, self._spawn_worker)
         self.upgrade_fd = -1  # read end of a new master's ready pipe (USR2)
         self.upgraded = False  # a new master took over our sockets
-        self.reload_stop: Any = None
         self.env_before: dict[str, str | None] = {}  # what --env replaced, to undo on HUP
 
     # --- start ---
 
     def run(self) -> int:
-        setproctitle("maitred: master")
+        setproctitle(runtime.MASTER_TITLE)
         cfg = self.cfg
+        try:
+            runtime.check_pidfile(cfg.pidfile)
+        except runtime.PidfileInUse as exc:
+            log.error("%s; not starting", exc)
+            return 1
+        runtime.remove_stale_dirs()  # what masters killed with SIGKILL left
         prepare_path(cfg.chdir, cfg.pythonpath)
         self._set_env(cfg.env)
         if cfg.preload:
@@ -125,7 +129,7 @@ class Arbiter:
         try:
             self._write_pidfile()
             if cfg.reload:
-                self._start_reloader()
+                self._spawn_reloader()
             for number in fronts.numbers(cfg.fronts):
                 self._spawn_front(number)
             self.pool.start()
@@ -148,7 +152,7 @@ class Arbiter:
         for extra in inherited[len(cfg.bind) :]:
             for sock in extra:
                 sock.close()
-        self.link_dir = tempfile.mkdtemp(prefix="maitred-")
+        self.link_dir = runtime.make_dir()
         # Spooled request bodies live under the master's own directory unless --body-temp-dir
         # says otherwise, so the master can remove what a killed front left behind.
         self.spool_dir = os.path.join(self.link_dir, "spool")
@@ -170,13 +174,6 @@ class Arbiter:
         if self.cfg.pidfile:
             with open(self.cfg.pidfile, "w", encoding="ascii") as fh:
                 fh.write(f"{self.pid}\n")
-
-    def _start_reloader(self) -> None:
-        import threading
-
-        self.reload_stop = threading.Event()
-        module = split_spec(self.cfg.app)[0]
-        reloader.start(reloader.app_directory(module), self.reload_stop)
 
     # --- the loop ---
 
@@ -221,6 +218,7 @@ class Arbiter:
         elif signum == signal.SIGTTOU:
             self.pool.one_worker_less()
         elif signum == signal.SIGUSR1:
+            logs.reopen()  # the master's own lines go to the new file too, this one first
             log.info("SIGUSR1: reopening log files")
             self._signal_all(signal.SIGUSR1)
         elif signum == signal.SIGUSR2:
@@ -323,6 +321,10 @@ class Arbiter:
             if child.kind == "front" and not any(c.kind == "front" for c in self.children.values()):
                 self._stop_workers()
             return
+        if child.kind == reloader.KIND:
+            if reloader.restarts(child, code):
+                self._spawn_reloader()
+            return
         generation = self.generations.get(child.generation)
         if child.kind == "front" and generation is not None:
             # Bodies the dead front was holding: nobody else will remove them.
@@ -376,8 +378,7 @@ class Arbiter:
 
         def main() -> int:
             os.close(read_fd)
-            for sock in (*self._all_listeners(), *self._link_listeners()):
-                sock.close()  # a worker holding these would keep dead links connectable
+            self._close_sockets()
             return Worker(cfg, worker_id, link_path, app, write_fd, self.pid).run()
 
         pid = self._fork(main)
@@ -385,6 +386,18 @@ class Arbiter:
         child = Child(pid, "worker", worker_id, read_fd, generation=generation.number)
         self.children[pid] = child
         return child
+
+    def _spawn_reloader(self) -> None:
+        """--reload: the file watcher runs in a child (maitred.reloader says why)."""
+        directory = reloader.app_directory(split_spec(self.cfg.app)[0])
+        pid = reloader.spawn(self._fork, directory, self._close_sockets)
+        self.children[pid] = Child(pid, reloader.KIND, generation=reloader.NO_GENERATION)
+
+    def _close_sockets(self) -> None:
+        """In a child that serves no connection: a child holding the listeners or the link
+        sockets would keep them connectable after the master and the fronts are gone."""
+        for sock in (*self._all_listeners(), *self._link_listeners()):
+            sock.close()
 
     # --- a HUP that replaces the fronts ---
 
@@ -466,8 +479,6 @@ class Arbiter:
             return
         self.stopping = True
         self.pool.pending.clear()
-        if self.reload_stop is not None:
-            self.reload_stop.set()
         self.stop_deadline = time.monotonic() + self.cfg.graceful_timeout + KILL_GRACE
         fronts = [c for c in self.children.values() if c.kind == "front"]
         log.info("stopping: %d processes", len(self.children))

@@ -27,7 +27,7 @@ CHILD_IGNORES = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1, 
 @dataclass(eq=False)
 class Child:
     pid: int
-    kind: str  # "front" or "worker"
+    kind: str  # "front", "worker" or "reloader" (--reload)
     worker_id: int = 0  # a front's number (maitred.fronts: 0 when it is the only front)
     status_fd: int = -1
     generation: int = 0  # the generation of fronts it belongs to, or links to (maitred.fronts)
@@ -42,7 +42,9 @@ class Child:
 
     @property
     def role(self) -> str:
-        return fronts.name(self.worker_id) if self.kind == "front" else f"worker {self.worker_id}"
+        if self.kind == "worker":
+            return f"worker {self.worker_id}"
+        return fronts.name(self.worker_id) if self.kind == "front" else self.kind
 
     def unpair(self) -> None:
         """Forget a make-before-break pairing, from both ends: this worker no longer replaces

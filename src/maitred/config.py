@@ -415,7 +415,8 @@ class Config:
     )
     pidfile: str = setting(
         "",
-        "Write the master's pid to this file once it listens; removed on exit.",
+        "Write the master's pid to this file once it listens; removed on exit. A start is "
+        "refused while the file names a running maitred master; a stale one is overwritten.",
         _str,
         "-p",
         "--pidfile",

@@ -166,11 +166,24 @@ def serve_static(servers: ServerFactory, tmp_path: Path, *args: str) -> tuple[Se
     return server, config
 
 
-def link_sockets() -> set[str]:
-    """The paths of the link sockets open on this machine (bound or accepted): the tests'
-    servers run one at a time."""
+def link_sockets(master: int) -> set[str]:
+    """The paths of the link sockets the server's processes hold open (bound or accepted); other
+    servers on this machine have link sockets of their own."""
+    inodes = set()
+    for pid in [master, *(info.pid for info in procs.descendants_and_session(master))]:
+        with contextlib.suppress(OSError):  # the process is gone
+            fds = os.listdir(f"/proc/{pid}/fd")
+            for fd in fds:
+                with contextlib.suppress(OSError):  # the fd is closed
+                    inodes.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
     with open("/proc/net/unix", encoding="ascii") as fh:
-        return {line.split()[-1] for line in fh if "/maitred-" in line and "/link-" in line}
+        rows = [line.split() for line in fh]
+    # Columns: ... Inode Path; a socket fd reads "socket:[INODE]".
+    return {
+        row[-1]
+        for row in rows
+        if len(row) == 8 and "/link-" in row[-1] and f"socket:[{row[6]}]" in inodes
+    }
 
 
 def test_reloads_that_replace_the_fronts_leave_nothing_behind(
@@ -180,7 +193,7 @@ def test_reloads_that_replace_the_fronts_leave_nothing_behind(
     old, new = tmp_path / "old", tmp_path / "new"
     fd_dir = f"/proc/{server.pid}/fd"
     fds = len(os.listdir(fd_dir))
-    [first_link] = link_sockets()
+    [first_link] = link_sockets(server.pid)
     for directory in (new, old, new):
         mount(config, directory)
         os.kill(server.pid, signal.SIGHUP)
@@ -193,7 +206,7 @@ def test_reloads_that_replace_the_fronts_leave_nothing_behind(
             what="the old front and worker gone",
         )
     wait_until(lambda: len(os.listdir(fd_dir)) == fds, what="the master's fds as before")
-    [link] = link_sockets()  # the old generations' sockets are closed and removed
+    [link] = link_sockets(server.pid)  # the old generations' sockets are closed and removed
     assert link != first_link and not os.path.exists(first_link)
     spool = Path(first_link).parent / "spool"
     assert [p.name for p in spool.iterdir()] == [Path(link).name.split("-")[1][: -len(".sock")]]

@@ -1,0 +1,122 @@
+"""The master's files: its runtime directory and its pidfile, and what a killed master left.
+
+Theory of operation
+-------------------
+The master keeps its link sockets and the request bodies its fronts spool in a runtime
+directory under the temp directory, ``maitred-<random>``, whose file ``master`` holds the pid
+and the start time (clock ticks since boot, from /proc) of its master: the two name one process
+while the machine runs (a pid alone is reused). The name stays short because the link sockets'
+paths must fit in a unix socket address (108 bytes). A master that stops removes its directory;
+one killed with SIGKILL cannot, so a master that starts removes the directories of masters that
+no longer run, one log line each. A directory whose master still runs, one of another user, and
+one that does not say whose it is (another program's, an older maitred's, one just being made)
+are left alone.
+
+A pidfile that names a process which is no longer a maitred master is stale: it is
+overwritten, with a log line. One that names a live master is refused, since two servers would
+take the file from each other, unless that master is this one's parent: it started this one
+with USR2 and hands over to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import shutil
+import tempfile
+
+log = logging.getLogger("maitred.error")
+
+PREFIX = "maitred-"
+OWNER_FILE = "master"  # in the runtime directory: "<pid> <start time>\n" of its master
+OWNER = re.compile(r"(\d+) (\d+)\n")
+OWNER_SIZE = 64  # more than any owner file holds
+MASTER_TITLE = "maitred: master"  # the master's process title
+# Fields of /proc/PID/stat, counted after the ")" that closes the name.
+STATE_FIELD = 0
+START_TIME_FIELD = 19
+ZOMBIE = "Z"
+
+
+class PidfileInUse(Exception):
+    """The pidfile names a live maitred master: this one must not start."""
+
+
+def start_time(pid: int) -> int | None:
+    """When process `pid` started (clock ticks since boot), or None if it is not running (or
+    is a zombie: killed, not yet reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    # The name, in parentheses, may hold spaces and parentheses itself.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return None if fields[STATE_FIELD] == ZOMBIE else int(fields[START_TIME_FIELD])
+
+
+def make_dir(where: str | None = None) -> str:
+    """Create this master's runtime directory (mode 0700) in `where` (the temp directory by
+    default) and return its path."""
+    path = tempfile.mkdtemp(prefix=PREFIX, dir=where)
+    pid = os.getpid()
+    with open(os.path.join(path, OWNER_FILE), "w", encoding="ascii") as fh:
+        fh.write(f"{pid} {start_time(pid)}\n")
+    return path
+
+
+def remove_stale_dirs(where: str | None = None) -> list[str]:
+    """Remove the runtime directories of masters that no longer run; returns their paths."""
+    removed = []
+    uid = os.getuid()
+    with os.scandir(where or tempfile.gettempdir()) as entries:
+        for entry in entries:
+            if not entry.name.startswith(PREFIX) or not entry.is_dir(follow_symlinks=False):
+                continue
+            if entry.stat(follow_symlinks=False).st_uid != uid:
+                continue  # another user's
+            match = OWNER.fullmatch(_read(os.path.join(entry.path, OWNER_FILE)))
+            if match is None:
+                continue  # whose it is, it does not say
+            pid, started = int(match[1]), int(match[2])
+            if start_time(pid) == started:
+                continue  # its master runs
+            shutil.rmtree(entry.path, ignore_errors=True)
+            log.info("removed the runtime directory of pid %d, gone: %s", pid, entry.path)
+            removed.append(entry.path)
+    return removed
+
+
+def _read(path: str) -> str:
+    """The start of a small text file, or "" if it cannot be read."""
+    with contextlib.suppress(OSError), open(path, encoding="ascii", errors="replace") as fh:
+        return fh.read(OWNER_SIZE)
+    return ""
+
+
+def check_pidfile(path: str) -> None:
+    """Before a master starts with --pidfile `path`: raise PidfileInUse if it names a live
+    master (not this one's parent); say so if it is stale."""
+    if not path:
+        return
+    try:
+        with open(path, encoding="ascii", errors="replace") as fh:
+            text = fh.read().strip()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise PidfileInUse(f"cannot read the pidfile {path}: {exc}") from None
+    pid = int(text) if text.isdigit() else 0
+    if pid and pid not in (os.getpid(), os.getppid()) and _is_master(pid):
+        raise PidfileInUse(f"the pidfile {path} names pid {pid}, a maitred master that runs")
+    if pid != os.getppid():
+        log.info("the pidfile %s named %r, not a maitred master now: overwriting it", path, text)
+
+
+def _is_master(pid: int) -> bool:
+    title = b""
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as fh:
+        title = fh.read()
+    return title.startswith(MASTER_TITLE.encode())

@@ -1,0 +1,107 @@
+"""The master's runtime directory and pidfile: what counts as left by a master that is gone."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from maitred import runtime
+
+TITLE_WAIT = 10.0
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited and been reaped."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.fixture
+def titled() -> Iterator[subprocess.Popen[bytes]]:
+    """A live process titled as a maitred master is."""
+    code = "import setproctitle, time, sys; setproctitle.setproctitle(sys.argv[1]); time.sleep(60)"
+    proc = subprocess.Popen([sys.executable, "-c", code, runtime.MASTER_TITLE])
+    try:
+        deadline = time.monotonic() + TITLE_WAIT
+        cmdline = Path(f"/proc/{proc.pid}/cmdline")
+        while not cmdline.read_bytes().startswith(runtime.MASTER_TITLE.encode()):
+            assert time.monotonic() < deadline, "the process never took the title"
+            time.sleep(0.02)
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def runtime_dir(where: Path, name: str, owner: str | None) -> Path:
+    """A runtime directory whose owner file holds `owner` (None: it has none)."""
+    path = where / name
+    (path / "spool").mkdir(parents=True)
+    if owner is not None:
+        (path / runtime.OWNER_FILE).write_text(owner)
+    return path
+
+
+def test_only_the_directories_of_masters_that_are_gone_are_removed(tmp_path: Path) -> None:
+    me, started = os.getpid(), runtime.start_time(os.getpid())
+    assert started is not None
+    live = runtime_dir(tmp_path, "maitred-live", f"{me} {started}\n")
+    # Its pid now names another process.
+    reused = runtime_dir(tmp_path, "maitred-reused", f"{me} {started + 1}\n")
+    dead = runtime_dir(tmp_path, "maitred-dead", f"{dead_pid()} 1\n")
+    unknown = runtime_dir(tmp_path, "maitred-older", None)  # an older maitred's, or another's
+    partial = runtime_dir(tmp_path, "maitred-partial", f"{dead_pid()} ")  # being written
+    other = runtime_dir(tmp_path, "other-dead", f"{dead_pid()} 1\n")
+    body = tmp_path / "maitred-body-x"
+    body.write_bytes(b"")
+    assert sorted(runtime.remove_stale_dirs(str(tmp_path))) == sorted([str(reused), str(dead)])
+    left = (live, unknown, partial, other, body)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in left)
+
+
+def test_a_new_directory_is_named_for_its_master(tmp_path: Path) -> None:
+    path = Path(runtime.make_dir(str(tmp_path)))
+    owner = (path / runtime.OWNER_FILE).read_text()
+    assert owner == f"{os.getpid()} {runtime.start_time(os.getpid())}\n"
+    assert runtime.remove_stale_dirs(str(tmp_path)) == []
+    assert path.is_dir()
+
+
+@pytest.mark.parametrize("content", ["", "garbage\n", "{dead}\n", "{live}\n"])
+def test_a_stale_pidfile_is_overwritten_with_a_log_line(
+    tmp_path: Path, content: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    pidfile = tmp_path / "maitred.pid"
+    with subprocess.Popen(["sleep", "30"]) as other:  # alive, and no maitred master
+        pidfile.write_text(content.format(dead=dead_pid(), live=other.pid))
+        with caplog.at_level(logging.INFO, logger="maitred.error"):
+            runtime.check_pidfile(str(pidfile))
+        other.kill()
+    assert f"the pidfile {pidfile} named " in caplog.text
+    assert "overwriting it" in caplog.text
+
+
+def test_no_pidfile_or_none_asked_for_says_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="maitred.error"):
+        runtime.check_pidfile("")
+        runtime.check_pidfile(str(tmp_path / "absent.pid"))
+    assert caplog.text == ""
+
+
+def test_a_pidfile_of_a_running_master_is_refused(
+    tmp_path: Path, titled: subprocess.Popen[bytes]
+) -> None:
+    pidfile = tmp_path / "maitred.pid"
+    pidfile.write_text(f"{titled.pid}\n")
+    with pytest.raises(runtime.PidfileInUse, match=f"names pid {titled.pid}, a maitred master"):
+        runtime.check_pidfile(str(pidfile))
