@@ -20,6 +20,13 @@ generation is dropped and the old fronts serve on.
 Shutdown (TERM, INT) goes fronts first: they stop accepting and finish the requests in flight,
 using the workers; once every front has exited, the master closes the link listeners (so workers
 cannot reconnect) and stops the workers. QUIT stops everything at once.
+
+A stopping server refuses new clients at once (a load balancer then tries another) rather than
+leave them in a listen backlog nobody will accept from. A listener is closed only when its last
+holder closes it, so each front holds only its own, no worker holds any, and the master closes
+its copies (and removes a unix socket's path) before it signals the fronts: each front then
+takes what its backlog holds and closes (maitred.front.limits), and the front is the last.
+A HUP keeps the listeners in the master for the new fronts; a new master (USR2) holds its own.
 """
 
 from __future__ import annotations
@@ -207,6 +214,7 @@ class Arbiter:
         elif signum == signal.SIGQUIT:
             log.info("SIGQUIT: stopping now")
             self.stopping = True
+            self._close_listeners()
             self.stop_deadline = time.monotonic() + KILL_GRACE
             self._signal_all(signal.SIGQUIT)
         elif self.stopping:
@@ -363,6 +371,9 @@ class Arbiter:
             for sock in self._link_listeners():
                 if sock is not link_listener:
                     sock.close()  # another generation's: held here, it would outlive that one
+            for sock in self._all_listeners():
+                if sock not in listeners:
+                    sock.close()  # another front's: held here, it would outlive that front
             return run_front(cfg, listeners, link_listener, self.pid, fronts.name(number), write_fd)
 
         pid = self._fork(main)
@@ -480,6 +491,7 @@ class Arbiter:
         self.stopping = True
         self.pool.pending.clear()
         self.stop_deadline = time.monotonic() + self.cfg.graceful_timeout + KILL_GRACE
+        self._close_listeners()  # before the fronts close theirs: they must be the last
         fronts = [c for c in self.children.values() if c.kind == "front"]
         log.info("stopping: %d processes", len(self.children))
         if fronts:
@@ -510,13 +522,19 @@ class Arbiter:
     def _link_listeners(self) -> list[socket.socket]:
         return [sock for g in self.generations.values() for sock in g.links.values()]
 
-    def _cleanup(self) -> None:
+    def _close_listeners(self) -> None:
+        """Hold the listening sockets no more; remove a unix socket's path unless a new
+        master serves it (USR2)."""
         for sock in self._all_listeners():
             if sock.family == socket.AF_UNIX and not self.upgraded:
                 path = sock.getsockname()
                 if isinstance(path, str) and path and os.path.exists(path):
                     os.unlink(path)
             sock.close()
+        self.listeners = []
+
+    def _cleanup(self) -> None:
+        self._close_listeners()
         for link in self._link_listeners():
             link.close()
         if self.link_dir:

@@ -9,6 +9,7 @@ import logging
 import resource
 import socket
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -129,12 +130,52 @@ async def overshoot_scenario(overshoot: int) -> None:
         await close_all(clients, open_conns, listener)
 
 
+async def stop_scenario(family: socket.AddressFamily, where: Any) -> None:
+    """A stop takes the connections waiting in the backlog (one under the limit is served, one
+    past it closed at once), then closes the listener: the next client is refused."""
+    loop = asyncio.get_running_loop()
+    listener = socket.create_server(where, family=family)
+    address = listener.getsockname()
+    open_conns: set[Conn] = set()
+    gate = AcceptGate(loop, lambda: Conn(open_conns, lambda: gate), [listener], 16, open_conns, 2)
+    await gate.start()
+    clients: list[socket.socket] = []
+
+    def connect() -> socket.socket:
+        clients.append(socket.socket(family))
+        clients[-1].connect(address)
+        return clients[-1]
+
+    try:
+        connect()
+        assert await wait_until(lambda: len(open_conns) == 1)
+        # The loop does not run between these connects and stop(): both wait in the backlog.
+        waiting = [connect(), connect()]
+        adopting = gate.stop()
+        assert await wait_until(lambda: len(open_conns) == 2)
+        await asyncio.gather(*adopting)
+        closed = 0
+        for client in waiting:
+            client.settimeout(NOT_ACCEPTED_FOR)
+            with contextlib.suppress(TimeoutError):
+                closed += client.recv(1) == b""
+        assert closed == 1  # past the limit: the front answers it 503 and closes it
+        assert listener.fileno() == -1
+        with pytest.raises(ConnectionRefusedError):
+            connect()
+    finally:
+        await close_all(clients, open_conns, listener)
+
+
 class FlakyListener:
     """A listener whose next dup() fails once (EMFILE), as when descriptors ran out."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.fail_next = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)
 
     def dup(self) -> socket.socket:
         if self.fail_next:
@@ -269,3 +310,14 @@ def test_a_failed_accept_ends_the_batch(monkeypatch: pytest.MonkeyPatch) -> None
     finally:
         batch.close()
         listener.close()
+
+
+@pytest.mark.parametrize("loop_name", sorted(LOOPS))
+@pytest.mark.parametrize("family", ["tcp", "unix"])
+def test_a_stop_takes_the_backlog_then_closes_the_listener(
+    loop_name: str, family: str, tmp_path: Path
+) -> None:
+    if family == "unix":
+        run(loop_name, stop_scenario(socket.AF_UNIX, str(tmp_path / "listener.sock")))
+    else:
+        run(loop_name, stop_scenario(socket.AF_INET, ("127.0.0.1", 0)))

@@ -25,6 +25,14 @@ on every sweep that a descriptor can still be had (:meth:`AcceptGate.check_descr
 :class:`Shortage` turns both into at most one error line a second while descriptors are short,
 and one line once they are back.
 
+Stopping (:meth:`AcceptGate.stop`) closes the listeners, so that a client connecting from then
+on is refused at once (a load balancer tries another server) instead of waiting in a backlog
+nobody accepts from, to be reset when the server exits. The connections already in the backlog
+connected before the stop: the gate accepts them first, until the kernel has none left, and
+hands them to the loop like any other (past --max-connections they get the 503). Closing is
+the last holder's act: the master closes its copies when it stops, and each front holds only
+its own listeners (maitred.arbiter), so a front's close is what turns clients away.
+
 Owned by the event loop thread.
 """
 
@@ -193,7 +201,8 @@ class AcceptGate:
     async def start(self) -> None:
         self.state = Accepting.RESUMING
         await self._open_servers()
-        self.state = Accepting.SERVING
+        if self.state is Accepting.RESUMING:  # not stopped meanwhile
+            self.state = Accepting.SERVING
 
     def update(self) -> None:
         """Serve or stop serving, to match the number of open connections."""
@@ -227,11 +236,28 @@ class AcceptGate:
         self._wakeup = None
         self.update()
 
-    def stop(self) -> None:
+    def stop(self) -> list[asyncio.Task[None]]:
+        """Never accept again: take what the backlogs hold, then close the listeners. Returns
+        the tasks that hand the connections taken to the loop (a drain waits for them)."""
         self.state = Accepting.STOPPED
         if self._wakeup is not None:
             self._wakeup.cancel()
         self._close_servers()
+        adopting = [
+            self.loop.create_task(self._adopt(conn))
+            for sock in self.listeners
+            for conn in _take_backlog(sock)
+        ]
+        for sock in self.listeners:
+            sock.close()
+        self.listeners = []
+        return adopting
+
+    async def _adopt(self, conn: socket.socket) -> None:
+        try:
+            await self.loop.connect_accepted_socket(self.factory, conn)
+        except OSError:  # the client is gone already
+            conn.close()
 
     def check_descriptors(self) -> None:
         """Can one more descriptor be had (an accept would succeed)? Two system calls."""
@@ -256,22 +282,47 @@ class AcceptGate:
                 self.state = Accepting.PAUSED
                 self.loop.call_later(RESUME_RETRY, self.update)
             return
-        if self.state is Accepting.STOPPED:
-            self._close_servers()  # stopped while the servers were being created
-            return
-        self.state = Accepting.SERVING
-        self.update()
+        if self.state is Accepting.RESUMING:
+            self.state = Accepting.SERVING
+            self.update()
 
     async def _open_servers(self) -> None:
-        for sock in self.listeners:
+        for sock in list(self.listeners):
+            if self.state is Accepting.STOPPED:  # stop() closed the listeners meanwhile
+                break
             dup = sock.dup()
             listener = BatchEndingListener(dup.family, dup.type, dup.proto, dup.detach())
             server = await self.loop.create_server(
                 self.factory, sock=listener, backlog=self.backlog
             )
             self.servers.append(server)
+        if self.state is Accepting.STOPPED:
+            self._close_servers()  # stopped while the servers were being created
 
     def _close_servers(self) -> None:
         for server in self.servers:
             server.close()
         self.servers.clear()
+
+
+def _take_backlog(sock: socket.socket) -> list[socket.socket]:
+    """The connections waiting in a listener's backlog, accepted until the kernel has no more.
+    On an error other than "none left" (descriptors ran out), the rest are left to be reset
+    when the listener closes, and the log says so."""
+    taken: list[socket.socket] = []
+    sock.setblocking(False)
+    while True:
+        try:
+            conn, _ = sock.accept()
+        except BlockingIOError:
+            return taken
+        except ConnectionAbortedError:
+            continue  # the client gave up while it waited
+        except OSError as exc:
+            log.error(
+                "front: stopping: cannot accept the connections waiting in the backlog (%s); "
+                "they are reset",
+                exc,
+            )
+            return taken
+        taken.append(conn)

@@ -8,8 +8,9 @@ front/timeouts.py (one pass over the connections is cheaper than a timer per req
 checking that file descriptors have not run out (front/limits.py), and telling the master it is
 alive (a HEARTBEAT on its status pipe: a front that stops is killed, see --front-timeout).
 
-On SIGTERM it stops accepting, lets requests in flight finish within the graceful timeout,
-closes idle connections, and exits.
+On SIGTERM it takes the connections waiting in its listeners' backlogs and closes the
+listeners (front/limits.py: from then on a new client is refused at once), lets requests in
+flight finish within the graceful timeout, closes idle connections, and exits.
 """
 
 from __future__ import annotations
@@ -228,19 +229,25 @@ class Front:
         if self.stopping:
             return
         self.stopping = True
-        log.info("front: stopping, %d connections open", len(self.connections))
-        if self.gate is not None:
-            self.gate.stop()
+        adopting = self.gate.stop() if self.gate is not None else []
+        log.info(
+            "front: stopping, %d connections open, %d taken from the listen backlog",
+            len(self.connections),
+            len(adopting),
+        )
         for conn in list(self.connections):
             # A kept-alive connection between requests may be closed (its client retries,
             # RFC 9112 section 9.3.1); one that has not sent its first request yet may be
             # carrying it right now, so it is served (with Connection: close) or swept later.
             if conn.is_idle() and conn.served:
                 conn.close()
-        self.loop.create_task(self._await_drained())
+        self.loop.create_task(self._await_drained(adopting))
 
-    async def _await_drained(self) -> None:
+    async def _await_drained(self, adopting: list[asyncio.Task[None]]) -> None:
+        """Wait for the connections in flight, the ones taken from the backlogs included."""
         deadline = self.loop.time() + self.cfg.graceful_timeout
+        # Each task handles its own errors; one that fails anyway must not stop the drain.
+        await asyncio.gather(*adopting, return_exceptions=True)
         while self.connections and self.loop.time() < deadline:
             await asyncio.sleep(STOP_POLL)
         for conn in list(self.connections):
