@@ -1,4 +1,5 @@
-"""The command line: version, the bundled demo, and errors that stop the server cleanly."""
+"""The command line: version, the bundled demo, errors that stop the server cleanly, and the
+help it gives with the settings."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 import requests
 
 from harness import APPS_DIR, LISTENING, CliResult, ServerFactory, run_cli, server_env
+from maitred import config
 
 TIMEOUT = 10.0
 BIND = ["-b", "127.0.0.1:0"]
@@ -160,3 +162,38 @@ def test_an_asgi_app_is_refused_at_start(tmp_path: Path, preload: list[str], app
     first = result.stderr.splitlines()[0]
     assert first.startswith(f"maitred: cannot serve app {app!r}: "), result.stderr
     assert first.endswith("maitred runs WSGI apps, not ASGI"), result.stderr
+
+
+# --- configuration help ---
+
+
+def test_each_unknown_maitred_variable_is_one_warning_with_the_closest_setting(
+    servers: ServerFactory,
+) -> None:
+    env = {"MAITRED_WORKRES": "3", "MAITRED_THREDS": "2", "MAITRED_WORKERS": "1"}
+    server = servers.start("hello", env=env)
+    warnings = [line for line in server.stderr.splitlines() if "warning:" in line]
+    assert warnings == [
+        "maitred: warning: unknown environment variable MAITRED_THREDS; "
+        "did you mean MAITRED_THREADS?",
+        "maitred: warning: unknown environment variable MAITRED_WORKRES; "
+        "did you mean MAITRED_WORKERS?",
+    ], server.stderr
+
+
+def test_an_unknown_config_key_names_the_closest_setting(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.maitred]\nmax-request = 5\n")
+    result = run_cli([*BIND, *APP_PATH, "hello"], cwd=tmp_path)
+    assert result.returncode == 2, result
+    assert "unknown setting 'max-request'; did you mean 'max-requests'?" in result.stderr
+
+
+def test_help_shows_every_default() -> None:
+    result = run_cli(["--help"])
+    assert result.returncode == 0, result
+    # argparse wraps lines anywhere, hyphens included: compare without whitespace.
+    text = re.sub(r"\s+", "", result.stdout)
+    assert text.count("(default:") >= len(config.SETTINGS), result.stdout
+    for flag, default in [("--workers", "2"), ("--bind", "127.0.0.1:8000"), ("--chdir", "empty")]:
+        shown = re.search(rf"{flag}.*?\(default:(.*?)\)", text)  # the first one is its option
+        assert shown and shown[1] == default, (flag, result.stdout)
