@@ -289,9 +289,12 @@ class Arbiter:
         child.last_seen = time.monotonic()
         for kind, value in child.reader.feed(data):
             if kind == status.READY:
-                # Stopping, no new fronts start: the workers are being stopped too.
+                if self.stopping:
+                    # Nothing starts now (the staged start's other workers would miss the
+                    # stop and hold it up for the graceful timeout), nor says it listens.
+                    continue
                 next_number = self.next.number if self.next is not None else None
-                if child.generation == next_number and not self.stopping:
+                if child.generation == next_number:
                     self._swap_fronts()
                 if self.pool.ready(child):  # the first worker ever: the app imports
                     for url in self.addresses:  # said only now that requests can be served

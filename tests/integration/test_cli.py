@@ -4,6 +4,7 @@ help it gives with the settings."""
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -16,6 +17,9 @@ from harness import APPS_DIR, LISTENING, CliResult, ServerFactory, run_cli, serv
 from maitred import config
 
 TIMEOUT = 10.0
+# A worker that imported the app after a stop began waits up to 5 s for its front (gone by
+# then) before it drains: 20 s is ample, and far below the --graceful-timeout the tests set.
+STOP_WITHIN = 20.0
 BIND = ["-b", "127.0.0.1:0"]
 APP_PATH = ["--pythonpath", str(APPS_DIR)]
 
@@ -104,6 +108,22 @@ def test_listening_is_said_once_the_first_worker_has_imported_the_app(
         (tmp_path / "go").touch()  # whatever happened, the import ends and the server can stop
     server = servers.serving(spawned)
     assert requests.get(server.url("/"), timeout=TIMEOUT).text == "Hello, world!\n"
+
+
+def test_a_stop_while_the_app_imports_starts_no_more_workers(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    (tmp_path / "gated.py").write_text(GATED_APP)
+    args = ["-w", "3", "--graceful-timeout", "60", "--pythonpath", str(tmp_path)]
+    spawned = servers.launch("gated:application", *args)
+    try:
+        assert wait_for_file(tmp_path / "importing"), spawned.output()
+        spawned.proc.send_signal(signal.SIGTERM)
+    finally:
+        (tmp_path / "go").touch()
+    # Well before the graceful timeout: no worker was started that the stop would miss.
+    assert spawned.proc.wait(STOP_WITHIN) == 0, spawned.output()
+    assert "Listening at" not in spawned.stderr.text, spawned.output()
 
 
 def wait_for_file(path: Path) -> bool:
