@@ -253,6 +253,8 @@ def test_a_second_reload_drops_new_fronts_still_waiting_for_their_workers(
     os.kill(server.pid, signal.SIGHUP)  # the first reload's worker is still importing the app
     assert server.wait_for_log("dropping the new fronts that were waiting")
     wait_until(lambda: fetch(server.port, "GET", "/s/page.txt").body == b"new", what="new")
+    # The new front may answer before the master's line about it has been read from its pipe.
+    assert server.wait_for_log("reload: new fronts serve"), server.stderr
     assert server.stderr.count("reload: new fronts serve") == 1  # the "mid" ones never did
     wait_until(lambda: len(workers_of(server.pid)) == 1, what="one worker left")
 
