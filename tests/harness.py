@@ -2,7 +2,9 @@
 
 ``ServerFactory.start(app, *args)`` launches ``python -m maitred -b 127.0.0.1:0 ... APP`` with the
 fixture apps of ``tests/apps`` importable, waits for the ``Listening at: http://127.0.0.1:PORT``
-line on stderr and returns a ``Server`` that knows its port. Output is drained by background
+line on stderr (printed once the first worker has imported the app) and returns a ``Server``
+that knows its port; ``launch`` and ``serving`` do the two halves, for a test that acts while
+the app is being imported. Output is drained by background
 threads for the whole life of the process (a full pipe would block the server) and kept for
 assertions. Stopping sends SIGTERM to the server pid, then SIGKILL by pid after a timeout, and
 fails the test if any process the server forked is still alive afterwards.
@@ -207,7 +209,38 @@ class ServerFactory:
     """Starts servers on demand and stops every one of them at teardown."""
 
     def __init__(self) -> None:
-        self._servers: list[Server] = []
+        self._spawned: list[Spawned] = []
+
+    def launch(
+        self,
+        app: str | None,
+        *args: str,
+        cwd: Path = APPS_DIR,
+        env: dict[str, str] | None = None,
+    ) -> Spawned:
+        """Start ``maitred`` serving ``app`` (None: no APP argument) with extra CLI ``args``,
+        without waiting: it says "Listening at" only once its first worker has imported the
+        app (see :meth:`serving`)."""
+        where = ["--chdir", str(APPS_DIR), "--pythonpath", str(APPS_DIR)] if app else []
+        argv = ["-b", "127.0.0.1:0", *where, *args, *([app] if app else [])]
+        spawned = spawn(argv, cwd, env)
+        self._spawned.append(spawned)
+        return spawned
+
+    def serving(self, spawned: Spawned) -> Server:
+        """The server once it reports ``Listening at: http://127.0.0.1:PORT``."""
+        match = spawned.stderr.wait_for(LISTENING, START_TIMEOUT)
+        if match is None:
+            try:
+                spawned.stop()
+            except AssertionError as exc:
+                print(exc, file=sys.stderr)
+            raise AssertionError(
+                f"maitred {spawned.proc.args} did not report 'Listening at: "
+                f"http://127.0.0.1:PORT' within {START_TIMEOUT} s (exit status "
+                f"{spawned.proc.returncode})\n" + spawned.output()
+            )
+        return Server(spawned, int(match.group(1)))
 
     def start(
         self,
@@ -217,32 +250,16 @@ class ServerFactory:
         env: dict[str, str] | None = None,
     ) -> Server:
         """Start ``maitred`` serving ``app`` (None: no APP argument) with extra CLI ``args``."""
-        where = ["--chdir", str(APPS_DIR), "--pythonpath", str(APPS_DIR)] if app else []
-        argv = ["-b", "127.0.0.1:0", *where, *args, *([app] if app else [])]
-        spawned = spawn(argv, cwd, env)
-        match = spawned.stderr.wait_for(LISTENING, START_TIMEOUT)
-        if match is None:
-            try:
-                spawned.stop()
-            except AssertionError as exc:
-                print(exc, file=sys.stderr)
-            raise AssertionError(
-                f"maitred {argv} did not report 'Listening at: http://127.0.0.1:PORT' "
-                f"within {START_TIMEOUT} s (exit status {spawned.proc.returncode})\n"
-                + spawned.output()
-            )
-        server = Server(spawned, int(match.group(1)))
-        self._servers.append(server)
-        return server
+        return self.serving(self.launch(app, *args, cwd=cwd, env=env))
 
     def close(self) -> None:
         failures = []
-        for server in reversed(self._servers):
+        for spawned in reversed(self._spawned):
             try:
-                server.stop()
+                spawned.stop()
             except AssertionError as exc:
                 failures.append(str(exc))
-        self._servers.clear()
+        self._spawned.clear()
         assert not failures, "\n\n".join(failures)
 
 

@@ -39,14 +39,13 @@ import signal
 import socket
 import sys
 import time
-import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from setproctitle import setproctitle
 
 from maitred import fronts, logs, reloader, runtime, sockets, status, upgrade
-from maitred.appload import load_app, prepare_path, split_spec
+from maitred.appload import AppLoadError, load_app, prepare_path, split_spec
 from maitred.children import Child, exit_text, fork
 from maitred.config import Config, ConfigError, on_reload
 from maitred.front.main import run_front
@@ -86,6 +85,7 @@ class Arbiter:
         self.pid = os.getpid()
         self.children: dict[int, Child] = {}
         self.listeners: list[list[socket.socket]] = []  # per bind address (maitred.sockets)
+        self.addresses: list[str] = []  # their URLs, for the "Listening at" lines
         self.link_dir = ""
         self.spool_dir = ""
         # The generations of fronts alive (maitred.fronts): the current one, the next while a
@@ -120,12 +120,12 @@ class Arbiter:
         if cfg.preload:
             try:
                 self.app = load_app(cfg.app)
-            except BaseException:
-                traceback.print_exc()
-                log.error("the app failed to load; stopping")
+            except AppLoadError as exc:
+                sys.stderr.write(exc.report())
                 return 1
-        # Signals are recorded from before the first "Listening at" line: a supervisor that
-        # reads it and signals at once must not hit a default action.
+        # Signals are recorded from before the "Listening at" lines (printed once the first
+        # worker has imported the app): a supervisor that reads one and signals at once must not
+        # hit a default action.
         self.signals = SignalQueue(HANDLED)
         try:
             self._bind()
@@ -155,7 +155,7 @@ class Arbiter:
             else:
                 group = sockets.bind_group(address, cfg.backlog, cfg.fronts)
             self.listeners.append(group)
-            log.info("Listening at: %s (%d)", address.url(group[0]), self.pid)
+            self.addresses.append(address.url(group[0]))
         for extra in inherited[len(cfg.bind) :]:
             for sock in extra:
                 sock.close()
@@ -295,11 +295,16 @@ class Arbiter:
         child.last_seen = time.monotonic()
         for kind, value in child.reader.feed(data):
             if kind == status.READY:
-                # Stopping, no new fronts start: the workers are being stopped too.
+                if self.stopping:
+                    # Nothing starts now (the staged start's other workers would miss the
+                    # stop and hold it up for the graceful timeout), nor says it listens.
+                    continue
                 next_number = self.next.number if self.next is not None else None
-                if child.generation == next_number and not self.stopping:
+                if child.generation == next_number:
                     self._swap_fronts()
                 if self.pool.ready(child):  # the first worker ever: the app imports
+                    for url in self.addresses:  # said only now that requests can be served
+                        log.info("Listening at: %s (%d)", url, self.pid)
                     upgrade.notify_old_master(self.environ)
             elif kind == status.HEARTBEAT:
                 child.oldest_request = value

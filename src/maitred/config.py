@@ -7,16 +7,21 @@ pyproject.toml, the ``MAITRED_*`` environment variables and docs/settings.md are
 from these fields, so a setting cannot exist in one place and be missing in another.
 
 Precedence, lowest first: default < config file < environment < command line.
+:func:`resolve` also says where each value came from (`maitred check` prints it) and warns of
+each ``MAITRED_*`` variable that is no setting, which would otherwise be ignored in silence.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
+
+from maitred import upgrade
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -26,6 +31,8 @@ else:  # pragma: no cover - exercised on 3.10 only
 ENV_PREFIX = "MAITRED_"
 CONFIG_FILE = "maitred.toml"
 PYPROJECT = "pyproject.toml"
+# MAITRED_* variables that are no setting: an old master hands its sockets to a new one (USR2).
+INTERNAL_ENV = (upgrade.LISTEN_FDS, upgrade.UPGRADE_FD)
 
 
 class ConfigError(Exception):
@@ -803,12 +810,19 @@ def parse_value(f: dataclasses.Field[Any], value: Any, origin: str) -> Any:
         ) from None
 
 
+def closest(name: str, candidates: Iterable[str], show: Callable[[str], str] = str) -> str:
+    """The `; did you mean X?` for the candidate nearest to a misspelled name, if one is."""
+    match = difflib.get_close_matches(name, list(candidates), n=1)
+    return f"; did you mean {show(match[0])}?" if match else ""
+
+
 def _from_mapping(values: Mapping[str, Any], origin: str) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in values.items():
         f = _BY_NAME.get(key.replace("-", "_"))
         if f is None or f.name == "config":
-            raise ConfigError(f"{origin}: unknown setting {key!r}")
+            keys = [key_of(f) for f in SETTINGS if f.name != "config"]
+            raise ConfigError(f"{origin}: unknown setting {key!r}{closest(key, keys, repr)}")
         result[f.name] = parse_value(f, value, origin)
     return result
 
@@ -824,45 +838,97 @@ def read_config_file(path: str, required: bool) -> dict[str, Any]:
         return {}
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"config file {path!r}: {exc}") from None
+    return _from_mapping(_section(path, data), file_origin(path))
+
+
+def _section(path: str, data: dict[str, Any]) -> dict[str, Any]:
     if os.path.basename(path) == PYPROJECT:
-        data = data.get("tool", {}).get("maitred", {})
-        origin = f"{path} [tool.maitred]"
-    else:
-        origin = path
-    return _from_mapping(data, origin)
+        section: dict[str, Any] = data.get("tool", {}).get("maitred", {})
+        return section
+    return data
+
+
+def file_origin(path: str) -> str:
+    """How errors and `maitred check` name a config file."""
+    path = os.path.normpath(path)
+    return f"{path} [tool.maitred]" if os.path.basename(path) == PYPROJECT else path
 
 
 def from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for f in SETTINGS:
-        if f.name != "config" and env_of(f) in environ:
+        if env_of(f) in environ:
             result[f.name] = parse_value(f, environ[env_of(f)], env_of(f))
     return result
 
 
-def load(cli: Mapping[str, Any], environ: Mapping[str, str], cwd: str = ".") -> Config:
-    """Merge default < config file < environment < command line into a Config.
+def unknown_environ(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each MAITRED_* variable that is no setting: a misspelled one would
+    otherwise be ignored without a word."""
+    known = [env_of(f) for f in SETTINGS]
+    names = [f.name for f in SETTINGS]  # compared without the prefix they all share
 
-    ``cli`` maps setting names to raw values from the command line (strings, lists of strings
-    for repeatable flags, True for switches).
-    """
-    from_cli: dict[str, Any] = {}
+    def suggest(name: str) -> str:
+        return closest(
+            name.removeprefix(ENV_PREFIX).lower(), names, lambda n: ENV_PREFIX + n.upper()
+        )
+
+    return [
+        f"unknown environment variable {name}{suggest(name)}"
+        for name in sorted(environ)
+        if name.startswith(ENV_PREFIX) and name not in known and name not in INTERNAL_ENV
+    ]
+
+
+def from_cli(cli: Mapping[str, Any]) -> dict[str, Any]:
+    """``cli`` maps setting names to raw values from the command line (strings, lists of
+    strings for repeatable flags, True for switches)."""
+    result: dict[str, Any] = {}
     for name, value in cli.items():
         f = _BY_NAME[name]
         flag = flags_of(f)[-1] if flags_of(f) else key_of(f)
         if isinstance(value, list):  # repeated flag: parse each occurrence
             parsed = [parse_value(f, item, flag) for item in value]
-            from_cli[name] = tuple(item for chunk in parsed for item in chunk)
+            result[name] = tuple(item for chunk in parsed for item in chunk)
         else:
-            from_cli[name] = parse_value(f, value, flag)
-    from_env = from_environ(environ)
-    path = from_cli.get("config") or environ.get(env_of(_BY_NAME["config"]), "")
-    if path:
-        from_file = read_config_file(path, required=True)
-    else:
-        from_file = read_config_file(os.path.join(cwd, PYPROJECT), required=False)
-        from_file.update(read_config_file(os.path.join(cwd, CONFIG_FILE), required=False))
-    return check(Config(**{**from_file, **from_env, **from_cli}))
+            result[name] = parse_value(f, value, flag)
+    return result
+
+
+DEFAULT = "default"
+COMMAND_LINE = "command line"
+
+
+class Resolved(NamedTuple):
+    """Settings with where each value came from (see :func:`resolve`)."""
+
+    cfg: Config
+    origins: dict[str, str]  # setting name -> DEFAULT, "file PATH", "env VAR" or COMMAND_LINE
+    warnings: list[str]  # one line each: unknown environment variables
+
+
+def resolve(cli: Mapping[str, Any], environ: Mapping[str, str], cwd: str = ".") -> Resolved:
+    """Merge default < config file < environment < command line, noting each value's origin."""
+    given = from_cli(cli)
+    env_values = from_environ(environ)
+    path = given.get("config") or env_values.get("config", "")
+    # Named, the one file; else both, maitred.toml winning over pyproject.toml.
+    files = [path] if path else [os.path.join(cwd, name) for name in (PYPROJECT, CONFIG_FILE)]
+    values: dict[str, Any] = {}
+    origins = {f.name: DEFAULT for f in SETTINGS}
+    for name in files:  # later files win
+        for key, value in read_config_file(name, required=bool(path)).items():
+            values[key], origins[key] = value, f"file {file_origin(name)}"
+    for key, value in env_values.items():
+        values[key], origins[key] = value, f"env {env_of(_BY_NAME[key])}"
+    for key, value in given.items():
+        values[key], origins[key] = value, COMMAND_LINE
+    return Resolved(check(Config(**values)), origins, unknown_environ(environ))
+
+
+def load(cli: Mapping[str, Any], environ: Mapping[str, str], cwd: str = ".") -> Config:
+    """Merge default < config file < environment < command line into a Config."""
+    return resolve(cli, environ, cwd).cfg
 
 
 def check(cfg: Config) -> Config:
@@ -873,6 +939,12 @@ def check(cfg: Config) -> Config:
             "each front needs a worker of its own"
         )
     return cfg
+
+
+def default_text(f: dataclasses.Field[Any]) -> str:
+    """A setting's default as the docs and --help show it; empty when it is empty."""
+    default = f.default
+    return ", ".join(map(str, default)) if isinstance(default, tuple) else str(default)
 
 
 ON_HUP = {
@@ -892,7 +964,11 @@ def settings_markdown(fields: Sequence[dataclasses.Field[Any]] = SETTINGS) -> st
         "Every setting can be given on the command line, in `maitred.toml` (or `[tool.maitred]` "
         "in pyproject.toml), or as an environment variable. Precedence: command line > "
         "environment > config file > default. Repeatable settings take a TOML array, a repeated "
-        "flag, or a comma-separated environment value.",
+        "flag, or a comma-separated environment value. A `MAITRED_*` variable that is no "
+        "setting gets a warning naming the closest one; an unknown key in a config file is an "
+        "error. `maitred check [OPTIONS] [APP]` prints the settings maitred would run with and "
+        "where each value came from (default, file, env, command line), and imports the app, "
+        "without serving.",
         "",
         "A HUP reads the settings again and replaces the workers, make-before-break. When a "
         "setting of the fronts changed, it replaces the fronts too: the new ones start serving "
@@ -907,8 +983,7 @@ def settings_markdown(fields: Sequence[dataclasses.Field[Any]] = SETTINGS) -> st
         lines += ["", f"## {section}"]
         for f in members:
             flags = ", ".join(f"`{flag}`" for flag in flags_of(f)) or "positional argument"
-            default = f.default
-            shown = ", ".join(map(str, default)) if isinstance(default, tuple) else default
+            shown = default_text(f)
             lines += [
                 "",
                 f"### `{key_of(f)}`",
@@ -916,7 +991,7 @@ def settings_markdown(fields: Sequence[dataclasses.Field[Any]] = SETTINGS) -> st
                 f.metadata["help"],
                 "",
                 f"- type: {describe_type(f)}",
-                f"- default: `{shown!s}`" if shown != "" else "- default: empty",
+                f"- default: `{shown}`" if shown else "- default: empty",
                 f"- command line: {flags}",
                 f"- config file: `{key_of(f)}`" if f.name != "config" else "- config file: -",
                 f"- environment: `{env_of(f)}`",

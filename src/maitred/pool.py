@@ -201,8 +201,7 @@ class Pool:
             child.unpair()
             if code == APP_LOAD_ERROR:
                 log.error(
-                    "the new app failed to load (traceback above); "
-                    "keeping worker %d (pid %d) serving",
+                    "the new app failed to load (see above); keeping worker %d (pid %d) serving",
                     old.worker_id,
                     old.pid,
                 )
@@ -215,7 +214,7 @@ class Pool:
                 )
             return False
         if child.kind == "worker" and code == APP_LOAD_ERROR and not self.ever_ready:
-            log.error("the app failed to load (traceback above); stopping")
+            log.error("the app failed to load (see above); stopping")
             return True
         if child.replaced_by is not None:  # its replacement is on the way already
             child.unpair()

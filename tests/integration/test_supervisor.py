@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import procs
-from harness import Server, ServerFactory
+from harness import Server, ServerFactory, Spawned
 from load import Load
 from rawhttp import fetch
 
@@ -266,6 +266,8 @@ def test_a_second_reload_drops_new_fronts_still_waiting_for_their_workers(
     os.kill(server.pid, signal.SIGHUP)  # the first reload's worker is still importing the app
     assert server.wait_for_log("dropping the new fronts that were waiting")
     wait_until(lambda: fetch(server.port, "GET", "/s/page.txt").body == b"new", what="new")
+    # The new front may answer before the master's line about it has been read from its pipe.
+    assert server.wait_for_log("reload: new fronts serve"), server.stderr
     assert server.stderr.count("reload: new fronts serve") == 1  # the "mid" ones never did
     wait_until(lambda: len(workers_of(server.pid)) == 1, what="one worker left")
 
@@ -502,35 +504,38 @@ def test_bodies_spooled_by_a_killed_front_are_removed(servers: ServerFactory) ->
     assert not os.path.exists(path)
 
 
-def start_importing_slowly(servers: ServerFactory, tmp_path: Path, workers: int) -> Server:
-    """A server whose app takes a second to import; returns once worker 1 is importing it."""
+def start_importing_slowly(servers: ServerFactory, tmp_path: Path, workers: int) -> Spawned:
+    """A server whose app takes a second to import; returns once worker 1 is importing it
+    (before the server says it listens)."""
     slow_import = tmp_path / "slowimport.py"
     slow_import.write_text("import time\ntime.sleep(1)\nfrom hello import application\n")
-    server = servers.start(
+    spawned = servers.launch(
         "slowimport:application",
         *("-w", str(workers), "--threads", "1"),
         *("--chdir", str(tmp_path), "--pythonpath", str(tmp_path)),
     )
-    wait_until(lambda: len(workers_of(server.pid)) == 1, what="the first worker")
-    return server
+    wait_until(lambda: len(workers_of(spawned.pid)) == 1, what="the first worker")
+    return spawned
 
 
 def test_signals_before_the_first_worker_is_ready_start_no_extra_workers(
     servers: ServerFactory, tmp_path: Path
 ) -> None:
-    server = start_importing_slowly(servers, tmp_path, workers=2)
-    os.kill(server.pid, signal.SIGTTIN)  # before worker 1 has imported the app
-    wait_until(lambda: len(workers_of(server.pid)) == 3, what="three workers")
+    spawned = start_importing_slowly(servers, tmp_path, workers=2)
+    os.kill(spawned.pid, signal.SIGTTIN)  # before worker 1 has imported the app
+    servers.serving(spawned)
+    wait_until(lambda: len(workers_of(spawned.pid)) == 3, what="three workers")
     time.sleep(1.5)  # worker 1 is ready by now, and no duplicate was started
-    assert len(workers_of(server.pid)) == 3
+    assert len(workers_of(spawned.pid)) == 3
 
 
 def test_ttou_before_the_first_worker_is_ready_keeps_that_worker(
     servers: ServerFactory, tmp_path: Path
 ) -> None:
-    server = start_importing_slowly(servers, tmp_path, workers=3)
-    [first] = workers_of(server.pid)
-    os.kill(server.pid, signal.SIGTTOU)  # before worker 1 has imported the app
+    spawned = start_importing_slowly(servers, tmp_path, workers=3)
+    [first] = workers_of(spawned.pid)
+    os.kill(spawned.pid, signal.SIGTTOU)  # before worker 1 has imported the app
+    server = servers.serving(spawned)
     assert server.wait_for_log(r"SIGTTOU: 2 workers")
     wait_until(lambda: len(workers_of(server.pid)) == 2, what="two workers")
     with Load(server.port, "/", clients=2, duration=0.5) as load:

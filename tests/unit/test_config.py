@@ -137,3 +137,50 @@ def test_with_fronts_of_takes_only_the_fronts_settings() -> None:
     mine = config.Config(workers=3, keepalive=9.0)
     theirs = config.Config(workers=1, keepalive=2.0)
     assert mine.with_fronts_of(theirs) == config.Config(workers=3, keepalive=2.0)
+
+
+def test_resolve_says_where_each_value_came_from(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.maitred]\nbacklog = 10\nworkers = 3\n")
+    (tmp_path / "maitred.toml").write_text("workers = 4\nthreads = 2\n")
+    env = {"MAITRED_THREADS": "6", "MAITRED_KEEPALIVE": "2"}
+    resolved = config.resolve({"keepalive": "3"}, env, cwd=str(tmp_path))
+    assert (resolved.cfg.backlog, resolved.cfg.workers, resolved.cfg.threads) == (10, 4, 6)
+    assert {k: v for k, v in resolved.origins.items() if v != config.DEFAULT} == {
+        "backlog": f"file {tmp_path}/pyproject.toml [tool.maitred]",
+        "workers": f"file {tmp_path}/maitred.toml",
+        "threads": "env MAITRED_THREADS",
+        "keepalive": "command line",
+    }
+
+
+def test_a_config_file_named_by_the_environment_is_its_origin(tmp_path: Path) -> None:
+    path = tmp_path / "site.toml"
+    path.write_text("workers = 5\n")
+    resolved = config.resolve({}, {"MAITRED_CONFIG": str(path)}, cwd="/nonexistent")
+    assert resolved.cfg.config == str(path) and resolved.cfg.workers == 5
+    assert resolved.origins["config"] == "env MAITRED_CONFIG"
+    assert resolved.origins["workers"] == f"file {path}"
+
+
+def test_unknown_environment_variables_are_warned_about_with_the_closest_name() -> None:
+    env = {
+        "MAITRED_WORKRES": "3",  # a typo
+        "MAITRED_ZZZ": "1",  # nothing like it
+        "MAITRED_THREADS": "2",  # a setting
+        "MAITRED_LISTEN_FDS": "3",  # an upgrade's hand-over (maitred.upgrade), not a typo
+        "MAITRED_UPGRADE_FD": "4",
+        "OTHER_WORKRES": "1",
+    }
+    assert config.resolve({}, env, cwd="/nonexistent").warnings == [
+        "unknown environment variable MAITRED_WORKRES; did you mean MAITRED_WORKERS?",
+        "unknown environment variable MAITRED_ZZZ",
+    ]
+
+
+@pytest.mark.parametrize("name", ["maitred.toml", "pyproject.toml", "other.toml"])
+def test_an_unknown_file_key_names_the_closest_setting(tmp_path: Path, name: str) -> None:
+    section = "[tool.maitred]\n" if name == "pyproject.toml" else ""
+    (tmp_path / name).write_text(f"{section}graceful_timout = 3\n")
+    cli_args = {"config": str(tmp_path / name)} if name == "other.toml" else {}
+    with pytest.raises(ConfigError, match="did you mean 'graceful-timeout'\\?"):
+        load(cli_args, {}, cwd=str(tmp_path))

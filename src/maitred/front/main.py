@@ -49,6 +49,7 @@ SWEEP_INTERVAL = 1.0  # longest pause between --timeout checks
 STOP_POLL = 0.05  # seconds between checks that a graceful stop is complete
 MIN_EXPIRY_INTERVAL = 0.05  # the finest grain of --timeout checks
 HEARTBEAT_INTERVAL = 1.0  # the master hears from a front about this often
+LOOP_SIGNALS = (signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1)  # handled by the event loop
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -284,6 +285,10 @@ def run_front(
     """Main of a front process (after fork); `name` says which front (maitred.fronts), and
     `status_fd` is the write end of its status pipe to the master."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; master decides
+    # uvloop listens for signals only once the loop runs: one that came before (a TERM from a
+    # master that stops at once, its app failing to import) would be lost, and the master
+    # would wait out the graceful timeout. Blocked until then, it waits for the loop.
+    signal.pthread_sigmask(signal.SIG_BLOCK, LOOP_SIGNALS)
     loop = new_event_loop()
     # Titled once the loop exists: whoever finds the front by its title finds its event loop
     # chosen (uvloop or asyncio), as the tests check.
@@ -293,6 +298,7 @@ def run_front(
     loop.add_signal_handler(signal.SIGTERM, front.shutdown)
     loop.add_signal_handler(signal.SIGQUIT, os._exit, 0)
     loop.add_signal_handler(signal.SIGUSR1, front.reopen_logs)
+    loop.call_soon(signal.pthread_sigmask, signal.SIG_UNBLOCK, LOOP_SIGNALS)
     front.master_pid = master_pid
     if status_fd >= 0:
         os.set_blocking(status_fd, False)  # a heartbeat must never stop the loop

@@ -206,12 +206,12 @@ class Worker:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; master decides
         signals = SignalQueue([signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1])
         if self.app is None:
-            from maitred.appload import load_app
+            from maitred.appload import AppLoadError, load_app
 
             try:
                 self.app = load_app(self.cfg.app)
-            except BaseException:
-                traceback.print_exc()
+            except AppLoadError as exc:
+                sys.stderr.write(exc.report())  # one line that says why, then the app's frames
                 return APP_LOAD_ERROR
         threads = [
             threading.Thread(target=self._serve, name=f"maitred-{i}", daemon=True)

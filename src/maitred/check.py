@@ -1,0 +1,179 @@
+"""`maitred check [OPTIONS] [APP]`: validate the settings and the app, serve nothing.
+
+Theory of operation
+-------------------
+As `nginx -t` does for nginx, this answers "would maitred start with these settings?" before a
+deploy or a reload, without binding a socket or starting a process that serves. It reads the
+settings exactly as the server does (command line, environment, config file; the same errors),
+prints every setting as a line of TOML with where its value came from (default, file PATH,
+env VAR, command line), then imports the app the way a worker does: in a child process, after
+--chdir, --pythonpath and --env. The child keeps the app out of this process (its imports, its
+threads, whatever it does at import) and lets a hanging import be bounded by --import-timeout:
+the child is then killed. The child sends its verdict up a pipe; stdout carries the settings
+only (the app's own prints go to stderr), stderr the verdict.
+
+Exit status: 0 when the settings are valid and the app imports as a WSGI app, else 1, with one
+line that says why (the errors of a start: bad setting, missing module, exception at import,
+an ASGI app).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import select
+import signal
+import sys
+import time
+import traceback
+from typing import Any, NoReturn
+
+from maitred import cli, config
+from maitred.appload import DEMO_APP, AppLoadError, load_app, prepare_path
+from maitred.children import exit_text
+
+OK, FAILED = 0, 1
+USAGE = f"maitred {cli.CHECK} [OPTIONS] [APP]"
+DESCRIPTION = (
+    "Check the settings and that the app imports, as `maitred [OPTIONS] [APP]` would start it, "
+    "without binding a socket or starting workers. Prints the resolved settings with where "
+    "each value came from; exits 0 when all is well, 1 otherwise."
+)
+# An app's import (Django setting itself up, say) takes seconds; one that takes a minute is
+# stuck on something (a database, a lock) that would stop the workers just the same.
+IMPORT_TIMEOUT = 60.0
+ALIGN_AT_MOST = 48  # the origins line up in a column unless a value is longer than this
+IMPORTS = b"imports\n"  # what the child says when the app loaded
+
+
+def main(argv: list[str]) -> int:
+    parser = cli.build_parser(f"maitred {cli.CHECK}", USAGE, DESCRIPTION, usage_status=FAILED)
+    parser.add_argument(
+        "--import-timeout",
+        type=_seconds,
+        default=IMPORT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"Longest time the app may take to import (default: {IMPORT_TIMEOUT:g}).",
+    )
+    given = vars(parser.parse_args(argv))
+    timeout = given.pop("import_timeout")
+    resolved = cli.resolve(parser, given)
+    print(render(resolved))
+    started = time.monotonic()
+    failure = import_in_child(resolved.cfg, timeout)
+    if failure:
+        sys.stderr.write(failure)
+        return FAILED
+    app = resolved.cfg.app or DEMO_APP
+    took = time.monotonic() - started
+    print(
+        f"maitred: ok: the settings are valid and app {app!r} imports ({took:.2f} s)",
+        file=sys.stderr,
+    )
+    return OK
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, not {text!r}")
+    return value
+
+
+def render(resolved: config.Resolved) -> str:
+    """Every setting as `key = value  # origin`: valid TOML, so it can seed a maitred.toml."""
+    rows = []
+    for f in config.SETTINGS:
+        line = f"{config.key_of(f)} = {toml_value(getattr(resolved.cfg, f.name))}"
+        if f.name == "config":  # the one setting a config file cannot hold
+            line = "# " + line
+        rows.append((line, resolved.origins[f.name]))
+    width = min(ALIGN_AT_MOST, max(len(line) for line, _ in rows))
+    return "\n".join(f"{line:<{width}}  # {origin}" for line, origin in rows)
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, tuple):
+        # A pair (--env KEY=VALUE, --static PREFIX=DIR) is written as the setting reads it.
+        items = ("=".join(item) if isinstance(item, tuple) else item for item in value)
+        return "[" + ", ".join(toml_value(item) for item in items) + "]"
+    return json.dumps(str(value))  # a JSON string is a TOML basic string
+
+
+def import_in_child(cfg: config.Config, timeout: float) -> str:
+    """Import the app in a child process as a worker would; empty when it loads as a WSGI
+    app, else what to print (the child is killed if it takes longer than `timeout`)."""
+    sys.stdout.flush()  # or the child would write our buffered output a second time
+    sys.stderr.flush()
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        _child(cfg, write_fd)
+    os.close(write_fd)
+    try:
+        said = _read_all(read_fd, time.monotonic() + timeout)
+    finally:
+        os.close(read_fd)
+    cause = ""
+    if said is None:
+        os.kill(pid, signal.SIGKILL)
+        cause = f"the import did not finish within {timeout:g} s"
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    if said == IMPORTS:
+        return ""
+    if said:
+        return said.decode("utf-8", "replace")
+    cause = cause or f"the process importing it ended with {exit_text(code)}"
+    return f"maitred: cannot import app {cfg.app or DEMO_APP!r}: {cause}\n"
+
+
+def _read_all(fd: int, deadline: float) -> bytes | None:
+    """Everything until end of file, or None at the deadline."""
+    chunks: list[bytes] = []
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        readable, _, _ = select.select([fd], [], [], remaining)
+        if readable:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+
+def _child(cfg: config.Config, write_fd: int) -> NoReturn:
+    """Load the app and say how it went on `write_fd`; never returns."""
+    try:
+        os.dup2(2, 1)  # stdout carries the settings; what the app prints goes to stderr
+        said = _load(cfg)
+    except BaseException:  # a bug of ours: still an answer, not a hang
+        said = traceback.format_exc().encode()
+    with contextlib.suppress(OSError), os.fdopen(write_fd, "wb") as pipe:
+        pipe.write(said)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def _load(cfg: config.Config) -> bytes:
+    try:
+        prepare_path(cfg.chdir, cfg.pythonpath)
+    except OSError as exc:
+        return f"maitred: cannot change to directory {cfg.chdir!r}: {exc.strerror}\n".encode()
+    os.environ.update(dict(cfg.env))
+    try:
+        load_app(cfg.app)
+    except AppLoadError as exc:
+        return exc.report().encode()
+    return IMPORTS
