@@ -8,8 +8,10 @@ app threads take from; the front never sends more requests than there are thread
 queue holds at most T. WINDOW and CANCEL frames update the request's channel and wake a thread
 waiting for credit. App threads send their frames themselves, under one lock per link.
 
-The reader takes frames through one table, :data:`RECEIVERS` (see maitred.link); a frame of any
-other type, or a malformed message, closes the link.
+The reader takes frames through one table, :data:`RECEIVERS` (see maitred.link). A frame of any
+other type, or a malformed message, means the front is broken: the worker says so in the error
+log and stops (exit status LINK_PROTOCOL_ERROR), rather than reconnect to it, and the master
+starts another.
 
 If the link drops, every request on it is cancelled (the front is gone, so are their clients)
 and, unless the worker is draining, the reader connects again: the front's link listener lives
@@ -63,6 +65,8 @@ log = logging.getLogger("maitred.error")
 
 # Exit status of a worker whose app failed to import: the master stops instead of respawning.
 APP_LOAD_ERROR = 4
+# Exit status of a worker that stopped because the front broke the link protocol.
+LINK_PROTOCOL_ERROR = 5
 
 RECONNECT_DELAY = 0.05  # the front may be restarting; its link listener keeps a backlog
 WATCH_INTERVAL = 1.0  # how often the main thread checks that its master is alive
@@ -198,7 +202,8 @@ class Worker:
         self.window = cfg.response_buffer_size  # the credit each request starts with
         self.draining = False
         self.drained = threading.Event()
-        self.retire = threading.Event()  # set when a stuck thread makes this worker stop
+        self.retire = threading.Event()  # set when a stuck thread or a broken link stops it
+        self.exit_status = 0
         self.linked = threading.Event()  # set once HELLO went out on a link
         self.link: Link | None = None
         self.served = itertools.count(1)  # next() is atomic: app threads share it
@@ -265,7 +270,7 @@ class Worker:
             self.requests.put(None)  # behind every request the front sent before DRAINED
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        return 0
+        return self.exit_status
 
     # --- the reader thread ---
 
@@ -279,6 +284,8 @@ class Worker:
                 current.send(hello)
                 self.linked.set()
                 self._read_link(current)
+            except link.ProtocolViolation as exc:
+                self._stop_broken_link(exc)
             except (OSError, LinkClosed, link.LinkError) as exc:
                 log.debug("worker %d: link closed (%s)", self.worker_id, exc)
             finally:
@@ -287,6 +294,13 @@ class Worker:
             if not self.draining:
                 time.sleep(RECONNECT_DELAY)
         self.drained.set()  # the front is gone: nothing more can arrive
+
+    def _stop_broken_link(self, exc: link.ProtocolViolation) -> None:
+        """The front sent what is not one of its messages: stop, rather than reconnect to it."""
+        log.error("worker %d: the front broke the link protocol, stopping: %s", self.worker_id, exc)
+        self.exit_status = LINK_PROTOCOL_ERROR
+        self.draining = True  # no reconnecting
+        self.retire.set()  # the main thread drains what the threads hold, then exits
 
     def _read_link(self, current: Link) -> None:
         reader = link.FrameReader(current.sock.recv_into)
@@ -445,7 +459,7 @@ class Worker:
                 stream.close()
 
 
-# What a worker takes from the front; anything else closes the link.
+# What a worker takes from the front; anything else stops the worker (Worker._read).
 RECEIVERS: link.Receivers[Worker] = link.Receivers(
     link.on_request(Worker._on_request),
     link.on(link.Window)(Worker._on_window),
