@@ -276,7 +276,6 @@ Frame = tuple[int, int, Payload]
 Field = bytes | str | int | float | list[tuple[bytes, bytes]]
 
 P = ParamSpec("P")
-M = TypeVar("M", bound=Message)
 T = TypeVar("T")
 
 
