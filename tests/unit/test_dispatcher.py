@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import marshal
 from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 from maitred import link
 from maitred.config import Config
@@ -72,7 +75,7 @@ class Setup:
         worker = WorkerLink(self.front.dispatcher)
         transport = self.transports[id(worker)] = FakeTransport()
         worker.connection_made(transport)  # type: ignore[arg-type]
-        worker.data_received(link.encode(link.HELLO, 0, (pid, pid, threads)))
+        worker.data_received(link.encode_hello(0, pid, pid, threads))
         return worker
 
     def client(
@@ -95,12 +98,12 @@ class Setup:
     @staticmethod
     def answer(worker: WorkerLink, rid: int, body: bytes = b"ok") -> None:
         head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n" % len(body)
-        worker.data_received(link.encode(link.FULL, rid, (200, len(body), head, body)))
+        worker.data_received(link.encode_full(rid, 200, len(body), head, body))
 
 
 def requests(frames: list[tuple[int, int, Any]]) -> list[tuple[int, bytes]]:
     """(rid, target) of the REQUEST frames."""
-    return [(rid, value[1]) for kind, rid, value in frames if kind == link.REQUEST]
+    return [(rid, value[1]) for kind, rid, value in frames if kind == link.Kind.REQUEST]
 
 
 def test_least_busy_worker_gets_the_request_and_the_rest_queue() -> None:
@@ -128,8 +131,8 @@ def test_a_freed_thread_takes_the_oldest_queued_request() -> None:
 def test_draining_worker_gets_nothing_new() -> None:
     s = Setup()
     a, b = s.worker(1, 4), s.worker(2, 1)
-    a.data_received(link.encode(link.DRAIN, 0))
-    assert [kind for kind, _, _ in s.sent(a)] == [link.DRAINED]
+    a.data_received(link.encode_drain(0))
+    assert [kind for kind, _, _ in s.sent(a)] == [link.Kind.DRAINED]
     s.client()
     s.client()
     assert len(requests(s.sent(b))) == 1
@@ -154,10 +157,10 @@ def test_cancelled_request_keeps_its_thread_busy_until_the_worker_says_so() -> N
     conn, _ = s.client()
     [(rid, _)] = requests(s.sent(a))
     conn.connection_lost(None)
-    assert [kind for kind, _, _ in s.sent(a)] == [link.CANCEL]
+    assert [kind for kind, _, _ in s.sent(a)] == [link.Kind.CANCEL]
     s.client()
     assert requests(s.sent(a)) == []  # the thread still runs the cancelled request
-    a.data_received(link.encode(link.ABORT, rid))
+    a.data_received(link.encode_abort(rid))
     assert len(requests(s.sent(a))) == 1
 
 
@@ -166,14 +169,14 @@ def test_body_credit_returns_as_the_client_takes_bytes() -> None:
     a = s.worker(1, 1)
     conn, transport = s.client()
     [(rid, _)] = requests(s.sent(a))
-    a.data_received(link.encode(link.HEAD, rid, (200, -1, b"HTTP/1.1 200 OK\r\n")))
+    a.data_received(link.encode_head(rid, 200, -1, b"HTTP/1.1 200 OK\r\n"))
     a.data_received(link.encode_body(rid, b"x" * 100))
-    assert s.sent(a) == [(link.WINDOW, rid, 100)]
+    assert s.sent(a) == [(link.Kind.WINDOW, rid, link.Window(100))]
     conn.pause_writing()
     a.data_received(link.encode_body(rid, b"y" * 50))
     assert s.sent(a) == []  # the client's buffer is full: the credit waits
     conn.resume_writing()
-    assert s.sent(a) == [(link.WINDOW, rid, 50)]
+    assert s.sent(a) == [(link.Kind.WINDOW, rid, link.Window(50))]
     assert b"Transfer-Encoding: chunked" in transport.written
     assert b"64\r\n" + b"x" * 100 + b"\r\n" in transport.written
 
@@ -188,7 +191,7 @@ def test_timeout_answers_504_and_tells_the_worker() -> None:
     s.loop.now += 6
     s.front.dispatcher.expire(s.loop.now - 5.0)
     assert transport.written.startswith(b"HTTP/1.1 504")
-    assert s.sent(a) == [(link.TIMEOUT, rid, ())]
+    assert s.sent(a) == [(link.Kind.TIMEOUT, rid, link.Timeout())]
     s.answer(a, rid)  # the late answer only frees the thread
     assert not a.exchanges
 
@@ -198,7 +201,7 @@ def test_time_held_back_by_a_slow_client_does_not_count_against_the_timeout() ->
     a = s.worker(1, 1)
     conn, transport = s.client()
     [(rid, _)] = requests(s.sent(a))
-    a.data_received(link.encode(link.HEAD, rid, (200, -1, b"HTTP/1.1 200 OK\r\n")))
+    a.data_received(link.encode_head(rid, 200, -1, b"HTTP/1.1 200 OK\r\n"))
     conn.pause_writing()
     s.loop.now += 1
     a.data_received(link.encode_body(rid, b"x" * 10))  # credit now withheld
@@ -212,3 +215,34 @@ def test_time_held_back_by_a_slow_client_does_not_count_against_the_timeout() ->
     s.loop.now += 2
     s.front.dispatcher.expire(s.loop.now - 5.0)
     assert transport.closed  # 6 s of app time: past the timeout, the response is cut
+
+
+def test_a_worker_that_breaks_the_protocol_has_its_link_closed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    s = Setup()
+    a = s.worker(1, 1)
+    s.client()
+    [(rid, _)] = requests(s.sent(a))
+    head = marshal.dumps((200, b"HTTP/1.1 200 OK\r\n"), link.MARSHAL_VERSION)  # no length
+    a.data_received(link.HEADER.pack(len(head), link.Kind.HEAD, rid) + head)
+    assert s.transports[id(a)].closed
+    [record] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "worker 1 broke the link protocol" in record.getMessage()
+    assert "malformed HEAD message" in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        link.HEADER.pack(0, 99, 0),  # a frame type nobody sends
+        link.encode_window(0, 10),  # the front's own message
+        link.encode_hello(0, 1, 1, 1),  # a second HELLO
+        link.encode_end(42),  # a request this worker does not hold
+    ],
+)
+def test_a_frame_the_front_does_not_take_closes_the_link(frame: bytes) -> None:
+    s = Setup()
+    a = s.worker(1, 1)
+    a.data_received(frame)
+    assert s.transports[id(a)].closed

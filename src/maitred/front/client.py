@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from maitred import link as linkcodec
 from maitred.front.linger import Linger
@@ -137,24 +137,25 @@ class Exchange:
         self.link = link
         self.rid = rid
 
-    def request_frame(self) -> tuple[tuple[Any, ...], list[bytes]]:
-        """The REQUEST frame's fields (order: maitred.worker.wsgi.Request), and the body
-        chunks that travel after them."""
+    def request_frame(self, rid: int) -> list[bytes]:
+        """The REQUEST frame (maitred.link.Request) as buffers to write: the body chunks travel
+        after the fields, uncopied."""
         head = self.head
         body, body_path = self.body.finish()
         self.dispatched = self.conn.front.loop.time()
-        fields = (
+        return linkcodec.encode_request(
+            rid,
+            body,
             head.method,
             head.target,
             head.version,
             head.headers,
-            b"",  # the body travels as the frame's tail: link.encode_request
+            b"",  # the body is the frame's tail
             body_path,
             *self.peer,
             self.dispatched - self.complete,  # queue time
             self.request_id,
         )
-        return fields, body
 
     # --- the response, frame by frame from the worker ---
 
@@ -289,7 +290,7 @@ class Exchange:
     def time_out(self) -> None:
         """The app ran past --timeout: 504 (or a truncated response), and interrupt it."""
         assert self.link is not None
-        self.link.send(linkcodec.encode(linkcodec.TIMEOUT, self.rid))
+        self.link.send(linkcodec.encode_timeout(self.rid))
         log.warning(
             "request timed out: %s %s",
             self.head.method.decode("latin-1"),

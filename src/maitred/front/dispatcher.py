@@ -15,6 +15,9 @@ The queue is bounded: past ``max_queue`` waiting requests, or for one that waite
 ``queue_timeout`` (checked when a thread frees and on every sweep), the front answers 503 with
 Retry-After itself: under a flood, clients get a fast "try later" instead of a wall of timeouts.
 
+Frames from a worker are read through one table, :data:`RECEIVERS` (see maitred.link): a
+worker that sends anything else, or a malformed message, has its link closed.
+
 A worker that sends DRAIN gets no new requests; the front answers DRAINED, after which the
 worker finishes what it holds and exits. A link that drops (the worker died) fails the requests
 it held with 502; requests still in the queue are untouched.
@@ -29,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from maitred import link
 from maitred.front import sendfile
@@ -178,65 +181,82 @@ class WorkerLink(asyncio.Protocol):
         self._next_rid = rid = (self._next_rid + 1) & 0xFFFFFFFF or 1
         self.exchanges[rid] = exchange
         exchange.attach(self, rid)
-        fields, body = exchange.request_frame()
-        self.send(*link.encode_request(rid, fields, body))
+        self.send(*exchange.request_frame(rid))
 
     def credit(self, rid: int, size: int) -> None:
-        self.send(link.encode(link.WINDOW, rid, size))
+        self.send(link.encode_window(rid, size))
 
     def cancel(self, rid: int) -> None:
         """The client is gone: the worker closes the app's iterable at its next write."""
-        self.send(link.encode(link.CANCEL, rid))
+        self.send(link.encode_cancel(rid))
 
-    # --- in ---
+    # --- in: the messages of RECEIVERS, below ---
 
     def data_received(self, data: bytes) -> None:
         try:
             for kind, rid, payload in self.frames.feed(data):
-                self._frame(kind, rid, link.decode(kind, payload))
+                RECEIVERS[kind](self, rid, payload)
         except link.LinkError as exc:
-            log.error("closing the link of worker %d: %s", self.pid, exc)
+            log.error("worker %d broke the link protocol, closing its link: %s", self.pid, exc)
             self.close()
 
-    def _frame(self, kind: int, rid: int, value: Any) -> None:
-        if rid:
-            exchange = self.exchanges.get(rid)
-            if exchange is None:
-                raise link.LinkError(f"frame type {kind} for unknown request {rid}")
-            if kind == link.BODY:
-                exchange.respond_body(value)
-            elif kind == link.FULL:
-                self._over(rid)
-                exchange.respond_full(*value)
-            elif kind == link.HEAD:
-                exchange.respond_head(*value)
-            elif kind == link.END:
-                self._over(rid)
-                exchange.respond_end()
-            elif kind == link.ABORT:
-                self._over(rid)
-                exchange.respond_abort()
-            elif kind == link.FILE:
-                taken = sendfile.take_over(exchange, self.pid, value)
-                self.send(link.encode(link.TAKEN, rid, taken))
-            else:
-                raise link.LinkError(f"unexpected frame type {kind} for a request")
-        elif kind == link.HELLO:
-            self.pid, self.worker_id, self.threads = value
-            self.dispatcher.add(self)
-        elif kind == link.DRAIN:
-            self.draining = True
-            self.send(link.encode(link.DRAINED, 0))
-        else:
-            raise link.LinkError(f"unexpected frame type {kind}")
+    def _exchange(self, rid: int) -> Exchange:
+        exchange = self.exchanges.get(rid)
+        if exchange is None:
+            raise link.ProtocolViolation(f"a message for request {rid}, which it does not hold")
+        return exchange
 
-    def _over(self, rid: int) -> None:
+    def _hello(self, rid: int, pid: int, worker_id: int, threads: int) -> None:
+        if self.threads:
+            raise link.ProtocolViolation("a second HELLO")
+        self.pid, self.worker_id, self.threads = pid, worker_id, threads
+        self.dispatcher.add(self)
+
+    def _head(self, rid: int, status: int, content_length: int, head: bytes) -> None:
+        self._exchange(rid).respond_head(status, content_length, head)
+
+    def _body(self, rid: int, data: bytes) -> None:
+        self._exchange(rid).respond_body(data)
+
+    def _end(self, rid: int) -> None:
+        self._over(rid).respond_end()
+
+    def _full(self, rid: int, status: int, content_length: int, head: bytes, body: bytes) -> None:
+        self._over(rid).respond_full(status, content_length, head, body)
+
+    def _abort(self, rid: int) -> None:
+        self._over(rid).respond_abort()
+
+    def _file(
+        self,
+        rid: int,
+        status: int,
+        content_length: int,
+        head: bytes,
+        fd: int,
+        device: int,
+        inode: int,
+        offset: int,
+    ) -> None:
+        file = link.File(status, content_length, head, fd, device, inode, offset)
+        taken = sendfile.take_over(self._exchange(rid), self.pid, file)
+        self.send(link.encode_taken(rid, taken))
+
+    def _drain(self, rid: int) -> None:
+        self.draining = True
+        self.send(link.encode_drained(0))
+
+    def _over(self, rid: int) -> Exchange:
         """The thread of `rid` is free before its response reaches the client, so a queued
         request can start while this response drains to a slow client."""
+        exchange = self.exchanges.pop(rid, None)
+        if exchange is None:
+            raise link.ProtocolViolation(f"the end of request {rid}, which it does not hold")
         dispatcher = self.dispatcher
-        self.exchanges.pop(rid).app_done = dispatcher.loop.time()
+        exchange.app_done = dispatcher.loop.time()
         if dispatcher.queue:
             dispatcher.pump()
+        return exchange
 
     def close(self) -> None:
         if self.transport is not None:
@@ -248,3 +268,16 @@ class WorkerLink(asyncio.Protocol):
         exchanges, self.exchanges = self.exchanges, {}
         for exchange in exchanges.values():
             exchange.worker_lost(self.pid)
+
+
+# What a front takes from a worker; any other frame closes the worker's link.
+RECEIVERS: link.Receivers[WorkerLink] = link.Receivers(
+    link.on(link.Hello)(WorkerLink._hello),
+    link.on(link.Head)(WorkerLink._head),
+    link.on(link.Body)(WorkerLink._body),
+    link.on(link.End)(WorkerLink._end),
+    link.on(link.Full)(WorkerLink._full),
+    link.on(link.Abort)(WorkerLink._abort),
+    link.on(link.File)(WorkerLink._file),
+    link.on(link.Drain)(WorkerLink._drain),
+)

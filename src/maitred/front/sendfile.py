@@ -182,7 +182,7 @@ class FileSender:
             transport.set_write_buffer_limits(high=high, low=low)
 
 
-def take_over(exchange: Exchange, pid: int, value: tuple[Any, ...]) -> bool:
+def take_over(exchange: Exchange, pid: int, file: link.File) -> bool:
     """A worker offers the open file of a wsgi.file_wrapper response (a FILE frame).
 
     The front opens the worker's descriptor through /proc/PID/fd/N: the same open file, even
@@ -192,10 +192,7 @@ def take_over(exchange: Exchange, pid: int, value: tuple[Any, ...]) -> bool:
     exchange is over or has no body to send, when /proc is missing or the front may not open
     the worker's files (another user), or when what opened is not the file the worker named.
     """
-    try:
-        status, length, head, fd_number, device, inode, offset = value
-    except (TypeError, ValueError):
-        raise link.LinkError("malformed FILE frame") from None
+    status, length, head, fd_number, device, inode, offset = file
     if exchange.finished or exchange.cancelled or exchange.suppress_body:
         return False
     try:

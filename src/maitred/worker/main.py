@@ -8,6 +8,11 @@ app threads take from; the front never sends more requests than there are thread
 queue holds at most T. WINDOW and CANCEL frames update the request's channel and wake a thread
 waiting for credit. App threads send their frames themselves, under one lock per link.
 
+The reader takes frames through one table, :data:`RECEIVERS` (see maitred.link). A frame of any
+other type, or a malformed message, means the front is broken: the worker says so in the error
+log and stops (exit status LINK_PROTOCOL_ERROR), rather than reconnect to it, and the master
+starts another.
+
 If the link drops, every request on it is cancelled (the front is gone, so are their clients)
 and, unless the worker is draining, the reader connects again: the front's link listener lives
 in the master, so a restarted front finds its workers coming back.
@@ -45,12 +50,12 @@ from setproctitle import setproctitle
 from maitred import link, logs, status
 from maitred.config import Config
 from maitred.http.response import DateCache
+from maitred.link import Request
 from maitred.signals import SignalQueue
 from maitred.worker.wsgi import (
     EnvironBuilder,
     HeadWriter,
     LinkClosed,
-    Request,
     Response,
     WSGIApp,
     run_app,
@@ -60,6 +65,8 @@ log = logging.getLogger("maitred.error")
 
 # Exit status of a worker whose app failed to import: the master stops instead of respawning.
 APP_LOAD_ERROR = 4
+# Exit status of a worker that stopped because the front broke the link protocol.
+LINK_PROTOCOL_ERROR = 5
 
 RECONNECT_DELAY = 0.05  # the front may be restarting; its link listener keeps a backlog
 WATCH_INTERVAL = 1.0  # how often the main thread checks that its master is alive
@@ -192,9 +199,11 @@ class Worker:
         self.environ = EnvironBuilder(cfg.root_path, cfg.threads, cfg.workers)
         self.requests: queue.SimpleQueue[Channel | None] = queue.SimpleQueue()
         self.credit_changed = threading.Condition()
+        self.window = cfg.response_buffer_size  # the credit each request starts with
         self.draining = False
         self.drained = threading.Event()
-        self.retire = threading.Event()  # set when a stuck thread makes this worker stop
+        self.retire = threading.Event()  # set when a stuck thread or a broken link stops it
+        self.exit_status = 0
         self.linked = threading.Event()  # set once HELLO went out on a link
         self.link: Link | None = None
         self.served = itertools.count(1)  # next() is atomic: app threads share it
@@ -255,18 +264,18 @@ class Worker:
         current = self.link
         if current is not None:
             with contextlib.suppress(LinkClosed):
-                current.send(link.encode(link.DRAIN, 0))
+                current.send(link.encode_drain(0))
             self.drained.wait(self.cfg.graceful_timeout)
         for _ in threads:
             self.requests.put(None)  # behind every request the front sent before DRAINED
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        return 0
+        return self.exit_status
 
     # --- the reader thread ---
 
     def _read(self) -> None:
-        hello = link.encode(link.HELLO, 0, (self.pid, self.worker_id, self.cfg.threads))
+        hello = link.encode_hello(0, self.pid, self.worker_id, self.cfg.threads)
         while not self.draining:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
@@ -275,6 +284,8 @@ class Worker:
                 current.send(hello)
                 self.linked.set()
                 self._read_link(current)
+            except link.ProtocolViolation as exc:
+                self._stop_broken_link(exc)
             except (OSError, LinkClosed, link.LinkError) as exc:
                 log.debug("worker %d: link closed (%s)", self.worker_id, exc)
             finally:
@@ -284,30 +295,47 @@ class Worker:
                 time.sleep(RECONNECT_DELAY)
         self.drained.set()  # the front is gone: nothing more can arrive
 
+    def _stop_broken_link(self, exc: link.ProtocolViolation) -> None:
+        """The front sent what is not one of its messages: stop, rather than reconnect to it."""
+        log.error("worker %d: the front broke the link protocol, stopping: %s", self.worker_id, exc)
+        self.exit_status = LINK_PROTOCOL_ERROR
+        self.draining = True  # no reconnecting
+        self.retire.set()  # the main thread drains what the threads hold, then exits
+
     def _read_link(self, current: Link) -> None:
         reader = link.FrameReader(current.sock.recv_into)
-        channels = current.channels
-        requests = self.requests
-        window = self.cfg.response_buffer_size
         while frames := reader.read():
             for kind, rid, payload in frames:
-                if kind == link.REQUEST:
-                    req = Request._make(link.decode(kind, payload))
-                    channel = Channel(current, rid, req, window, self.credit_changed)
-                    channels[rid] = channel
-                    requests.put(channel)
-                elif kind == link.WINDOW:
-                    self._update(channels.get(rid), link.decode(kind, payload))
-                elif kind == link.CANCEL:
-                    self._update(channels.get(rid), 0, cancel=True)
-                elif kind == link.TAKEN:
-                    self._taken(channels.get(rid), link.decode(kind, payload))
-                elif kind == link.TIMEOUT:
-                    self._timed_out(channels.get(rid))
-                elif kind == link.DRAINED:
-                    self.drained.set()
-                else:
-                    raise link.LinkError(f"unexpected frame type {kind} from the front")
+                RECEIVERS[kind](self, rid, payload)
+
+    # --- the messages of RECEIVERS, below; on the reader thread, for the link being read ---
+
+    def _channel(self, rid: int) -> Channel | None:
+        """The request's channel, or None when the request is over already."""
+        current = self.link
+        return current.channels.get(rid) if current is not None else None
+
+    def _on_request(self, rid: int, request: Request) -> None:
+        current = self.link
+        assert current is not None  # set before its frames are read
+        channel = Channel(current, rid, request, self.window, self.credit_changed)
+        current.channels[rid] = channel
+        self.requests.put(channel)
+
+    def _on_window(self, rid: int, size: int) -> None:
+        self._update(self._channel(rid), size)
+
+    def _on_cancel(self, rid: int) -> None:
+        self._update(self._channel(rid), 0, cancel=True)
+
+    def _on_taken(self, rid: int, taken: bool) -> None:
+        self._taken(self._channel(rid), taken)
+
+    def _on_timeout(self, rid: int) -> None:
+        self._timed_out(self._channel(rid))
+
+    def _on_drained(self, rid: int) -> None:
+        self.drained.set()
 
     def _update(self, channel: Channel | None, credit: int, cancel: bool = False) -> None:
         if channel is None:
@@ -384,7 +412,7 @@ class Worker:
             # Raised between two statements of ours rather than in the app: the front has
             # answered 504 already; free the thread.
             with contextlib.suppress(LinkClosed):
-                channel.link.send(link.encode(link.ABORT, channel.rid))
+                channel.link.send(link.encode_abort(channel.rid))
         except Exception:
             # A bug of ours, not the app's (those are answered with a 500): the thread must
             # live on.
@@ -416,7 +444,7 @@ class Worker:
             # The client went away (or the front): the app's iterable is closed; tell the
             # front the thread is free, if it is still there to hear it.
             with contextlib.suppress(LinkClosed):
-                channel.link.send(link.encode(link.ABORT, channel.rid))
+                channel.link.send(link.encode_abort(channel.rid))
         except Exception:
             log.exception(
                 "error handling %s %s", req.method.decode("latin-1"), req.target.decode("latin-1")
@@ -429,3 +457,14 @@ class Worker:
         finally:
             if stream is not None:
                 stream.close()
+
+
+# What a worker takes from the front; anything else stops the worker (Worker._read).
+RECEIVERS: link.Receivers[Worker] = link.Receivers(
+    link.on_request(Worker._on_request),
+    link.on(link.Window)(Worker._on_window),
+    link.on(link.Cancel)(Worker._on_cancel),
+    link.on(link.Taken)(Worker._on_taken),
+    link.on(link.Timeout)(Worker._on_timeout),
+    link.on(link.Drained)(Worker._on_drained),
+)

@@ -1,6 +1,6 @@
 """PEP 3333 in the worker: build the environ, call the app, turn what it returns into frames.
 
-Everything WSGI lives here. A request arrives as a REQUEST frame value (see :class:`Request`);
+Everything WSGI lives here. A request arrives as a REQUEST message (maitred.link.Request);
 the response leaves as HEAD/BODY/END frames (FULL when the whole body is known at once), so the
 front never sees Python objects of the app's.
 """
@@ -15,35 +15,18 @@ import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import IO, Any, NamedTuple, Protocol
+from typing import IO, Any, Protocol
 from urllib.parse import unquote_to_bytes
 
 from maitred import __version__, link
 from maitred.http.response import NO_BODY_STATUSES, REASONS, SERVER, DateCache
+from maitred.link import Request
 
 log = logging.getLogger("maitred.error")
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 StartResponse = Callable[..., Callable[[bytes], None]]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
-
-
-class Request(NamedTuple):
-    """The fields of a REQUEST frame, in order (the front builds the tuple)."""
-
-    method: bytes
-    target: bytes
-    version: str
-    headers: list[tuple[bytes, bytes]]
-    body: bytes
-    body_path: str  # non-empty when the body was spooled to a file
-    remote_addr: str
-    remote_port: str
-    server_name: str
-    server_port: str
-    url_scheme: str
-    queue_time: float  # seconds the complete request waited in the front for a thread
-    request_id: str  # empty when none was assigned
 
 
 class LinkClosed(Exception):
@@ -383,7 +366,7 @@ class Response:
         head = b""
         if not self.head_sent:
             self.head_sent = True
-            head = link.encode(link.HEAD, channel.rid, (self.status_code, self._length, self._head))
+            head = link.encode_head(channel.rid, self.status_code, self._length, self._head)
         if data and not self._suppress_body:
             if self._length >= 0 and self.sent + len(data) > self._length:
                 log.warning("app sent more than its Content-Length; the excess is dropped")
@@ -402,7 +385,8 @@ class Response:
         short = self._length >= 0 and self.sent < self._length and not self._suppress_body
         if short:
             log.error("app sent %d of its %d-byte Content-Length", self.sent, self._length)
-        self._channel.send(link.encode(link.ABORT if short else link.END, self._channel.rid))
+        encode = link.encode_abort if short else link.encode_end
+        self._channel.send(encode(self._channel.rid))
 
     def send_full(self, body: bytes) -> None:
         """The whole response in one frame; adds Content-Length when the app gave none."""
@@ -427,7 +411,7 @@ class Response:
         self.head_sent = True
         self.sent = len(body)
         channel = self._channel
-        channel.send(link.encode(link.FULL, channel.rid, (self.status_code, length, head, body)))
+        channel.send(link.encode_full(channel.rid, self.status_code, length, head, body))
 
     def send_file(self, filelike: Any) -> bool:
         """Send a wsgi.file_wrapper file without reading it here, when it is a regular file.
@@ -458,16 +442,18 @@ class Response:
             self.send_full(b"")
             return True
         channel = self._channel
-        value = (self.status_code, length, head, fd, st.st_dev, st.st_ino, offset)
-        if not channel.hand_over(link.encode(link.FILE, channel.rid, value)):
+        frame = link.encode_file(
+            channel.rid, self.status_code, length, head, fd, st.st_dev, st.st_ino, offset
+        )
+        if not channel.hand_over(frame):
             return False
         self.head_sent = True
         self.sent = length
-        channel.send(link.encode(link.END, channel.rid))  # the front has it: this thread is free
+        channel.send(link.encode_end(channel.rid))  # the front has it: this thread is free
         return True
 
     def abort(self) -> None:
-        self._channel.send(link.encode(link.ABORT, self._channel.rid))
+        self._channel.send(link.encode_abort(self._channel.rid))
 
     def error(self, status: int) -> None:
         """A plain-text error response of the server's own (the app failed)."""
