@@ -10,7 +10,8 @@ import pytest
 from test_dispatcher import FakeTransport, Setup, requests
 
 from maitred import link
-from maitred.front.client import ClientConnection, Exchange
+from maitred.front.connection import ClientConnection
+from maitred.front.exchange import Exchange
 from maitred.front.sendfile import PIECE
 from slowclients import open_files_in
 
@@ -58,12 +59,6 @@ class SlowTransport(FakeTransport):
         self.high = 1 << 16 if high is None else high
         self.low = self.high // 4 if low is None else low
         self._maybe_pause()
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def abort(self) -> None:
-        self.closed = True
 
 
 class Spooling:

@@ -41,7 +41,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from maitred.front.client import ClientConnection, Exchange
+    from maitred.front.connection import ClientConnection
+    from maitred.front.exchange import Exchange
     from maitred.http.parser import RequestHead
 
 COMBINED = (
