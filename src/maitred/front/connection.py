@@ -46,16 +46,17 @@ from maitred.front.states import (
     CLOSE,
     COMPLETE,
     CONTINUE,
+    DONE,
     HEAD_IN,
+    HELD,
     HOLD,
     LINGER,
+    NEW,
     READS,
     ROUTE,
     SETTLED,
     SLOT_OF,
     STOP_READING,
-    ConnState,
-    ExchangeState,
 )
 from maitred.http.errors import ProtocolError
 from maitred.http.parser import END, RequestHead, RequestParser
@@ -68,8 +69,7 @@ log = logging.getLogger("maitred.error")
 
 CONTINUE_LINE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
-DONE = ExchangeState.DONE
-HELD = ExchangeState.HELD
+IDLE_SLOT, HEAD_SLOT = Slot.IDLE, Slot.HEAD  # globals: see front/states.py
 
 
 class ClientConnection(asyncio.Protocol):
@@ -77,7 +77,7 @@ class ClientConnection(asyncio.Protocol):
 
     def __init__(self, front: Front) -> None:
         self.front = front
-        self.state = ConnState.NEW
+        self.state = NEW
         self.transport: asyncio.Transport | None = None
         self.parser = RequestParser(front.limits)
         self.peer: tuple[str, str, str, str, str] = ("", "", "", "", "http")
@@ -292,8 +292,8 @@ class ClientConnection(asyncio.Protocol):
         """What this connection does with its slot: whether a new client may take it when all
         are taken (front/slots.py)."""
         slot = SLOT_OF[self.state]
-        if slot is Slot.IDLE and self.parser.in_head:
-            return Slot.HEAD  # a kept-alive connection part-way through its next head
+        if slot is IDLE_SLOT and self.parser.in_head:
+            return HEAD_SLOT  # a kept-alive connection part-way through its next head
         return slot
 
     def close(self) -> None:

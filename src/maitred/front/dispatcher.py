@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, cast
 from maitred import link
 from maitred.front import sendfile
 from maitred.front.limits import RETRY_AFTER
-from maitred.front.states import ExchangeState
+from maitred.front.states import DONE
 
 if TYPE_CHECKING:
     from maitred.front.exchange import Exchange
@@ -78,7 +78,7 @@ class Dispatcher:
         """Threads became free: give them the oldest queued requests."""
         queue = self.queue
         while queue:
-            if queue[0].state is ExchangeState.DONE:  # its client left
+            if queue[0].state is DONE:  # its client left
                 queue.popleft()
                 continue
             worker = self._least_busy()
@@ -96,7 +96,7 @@ class Dispatcher:
             return
         waiting, self.queue = self.queue, deque()
         for exchange in waiting:
-            if exchange.state is ExchangeState.DONE:  # its client left
+            if exchange.state is DONE:  # its client left
                 continue
             if self._too_old(exchange, now):
                 self._shed(exchange)
@@ -134,7 +134,7 @@ class Dispatcher:
         """
         for worker in self.links:
             for exchange in list(worker.exchanges.values()):
-                if exchange.state is ExchangeState.DONE or exchange.waiting_since:
+                if exchange.state is DONE or exchange.waiting_since:
                     continue
                 if exchange.dispatched + exchange.client_wait < dispatched_before:
                     exchange.time_out()

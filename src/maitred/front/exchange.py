@@ -43,13 +43,15 @@ from maitred.front.spool import Body
 from maitred.front.states import (
     APP_END,
     CANCEL,
+    CANCELLED,
+    DONE,
     DROP,
     FINISH,
     GONE,
     HEAD,
     HEAD_SENT,
+    RECEIVING,
     START,
-    ExchangeState,
 )
 from maitred.http.parser import RequestHead
 from maitred.http.response import CRLF, LAST_CHUNK, NO_BODY_STATUSES, chunk, simple_response
@@ -69,9 +71,6 @@ KEEP_ALIVE = b"Connection: keep-alive\r\n"
 # in the middle of sending its body.
 CLIENT_CLOSED = 499
 BODY_CUT_SHORT = 400
-
-CANCELLED = ExchangeState.CANCELLED
-DONE = ExchangeState.DONE
 
 
 class Exchange:
@@ -114,7 +113,7 @@ class Exchange:
         # against --timeout: that is the send timeout's business.
         self.client_wait = 0.0
         self.waiting_since = 0.0  # when credit started being withheld; 0 when it is not
-        self.state = ExchangeState.RECEIVING
+        self.state = RECEIVING
         self.keep_alive = head.keep_alive
         self.chunked = False
         self.suppress_body = head.method == b"HEAD"

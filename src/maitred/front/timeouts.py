@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from maitred.front.states import READS, WAITING, ExchangeState
+from maitred.front.states import HELD, READS, WAITING
 from maitred.http.errors import RequestTimeout
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ class ConnectionTimeouts:
         exchange = conn.reading
         assert exchange is not None
         size = exchange.body.size
-        if exchange.state is ExchangeState.HELD or conn.flow.read_paused:
+        if exchange.state is HELD or conn.flow.read_paused:
             return False  # the client waits for us (100 Continue, or we stopped reading)
         if seen is None or seen[0] is not exchange:
             self._bodies[conn] = (exchange, now, size)
