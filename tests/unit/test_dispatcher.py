@@ -7,10 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from test_linger import FakeTimer
 
 from maitred import link
 from maitred.config import Config
-from maitred.front.client import ClientConnection
+from maitred.front.connection import ClientConnection
 from maitred.front.dispatcher import WorkerLink
 from maitred.front.main import Front
 
@@ -19,6 +20,7 @@ class FakeLoop:
     def __init__(self) -> None:
         self.now = 100.0
         self.soon: list[Callable[[], None]] = []
+        self.timers: list[FakeTimer] = []
 
     def time(self) -> float:
         return self.now
@@ -28,6 +30,11 @@ class FakeLoop:
 
     def create_future(self) -> Any:
         return None
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> FakeTimer:
+        timer = FakeTimer(delay, callback)
+        self.timers.append(timer)
+        return timer
 
     def run_soon(self) -> None:
         soon, self.soon = self.soon, []
@@ -39,6 +46,8 @@ class FakeTransport:
     def __init__(self) -> None:
         self.written = b""
         self.closed = False
+        self.eof = False  # write side shut (a lingering close)
+        self.reading_paused = False
 
     def write(self, data: bytes) -> None:
         self.written += data
@@ -56,11 +65,26 @@ class FakeTransport:
     def close(self) -> None:
         self.closed = True
 
+    def abort(self) -> None:
+        self.closed = True
+
+    def get_write_buffer_size(self) -> int:
+        return 0  # the client reads all at once
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.eof = True
+
     def pause_reading(self) -> None:
-        pass
+        self.reading_paused = True
 
     def resume_reading(self) -> None:
-        pass
+        self.reading_paused = False
 
 
 class Setup:
@@ -78,13 +102,20 @@ class Setup:
         worker.data_received(link.encode_hello(0, pid, pid, threads))
         return worker
 
-    def client(
-        self, path: str = "/", transport: FakeTransport | None = None
+    def connect(
+        self, transport: FakeTransport | None = None
     ) -> tuple[ClientConnection, FakeTransport]:
+        """A new client connection that has sent nothing yet."""
         conn = ClientConnection(self.front)
         transport = transport or FakeTransport()
         conn.connection_made(transport)  # type: ignore[arg-type]
-        conn.data_received(f"GET {path} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
+        return conn, transport
+
+    def client(
+        self, path: str = "/", transport: FakeTransport | None = None
+    ) -> tuple[ClientConnection, FakeTransport]:
+        conn, transport = self.connect(transport)
+        conn.data_received(get(path))
         self.loop.run_soon()
         return conn, transport
 
@@ -99,6 +130,27 @@ class Setup:
     def answer(worker: WorkerLink, rid: int, body: bytes = b"ok") -> None:
         head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n" % len(body)
         worker.data_received(link.encode_full(rid, 200, len(body), head, body))
+
+
+def get(path: str = "/", fields: str = "") -> bytes:
+    """A GET request, with header lines `fields` (each ending in CRLF)."""
+    return f"GET {path} HTTP/1.1\r\nHost: h\r\n{fields}\r\n".encode()
+
+
+# A worker's response frames by kind, for tests that play the worker frame by frame.
+_WORKER_ENCODERS: dict[int, Callable[..., bytes]] = {
+    link.Kind.HEAD: link.encode_head,
+    link.Kind.END: link.encode_end,
+    link.Kind.ABORT: link.encode_abort,
+    link.Kind.FULL: link.encode_full,
+}
+
+
+def worker_frame(kind: int, rid: int, value: Any = ()) -> bytes:
+    """The frame a worker sends: BODY carries bytes, the others their fields as a tuple."""
+    if kind == link.Kind.BODY:
+        return link.encode_body(rid, value)
+    return _WORKER_ENCODERS[kind](rid, *value)
 
 
 def requests(frames: list[tuple[int, int, Any]]) -> list[tuple[int, bytes]]:

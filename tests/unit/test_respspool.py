@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_dispatcher import FakeTransport, Setup, requests
+from test_dispatcher import FakeTransport, Setup, requests, worker_frame
 
 from maitred import link
-from maitred.front.client import ClientConnection, Exchange
+from maitred.front.connection import ClientConnection
+from maitred.front.exchange import Exchange
 from maitred.front.sendfile import PIECE
 from slowclients import open_files_in
 
@@ -59,12 +60,6 @@ class SlowTransport(FakeTransport):
         self.low = self.high // 4 if low is None else low
         self._maybe_pause()
 
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def abort(self) -> None:
-        self.closed = True
-
 
 class Spooling:
     """A front whose one worker answers one slow client, frame by frame."""
@@ -80,16 +75,13 @@ class Spooling:
         self.s.front.log_access = self.logged.append  # type: ignore[method-assign]
 
     def frame(self, kind: int, value: Any = ()) -> None:
-        if kind == link.BODY:
-            self.worker.data_received(link.encode_body(self.rid, value))
-        else:
-            self.worker.data_received(link.encode(kind, self.rid, value))
+        self.worker.data_received(worker_frame(kind, self.rid, value))
 
     def credit(self) -> int:
         """Credit the worker got since the last call."""
         frames = self.s.sent(self.worker)
-        assert {kind for kind, _, _ in frames} <= {link.WINDOW}, frames
-        return sum(size for _, _, size in frames)
+        assert {kind for kind, _, _ in frames} <= {link.Kind.WINDOW}, frames
+        return sum(window.size for _, _, window in frames)
 
     def drain_all(self) -> None:
         """The client reads until the response is over (bounded: one piece per drain)."""
@@ -126,16 +118,16 @@ def test_past_the_buffer_the_body_spools_with_its_credit_back_at_once(
 ) -> None:
     sp = Spooling(tmp_path)
     body = b"".join(FRAMES)
-    sp.frame(link.HEAD, (200, -1 if chunked else len(body), HEAD))
+    sp.frame(link.Kind.HEAD, (200, -1 if chunked else len(body), HEAD))
     for data in FRAMES:
-        sp.frame(link.BODY, data)
+        sp.frame(link.Kind.BODY, data)
     # The first frame filled the transport's buffer (its credit waits for the client, as
     # without a spool); the app thread wrote all the others without waiting.
     assert sp.credit() == len(body) - len(FRAMES[0])
     assert sp.exchange.spool is not None
     assert list(tmp_path.iterdir()) == []  # the file has no name
     assert open_files_in(os.getpid(), tmp_path) == 1
-    sp.frame(link.END)
+    sp.frame(link.Kind.END)
     written_before_drain = len(sp.transport.written)
     assert sp.exchange.sent < len(body)  # the access log counts what went out, not spooled
     sp.drain_all()
@@ -152,21 +144,21 @@ def test_past_the_buffer_the_body_spools_with_its_credit_back_at_once(
 
 def test_a_drained_spool_closes_and_a_later_overflow_opens_another(tmp_path: Path) -> None:
     sp = Spooling(tmp_path)
-    sp.frame(link.HEAD, (200, -1, HEAD))
-    sp.frame(link.BODY, b"a" * 150)
-    sp.frame(link.BODY, b"b" * 20)
+    sp.frame(link.Kind.HEAD, (200, -1, HEAD))
+    sp.frame(link.Kind.BODY, b"a" * 150)
+    sp.frame(link.Kind.BODY, b"b" * 20)
     first = sp.exchange.spool
     assert first is not None
     sp.transport.drain()  # the client takes the buffer: the spool's bytes follow
     assert sp.exchange.spool is first
     sp.transport.drain()  # and those: the spool is empty
     assert sp.exchange.spool is None and first.closed
-    sp.frame(link.BODY, b"c" * 30)  # fits the buffer again: straight to the transport
+    sp.frame(link.Kind.BODY, b"c" * 30)  # fits the buffer again: straight to the transport
     assert sp.exchange.spool is None
-    sp.frame(link.BODY, b"d" * 200)
-    sp.frame(link.BODY, b"e" * 5)  # past the buffer again
+    sp.frame(link.Kind.BODY, b"d" * 200)
+    sp.frame(link.Kind.BODY, b"e" * 5)  # past the buffer again
     assert sp.exchange.spool is not None and sp.exchange.spool is not first
-    sp.frame(link.END)
+    sp.frame(link.Kind.END)
     sp.drain_all()
     body = dechunk(sp.transport.written.partition(b"\r\n\r\n")[2])
     assert body == b"a" * 150 + b"b" * 20 + b"c" * 30 + b"d" * 200 + b"e" * 5
@@ -175,12 +167,12 @@ def test_a_drained_spool_closes_and_a_later_overflow_opens_another(tmp_path: Pat
 
 def test_past_the_spool_size_the_credit_waits_for_the_client(tmp_path: Path) -> None:
     sp = Spooling(tmp_path, response_spool_size=1000)
-    sp.frame(link.HEAD, (200, 150 + 900 + 200 + 50, HEAD))
-    sp.frame(link.BODY, b"a" * 150)
-    sp.frame(link.BODY, b"b" * 900)  # spooled
+    sp.frame(link.Kind.HEAD, (200, 150 + 900 + 200 + 50, HEAD))
+    sp.frame(link.Kind.BODY, b"a" * 150)
+    sp.frame(link.Kind.BODY, b"b" * 900)  # spooled
     assert sp.credit() == 900
-    sp.frame(link.BODY, b"c" * 200)  # would pass 1000 bytes of spool: held, credit withheld
-    sp.frame(link.BODY, b"d" * 50)  # behind it, though it would fit
+    sp.frame(link.Kind.BODY, b"c" * 200)  # would pass 1000 bytes of spool: held, credit withheld
+    sp.frame(link.Kind.BODY, b"d" * 50)  # behind it, though it would fit
     assert sp.credit() == 0
     for _ in range(100):  # the client reads the spool, then the bytes held behind it
         if sp.exchange.spool is None:
@@ -188,7 +180,7 @@ def test_past_the_spool_size_the_credit_waits_for_the_client(tmp_path: Path) -> 
         sp.transport.drain()
     sp.transport.drain()
     assert sp.credit() == 150 + 250  # once the client took them
-    sp.frame(link.END)
+    sp.frame(link.Kind.END)
     assert sp.transport.written.partition(b"\r\n\r\n")[2] == (
         b"a" * 150 + b"b" * 900 + b"c" * 200 + b"d" * 50
     )
@@ -197,23 +189,23 @@ def test_past_the_spool_size_the_credit_waits_for_the_client(tmp_path: Path) -> 
 
 def test_without_a_spool_size_nothing_spools(tmp_path: Path) -> None:
     sp = Spooling(tmp_path, response_spool_size=0)
-    sp.frame(link.HEAD, (200, -1, HEAD))
-    sp.frame(link.BODY, b"a" * 150)
-    sp.frame(link.BODY, b"b" * 20)
+    sp.frame(link.Kind.HEAD, (200, -1, HEAD))
+    sp.frame(link.Kind.BODY, b"a" * 150)
+    sp.frame(link.Kind.BODY, b"b" * 20)
     assert sp.exchange.spool is None and sp.credit() == 0
 
 
 def test_a_client_that_leaves_closes_the_spool(tmp_path: Path) -> None:
     sp = Spooling(tmp_path)
-    sp.frame(link.HEAD, (200, 4000, HEAD))
-    sp.frame(link.BODY, b"a" * 2000)
-    sp.frame(link.BODY, b"b" * 2000)
+    sp.frame(link.Kind.HEAD, (200, 4000, HEAD))
+    sp.frame(link.Kind.BODY, b"a" * 2000)
+    sp.frame(link.Kind.BODY, b"b" * 2000)
     spool = sp.exchange.spool
     assert spool is not None and open_files_in(os.getpid(), tmp_path) == 1
     sp.conn.connection_lost(None)
     assert spool.closed and open_files_in(os.getpid(), tmp_path) == 0
-    assert [kind for kind, _, _ in sp.s.sent(sp.worker)] == [link.WINDOW, link.CANCEL]
-    sp.frame(link.END)  # the thread is free; the exchange is over
+    assert [kind for kind, _, _ in sp.s.sent(sp.worker)] == [link.Kind.WINDOW, link.Kind.CANCEL]
+    sp.frame(link.Kind.END)  # the thread is free; the exchange is over
     [exchange] = sp.logged
     assert exchange.sent == 2000  # what the transport took, not what was spooled
 
@@ -222,16 +214,16 @@ def test_a_spool_that_cannot_be_opened_leaves_the_back_pressure(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     sp = Spooling(tmp_path / "missing")
-    sp.frame(link.HEAD, (200, -1, HEAD))
-    sp.frame(link.BODY, b"a" * 150)
-    sp.frame(link.BODY, b"b" * 20)
-    sp.frame(link.BODY, b"c" * 30)
+    sp.frame(link.Kind.HEAD, (200, -1, HEAD))
+    sp.frame(link.Kind.BODY, b"a" * 150)
+    sp.frame(link.Kind.BODY, b"b" * 20)
+    sp.frame(link.Kind.BODY, b"c" * 30)
     assert sp.credit() == 0  # held in memory, as without a spool
     assert caplog.text.count("cannot spool a response") == 1
     for _ in range(3):  # the buffer, then the bytes held behind the spool
         sp.transport.drain()
     assert sp.credit() == 200
-    sp.frame(link.END)
+    sp.frame(link.Kind.END)
     assert sp.logged
     body = b"a" * 150 + b"b" * 20 + b"c" * 30
     assert dechunk(sp.transport.written.partition(b"\r\n\r\n")[2]) == body
@@ -243,7 +235,7 @@ def test_the_hot_path_opens_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr("maitred.front.respspool.open_unnamed", no_file)
     sp = Spooling(tmp_path)
-    sp.frame(link.HEAD, (200, 40, HEAD))
-    sp.frame(link.BODY, b"a" * 40)
-    sp.frame(link.END)
+    sp.frame(link.Kind.HEAD, (200, 40, HEAD))
+    sp.frame(link.Kind.BODY, b"a" * 40)
+    sp.frame(link.Kind.END)
     assert sp.logged and sp.credit() == 40

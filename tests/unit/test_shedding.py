@@ -7,6 +7,7 @@ from typing import Any, cast
 
 from maitred.front.dispatcher import Dispatcher
 from maitred.front.limits import RETRY_AFTER
+from maitred.front.states import ExchangeState
 
 
 class FakeLoop:
@@ -20,7 +21,7 @@ class FakeLoop:
 @dataclass(eq=False)
 class FakeExchange:
     complete: float = 0.0
-    cancelled: bool = False
+    state: ExchangeState = ExchangeState.ROUTED
     answered: list[tuple[int, bytes]] = field(default_factory=list)
 
     def respond_error(self, status: int, extra: bytes = b"") -> None:
@@ -87,7 +88,7 @@ def test_the_sweep_answers_expired_requests_without_a_free_thread() -> None:
     d, _, _ = dispatcher(queue_timeout=30.0)
     submit(d, FakeExchange())
     old, young = submit(d, FakeExchange(complete=0.0)), submit(d, FakeExchange(complete=20.0))
-    gone = submit(d, FakeExchange(complete=0.0, cancelled=True))
+    gone = submit(d, FakeExchange(complete=0.0, state=ExchangeState.DONE))
     d.expire_queued(now=31.0)
     assert old.answered == [(503, RETRY_AFTER)] and not gone.answered
     assert list(d.queue) == [young]

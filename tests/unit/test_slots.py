@@ -10,8 +10,9 @@ from typing import Any, cast
 
 import pytest
 
-from maitred.front.client import ClientConnection
+from maitred.front.connection import ClientConnection
 from maitred.front.slots import HEAD_GRACE, Slot, Slots, Verdict
+from maitred.front.states import ConnState
 
 IDLE, HEAD, IN_USE = Slot.IDLE, Slot.HEAD, Slot.IN_USE
 HERE, THERE = "192.0.2.1", "192.0.2.2"
@@ -174,20 +175,15 @@ def test_admitting_at_the_limit_does_not_scan_the_connections() -> None:
 
 
 def client(**state: Any) -> Slot:
-    """ClientConnection.slot of a connection in the given state."""
-    conn = SimpleNamespace(
-        closing=False,
-        active=None,
-        reading=None,
-        pipeline=deque(),
-        served=0,
-        parser=SimpleNamespace(in_head=False),
-    )
-    for name, value in state.items():
-        if name == "in_head":
-            conn.parser.in_head = value
-        else:
-            setattr(conn, name, value)
+    """ClientConnection.slot of a connection in the given state: what it holds or has done
+    (closing, active, reading, pipeline, served) named as its ConnState (front/states.py)."""
+    if state.get("closing"):
+        named = ConnState.CLOSING
+    elif state.get("active") or state.get("reading") or state.get("pipeline"):
+        named = ConnState.BUSY
+    else:
+        named = ConnState.IDLE if state.get("served") else ConnState.NEW
+    conn = SimpleNamespace(state=named, parser=SimpleNamespace(in_head=state.get("in_head", False)))
     return ClientConnection.slot(cast(ClientConnection, conn))
 
 

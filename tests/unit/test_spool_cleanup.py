@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, cast
 
-from maitred.front.client import Exchange
+from maitred.front.exchange import Exchange
 from maitred.front.spool import Body
+from maitred.front.states import ExchangeState
 from maitred.http.parser import RequestHead
 
 BUFFER = 1024
@@ -50,6 +51,7 @@ def spooled_exchange(tmp_path: Path) -> tuple[Exchange, Path]:
     head = RequestHead(b"POST", b"/", "1.1", [], True)
     exchange = Exchange(cast(Any, FakeConn()), head, body)
     body.end()
+    exchange.state = ExchangeState.ROUTED  # complete, its turn: as its connection moves it
     _, path = body.finish()
     return exchange, Path(path)
 

@@ -8,6 +8,7 @@ from typing import Any, cast
 import pytest
 
 from maitred.config import Config
+from maitred.front.states import ConnState, ExchangeState
 from maitred.front.timeouts import ConnectionTimeouts, sweep_interval
 from maitred.http.errors import ProtocolError
 
@@ -46,8 +47,13 @@ class FakeBody:
 @dataclass
 class FakeExchange:
     body: FakeBody = field(default_factory=FakeBody)
-    continue_pending: bool = False
+    state: ExchangeState = ExchangeState.RECEIVING
     sent: int = 0
+
+
+@dataclass
+class FakeFlow:
+    read_paused: bool = False
 
 
 @dataclass(eq=False)  # hashable by identity, like a real connection
@@ -56,22 +62,24 @@ class FakeConn:
     parser: FakeParser = field(default_factory=FakeParser)
     reading: FakeExchange | None = None
     active: FakeExchange | None = None
-    closing: bool = False
-    read_paused: bool = False
+    state: ConnState = ConnState.IDLE
+    flow: FakeFlow = field(default_factory=FakeFlow)
     idle_since: float = 0.0
     peer: tuple[str, ...] = ("127.0.0.1",)
     rejected: list[int] = field(default_factory=list)
     closed: bool = False
 
-    def is_idle(self) -> bool:
-        return self.reading is None and self.active is None and not self.parser.in_head
+    def __post_init__(self) -> None:
+        if self.reading is not None or self.active is not None:
+            self.state = ConnState.BUSY
 
     def reject(self, exc: ProtocolError) -> None:
         self.rejected.append(exc.status)
-        self.closing = True
+        self.state = ConnState.CLOSING
 
     def close(self) -> None:
-        self.closed = self.closing = True
+        self.closed = True
+        self.state = ConnState.CLOSED
 
 
 class Clock:
@@ -113,7 +121,7 @@ def test_each_new_head_gets_its_own_time() -> None:
 
 
 def test_a_head_the_front_stopped_reading_does_not_time_out() -> None:
-    conn = FakeConn(parser=FakeParser(in_head=True, messages=1), read_paused=True)
+    conn = FakeConn(parser=FakeParser(in_head=True, messages=1), flow=FakeFlow(read_paused=True))
     clock = Clock()
     clock.at(0.0, conn)
     clock.at(100.0, conn)
@@ -159,7 +167,7 @@ def test_a_body_at_the_minimum_rate_goes_on() -> None:
 
 
 def test_a_body_waiting_for_100_continue_does_not_time_out() -> None:
-    conn, _ = body_conn(continue_pending=True)
+    conn, _ = body_conn(state=ExchangeState.HELD)
     clock = Clock()
     clock.at(0.0, conn)
     clock.at(100.0, conn)
@@ -191,7 +199,7 @@ def test_a_slow_reader_that_reads_is_kept() -> None:
 
 
 def test_a_closing_connection_that_never_drains_is_dropped() -> None:
-    conn = FakeConn(closing=True, transport=FakeTransport(buffered=100))
+    conn = FakeConn(state=ConnState.CLOSING, transport=FakeTransport(buffered=100))
     clock = Clock()
     clock.at(0.0, conn)
     clock.at(20.0, conn)

@@ -17,7 +17,7 @@ mix.
 
 A request whose client left before its response was complete is logged as nginx logs it: 499
 when no response had begun, else the status that was sent and the body bytes written so far; a
-body cut short is logged 400 (front/client.py).
+body cut short is logged 400 (front/exchange.py).
 
 Times: ``queue_time`` is from the complete request to its dispatch to a worker thread,
 ``app_time`` from the dispatch to the worker's last frame, ``request_time`` from the complete
@@ -41,7 +41,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from maitred.front.client import ClientConnection, Exchange
+    from maitred.front.connection import ClientConnection
+    from maitred.front.exchange import Exchange
     from maitred.http.parser import RequestHead
 
 COMBINED = (

@@ -37,9 +37,10 @@ from typing import TYPE_CHECKING, cast
 from maitred import link
 from maitred.front import sendfile
 from maitred.front.limits import RETRY_AFTER
+from maitred.front.states import DONE
 
 if TYPE_CHECKING:
-    from maitred.front.client import Exchange
+    from maitred.front.exchange import Exchange
 
 log = logging.getLogger("maitred.error")
 
@@ -80,7 +81,7 @@ class Dispatcher:
         """Threads became free: give them the oldest queued requests."""
         queue = self.queue
         while queue:
-            if queue[0].cancelled:
+            if queue[0].state is DONE:  # its client left
                 queue.popleft()
                 continue
             worker = self._least_busy()
@@ -98,7 +99,7 @@ class Dispatcher:
             return
         waiting, self.queue = self.queue, deque()
         for exchange in waiting:
-            if exchange.cancelled:
+            if exchange.state is DONE:  # its client left
                 continue
             if self._too_old(exchange, now):
                 self._shed(exchange)
@@ -136,7 +137,7 @@ class Dispatcher:
         """
         for worker in self.links:
             for exchange in list(worker.exchanges.values()):
-                if exchange.finished or exchange.waiting_since:
+                if exchange.state is DONE or exchange.waiting_since:
                     continue
                 if exchange.dispatched + exchange.client_wait < dispatched_before:
                     exchange.time_out()

@@ -27,8 +27,9 @@ from setproctitle import setproctitle
 from maitred import logs, status
 from maitred.config import Config
 from maitred.front.accesslog import AccessLog
-from maitred.front.client import ClientConnection, Exchange
+from maitred.front.connection import ClientConnection
 from maitred.front.dispatcher import Dispatcher, WorkerLink
+from maitred.front.exchange import Exchange
 from maitred.front.limits import (
     RETRY_AFTER,
     AcceptGate,
@@ -38,7 +39,7 @@ from maitred.front.limits import (
 )
 from maitred.front.proxy import ProxyHeaderGate
 from maitred.front.router import Router
-from maitred.front.slots import Slots, Verdict
+from maitred.front.slots import Slot, Slots, Verdict
 from maitred.front.timeouts import ConnectionTimeouts
 from maitred.http.parser import Limits
 from maitred.http.response import DateCache, simple_response
@@ -240,7 +241,7 @@ class Front:
             # A kept-alive connection between requests may be closed (its client retries,
             # RFC 9112 section 9.3.1); one that has not sent its first request yet may be
             # carrying it right now, so it is served (with Connection: close) or swept later.
-            if conn.is_idle() and conn.served:
+            if conn.slot() is Slot.IDLE:
                 conn.close()
         self.loop.create_task(self._await_drained(adopting))
 

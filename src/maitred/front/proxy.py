@@ -14,9 +14,9 @@ Only a peer in --forwarded-allow-ips is believed. From such a peer, per request:
 With --proxy-protocol every connection must begin with a PROXY protocol header (v1 text or v2
 binary, as HAProxy and the cloud load balancers send it). :class:`ProxyHeaderGate` is the
 connection's protocol until the header is in; it then hands the transport to a
-:class:`~maitred.front.client.ClientConnection` (``transport.set_protocol``), so the header costs
-nothing once read. The header's source address counts only when the peer that sent it is
-trusted; from anyone else it is read (to find where HTTP begins) and ignored.
+:class:`~maitred.front.connection.ClientConnection` (``transport.set_protocol``), so the
+header costs nothing once read. The header's source address counts only when the peer that
+sent it is trusted; from anyone else it is read (to find where HTTP begins) and ignored.
 
 Owned by the event loop thread.
 """
@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
-    from maitred.front.client import ClientConnection
+    from maitred.front.connection import ClientConnection
     from maitred.front.main import Front
 
 log = logging.getLogger("maitred.error")

@@ -44,7 +44,7 @@ from maitred.front.sendfile import FileSender
 from maitred.http.response import chunk
 
 if TYPE_CHECKING:
-    from maitred.front.client import Exchange
+    from maitred.front.exchange import Exchange
 
 log = logging.getLogger("maitred.error")
 
@@ -133,7 +133,7 @@ class ResponseSpool(FileSender):
         self.close()
         for data in tail:
             exchange.write_body(data)
-        if not exchange.conn.write_paused:
+        if not exchange.conn.flow.write_paused:
             exchange.return_credit()  # else once the transport drains, as without a spool
         if ended:
             exchange.respond_end()

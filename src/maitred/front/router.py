@@ -26,7 +26,7 @@ from maitred.front.proxy import FORWARDED_FIELDS, Forwarded, TrustedPeers
 from maitred.front.static import StaticFiles
 
 if TYPE_CHECKING:
-    from maitred.front.client import Exchange
+    from maitred.front.exchange import Exchange
     from maitred.front.main import Front
 
 # What a client-supplied request id may be: visible ASCII without quotes or backslashes, so it

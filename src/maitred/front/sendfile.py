@@ -32,9 +32,10 @@ import stat
 from typing import TYPE_CHECKING, Any
 
 from maitred import link
+from maitred.front.states import GONE
 
 if TYPE_CHECKING:
-    from maitred.front.client import Exchange
+    from maitred.front.exchange import Exchange
 
 log = logging.getLogger("maitred.error")
 
@@ -105,7 +106,7 @@ class FileSender:
             if transport is None or transport.is_closing():
                 self.close()  # the client is gone; the connection cancels the exchange
                 return
-            if conn.write_paused:
+            if conn.flow.write_paused:
                 return  # resume() continues once the buffer is empty
             if not self.remaining:
                 self._finish()
@@ -193,7 +194,7 @@ def take_over(exchange: Exchange, pid: int, file: link.File) -> bool:
     the worker's files (another user), or when what opened is not the file the worker named.
     """
     status, length, head, fd_number, device, inode, offset = file
-    if exchange.finished or exchange.cancelled or exchange.suppress_body:
+    if exchange.state in GONE or exchange.suppress_body:
         return False
     try:
         fd = os.open(_PROC_FD.format(pid=pid, fd=fd_number), os.O_RDONLY | os.O_CLOEXEC)

@@ -45,7 +45,7 @@ from maitred.http.response import CRLF, REASONS, SERVER
 
 if TYPE_CHECKING:
     from maitred.config import Config
-    from maitred.front.client import Exchange
+    from maitred.front.exchange import Exchange
     from maitred.http.response import DateCache
 
 log = logging.getLogger("maitred.error")

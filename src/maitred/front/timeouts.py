@@ -31,13 +31,15 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from maitred.front.states import HELD, READS, WAITING
 from maitred.http.errors import RequestTimeout
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from maitred.config import Config
-    from maitred.front.client import ClientConnection, Exchange
+    from maitred.front.connection import ClientConnection
+    from maitred.front.exchange import Exchange
 
 log = logging.getLogger("maitred.error")
 
@@ -80,21 +82,21 @@ class ConnectionTimeouts:
                 log.debug("dropping %s: it stopped reading its response", conn.peer[0])
                 assert conn.transport is not None
                 conn.transport.abort()
-            elif conn.closing:
-                continue
+            elif conn.state not in READS:
+                continue  # closing: it reads no more requests
             elif conn.reading is not None:
                 if self.body_timeout and self._body_stalled(conn, bodies.get(conn), now):
                     conn.reject(RequestTimeout("request body too slow"))
             elif conn.parser.in_head:
                 if self.header_timeout and self._head_late(conn, heads.get(conn), now):
                     conn.reject(RequestTimeout("request head too slow"))
-            elif conn.is_idle() and now - conn.idle_since >= self.keepalive:
+            elif conn.state in WAITING and now - conn.idle_since >= self.keepalive:
                 conn.close()
 
     def _head_late(
         self, conn: ClientConnection, seen: tuple[int, float] | None, now: float
     ) -> bool:
-        if conn.read_paused:
+        if conn.flow.read_paused:
             return False  # the front stopped reading, not the client
         message = conn.parser.messages
         since = seen[1] if seen is not None and seen[0] == message else now
@@ -107,7 +109,7 @@ class ConnectionTimeouts:
         exchange = conn.reading
         assert exchange is not None
         size = exchange.body.size
-        if exchange.continue_pending or conn.read_paused:
+        if exchange.state is HELD or conn.flow.read_paused:
             return False  # the client waits for us (100 Continue, or we stopped reading)
         if seen is None or seen[0] is not exchange:
             self._bodies[conn] = (exchange, now, size)

@@ -1,0 +1,302 @@
+"""Client connections: read whole requests, hand them on in order, close when it is time.
+
+Theory of operation
+-------------------
+A :class:`ClientConnection` is the asyncio protocol of one client. Its ``state``
+(front/states.py) says what it does now; its exchanges (front/exchange.py) say where each
+request is. Where a request goes:
+
+* **parsed** in :meth:`~ClientConnection.data_received`: the sans-IO parser (http/parser.py)
+  turns bytes into a head, body chunks and an end. A head makes an exchange, the connection's
+  ``reading`` one, and the connection BUSY; its body is gathered (in memory, spooled to a file
+  past the buffer size);
+* **queued**: only once the whole request is in does it go on (``_request_complete``), so a
+  slow upload never holds a worker thread. Responses leave in request order: one exchange is
+  ``active`` (routed to the dispatcher or the static files, running, or being answered); later
+  pipelined ones wait in ``pipeline``, and past :data:`~maitred.front.flow.MAX_PIPELINED` of
+  them the front stops reading (front/flow.py);
+* **run and answered**: by the dispatcher and its workers, or the static files, through the
+  exchange's ``respond_*`` methods;
+* **done**: :meth:`~ClientConnection.exchange_done` logs it and starts the next one, or sends
+  the error a bad request left owed, or settles IDLE, or closes.
+
+A client that leaves (its connection drops, or it sends FIN: HTTP clients do not half-close to
+wait for an answer, and nginx takes FIN the same way) cancels its requests: the connection is
+CLOSED, its pipelined requests are dropped unlogged, the others cancelled (front/exchange.py).
+
+An answer the front gives before the whole request is in (4xx, a body it cannot spool) ends
+with a lingering close (front/linger.py, LINGERING), so a client still sending can read it.
+
+Everything here runs on the event loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, cast
+
+from maitred.front.exchange import BODY_CUT_SHORT, Exchange
+from maitred.front.flow import FlowControl
+from maitred.front.linger import Linger
+from maitred.front.slots import Slot
+from maitred.front.spool import Body
+from maitred.front.states import (
+    CLOSE,
+    COMPLETE,
+    CONTINUE,
+    DONE,
+    HEAD_IN,
+    HELD,
+    HOLD,
+    LINGER,
+    NEW,
+    READS,
+    ROUTE,
+    SETTLED,
+    SLOT_OF,
+    STOP_READING,
+)
+from maitred.http.errors import ProtocolError
+from maitred.http.parser import END, RequestHead, RequestParser
+from maitred.http.response import simple_response
+
+if TYPE_CHECKING:
+    from maitred.front.main import Front
+
+log = logging.getLogger("maitred.error")
+
+CONTINUE_LINE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+IDLE_SLOT, HEAD_SLOT = Slot.IDLE, Slot.HEAD  # globals: see front/states.py
+
+
+class ClientConnection(asyncio.Protocol):
+    flow: FlowControl  # from connection_made
+
+    def __init__(self, front: Front) -> None:
+        self.front = front
+        self.state = NEW
+        self.transport: asyncio.Transport | None = None
+        self.parser = RequestParser(front.limits)
+        self.peer: tuple[str, str, str, str, str] = ("", "", "", "", "http")
+        self.reading: Exchange | None = None  # request whose body is arriving
+        self.active: Exchange | None = None  # request being served
+        self.pipeline: deque[Exchange] = deque()
+        self.pending_error = 0  # CLOSING: status to answer once earlier responses are out
+        self.linger: Linger | None = None  # LINGERING: reads what the client still sends
+        self.idle_since = front.loop.time()
+
+    # --- asyncio callbacks ---
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, transport)
+        self.flow = FlowControl(transport)
+        transport.set_write_buffer_limits(high=self.front.cfg.response_buffer_size)
+        self.peer = self.front.peer_info(transport)
+        self.front.connection_opened(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.state not in READS:
+            if self.linger is not None:
+                self.linger.discard(len(data))
+            return
+        error: ProtocolError | None = None
+        try:
+            events = self.parser.feed(data)
+        except ProtocolError as exc:
+            events, error = exc.events, exc  # requests before the bad one are still served
+        try:
+            for event in events:
+                if event.__class__ is bytes:
+                    assert self.reading is not None
+                    self.reading.body.add(event)
+                elif event is END:
+                    self._request_complete()
+                elif self.state in READS:
+                    self._head_complete(cast(RequestHead, event))
+                else:
+                    break  # an answer closed the connection: later requests go unanswered
+        except ProtocolError as exc:  # the body could not be spooled
+            error = exc
+        if error is not None:
+            self._protocol_error(error)
+        elif self.parser.closed and self.reading is None:
+            self._stop_reading()
+        self.front.slot_changed(self)
+
+    def eof_received(self) -> bool:
+        # The client closed its side: it left (see the module docstring). Returning False
+        # closes the transport once what is already written has gone out.
+        self._abandon()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.front.connection_closed(self)
+        if self.linger is not None:
+            self.linger.stop()
+        self._abandon()
+        self.transport = None
+
+    def _abandon(self) -> None:
+        """The client is gone: stop its requests. Pipelined ones never began: they are dropped
+        unlogged, as nginx would not have read them yet."""
+        self.state = CLOSE[self.state]
+        reading, active = self.reading, self.active
+        self.reading = self.active = None  # first: exchange_done must not start the next one
+        self._drop_pipeline()
+        if reading is not None:
+            reading.status = BODY_CUT_SHORT
+            reading.cancel()
+        if active is not None and active.state is not DONE:
+            active.cancel()
+
+    def _drop_pipeline(self) -> None:
+        for exchange in self.pipeline:
+            exchange.drop()
+        self.pipeline.clear()
+
+    def pause_writing(self) -> None:
+        self.flow.write_paused = True  # credit for further body bytes waits (front/exchange.py)
+
+    def resume_writing(self) -> None:
+        self.flow.write_paused = False
+        if self.active is not None:
+            self.active.return_credit()
+
+    # --- requests in ---
+
+    def _head_complete(self, head: RequestHead) -> None:
+        cfg = self.front.cfg
+        self.state = HEAD_IN[self.state]
+        exchange = Exchange(self, head, Body(cfg.body_buffer_size, cfg.body_temp_dir))
+        self.reading = exchange
+        if head.expect_continue and (head.chunked or head.content_length):
+            if self.active is None:
+                self.write(CONTINUE_LINE)
+            else:
+                exchange.state = HOLD[exchange.state]  # until the active one is answered
+
+    def _request_complete(self) -> None:
+        exchange = self.reading
+        assert exchange is not None
+        exchange.body.end()  # SpoolError while it is still the request being read
+        self.reading = None
+        exchange.state = COMPLETE[exchange.state]
+        exchange.complete = self.front.loop.time()
+        if not exchange.keep_alive:
+            self._stop_reading()
+        if self.active is None:
+            self._route(exchange)
+        else:
+            self.pipeline.append(exchange)
+            self.flow.pipeline_grew(len(self.pipeline))
+
+    def _route(self, exchange: Exchange) -> None:
+        """Its turn: to the dispatcher's queue or the static files."""
+        self.active = exchange
+        exchange.state = ROUTE[exchange.state]
+        self.front.router.route(exchange)
+
+    def _protocol_error(self, exc: ProtocolError) -> None:
+        log.debug("bad request from %s: %s (%d)", self.peer[0], exc.reason, exc.status)
+        if self.state not in READS:
+            return  # it answered and closed meanwhile: the bytes belong to nobody
+        if self.reading is not None:
+            self.reading.drop()
+            self.reading = None
+        self._stop_reading()
+        if self.active is None:
+            self._send_error(exc.status)
+        else:
+            self.pending_error = exc.status
+
+    def reject(self, exc: ProtocolError) -> None:
+        """Answer a request the front gave up on (front/timeouts.py) like a bad one, and close."""
+        self._protocol_error(exc)
+
+    def _stop_reading(self) -> None:
+        self.state = STOP_READING[self.state]
+
+    # --- responses out ---
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def abort_after_write(self) -> None:
+        self.close()  # flushes what is buffered, then closes: a truncated body
+
+    def _send_error(self, status: int) -> None:
+        self.write(simple_response(status, self.front.date.get()))
+        self.front.access_log_error(self, status)
+        self._linger()
+
+    def _linger(self) -> None:
+        """Close after an answer given while the client may still be sending (front/linger.py);
+        requests it sent after that answer go unanswered."""
+        if self.reading is not None:
+            self.reading.drop()
+            self.reading = None
+        self._drop_pipeline()
+        transport = self.transport
+        if transport is None or transport.is_closing() or not transport.can_write_eof():
+            self.close()
+            return
+        self.state = LINGER[self.state]
+        self.flow.resume_reading()
+        self.linger = Linger(self.front.loop, transport)
+
+    def exchange_done(self, exchange: Exchange) -> None:
+        self.front.log_access(exchange)
+        if exchange is not self.active:
+            return
+        self.active = None
+        if not exchange.keep_alive:
+            if self.pipeline or self.reading is not None or self.parser.in_head:
+                self._linger()  # the client is sending more: let it read this answer
+            else:
+                self.close()
+        elif self.pipeline:
+            self._route_next()
+        elif self.pending_error:
+            self._send_error(self.pending_error)
+        elif self.state in READS:
+            self._settle()
+        else:
+            self.close()  # it stopped reading, and all it owed is answered
+
+    def _route_next(self) -> None:
+        exchange = self.pipeline.popleft()
+        self.flow.pipeline_shrank(len(self.pipeline))
+        self._route(exchange)
+
+    def _settle(self) -> None:
+        """Nothing is being answered: IDLE, or on with the request still arriving."""
+        reading = self.reading
+        if reading is None:
+            self.state = SETTLED[self.state]
+        elif reading.state is HELD:
+            reading.state = CONTINUE[reading.state]
+            self.write(CONTINUE_LINE)
+        self.idle_since = self.front.loop.time()
+        self.front.slot_changed(self)
+
+    def last_answer(self) -> bool:
+        """True when the response being sent is the last this connection will carry: it stops
+        reading, and no pipelined request or pending error remains to be answered after it."""
+        return self.state not in READS and not self.pipeline and not self.pending_error
+
+    def slot(self) -> Slot:
+        """What this connection does with its slot: whether a new client may take it when all
+        are taken (front/slots.py)."""
+        slot = SLOT_OF[self.state]
+        if slot is IDLE_SLOT and self.parser.in_head:
+            return HEAD_SLOT  # a kept-alive connection part-way through its next head
+        return slot
+
+    def close(self) -> None:
+        self.state = CLOSE[self.state]
+        if self.transport is not None:
+            self.transport.close()

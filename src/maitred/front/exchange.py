@@ -1,0 +1,364 @@
+"""One request and its response as the front sees them: the request/response cycle.
+
+Theory of operation
+-------------------
+An :class:`Exchange` is made by its connection when a request head is parsed
+(front/connection.py) and lives until its response is out or its client leaves. Its
+``state`` (front/states.py) says where it is; every method here that acts on it takes one move
+of that table, so what may happen in each state is read there:
+
+* **parsed** and **received**: the body goes into ``body`` (memory, then a spool file) while
+  RECEIVING; a client waiting for ``100 Continue`` behind an earlier response is HELD;
+* **queued**: complete, it waits PIPELINED behind the connection's earlier request, then is
+  ROUTED: to the dispatcher's queue, or to the front's static files;
+* **run**: a worker thread takes it (:meth:`attach`, RUNNING); the worker's frames arrive as
+  ``respond_*`` calls (front/dispatcher.py);
+* **answered**: the head moves it to RESPONDING (or SENDING when the front sends the body
+  itself), the end to DONE, when it is logged and its connection goes on.
+
+Response bytes from the worker are written to the client transport as they arrive, and each
+write returns the same amount of flow-control credit to the worker thread, unless the
+transport's buffer is past the response buffer size: then the rest of the body goes to a
+response spool file (front/respspool.py) with its credit returned at once, so a slow reader
+holds neither an app thread nor the front's memory. Without a spool (--response-spool-size 0,
+or the spool is full) the credit waits until the buffer drains: the app thread's writes wait.
+
+A client that leaves cancels its exchange (:meth:`cancel`): one not yet begun never runs, a
+running one's thread is told (CANCEL) and is free at its next write, and the exchange waits
+CANCELLED for the worker's last frame. Each is logged once, when it is over, as nginx logs it:
+499 when no response had begun, else the status that was sent with the body bytes written so
+far; a body cut short is logged 400.
+
+Everything here runs on the event loop thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from maitred import link as linkcodec
+from maitred.front.respspool import ResponseSpool
+from maitred.front.spool import Body
+from maitred.front.states import (
+    APP_END,
+    CANCEL,
+    CANCELLED,
+    DONE,
+    DROP,
+    FINISH,
+    GONE,
+    HEAD,
+    HEAD_SENT,
+    RECEIVING,
+    START,
+)
+from maitred.http.parser import RequestHead
+from maitred.http.response import CRLF, LAST_CHUNK, NO_BODY_STATUSES, chunk, simple_response
+
+if TYPE_CHECKING:
+    from maitred.front.connection import ClientConnection
+    from maitred.front.dispatcher import WorkerLink
+    from maitred.front.sendfile import FileSender
+
+log = logging.getLogger("maitred.error")
+
+CHUNKED = b"Transfer-Encoding: chunked\r\n"
+CLOSE = b"Connection: close\r\n"
+KEEP_ALIVE = b"Connection: keep-alive\r\n"
+
+# Access-log statuses of requests whose client left (nginx's): before any response began, and
+# in the middle of sending its body.
+CLIENT_CLOSED = 499
+BODY_CUT_SHORT = 400
+
+
+class Exchange:
+    """One request and its response, as the front sees them."""
+
+    __slots__ = (
+        "app_done",
+        "body",
+        "chunked",
+        "client_wait",
+        "complete",
+        "conn",
+        "dispatched",
+        "extra_head",
+        "head",
+        "keep_alive",
+        "link",
+        "peer",
+        "request_id",
+        "rid",
+        "sender",
+        "sent",
+        "spool",
+        "started",
+        "state",
+        "status",
+        "suppress_body",
+        "unacked",
+        "waiting_since",
+    )
+
+    def __init__(self, conn: ClientConnection, head: RequestHead, body: Body) -> None:
+        self.conn = conn
+        self.head = head
+        self.body = body
+        self.link: WorkerLink | None = None
+        self.rid = 0
+        self.unacked = 0  # body bytes written while the client's buffer was full
+        # Time the app spent held back by a slow client (credit withheld) does not count
+        # against --timeout: that is the send timeout's business.
+        self.client_wait = 0.0
+        self.waiting_since = 0.0  # when credit started being withheld; 0 when it is not
+        self.state = RECEIVING
+        self.keep_alive = head.keep_alive
+        self.chunked = False
+        self.suppress_body = head.method == b"HEAD"
+        self.status = 0  # the response's, for the access log
+        self.sent = 0
+        self.started = conn.front.loop.time()  # head complete
+        self.complete = self.started  # whole request read: set when the body is in
+        self.dispatched = 0.0  # handed to a worker thread
+        self.app_done = 0.0  # the worker's last frame (maitred.front.dispatcher)
+        self.request_id = ""
+        self.peer = conn.peer  # as a trusted proxy may say it is (maitred.front.router)
+        # The request id header line, for heads the front writes itself (static files, errors);
+        # a worker adds it to the heads it writes.
+        self.extra_head = b""
+        self.sender: FileSender | None = None  # sending a file body (maitred.front.sendfile)
+        self.spool: ResponseSpool | None = None  # body bytes past the buffer (front.respspool)
+
+    @property
+    def queue_time(self) -> float:
+        """Seconds the complete request waited for a thread (0 until it got one)."""
+        return self.dispatched - self.complete if self.dispatched else 0.0
+
+    def attach(self, link: WorkerLink, rid: int) -> None:
+        """A worker thread takes the request (front/dispatcher.py)."""
+        self.state = START[self.state]
+        self.link = link
+        self.rid = rid
+
+    def request_frame(self, rid: int) -> list[bytes]:
+        """The REQUEST frame (maitred.link.Request) as buffers to write: the body chunks travel
+        after the fields, uncopied."""
+        head = self.head
+        body, body_path = self.body.finish()
+        self.dispatched = self.conn.front.loop.time()
+        return linkcodec.encode_request(
+            rid,
+            body,
+            head.method,
+            head.target,
+            head.version,
+            head.headers,
+            b"",  # the body is the frame's tail
+            body_path,
+            *self.peer,
+            self.dispatched - self.complete,  # queue time
+            self.request_id,
+        )
+
+    # --- the response, frame by frame from the worker ---
+
+    def respond_head(self, status: int, length: int, head: bytes) -> None:
+        if self.state in GONE:
+            return  # answered already (timed out), or the client left: nothing to write
+        self.state = HEAD[self.state]
+        self.status = status
+        self._settle_keep_alive()
+        tail = b""
+        if status in NO_BODY_STATUSES:
+            self.suppress_body = True
+        elif length < 0:
+            if self.head.version == "1.1":
+                self.chunked = True
+                tail = CHUNKED
+            else:
+                self.keep_alive = False  # HTTP/1.0: the body ends where the connection does
+        self.conn.write(head + tail + self._connection_header() + CRLF)
+
+    def _settle_keep_alive(self) -> None:
+        """The connection closes after this response when the server stops or nothing follows."""
+        conn = self.conn
+        if conn.front.stopping or conn.last_answer():
+            self.keep_alive = False
+
+    def _connection_header(self) -> bytes:
+        if not self.keep_alive:
+            return CLOSE
+        return KEEP_ALIVE if self.head.version == "1.0" else b""
+
+    def respond_body(self, data: bytes) -> None:
+        if self.state in GONE:
+            return
+        if self.conn.flow.write_paused and self.spool is None and not self.suppress_body:
+            self.spool = ResponseSpool.overflow(self)  # past the buffer: None if it cannot
+        if self.spool is not None:
+            self.spool.add(data)
+            return
+        size = len(data)
+        if not self.suppress_body:
+            self.write_body(data)
+        if self.conn.flow.write_paused:
+            self.withhold(size)
+        else:
+            self.credit(size)
+
+    def write_body(self, data: bytes) -> None:
+        self.sent += len(data)
+        self.conn.write(chunk(data) if self.chunked else data)
+
+    def credit(self, size: int) -> None:
+        """Let the app thread write `size` bytes more."""
+        assert self.link is not None
+        self.link.credit(self.rid, size)
+
+    def withhold(self, size: int) -> None:
+        """Keep the credit for `size` bytes until the client drains its buffer."""
+        self.unacked += size
+        if not self.waiting_since:
+            self.waiting_since = self.conn.front.loop.time()
+
+    def return_credit(self) -> None:
+        """The client's buffer drained: let the app thread write again."""
+        if self.spool is not None:
+            self.spool.resume()
+            return
+        if self.sender is not None:
+            self.sender.resume()
+            return
+        if self.waiting_since:
+            self.client_wait += self.conn.front.loop.time() - self.waiting_since
+            self.waiting_since = 0.0
+        if self.unacked and self.link is not None and self.state is not DONE:
+            self.link.credit(self.rid, self.unacked)
+            self.unacked = 0
+
+    def respond_end(self) -> None:
+        if self.spool is not None:
+            self.spool.ended = True  # it ends this once its bytes are out
+            self.state = APP_END[self.state]
+            return
+        if self.sender is not None:
+            self.state = APP_END[self.state]  # the file the worker handed over ends this
+            return
+        if self._over_if_gone():
+            return
+        self.state = FINISH[self.state]
+        if self.chunked and not self.suppress_body:
+            self.conn.write(LAST_CHUNK)
+        self._done()
+
+    def respond_full(self, status: int, length: int, head: bytes, body: bytes) -> None:
+        if self._over_if_gone():
+            return
+        self.state = FINISH[self.state]
+        self.status = status
+        self._settle_keep_alive()
+        if status in NO_BODY_STATUSES or self.suppress_body:
+            body = b""
+        self.sent = len(body)
+        self.conn.write(b"".join((head, self._connection_header(), CRLF, body)))
+        self._done()
+
+    def respond_abort(self) -> None:
+        """The app failed mid-response: end the connection so the client sees it truncated."""
+        if self._over_if_gone():
+            return
+        self.state = FINISH[self.state]
+        self.keep_alive = False
+        self.conn.abort_after_write()
+        self._done()
+
+    def respond_error(self, status: int, extra: bytes = b"") -> None:
+        """A response of the front's own (the worker never saw or could not finish it)."""
+        if self._over_if_gone():
+            return
+        self.state = FINISH[self.state]
+        self.status = status
+        self.keep_alive = False
+        extra += self.extra_head
+        self.conn.write(simple_response(status, self.conn.front.date.get(), extra=extra))
+        self._done()
+
+    def worker_lost(self, pid: int) -> None:
+        if self.state is DONE:
+            return  # answered already (timed out): only the thread's release matters
+        log.error(
+            "worker %d died handling %s %s",
+            pid,
+            self.head.method.decode("latin-1"),
+            self.head.target.decode("latin-1"),
+        )
+        if self.state in HEAD_SENT:
+            self.respond_abort()  # head already sent: the client must see a truncated response
+        else:
+            self.respond_error(502)
+
+    def time_out(self) -> None:
+        """The app ran past --timeout: 504 (or a truncated response), and interrupt it."""
+        assert self.link is not None
+        self.link.send(linkcodec.encode_timeout(self.rid))
+        log.warning(
+            "request timed out: %s %s",
+            self.head.method.decode("latin-1"),
+            self.head.target.decode("latin-1"),
+        )
+        if self.state in HEAD_SENT:
+            self.respond_abort()
+        else:
+            self.respond_error(504)
+
+    def cancel(self) -> None:
+        """The client went away: stop this exchange wherever it is (it must not be DONE).
+
+        It is over, and logged, at once unless a worker still holds it. The status it is logged
+        with is nginx's choice: 499 when no response had begun, else the status sent (or
+        BODY_CUT_SHORT, set by the connection for a request whose body was arriving).
+        """
+        self.state = CANCEL[self.state]
+        if not self.status:
+            self.status = CLIENT_CLOSED
+        self._close_senders()
+        if self.state is CANCELLED:
+            assert self.link is not None
+            self.link.cancel(self.rid)
+            # The worker may not have opened a spooled body yet: it goes when the worker says
+            # the request is over (END, FULL, ABORT) or its link drops, both ending in _done.
+            return
+        self._done()
+
+    def drop(self) -> None:
+        """Forget a request that will not be answered (nor logged): the connection closes."""
+        self.state = DROP[self.state]
+        self.cleanup()
+
+    def _over_if_gone(self) -> bool:
+        """True when there is nothing to write: the exchange was answered already (timed out)
+        or its client left. The worker's last frame then only ends a cancelled exchange (its
+        thread is free), leaving the status and byte count it had for the log."""
+        state = self.state
+        if state is CANCELLED:
+            self.state = FINISH[state]
+            self._done()
+            return True
+        return state is DONE
+
+    def cleanup(self) -> None:
+        self.body.discard()
+        self._close_senders()
+
+    def _close_senders(self) -> None:
+        if self.sender is not None:
+            self.sender.close()
+        if self.spool is not None:
+            self.spool.close()
+
+    def _done(self) -> None:
+        """Over (the state is DONE already): the connection logs it and goes on."""
+        self.cleanup()
+        self.conn.exchange_done(self)
