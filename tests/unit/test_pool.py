@@ -1,4 +1,4 @@
-"""The pool's liveness checks, on a fake clock: no processes, no signals sent."""
+"""Liveness checks, on a fake clock: no processes, no signals sent."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from maitred import pool
-from maitred.children import Child
-from maitred.config import Config
+from maitred import frontset
+from maitred.children import Child, FrontChild
+from maitred.processes import Processes
 
 
 class Clock:
@@ -30,12 +30,24 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
     return signals
 
 
-def front_pool(clock: Clock, front_timeout: float) -> tuple[pool.Pool, Child]:
-    front = Child(11, "front", last_seen=clock.now)
-    keeper = pool.Pool(
-        Config(front_timeout=front_timeout), {11: front}, lambda n: None, lambda n: front
-    )
-    return keeper, front
+class FrontWatch:
+    """What the master's loop does about its fronts' liveness, once per turn."""
+
+    def __init__(self, front_timeout: float, front: FrontChild) -> None:
+        self.processes = Processes([], list)
+        self.processes.children[front.pid] = front
+        self.front_timeout = front_timeout
+
+    def check(self) -> None:
+        now = time.monotonic()
+        self.processes.forgive_stall(now)
+        fronts = [c for c in self.processes.children.values() if isinstance(c, FrontChild)]
+        frontset.kill_silent(fronts, now, self.front_timeout)
+
+
+def front_pool(clock: Clock, front_timeout: float) -> tuple[FrontWatch, FrontChild]:
+    front = FrontChild(pid=11, last_seen=clock.now)
+    return FrontWatch(front_timeout, front), front
 
 
 def test_a_silent_front_is_killed_once(clock: Clock, sent: list[tuple[int, int]]) -> None:
@@ -77,3 +89,4 @@ def test_front_timeout_zero_never_kills(clock: Clock, sent: list[tuple[int, int]
         clock.now += 1.0
         keeper.check()
     assert sent == []
+
