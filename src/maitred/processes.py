@@ -20,7 +20,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from maitred import reloader
@@ -78,23 +78,23 @@ class Processes:
             return []
         return child.reader.feed(data)
 
-    def reap(self) -> list[tuple[Child, int]]:
-        """The children that exited, each with its exit code (negative: the signal)."""
-        reaped = []
+    def reap(self) -> Iterator[tuple[Child, int]]:
+        """The children that exited, each with its exit code (negative: the signal), one at a
+        time: each is reaped only once the one before has been dealt with, so the table never
+        lacks a child that is still to be handled (the last front of a generation, say)."""
         while True:
             try:
                 pid, wait_status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                break
+                return
             if pid == 0:
-                break
+                return
             child = self.children.pop(pid, None)
             if child is not None:
                 if child.status_fd >= 0:
                     os.close(child.status_fd)
                     child.status_fd = -1
-                reaped.append((child, os.waitstatus_to_exitcode(wait_status)))
-        return reaped
+                yield child, os.waitstatus_to_exitcode(wait_status)
 
     def forgive_stall(self, now: float) -> None:
         """Before the children's liveness is checked (once per turn of the loop): if the master
