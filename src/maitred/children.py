@@ -1,5 +1,8 @@
 """The master's child processes: what it knows of each, and how it forks them.
 
+Each kind of child has a type of its own (a front, a worker, the --reload watcher), so code
+that treats them differently says so with isinstance and mypy checks what each one carries.
+
 Forking is the one place where a process stops being the master: the child drops the master's
 signal handling and its siblings' status pipes, runs its own main, and exits with that status,
 never returning into the master's code.
@@ -8,6 +11,7 @@ never returning into the master's code.
 from __future__ import annotations
 
 import contextlib
+import enum
 import os
 import signal
 import sys
@@ -16,7 +20,7 @@ import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from maitred import fronts, status
+from maitred import frontplan, status
 from maitred.signals import SignalQueue, reset
 
 # Signals meant for the master only; their default action would kill or stop a child that gets
@@ -24,27 +28,83 @@ from maitred.signals import SignalQueue, reset
 CHILD_IGNORES = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2)
 
 
-@dataclass(eq=False)
+class Exit(enum.Enum):
+    """Why a child exited, as the master sees it (maitred.exits classifies every exit). The
+    first ones are also what the master expects when it asks a child to go (`Child.leaving`)."""
+
+    RECYCLE = "recycled: its replacement serves"
+    RELOAD = "replaced by a reload"
+    SCALE = "one worker fewer"
+    OLD_GENERATION = "of the fronts before a reload"
+    TIMEOUT = "killed: it stopped responding"
+    STOP = "the server stops"
+    CRASH = "died unexpectedly"
+    FAILED_IMPORT = "the app cannot be imported"
+    FAILED_REPLACEMENT = "a replacement that never became ready"
+    SUPERSEDED = "its replacement was on its way"
+    FAILED_START = "died at its start and would only die again"
+
+
+@dataclass(eq=False, kw_only=True)
 class Child:
+    """What the master knows of one child process; one subclass per kind of child."""
+
     pid: int
-    kind: str  # "front", "worker" or "reloader" (--reload)
-    worker_id: int = 0  # a front's number (maitred.fronts: 0 when it is the only front)
     status_fd: int = -1
-    generation: int = 0  # the generation of fronts it belongs to, or links to (maitred.fronts)
-    replaces: Child | None = None  # the worker this one takes over from, once READY
+    generation: int = 0  # the generation of fronts it belongs to, or links to (maitred.frontplan)
     started: float = field(default_factory=time.monotonic)
     last_seen: float = field(default_factory=time.monotonic)
-    ready: bool = False
-    retiring: bool = False  # sent SIGTERM to drain; not counted as serving
-    replaced_by: Child | None = None
-    oldest_request: float = 0.0  # age of its oldest request in flight, from its heartbeats
+    # Why the master asked it to go (None: it was not asked): what its exit then means.
+    leaving: Exit | None = None
     reader: status.StatusReader = field(default_factory=status.StatusReader)
 
     @property
     def role(self) -> str:
-        if self.kind == "worker":
-            return f"worker {self.worker_id}"
-        return fronts.name(self.worker_id) if self.kind == "front" else self.kind
+        raise NotImplementedError
+
+    def send(self, signum: signal.Signals) -> None:
+        """Send a signal, unless the process is gone already."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signum)
+
+
+@dataclass(eq=False, kw_only=True)
+class FrontChild(Child):
+    number: int = 0  # maitred.frontplan: 0 when it is the only front
+
+    @property
+    def role(self) -> str:
+        return frontplan.name(self.number)
+
+
+@dataclass(eq=False, kw_only=True)
+class ReloaderChild(Child):
+    generation: int = -1  # it belongs to none of the fronts' generations
+
+    @property
+    def role(self) -> str:
+        return "reloader"
+
+
+@dataclass(eq=False, kw_only=True)
+class WorkerChild(Child):
+    worker_id: int = 0
+    pool: str = ""  # the name of the app pool it serves (maitred.pool)
+    ready: bool = False
+    replaces: WorkerChild | None = None  # the worker this one takes over from, once READY
+    replaced_by: WorkerChild | None = None
+    replace_reason: Exit = Exit.RECYCLE  # why it replaces the worker it replaces
+    oldest_request: float = 0.0  # age of its oldest request in flight, from its heartbeats
+
+    @property
+    def role(self) -> str:
+        return f"worker {self.worker_id}"
+
+    @property
+    def holds_place(self) -> bool:
+        """Whether it counts as one of its pool's workers: not asked to go (one killed for
+        its silence is restarted in its place once reaped)."""
+        return self.leaving is None or self.leaving is Exit.TIMEOUT
 
     def unpair(self) -> None:
         """Forget a make-before-break pairing, from both ends: this worker no longer replaces
@@ -55,11 +115,6 @@ class Child:
         if self.replaced_by is not None:
             self.replaced_by.replaces = None
             self.replaced_by = None
-
-    def send(self, signum: signal.Signals) -> None:
-        """Send a signal, unless the process is gone already."""
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signum)
 
 
 def exit_text(code: int) -> str:

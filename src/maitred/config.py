@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -22,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from maitred import upgrade
+
+log = logging.getLogger("maitred.error")
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -1017,3 +1020,20 @@ def on_reload(running: Config, loaded: Config) -> Reload:
     cfg = check(loaded.replace(**kept))
     fronts = any(f.metadata["reloads"] == FRONTS for f in changed)
     return Reload(cfg, [key_of(_BY_NAME[name]) for name in kept], fronts)
+
+
+def reloaded(running: Config, load: Callable[[], Config]) -> tuple[Config, bool]:
+    """The settings a HUP applies, read again with `load`, and whether the fronts are replaced
+    too. ConfigError says why the new settings cannot be used (the running ones stay)."""
+    try:
+        cfg, kept, fronts = on_reload(running, load())
+    except (ConfigError, SystemExit) as exc:
+        raise ConfigError(f"the new configuration is invalid, keeping the old: {exc}") from None
+    if kept:
+        # The master's own setup keeps running: these wait for a restart or an upgrade, and
+        # keeping them here keeps every process started from now alike.
+        log.warning(
+            "reload: %s change on a restart or an upgrade (USR2) only; keeping the running values",
+            ", ".join(kept),
+        )
+    return cfg, fronts

@@ -16,8 +16,9 @@ On a change the reloader logs the names and sends the master SIGHUP, so a --relo
 as an operator's HUP (a change that breaks the import keeps the old workers serving). It stops
 on SIGTERM, SIGINT or SIGQUIT, and when it finds the master gone; it looks every WATCH_STEP,
 and reopens the error log then after a USR1. The master restarts a reloader that dies after it
-has run a while; one that dies right after start cannot watch (an inotify limit, its directory
-gone) and would only die again, so --reload is then off, and the log says so.
+has run a while; one that dies right after start (maitred.exits.QUICK_DEATH) cannot watch (an
+inotify limit, its directory gone) and would only die again, so --reload is then off, and the
+log says so.
 """
 
 from __future__ import annotations
@@ -29,23 +30,17 @@ import select
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable
 
 from maitred import logs
-from maitred.children import Child, exit_text
 
 log = logging.getLogger("maitred.error")
 
-KIND = "reloader"  # its kind among the master's children (maitred.children)
-NO_GENERATION = -1  # its generation: it belongs to none of the fronts' (maitred.fronts)
 # How often the reloader wakes to look whether the master is still there (milliseconds); its
 # first wake-up also tells that it watches, so the master's start waits about this long.
 WATCH_STEP_MS = 200
 # How long the master's start waits for the reloader to watch, at most (seconds).
 WATCHING_TIMEOUT = 5.0
-# A reloader that dies sooner than this after its start cannot watch: it is not restarted.
-QUICK_DEATH = 5.0
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 
@@ -122,13 +117,3 @@ def run(directory: str, master_pid: int, watching_fd: int) -> int:
             log.info("reload: %s changed", ", ".join(names))
             os.kill(master_pid, signal.SIGHUP)
     return 0
-
-
-def restarts(child: Child, code: int) -> bool:
-    """Whether the master should start a new reloader after `child` exited with `code`."""
-    if time.monotonic() - child.started < QUICK_DEATH:
-        how = exit_text(code)
-        log.error("reload: the reloader exited with %s at its start; --reload is off", how)
-        return False
-    log.warning("reload: the reloader exited with %s; restarting it", exit_text(code))
-    return True

@@ -120,3 +120,41 @@ def _is_master(pid: int) -> bool:
     with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as fh:
         title = fh.read()
     return title.startswith(MASTER_TITLE.encode())
+
+
+def write_pidfile(path: str, pid: int) -> None:
+    if path:
+        with open(path, "w", encoding="ascii") as fh:
+            fh.write(f"{pid}\n")
+
+
+def remove_pidfile(path: str, pid: int) -> None:
+    """Remove the pidfile if it still names `pid` (after an upgrade it names the new master)."""
+    if not path:
+        return
+    with contextlib.suppress(OSError):
+        with open(path, encoding="ascii") as fh:
+            mine = fh.read().strip() == str(pid)
+        if mine:
+            os.unlink(path)
+
+
+class Environment:
+    """The variables --env sets in the master's environment, which new children inherit."""
+
+    def __init__(self) -> None:
+        self._before: dict[str, str | None] = {}  # what --env replaced, to undo on HUP
+
+    def set(self, env: tuple[tuple[str, str], ...]) -> None:
+        """Set `env`'s variables; a variable that a reload's --env no longer sets gets back the
+        value it had before maitred set it."""
+        wanted = dict(env)
+        for key in [key for key in self._before if key not in wanted]:
+            before = self._before.pop(key)
+            if before is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = before
+        for key, value in wanted.items():
+            self._before.setdefault(key, os.environ.get(key))
+            os.environ[key] = value

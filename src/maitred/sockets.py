@@ -29,6 +29,7 @@ import errno
 import os
 import socket
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 UNIX_PREFIX = "unix:"
@@ -170,3 +171,43 @@ def _remove_stale_unix_socket(path: str) -> None:
         except OSError:
             pass  # a full backlog (EAGAIN, a timeout) or a datagram socket: someone is there
     raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
+
+
+def bind_all(
+    texts: Sequence[str],
+    backlog: int,
+    count: int,
+    inherited: Sequence[Sequence[socket.socket]] = (),
+) -> tuple[list[list[socket.socket]], list[str]]:
+    """Each bind address's group of `count` listeners (an old master's, when it passed one of
+    the same family down, maitred.upgrade), and their URLs; inherited groups left over are
+    closed. If one cannot be bound, those bound before it are closed too."""
+    groups: list[list[socket.socket]] = []
+    urls = []
+    try:
+        for index, text in enumerate(texts):
+            address = parse_address(text)
+            if index < len(inherited) and inherited[index][0].family == address.family:
+                group = list(inherited[index])
+            else:
+                group = bind_group(address, backlog, count)
+            groups.append(group)
+            urls.append(address.url(group[0]))
+    except BaseException:
+        close_all(groups, keep_paths=False)  # a unix socket's path too: nobody serves it
+        raise
+    for extra in inherited[len(texts) :]:
+        for sock in extra:
+            sock.close()
+    return groups, urls
+
+
+def close_all(groups: Sequence[Sequence[socket.socket]], keep_paths: bool) -> None:
+    """Close listeners; remove a unix socket's path too, unless `keep_paths` (another
+    process serves it now)."""
+    for sock in (sock for group in groups for sock in group):
+        if sock.family == socket.AF_UNIX and not keep_paths:
+            path = sock.getsockname()
+            if isinstance(path, str) and path and os.path.exists(path):
+                os.unlink(path)
+        sock.close()

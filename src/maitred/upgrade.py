@@ -14,10 +14,13 @@ the second.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import sys
 from collections.abc import Mapping, Sequence
+
+log = logging.getLogger("maitred.error")
 
 LISTEN_FDS = "MAITRED_LISTEN_FDS"
 UPGRADE_FD = "MAITRED_UPGRADE_FD"
@@ -71,3 +74,31 @@ def notify_old_master(environ: Mapping[str, str]) -> None:
         with contextlib.suppress(OSError):
             os.write(int(text), b"R")
             os.close(int(text))
+
+
+class Upgrade:
+    """A new master that USR2 started, until it says whether it serves."""
+
+    def __init__(self) -> None:
+        self.fd = -1  # read end of the new master's ready pipe, while one starts
+        self.done = False  # a new master took over our sockets
+
+    def start(self, groups: Sequence[Sequence[socket.socket]], argv: Sequence[str]) -> None:
+        if self.fd >= 0:
+            log.warning("SIGUSR2: an upgrade is under way already")
+            return
+        log.info("SIGUSR2: starting a new master")
+        pid, self.fd = start_new_master(groups, argv)
+        log.info("new master started (pid %d)", pid)
+
+    def finish(self) -> bool:
+        """The new master said whether it serves (its pipe is readable): True if it does."""
+        said = os.read(self.fd, 1)
+        os.close(self.fd)
+        self.fd = -1
+        if said:
+            log.info("the new master serves; stopping this one")
+            self.done = True
+        else:
+            log.error("the new master failed to start; this one keeps serving")
+        return self.done

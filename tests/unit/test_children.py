@@ -1,4 +1,5 @@
-"""Forking a child: a signal sent to it at once is the child's, never its parent's."""
+"""Forking and reaping children: a signal sent to a child at once is the child's, never its
+parent's; exits are handled one at a time."""
 
 from __future__ import annotations
 
@@ -6,8 +7,12 @@ import os
 import signal
 import time
 
-from maitred.children import fork
+import procs
+from maitred.children import FrontChild, fork
+from maitred.processes import Processes
 from maitred.signals import SignalQueue
+
+ZOMBIE_TIMEOUT = 10.0  # generous: the machine is shared
 
 
 def test_a_child_signalled_as_soon_as_it_is_forked_leaves_the_parent_alone() -> None:
@@ -26,3 +31,32 @@ def test_a_child_signalled_as_soon_as_it_is_forked_leaves_the_parent_alone() -> 
     finally:
         queue.close()
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_exits_are_reaped_one_at_a_time() -> None:
+    # Two children exit together. While the master deals with the first, the second is still
+    # in its table: when the first front of a generation to go is handled, the last one must
+    # still be seen, or that generation is closed early and its workers are never stopped.
+    processes = Processes([], list)
+    pids = []
+    for _ in range(2):
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        pids.append(pid)
+        processes.children[pid] = FrontChild(pid=pid)
+    deadline = time.monotonic() + ZOMBIE_TIMEOUT
+    while not all(zombie(pid) for pid in pids):
+        assert time.monotonic() < deadline, "the children did not exit"
+        time.sleep(0.01)
+    handled: list[int] = []
+    for child, code in processes.reap():
+        assert code == 0
+        handled.append(child.pid)
+        assert set(pids) - set(handled) <= set(processes.children)
+    assert sorted(handled) == sorted(pids) and processes.children == {}
+
+
+def zombie(pid: int) -> bool:
+    info = procs.read_proc(pid)
+    return info is not None and info.state == "Z"

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import time
 
-from maitred import reloader
-from maitred.children import Child
+from maitred import exits
+from maitred.children import Exit, ReloaderChild
 
 
-def exited_after(seconds: float) -> Child:
-    return Child(1234, reloader.KIND, started=time.monotonic() - seconds)
+def exited_after(seconds: float) -> ReloaderChild:
+    return ReloaderChild(pid=1234, started=time.monotonic() - seconds)
+
+
+SERVING = exits.Situation(
+    stopping=False, serving_generations=frozenset({0}), app_imported=True, wanted=1
+)
 
 
 def test_a_reloader_that_ran_a_while_is_restarted() -> None:
-    assert reloader.restarts(exited_after(reloader.QUICK_DEATH + 1), -9)
+    assert exits.classify(exited_after(exits.QUICK_DEATH + 1), -9, SERVING) is Exit.CRASH
 
 
 def test_a_reloader_that_dies_at_its_start_is_not_restarted() -> None:
-    assert not reloader.restarts(exited_after(0.1), 1)
+    assert exits.classify(exited_after(0.1), 1, SERVING) is Exit.FAILED_START
 
 
 def test_its_role_in_the_log_is_its_kind() -> None:

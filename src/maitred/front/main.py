@@ -283,7 +283,7 @@ def run_front(
     name: str = "front",
     status_fd: int = -1,
 ) -> int:
-    """Main of a front process (after fork); `name` says which front (maitred.fronts), and
+    """Main of a front process (after fork); `name` says which front (maitred.frontplan), and
     `status_fd` is the write end of its status pipe to the master."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; master decides
     # uvloop listens for signals only once the loop runs: one that came before (a TERM from a

@@ -1,4 +1,4 @@
-"""How a server is divided among its fronts (maitred.fronts): pure functions."""
+"""How a server is divided among its fronts (maitred.frontplan): pure functions."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from maitred import fronts, sockets, upgrade
+from maitred import frontplan, sockets, upgrade
 from maitred.config import Config, ConfigError, check
 
 
 @given(total=st.integers(0, 100_000), count=st.integers(1, 64))
 def test_shares_add_up_to_the_server_wide_limit(total: int, count: int) -> None:
-    parts = [fronts.share(total, count, n) for n in fronts.numbers(count)]
+    parts = [frontplan.share(total, count, n) for n in frontplan.numbers(count)]
     if total == 0:
         assert parts == [0] * count  # no limit stays no limit
     elif total >= count:
@@ -25,30 +25,30 @@ def test_shares_add_up_to_the_server_wide_limit(total: int, count: int) -> None:
 
 
 def test_a_single_front_is_plain_front_and_gets_everything() -> None:
-    assert fronts.numbers(1) == [0]
-    assert fronts.name(0) == "front"
-    assert fronts.share(1000, 1, 0) == 1000
-    assert {fronts.of_worker(w, 1) for w in range(1, 9)} == {0}
+    assert frontplan.numbers(1) == [0]
+    assert frontplan.name(0) == "front"
+    assert frontplan.share(1000, 1, 0) == 1000
+    assert {frontplan.of_worker(w, 1) for w in range(1, 9)} == {0}
 
 
 def test_workers_are_dealt_to_fronts_in_turn() -> None:
-    assert fronts.numbers(3) == [1, 2, 3]
-    assert [fronts.of_worker(w, 3) for w in range(1, 8)] == [1, 2, 3, 1, 2, 3, 1]
-    assert fronts.name(2) == "front 2"
+    assert frontplan.numbers(3) == [1, 2, 3]
+    assert [frontplan.of_worker(w, 3) for w in range(1, 8)] == [1, 2, 3, 1, 2, 3, 1]
+    assert frontplan.name(2) == "front 2"
 
 
 def test_each_front_runs_with_its_share_and_its_spool() -> None:
     cfg = Config(fronts=3, workers=6, max_connections=10, max_queue=0, max_connections_per_ip=7)
-    second = fronts.front_config(cfg, 2, "/spool/2")
+    second = frontplan.front_config(cfg, 2, "/spool/2")
     assert (second.max_connections, second.max_queue, second.body_temp_dir) == (3, 0, "/spool/2")
     assert second.max_connections_per_ip == 2
     assert (
-        fronts.front_config(cfg.replace(max_connections_per_ip=0), 2, "").max_connections_per_ip
+        frontplan.front_config(cfg.replace(max_connections_per_ip=0), 2, "").max_connections_per_ip
         == 0
     )
-    assert fronts.front_config(cfg, 1, "/spool/1").max_connections == 4
+    assert frontplan.front_config(cfg, 1, "/spool/1").max_connections == 4
     chosen = cfg.replace(body_temp_dir="/var/tmp/bodies")
-    assert fronts.front_config(chosen, 2, "/spool/2").body_temp_dir == "/var/tmp/bodies"
+    assert frontplan.front_config(chosen, 2, "/spool/2").body_temp_dir == "/var/tmp/bodies"
 
 
 def test_more_fronts_than_workers_is_refused() -> None:
@@ -60,7 +60,7 @@ def test_more_fronts_than_workers_is_refused() -> None:
 @given(sockets=st.integers(1, 8), count=st.integers(1, 8))
 def test_every_listener_is_served_and_every_front_serves(sockets: int, count: int) -> None:
     group = list(range(sockets))  # an upgrade may hand over more or fewer than there are fronts
-    served = [fronts.listeners_of(n, count, group) for n in fronts.numbers(count)]
+    served = [frontplan.listeners_of(n, count, group) for n in frontplan.numbers(count)]
     assert all(served)
     assert {sock for mine in served for sock in mine} == set(group)
     if sockets == count:

@@ -1,4 +1,6 @@
-"""How the master divides one server among several fronts (--fronts).
+"""The plan of the fronts: how the master divides one server among several fronts (--fronts),
+and the generations of fronts a reload goes through. Pure functions and a record; the master's
+fronts themselves, as processes, are maitred.frontset's.
 
 Each front is an event loop in a process of its own. They serve the same addresses, each
 through a listening socket of its own in an SO_REUSEPORT group (maitred.sockets), so the kernel

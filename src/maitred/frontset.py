@@ -1,0 +1,227 @@
+"""The master's fronts: forking them, restarting them, and replacing them on a reload.
+
+Theory of operation
+-------------------
+The arbiter (maitred.arbiter) owns the fronts; this is the part of it that keeps them. The
+fronts that run one configuration form a generation (maitred.frontplan.Generation): the current
+one serves, and a HUP that changes a setting of the fronts opens the next one. The pool's new
+workers link to the next generation's fronts; once one of them has imported the app, `swap`
+starts those fronts, and the current ones stop accepting, finish their requests with their own
+workers (which the pool gives up), and exit; as each one goes, its workers are stopped after it
+(`gone`). If no new worker can import the app, `drop_next` gives the next generation up and the
+fronts serve on with the settings they have.
+
+A front that dies is restarted (with backoff if it keeps dying, maitred.exits.Restarts), and the
+bodies it had spooled are removed. A front that stops sending its heartbeat (--front-timeout) is
+killed, and so restarted.
+
+Owned by the master's loop; nothing here runs in a signal handler.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable, Iterable, MutableMapping
+
+from maitred import frontplan
+from maitred.children import Child, Exit, FrontChild, WorkerChild
+from maitred.config import Config
+from maitred.exits import Restarts
+from maitred.front.main import run_front
+from maitred.frontplan import Generation
+from maitred.pool import Pool
+
+log = logging.getLogger("maitred.error")
+
+Fork = Callable[[Callable[[], int]], int]
+Listeners = Callable[[], list[list[socket.socket]]]  # the master's, per bind address
+
+
+class FrontSet:
+    """The generations of fronts alive: the current one, the next while a HUP waits for its
+    workers, older ones while their fronts finish."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        children: MutableMapping[int, Child],
+        fork: Fork,
+        listeners: Listeners,
+        dirs: tuple[str, str],
+    ) -> None:
+        self._children = children  # the arbiter's table of every child, by pid
+        self._fork = fork
+        self._listeners = listeners
+        self._link_dir, self._spool_dir = dirs
+        self._restarts = Restarts()
+        self._count = 0
+        self.generations: dict[int, Generation] = {}
+        self.current = self._open(cfg)
+        self.next: Generation | None = None
+
+    # --- generations ---
+
+    def _open(self, cfg: Config) -> Generation:
+        generation = Generation(self._count, cfg, self._link_dir, self._spool_dir)
+        self._count += 1
+        self.generations[generation.number] = generation
+        return generation
+
+    def _close(self, generation: Generation) -> None:
+        generation.close()
+        self.generations.pop(generation.number, None)
+
+    def open_next(self, cfg: Config) -> None:
+        """A reload changed the fronts' settings: the new workers link to new fronts."""
+        self.next = self._open(cfg)
+
+    def for_new_workers(self) -> Generation:
+        """The generation a worker started now links to (a HUP's new workers: the new fronts)."""
+        return self.next or self.current
+
+    def serving(self) -> frozenset[int]:
+        """The numbers of the generations that are not on their way out."""
+        numbers = {self.current.number}
+        if self.next is not None:
+            numbers.add(self.next.number)
+        return frozenset(numbers)
+
+    def link_listeners(self) -> list[socket.socket]:
+        return [sock for g in self.generations.values() for sock in g.links.values()]
+
+    def of(self, generation: Generation) -> list[Child]:
+        return [c for c in self._children.values() if c.generation == generation.number]
+
+    def fronts(self) -> list[FrontChild]:
+        return [c for c in self._children.values() if isinstance(c, FrontChild)]
+
+    # --- fronts ---
+
+    def start(self) -> None:
+        for number in frontplan.numbers(self.current.cfg.fronts):
+            self._spawn(number)
+
+    def _spawn(self, number: int) -> None:
+        generation = self.current
+        cfg = frontplan.front_config(generation.cfg, number, generation.spool_dir(number))
+        link_listener = generation.links[number]
+        everything = [sock for group in self._listeners() for sock in group]
+        mine = [
+            sock
+            for group in self._listeners()
+            for sock in frontplan.listeners_of(number, cfg.fronts, group)
+        ]
+        read_fd, write_fd = os.pipe()
+        master_pid = os.getpid()
+
+        def main() -> int:
+            os.close(read_fd)
+            for sock in self.link_listeners():
+                if sock is not link_listener:
+                    sock.close()  # another generation's: held here, it would outlive that one
+            for sock in everything:
+                if sock not in mine:
+                    sock.close()  # another front's: held here, it would outlive that front
+            name = frontplan.name(number)
+            return run_front(cfg, mine, link_listener, master_pid, name, write_fd)
+
+        pid = self._fork(main)
+        os.close(write_fd)
+        front = FrontChild(pid=pid, number=number, status_fd=read_fd, generation=generation.number)
+        self._children[pid] = front
+
+    def check(self, now: float, front_timeout: float) -> None:
+        """Restarts that are due; liveness by heartbeat (--front-timeout)."""
+        for number in self._restarts.due():
+            self._spawn(number)
+        kill_silent(self.fronts(), now, front_timeout)
+
+    def next_start(self) -> float | None:
+        return self._restarts.next_due()
+
+    def stop(self) -> None:
+        """The server stops: no front starts again."""
+        self._restarts.clear()
+
+    def exited(self, child: FrontChild, code: int, why: Exit) -> None:
+        """A front exited, as `why` (maitred.exits.classify) says."""
+        generation = self.generations.get(child.generation)
+        if generation is None:
+            return
+        # Bodies the dead front was holding: nobody else will remove them.
+        generation.empty_spool(child.number)
+        if why is Exit.OLD_GENERATION:
+            self._gone(generation, child.number)
+        elif why in (Exit.CRASH, Exit.TIMEOUT):
+            self._restarts.schedule(child.number, child, code)
+
+    # --- a HUP that replaces the fronts ---
+
+    def worker_ready(self, child: WorkerChild, pool: Pool) -> None:
+        """A worker imported the app: if it is the next generation's first, swap."""
+        if self.next is not None and child.generation == self.next.number:
+            self.swap(pool)
+
+    def next_failed(self, child: WorkerChild) -> bool:
+        """A worker exited: whether it was the next generation's last (it will not serve)."""
+        upcoming = self.next
+        return (
+            upcoming is not None and child.generation == upcoming.number and not self.of(upcoming)
+        )
+
+    def swap(self, pool: Pool) -> None:
+        """A worker of the next generation imported the app: its fronts start, and the
+        current ones stop accepting and finish their requests, with their own workers."""
+        old, new = self.current, self.next
+        assert new is not None
+        self.current, self.next = new, None
+        pool.release(old.number)  # they leave with their front (see _gone)
+        self._restarts.clear()  # a crashed old front: the new one takes its place
+        self.start()
+        running = {c.number: c for c in self.fronts() if c.generation == old.number}
+        for number in frontplan.numbers(old.cfg.fronts):
+            if number in running:
+                running[number].send(signal.SIGTERM)
+            else:  # it had died: nothing left to finish
+                self._gone(old, number)
+        log.info("reload: new fronts serve; the old ones finish their requests")
+
+    def _gone(self, generation: Generation, number: int) -> None:
+        """A front of an old generation finished: its workers go too."""
+        generation.close_link(number)
+        workers = [c for c in self.of(generation) if isinstance(c, WorkerChild)]
+        for child in workers:
+            if frontplan.of_worker(child.worker_id, generation.cfg.fronts) == number:
+                child.send(signal.SIGTERM)
+        if not any(isinstance(c, FrontChild) for c in self.of(generation)):
+            self._close(generation)
+
+    def drop_next(self, pool: Pool) -> Config:
+        """The next generation will not serve: its workers go, and the fronts keep running
+        with the settings they have (the workers they replace serve on). Returns those."""
+        assert self.next is not None
+        pool.drop(self.next.number)
+        self._close(self.next)
+        self.next = None
+        return self.current.cfg
+
+    def close_links(self) -> None:
+        """Worker threads must not reconnect to a front that is gone."""
+        for generation in self.generations.values():
+            generation.close_links()
+
+
+def kill_silent(fronts: Iterable[FrontChild], now: float, front_timeout: float) -> None:
+    """Kill the fronts that sent no heartbeat for --front-timeout (0: never); each is
+    restarted once reaped."""
+    if not front_timeout:
+        return
+    for child in fronts:
+        if now - child.last_seen > front_timeout:
+            log.error("%s (pid %d) stopped responding; killing it", child.role, child.pid)
+            child.last_seen = now  # said once; it is restarted once reaped
+            child.leaving = Exit.TIMEOUT
+            child.send(signal.SIGKILL)
