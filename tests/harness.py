@@ -5,7 +5,9 @@ fixture apps of ``tests/apps`` importable, waits for the ``Listening at: http://
 line on stderr and returns a ``Server`` that knows its port. Output is drained by background
 threads for the whole life of the process (a full pipe would block the server) and kept for
 assertions. Stopping sends SIGTERM to the server pid, then SIGKILL by pid after a timeout, and
-fails the test if any process the server forked is still alive afterwards.
+fails the test if any process the server forked is still alive afterwards. After each test,
+:mod:`hygiene` checks that the server leaked no descriptor and logged no error it was not told
+to expect; :func:`waiting.wait_until` is the one way tests wait for a condition.
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import hygiene
 import procs
+from waiting import wait_until
+
+__all__ = ["wait_until"]  # the tests' one way to wait, re-exported beside the servers
 
 TESTS_DIR = Path(__file__).resolve().parent
 APPS_DIR = TESTS_DIR / "apps"
@@ -184,6 +189,9 @@ class Server:
 
     spawned: Spawned
     port: int
+    expect_errors: tuple[str, ...] = ()
+    baseline: hygiene.Snapshot = field(default_factory=dict)
+    log_checked: int = 0  # how much of stderr the error check has read
 
     @property
     def pid(self) -> int:
@@ -202,12 +210,29 @@ class Server:
     def stop(self) -> None:
         self.spawned.stop()
 
+    def leaks(self) -> list[str]:
+        """Descriptors its processes hold now and did not at start (see :mod:`hygiene`)."""
+        if self.spawned.proc.poll() is not None:
+            return []
+        return hygiene.wait_no_leaks(self.pid, self.baseline)
+
+    def new_errors(self, allowed: Sequence[str]) -> list[str]:
+        """Errors logged since the last call that neither `allowed` nor the server expects."""
+        text = self.stderr
+        fresh, self.log_checked = text[self.log_checked :], len(text)
+        return hygiene.unexpected_errors(fresh, [*self.expect_errors, *allowed])
+
 
 class ServerFactory:
-    """Starts servers on demand and stops every one of them at teardown."""
+    """Starts servers on demand, checks them after each test and stops them at teardown.
+
+    `expect_errors`: patterns of the error-log records that the current test provokes (from its
+    ``expect_errors`` marker), beside those each server was started with.
+    """
 
     def __init__(self) -> None:
         self._servers: list[Server] = []
+        self.expect_errors: tuple[str, ...] = ()
 
     def start(
         self,
@@ -215,8 +240,15 @@ class ServerFactory:
         *args: str,
         cwd: Path = APPS_DIR,
         env: dict[str, str] | None = None,
+        expect_errors: Sequence[str] = (),
+        check_fds: bool = True,
     ) -> Server:
-        """Start ``maitred`` serving ``app`` (None: no APP argument) with extra CLI ``args``."""
+        """Start ``maitred`` serving ``app`` (None: no APP argument) with extra CLI ``args``.
+
+        `expect_errors`: regular expressions for the error-log records this server is expected
+        to write (any other ERROR record or traceback fails the test). `check_fds`: False for
+        a test that must act before the workers are ready, as the descriptors' baseline waits
+        for them."""
         where = ["--chdir", str(APPS_DIR), "--pythonpath", str(APPS_DIR)] if app else []
         argv = ["-b", "127.0.0.1:0", *where, *args, *([app] if app else [])]
         spawned = spawn(argv, cwd, env)
@@ -231,25 +263,34 @@ class ServerFactory:
                 f"within {START_TIMEOUT} s (exit status {spawned.proc.returncode})\n"
                 + spawned.output()
             )
-        server = Server(spawned, int(match.group(1)))
+        server = Server(spawned, int(match.group(1)), tuple(expect_errors))
+        if check_fds:
+            server.baseline = hygiene.settle(server.pid)
         self._servers.append(server)
         return server
 
-    def close(self) -> None:
+    def check(self) -> None:
+        """After a test: no server leaked a descriptor or logged an unexpected error."""
+        failures = []
+        for server in self._servers:
+            leaks = server.leaks()
+            if leaks:
+                failures.append(f"maitred pid {server.pid} leaked descriptors: {leaks}")
+            errors = server.new_errors(self.expect_errors)
+            if errors:
+                failures.append(hygiene.describe(errors))
+        assert not failures, "\n\n".join(failures)
+
+    def close(self, check: bool = True) -> None:
+        """Stop every server (failing on strays); with `check`, then look at their last logs."""
         failures = []
         for server in reversed(self._servers):
             try:
                 server.stop()
             except AssertionError as exc:
                 failures.append(str(exc))
+            errors = server.new_errors(self.expect_errors)
+            if check and errors:
+                failures.append(hygiene.describe(errors))
         self._servers.clear()
         assert not failures, "\n\n".join(failures)
-
-
-@contextmanager
-def server_factory() -> Iterator[ServerFactory]:
-    factory = ServerFactory()
-    try:
-        yield factory
-    finally:
-        factory.close()

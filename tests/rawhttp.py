@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 
 CRLF = b"\r\n"
@@ -69,10 +70,36 @@ def chunked(*parts: bytes) -> bytes:
     return b"".join(out) + b"0\r\n\r\n"
 
 
+@dataclass(frozen=True)
+class ServerEnd:
+    """The server's end of one loopback connection, as the kernel's TCP table shows it."""
+
+    inode: int  # 0 until the server accepted it
+    unread: int  # bytes received that the server has not read yet
+    state: str  # the kernel's TCP state, in hex: "01" established, "06" TIME_WAIT
+
+
+LOOPBACK_HEX = "0100007F"  # 127.0.0.1 as /proc/net/tcp writes it
+
+
+def server_end(server_port: int, client_port: int) -> ServerEnd | None:
+    """The server's end of the connection from 127.0.0.1:client_port, or None (not there).
+
+    Only that one row of /proc/net/tcp is looked at: a test's own connection."""
+    local = f"{LOOPBACK_HEX}:{server_port:04X}"
+    remote = f"{LOOPBACK_HEX}:{client_port:04X}"
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == local and fields[2] == remote:
+            return ServerEnd(int(fields[9]), int(fields[4].split(":")[1], 16), fields[3])
+    return None
+
+
 class RawConnection:
     """One TCP connection to 127.0.0.1:port with a receive buffer and response parser."""
 
     def __init__(self, port: int, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.port = port
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self._buf = bytearray()
         self._eof = False
@@ -97,6 +124,11 @@ class RawConnection:
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
+
+    def read_by_server(self) -> bool:
+        """True once the server has accepted this connection and read all that was sent."""
+        end = server_end(self.port, self.local_port)
+        return end is not None and end.inode != 0 and end.unread == 0
 
     def request(
         self,
