@@ -8,6 +8,7 @@ a connection left open or closed, interim 100 responses, pipelined responses in 
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -82,17 +83,24 @@ class ServerEnd:
 LOOPBACK_HEX = "0100007F"  # 127.0.0.1 as /proc/net/tcp writes it
 
 
-def server_end(server_port: int, client_port: int) -> ServerEnd | None:
-    """The server's end of the connection from 127.0.0.1:client_port, or None (not there).
+def server_ends(server_port: int, client_ports: Iterable[int]) -> dict[int, ServerEnd]:
+    """The server's ends of the connections from 127.0.0.1:PORT, by PORT (those still there).
 
-    Only that one row of /proc/net/tcp is looked at: a test's own connection."""
+    Only those rows of /proc/net/tcp are looked at: a test's own connections."""
     local = f"{LOOPBACK_HEX}:{server_port:04X}"
-    remote = f"{LOOPBACK_HEX}:{client_port:04X}"
+    remotes = {f"{LOOPBACK_HEX}:{port:04X}": port for port in client_ports}
+    found = {}
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
-        if fields[1] == local and fields[2] == remote:
-            return ServerEnd(int(fields[9]), int(fields[4].split(":")[1], 16), fields[3])
-    return None
+        if fields[1] == local and fields[2] in remotes:
+            end = ServerEnd(int(fields[9]), int(fields[4].split(":")[1], 16), fields[3])
+            found[remotes[fields[2]]] = end
+    return found
+
+
+def server_end(server_port: int, client_port: int) -> ServerEnd | None:
+    """The server's end of the connection from 127.0.0.1:client_port, or None (not there)."""
+    return server_ends(server_port, [client_port]).get(client_port)
 
 
 class RawConnection:

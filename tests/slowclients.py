@@ -18,7 +18,7 @@ from pathlib import Path
 
 import procs
 from harness import Server
-from rawhttp import RawConnection
+from rawhttp import RawConnection, server_ends
 from waiting import poll, wait_until
 
 FRONT_NAME = "maitred: front"
@@ -99,6 +99,11 @@ class Slowloris:
         self._thread.join()
         for sock in self.socks:
             sock.close()
+
+    def all_read_by_server(self) -> bool:
+        """True once the server has accepted every connection and read what each sent."""
+        ends = server_ends(self.port, [sock.getsockname()[1] for sock in self.socks])
+        return len(ends) == self.count and all(e.inode and not e.unread for e in ends.values())
 
     def wait_all_ended(self, timeout: float) -> bool:
         return poll(lambda: len(self.ended) == self.count, timeout=timeout)
