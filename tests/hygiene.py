@@ -40,6 +40,7 @@ SAMPLE_INTERVAL = 0.1
 # client's FIN on its next loop turn; a loaded 2-core machine can take a while).
 QUIET_TIMEOUT = 10.0
 WORKER_TITLE = "maitred: worker"
+MASTER_TITLE = "maitred: master"
 
 FdTable = dict[int, str]  # fd -> readlink target
 Key = tuple[int, int]  # (pid, start time): a pid that is reused is another process
@@ -84,11 +85,14 @@ def snapshot(master: int) -> Snapshot:
     return found
 
 
-def _settled(snap: Snapshot) -> bool:
-    """Every worker has its link (a socket) connected."""
-    return all(
+def _settled(master: int, snap: Snapshot) -> bool:
+    """Every child has taken up its role (a child just forked still bears the master's title,
+    and a starved machine can leave it so for a while) and every worker has its link (a
+    socket) connected."""
+    children = [p for p in snap.values() if p.pid != master]
+    return all(p.title != MASTER_TITLE for p in children) and all(
         any(t.startswith("socket:") for t in p.fds.values())
-        for p in snap.values()
+        for p in children
         if p.title.startswith(WORKER_TITLE)
     )
 
@@ -100,7 +104,7 @@ def settle(master: int, timeout: float = SETTLE_TIMEOUT) -> Snapshot:
     while time.monotonic() < deadline:
         time.sleep(SAMPLE_INTERVAL)
         now = snapshot(master)
-        same = same + 1 if now == last and _settled(now) else 0
+        same = same + 1 if now == last and _settled(master, now) else 0
         if same >= SETTLE_SAMPLES - 1:
             return now
         last = now
@@ -138,7 +142,9 @@ def leaks(before: Snapshot, after: Snapshot) -> list[str]:
         now = after.get(key)
         if now is None:
             continue  # gone (recycled, reloaded): its successor was not there at start
-        new = {t for fd, t in now.fds.items() if then.fds.get(fd) != t and not _reserve(t)}
+        # By what they point to, not by number: a loop may dup a socket it was handed.
+        new = set(now.fds.values()) - set(then.fds.values())
+        new = {t for t in new if not _reserve(t)}
         held = sorted(t for t in new if _per_request(t, tcp))
         counted = sum(not _reserve(t) for t in now.fds.values())
         if held:

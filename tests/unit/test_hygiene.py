@@ -46,3 +46,9 @@ def test_a_directory_kept_in_reserve_is_no_leak() -> None:
     start = {(1, 1): process("maitred: front", "/dev/null")}
     reserve = {(1, 1): process("maitred: front", "/dev/null", "/")}  # libuv, after EMFILE
     assert not hygiene.leaks(start, reserve)
+
+
+def test_a_descriptor_moved_to_another_number_is_the_same_one() -> None:
+    start = {(1, 1): process("maitred: front", "socket:[7]")}
+    duplicated = {(1, 1): hygiene.Process(1, "maitred: front", {5: "socket:[7]"})}
+    assert not hygiene.leaks(start, duplicated)
