@@ -7,7 +7,9 @@ that knows its port; ``launch`` and ``serving`` do the two halves, for a test th
 the app is being imported. Output is drained by background
 threads for the whole life of the process (a full pipe would block the server) and kept for
 assertions. Stopping sends SIGTERM to the server pid, then SIGKILL by pid after a timeout, and
-fails the test if any process the server forked is still alive afterwards.
+fails the test if any process the server forked is still alive afterwards. After each test,
+:mod:`hygiene` checks that the server leaked no descriptor and logged no error it was not told
+to expect; :func:`waiting.wait_until` is the one way tests wait for a condition.
 """
 
 from __future__ import annotations
@@ -19,13 +21,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import hygiene
 import procs
+from waiting import wait_until
+
+__all__ = ["wait_until"]  # the tests' one way to wait, re-exported beside the servers
 
 TESTS_DIR = Path(__file__).resolve().parent
 APPS_DIR = TESTS_DIR / "apps"
@@ -186,6 +191,9 @@ class Server:
 
     spawned: Spawned
     port: int
+    expect_errors: tuple[str, ...] = ()
+    baseline: hygiene.Snapshot = field(default_factory=dict)
+    log_checked: int = 0  # how much of stderr the error check has read
 
     @property
     def pid(self) -> int:
@@ -204,12 +212,30 @@ class Server:
     def stop(self) -> None:
         self.spawned.stop()
 
+    def leaks(self) -> list[str]:
+        """Descriptors its processes hold now and did not at start (see :mod:`hygiene`)."""
+        if self.spawned.proc.poll() is not None:
+            return []
+        return hygiene.wait_no_leaks(self.pid, self.baseline)
+
+    def new_errors(self, allowed: Sequence[str]) -> list[str]:
+        """Errors logged since the last call that neither `allowed` nor the server expects."""
+        text = self.stderr
+        fresh, self.log_checked = text[self.log_checked :], len(text)
+        return hygiene.unexpected_errors(fresh, [*self.expect_errors, *allowed])
+
 
 class ServerFactory:
-    """Starts servers on demand and stops every one of them at teardown."""
+    """Starts servers on demand, checks them after each test and stops them at teardown.
+
+    `expect_errors`: patterns of the error-log records that the current test provokes (from its
+    ``expect_errors`` marker), beside those each server was started with.
+    """
 
     def __init__(self) -> None:
         self._spawned: list[Spawned] = []
+        self._servers: list[Server] = []
+        self.expect_errors: tuple[str, ...] = ()
 
     def launch(
         self,
@@ -227,8 +253,15 @@ class ServerFactory:
         self._spawned.append(spawned)
         return spawned
 
-    def serving(self, spawned: Spawned) -> Server:
-        """The server once it reports ``Listening at: http://127.0.0.1:PORT``."""
+    def serving(
+        self, spawned: Spawned, expect_errors: Sequence[str] = (), check_fds: bool = True
+    ) -> Server:
+        """The server once it reports ``Listening at: http://127.0.0.1:PORT``.
+
+        `expect_errors`: regular expressions for the error-log records this server is expected
+        to write (any other ERROR record or traceback fails the test). `check_fds`: False for
+        a test that must act before the workers are ready, as the descriptors' baseline waits
+        for them."""
         match = spawned.stderr.wait_for(LISTENING, START_TIMEOUT)
         if match is None:
             try:
@@ -240,7 +273,11 @@ class ServerFactory:
                 f"http://127.0.0.1:PORT' within {START_TIMEOUT} s (exit status "
                 f"{spawned.proc.returncode})\n" + spawned.output()
             )
-        return Server(spawned, int(match.group(1)))
+        server = Server(spawned, int(match.group(1)), tuple(expect_errors))
+        if check_fds:
+            server.baseline = hygiene.settle(server.pid)
+        self._servers.append(server)
+        return server
 
     def start(
         self,
@@ -248,11 +285,27 @@ class ServerFactory:
         *args: str,
         cwd: Path = APPS_DIR,
         env: dict[str, str] | None = None,
+        expect_errors: Sequence[str] = (),
+        check_fds: bool = True,
     ) -> Server:
-        """Start ``maitred`` serving ``app`` (None: no APP argument) with extra CLI ``args``."""
-        return self.serving(self.launch(app, *args, cwd=cwd, env=env))
+        """Start ``maitred`` serving ``app`` (None: no APP argument) with extra CLI ``args``,
+        and wait until it serves (see :meth:`serving` for the other arguments)."""
+        return self.serving(self.launch(app, *args, cwd=cwd, env=env), expect_errors, check_fds)
 
-    def close(self) -> None:
+    def check(self) -> None:
+        """After a test: no server leaked a descriptor or logged an unexpected error."""
+        failures = []
+        for server in self._servers:
+            leaks = server.leaks()
+            if leaks:
+                failures.append(f"maitred pid {server.pid} leaked descriptors: {leaks}")
+            errors = server.new_errors(self.expect_errors)
+            if errors:
+                failures.append(hygiene.describe(errors))
+        assert not failures, "\n\n".join(failures)
+
+    def close(self, check: bool = True) -> None:
+        """Stop every server (failing on strays); with `check`, then look at their last logs."""
         failures = []
         for spawned in reversed(self._spawned):
             try:
@@ -260,13 +313,9 @@ class ServerFactory:
             except AssertionError as exc:
                 failures.append(str(exc))
         self._spawned.clear()
+        for server in self._servers:
+            errors = server.new_errors(self.expect_errors)
+            if check and errors:
+                failures.append(hygiene.describe(errors))
+        self._servers.clear()
         assert not failures, "\n\n".join(failures)
-
-
-@contextmanager
-def server_factory() -> Iterator[ServerFactory]:
-    factory = ServerFactory()
-    try:
-        yield factory
-    finally:
-        factory.close()

@@ -13,6 +13,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from harness import wait_until
+
 REQUEST_TIMEOUT = 20.0
 
 
@@ -76,9 +78,7 @@ class Load:
 
     def wait_for(self, count: int, timeout: float = 15.0) -> None:
         """Until at least `count` results are in."""
-        deadline = time.monotonic() + timeout
-        while len(self.results) < count and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: len(self.results) >= count, timeout, f"{count} answers")
 
     @property
     def outcomes(self) -> collections.Counter[int | str]:

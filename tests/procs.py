@@ -10,15 +10,15 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from waiting import poll
 
 PROC = Path("/proc")
 # How long processes get to vanish after their parent stopped: workers finish their
 # graceful shutdown in well under this on a loaded 2-core machine.
 VANISH_TIMEOUT = 10.0
-POLL_INTERVAL = 0.02
 
 
 @dataclass(frozen=True)
@@ -99,12 +99,7 @@ def descendants_and_session(root: int) -> list[ProcInfo]:
 
 def wait_vanished(infos: list[ProcInfo], timeout: float = VANISH_TIMEOUT) -> list[ProcInfo]:
     """Wait until none of ``infos`` is alive; return those still alive at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        alive = [p for p in infos if is_alive(p)]
-        if not alive or time.monotonic() >= deadline:
-            return alive
-        time.sleep(POLL_INTERVAL)
+    return poll(lambda: [p for p in infos if is_alive(p)], lambda alive: not alive, timeout)
 
 
 def kill_each(infos: list[ProcInfo]) -> None:

@@ -8,7 +8,9 @@ a connection left open or closed, interim 100 responses, pipelined responses in 
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 
 CRLF = b"\r\n"
@@ -69,6 +71,38 @@ def chunked(*parts: bytes) -> bytes:
     return b"".join(out) + b"0\r\n\r\n"
 
 
+@dataclass(frozen=True)
+class ServerEnd:
+    """The server's end of one loopback connection, as the kernel's TCP table shows it."""
+
+    inode: int  # 0 until the server accepted it
+    unread: int  # bytes received that the server has not read yet
+    state: str  # the kernel's TCP state, in hex: "01" established, "06" TIME_WAIT
+
+
+LOOPBACK_HEX = "0100007F"  # 127.0.0.1 as /proc/net/tcp writes it
+
+
+def server_ends(server_port: int, client_ports: Iterable[int]) -> dict[int, ServerEnd]:
+    """The server's ends of the connections from 127.0.0.1:PORT, by PORT (those still there).
+
+    Only those rows of /proc/net/tcp are looked at: a test's own connections."""
+    local = f"{LOOPBACK_HEX}:{server_port:04X}"
+    remotes = {f"{LOOPBACK_HEX}:{port:04X}": port for port in client_ports}
+    found = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == local and fields[2] in remotes:
+            end = ServerEnd(int(fields[9]), int(fields[4].split(":")[1], 16), fields[3])
+            found[remotes[fields[2]]] = end
+    return found
+
+
+def server_end(server_port: int, client_port: int) -> ServerEnd | None:
+    """The server's end of the connection from 127.0.0.1:client_port, or None (not there)."""
+    return server_ends(server_port, [client_port]).get(client_port)
+
+
 class RawConnection:
     """One TCP connection to 127.0.0.1:port with a receive buffer and response parser."""
 
@@ -78,6 +112,7 @@ class RawConnection:
         """`source`: the local address to connect from (another loopback address, 127.0.0.2).
         `recv_buffer`: the socket's SO_RCVBUF (0: the system's), set before connecting so that a
         client that does not read lets only that much of a response reach it."""
+        self.port = port
         self.sock = socket.socket()
         self.sock.settimeout(timeout)
         try:
@@ -112,6 +147,11 @@ class RawConnection:
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
+
+    def read_by_server(self) -> bool:
+        """True once the server has accepted this connection and read all that was sent."""
+        end = server_end(self.port, self.local_port)
+        return end is not None and end.inode != 0 and end.unread == 0
 
     def request(
         self,

@@ -26,7 +26,8 @@ import pytest
 
 import procs
 from harness import Server
-from rawhttp import RawConnection, request_bytes
+from rawhttp import RawConnection, request_bytes, server_ends
+from waiting import poll, wait_until
 
 FRONT_NAME = "maitred: front"
 HEAD_TRICKLE = b"GET / HTTP/1.1\r\nHost: slow\r\nX-Padding: " + b"a" * 100_000
@@ -37,14 +38,12 @@ FD_SPARE = 1000  # descriptors beyond the connections: the server's pipes, pytes
 
 def front_pid(server: Server, timeout: float = 5.0) -> int:
     """The pid of the server's front, once it runs (it starts just after the master listens)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        fronts = [p.pid for p in procs.descendants_and_session(server.pid) if p.name == FRONT_NAME]
-        if len(fronts) == 1 or time.monotonic() > deadline:
-            break
-        time.sleep(0.02)
-    assert len(fronts) == 1, f"expected one front process, found {fronts}"
-    return fronts[0]
+
+    def fronts() -> list[int]:
+        return [p.pid for p in procs.descendants_and_session(server.pid) if p.name == FRONT_NAME]
+
+    wait_until(lambda: len(fronts()) == 1, timeout, "one front process")
+    return fronts()[0]
 
 
 def rss_mib(pid: int) -> float:
@@ -76,10 +75,7 @@ def wait_empty(directory: Path, timeout: float = 2.0) -> list[Path]:
     The front removes a spooled body right after writing the response, so a fast client can
     look before the unlink (of a large file, a few milliseconds) is done.
     """
-    deadline = time.monotonic() + timeout
-    while (left := list(directory.iterdir())) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return left
+    return poll(lambda: list(directory.iterdir()), lambda left: not left, timeout)
 
 
 def throughput(port: int, seconds: float, path: str = "/") -> float:
@@ -139,6 +135,7 @@ class Slowloris:
     count: int
     tick: float = 0.2
     ended: dict[int, Ended] = field(default_factory=dict)
+    sent: int = 0  # bytes each connection has sent
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def __enter__(self) -> Slowloris:
@@ -157,11 +154,13 @@ class Slowloris:
         for sock in self.socks:
             sock.close()
 
+    def all_read_by_server(self) -> bool:
+        """True once the server has accepted every connection and read what each sent."""
+        ends = server_ends(self.port, [sock.getsockname()[1] for sock in self.socks])
+        return len(ends) == self.count and all(e.inode and not e.unread for e in ends.values())
+
     def wait_all_ended(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while len(self.ended) < self.count and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return len(self.ended) == self.count
+        return poll(lambda: len(self.ended) == self.count, timeout=timeout)
 
     def _run(self) -> None:
         selector = selectors.DefaultSelector()
@@ -170,15 +169,14 @@ class Slowloris:
             sock.setblocking(False)
             selector.register(sock, selectors.EVENT_READ, i)
             answers[i] = b""
-        sent = 0
         while not self._stop.is_set() and len(self.ended) < self.count:
             for i, sock in enumerate(self.socks):
                 if i not in self.ended:
                     try:
-                        sock.send(HEAD_TRICKLE[sent : sent + 1])
+                        sock.send(HEAD_TRICKLE[self.sent : self.sent + 1])
                     except OSError:
                         self._end(selector, i, answers[i])
-            sent += 1
+            self.sent += 1
             until = time.monotonic() + self.tick
             while (left := until - time.monotonic()) > 0:
                 for key, _ in selector.select(left):

@@ -337,7 +337,8 @@ class Config:
     root_path: str = setting(
         "",
         "URL prefix the app is mounted under; becomes SCRIPT_NAME and is stripped from "
-        "PATH_INFO of requests that start with it.",
+        "PATH_INFO of requests under it (/app covers /app and /app/x, not /application). "
+        "Other requests get an empty SCRIPT_NAME and their whole path.",
         _str,
         "--root-path",
         section="Application",

@@ -13,7 +13,7 @@ import closing
 import pytest
 import streaming
 
-from harness import APPS_DIR, Server, ServerFactory, run_cli, spawn
+from harness import APPS_DIR, Server, ServerFactory, run_cli, spawn, wait_until
 from rawhttp import RawConnection, fetch, request_bytes
 
 WAIT = 10.0
@@ -187,7 +187,7 @@ def test_queue_app_and_total_times(timed_server: tuple[Server, LogReader], tmp_p
         head = first.read_head()
         assert first.read_chunk() == streaming.FIRST  # the thread is taken
         second.send(request_bytes("GET", "/?n=1"))
-        time.sleep(GATE_SHUT)
+        time.sleep(GATE_SHUT)  # the stimulus: the time both requests are measured to take
         gate.touch()
         first.read_body(head)
         assert second.read_response().status == 200
@@ -301,10 +301,7 @@ def json_logged(servers: ServerFactory, tmp_path: Path, app: str) -> tuple[Serve
 
 
 def wait_exists(path: Path) -> None:
-    deadline = time.monotonic() + WAIT
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(POLL)
+    wait_until(path.exists, WAIT, f"{path} to appear")
 
 
 def test_a_client_gone_before_its_response_began_is_logged_499(
@@ -320,7 +317,8 @@ def test_a_client_gone_before_its_response_began_is_logged_499(
         wait_exists(running)
         with RawConnection(server.port) as second:
             second.send(request_bytes("GET", f"/?mark={queued}"))
-            time.sleep(SEND_SLACK)  # let it reach the queue before its client leaves
+            # The front has read it (and queued it) before its client leaves.
+            wait_until(second.read_by_server, WAIT, "the second request read by the front")
     gone_while_queued, gone_while_running = log.records(2)
     assert (gone_while_queued["status"], gone_while_queued["body_bytes"]) == (499, 0)
     assert str(gone_while_queued["query"]).startswith("mark=")
@@ -354,6 +352,6 @@ def test_a_client_gone_mid_body_is_logged_400(servers: ServerFactory, tmp_path: 
     server, log = json_logged(servers, tmp_path, "echo:application")
     with RawConnection(server.port) as conn:
         conn.send(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
-        time.sleep(SEND_SLACK)  # the head reaches the front before the client leaves
+        wait_until(conn.read_by_server, WAIT, "the head read by the front")  # before it leaves
     (entry,) = log.records()
     assert (entry["status"], entry["path"], entry["body_bytes"]) == (400, "/upload", 0)

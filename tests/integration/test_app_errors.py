@@ -23,6 +23,7 @@ def assert_still_serving(server: Server) -> None:
     assert response.status == 200 and response.body.startswith(b"alive in ")
 
 
+@pytest.mark.expect_errors(r"error handling GET /before\n(.|\n)*RuntimeError: boom-before-head")
 def test_exception_before_head_gives_500_and_traceback(server: Server) -> None:
     response = fetch(server.port, "GET", "/before")
     assert response.status == 500
@@ -32,6 +33,9 @@ def test_exception_before_head_gives_500_and_traceback(server: Server) -> None:
     assert_still_serving(server)
 
 
+@pytest.mark.expect_errors(
+    r"error handling GET /after-length\n(.|\n)*RuntimeError: boom-after-head"
+)
 def test_exception_after_head_with_length_cuts_the_body(server: Server) -> None:
     with RawConnection(server.port) as conn:
         response = conn.request("GET", "/after-length")
@@ -43,6 +47,9 @@ def test_exception_after_head_with_length_cuts_the_body(server: Server) -> None:
     assert_still_serving(server)
 
 
+@pytest.mark.expect_errors(
+    r"error handling GET /after-chunked\n(.|\n)*RuntimeError: boom-after-head"
+)
 def test_exception_after_head_chunked_has_no_last_chunk(server: Server) -> None:
     with RawConnection(server.port) as conn:
         response = conn.request("GET", "/after-chunked")

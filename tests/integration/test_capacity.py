@@ -95,7 +95,7 @@ def test_a_large_slow_upload_holds_no_thread_and_little_memory(
         trickle = block[: 64 * 1024]
         for i in range(0, len(trickle), 4096):
             up.send(trickle[i : i + 4096])
-            time.sleep(SLOW_START / 16)
+            time.sleep(SLOW_START / 16)  # the stimulus: a slow client
         digest.update(trickle)
         # The only app thread is free while the body arrives.
         assert fetch(server.port, "GET", "/", timeout=2.0).status == 200
@@ -134,6 +134,7 @@ def test_a_slow_reader_frees_the_app_thread_when_the_app_is_done(
         sock.sendall(request_bytes("GET", path, [("Connection", "close")]))
         while data := sock.recv(READ_BLOCK):
             received += len(data)
+            # The stimulus: a client that reads at READ_RATE.
             time.sleep(max(0.0, started + received / READ_RATE - time.monotonic()))
             if record.exists() and not freed_at:
                 # The app is done: its thread must serve another request at once.

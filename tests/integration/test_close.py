@@ -53,6 +53,7 @@ def test_close_after_head_request(server: Server, tmp_path: Path) -> None:
     assert "close" in wait_closed(record)
 
 
+@pytest.mark.expect_errors(r"error handling GET /\?mode=raise(.|\n)*RuntimeError: boom-mid-stream")
 def test_close_when_app_raises_mid_stream(server: Server, tmp_path: Path) -> None:
     record = tmp_path / "record"
     with RawConnection(server.port) as conn:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from harness import Server, ServerFactory
+from harness import Server, ServerFactory, wait_until
 from rawhttp import fetch
 
 WORKERS, THREADS = 2, 2
@@ -49,24 +49,17 @@ def get(server: Server, seconds: float, mark: Path | None = None) -> Done:
     return Done(json.loads(response.body), time.monotonic())
 
 
-def wait_marked(marks: list[Path], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not all(m.exists() for m in marks):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(POLL_INTERVAL)
-    return True
-
-
 def start_sleepers(
     server: Server, pool: ThreadPoolExecutor, seconds: list[float], marks_dir: Path
 ) -> list[Future[Done]]:
     """Start one sleeping request per entry; return once each one is running in a thread."""
     marks = [marks_dir / f"sleeper-{i}" for i in range(len(seconds))]
     futures = [pool.submit(get, server, s, m) for s, m in zip(seconds, marks, strict=True)]
-    assert wait_marked(marks, MARK_TIMEOUT), (
-        f"only {sum(m.exists() for m in marks)} of {len(marks)} requests started within "
-        f"{MARK_TIMEOUT} s on {SLOTS} free slots"
+    wait_until(
+        lambda: all(m.exists() for m in marks),
+        MARK_TIMEOUT,
+        f"all {len(marks)} requests running on {SLOTS} free slots",
+        POLL_INTERVAL,
     )
     assert not any(f.done() for f in futures), "a sleeper ended before all had started"
     return futures

@@ -63,6 +63,13 @@ def test_script_name_from_root_path(prefixed_server: Server) -> None:
     assert seen["query"] == "x=1"
 
 
+@pytest.mark.parametrize("path", ["/elsewhere/x", f"{PREFIX}ed/x"])
+def test_a_path_outside_the_root_path_keeps_it_all(prefixed_server: Server, path: str) -> None:
+    seen = report(prefixed_server, f"{path}?x=1")
+    assert seen["script_name"] == ""
+    assert seen["path"] == path
+
+
 def test_repeated_headers_are_comma_joined(echo_server: Server) -> None:
     seen = report(echo_server, "/", [("X-Multi", "a"), ("X-Other", "o"), ("X-Multi", "b")])
     assert [v.strip() for v in seen["environ"]["HTTP_X_MULTI"].split(",")] == ["a", "b"]

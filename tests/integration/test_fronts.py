@@ -14,10 +14,13 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
+import hygiene
 import procs
-from harness import ServerFactory, run_cli
+from harness import ServerFactory, run_cli, wait_until
 from load import Load
-from rawhttp import RawConnection, request_bytes
+from rawhttp import RawConnection, request_bytes, server_end
 
 WAIT = 15.0
 FRONTS = {"maitred: front 1", "maitred: front 2"}
@@ -29,41 +32,27 @@ def fronts_of(master: int) -> dict[str, int]:
 
 
 def wait_for_fronts(master: int, titles: set[str]) -> dict[str, int]:
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        found = fronts_of(master)
-        if set(found) == titles:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"fronts {sorted(titles)} never appeared: {fronts_of(master)}")
-
-
-def server_end_inode(server_port: int, client_port: int) -> int:
-    """The inode of the server's end of a loopback connection (0 until it is accepted)."""
-    local, remote = f"0100007F:{server_port:04X}", f"0100007F:{client_port:04X}"
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[1] == local and fields[2] == remote:
-            return int(fields[9])
-    return 0
+    wait_until(lambda: set(fronts_of(master)) == titles, WAIT, f"fronts {sorted(titles)}")
+    return fronts_of(master)
 
 
 def front_holding(conn: RawConnection, server_port: int, fronts: dict[str, int]) -> str:
     """The title of the front that accepted this connection."""
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        inode = server_end_inode(server_port, conn.local_port)
-        if inode:
-            link = f"socket:[{inode}]"
-            for title, pid in fronts.items():
-                for fd in Path(f"/proc/{pid}/fd").iterdir():
-                    try:
-                        if os.readlink(fd) == link:
-                            return title
-                    except OSError:
-                        continue  # closed since the listing
-        time.sleep(0.01)
-    raise AssertionError("no front accepted the connection")
+    holder: list[str] = []
+
+    def accepted() -> bool:
+        end = server_end(server_port, conn.local_port)
+        if end is not None and end.inode:
+            link = f"socket:[{end.inode}]"
+            holder.extend(
+                title
+                for title, pid in fronts.items()
+                if link in (hygiene.fd_table(pid) or {}).values()
+            )
+        return bool(holder)
+
+    wait_until(accepted, WAIT, "a front to accept the connection")
+    return holder[0]
 
 
 def connections_by_front(
@@ -115,33 +104,34 @@ def test_each_front_dispatches_to_its_own_workers(servers: ServerFactory) -> Non
             conn.close()
 
 
+@pytest.mark.expect_errors(r"front 2 \(pid \d+\) exited with signal 9; restarting it")
 def test_a_killed_front_is_replaced_under_its_number(servers: ServerFactory) -> None:
     server = servers.start("hello:application", "--fronts", "2", "-w", "2", "--threads", "2")
     titles = FRONTS
     fronts = wait_for_fronts(server.pid, titles)
     os.kill(fronts["maitred: front 2"], signal.SIGKILL)
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        now = fronts_of(server.pid)
-        if set(now) == titles and now["maitred: front 2"] != fronts["maitred: front 2"]:
-            break
-        time.sleep(0.05)
-    else:
-        raise AssertionError(f"front 2 was not replaced: {fronts_of(server.pid)}")
-    assert now["maitred: front 1"] == fronts["maitred: front 1"]
+    wait_until(
+        lambda: (
+            fronts_of(server.pid).get("maitred: front 2") not in (None, fronts["maitred: front 2"])
+        ),
+        WAIT,
+        "front 2 replaced",
+    )
+    assert fronts_of(server.pid)["maitred: front 1"] == fronts["maitred: front 1"]
     assert server.wait_for_log(r"front 2 \(pid \d+\) exited with signal 9; restarting it")
     with Load(server.port, "/", clients=4, duration=1.0) as load:
         load.finish()
     assert load.results and load.failures() == [], load.outcomes
 
 
-def test_fronts_finish_their_requests_on_term(servers: ServerFactory) -> None:
+def test_fronts_finish_their_requests_on_term(servers: ServerFactory, tmp_path: Path) -> None:
     server = servers.start("slow:application", "--fronts", "2", "-w", "2", "--threads", "1")
     fronts = wait_for_fronts(server.pid, FRONTS)
     conns = [conns[0] for conns in connections_by_front(server.port, fronts, 1).values()]
-    for conn in conns:
-        conn.send(request_bytes("GET", "/?s=1"))
-    time.sleep(0.3)  # both requests running, one in a worker of each front
+    marks = [tmp_path / f"running-{i}" for i in range(len(conns))]
+    for conn, mark in zip(conns, marks, strict=True):
+        conn.send(request_bytes("GET", f"/?s=1&mark={mark}"))
+    wait_until(lambda: all(m.exists() for m in marks), WAIT, "both requests running")
     os.kill(server.pid, signal.SIGTERM)
     pids = set()
     for conn in conns:
@@ -154,16 +144,18 @@ def test_fronts_finish_their_requests_on_term(servers: ServerFactory) -> None:
     assert server.spawned.proc.returncode == 0
 
 
-def test_workers_stay_until_the_last_front_is_done(servers: ServerFactory) -> None:
+def test_workers_stay_until_the_last_front_is_done(servers: ServerFactory, tmp_path: Path) -> None:
     server = servers.start("slow:application", "--fronts", "2", "-w", "2", "--threads", "1")
     fronts = wait_for_fronts(server.pid, FRONTS)
     by_front = connections_by_front(server.port, fronts, 2)
     for conn in by_front["maitred: front 1"]:
         conn.close()  # front 1 is idle: it stops at once on TERM
     busy = by_front["maitred: front 2"]
-    for conn in busy:  # front 2's one thread runs the first; the second waits in its queue
-        conn.send(request_bytes("GET", "/?s=0.5"))
-    time.sleep(0.2)
+    running = tmp_path / "running"
+    busy[0].send(request_bytes("GET", f"/?s=0.5&mark={running}"))
+    wait_until(running.exists, WAIT, "front 2's one thread running the first request")
+    busy[1].send(request_bytes("GET", "/?s=0.5"))
+    wait_until(busy[1].read_by_server, WAIT, "the second request read: it waits in the queue")
     os.kill(server.pid, signal.SIGTERM)
     statuses = [conn.read_response().status for conn in busy]
     for conn in busy:
@@ -194,10 +186,11 @@ def test_every_front_keeps_a_worker_on_ttou(servers: ServerFactory) -> None:
 
 
 def workers_count(master: int, count: int) -> None:
-    deadline = time.monotonic() + WAIT
-    while len(procs.children_titled(master, "maitred: worker")) != count:
-        assert time.monotonic() < deadline, f"never {count} workers"
-        time.sleep(0.05)
+    wait_until(
+        lambda: len(procs.children_titled(master, "maitred: worker")) == count,
+        WAIT,
+        f"{count} workers",
+    )
 
 
 def test_fronts_share_a_json_access_log_on_stdout_line_by_line(servers: ServerFactory) -> None:

@@ -149,7 +149,7 @@ def test_large_file_to_a_client_that_reads_late(server: Server, tree: Path) -> N
         conn.send(
             request_bytes("GET", "/static/huge.bin") + request_bytes("GET", "/static/hello.txt")
         )
-        time.sleep(0.3)  # let every buffer between us fill up
+        time.sleep(0.3)  # the stimulus: a client that reads late, once every buffer is full
         huge = conn.read_response()
         after = conn.read_response()
     assert huge.body == (tree / "huge.bin").read_bytes()

@@ -7,6 +7,7 @@ by pid, from the server's own process tree.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import socket
@@ -15,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+import hygiene
 import procs
-from harness import Server, ServerFactory, Spawned
+from harness import Server, ServerFactory, Spawned, wait_until
 from load import Load
 from rawhttp import fetch
 
@@ -26,18 +28,9 @@ def workers_of(master: int) -> dict[int, str]:
     return procs.children_titled(master, "maitred: worker")
 
 
-def wait_until(predicate: object, timeout: float = 15.0, what: str = "") -> None:
-    assert callable(predicate)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or predicate}")
-
-
 VERSIONED = """
 import contextlib
+import itertools
 import os
 import socket
 VERSION = open(os.path.join(os.path.dirname(__file__), "version.txt")).read().strip()
@@ -54,6 +47,10 @@ def versioned_app(tmp_path: Path, version: str) -> list[str]:
     return ["--chdir", str(tmp_path), "--pythonpath", str(tmp_path)]
 
 
+@pytest.mark.expect_errors(
+    r"worker \d+ died handling GET /\?s=0\.3",
+    r"worker 1 \(pid \d+\) exited with signal 9; restarting it",
+)
 def test_killed_worker_fails_only_its_requests_and_is_replaced(servers: ServerFactory) -> None:
     server = servers.start("slow:application", "-w", "2", "--threads", "2")
     wait_until(lambda: len(workers_of(server.pid)) == 2, what="two workers")
@@ -86,11 +83,15 @@ def test_five_reloads_under_load_drop_nothing(servers: ServerFactory, tmp_path: 
                 lambda n=n: load.results and load.results[-1][1].startswith(f"v{n} ".encode()),
                 what=f"version v{n} served",
             )
-        time.sleep(0.3)
+        load.wait_for(len(load.results) + 3)  # more answers from v5
     assert load.failures() == [], load.outcomes
     assert load.results[-1][1].startswith(b"v5 ")
 
 
+@pytest.mark.expect_errors(
+    r"versioned\.py\", line 1\n +def broken\(:(.|\n)*SyntaxError: invalid syntax",
+    r"the new app failed to load \(traceback above\); keeping worker 1",
+)
 def test_reload_with_broken_import_keeps_old_workers(
     servers: ServerFactory, tmp_path: Path
 ) -> None:
@@ -155,45 +156,41 @@ def mount(config: Path, directory: Path) -> None:
     config.write_text(f'workers = 1\nstatic = ["/s={directory}"]\n')
 
 
-def serve_static(servers: ServerFactory, tmp_path: Path, *args: str) -> tuple[Server, Path]:
+def serve_static(
+    servers: ServerFactory, tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[Server, Path]:
     """A server (`args`: the app and more) with /s on tmp_path/old (static_dirs), its front
     running; returns it and its config file."""
     old, _ = static_dirs(tmp_path)
     config = tmp_path / "maitred.toml"
     mount(config, old)
-    server = servers.start(*args, "-c", str(config))
+    server = servers.start(*args, "-c", str(config), env=env)
     wait_until(lambda: len(fronts_of(server.pid)) == 1, what="the front")
     return server, config
 
 
-def link_sockets(master: int) -> set[str]:
-    """The paths of the link sockets the server's processes hold open (bound or accepted); other
-    servers on this machine have link sockets of their own."""
-    inodes = set()
-    for pid in [master, *(info.pid for info in procs.descendants_and_session(master))]:
-        with contextlib.suppress(OSError):  # the process is gone
-            fds = os.listdir(f"/proc/{pid}/fd")
-            for fd in fds:
-                with contextlib.suppress(OSError):  # the fd is closed
-                    inodes.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+def link_sockets(runtime: Path) -> set[str]:
+    """The paths of the link sockets open (bound or accepted) under `runtime`: the directory
+    in which this test's server made its own (other servers on the machine make theirs
+    elsewhere)."""
+    prefix = f"{runtime}/"
     with open("/proc/net/unix", encoding="ascii") as fh:
         rows = [line.split() for line in fh]
-    # Columns: ... Inode Path; a socket fd reads "socket:[INODE]".
-    return {
-        row[-1]
-        for row in rows
-        if len(row) == 8 and "/link-" in row[-1] and f"socket:[{row[6]}]" in inodes
-    }
+    return {row[-1] for row in rows if row[-1].startswith(prefix) and "/link-" in row[-1]}
 
 
 def test_reloads_that_replace_the_fronts_leave_nothing_behind(
     servers: ServerFactory, tmp_path: Path
 ) -> None:
-    server, config = serve_static(servers, tmp_path, "hello:application")
+    runtime = tmp_path / "run"  # the server's temporary directory: its links and spool
+    runtime.mkdir()
+    server, config = serve_static(
+        servers, tmp_path, "hello:application", env={"TMPDIR": str(runtime)}
+    )
     old, new = tmp_path / "old", tmp_path / "new"
     fd_dir = f"/proc/{server.pid}/fd"
     fds = len(os.listdir(fd_dir))
-    [first_link] = link_sockets(server.pid)
+    [first_link] = link_sockets(runtime)
     for directory in (new, old, new):
         mount(config, directory)
         os.kill(server.pid, signal.SIGHUP)
@@ -206,7 +203,7 @@ def test_reloads_that_replace_the_fronts_leave_nothing_behind(
             what="the old front and worker gone",
         )
     wait_until(lambda: len(os.listdir(fd_dir)) == fds, what="the master's fds as before")
-    [link] = link_sockets(server.pid)  # the old generations' sockets are closed and removed
+    [link] = link_sockets(runtime)  # the old generations' sockets are closed and removed
     assert link != first_link and not os.path.exists(first_link)
     spool = Path(first_link).parent / "spool"
     assert [p.name for p in spool.iterdir()] == [Path(link).name.split("-")[1][: -len(".sock")]]
@@ -217,8 +214,9 @@ def test_a_request_in_flight_finishes_on_the_old_front(
 ) -> None:
     server, config = serve_static(servers, tmp_path, "slow:application")
     (old_front,) = fronts_of(server.pid)
-    with Load(server.port, "/?s=1.5", clients=1, duration=0.1, limit=1) as slow:
-        time.sleep(0.3)  # in the old worker's hands
+    running = tmp_path / "running"
+    with Load(server.port, f"/?s=1.5&mark={running}", clients=1, duration=0.1, limit=1) as slow:
+        wait_until(running.exists, what="the request in the old worker's hands")
         mount(config, tmp_path / "new")
         os.kill(server.pid, signal.SIGHUP)
         wait_until(lambda: fetch(server.port, "GET", "/s/page.txt").body == b"new", what="new")
@@ -228,6 +226,11 @@ def test_a_request_in_flight_finishes_on_the_old_front(
     wait_until(lambda: old_front not in fronts_of(server.pid), what="the old front gone")
 
 
+@pytest.mark.expect_errors(
+    r"versioned\.py\", line 1\n +def broken\(:(.|\n)*SyntaxError: invalid syntax",
+    r"the new app failed to load \(traceback above\); keeping worker 1",
+    r"reload: no new worker could start; the fronts keep their settings",
+)
 def test_a_reload_whose_app_fails_keeps_the_fronts(servers: ServerFactory, tmp_path: Path) -> None:
     server, config = serve_static(
         servers, tmp_path, "versioned:application", *versioned_app(tmp_path, "good")
@@ -317,15 +320,21 @@ def test_a_reload_sets_the_new_env_and_undoes_the_old(
     wait_until(lambda: greeting() == b"unset", what="the variable gone again")
 
 
-def test_timeout_answers_504_logs_stack_and_spares_other_threads(servers: ServerFactory) -> None:
+@pytest.mark.expect_errors(r"request timed out after [\d.]+ s, interrupting its thread: GET /\?s=5")
+def test_timeout_answers_504_logs_stack_and_spares_other_threads(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
     server = servers.start("slow:application", "-w", "1", "--threads", "2", "--timeout", "1")
-    with Load(server.port, "/?s=5", clients=1, duration=0.1, limit=1) as stuck:
-        time.sleep(0.3)
+    running = tmp_path / "running"
+    with Load(server.port, f"/?s=5&mark={running}", clients=1, duration=0.1, limit=1) as stuck:
+        wait_until(running.exists, what="the stuck request running")
         with Load(server.port, "/?s=0.2", clients=1, duration=0.1, limit=1) as other:
             other.finish()
     assert stuck.outcomes == {504: 1}
     assert other.outcomes == {200: 1}  # the other thread of the same worker was not touched
-    assert server.wait_for_log(r"request timed out after .*GET /\?s=5\n(.|\n)*slow\.py", 5.0)
+    assert server.wait_for_log(
+        r"request timed out after .*GET /\?s=5&mark=\S+\n(.|\n)*slow\.py", 5.0
+    )
 
 
 def test_max_requests_recycles_workers_without_failures(servers: ServerFactory) -> None:
@@ -358,10 +367,21 @@ def test_ttin_and_ttou_change_the_worker_count(servers: ServerFactory) -> None:
     wait_until(lambda: len(workers_of(server.pid)) == 1, what="back to one worker")
 
 
-def test_sigterm_finishes_requests_in_flight_and_exits_0(servers: ServerFactory) -> None:
+def test_sigterm_finishes_requests_in_flight_and_exits_0(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
     server = servers.start("slow:application", "-w", "1", "--threads", "3")
-    with Load(server.port, "/?s=1", clients=3, duration=0.2, limit=3) as load:
-        time.sleep(0.5)
+    numbers = itertools.count()
+    with Load(
+        server.port,
+        lambda: f"/?s=1&mark={tmp_path}/running-{next(numbers)}",
+        clients=3,
+        duration=0.2,
+        limit=3,
+    ) as load:
+        wait_until(
+            lambda: len(list(tmp_path.glob("running-*"))) == 3, what="three requests running"
+        )
         os.kill(server.pid, signal.SIGTERM)
     assert load.outcomes == {200: 3}
     server.spawned.proc.wait(10)
@@ -396,7 +416,7 @@ def test_usr2_upgrade_hands_over_without_failures(
             what="the new master's code served",
         )
         server.spawned.proc.wait(15)  # the old master stops once the new one serves
-        time.sleep(0.3)
+        load.wait_for(len(load.results) + 3)  # answers from the new master
     new_master = int(pidfile.read_text())
     try:
         assert new_master != old_master
@@ -414,6 +434,7 @@ def front_of(master: int) -> int | None:
     return next(iter(procs.children_titled(master, "maitred: front")), None)
 
 
+@pytest.mark.expect_errors(r"front \(pid \d+\) exited with signal 9; restarting it")
 def test_killed_front_is_replaced_and_serves_again(servers: ServerFactory) -> None:
     server = servers.start("hello:application", "-w", "1", "--threads", "2")
     wait_until(lambda: front_of(server.pid) is not None, what="the front")
@@ -429,6 +450,10 @@ def test_killed_front_is_replaced_and_serves_again(servers: ServerFactory) -> No
 
 
 @pytest.mark.parametrize("fronts", [1, 2])
+@pytest.mark.expect_errors(
+    r"front( 1)? \(pid \d+\) stopped responding; killing it",
+    r"front( 1)? \(pid \d+\) exited with signal 9; restarting it",
+)
 def test_a_front_that_stops_responding_is_replaced(servers: ServerFactory, fronts: int) -> None:
     server = servers.start(
         "hello:application", "-w", "2", "--fronts", str(fronts), "--front-timeout", "1.5"
@@ -478,6 +503,7 @@ def test_reload_flag_replaces_workers_when_code_changes(
     assert load.failures() == [], load.outcomes
 
 
+@pytest.mark.expect_errors(r"front \(pid \d+\) exited with signal 9; restarting it")
 def test_bodies_spooled_by_a_killed_front_are_removed(servers: ServerFactory) -> None:
     server = servers.start("echo:application", "-w", "1", "--threads", "1")
     wait_until(lambda: front_of(server.pid) is not None, what="the front")
@@ -525,7 +551,8 @@ def test_signals_before_the_first_worker_is_ready_start_no_extra_workers(
     os.kill(spawned.pid, signal.SIGTTIN)  # before worker 1 has imported the app
     servers.serving(spawned)
     wait_until(lambda: len(workers_of(spawned.pid)) == 3, what="three workers")
-    time.sleep(1.5)  # worker 1 is ready by now, and no duplicate was started
+    settled = hygiene.settle(spawned.pid)  # every worker has imported the app and linked up
+    assert sum(p.title.startswith("maitred: worker") for p in settled.values()) == 3
     assert len(workers_of(spawned.pid)) == 3
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import big
 
-from harness import ServerFactory
+from harness import ServerFactory, wait_until
 from rawhttp import RawConnection, fetch
 from slowclients import Slowloris, throughput, wait_empty
 
@@ -32,7 +32,10 @@ def test_slowloris_costs_no_throughput_and_is_cut_off_at_the_header_timeout(
     server = servers.start("hello:application", "--header-timeout", str(HEADER_TIMEOUT))
     baseline = throughput(server.port, MEASURE)
     with Slowloris(server.port, SLOWLORIS) as attack:
-        time.sleep(0.3)  # every connection has sent its first bytes
+        # Every connection accepted and its first bytes read, so that accepting them is not
+        # part of what is measured: only their presence is.
+        wait_until(lambda: attack.sent > 0, what="every connection sending its head")
+        wait_until(attack.all_read_by_server, what="every connection read by the front")
         during = throughput(server.port, MEASURE)
         assert not attack.ended, "slowloris connections closed before the header timeout"
         assert attack.wait_all_ended(HEADER_TIMEOUT + SLACK)
@@ -77,7 +80,7 @@ def test_stalled_and_trickled_bodies_get_408_and_their_spool_files_go(
             trickled.sendall(b"x" * 500)  # 5 KB/s: half the minimum rate
         except OSError:
             break
-        time.sleep(0.1)
+        time.sleep(0.1)  # the stimulus: a client that sends its body slowly on purpose
     for sock in (stalled, trickled):
         answer, ended = read_answer(sock, BODY_TIMEOUT + 2 * SLACK)
         sock.close()
@@ -99,7 +102,8 @@ def test_a_client_that_stops_reading_is_dropped_and_frees_the_thread(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
     sock.connect(("127.0.0.1", server.port))
     sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-    time.sleep(SEND_TIMEOUT + SLACK)  # read nothing: the front's buffer and the app stall
+    # The stimulus: a client that reads nothing for longer than the send timeout.
+    time.sleep(SEND_TIMEOUT + SLACK)
     answer, _ = read_answer(sock, 5.0)
     sock.close()
     assert len(answer) < big.TOTAL_SIZE, "the stalled client got the whole response"

@@ -83,6 +83,7 @@ def test_exc_info_before_head_replaces_the_response(excinfo_server: Server) -> N
     assert response.body == excinfo.ERROR_PAGE
 
 
+@pytest.mark.expect_errors(r"error handling GET /after-head")
 def test_exc_info_after_head_cuts_the_response(excinfo_server: Server) -> None:
     response = fetch(excinfo_server.port, "GET", "/after-head")
     assert response.status == 200

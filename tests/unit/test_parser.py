@@ -98,6 +98,48 @@ def test_a_chunked_body_whatever_the_case_of_the_name() -> None:
     assert events[1:] == [b"hi", END]
 
 
+TE_TAB = b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\t \t\r\n\r\n"
+
+
+@pytest.mark.parametrize("step", [0, 1, 2, 3, 7])
+def test_tabs_after_chunked_are_whitespace_in_any_chunking(step: int) -> None:
+    events = feed(GET + TE_TAB + b"2\r\nhi\r\n0\r\n\r\n" + GET, step)
+    head = events[2]
+    assert isinstance(head, RequestHead) and head.chunked
+    assert head.fields[b"transfer-encoding"] == [b"chunked   "]  # OWS, as llhttp got it
+    assert merged(events) == [
+        (b"GET", b"/a?b=1", "1.1", True),
+        END,
+        (b"POST", b"/up", "1.1", True),
+        b"hi",
+        END,
+        (b"GET", b"/a?b=1", "1.1", True),
+        END,
+    ]
+
+
+def test_a_tab_after_chunked_in_a_request_right_behind_a_body() -> None:
+    parser = RequestParser(Limits())
+    assert merged(parser.feed(b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n")) == [
+        (b"PUT", b"/", "1.1", True)
+    ]
+    events = parser.feed(b"a\tb" + TE_TAB + b"0\r\n\r\n")
+    assert merged(events) == [b"a\tb", END, (b"POST", b"/up", "1.1", True), END]
+
+
+@pytest.mark.parametrize("step", [0, 1, 3])
+def test_tabs_after_chunked_elsewhere_are_passed_on_as_sent(step: int) -> None:
+    tsv = b"chunked\tchunked\t\r\nTransfer-Encoding: chunked\t\r\n"
+    body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(tsv), tsv)
+    raw = TE_TAB.replace(b"Host: x", b"Host: x\r\nX-A: chunked\t") + body
+    raw += b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(tsv), tsv)
+    events = feed(raw, step)
+    first, second = events[0], [e for e in events if isinstance(e, RequestHead)][1]
+    assert isinstance(first, RequestHead) and first.fields[b"x-a"] == [b"chunked\t"]
+    assert isinstance(second, RequestHead) and second.content_length == len(tsv)
+    assert [e for e in merged(events) if isinstance(e, bytes)] == [tsv, tsv]
+
+
 def test_set_host_replaces_the_host_field_or_adds_one() -> None:
     head = RequestHead(b"GET", b"/", "1.1", [(b"HOST", b"old"), (b"X", b"y")], True)
     head.set_host(b"new")
@@ -144,6 +186,16 @@ def test_connection_close() -> None:
         (b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nexpect: magic\r\n\r\n", 417),
         (b"POST / HTTP/1.1\r\nHost: a\r\nTRANSFER-encoding: gzip, chunked\r\n\r\n", 501),
         (b"POST / HTTP/1.0\r\nTransfer-ENCODING: chunked\r\n\r\n", 400),
+        # A tab after chunked is whitespace, never a way around the rules above:
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\t, gzip\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\tgzip\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\t\r\n\r\n", 501),
+        (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\t\r\n\r\n", 400),
+        (
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"0\r\nTransfer-Encoding: chunked\t\r\n\r\n",
+            400,
+        ),
     ],
 )
 def test_rejections_carry_a_status(raw: bytes, status: int) -> None:

@@ -8,7 +8,6 @@ import os
 import select
 import socket
 import stat
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -16,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from maitred import sockets
+from rawhttp import server_end
+from waiting import poll
 
 BACKLOG = 16
 WAIT = 5.0
@@ -64,29 +65,28 @@ def test_port_0_gives_a_whole_group_one_free_port(held: ExitStack) -> None:
     assert all(sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) for sock in group)
 
 
-def in_time_wait(port: int) -> bool:
-    """True once a connection on our end of `port` waits in TIME_WAIT (it gets there as the
-    peer's FIN arrives)."""
-    local = f":{port:04X}"
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
-        if any(row[1].endswith(local) and row[3] == TIME_WAIT for row in rows):
-            return True
-        time.sleep(0.01)
-    return False
+def in_time_wait(port: int, client_port: int) -> bool:
+    """True once our end (`port`) of the connection from `client_port` waits in TIME_WAIT (it
+    gets there as the peer's FIN arrives)."""
+
+    def waiting() -> bool:
+        end = server_end(port, client_port)
+        return end is not None and end.state == TIME_WAIT
+
+    return poll(waiting, timeout=WAIT)
 
 
 def test_a_group_binds_where_its_last_server_left_time_wait(held: ExitStack) -> None:
     gone = sockets.bind_group(tcp(0), BACKLOG, 2)
     port = gone[0].getsockname()[1]
     with socket.create_connection(("127.0.0.1", port)) as client:
+        client_port = client.getsockname()[1]
         ready, _, _ = select.select(gone, [], [], WAIT)
         ready[0].accept()[0].close()  # the server closes first: its end waits in TIME_WAIT
         assert client.recv(1) == b""
     for sock in gone:
         sock.close()
-    assert in_time_wait(port)
+    assert in_time_wait(port, client_port)
     group = hold(held, sockets.bind_group(tcp(port), BACKLOG, 2))  # SO_REUSEADDR, probe too
     assert {sock.getsockname()[1] for sock in group} == {port}
 

@@ -108,6 +108,24 @@ def test_environ() -> None:
     assert env["maitred.queue_time"] == 0.25
 
 
+@pytest.mark.parametrize(
+    ("target", "script_name", "path_info"),
+    [
+        (b"/pre", "/pre", ""),
+        (b"/pre/", "/pre", "/"),
+        (b"/pre/a?q", "/pre", "/a"),
+        (b"/prefix/a", "", "/prefix/a"),  # a segment boundary: /prefix is not under /pre
+        (b"/other/a", "", "/other/a"),
+        (b"/", "", "/"),
+    ],
+)
+def test_root_path_applies_only_to_paths_under_it(
+    target: bytes, script_name: str, path_info: str
+) -> None:
+    env = EnvironBuilder("/pre/", 1, 1).build(request(target))
+    assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == (script_name, path_info)
+
+
 def test_absolute_form_target() -> None:
     env = EnvironBuilder("", 1, 1).build(request(b"http://example.com/a/b?q"))
     assert (env["PATH_INFO"], env["QUERY_STRING"]) == ("/a/b", "q")

@@ -123,6 +123,9 @@ class FileSender:
                 )
             except (BlockingIOError, InterruptedError):
                 sent = -1
+            except (BrokenPipeError, ConnectionResetError):
+                # The client left mid-file, before the loop saw it go: its choice, no error.
+                return self._abort()
             except OSError as exc:
                 return self._fail(f"sendfile failed: {exc}")
             if sent == 0:
@@ -163,6 +166,11 @@ class FileSender:
             exchange.head.method.decode("latin-1"),
             exchange.head.target.decode("latin-1"),
         )
+        return self._abort()
+
+    def _abort(self) -> bool:
+        """End the response here: the connection is closed, the client sees it cut short."""
+        exchange = self.exchange
         self.close()
         exchange.respond_abort()
         return False

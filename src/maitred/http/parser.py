@@ -15,7 +15,9 @@ bare LF line ends, control bytes in values, a Transfer-Encoding whose last codin
 On top of it we enforce the size limits, the HTTP version, one well-formed Host in HTTP/1.1,
 a Transfer-Encoding of exactly ``chunked`` (and none in HTTP/1.0), no fragment in the target and
 ``*`` only for OPTIONS. Bytes that make no progress (chunk extensions, trailers) are bounded
-like a head, since llhttp would buffer a trailer field whole.
+like a head, since llhttp would buffer a trailer field whole. One thing llhttp refuses that
+HTTP allows, a tab after ``Transfer-Encoding: chunked``, is read as the space it stands for
+(see :mod:`maitred.http.chunkedows`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 
 import httptools
 
+from maitred.http.chunkedows import CONTEXT, candidate_tabs
 from maitred.http.errors import (
     BodyTooLarge,
     HeaderFieldsTooLarge,
@@ -125,6 +128,8 @@ class RequestHead:
 
 Event = RequestHead | bytes | _End
 
+_TAB = 0x09
+_SPACE = 0x20
 _VERSIONS = frozenset({"1.0", "1.1"})
 # RFC 9110 section 7.2 (uri-host [":" port]): an IP literal, or reg-name / IPv4 characters.
 # Anything else (spaces, "/", "@", quotes) is a host-header injection attempt or garbage.
@@ -143,7 +148,8 @@ class RequestParser:
         self._in_head = False
         self._head_bytes = 0
         self._body_bytes = 0
-        self._head: RequestHead | None = None
+        self._head: RequestHead | None = None  # the request whose body is being read
+        self._head_tail = b""  # the end of an incomplete head, as fed (see _execute_tabs)
         self._stalled = 0  # bytes fed since the last event
         self._valid_host: bytes | None = None  # the last Host value that passed _check_host
         self.messages = 0  # requests begun on this connection (a head's identity for timers)
@@ -171,33 +177,80 @@ class RequestParser:
         return events
 
     def _feed(self, data: bytes) -> None:
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # The head is complete and the message is over; what follows is not HTTP/1.1.
-            # WSGI cannot hand the stream to the app, so this is the last request served.
-            self.closed = True
-        except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
-            if isinstance(cause, ProtocolError):
-                raise cause from None
-            raise
-        except httptools.HttpParserInvalidMethodError:
-            raise ProtocolError("invalid method") from None
-        except httptools.HttpParserInvalidURLError:
-            raise ProtocolError("invalid request target") from None
-        except httptools.HttpParserError as exc:
-            raise ProtocolError(str(exc) or "malformed request") from None
+        continues_head = self._in_head
+        head = self._head
+        # Only a tab may need reading as a space (see maitred.http.chunkedows), most data has
+        # none, and the rest of a body holds no head: a chunked one is not searched at all.
+        # `in` with an int is a bare memchr: cheaper than find, which builds an argument tuple.
+        if head is None:
+            start = 0 if _TAB in data else -1
+        elif head.content_length is None:
+            start = -1
+        else:
+            start = head.content_length - self._body_bytes
+            start = start if data.find(_TAB, start) != -1 else -1
+        if start == -1:
+            try:
+                self._parser.feed_data(data)
+            except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+                self._stopped(exc)
+        else:
+            data = self._execute_tabs(data, start, continues_head)
         if self._in_head:
             self._head_bytes += len(data)
             if self._head_bytes > self._limits.head:
                 raise HeaderFieldsTooLarge("request head too large")
+            # Kept only while a head is incomplete: the next piece may go on with its line.
+            self._head_tail = ((self._head_tail if continues_head else b"") + data)[-CONTEXT:]
         if self._events:
             self._stalled = 0
         else:
             self._stalled += len(data)
             if self._stalled > self._limits.head:
                 raise HeaderFieldsTooLarge("chunk extensions or trailers too large")
+
+    def _execute(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            self._stopped(exc)
+
+    def _stopped(self, exc: Exception) -> None:
+        """llhttp stopped at an upgrade or an error: note the one, raise the other as ours."""
+        if isinstance(exc, httptools.HttpParserUpgrade):
+            # The head is complete and the message is over; what follows is not HTTP/1.1.
+            # WSGI cannot hand the stream to the app, so this is the last request served.
+            self.closed = True
+        elif isinstance(exc, httptools.HttpParserCallbackError):
+            cause = exc.__context__
+            if isinstance(cause, ProtocolError):
+                raise cause from None
+            raise exc
+        elif isinstance(exc, httptools.HttpParserInvalidMethodError):
+            raise ProtocolError("invalid method") from None
+        elif isinstance(exc, httptools.HttpParserInvalidURLError):
+            raise ProtocolError("invalid request target") from None
+        else:
+            raise ProtocolError(str(exc) or "malformed request") from None
+
+    def _execute_tabs(self, data: bytes, start: int, continues_head: bool) -> bytes:
+        """Feed `data`, which may hold a head from `start` on, reading a tab after
+        ``Transfer-Encoding: chunked`` as a space (see :mod:`maitred.http.chunkedows`).
+        Returns the bytes as llhttp got them."""
+        fed = bytearray(data)
+        pos = 0
+        for tab in candidate_tabs(self._head_tail if continues_head else b"", data, start):
+            self._execute(data[pos:tab])
+            pos = tab
+            if self.closed:
+                return bytes(fed)  # an upgrade: what follows is not HTTP/1.1
+            if not self._in_head:
+                break  # a lookalike in a body: the rest goes in one call
+            fed[tab] = _SPACE
+            self._execute(b" ")
+            pos = tab + 1
+        self._execute(data[pos:])
+        return bytes(fed)
 
     # --- llhttp callbacks (called from inside feed_data) ---
 
@@ -266,6 +319,7 @@ class RequestParser:
         self._events.append(body)
 
     def on_message_complete(self) -> None:
+        self._head = None
         self._events.append(END)
 
     def _check_host(self, hosts: Sequence[bytes], version: str) -> None:

@@ -159,8 +159,14 @@ class EnvironBuilder:
         # find(), not `in`: CPython tries bytes `in` as an int first, and pays for an exception.
         path_info = (unquote_to_bytes(path) if path.find(b"%") >= 0 else path).decode("latin-1")
         root = self.root_path
-        if root and (path_info == root or path_info.startswith(root + "/")):
-            path_info = path_info[len(root) :]
+        if root:
+            # On a segment boundary: /application is not under /app.
+            if path_info == root or path_info.startswith(root + "/"):
+                path_info = path_info[len(root) :]
+            else:
+                # Not under the mount (the proxy sent it unprefixed, or it is another app's):
+                # the app sees the whole path, as with no root path at all.
+                environ["SCRIPT_NAME"] = ""
         environ["REQUEST_METHOD"] = method.decode("ascii")
         environ["PATH_INFO"] = path_info
         environ["QUERY_STRING"] = query.partition(b"#")[0].decode("latin-1")
