@@ -90,7 +90,7 @@ def test_five_reloads_under_load_drop_nothing(servers: ServerFactory, tmp_path: 
 
 @pytest.mark.expect_errors(
     r"versioned\.py\", line 1\n +def broken\(:(.|\n)*SyntaxError: invalid syntax",
-    r"the new app failed to load \(traceback above\); keeping worker 1",
+    r"the new app failed to load \(see above\); keeping worker 1",
 )
 def test_reload_with_broken_import_keeps_old_workers(
     servers: ServerFactory, tmp_path: Path
@@ -228,7 +228,7 @@ def test_a_request_in_flight_finishes_on_the_old_front(
 
 @pytest.mark.expect_errors(
     r"versioned\.py\", line 1\n +def broken\(:(.|\n)*SyntaxError: invalid syntax",
-    r"the new app failed to load \(traceback above\); keeping worker 1",
+    r"the new app failed to load \(see above\); keeping worker 1",
     r"reload: no new worker could start; the fronts keep their settings",
 )
 def test_a_reload_whose_app_fails_keeps_the_fronts(servers: ServerFactory, tmp_path: Path) -> None:
