@@ -41,8 +41,9 @@ from maitred.front.respspool import ResponseSpool
 from maitred.front.slots import Slot
 from maitred.front.spool import Body
 from maitred.http.errors import ProtocolError
+from maitred.http.framing import frame
 from maitred.http.parser import END, RequestHead, RequestParser
-from maitred.http.response import CRLF, LAST_CHUNK, NO_BODY_STATUSES, chunk, simple_response
+from maitred.http.response import LAST_CHUNK, chunk, simple_response
 
 if TYPE_CHECKING:
     from maitred.front.dispatcher import WorkerLink
@@ -52,9 +53,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("maitred.error")
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-CHUNKED = b"Transfer-Encoding: chunked\r\n"
-CLOSE = b"Connection: close\r\n"
-KEEP_ALIVE = b"Connection: keep-alive\r\n"
 
 # Complete requests one connection may have waiting behind its active one before the front
 # stops reading from it: pipelining is for latency, not for queueing work in the front.
@@ -163,27 +161,18 @@ class Exchange:
             return  # answered already (timed out), or the client left: nothing to write
         self.status = status
         self._settle_keep_alive()
-        tail = b""
-        if status in NO_BODY_STATUSES:
-            self.suppress_body = True
-        elif length < 0:
-            if self.head.version == "1.1":
-                self.chunked = True
-                tail = CHUNKED
-            else:
-                self.keep_alive = False  # HTTP/1.0: the body ends where the connection does
-        self.conn.write(head + tail + self._connection_header() + CRLF)
+        # Until now suppress_body says whether this is a HEAD; from here whether bytes go out.
+        framing = frame(status, length, self.head.version, self.keep_alive, self.suppress_body)
+        self.keep_alive = framing.keep_alive
+        self.chunked = framing.chunked
+        self.suppress_body = not framing.write_body
+        self.conn.write(head + framing.tail)
 
     def _settle_keep_alive(self) -> None:
         """The connection closes after this response when the server stops or nothing follows."""
         conn = self.conn
         if conn.front.stopping or conn.last_answer():
             self.keep_alive = False
-
-    def _connection_header(self) -> bytes:
-        if not self.keep_alive:
-            return CLOSE
-        return KEEP_ALIVE if self.head.version == "1.0" else b""
 
     def respond_body(self, data: bytes) -> None:
         if self.finished or self.cancelled:
@@ -248,10 +237,12 @@ class Exchange:
             return
         self.status = status
         self._settle_keep_alive()
-        if status in NO_BODY_STATUSES or self.suppress_body:
+        framing = frame(status, length, self.head.version, self.keep_alive, self.suppress_body)
+        self.keep_alive = framing.keep_alive
+        if not framing.write_body:
             body = b""
         self.sent = len(body)
-        self.conn.write(b"".join((head, self._connection_header(), CRLF, body)))
+        self.conn.write(head + framing.tail + body)
         self._done()
 
     def respond_abort(self) -> None:

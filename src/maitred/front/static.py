@@ -41,7 +41,8 @@ from maitred.front.conditional import UNSATISFIABLE, if_range_matches, parse_ran
 from maitred.front.filecache import Changed, FileCache, Identity, identity, open_checked
 from maitred.front.sendfile import FileSender
 from maitred.front.staticpath import Mount, Refused, Resolver, variant
-from maitred.http.response import CRLF, REASONS, SERVER
+from maitred.http.framing import CONTENT_LENGTH, CRLF
+from maitred.http.response import REASONS, SERVER
 
 if TYPE_CHECKING:
     from maitred.config import Config
@@ -175,12 +176,12 @@ class StaticFiles:
             if chosen is not None:
                 start, end = chosen
                 count, status = end - start + 1, 206
-                fields = b"%sContent-Range: bytes %d-%d/%d\r\nContent-Length: %d\r\n" % (
+                fields = b"%sContent-Range: bytes %d-%d/%d\r\n%s" % (
                     rep.lines,
                     start,
                     end,
                     size,
-                    count,
+                    CONTENT_LENGTH % count,
                 )
         head = self._head(exchange, status, vary + fields)
         if exchange.suppress_body:
@@ -229,7 +230,7 @@ class StaticFiles:
             validators,
             b"Content-Encoding: %s\r\n" % coding if coding else b"",
         )
-        whole = b"%sContent-Length: %d\r\n" % (lines, st.st_size)
+        whole = lines + CONTENT_LENGTH % st.st_size
         rep = Representation(current, etag, last_modified, validators, lines, whole)
         if len(self._reps) >= _CACHE_LIMIT:
             self._reps.clear()
@@ -239,7 +240,7 @@ class StaticFiles:
     # --- building responses ---
 
     def _head(self, exchange: Exchange, status: int, fields: bytes) -> bytes:
-        """The head up to the Connection field, which the exchange adds."""
+        """The head up to its framing, which the exchange adds (maitred.http.framing)."""
         return b"".join((_STARTS[status], self.date.get(), CRLF, fields, exchange.extra_head))
 
     def _simple(
@@ -250,7 +251,7 @@ class StaticFiles:
             body = b"%d %s\n" % (status, REASONS.get(status, b""))
             extra += b"Content-Type: text/plain; charset=utf-8\r\n"
         if status != 304:
-            extra += b"Content-Length: %d\r\n" % len(body)
+            extra += CONTENT_LENGTH % len(body)
         exchange.respond_full(status, len(body), self._head(exchange, status, extra), body)
 
     def _content_type(self, name: bytes) -> bytes:

@@ -6,12 +6,10 @@ import time
 from email.utils import formatdate
 from http import HTTPStatus
 
-SERVER = b"maitred"
-CRLF = b"\r\n"
-LAST_CHUNK = b"0\r\n\r\n"
+from maitred.http.framing import NO_BODY_STATUSES
 
-# Statuses whose responses never have a body (RFC 9110 sections 15.2, 15.3.5, 15.4.5).
-NO_BODY_STATUSES = frozenset({204, 304, *range(100, 200)})
+SERVER = b"maitred"
+LAST_CHUNK = b"0\r\n\r\n"
 
 REASONS: dict[int, bytes] = {s.value: s.phrase.encode("latin-1") for s in HTTPStatus}
 

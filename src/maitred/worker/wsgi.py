@@ -19,7 +19,8 @@ from typing import IO, Any, NamedTuple, Protocol
 from urllib.parse import unquote_to_bytes
 
 from maitred import __version__, link
-from maitred.http.response import NO_BODY_STATUSES, REASONS, SERVER, DateCache
+from maitred.http.framing import CONTENT_LENGTH, NO_BODY_STATUSES
+from maitred.http.response import REASONS, SERVER, DateCache
 
 log = logging.getLogger("maitred.error")
 
@@ -412,7 +413,7 @@ class Response:
             body = b""
         elif length < 0:
             length = len(body)  # for HEAD too: the length GET would have had
-            head += b"Content-Length: %d\r\n" % length
+            head += CONTENT_LENGTH % length
             self._head, self._length = head, length
         if not self._suppress_body and (
             len(body) != length or len(body) > self._channel.frame_size
@@ -448,7 +449,7 @@ class Response:
         head, length = self._head, self._length
         if length < 0:
             length = available
-            head += b"Content-Length: %d\r\n" % length
+            head += CONTENT_LENGTH % length
         elif available < length:
             return False  # short of its Content-Length: streamed, so the client sees it cut
         if not stat.S_ISREG(st.st_mode) or (length < HAND_OVER_MIN and not self._suppress_body):
