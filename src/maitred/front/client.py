@@ -40,10 +40,10 @@ from maitred.front.linger import Linger
 from maitred.front.respspool import ResponseSpool
 from maitred.front.slots import Slot
 from maitred.front.spool import Body
-from maitred.http.errors import ProtocolError
+from maitred.http.errors import ProtocolError, simple_response
 from maitred.http.framing import frame
 from maitred.http.parser import END, RequestHead, RequestParser
-from maitred.http.response import LAST_CHUNK, chunk, simple_response
+from maitred.http.response import LAST_CHUNK, chunk
 
 if TYPE_CHECKING:
     from maitred.front.dispatcher import WorkerLink

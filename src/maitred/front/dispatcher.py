@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from maitred import link
 from maitred.front import sendfile
-from maitred.front.limits import RETRY_AFTER
+from maitred.http.errors import RETRY_AFTER
 
 if TYPE_CHECKING:
     from maitred.front.client import Exchange

@@ -30,7 +30,6 @@ from maitred.front.accesslog import AccessLog
 from maitred.front.client import ClientConnection, Exchange
 from maitred.front.dispatcher import Dispatcher, WorkerLink
 from maitred.front.limits import (
-    RETRY_AFTER,
     AcceptGate,
     Accepting,
     accept_errors,
@@ -40,8 +39,9 @@ from maitred.front.proxy import ProxyHeaderGate
 from maitred.front.router import Router
 from maitred.front.slots import Slots, Verdict
 from maitred.front.timeouts import ConnectionTimeouts
+from maitred.http.errors import RETRY_AFTER, simple_response
 from maitred.http.parser import Limits
-from maitred.http.response import DateCache, simple_response
+from maitred.http.response import DateCache
 
 log = logging.getLogger("maitred.error")
 

@@ -41,8 +41,9 @@ from maitred.front.conditional import UNSATISFIABLE, if_range_matches, parse_ran
 from maitred.front.filecache import Changed, FileCache, Identity, identity, open_checked
 from maitred.front.sendfile import FileSender
 from maitred.front.staticpath import Mount, Refused, Resolver, variant
+from maitred.http.errors import error_for
 from maitred.http.framing import CONTENT_LENGTH, CRLF
-from maitred.http.response import REASONS, SERVER
+from maitred.http.response import HEAD_STARTS
 
 if TYPE_CHECKING:
     from maitred.config import Config
@@ -61,12 +62,6 @@ HASHED_MAX_AGE = 365 * 24 * 3600
 HASHED_NAME = re.compile(rb"\.[0-9a-f]{12}\.[A-Za-z0-9]+$")
 ALLOW = b"Allow: GET, HEAD\r\n"
 
-# The first lines of a head, up to the Date field's value, for every status (all the front
-# answers with have a reason phrase).
-_STARTS = {
-    status: b"HTTP/1.1 %d %s\r\nServer: %s\r\nDate: " % (status, reason, SERVER)
-    for status, reason in REASONS.items()
-}
 _TEXT_TYPES = ("text/", "application/javascript")
 _WANTED = frozenset(
     {
@@ -241,17 +236,16 @@ class StaticFiles:
 
     def _head(self, exchange: Exchange, status: int, fields: bytes) -> bytes:
         """The head up to its framing, which the exchange adds (maitred.http.framing)."""
-        return b"".join((_STARTS[status], self.date.get(), CRLF, fields, exchange.extra_head))
+        return b"".join((HEAD_STARTS[status], self.date.get(), CRLF, fields, exchange.extra_head))
 
     def _simple(
         self, exchange: Exchange, status: int, extra: bytes, body: bytes | None = None
     ) -> None:
-        """A response without a file body: an error, a 304, a redirect or a 416."""
+        """A response without a file body: an error (its page as the front's errors have it,
+        but the connection stays open), a 304, or a 416."""
         if body is None:
-            body = b"%d %s\n" % (status, REASONS.get(status, b""))
-            extra += b"Content-Type: text/plain; charset=utf-8\r\n"
-        if status != 304:
-            extra += CONTENT_LENGTH % len(body)
+            error = error_for(status)
+            body, extra = error.body, extra + error.fields()
         exchange.respond_full(status, len(body), self._head(exchange, status, extra), body)
 
     def _content_type(self, name: bytes) -> bytes:

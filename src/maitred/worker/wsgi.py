@@ -19,8 +19,9 @@ from typing import IO, Any, NamedTuple, Protocol
 from urllib.parse import unquote_to_bytes
 
 from maitred import __version__, link
+from maitred.http.errors import ERROR_PAGE_TYPE, error_for
 from maitred.http.framing import CONTENT_LENGTH, NO_BODY_STATUSES
-from maitred.http.response import REASONS, SERVER, DateCache
+from maitred.http.response import REASONS, SERVER, UNKNOWN_REASON, DateCache
 
 log = logging.getLogger("maitred.error")
 
@@ -471,10 +472,12 @@ class Response:
         self._channel.send(link.encode(link.ABORT, self._channel.rid))
 
     def error(self, status: int) -> None:
-        """A plain-text error response of the server's own (the app failed)."""
-        reason = REASONS.get(status, b"Error").decode("latin-1")
-        self.start_response(f"{status} {reason}", [("Content-Type", "text/plain; charset=utf-8")])
-        self.send_full(f"{reason}\n".encode())
+        """A plain-text error response of the server's own (the app failed): the page the
+        front's errors have (maitred.http.errors), with the head this worker writes."""
+        error = error_for(status)
+        reason = REASONS.get(status, UNKNOWN_REASON).decode("latin-1")
+        self.start_response(f"{status} {reason}", [("Content-Type", ERROR_PAGE_TYPE)])
+        self.send_full(error.body)
 
 
 def run_app(app: WSGIApp, environ: dict[str, Any], response: Response) -> None:
