@@ -160,19 +160,15 @@ class Exchange:
         if self.finished or self.cancelled:
             return  # answered already (timed out), or the client left: nothing to write
         self.status = status
-        self._settle_keep_alive()
+        conn = self.conn
+        # The connection closes after this response when the server stops or nothing follows.
+        keep_alive = self.keep_alive and not (conn.front.stopping or conn.last_answer())
         # Until now suppress_body says whether this is a HEAD; from here whether bytes go out.
-        framing = frame(status, length, self.head.version, self.keep_alive, self.suppress_body)
+        framing = frame(status, length, self.head.version, keep_alive, self.suppress_body)
         self.keep_alive = framing.keep_alive
         self.chunked = framing.chunked
         self.suppress_body = not framing.write_body
         self.conn.write(head + framing.tail)
-
-    def _settle_keep_alive(self) -> None:
-        """The connection closes after this response when the server stops or nothing follows."""
-        conn = self.conn
-        if conn.front.stopping or conn.last_answer():
-            self.keep_alive = False
 
     def respond_body(self, data: bytes) -> None:
         if self.finished or self.cancelled:
@@ -236,13 +232,14 @@ class Exchange:
         if self._over_if_gone():
             return
         self.status = status
-        self._settle_keep_alive()
-        framing = frame(status, length, self.head.version, self.keep_alive, self.suppress_body)
+        conn = self.conn
+        keep_alive = self.keep_alive and not (conn.front.stopping or conn.last_answer())
+        framing = frame(status, length, self.head.version, keep_alive, self.suppress_body)
         self.keep_alive = framing.keep_alive
         if not framing.write_body:
             body = b""
         self.sent = len(body)
-        self.conn.write(head + framing.tail + body)
+        conn.write(b"".join((head, framing.tail, body)))
         self._done()
 
     def respond_abort(self) -> None:
