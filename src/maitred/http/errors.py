@@ -104,7 +104,10 @@ _BY_STATUS = {
 
 
 def error_for(status: int) -> HTTPError:
-    """The front's error for a bare status (a 502 from a lost worker, a 400 from the parser)."""
+    """The front's error for a bare status (a 502 from a lost worker, a 400 from the parser).
+
+    Shared between callers: render it, never raise it (a raise would pin a traceback on it).
+    """
     error = _BY_STATUS.get(status)
     return error if error is not None else HTTPError("", status)
 
