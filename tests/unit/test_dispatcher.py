@@ -298,3 +298,32 @@ def test_a_frame_the_front_does_not_take_closes_the_link(frame: bytes) -> None:
     a = s.worker(1, 1)
     a.data_received(frame)
     assert s.transports[id(a)].closed
+
+
+def test_the_front_frames_a_streamed_response_by_its_request() -> None:
+    """A worker's head without a length: chunks for HTTP/1.1, a body that ends with the
+    connection for HTTP/1.0, and nothing but the head for HEAD (maitred.http.framing)."""
+    s = Setup()
+    worker = s.worker(1, 4)
+    transports = {}
+    for target, request in (
+        (b"/new", b"GET /new HTTP/1.1\r\nHost: h\r\n\r\n"),
+        (b"/old", b"GET /old HTTP/1.0\r\n\r\n"),
+        (b"/head", b"HEAD /head HTTP/1.1\r\nHost: h\r\n\r\n"),
+    ):
+        conn = ClientConnection(s.front)
+        transports[target] = FakeTransport()
+        conn.connection_made(transports[target])  # type: ignore[arg-type]
+        conn.data_received(request)
+    head = b"HTTP/1.1 200 OK\r\n"
+    for rid, _ in requests(s.sent(worker)):
+        worker.data_received(
+            link.encode_head(rid, 200, -1, head)
+            + link.encode_body(rid, b"hi")
+            + link.encode_end(rid)
+        )
+    chunked = b"Transfer-Encoding: chunked\r\n"
+    assert transports[b"/new"].written == head + chunked + b"\r\n2\r\nhi\r\n0\r\n\r\n"
+    assert transports[b"/old"].written == head + b"Connection: close\r\n\r\nhi"
+    assert transports[b"/old"].closed and not transports[b"/new"].closed
+    assert transports[b"/head"].written == head + chunked + b"\r\n"

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from maitred.front.dispatcher import Dispatcher
-from maitred.front.limits import RETRY_AFTER
 from maitred.front.states import ExchangeState
+from maitred.http.errors import RETRY_AFTER
 
 
 class FakeLoop:

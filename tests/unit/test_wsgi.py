@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from maitred import link
+from maitred.http.errors import error_for
 from maitred.http.response import DateCache
 from maitred.worker import wsgi
 from maitred.worker.wsgi import EnvironBuilder, HeadWriter, Request, Response, run_app
@@ -347,3 +348,15 @@ def test_environ_header_keys_are_the_same_from_the_cache() -> None:
         env = builder.build(req)
         assert (env["HTTP_X_A"], env["CONTENT_TYPE"]) == ("1", "t")
         assert "HTTP_X_SNEAKY" not in env and "HTTP_CONTENT_TYPE" not in env
+
+
+def test_a_workers_error_page_is_the_fronts() -> None:
+    """The worker's own 500 (the app failed) has the page of the front's own errors."""
+    fake = FakeChannel()
+    Response(fake, HeadWriter(DateCache()), False).error(500)
+    status, length, head, body = fake.frames[0][1]
+    page = error_for(500)
+    assert (status, length, body) == (500, len(page.body), page.body)
+    assert head.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+    lines = head.split(b"\r\n")
+    assert all(line in lines for line in page.fields().split(b"\r\n"))  # type and length

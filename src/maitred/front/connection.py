@@ -58,9 +58,8 @@ from maitred.front.states import (
     SLOT_OF,
     STOP_READING,
 )
-from maitred.http.errors import ProtocolError
+from maitred.http.errors import ProtocolError, simple_response
 from maitred.http.parser import END, RequestHead, RequestParser
-from maitred.http.response import simple_response
 
 if TYPE_CHECKING:
     from maitred.front.main import Front

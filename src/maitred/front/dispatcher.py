@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, cast
 
 from maitred import link
 from maitred.front import sendfile
-from maitred.front.limits import RETRY_AFTER
 from maitred.front.states import DONE
+from maitred.http.errors import RETRY_AFTER
 
 if TYPE_CHECKING:
     from maitred.front.exchange import Exchange

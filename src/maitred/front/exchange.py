@@ -53,8 +53,10 @@ from maitred.front.states import (
     RECEIVING,
     START,
 )
+from maitred.http.errors import simple_response
+from maitred.http.framing import frame
 from maitred.http.parser import RequestHead
-from maitred.http.response import CRLF, LAST_CHUNK, NO_BODY_STATUSES, chunk, simple_response
+from maitred.http.response import LAST_CHUNK, chunk
 
 if TYPE_CHECKING:
     from maitred.front.connection import ClientConnection
@@ -63,9 +65,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("maitred.error")
 
-CHUNKED = b"Transfer-Encoding: chunked\r\n"
-CLOSE = b"Connection: close\r\n"
-KEEP_ALIVE = b"Connection: keep-alive\r\n"
 
 # Access-log statuses of requests whose client left (nginx's): before any response began, and
 # in the middle of sending its body.
@@ -169,28 +168,15 @@ class Exchange:
             return  # answered already (timed out), or the client left: nothing to write
         self.state = HEAD[self.state]
         self.status = status
-        self._settle_keep_alive()
-        tail = b""
-        if status in NO_BODY_STATUSES:
-            self.suppress_body = True
-        elif length < 0:
-            if self.head.version == "1.1":
-                self.chunked = True
-                tail = CHUNKED
-            else:
-                self.keep_alive = False  # HTTP/1.0: the body ends where the connection does
-        self.conn.write(head + tail + self._connection_header() + CRLF)
-
-    def _settle_keep_alive(self) -> None:
-        """The connection closes after this response when the server stops or nothing follows."""
         conn = self.conn
-        if conn.front.stopping or conn.last_answer():
-            self.keep_alive = False
-
-    def _connection_header(self) -> bytes:
-        if not self.keep_alive:
-            return CLOSE
-        return KEEP_ALIVE if self.head.version == "1.0" else b""
+        # The connection closes after this response when the server stops or nothing follows.
+        keep_alive = self.keep_alive and not (conn.front.stopping or conn.last_answer())
+        # Until now suppress_body says whether this is a HEAD; from here whether bytes go out.
+        framing = frame(status, length, self.head.version, keep_alive, self.suppress_body)
+        self.keep_alive = framing.keep_alive
+        self.chunked = framing.chunked
+        self.suppress_body = not framing.write_body
+        conn.write(head + framing.tail)
 
     def respond_body(self, data: bytes) -> None:
         if self.state in GONE:
@@ -258,11 +244,14 @@ class Exchange:
             return
         self.state = FINISH[self.state]
         self.status = status
-        self._settle_keep_alive()
-        if status in NO_BODY_STATUSES or self.suppress_body:
+        conn = self.conn
+        keep_alive = self.keep_alive and not (conn.front.stopping or conn.last_answer())
+        framing = frame(status, length, self.head.version, keep_alive, self.suppress_body)
+        self.keep_alive = framing.keep_alive
+        if not framing.write_body:
             body = b""
         self.sent = len(body)
-        self.conn.write(b"".join((head, self._connection_header(), CRLF, body)))
+        conn.write(b"".join((head, framing.tail, body)))
         self._done()
 
     def respond_abort(self) -> None:

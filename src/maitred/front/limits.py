@@ -57,9 +57,6 @@ FD_RESERVE = 128
 # Seconds before trying to serve again when the listeners could not be reopened (EMFILE).
 RESUME_RETRY = 1.0
 
-# Sent with every 503 the front sheds load with: clients may retry, preferably a second later.
-RETRY_AFTER = b"Retry-After: 1\r\n"
-
 # Seconds between error lines about running out of descriptors: a line a second says that it
 # persists and how often accepts fail, without burying the rest of the log.
 SHORTAGE_REPORT_INTERVAL = 1.0

@@ -31,7 +31,6 @@ from maitred.front.connection import ClientConnection
 from maitred.front.dispatcher import Dispatcher, WorkerLink
 from maitred.front.exchange import Exchange
 from maitred.front.limits import (
-    RETRY_AFTER,
     AcceptGate,
     Accepting,
     accept_errors,
@@ -41,8 +40,9 @@ from maitred.front.proxy import ProxyHeaderGate
 from maitred.front.router import Router
 from maitred.front.slots import Slot, Slots, Verdict
 from maitred.front.timeouts import ConnectionTimeouts
+from maitred.http.errors import RETRY_AFTER, simple_response
 from maitred.http.parser import Limits
-from maitred.http.response import DateCache, simple_response
+from maitred.http.response import DateCache
 
 log = logging.getLogger("maitred.error")
 

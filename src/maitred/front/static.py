@@ -41,7 +41,9 @@ from maitred.front.conditional import UNSATISFIABLE, if_range_matches, parse_ran
 from maitred.front.filecache import Changed, FileCache, Identity, identity, open_checked
 from maitred.front.sendfile import FileSender
 from maitred.front.staticpath import Mount, Refused, Resolver, variant
-from maitred.http.response import CRLF, REASONS, SERVER
+from maitred.http.errors import error_for
+from maitred.http.framing import CONTENT_LENGTH, CRLF
+from maitred.http.response import HEAD_STARTS
 
 if TYPE_CHECKING:
     from maitred.config import Config
@@ -60,12 +62,6 @@ HASHED_MAX_AGE = 365 * 24 * 3600
 HASHED_NAME = re.compile(rb"\.[0-9a-f]{12}\.[A-Za-z0-9]+$")
 ALLOW = b"Allow: GET, HEAD\r\n"
 
-# The first lines of a head, up to the Date field's value, for every status (all the front
-# answers with have a reason phrase).
-_STARTS = {
-    status: b"HTTP/1.1 %d %s\r\nServer: %s\r\nDate: " % (status, reason, SERVER)
-    for status, reason in REASONS.items()
-}
 _TEXT_TYPES = ("text/", "application/javascript")
 _WANTED = frozenset(
     {
@@ -175,12 +171,12 @@ class StaticFiles:
             if chosen is not None:
                 start, end = chosen
                 count, status = end - start + 1, 206
-                fields = b"%sContent-Range: bytes %d-%d/%d\r\nContent-Length: %d\r\n" % (
+                fields = b"%sContent-Range: bytes %d-%d/%d\r\n%s" % (
                     rep.lines,
                     start,
                     end,
                     size,
-                    count,
+                    CONTENT_LENGTH % count,
                 )
         head = self._head(exchange, status, vary + fields)
         if exchange.suppress_body:
@@ -229,7 +225,7 @@ class StaticFiles:
             validators,
             b"Content-Encoding: %s\r\n" % coding if coding else b"",
         )
-        whole = b"%sContent-Length: %d\r\n" % (lines, st.st_size)
+        whole = lines + CONTENT_LENGTH % st.st_size
         rep = Representation(current, etag, last_modified, validators, lines, whole)
         if len(self._reps) >= _CACHE_LIMIT:
             self._reps.clear()
@@ -239,18 +235,17 @@ class StaticFiles:
     # --- building responses ---
 
     def _head(self, exchange: Exchange, status: int, fields: bytes) -> bytes:
-        """The head up to the Connection field, which the exchange adds."""
-        return b"".join((_STARTS[status], self.date.get(), CRLF, fields, exchange.extra_head))
+        """The head up to its framing, which the exchange adds (maitred.http.framing)."""
+        return b"".join((HEAD_STARTS[status], self.date.get(), CRLF, fields, exchange.extra_head))
 
     def _simple(
         self, exchange: Exchange, status: int, extra: bytes, body: bytes | None = None
     ) -> None:
-        """A response without a file body: an error, a 304, a redirect or a 416."""
+        """A response without a file body: an error (its page as the front's errors have it,
+        but the connection stays open), a 304, or a 416."""
         if body is None:
-            body = b"%d %s\n" % (status, REASONS.get(status, b""))
-            extra += b"Content-Type: text/plain; charset=utf-8\r\n"
-        if status != 304:
-            extra += b"Content-Length: %d\r\n" % len(body)
+            error = error_for(status)
+            body, extra = error.body, extra + error.fields()
         exchange.respond_full(status, len(body), self._head(exchange, status, extra), body)
 
     def _content_type(self, name: bytes) -> bytes:

@@ -1,4 +1,7 @@
-"""Response serialisation shared by the front (its own error pages) and the workers."""
+"""Pieces of response heads shared by the front and the workers: reasons, Server, Date, chunks.
+
+Where a body ends and whether the connection stays open: :mod:`maitred.http.framing`.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +10,26 @@ from email.utils import formatdate
 from http import HTTPStatus
 
 SERVER = b"maitred"
-CRLF = b"\r\n"
 LAST_CHUNK = b"0\r\n\r\n"
 
-# Statuses whose responses never have a body (RFC 9110 sections 15.2, 15.3.5, 15.4.5).
-NO_BODY_STATUSES = frozenset({204, 304, *range(100, 200)})
-
 REASONS: dict[int, bytes] = {s.value: s.phrase.encode("latin-1") for s in HTTPStatus}
+# A status without a phrase of its own (an app's 599) gets this one in the front's answers.
+UNKNOWN_REASON = b"Error"
+
+
+def head_start(status: int) -> bytes:
+    """The first lines of a head the front writes, up to the Date field's value."""
+    start = HEAD_STARTS.get(status)
+    return start if start is not None else _start(status)
+
+
+def _start(status: int) -> bytes:
+    reason = REASONS.get(status, UNKNOWN_REASON)
+    return b"HTTP/1.1 %d %s\r\nServer: %s\r\nDate: " % (status, reason, SERVER)
+
+
+# head_start() for every status with a reason phrase, made once; indexed directly on hot paths.
+HEAD_STARTS = {status: _start(status) for status in REASONS}
 
 
 class DateCache:
@@ -37,14 +53,3 @@ class DateCache:
 def chunk(data: bytes) -> bytes:
     """One chunk of a chunked body (RFC 9112 section 7.1)."""
     return b"%x\r\n%b\r\n" % (len(data), data)
-
-
-def simple_response(status: int, date: bytes, body: bytes = b"", extra: bytes = b"") -> bytes:
-    """A complete response that closes the connection: the front's own answers (4xx, 5xx)."""
-    if not body and status not in NO_BODY_STATUSES:
-        body = b"%d %s\n" % (status, REASONS.get(status, b"Error"))
-    return (
-        b"HTTP/1.1 %d %s\r\nServer: %s\r\nDate: %s\r\nConnection: close\r\n"
-        b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n%b\r\n%b"
-        % (status, REASONS.get(status, b"Error"), SERVER, date, len(body), extra, body)
-    )

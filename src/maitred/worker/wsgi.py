@@ -19,7 +19,9 @@ from typing import IO, Any, Protocol
 from urllib.parse import unquote_to_bytes
 
 from maitred import __version__, link
-from maitred.http.response import NO_BODY_STATUSES, REASONS, SERVER, DateCache
+from maitred.http.errors import ERROR_PAGE_TYPE, error_for
+from maitred.http.framing import CONTENT_LENGTH, NO_BODY_STATUSES
+from maitred.http.response import REASONS, SERVER, UNKNOWN_REASON, DateCache
 from maitred.link import Request
 
 log = logging.getLogger("maitred.error")
@@ -402,7 +404,7 @@ class Response:
             body = b""
         elif length < 0:
             length = len(body)  # for HEAD too: the length GET would have had
-            head += b"Content-Length: %d\r\n" % length
+            head += CONTENT_LENGTH % length
             self._head, self._length = head, length
         if not self._suppress_body and (
             len(body) != length or len(body) > self._channel.frame_size
@@ -438,7 +440,7 @@ class Response:
         head, length = self._head, self._length
         if length < 0:
             length = available
-            head += b"Content-Length: %d\r\n" % length
+            head += CONTENT_LENGTH % length
         elif available < length:
             return False  # short of its Content-Length: streamed, so the client sees it cut
         if not stat.S_ISREG(st.st_mode) or (length < HAND_OVER_MIN and not self._suppress_body):
@@ -462,10 +464,12 @@ class Response:
         self._channel.send(link.encode_abort(self._channel.rid))
 
     def error(self, status: int) -> None:
-        """A plain-text error response of the server's own (the app failed)."""
-        reason = REASONS.get(status, b"Error").decode("latin-1")
-        self.start_response(f"{status} {reason}", [("Content-Type", "text/plain; charset=utf-8")])
-        self.send_full(f"{reason}\n".encode())
+        """A plain-text error response of the server's own (the app failed): the page the
+        front's errors have (maitred.http.errors), with the head this worker writes."""
+        error = error_for(status)
+        reason = REASONS.get(status, UNKNOWN_REASON).decode("latin-1")
+        self.start_response(f"{status} {reason}", [("Content-Type", ERROR_PAGE_TYPE)])
+        self.send_full(error.body)
 
 
 def run_app(app: WSGIApp, environ: dict[str, Any], response: Response) -> None:
