@@ -355,7 +355,8 @@ def test_max_requests_recycles_workers_without_failures(servers: ServerFactory) 
     assert load.failures() == [], load.outcomes
     assert len(load.results) >= 400
     assert server.stderr.count("recycling") >= 2
-    assert not first & set(workers_of(server.pid))
+    # Each first worker served past its limit; the last one may still be handing over.
+    wait_until(lambda: not first & set(workers_of(server.pid)), what="the first workers gone")
 
 
 def test_ttin_and_ttou_change_the_worker_count(servers: ServerFactory) -> None:
