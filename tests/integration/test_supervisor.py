@@ -253,21 +253,30 @@ def test_a_reload_whose_app_fails_keeps_the_fronts(servers: ServerFactory, tmp_p
 def test_a_second_reload_drops_new_fronts_still_waiting_for_their_workers(
     servers: ServerFactory, tmp_path: Path
 ) -> None:
-    (tmp_path / "slowimport.py").write_text(
-        "import time\ntime.sleep(1.5)\nfrom hello import application\n"
+    # The app's import waits while the file "hold" exists (at most 20 s): a reload's worker
+    # stays importing for as long as the test needs it to.
+    hold = tmp_path / "hold"
+    (tmp_path / "heldimport.py").write_text(
+        "import os, time\n"
+        "deadline = time.monotonic() + 20\n"
+        f"while os.path.exists({str(hold)!r}) and time.monotonic() < deadline:\n"
+        "    time.sleep(0.05)\n"
+        "from hello import application\n"
     )
     server, config = serve_static(
-        servers, tmp_path, "slowimport:application", "--chdir", str(tmp_path)
+        servers, tmp_path, "heldimport:application", "--chdir", str(tmp_path)
     )
     wait_until(lambda: fetch(server.port, "GET", "/").status == 200, what="the app")
     (tmp_path / "mid").mkdir()
     (tmp_path / "mid" / "page.txt").write_text("mid")
     mount(config, tmp_path / "mid")
+    hold.touch()
     os.kill(server.pid, signal.SIGHUP)
     assert server.wait_for_log("new fronts start with new workers")
     mount(config, tmp_path / "new")
     os.kill(server.pid, signal.SIGHUP)  # the first reload's worker is still importing the app
     assert server.wait_for_log("dropping the new fronts that were waiting")
+    hold.unlink()
     wait_until(lambda: fetch(server.port, "GET", "/s/page.txt").body == b"new", what="new")
     # The new front may answer before the master's line about it has been read from its pipe.
     assert server.wait_for_log("reload: new fronts serve"), server.stderr
