@@ -24,7 +24,7 @@ a stop mark behind it, and exit. Threads are daemons, so a stuck one cannot keep
 alive past the graceful timeout.
 
 A request past --timeout (the front decides, and has already answered 504) gets a TIMEOUT frame:
-its thread's stack goes to the error log and RequestTimeout is raised in the thread. If the
+its thread's stack goes to the error log and AppTimeout is raised in the thread. If the
 thread has not finished after --graceful-timeout, the worker tells the master it is STUCK (the
 master starts a replacement) and drains itself: its other threads finish, then it exits.
 """
@@ -73,7 +73,7 @@ WATCH_INTERVAL = 1.0  # how often the main thread checks that its master is aliv
 LINK_WAIT = 5.0  # most seconds READY waits for the first link to the front
 
 
-class RequestTimeout(BaseException):
+class AppTimeout(BaseException):
     """Raised in an app thread whose request ran past --timeout.
 
     A BaseException, like KeyboardInterrupt, so that an app's `except Exception` does not
@@ -365,7 +365,7 @@ class Worker:
             stack.rstrip("\n"),
         )
         ctypes.pythonapi.PyThreadState_SetAsyncExc(
-            ctypes.c_ulong(channel.thread), ctypes.py_object(RequestTimeout)
+            ctypes.c_ulong(channel.thread), ctypes.py_object(AppTimeout)
         )
         watchdog = threading.Timer(self.cfg.graceful_timeout, self._check_stuck, (channel,))
         watchdog.daemon = True
@@ -396,7 +396,7 @@ class Worker:
             try:
                 if not self._serve_one(ident):
                     return
-            except RequestTimeout:
+            except AppTimeout:
                 pass  # delivered after its request had ended: nothing left to interrupt
 
     def _serve_one(self, ident: int) -> bool:
@@ -408,7 +408,7 @@ class Worker:
         channel.started = time.monotonic()
         try:
             self._handle(channel.request, channel)
-        except RequestTimeout:
+        except AppTimeout:
             # Raised between two statements of ours rather than in the app: the front has
             # answered 504 already; free the thread.
             with contextlib.suppress(LinkClosed):
@@ -440,7 +440,7 @@ class Worker:
             # Middleware may replace wsgi.input in the environ; close the stream we opened.
             stream = environ["wsgi.input"]
             run_app(app, environ, response)
-        except (LinkClosed, RequestTimeout):
+        except (LinkClosed, AppTimeout):
             # The client went away (or the front): the app's iterable is closed; tell the
             # front the thread is free, if it is still there to hear it.
             with contextlib.suppress(LinkClosed):
