@@ -34,7 +34,7 @@ subclasses, and building one costs several times a plain tuple):
   one of the wrong type is a type error. The encoder marshals the fields as a plain tuple.
   Fields go by position (a keyword argument is a TypeError at run time).
 * A receiver reads frames through its side's table, a :class:`Receivers` built from
-  ``on(Full)(WorkerLink._full)`` entries: the handler takes the message's fields as its own
+  ``on(Full)(WorkerConnection._full)`` entries: the handler takes the message's fields as its own
   parameters, which mypy checks against the NamedTuple, names and types. BODY's handler gets
   the bytes; REQUEST's (``on_request``) gets the :class:`Request` itself, which the worker keeps.
 
@@ -418,7 +418,7 @@ Route = tuple[int, Receive[T]]
 
 
 def on(message: Callable[P, Message]) -> Receiving[P]:
-    """A table entry, read as a phrase: ``on(Full)(WorkerLink._full)``."""
+    """A table entry, read as a phrase: ``on(Full)(WorkerConnection._full)``."""
     return Receiving(message)
 
 

@@ -34,7 +34,7 @@ from maitred.front.accept import (
 )
 from maitred.front.accesslog import AccessLog
 from maitred.front.connection import ClientConnection
-from maitred.front.dispatcher import Dispatcher, WorkerLink
+from maitred.front.dispatcher import Dispatcher, WorkerConnection
 from maitred.front.exchange import Exchange
 from maitred.front.proxy import ProxyHeaderGate
 from maitred.front.router import Router
@@ -118,7 +118,7 @@ class Front:
         loop.set_exception_handler(accept_errors(self.gate.shortage))
         await self.gate.start()
         link_server = await loop.create_unix_server(
-            lambda: WorkerLink(self.dispatcher), sock=link_listener, backlog=self.cfg.backlog
+            lambda: WorkerConnection(self.dispatcher), sock=link_listener, backlog=self.cfg.backlog
         )
         tasks = [loop.create_task(self._sweep())]
         if self.cfg.timeout:

@@ -50,7 +50,6 @@ from setproctitle import setproctitle
 from maitred import link, logs, status
 from maitred.config import Config
 from maitred.http.response import DateCache
-from maitred.link import Request
 from maitred.signals import SignalQueue
 from maitred.worker.wsgi import (
     EnvironBuilder,
@@ -81,7 +80,7 @@ class AppTimeout(BaseException):
     """
 
 
-class Link:
+class FrontConnection:
     """One connection to the front; threads send on it under a lock."""
 
     def __init__(self, sock: socket.socket) -> None:
@@ -108,7 +107,7 @@ class Channel:
         "changed",
         "credit",
         "frame_size",
-        "link",
+        "front",
         "request",
         "rid",
         "started",
@@ -117,9 +116,14 @@ class Channel:
     )
 
     def __init__(
-        self, link_: Link, rid: int, request: Request, window: int, changed: threading.Condition
+        self,
+        front: FrontConnection,
+        rid: int,
+        request: link.Request,
+        window: int,
+        changed: threading.Condition,
     ) -> None:
-        self.link = link_
+        self.front = front
         self.rid = rid
         self.request = request
         self.credit = window
@@ -139,7 +143,7 @@ class Channel:
     def send(self, data: bytes) -> None:
         if self.cancelled:
             raise LinkClosed("the client went away")
-        self.link.send(data)
+        self.front.send(data)
 
     def hand_over(self, frame: bytes) -> bool:
         """Send a FILE frame and wait for the front's answer: True if it sends the file."""
@@ -205,7 +209,7 @@ class Worker:
         self.retire = threading.Event()  # set when a stuck thread or a broken link stops it
         self.exit_status = 0
         self.linked = threading.Event()  # set once HELLO went out on a link
-        self.link: Link | None = None
+        self.front: FrontConnection | None = None
         self.served = itertools.count(1)  # next() is atomic: app threads share it
         jitter = random.randint(0, cfg.max_requests_jitter) if cfg.max_requests else 0
         self.max_requests = cfg.max_requests + jitter
@@ -251,7 +255,7 @@ class Worker:
             os.write(self.status_fd, status.encode(kind, value))
 
     def _oldest_age(self) -> float:
-        current = self.link
+        current = self.front
         if current is None:
             return 0.0
         now = time.monotonic()
@@ -261,7 +265,7 @@ class Worker:
     def _drain(self, threads: list[threading.Thread]) -> int:
         deadline = time.monotonic() + self.cfg.graceful_timeout
         self.draining = True
-        current = self.link
+        current = self.front
         if current is not None:
             with contextlib.suppress(LinkClosed):
                 current.send(link.encode_drain(0))
@@ -280,7 +284,7 @@ class Worker:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 sock.connect(self.link_path)
-                current = self.link = Link(sock)
+                current = self.front = FrontConnection(sock)
                 current.send(hello)
                 self.linked.set()
                 self._read_link(current)
@@ -302,7 +306,7 @@ class Worker:
         self.draining = True  # no reconnecting
         self.retire.set()  # the main thread drains what the threads hold, then exits
 
-    def _read_link(self, current: Link) -> None:
+    def _read_link(self, current: FrontConnection) -> None:
         reader = link.FrameReader(current.sock.recv_into)
         while frames := reader.read():
             for kind, rid, payload in frames:
@@ -312,11 +316,11 @@ class Worker:
 
     def _channel(self, rid: int) -> Channel | None:
         """The request's channel, or None when the request is over already."""
-        current = self.link
+        current = self.front
         return current.channels.get(rid) if current is not None else None
 
-    def _on_request(self, rid: int, request: Request) -> None:
-        current = self.link
+    def _on_request(self, rid: int, request: link.Request) -> None:
+        current = self.front
         assert current is not None  # set before its frames are read
         channel = Channel(current, rid, request, self.window, self.credit_changed)
         current.channels[rid] = channel
@@ -372,7 +376,7 @@ class Worker:
         watchdog.start()
 
     def _check_stuck(self, channel: Channel) -> None:
-        if channel.link.channels.get(channel.rid) is channel:
+        if channel.front.channels.get(channel.rid) is channel:
             log.error(
                 "worker %d: a timed-out request is still running (%s); replacing this worker",
                 self.worker_id,
@@ -382,7 +386,7 @@ class Worker:
             self.retire.set()
 
     def _cancel_all(self) -> None:
-        current = self.link
+        current = self.front
         if current is None:
             return
         for channel in list(current.channels.values()):
@@ -412,23 +416,23 @@ class Worker:
             # Raised between two statements of ours rather than in the app: the front has
             # answered 504 already; free the thread.
             with contextlib.suppress(LinkClosed):
-                channel.link.send(link.encode_abort(channel.rid))
+                channel.front.send(link.encode_abort(channel.rid))
         except Exception:
             # A bug of ours, not the app's (those are answered with a 500): the thread must
             # live on.
             log.exception("unexpected error serving a request")
         finally:
-            channel.link.channels.pop(channel.rid, None)
+            channel.front.channels.pop(channel.rid, None)
         if next(self.served) == self.max_requests:
             log.info("worker %d: served %d requests, recycling", self.worker_id, self.max_requests)
             self._tell(status.RECYCLE)
         return True
 
-    def _response(self, req: Request, channel: Channel) -> Response:
+    def _response(self, req: link.Request, channel: Channel) -> Response:
         head = req.method == b"HEAD"
         return Response(channel, self.heads, head, req.request_id)
 
-    def _handle(self, req: Request, channel: Channel) -> None:
+    def _handle(self, req: link.Request, channel: Channel) -> None:
         response = self._response(req, channel)
         app = self.app
         assert app is not None
@@ -444,7 +448,7 @@ class Worker:
             # The client went away (or the front): the app's iterable is closed; tell the
             # front the thread is free, if it is still there to hear it.
             with contextlib.suppress(LinkClosed):
-                channel.link.send(link.encode_abort(channel.rid))
+                channel.front.send(link.encode_abort(channel.rid))
         except Exception:
             log.exception(
                 "error handling %s %s", req.method.decode("latin-1"), req.target.decode("latin-1")

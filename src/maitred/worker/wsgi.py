@@ -22,7 +22,6 @@ from maitred import __version__, link
 from maitred.http.errors import ERROR_PAGE_TYPE, error_for
 from maitred.http.framing import CONTENT_LENGTH, NO_BODY_STATUSES
 from maitred.http.response import REASONS, SERVER, UNKNOWN_REASON, DateCache
-from maitred.link import Request
 
 log = logging.getLogger("maitred.error")
 
@@ -138,7 +137,7 @@ class EnvironBuilder:
             self._keys[name] = key
         return key
 
-    def build(self, req: Request) -> dict[str, Any]:
+    def build(self, req: link.Request) -> dict[str, Any]:
         (
             method,
             target,
