@@ -12,7 +12,8 @@ from maitred import link
 from maitred.http.errors import error_for
 from maitred.http.response import DateCache
 from maitred.worker import wsgi
-from maitred.worker.wsgi import EnvironBuilder, HeadWriter, Response, run_app
+from maitred.worker.environ import EnvironBuilder
+from maitred.worker.wsgi import HeadWriter, Response, run_app
 
 
 def request(
