@@ -26,7 +26,7 @@ A stopping server refuses new clients at once (a load balancer then tries anothe
 leave them in a listen backlog nobody will accept from. A listener is closed only when its last
 holder closes it, so each front holds only its own, no worker holds any, and the master closes
 its copies (and removes a unix socket's path) before it signals the fronts: each front then
-takes what its backlog holds and closes (maitred.front.limits), and the front is the last.
+takes what its backlog holds and closes (maitred.front.accept), and the front is the last.
 A HUP keeps the listeners in the master for the new fronts; a new master (USR2) holds its own.
 """
 

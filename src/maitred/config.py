@@ -787,6 +787,15 @@ SETTINGS: tuple[dataclasses.Field[Any], ...] = dataclasses.fields(Config)
 _BY_NAME = {f.name: f for f in SETTINGS}
 
 
+def default_of(name: str) -> Any:
+    """The table's default for one setting, for code that needs it without a Config.
+
+    The HTTP parser's limits take their defaults from here, so that each default is written
+    once, in the table above.
+    """
+    return Config.__dataclass_fields__[name].default
+
+
 def key_of(f: dataclasses.Field[Any]) -> str:
     """The config-file key of a setting (the CLI spelling without dashes in front)."""
     return f.name.replace("_", "-")

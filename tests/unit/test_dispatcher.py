@@ -12,7 +12,7 @@ from test_linger import FakeTimer
 from maitred import link
 from maitred.config import Config
 from maitred.front.connection import ClientConnection
-from maitred.front.dispatcher import WorkerLink
+from maitred.front.dispatcher import WorkerConnection
 from maitred.front.main import Front
 
 
@@ -95,8 +95,8 @@ class Setup:
         self.front = Front(Config(**settings), self.loop)  # type: ignore[arg-type]
         self.transports: dict[int, FakeTransport] = {}
 
-    def worker(self, pid: int, threads: int) -> WorkerLink:
-        worker = WorkerLink(self.front.dispatcher)
+    def worker(self, pid: int, threads: int) -> WorkerConnection:
+        worker = WorkerConnection(self.front.dispatcher)
         transport = self.transports[id(worker)] = FakeTransport()
         worker.connection_made(transport)  # type: ignore[arg-type]
         worker.data_received(link.encode_hello(0, pid, pid, threads))
@@ -119,7 +119,7 @@ class Setup:
         self.loop.run_soon()
         return conn, transport
 
-    def sent(self, worker: WorkerLink) -> list[tuple[int, int, Any]]:
+    def sent(self, worker: WorkerConnection) -> list[tuple[int, int, Any]]:
         """Frames the front wrote to a worker since the last call."""
         self.loop.run_soon()
         transport = self.transports[id(worker)]
@@ -127,7 +127,7 @@ class Setup:
         return [(k, r, link.decode(k, p)) for k, r, p in link.FrameBuffer().feed(data)]
 
     @staticmethod
-    def answer(worker: WorkerLink, rid: int, body: bytes = b"ok") -> None:
+    def answer(worker: WorkerConnection, rid: int, body: bytes = b"ok") -> None:
         head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n" % len(body)
         worker.data_received(link.encode_full(rid, 200, len(body), head, body))
 

@@ -45,7 +45,7 @@ def dispatcher(threads: int = 1, **limits: Any) -> tuple[Dispatcher, FakeWorker,
     loop = FakeLoop()
     d = Dispatcher(cast(Any, loop), **limits)
     worker = FakeWorker(threads)
-    d.links.append(cast(Any, worker))
+    d.workers.append(cast(Any, worker))
     return d, worker, loop
 
 

@@ -66,10 +66,10 @@ def test_a_dispatched_request_cancelled_keeps_its_body_until_the_worker_is_done(
     tmp_path: Path,
 ) -> None:
     exchange, path = spooled_exchange(tmp_path)
-    link = FakeLink()
-    exchange.attach(cast(Any, link), 7)
+    worker = FakeLink()
+    exchange.attach(cast(Any, worker), 7)
     exchange.cancel()
-    assert link.cancelled == [7]
+    assert worker.cancelled == [7]
     assert path.exists(), "the worker may not have opened it yet"
     exchange.respond_abort()  # the worker's ABORT: its thread is done with the request
     assert not path.exists()

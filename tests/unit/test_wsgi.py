@@ -12,7 +12,8 @@ from maitred import link
 from maitred.http.errors import error_for
 from maitred.http.response import DateCache
 from maitred.worker import wsgi
-from maitred.worker.wsgi import EnvironBuilder, HeadWriter, Request, Response, run_app
+from maitred.worker.environ import EnvironBuilder
+from maitred.worker.wsgi import HeadWriter, Response, run_app
 
 
 def request(
@@ -20,8 +21,8 @@ def request(
     headers: list[tuple[bytes, bytes]] | None = None,
     method: bytes = b"GET",
     body: bytes = b"",
-) -> Request:
-    return Request(
+) -> link.Request:
+    return link.Request(
         method,
         target,
         "1.1",
@@ -69,7 +70,7 @@ class FakeChannel:
         return [kind for kind, _ in self.frames]
 
 
-def serve(app: Any, req: Request | None = None) -> FakeChannel:
+def serve(app: Any, req: link.Request | None = None) -> FakeChannel:
     fake = FakeChannel()
     req = req or request()
     environ = EnvironBuilder("", 4, 2).build(req)

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-Each worker process has one link to the front (:class:`WorkerLink`) and says how many threads
+Each worker process has one link to the front (:class:`WorkerConnection`) and says how many threads
 it runs. A complete request goes straight to the least busy worker that has an idle thread now
 (the most idle threads); when every thread is busy it waits in ``queue``, and the next thread
 that frees takes the oldest request. So no request waits inside a busy worker while another
@@ -51,7 +51,7 @@ class Dispatcher:
     ) -> None:
         self.loop = loop
         self.queue: deque[Exchange] = deque()
-        self.links: list[WorkerLink] = []
+        self.workers: list[WorkerConnection] = []
         self.max_queue = max_queue  # 0: unbounded
         self.queue_timeout = queue_timeout  # 0: wait as long as it takes
         self.shed = 0  # requests answered 503 since the last report_shed()
@@ -68,10 +68,10 @@ class Dispatcher:
             return
         self.queue.append(exchange)
 
-    def _least_busy(self) -> WorkerLink | None:
-        best: WorkerLink | None = None
+    def _least_busy(self) -> WorkerConnection | None:
+        best: WorkerConnection | None = None
         most = 0
-        for worker in self.links:
+        for worker in self.workers:
             free = worker.threads - len(worker.exchanges)
             if free > most and not worker.draining:
                 best, most = worker, free
@@ -121,13 +121,13 @@ class Dispatcher:
         self.shed += 1
         exchange.respond_error(503, RETRY_AFTER)
 
-    def add(self, worker: WorkerLink) -> None:
-        self.links.append(worker)
+    def add(self, worker: WorkerConnection) -> None:
+        self.workers.append(worker)
         self.pump()
 
-    def remove(self, worker: WorkerLink) -> None:
-        if worker in self.links:
-            self.links.remove(worker)
+    def remove(self, worker: WorkerConnection) -> None:
+        if worker in self.workers:
+            self.workers.remove(worker)
 
     def expire(self, dispatched_before: float) -> None:
         """Requests dispatched before the given time ran too long: time them out (once).
@@ -135,7 +135,7 @@ class Dispatcher:
         Time a request spent held back by its slow client does not count, nor does a
         request being held back now: the app is waiting, not stuck.
         """
-        for worker in self.links:
+        for worker in self.workers:
             for exchange in list(worker.exchanges.values()):
                 if exchange.state is DONE or exchange.waiting_since:
                     continue
@@ -143,7 +143,7 @@ class Dispatcher:
                     exchange.time_out()
 
 
-class WorkerLink(asyncio.Protocol):
+class WorkerConnection(asyncio.Protocol):
     """The front's end of one worker's link."""
 
     def __init__(self, dispatcher: Dispatcher) -> None:
@@ -272,13 +272,13 @@ class WorkerLink(asyncio.Protocol):
 
 
 # What a front takes from a worker; any other frame closes the worker's link.
-RECEIVERS: link.Receivers[WorkerLink] = link.Receivers(
-    link.on(link.Hello)(WorkerLink._hello),
-    link.on(link.Head)(WorkerLink._head),
-    link.on(link.Body)(WorkerLink._body),
-    link.on(link.End)(WorkerLink._end),
-    link.on(link.Full)(WorkerLink._full),
-    link.on(link.Abort)(WorkerLink._abort),
-    link.on(link.File)(WorkerLink._file),
-    link.on(link.Drain)(WorkerLink._drain),
+RECEIVERS: link.Receivers[WorkerConnection] = link.Receivers(
+    link.on(link.Hello)(WorkerConnection._hello),
+    link.on(link.Head)(WorkerConnection._head),
+    link.on(link.Body)(WorkerConnection._body),
+    link.on(link.End)(WorkerConnection._end),
+    link.on(link.Full)(WorkerConnection._full),
+    link.on(link.Abort)(WorkerConnection._abort),
+    link.on(link.File)(WorkerConnection._file),
+    link.on(link.Drain)(WorkerConnection._drain),
 )

@@ -37,7 +37,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from maitred import link as linkcodec
+from maitred import link
 from maitred.front.respspool import ResponseSpool
 from maitred.front.spool import Body
 from maitred.front.states import (
@@ -60,7 +60,7 @@ from maitred.http.response import LAST_CHUNK, chunk
 
 if TYPE_CHECKING:
     from maitred.front.connection import ClientConnection
-    from maitred.front.dispatcher import WorkerLink
+    from maitred.front.dispatcher import WorkerConnection
     from maitred.front.sendfile import FileSender
 
 log = logging.getLogger("maitred.error")
@@ -86,7 +86,6 @@ class Exchange:
         "extra_head",
         "head",
         "keep_alive",
-        "link",
         "peer",
         "request_id",
         "rid",
@@ -99,13 +98,14 @@ class Exchange:
         "suppress_body",
         "unacked",
         "waiting_since",
+        "worker",
     )
 
     def __init__(self, conn: ClientConnection, head: RequestHead, body: Body) -> None:
         self.conn = conn
         self.head = head
         self.body = body
-        self.link: WorkerLink | None = None
+        self.worker: WorkerConnection | None = None
         self.rid = 0
         self.unacked = 0  # body bytes written while the client's buffer was full
         # Time the app spent held back by a slow client (credit withheld) does not count
@@ -135,10 +135,10 @@ class Exchange:
         """Seconds the complete request waited for a thread (0 until it got one)."""
         return self.dispatched - self.complete if self.dispatched else 0.0
 
-    def attach(self, link: WorkerLink, rid: int) -> None:
+    def attach(self, worker: WorkerConnection, rid: int) -> None:
         """A worker thread takes the request (front/dispatcher.py)."""
         self.state = START[self.state]
-        self.link = link
+        self.worker = worker
         self.rid = rid
 
     def request_frame(self, rid: int) -> list[bytes]:
@@ -147,7 +147,7 @@ class Exchange:
         head = self.head
         body, body_path = self.body.finish()
         self.dispatched = self.conn.front.loop.time()
-        return linkcodec.encode_request(
+        return link.encode_request(
             rid,
             body,
             head.method,
@@ -200,8 +200,8 @@ class Exchange:
 
     def credit(self, size: int) -> None:
         """Let the app thread write `size` bytes more."""
-        assert self.link is not None
-        self.link.credit(self.rid, size)
+        assert self.worker is not None
+        self.worker.credit(self.rid, size)
 
     def withhold(self, size: int) -> None:
         """Keep the credit for `size` bytes until the client drains its buffer."""
@@ -220,8 +220,8 @@ class Exchange:
         if self.waiting_since:
             self.client_wait += self.conn.front.loop.time() - self.waiting_since
             self.waiting_since = 0.0
-        if self.unacked and self.link is not None and self.state is not DONE:
-            self.link.credit(self.rid, self.unacked)
+        if self.unacked and self.worker is not None and self.state is not DONE:
+            self.worker.credit(self.rid, self.unacked)
             self.unacked = 0
 
     def respond_end(self) -> None:
@@ -290,8 +290,8 @@ class Exchange:
 
     def time_out(self) -> None:
         """The app ran past --timeout: 504 (or a truncated response), and interrupt it."""
-        assert self.link is not None
-        self.link.send(linkcodec.encode_timeout(self.rid))
+        assert self.worker is not None
+        self.worker.send(link.encode_timeout(self.rid))
         log.warning(
             "request timed out: %s %s",
             self.head.method.decode("latin-1"),
@@ -314,8 +314,8 @@ class Exchange:
             self.status = CLIENT_CLOSED
         self._close_senders()
         if self.state is CANCELLED:
-            assert self.link is not None
-            self.link.cancel(self.rid)
+            assert self.worker is not None
+            self.worker.cancel(self.rid)
             # The worker may not have opened a spooled body yet: it goes when the worker says
             # the request is over (END, FULL, ABORT) or its link drops, both ending in _done.
             return

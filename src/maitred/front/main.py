@@ -1,15 +1,15 @@
 """The front process: an event loop that owns every client connection.
 
 It serves on the listening sockets the master bound (up to --max-connections at once, making
-room for a new client by closing an idle or slow one: front/slots.py, front/limits.py),
+room for a new client by closing an idle or slow one: front/slots.py, front/accept.py),
 accepts worker links on the link socket, and sweeps the connections a few
 times per shortest timeout, at least once a second, enforcing the timeouts of
 front/timeouts.py (one pass over the connections is cheaper than a timer per request),
-checking that file descriptors have not run out (front/limits.py), and telling the master it is
+checking that file descriptors have not run out (front/accept.py), and telling the master it is
 alive (a HEARTBEAT on its status pipe: a front that stops is killed, see --front-timeout).
 
 On SIGTERM it takes the connections waiting in its listeners' backlogs and closes the
-listeners (front/limits.py: from then on a new client is refused at once), lets requests in
+listeners (front/accept.py: from then on a new client is refused at once), lets requests in
 flight finish within the graceful timeout, closes idle connections, and exits.
 """
 
@@ -26,16 +26,16 @@ from setproctitle import setproctitle
 
 from maitred import logs, status
 from maitred.config import Config
-from maitred.front.accesslog import AccessLog
-from maitred.front.connection import ClientConnection
-from maitred.front.dispatcher import Dispatcher, WorkerLink
-from maitred.front.exchange import Exchange
-from maitred.front.limits import (
+from maitred.front.accept import (
     AcceptGate,
     Accepting,
     accept_errors,
     fit_fd_limit,
 )
+from maitred.front.accesslog import AccessLog
+from maitred.front.connection import ClientConnection
+from maitred.front.dispatcher import Dispatcher, WorkerConnection
+from maitred.front.exchange import Exchange
 from maitred.front.proxy import ProxyHeaderGate
 from maitred.front.router import Router
 from maitred.front.slots import Slot, Slots, Verdict
@@ -118,7 +118,7 @@ class Front:
         loop.set_exception_handler(accept_errors(self.gate.shortage))
         await self.gate.start()
         link_server = await loop.create_unix_server(
-            lambda: WorkerLink(self.dispatcher), sock=link_listener, backlog=self.cfg.backlog
+            lambda: WorkerConnection(self.dispatcher), sock=link_listener, backlog=self.cfg.backlog
         )
         tasks = [loop.create_task(self._sweep())]
         if self.cfg.timeout:

@@ -31,7 +31,7 @@ nginx does with its reusable connections (``ngx_drain_connections``), and one st
    --min-body-rate are what cut a too slow one off.
 
 When no connection can give its slot up, the new connection is answered 503 (it came in the
-same accept batch) and the front stops accepting (``AcceptGate`` in front/limits.py): new
+same accept batch) and the front stops accepting (``AcceptGate`` in front/accept.py): new
 connections wait in the kernel's listen backlog until one closes, becomes IDLE, or has been in
 HEAD for the grace (:meth:`Slots.room_at` says when).
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import httptools
 
+from maitred.config import default_of
 from maitred.http.chunkedows import CONTEXT, candidate_tabs
 from maitred.http.errors import (
     BodyTooLarge,
@@ -52,12 +53,16 @@ END = _End()
 
 @dataclass(frozen=True)
 class Limits:
-    """Size limits for one request; see the settings of the same names."""
+    """Size limits for one request; see the settings of the same names.
 
-    request_line: int = 8190
-    fields: int = 100
-    field_size: int = 8190
-    body: int = 1 << 30  # 0 = unlimited
+    `Limits()` has the settings table's defaults (maitred.config), written there once; the
+    front builds its own from its Config.
+    """
+
+    request_line: int = default_of("limit_request_line")
+    fields: int = default_of("limit_request_fields")
+    field_size: int = default_of("limit_request_field_size")
+    body: int = default_of("limit_request_body")  # 0 = unlimited
 
     @property
     def head(self) -> int:
@@ -98,9 +103,10 @@ class RequestHead:
         headers: Headers,
         keep_alive: bool,
     ) -> None:
-        self.method = method
-        self.target = target
-        self.version = version
+        # Annotated: mypy meets this class inside the import cycle parser -> config -> accesslog.
+        self.method: bytes = method
+        self.target: bytes = target
+        self.version: str = version
         self.headers = headers
         fields: dict[bytes, list[bytes]] = {}
         for name, value in headers:

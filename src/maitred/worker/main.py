@@ -24,7 +24,7 @@ a stop mark behind it, and exit. Threads are daemons, so a stuck one cannot keep
 alive past the graceful timeout.
 
 A request past --timeout (the front decides, and has already answered 504) gets a TIMEOUT frame:
-its thread's stack goes to the error log and RequestTimeout is raised in the thread. If the
+its thread's stack goes to the error log and AppTimeout is raised in the thread. If the
 thread has not finished after --graceful-timeout, the worker tells the master it is STUCK (the
 master starts a replacement) and drains itself: its other threads finish, then it exits.
 """
@@ -50,10 +50,10 @@ from setproctitle import setproctitle
 from maitred import link, logs, status
 from maitred.config import Config
 from maitred.http.response import DateCache
-from maitred.link import Request
 from maitred.signals import SignalQueue
+from maitred.worker.channel import Channel, FrontConnection
+from maitred.worker.environ import EnvironBuilder
 from maitred.worker.wsgi import (
-    EnvironBuilder,
     HeadWriter,
     LinkClosed,
     Response,
@@ -73,109 +73,12 @@ WATCH_INTERVAL = 1.0  # how often the main thread checks that its master is aliv
 LINK_WAIT = 5.0  # most seconds READY waits for the first link to the front
 
 
-class RequestTimeout(BaseException):
+class AppTimeout(BaseException):
     """Raised in an app thread whose request ran past --timeout.
 
     A BaseException, like KeyboardInterrupt, so that an app's `except Exception` does not
     swallow it and keep the thread busy.
     """
-
-
-class Link:
-    """One connection to the front; threads send on it under a lock."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.lock = threading.Lock()
-        self.channels: dict[int, Channel] = {}
-
-    def send(self, data: bytes) -> None:
-        try:
-            with self.lock:
-                self.sock.sendall(data)
-        except OSError as exc:
-            raise LinkClosed(str(exc)) from None
-
-
-class Channel:
-    """One request's side of the link: the request, its id, its credit, whether it was cancelled.
-
-    The reader thread raises `credit` and sets `cancelled` under `changed`, then notifies it.
-    """
-
-    __slots__ = (
-        "cancelled",
-        "changed",
-        "credit",
-        "frame_size",
-        "link",
-        "request",
-        "rid",
-        "started",
-        "taken",
-        "thread",
-    )
-
-    def __init__(
-        self, link_: Link, rid: int, request: Request, window: int, changed: threading.Condition
-    ) -> None:
-        self.link = link_
-        self.rid = rid
-        self.request = request
-        self.credit = window
-        self.frame_size = min(link.MAX_BODY_FRAME, window)
-        self.changed = changed
-        self.cancelled = False
-        self.thread = 0  # ident of the app thread running it, once one does
-        self.started = 0.0  # monotonic time the app thread took it
-        self.taken: bool | None = None  # the front's answer to a FILE frame
-
-    @property
-    def label(self) -> str:
-        """The request as "METHOD target", for the log."""
-        req = self.request
-        return f"{req.method.decode('latin-1')} {req.target.decode('latin-1')}"
-
-    def send(self, data: bytes) -> None:
-        if self.cancelled:
-            raise LinkClosed("the client went away")
-        self.link.send(data)
-
-    def hand_over(self, frame: bytes) -> bool:
-        """Send a FILE frame and wait for the front's answer: True if it sends the file."""
-        self.send(frame)
-        changed = self.changed
-        with changed:
-            while self.taken is None and not self.cancelled:
-                changed.wait()
-        if self.taken is None:
-            raise LinkClosed("the client went away")
-        return self.taken
-
-    def write_body(self, data: bytes, prefix: bytes = b"") -> None:
-        """Send body bytes as BODY frames within credit; `prefix` goes first (a HEAD)."""
-        rid = self.rid
-        size = len(data)
-        if size <= self.frame_size and self.credit >= size:  # the common case: one send
-            self.credit -= size
-            self.send(prefix + link.encode_body(rid, data))
-            return
-        if prefix:
-            self.send(prefix)
-        step = self.frame_size
-        for start in range(0, size, step):
-            piece = data[start : start + step]
-            self._wait_credit(len(piece))
-            self.credit -= len(piece)
-            self.send(link.encode_body(rid, piece))
-
-    def _wait_credit(self, size: int) -> None:
-        changed = self.changed
-        with changed:
-            while self.credit < size and not self.cancelled:
-                changed.wait()
-        if self.cancelled:
-            raise LinkClosed("the client went away")
 
 
 class Worker:
@@ -205,7 +108,7 @@ class Worker:
         self.retire = threading.Event()  # set when a stuck thread or a broken link stops it
         self.exit_status = 0
         self.linked = threading.Event()  # set once HELLO went out on a link
-        self.link: Link | None = None
+        self.front: FrontConnection | None = None
         self.served = itertools.count(1)  # next() is atomic: app threads share it
         jitter = random.randint(0, cfg.max_requests_jitter) if cfg.max_requests else 0
         self.max_requests = cfg.max_requests + jitter
@@ -251,7 +154,7 @@ class Worker:
             os.write(self.status_fd, status.encode(kind, value))
 
     def _oldest_age(self) -> float:
-        current = self.link
+        current = self.front
         if current is None:
             return 0.0
         now = time.monotonic()
@@ -261,7 +164,7 @@ class Worker:
     def _drain(self, threads: list[threading.Thread]) -> int:
         deadline = time.monotonic() + self.cfg.graceful_timeout
         self.draining = True
-        current = self.link
+        current = self.front
         if current is not None:
             with contextlib.suppress(LinkClosed):
                 current.send(link.encode_drain(0))
@@ -280,7 +183,7 @@ class Worker:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 sock.connect(self.link_path)
-                current = self.link = Link(sock)
+                current = self.front = FrontConnection(sock)
                 current.send(hello)
                 self.linked.set()
                 self._read_link(current)
@@ -302,7 +205,7 @@ class Worker:
         self.draining = True  # no reconnecting
         self.retire.set()  # the main thread drains what the threads hold, then exits
 
-    def _read_link(self, current: Link) -> None:
+    def _read_link(self, current: FrontConnection) -> None:
         reader = link.FrameReader(current.sock.recv_into)
         while frames := reader.read():
             for kind, rid, payload in frames:
@@ -312,11 +215,11 @@ class Worker:
 
     def _channel(self, rid: int) -> Channel | None:
         """The request's channel, or None when the request is over already."""
-        current = self.link
+        current = self.front
         return current.channels.get(rid) if current is not None else None
 
-    def _on_request(self, rid: int, request: Request) -> None:
-        current = self.link
+    def _on_request(self, rid: int, request: link.Request) -> None:
+        current = self.front
         assert current is not None  # set before its frames are read
         channel = Channel(current, rid, request, self.window, self.credit_changed)
         current.channels[rid] = channel
@@ -365,14 +268,14 @@ class Worker:
             stack.rstrip("\n"),
         )
         ctypes.pythonapi.PyThreadState_SetAsyncExc(
-            ctypes.c_ulong(channel.thread), ctypes.py_object(RequestTimeout)
+            ctypes.c_ulong(channel.thread), ctypes.py_object(AppTimeout)
         )
         watchdog = threading.Timer(self.cfg.graceful_timeout, self._check_stuck, (channel,))
         watchdog.daemon = True
         watchdog.start()
 
     def _check_stuck(self, channel: Channel) -> None:
-        if channel.link.channels.get(channel.rid) is channel:
+        if channel.front.channels.get(channel.rid) is channel:
             log.error(
                 "worker %d: a timed-out request is still running (%s); replacing this worker",
                 self.worker_id,
@@ -382,7 +285,7 @@ class Worker:
             self.retire.set()
 
     def _cancel_all(self) -> None:
-        current = self.link
+        current = self.front
         if current is None:
             return
         for channel in list(current.channels.values()):
@@ -396,7 +299,7 @@ class Worker:
             try:
                 if not self._serve_one(ident):
                     return
-            except RequestTimeout:
+            except AppTimeout:
                 pass  # delivered after its request had ended: nothing left to interrupt
 
     def _serve_one(self, ident: int) -> bool:
@@ -408,27 +311,27 @@ class Worker:
         channel.started = time.monotonic()
         try:
             self._handle(channel.request, channel)
-        except RequestTimeout:
+        except AppTimeout:
             # Raised between two statements of ours rather than in the app: the front has
             # answered 504 already; free the thread.
             with contextlib.suppress(LinkClosed):
-                channel.link.send(link.encode_abort(channel.rid))
+                channel.front.send(link.encode_abort(channel.rid))
         except Exception:
             # A bug of ours, not the app's (those are answered with a 500): the thread must
             # live on.
             log.exception("unexpected error serving a request")
         finally:
-            channel.link.channels.pop(channel.rid, None)
+            channel.front.channels.pop(channel.rid, None)
         if next(self.served) == self.max_requests:
             log.info("worker %d: served %d requests, recycling", self.worker_id, self.max_requests)
             self._tell(status.RECYCLE)
         return True
 
-    def _response(self, req: Request, channel: Channel) -> Response:
+    def _response(self, req: link.Request, channel: Channel) -> Response:
         head = req.method == b"HEAD"
         return Response(channel, self.heads, head, req.request_id)
 
-    def _handle(self, req: Request, channel: Channel) -> None:
+    def _handle(self, req: link.Request, channel: Channel) -> None:
         response = self._response(req, channel)
         app = self.app
         assert app is not None
@@ -440,11 +343,11 @@ class Worker:
             # Middleware may replace wsgi.input in the environ; close the stream we opened.
             stream = environ["wsgi.input"]
             run_app(app, environ, response)
-        except (LinkClosed, RequestTimeout):
+        except (LinkClosed, AppTimeout):
             # The client went away (or the front): the app's iterable is closed; tell the
             # front the thread is free, if it is still there to hear it.
             with contextlib.suppress(LinkClosed):
-                channel.link.send(link.encode_abort(channel.rid))
+                channel.front.send(link.encode_abort(channel.rid))
         except Exception:
             log.exception(
                 "error handling %s %s", req.method.decode("latin-1"), req.target.decode("latin-1")

@@ -1,4 +1,4 @@
-"""Connection limits: stop accepting when no slot can be had, and fit the open-file limit.
+"""The accept gate: stop accepting when no slot can be had, and fit the open-file limit.
 
 Theory of operation
 -------------------

@@ -1,58 +1,7 @@
-"""The link between the front and the workers: its messages, their frames, how each side reads them.
+"""The link's codec: encoders, decoders, the receiving tables, and the frame readers.
 
-Theory of operation
--------------------
-Each worker process holds one Unix stream connection to the front, its *link*. Frames on it
-carry a request id (``rid``), so the requests of all of a worker's threads share one socket, and
-the front writes everything it has for a worker in one system call per event-loop turn; the
-worker reads many frames per ``recv``. Per request, the only messages are:
-
-    front  -> worker:  REQUEST, then WINDOW* (flow-control credit), or CANCEL, or TIMEOUT
-    worker -> front:   HEAD, BODY*, END    or  FULL (head, body and end in one frame)
-                       ABORT (the app failed after the head was sent, or the request was
-                              cancelled: the thread is free again either way)
-                       FILE (a wsgi.file_wrapper file: the front answers TAKEN; then END
-                             if it sends the file itself, else HEAD, BODY*, END as usual)
-
-The front sends a worker a REQUEST only while it has an idle thread, so a worker never holds
-more requests than threads. A thread may send BODY bytes only while it has credit: it starts
-with WINDOW_SIZE per request and the front returns credit as it hands bytes to the client. A slow
-reader therefore stops one thread, never the whole link.
-
-Worker-level frames use rid 0: HELLO (after connecting), DRAIN (the worker wants to stop: send
-it nothing new) and DRAINED (the front's answer, after which no REQUEST can follow).
-
-The closed set of messages
---------------------------
-Every message is declared here once, as a NamedTuple of typed fields (:class:`Full`,
-:class:`Request`, ...), with its frame type, a :class:`Kind`. Both ends are checked against that
-one declaration by mypy, without building a NamedTuple on the hot path (marshal refuses tuple
-subclasses, and building one costs several times a plain tuple):
-
-* A sender calls the message's encoder, ``encode_full(rid, status, content_length, head,
-  body)``, whose parameters mypy takes from the NamedTuple (a ParamSpec): a missing field or
-  one of the wrong type is a type error. The encoder marshals the fields as a plain tuple.
-  Fields go by position (a keyword argument is a TypeError at run time).
-* A receiver reads frames through its side's table, a :class:`Receivers` built from
-  ``on(Full)(WorkerLink._full)`` entries: the handler takes the message's fields as its own
-  parameters, which mypy checks against the NamedTuple, names and types. BODY's handler gets
-  the bytes; REQUEST's (``on_request``) gets the :class:`Request` itself, which the worker keeps.
-
-At run time a receiver checks each message's shape: its payload decodes to a tuple of the
-declared number of fields. The field types are left to mypy at the sender: a check per field
-costs about 300 instructions in CPython, a few percent of a hello-world request for the 13
-fields of a REQUEST. :func:`decode` (tests, tools) checks them too.
-
-A frame of a type the receiving side does not take (the other side's, or none at all), or a
-payload that is not its message, is a :class:`ProtocolViolation`: the peer is broken, and nothing
-after it on the link can be trusted. The front then closes that worker's link
-(maitred.front.dispatcher); a worker stops, and the master starts another
-(maitred.worker.main). Both say so in the error log.
-
-A frame is a 9-byte header, payload length (u32), frame type (u8) and rid (u32), little-endian,
-then the payload: the raw bytes for BODY, the marshalled tuple of the fields for the others
-(marshal is fast, and both ends always run the same Python). This module is the only one that
-knows the format.
+See maitred.link for the theory of operation and the frame format; the messages are declared
+in maitred.link.messages.
 """
 
 from __future__ import annotations
@@ -60,231 +9,50 @@ from __future__ import annotations
 import marshal
 import struct
 from collections.abc import Callable, Iterable, Sequence
-from enum import IntEnum
 from typing import (
     Concatenate,
     Generic,
-    NamedTuple,
-    ParamSpec,
-    TypeVar,
     cast,
-    get_origin,
-    get_type_hints,
 )
 
-HEADER = struct.Struct("<IBI")
-HEADER_SIZE = HEADER.size
-
-# Largest BODY payload in one frame: the front holds a whole frame before forwarding it.
-MAX_BODY_FRAME = 256 * 1024
-
-# The reused buffer a FrameReader reads into; a frame too large for it is read into its own.
-READ_SIZE = 256 * 1024
-
-# Largest frame accepted at all; a peer sending more is broken and is disconnected. A REQUEST
-# carries an in-memory body (up to the body buffer size) plus its head.
-MAX_FRAME = 64 * 1024 * 1024
-
-# Version 2, not the newest: from 3 on, dumps builds a table of the objects it wrote on every
-# call, to refer back to them, and loads a list of those it read. Frame values share no objects;
-# without the table and the list, both ends do about a quarter less work per frame.
-MARSHAL_VERSION = 2
-
-_EMPTY = marshal.dumps((), MARSHAL_VERSION)
-
-# A REQUEST's body travels as raw bytes after its marshalled fields (a u32 says how long those
-# are), so the front can write the body chunks it received as they are, without copying them
-# into a frame. The fields carry an empty body; decoding puts the tail back in its place.
-REQUEST_META = struct.Struct("<I")
-
-
-class Kind(IntEnum):
-    """A frame's type, the u8 of its header: worker -> front below 20, front -> worker above."""
-
-    HELLO = 1
-    HEAD = 3
-    BODY = 4
-    END = 5
-    FULL = 6
-    ABORT = 7
-    DRAIN = 8
-    FILE = 9
-    REQUEST = 20
-    WINDOW = 21
-    CANCEL = 22
-    DRAINED = 23
-    TIMEOUT = 24
-    TAKEN = 25
-
-
-class LinkError(Exception):
-    """The link cannot go on: it closed inside a frame, or the peer broke the protocol."""
-
-
-class ProtocolViolation(LinkError):
-    """The peer sent a frame this side does not take, a malformed message or a frame too large:
-    it is broken, and nothing after that on the link can be trusted."""
-
-
-# --- worker -> front ---
-
-
-class Hello(NamedTuple):
-    """The first message on a new link (rid 0): which worker this is, how many threads it runs."""
-
-    pid: int
-    worker_id: int
-    threads: int
-
-
-class Head(NamedTuple):
-    """A response's head; BODY messages and END follow."""
-
-    status: int
-    content_length: int  # -1 when the app gave none
-    head: bytes  # the status line and header lines, without the final CRLF
-
-
-class Body(NamedTuple):
-    """Response body bytes, within the request's credit. The one message that travels raw:
-    its receiver gets the bytes themselves (see :func:`on_body`)."""
-
-    data: bytes
-
-
-class End(NamedTuple):
-    """The response is complete; the thread is free."""
-
-
-class Full(NamedTuple):
-    """Head, whole body and end in one message: the common small response."""
-
-    status: int
-    content_length: int
-    head: bytes
-    body: bytes
-
-
-class Abort(NamedTuple):
-    """The response ends unfinished (the app failed after its head, or the request was
-    cancelled); the thread is free either way."""
-
-
-class Drain(NamedTuple):
-    """The worker wants to stop (rid 0): send it nothing new."""
-
-
-class File(NamedTuple):
-    """A wsgi.file_wrapper file for the front to send itself (maitred.front.sendfile). The
-    thread waits for TAKEN, then ends with END (taken) or streams the file (not taken)."""
-
-    status: int
-    content_length: int
-    head: bytes
-    fd: int  # the descriptor's number in the worker, which the front opens through /proc
-    device: int  # st_dev and st_ino: the front checks that it opened the same file
-    inode: int
-    offset: int
-
-
-# --- front -> worker ---
-
-
-class Request(NamedTuple):
-    """A whole request, for a worker thread to run (maitred.worker.wsgi builds the environ)."""
-
-    method: bytes
-    target: bytes
-    version: str
-    headers: list[tuple[bytes, bytes]]
-    body: bytes  # empty on the wire: the body is the frame's tail (encode_request)
-    body_path: str  # non-empty when the body was spooled to a file
-    remote_addr: str
-    remote_port: str
-    server_name: str
-    server_port: str
-    url_scheme: str
-    queue_time: float  # seconds the complete request waited in the front for a thread
-    request_id: str  # empty when none was assigned
-
-
-class Window(NamedTuple):
-    """Credit returned: the request's thread may send `size` more body bytes."""
-
-    size: int
-
-
-class Cancel(NamedTuple):
-    """The client is gone: the thread stops at its next write."""
-
-
-class Drained(NamedTuple):
-    """The answer to DRAIN (rid 0): no REQUEST follows."""
-
-
-class Timeout(NamedTuple):
-    """The request ran past --timeout: log its thread's stack and interrupt it."""
-
-
-class Taken(NamedTuple):
-    """The answer to FILE: whether the front sends the file."""
-
-    taken: bool
-
-
-FromWorker = Hello | Head | Body | End | Full | Abort | Drain | File
-FromFront = Request | Window | Cancel | Drained | Timeout | Taken
-Message = FromWorker | FromFront
-
-# The closed set: every frame type and the message it carries.
-MESSAGES: dict[Kind, type[Message]] = {
-    Kind.HELLO: Hello,
-    Kind.HEAD: Head,
-    Kind.BODY: Body,
-    Kind.END: End,
-    Kind.FULL: Full,
-    Kind.ABORT: Abort,
-    Kind.DRAIN: Drain,
-    Kind.FILE: File,
-    Kind.REQUEST: Request,
-    Kind.WINDOW: Window,
-    Kind.CANCEL: Cancel,
-    Kind.DRAINED: Drained,
-    Kind.TIMEOUT: Timeout,
-    Kind.TAKEN: Taken,
-}
-
-# Plain ints, not Kind members: they go into struct.pack and dict lookups on every frame.
-_KIND_OF: dict[object, int] = {message: int(kind) for kind, message in MESSAGES.items()}
-
-
-def _field_types(message: type[Message]) -> tuple[type, ...]:
-    """The run-time type of each field, in order (list for list[...])."""
-    hints = get_type_hints(message)
-    return tuple(get_origin(hints[name]) or hints[name] for name in message._fields)
-
-
-_FIELD_TYPES: dict[object, tuple[type, ...]] = {
-    message: _field_types(message) for message in MESSAGES.values()
-}
-
-BODY_FIELD = Request._fields.index("body")
-
-Payload = bytes | bytearray
-Frame = tuple[int, int, Payload]
-# What a field may be on the wire (what marshal is given).
-Field = bytes | str | int | float | list[tuple[bytes, bytes]]
-
-P = ParamSpec("P")
-T = TypeVar("T")
-
-
-def kind_name(kind: int) -> str:
-    return Kind(kind).name if kind in _KIND_NAMES else f"unknown frame type {kind}"
-
-
-_KIND_NAMES = frozenset(int(kind) for kind in Kind)
-
+from maitred.link.messages import (
+    _EMPTY,
+    _FIELD_TYPES,
+    _KIND_NAMES,
+    _KIND_OF,
+    BODY_FIELD,
+    HEADER,
+    HEADER_SIZE,
+    MARSHAL_VERSION,
+    MAX_FRAME,
+    MESSAGES,
+    READ_SIZE,
+    REQUEST_META,
+    Abort,
+    Body,
+    Cancel,
+    Drain,
+    Drained,
+    End,
+    Field,
+    File,
+    Frame,
+    Full,
+    Head,
+    Hello,
+    Kind,
+    LinkError,
+    Message,
+    P,
+    Payload,
+    ProtocolViolation,
+    Request,
+    T,
+    Taken,
+    Timeout,
+    Window,
+    kind_name,
+)
 
 # --- encoding ---
 
@@ -418,7 +186,7 @@ Route = tuple[int, Receive[T]]
 
 
 def on(message: Callable[P, Message]) -> Receiving[P]:
-    """A table entry, read as a phrase: ``on(Full)(WorkerLink._full)``."""
+    """A table entry, read as a phrase: ``on(Full)(WorkerConnection._full)``."""
     return Receiving(message)
 
 

@@ -1,4 +1,4 @@
-"""Connection limits (front/limits.py): the open-file plan, and the accept gate on both loops."""
+"""The accept gate (front/accept.py): the open-file plan, stopping and resuming accepts."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from typing import Any, cast
 import pytest
 import uvloop
 
-from maitred.front import limits
-from maitred.front.limits import FD_RESERVE, AcceptGate, fd_plan
+from maitred.front import accept
+from maitred.front.accept import FD_RESERVE, AcceptGate, fd_plan
 
 INFINITY = resource.RLIM_INFINITY
 WAIT = 2.0  # an accept on loopback takes microseconds; a second or two is a wide margin
@@ -235,7 +235,7 @@ def test_connections_past_the_limit_in_one_batch_are_closed(loop_name: str) -> N
 def test_serving_again_is_retried_when_descriptors_ran_out(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(limits, "RESUME_RETRY", 0.05)
+    monkeypatch.setattr(accept, "RESUME_RETRY", 0.05)
     run("uvloop", resume_retry_scenario())
     assert "cannot accept connections again yet" in caplog.text
 
@@ -246,7 +246,7 @@ EMFILE = OSError(errno.EMFILE, "Too many open files")
 def test_a_shortage_is_one_line_a_second_and_one_when_it_is_over(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    shortage = limits.Shortage(interval=1.0)
+    shortage = accept.Shortage(interval=1.0)
     with caplog.at_level(logging.INFO, logger="maitred.error"):
         for tick in range(300):  # three seconds of a failure every 10 ms
             shortage.failed(EMFILE, tick / 100)
@@ -274,8 +274,8 @@ class ReportingLoop:
 
 
 def test_asyncio_reports_of_failed_accepts_are_counted_and_the_rest_handed_on() -> None:
-    shortage = limits.Shortage()
-    handle = limits.accept_errors(shortage)
+    shortage = accept.Shortage()
+    handle = accept.accept_errors(shortage)
     loop = ReportingLoop()
     handle(
         cast(Any, loop), {"message": "socket.accept() out of system resource", "exception": EMFILE}
@@ -290,7 +290,7 @@ def test_a_failed_accept_ends_the_batch(monkeypatch: pytest.MonkeyPatch) -> None
     """The next accept() says "nothing more" instead of failing again; the one after tries."""
     listener = socket.create_server(("127.0.0.1", 0))
     dup = listener.dup()
-    batch = limits.BatchEndingListener(dup.family, dup.type, dup.proto, dup.detach())
+    batch = accept.BatchEndingListener(dup.family, dup.type, dup.proto, dup.detach())
     calls: list[str] = []
 
     def failing_accept(self: socket.socket) -> tuple[socket.socket, Any]:
