@@ -54,7 +54,7 @@ from maitred.front.states import (
     START,
 )
 from maitred.http.errors import simple_response
-from maitred.http.framing import frame
+from maitred.http.framing import Framing, frame
 from maitred.http.parser import RequestHead
 from maitred.http.response import LAST_CHUNK, chunk
 
@@ -168,15 +168,20 @@ class Exchange:
             return  # answered already (timed out), or the client left: nothing to write
         self.state = HEAD[self.state]
         self.status = status
-        conn = self.conn
-        # The connection closes after this response when the server stops or nothing follows.
-        keep_alive = self.keep_alive and not (conn.front.stopping or conn.last_answer())
+        framing = self._framing(status, length)
+        self.chunked = framing.chunked
         # Until now suppress_body says whether this is a HEAD; from here whether bytes go out.
+        self.suppress_body = not framing.write_body
+        self.conn.write(head + framing.tail)
+
+    def _framing(self, status: int, length: int) -> Framing:
+        """How this response's body ends (maitred.http.framing); settles keep-alive: the
+        connection closes after it when the server stops or nothing follows."""
+        conn = self.conn
+        keep_alive = self.keep_alive and not (conn.front.stopping or conn.last_answer())
         framing = frame(status, length, self.head.version, keep_alive, self.suppress_body)
         self.keep_alive = framing.keep_alive
-        self.chunked = framing.chunked
-        self.suppress_body = not framing.write_body
-        conn.write(head + framing.tail)
+        return framing
 
     def respond_body(self, data: bytes) -> None:
         if self.state in GONE:
@@ -244,14 +249,11 @@ class Exchange:
             return
         self.state = FINISH[self.state]
         self.status = status
-        conn = self.conn
-        keep_alive = self.keep_alive and not (conn.front.stopping or conn.last_answer())
-        framing = frame(status, length, self.head.version, keep_alive, self.suppress_body)
-        self.keep_alive = framing.keep_alive
+        framing = self._framing(status, length)
         if not framing.write_body:
             body = b""
         self.sent = len(body)
-        conn.write(b"".join((head, framing.tail, body)))
+        self.conn.write(b"".join((head, framing.tail, body)))
         self._done()
 
     def respond_abort(self) -> None:
