@@ -76,6 +76,17 @@ def test_when_full_the_connection_idle_longest_gives_its_slot_up() -> None:
     assert slots.admit(Conn("next"), HERE)[1] is c
 
 
+def test_a_connection_idle_again_waits_behind_those_idle_before_though_never_refiled() -> None:
+    """Connections tell the slots when they go idle, not when they go in use: one that served
+    a request unreported and says it entered IDLE again is idle from then."""
+    slots, clock = new_slots(3)
+    a, b, _ = fill(slots, clock, IDLE, IDLE, IDLE)
+    a.state = IN_USE  # not reported
+    a.state = IDLE
+    slots.entered(a, IDLE)
+    assert slots.admit(Conn("new"), HERE) == (Verdict.ADMITTED, b)
+
+
 def test_idle_connections_go_before_heads_even_older_ones() -> None:
     slots, clock = new_slots(3)
     head, idle, _ = fill(slots, clock, HEAD, IDLE, IN_USE)

@@ -50,6 +50,7 @@ from maitred.front.states import (
     HEAD_IN,
     HELD,
     HOLD,
+    IDLE,
     LINGER,
     NEW,
     READS,
@@ -68,7 +69,8 @@ log = logging.getLogger("maitred.error")
 
 CONTINUE_LINE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
-IDLE_SLOT, HEAD_SLOT = Slot.IDLE, Slot.HEAD  # globals: see front/states.py
+# Globals: see front/states.py.
+IDLE_SLOT, HEAD_SLOT, IN_USE_SLOT = Slot.IDLE, Slot.HEAD, Slot.IN_USE
 
 
 class ClientConnection(asyncio.Protocol):
@@ -86,6 +88,7 @@ class ClientConnection(asyncio.Protocol):
         self.pending_error = 0  # CLOSING: status to answer once earlier responses are out
         self.linger: Linger | None = None  # LINGERING: reads what the client still sends
         self.idle_since = front.loop.time()
+        self.last_slot = SLOT_OF[NEW]  # when it was last looked at (_report_slot)
 
     # --- asyncio callbacks ---
 
@@ -123,7 +126,10 @@ class ClientConnection(asyncio.Protocol):
             self._protocol_error(error)
         elif self.parser.closed and self.reading is None:
             self._stop_reading()
-        self.front.slot_changed(self)
+        if self.state is not IDLE or self.parser.in_head:
+            # A connection becomes IDLE only in _settle, which reported it: a request
+            # answered within this read (a static file) leaves nothing to report.
+            self._report_slot()
 
     def eof_received(self) -> bool:
         # The client closed its side: it left (see the module docstring). Returning False
@@ -280,7 +286,7 @@ class ClientConnection(asyncio.Protocol):
             reading.state = CONTINUE[reading.state]
             self.write(CONTINUE_LINE)
         self.idle_since = self.front.loop.time()
-        self.front.slot_changed(self)
+        self._report_slot()
 
     def last_answer(self) -> bool:
         """True when the response being sent is the last this connection will carry: it stops
@@ -294,6 +300,18 @@ class ClientConnection(asyncio.Protocol):
         if slot is IDLE_SLOT and self.parser.in_head:
             return HEAD_SLOT  # a kept-alive connection part-way through its next head
         return slot
+
+    def _report_slot(self) -> None:
+        """Tell the front when this connection begins to wait, IDLE or in a HEAD, so that
+        it may give its slot up to a new client (front/slots.py explains why going IN_USE is
+        not told). This runs after every read and answer: most leave the slot as it was."""
+        slot = SLOT_OF[self.state]  # self.slot(), inline: a call costs more than the rest
+        if slot is IDLE_SLOT and self.parser.in_head:
+            slot = HEAD_SLOT
+        if slot is not self.last_slot:
+            self.last_slot = slot
+            if slot is not IN_USE_SLOT:
+                self.front.slot_changed(self, slot)
 
     def close(self) -> None:
         self.state = CLOSE[self.state]

@@ -51,6 +51,9 @@ STOP_POLL = 0.05  # seconds between checks that a graceful stop is complete
 MIN_EXPIRY_INTERVAL = 0.05  # the finest grain of --timeout checks
 HEARTBEAT_INTERVAL = 1.0  # the master hears from a front about this often
 LOOP_SIGNALS = (signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1)  # handled by the event loop
+# A global, read as a connection's slot changes: an Enum member read as a class attribute costs
+# a Python call in CPython 3.11 (front/states.py).
+PAUSED = Accepting.PAUSED
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -179,11 +182,11 @@ class Front:
         if self.gate is not None:
             self.gate.update()
 
-    def slot_changed(self, conn: ClientConnection) -> None:
-        """The connection may have gone idle, begun a head or a request (front/slots.py)."""
-        self.slots.update(conn)
+    def slot_changed(self, conn: ClientConnection, slot: Slot) -> None:
+        """The connection went idle or began a head (front/slots.py)."""
+        self.slots.entered(conn, slot)
         gate = self.gate
-        if gate is not None and gate.state is Accepting.PAUSED:
+        if gate is not None and gate.state is PAUSED:
             gate.update()  # it may be a slot a newcomer waiting in the backlog can have
 
     def connection_closed(self, conn: ClientConnection) -> None:

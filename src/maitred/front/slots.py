@@ -42,9 +42,13 @@ address and no per-address limit.
 Cost: the IDLE and HEAD connections wait in two insertion-ordered dicts, each in the order the
 connections entered that state, so the one to close is the first of its dict: O(1) to admit,
 re-file, release and pick, never a scan of the connections. A connection reports its state
-changes where they happen (:meth:`Slots.update`); a change made elsewhere (a timeout closing
+changes where they happen (:meth:`Slots.entered`); a change made elsewhere (a timeout closing
 it) is noticed when it reaches the front of its dict, and it is re-filed then, so each entry
-is looked at a bounded number of times.
+is looked at a bounded number of times. So a connection reports only that it began to wait
+(IDLE, HEAD: ``ClientConnection._report_slot``), not that it went IN_USE: a request that
+reaches a worker costs one filing, not two, and most reads and answers (a static file is
+answered within the read that brought its request) leave the slot as it was and cost a
+comparison.
 
 Pure logic over any hashable connection: the clock and the state come from callables. Owned by
 the event loop thread.
@@ -66,6 +70,10 @@ NO_ADDRESS = ""  # a Unix-socket peer
 
 
 class Slot(enum.Enum):
+    # Members hash by identity: Enum's own __hash__ is a Python call, and a connection's slot
+    # is filed in a dict keyed by it on every change (front/states.py does the same).
+    __hash__ = object.__hash__
+
     IDLE = "idle"  # kept alive between requests: the first to go
     HEAD = "head"  # waiting for or sending a request head: goes after the grace
     IN_USE = "in use"  # never closed to make room
@@ -130,8 +138,22 @@ class Slots(Generic[C]):
     def update(self, conn: C) -> None:
         """The connection may have changed state: re-file it (a no-op when it did not)."""
         held = self._held.get(conn)
-        if held is not None and self.state_of(conn) is not held[1]:
-            self._refile(conn)
+        state = self.state_of(conn)
+        if held is not None and state is not held[1]:
+            self.entered(conn, state)
+
+    def entered(self, conn: C, state: Slot) -> None:
+        """The connection entered `state` just now: file it there, after those that entered it
+        before (a no-op when it holds no slot). Connections report entering IDLE and HEAD;
+        entering IN_USE they need not: it is noticed before one would be closed (_oldest)."""
+        held = self._held.get(conn)
+        if held is None:
+            return
+        address, old = held
+        waiting = self._waiting.get(old)
+        if waiting is not None:
+            waiting.pop(conn, None)
+        self._file(conn, address, state)
 
     def release(self, conn: C) -> None:
         """The connection closed (or was closed to make room): its slot is free."""
@@ -180,13 +202,8 @@ class Slots(Generic[C]):
             conn, since = next(iter(waiting.items()))
             if self.state_of(conn) is state:
                 return conn, since
-            self._refile(conn)  # it changed state unreported: file it where it is now
+            self.entered(conn, self.state_of(conn))  # it changed state unreported
         return None, 0.0
-
-    def _refile(self, conn: C) -> None:
-        address, old = self._held[conn]
-        self._waiting.get(old, {}).pop(conn, None)
-        self._file(conn, address, self.state_of(conn))
 
     def _file(self, conn: C, address: str, state: Slot) -> None:
         self._held[conn] = (address, state)

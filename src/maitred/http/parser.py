@@ -151,7 +151,10 @@ class RequestParser:
         self._events: list[Event] = []
         self._url = b""
         self._headers: Headers = []
-        self._in_head = False
+        # True while a request head has begun but is not complete. Read by the front on every
+        # read (front/slots.py): an attribute, as a property would be a Python call; only the
+        # parser sets it.
+        self.in_head = False
         self._head_bytes = 0
         self._body_bytes = 0
         self._head: RequestHead | None = None  # the request whose body is being read
@@ -160,11 +163,6 @@ class RequestParser:
         self._valid_host: bytes | None = None  # the last Host value that passed _check_host
         self.messages = 0  # requests begun on this connection (a head's identity for timers)
         self.closed = False  # after an upgrade or CONNECT: no further requests on this stream
-
-    @property
-    def in_head(self) -> bool:
-        """True while a request head has begun but is not complete."""
-        return self._in_head
 
     def feed(self, data: bytes) -> list[Event]:
         """The events `data` completed, in order.
@@ -183,7 +181,7 @@ class RequestParser:
         return events
 
     def _feed(self, data: bytes) -> None:
-        continues_head = self._in_head
+        continues_head = self.in_head
         head = self._head
         # Only a tab may need reading as a space (see maitred.http.chunkedows), most data has
         # none, and the rest of a body holds no head: a chunked one is not searched at all.
@@ -202,7 +200,7 @@ class RequestParser:
                 self._stopped(exc)
         else:
             data = self._execute_tabs(data, start, continues_head)
-        if self._in_head:
+        if self.in_head:
             self._head_bytes += len(data)
             if self._head_bytes > self._limits.head:
                 raise HeaderFieldsTooLarge("request head too large")
@@ -250,7 +248,7 @@ class RequestParser:
             pos = tab
             if self.closed:
                 return bytes(fed)  # an upgrade: what follows is not HTTP/1.1
-            if not self._in_head:
+            if not self.in_head:
                 break  # a lookalike in a body: the rest goes in one call
             fed[tab] = _SPACE
             self._execute(b" ")
@@ -262,7 +260,7 @@ class RequestParser:
 
     def on_message_begin(self) -> None:
         self.messages += 1
-        self._in_head = True
+        self.in_head = True
         self._head_bytes = 0
         self._url = b""
         self._headers = []
@@ -273,7 +271,7 @@ class RequestParser:
             raise RequestLineTooLong("request line too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if not self._in_head:
+        if not self.in_head:
             return  # a trailer field of a chunked body: not passed to the app
         headers = self._headers
         headers.append((name, value))
@@ -312,7 +310,7 @@ class RequestParser:
         head.upgrade = parser.should_upgrade()
         if head.upgrade:
             head.keep_alive = False
-        self._in_head = False
+        self.in_head = False
         self._body_bytes = 0
         self._head = head
         self._events.append(head)
