@@ -111,13 +111,13 @@ class ClientConnection(asyncio.Protocol):
             events, error = exc.events, exc  # requests before the bad one are still served
         try:
             for event in events:
-                if event.__class__ is bytes:
-                    assert self.reading is not None
+                if event.__class__ is bytes:  # a head announcing a body made its Body
+                    assert self.reading is not None and self.reading.body is not None
                     self.reading.body.add(event)
                 elif event is END:
                     self._request_complete()
-                elif self.state in READS:
-                    self._head_complete(cast(RequestHead, event))
+                elif self.state in READS and isinstance(event, RequestHead):
+                    self._head_complete(event)  # isinstance narrows without typing.cast's call
                 else:
                     break  # an answer closed the connection: later requests go unanswered
         except ProtocolError as exc:  # the body could not be spooled
@@ -173,11 +173,15 @@ class ClientConnection(asyncio.Protocol):
     # --- requests in ---
 
     def _head_complete(self, head: RequestHead) -> None:
-        cfg = self.front.cfg
         self.state = HEAD_IN[self.state]
-        exchange = Exchange(self, head, Body(cfg.body_buffer_size, cfg.body_temp_dir))
+        has_body = head.chunked or head.content_length
+        body = None  # most requests have none: then no Body is made, filled nor discarded
+        if has_body:
+            cfg = self.front.cfg
+            body = Body(cfg.body_buffer_size, cfg.body_temp_dir)
+        exchange = Exchange(self, head, body)
         self.reading = exchange
-        if head.expect_continue and (head.chunked or head.content_length):
+        if head.expect_continue and has_body:
             if self.active is None:
                 self.write(CONTINUE_LINE)
             else:
@@ -186,7 +190,8 @@ class ClientConnection(asyncio.Protocol):
     def _request_complete(self) -> None:
         exchange = self.reading
         assert exchange is not None
-        exchange.body.end()  # SpoolError while it is still the request being read
+        if exchange.body is not None:
+            exchange.body.end()  # SpoolError while it is still the request being read
         self.reading = None
         exchange.state = COMPLETE[exchange.state]
         exchange.complete = self.front.loop.time()

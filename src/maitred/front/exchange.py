@@ -35,6 +35,7 @@ Everything here runs on the event loop thread.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from maitred import link
@@ -70,6 +71,8 @@ log = logging.getLogger("maitred.error")
 # in the middle of sending its body.
 CLIENT_CLOSED = 499
 BODY_CUT_SHORT = 400
+# What a request without a body sends: no chunks, no spool file (Body.finish).
+NO_BODY: tuple[Sequence[bytes], str] = ((), "")
 
 
 class Exchange:
@@ -101,10 +104,10 @@ class Exchange:
         "worker",
     )
 
-    def __init__(self, conn: ClientConnection, head: RequestHead, body: Body) -> None:
+    def __init__(self, conn: ClientConnection, head: RequestHead, body: Body | None) -> None:
         self.conn = conn
         self.head = head
-        self.body = body
+        self.body = body  # None: the request has no body
         self.worker: WorkerConnection | None = None
         self.rid = 0
         self.unacked = 0  # body bytes written while the client's buffer was full
@@ -145,7 +148,7 @@ class Exchange:
         """The REQUEST frame (maitred.link.Request) as buffers to write: the body chunks travel
         after the fields, uncopied."""
         head = self.head
-        body, body_path = self.body.finish()
+        body, body_path = self.body.finish() if self.body is not None else NO_BODY
         self.dispatched = self.conn.front.loop.time()
         return link.encode_request(
             rid,
@@ -237,7 +240,7 @@ class Exchange:
         if self.sender is not None:
             self.state = APP_END[self.state]  # the file the worker handed over ends this
             return
-        if self._over_if_gone():
+        if self.state in GONE and self._over_if_gone():  # a set lookup spares the call
             return
         self.state = FINISH[self.state]
         if self.chunked and not self.suppress_body:
@@ -245,7 +248,7 @@ class Exchange:
         self._done()
 
     def respond_full(self, status: int, length: int, head: bytes, body: bytes) -> None:
-        if self._over_if_gone():
+        if self.state in GONE and self._over_if_gone():  # a set lookup spares the call
             return
         self.state = FINISH[self.state]
         self.status = status
@@ -258,7 +261,7 @@ class Exchange:
 
     def respond_abort(self) -> None:
         """The app failed mid-response: end the connection so the client sees it truncated."""
-        if self._over_if_gone():
+        if self.state in GONE and self._over_if_gone():  # a set lookup spares the call
             return
         self.state = FINISH[self.state]
         self.keep_alive = False
@@ -267,7 +270,7 @@ class Exchange:
 
     def respond_error(self, status: int, extra: bytes = b"") -> None:
         """A response of the front's own (the worker never saw or could not finish it)."""
-        if self._over_if_gone():
+        if self.state in GONE and self._over_if_gone():  # a set lookup spares the call
             return
         self.state = FINISH[self.state]
         self.status = status
@@ -340,8 +343,10 @@ class Exchange:
         return state is DONE
 
     def cleanup(self) -> None:
-        self.body.discard()
-        self._close_senders()
+        if self.body is not None:
+            self.body.discard()
+        if self.sender is not None or self.spool is not None:  # seldom: no call then
+            self._close_senders()
 
     def _close_senders(self) -> None:
         if self.sender is not None:

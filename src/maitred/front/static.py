@@ -123,9 +123,14 @@ class StaticFiles:
     # --- serving ---
 
     def serve(self, exchange: Exchange, mount: Mount) -> None:
+        method = exchange.head.method
+        if method != b"GET" and method != b"HEAD":
+            self._simple(exchange, 405, ALLOW)
+            return
         for _ in range(RETRIES):
             try:
-                self._serve(exchange, mount)
+                path, st, linked = self.resolver.resolve(mount, exchange.head.target)
+                self._answer(exchange, path, st, linked)
                 return
             except Changed:
                 continue  # replaced while we looked at it (a deploy): look again
@@ -137,15 +142,11 @@ class StaticFiles:
                 break
         self._simple(exchange, 503, b"")
 
-    def _serve(self, exchange: Exchange, mount: Mount) -> None:
-        head = exchange.head
-        if head.method != b"GET" and head.method != b"HEAD":
-            raise Refused(405, ALLOW)
-        path, st, linked = self.resolver.resolve(mount, head.target)
-        self._answer(exchange, path, st, linked)
-
     def _answer(self, exchange: Exchange, path: bytes, st: os.stat_result, linked: bool) -> None:
-        headers = _wanted_headers(exchange.head.fields)
+        asked = exchange.head.fields
+        # Most requests carry none of the fields static files look at: a set operation then,
+        # no call.
+        headers = {} if _WANTED.isdisjoint(asked) else _wanted_headers(asked)
         requested = path  # its name gives the type, when a precompressed sibling is sent too
         vary = b""
         coding = b""
@@ -283,6 +284,4 @@ def _chosen_range(
 
 def _wanted_headers(fields: dict[bytes, list[bytes]]) -> dict[bytes, bytes]:
     """The fields static files look at, each one's lines joined (RFC 9110 section 5.3)."""
-    if _WANTED.isdisjoint(fields):
-        return {}  # the common case: a plain GET
     return {name: b",".join(values) for name, values in fields.items() if name in _WANTED}

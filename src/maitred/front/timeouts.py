@@ -108,7 +108,7 @@ class ConnectionTimeouts:
     ) -> bool:
         exchange = conn.reading
         assert exchange is not None
-        size = exchange.body.size
+        size = exchange.body.size if exchange.body is not None else 0
         if exchange.state is HELD or conn.flow.read_paused:
             return False  # the client waits for us (100 Continue, or we stopped reading)
         if seen is None or seen[0] is not exchange:
