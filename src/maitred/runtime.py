@@ -75,8 +75,11 @@ def remove_stale_dirs(where: str | None = None) -> list[str]:
         for entry in entries:
             if not entry.name.startswith(PREFIX) or not entry.is_dir(follow_symlinks=False):
                 continue
-            if entry.stat(follow_symlinks=False).st_uid != uid:
-                continue  # another user's
+            try:
+                if entry.stat(follow_symlinks=False).st_uid != uid:
+                    continue  # another user's
+            except FileNotFoundError:
+                continue  # another master starting at the same time removed it
             match = OWNER.fullmatch(_read(os.path.join(entry.path, OWNER_FILE)))
             if match is None:
                 continue  # whose it is, it does not say

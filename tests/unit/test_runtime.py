@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -65,6 +66,27 @@ def test_only_the_directories_of_masters_that_are_gone_are_removed(tmp_path: Pat
     assert sorted(runtime.remove_stale_dirs(str(tmp_path))) == sorted([str(reused), str(dead)])
     left = (live, unknown, partial, other, body)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in left)
+
+
+def test_a_directory_another_master_removes_meanwhile_is_passed_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Masters starting together each clear what dead ones left: one must not crash because
+    another removed a directory between the listing and its look at it."""
+    gone = runtime_dir(tmp_path, "maitred-gone", f"{dead_pid()} 1\n")
+    with os.scandir(tmp_path) as listing:
+        entries = list(listing)  # the listing names the directory...
+    shutil.rmtree(gone)  # ...then the other master removes it
+
+    class Listing:
+        def __enter__(self) -> Iterator[os.DirEntry[str]]:
+            return iter(entries)
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    monkeypatch.setattr(runtime.os, "scandir", lambda where: Listing())
+    assert runtime.remove_stale_dirs(str(tmp_path)) == []
 
 
 def test_a_new_directory_is_named_for_its_master(tmp_path: Path) -> None:
