@@ -18,6 +18,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -106,6 +107,13 @@ def _out_dir(args: argparse.Namespace, stamp: str) -> str:
     return path
 
 
+def server_path(environ: Mapping[str, str]) -> str:
+    """The servers' PYTHONPATH: the caller's first, as it may name the maitred to measure (a
+    work tree's src/, where the installed one is another checkout's), then the repository's
+    root for the shared app (bench.app)."""
+    return os.pathsep.join(filter(None, (environ.get("PYTHONPATH"), REPO_ROOT)))
+
+
 def _prepare_work(stamp: str, out_dir: str, quick: bool) -> ServerEnv:
     workdir = os.path.join(out_dir, "work") if quick else os.path.join(WORK_DIR, stamp)
     files_dir = os.path.join(workdir, "files")
@@ -114,7 +122,7 @@ def _prepare_work(stamp: str, out_dir: str, quick: bool) -> ServerEnv:
         os.chmod(path, SHARED_DIR_MODE)
     app_env = {
         **os.environ,
-        "PYTHONPATH": REPO_ROOT,
+        "PYTHONPATH": server_path(os.environ),
         "PYTHONUNBUFFERED": "1",
         "BENCH_FILES_DIR": files_dir,
         "BENCH_DJANGO_DB": machine.prepare_database(workdir),
