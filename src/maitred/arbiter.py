@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 
 from setproctitle import setproctitle
 
-from maitred import exits, frontplan, logs, runtime, sockets, status, upgrade
+from maitred import exits, frontplan, logs, privileges, runtime, sockets, status, upgrade
 from maitred.appload import AppLoadError, load_app, prepare_path
 from maitred.children import Child, Exit, FrontChild, ReloaderChild, WorkerChild, exit_text
 from maitred.config import Config, ConfigError, reloaded
@@ -141,8 +141,20 @@ class Arbiter:
         spool_dir = os.path.join(self.link_dir, "spool")
         os.mkdir(spool_dir, 0o700)
         dirs = (self.link_dir, spool_dir)
+        self._hand_over(dirs)
         fork = self.processes.fork
         return FrontSet(cfg, self.children, fork, lambda: self.listeners, dirs)
+
+    def _hand_over(self, dirs: tuple[str, str]) -> None:
+        """--user: the children's user reaches its own files (maitred.privileges says which);
+        one line says who runs as whom."""
+        cfg = self.cfg
+        identity = privileges.resolve(cfg.user, cfg.group)  # checked with the settings
+        privileges.share_runtime(identity, *dirs)
+        privileges.hand_over_logs(cfg.user, cfg.group, cfg.error_logfile, cfg.access_logfile)
+        line = privileges.master_line(identity)
+        if line is not None:
+            log.info("%s", line)
 
     # --- the loop ---
 
@@ -212,6 +224,8 @@ class Arbiter:
 
     def handle_usr1(self) -> None:
         logs.reopen()  # the master's own lines go to the new file too, this one first
+        cfg = self.cfg  # the new files are the children's to reopen (--user)
+        privileges.hand_over_logs(cfg.user, cfg.group, cfg.error_logfile, cfg.access_logfile)
         log.info("SIGUSR1: reopening log files")
         self.processes.signal_all(signal.SIGUSR1)
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from maitred import upgrade
+from maitred import privileges, upgrade
 
 log = logging.getLogger("maitred.error")
 
@@ -772,6 +772,39 @@ class Config:
         section="Proxy",
         reloads=FRONTS,
     )
+    user: str = setting(
+        "",
+        "Run the workers and the fronts as this user, a name or a number (a number needs no "
+        "passwd entry). The master, started as root, binds the sockets first; each worker "
+        "switches before it imports the app, each front once it holds its sockets. Empty: "
+        "they run as the master does. Root (0) needs --allow-root.",
+        _str,
+        "-u",
+        "--user",
+        section="Users",
+        metavar="USER",
+        reloads=FRONTS,
+    )
+    group: str = setting(
+        "",
+        "The group of --user's processes, a name or a number. Empty: the user's primary "
+        "group, or the number of its uid when it has no passwd entry.",
+        _str,
+        "-g",
+        "--group",
+        section="Users",
+        metavar="GROUP",
+        reloads=FRONTS,
+    )
+    allow_root: bool = setting(
+        False,
+        "Allow --user to name root (uid 0): the app then runs as root, where a hole in it "
+        "owns the machine. Without --user, processes run as the master does, root or not.",
+        _bool,
+        "--allow-root",
+        section="Users",
+        reloads=WORKERS,
+    )
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
@@ -951,7 +984,22 @@ def check(cfg: Config) -> Config:
             f"fronts ({cfg.fronts}) must not exceed workers ({cfg.workers}): "
             "each front needs a worker of its own"
         )
+    _check_user(cfg)
     return cfg
+
+
+def _check_user(cfg: Config) -> None:
+    """--user and --group name someone this process can run its children as."""
+    try:
+        identity = privileges.resolve(cfg.user, cfg.group)
+        privileges.check_reachable(identity, cfg.allow_root)
+    except privileges.IdentityError as exc:
+        raise ConfigError(str(exc)) from None
+    if identity is not None and cfg.preload and identity.uid != os.geteuid():
+        raise ConfigError(
+            "--preload imports the app in the master, which does not switch users: with --user "
+            "the workers import it after they switch; drop --preload"
+        )
 
 
 def default_text(f: dataclasses.Field[Any]) -> str:

@@ -26,7 +26,7 @@ import socket
 from collections.abc import Sequence
 from typing import TypeVar
 
-from maitred import sockets
+from maitred import privileges, sockets
 from maitred.config import Config
 
 T = TypeVar("T")
@@ -99,9 +99,19 @@ class Generation:
                 path = self.link_path(front)
                 address = sockets.Address(socket.AF_UNIX, "", 0, path)
                 self.links[front] = sockets.bind(address, cfg.backlog)
+            self._grant()
         except BaseException:
             self.close()
             raise
+
+    def _grant(self) -> None:
+        """--user: each link socket and spool directory is reachable by its own processes
+        only (maitred.privileges says how)."""
+        workers = privileges.resolve(self.cfg.user, self.cfg.group)
+        front = workers  # one user for the fronts and the app today
+        for number in self.links:
+            privileges.grant_link(workers, self.link_path(number))
+            privileges.grant_spool(front, workers, self.spool_dir(number))
 
     def link_path(self, front: int) -> str:
         return os.path.join(self._link_dir, f"link-{front}.{self.number}.sock")

@@ -24,7 +24,7 @@ import socket
 
 from setproctitle import setproctitle
 
-from maitred import logs, status
+from maitred import logs, privileges, status
 from maitred.config import Config
 from maitred.front.accept import (
     AcceptGate,
@@ -51,6 +51,7 @@ STOP_POLL = 0.05  # seconds between checks that a graceful stop is complete
 MIN_EXPIRY_INTERVAL = 0.05  # the finest grain of --timeout checks
 HEARTBEAT_INTERVAL = 1.0  # the master hears from a front about this often
 LOOP_SIGNALS = (signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1)  # handled by the event loop
+FRONT_START_FAILED = 1  # exit status of a front that could not switch to --user
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -296,6 +297,10 @@ def run_front(
     setproctitle(f"maitred: {name}")
     asyncio.set_event_loop(loop)
     front = Front(cfg, loop)
+    # The sockets and the access log are open: nothing from here on needs root.
+    if not privileges.switch(cfg.user, cfg.group, name):
+        loop.close()
+        return FRONT_START_FAILED
     loop.add_signal_handler(signal.SIGTERM, front.shutdown)
     loop.add_signal_handler(signal.SIGQUIT, os._exit, 0)
     loop.add_signal_handler(signal.SIGUSR1, front.reopen_logs)

@@ -47,7 +47,7 @@ import traceback
 
 from setproctitle import setproctitle
 
-from maitred import link, logs, status
+from maitred import link, logs, privileges, status
 from maitred.config import Config
 from maitred.http.response import DateCache
 from maitred.signals import SignalQueue
@@ -117,6 +117,10 @@ class Worker:
         setproctitle(f"maitred: worker {self.worker_id} [{self.cfg.app or 'demo'}]")
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; master decides
         signals = SignalQueue([signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1])
+        # Before the import: no line of the app runs as root (maitred.privileges).
+        if not privileges.switch(self.cfg.user, self.cfg.group, f"worker {self.worker_id}"):
+            return APP_LOAD_ERROR
+        privileges.open_to_user()
         if self.app is None:
             from maitred.appload import AppLoadError, load_app
 
