@@ -106,6 +106,13 @@ def _str(value: Any) -> str:
     return value
 
 
+def _name_or_number(value: Any) -> str:
+    """name or number"""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # `user = 33` in a TOML file
+    return _str(value).strip()
+
+
 def _choice(*choices: str) -> Parser:
     def parse(value: Any) -> str:
         text = _str(value).lower()
@@ -778,7 +785,7 @@ class Config:
         "passwd entry). The master, started as root, binds the sockets first; each worker "
         "switches before it imports the app, each front once it holds its sockets. Empty: "
         "they run as the master does. Root (0) needs --allow-root.",
-        _str,
+        _name_or_number,
         "-u",
         "--user",
         section="Users",
@@ -789,7 +796,7 @@ class Config:
         "",
         "The group of --user's processes, a name or a number. Empty: the user's primary "
         "group, or the number of its uid when it has no passwd entry.",
-        _str,
+        _name_or_number,
         "-g",
         "--group",
         section="Users",

@@ -18,11 +18,14 @@ The names are resolved once, when the settings are checked (maitred.config.check
 unknown user is one line and exit status 2 at start, or a HUP that keeps the old settings. A
 number needs no passwd entry: containers and tests run as uids nobody named.
 
-The master stays as it started (root), as nginx's and gunicorn's masters do: it must start
-workers and fronts as the user at any time (a crash, a recycled worker, a HUP that changes
---user), reopen root-owned log files on USR1 and hand them to the user, remove a pidfile in a
-directory only root writes, and remove its runtime directory. It runs no app code and reads
-nothing but 9-byte status messages from its children.
+The master stays as it started (root), as nginx's and gunicorn's masters do, even when every
+child runs as one user: it must start workers and fronts as the user at any time (a crash, a
+recycled worker, a HUP that changes --user), reopen root-owned log files on USR1 and hand them
+to the user, remove a pidfile in a directory only root writes, and remove its runtime
+directory. Dropped to the workers' user, it would also be theirs to take over (ptrace), and
+with it the listening sockets and the power over every child. It runs no app code and reads
+nothing but 9-byte status messages from its children. The --reload watcher, a child that
+reads file names and sends HUP, stays root with it.
 
 What each user may reach in the runtime directory (mode 0711: passable, not listable):
 

@@ -80,6 +80,12 @@ def test_a_user_who_is_not_root_can_only_be_itself(monkeypatch: pytest.MonkeyPat
         privileges.check_reachable(resolve(str(OTHER), ""), allow_root=False)
 
 
+def test_a_config_file_may_give_numbers(tmp_path: Path) -> None:
+    (tmp_path / "maitred.toml").write_text(f"user = {USER}\ngroup = {OTHER}\n")
+    cfg = load({}, {}, cwd=str(tmp_path))
+    assert (cfg.user, cfg.group) == (str(USER), str(OTHER))
+
+
 def test_the_settings_check_says_it_as_a_config_error() -> None:
     with pytest.raises(ConfigError, match="unknown user 'no-such-user-here'"):
         load({"user": "no-such-user-here"}, {}, cwd="/nonexistent")
