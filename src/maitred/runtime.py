@@ -75,7 +75,11 @@ def remove_stale_dirs(where: str | None = None) -> list[str]:
         for entry in entries:
             if not entry.name.startswith(PREFIX) or not entry.is_dir(follow_symlinks=False):
                 continue
-            if entry.stat(follow_symlinks=False).st_uid != uid:
+            try:
+                owner = entry.stat(follow_symlinks=False).st_uid
+            except FileNotFoundError:
+                continue  # its master removed it since the listing
+            if owner != uid:
                 continue  # another user's
             match = OWNER.fullmatch(_read(os.path.join(entry.path, OWNER_FILE)))
             if match is None:
