@@ -144,6 +144,14 @@ def _mount(value: Any) -> tuple[str, str]:
     return prefix, directory.strip()
 
 
+def _health_path(value: Any) -> str:
+    """a path starting with /, or empty"""
+    text = _str(value).strip()
+    if text and (not text.startswith("/") or any(c in text for c in "?# ")):
+        raise ValueError
+    return text
+
+
 def _log_format(value: Any) -> str:
     from maitred.front.accesslog import compile_format  # local: the front imports config
 
@@ -770,6 +778,39 @@ class Config:
         _bool,
         "--proxy-protocol",
         section="Proxy",
+        reloads=FRONTS,
+    )
+    shutdown_delay: float = setting(
+        0.0,
+        "On SIGTERM, seconds to keep serving, with --health-path answering 503, before the "
+        "graceful stop begins: time for a load balancer (or Kubernetes) to see the failing "
+        "health check and send new clients elsewhere. A second TERM ends the delay; SIGINT "
+        "(Ctrl-C) and SIGQUIT skip it. 0: the stop begins at once.",
+        _seconds,
+        "--shutdown-delay",
+        section="Health and shutdown",
+        metavar="SECONDS",
+        reloads=WORKERS,  # the master reads it when TERM comes, so a HUP applies it
+    )
+    health_path: str = setting(
+        "",
+        "A path the front answers itself, without an app thread (`/readyz`): GET or HEAD get "
+        "200 while the server is ready, 503 before any worker has imported the app and from "
+        "the moment it stops (SIGTERM, --shutdown-delay). For a load balancer's health check "
+        "or a Kubernetes readiness probe. Empty: no such path.",
+        _health_path,
+        "--health-path",
+        section="Health and shutdown",
+        metavar="PATH",
+        reloads=FRONTS,
+    )
+    log_health_checks: bool = setting(
+        False,
+        "Write the requests to --health-path to the access log. Off by default: a balancer "
+        "that checks every second would bury the lines of real requests.",
+        _bool,
+        "--log-health-checks",
+        section="Health and shutdown",
         reloads=FRONTS,
     )
 
