@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 
 from setproctitle import setproctitle
 
-from maitred import exits, frontplan, logs, runtime, sdnotify, sockets, status, upgrade
+from maitred import exits, frontplan, inherit, logs, runtime, sdnotify, sockets, status, upgrade
 from maitred.appload import AppLoadError, load_app, prepare_path
 from maitred.children import Child, Exit, FrontChild, ReloaderChild, WorkerChild, exit_text
 from maitred.config import Config, ConfigError, reloaded
@@ -80,6 +80,7 @@ class Arbiter:
         self.children = self.processes.children  # every child process, by pid
         self.listeners: list[list[socket.socket]] = []  # per bind address (maitred.sockets)
         self.addresses: list[str] = []  # their URLs, for the "Listening at" lines
+        self.systemd_sockets: list[socket.socket] = []  # activated: systemd owns their paths
         self.link_dir = ""
         self.fronts: FrontSet | None = None  # once the sockets are bound
         self.app: Any = None
@@ -137,9 +138,10 @@ class Arbiter:
 
     def _bind(self) -> FrontSet:
         cfg = self.cfg
-        inherited = upgrade.inherited_listeners(self.environ)
+        inherited = inherit.listeners(cfg.bind, os.environ)  # USR2's, or systemd's
+        self.systemd_sockets = inherited.systemd
         self.listeners, self.addresses = sockets.bind_all(
-            cfg.bind, cfg.backlog, cfg.fronts, inherited
+            cfg.bind, cfg.backlog, cfg.fronts, inherited.groups
         )
         self.link_dir = runtime.make_dir()
         # Spooled request bodies live under the master's own directory unless --body-temp-dir
@@ -443,8 +445,8 @@ class Arbiter:
 
     def _close_listeners(self) -> None:
         """Hold the listening sockets no more; remove a unix socket's path unless a new
-        master serves it (USR2)."""
-        sockets.close_all(self.listeners, keep_paths=self.upgrade.done)
+        master serves it (USR2) or systemd's socket unit owns it."""
+        sockets.close_all(self.listeners, self.upgrade.done, self.systemd_sockets)
         self.listeners = []
 
     def _cleanup(self) -> None:

@@ -257,7 +257,9 @@ class Config:
     bind: tuple[str, ...] = setting(
         ("127.0.0.1:8000",),
         "Address to listen on: `HOST:PORT`, `[::1]:PORT`, `:PORT` (all IPv4 interfaces) or "
-        "`unix:/path`. Repeat to listen on several. Port 0 picks a free port.",
+        "`unix:/path`. Repeat to listen on several. Port 0 picks a free port. Under systemd "
+        "socket activation, `fd://NAME` is the socket named NAME (FileDescriptorName=), and an "
+        "address that a passed socket listens on uses that socket (docs/systemd.md).",
         _list_of(_bind, "list of addresses"),
         "-b",
         "--bind",

@@ -4,27 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import time
 from pathlib import Path
 
 from harness import ServerFactory, wait_until
-from rawhttp import fetch
+from rawhttp import fetch, unix_get
 
 LONG = 15.0
-
-
-def unix_get(path: Path, target: str) -> tuple[int, bytes]:
-    """GET over a unix socket, the connection closed by the server after the answer."""
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(LONG)
-        sock.connect(str(path))
-        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
 
 
 def test_the_check_fails_until_the_app_imported_and_stays_out_of_the_access_log(

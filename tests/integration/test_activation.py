@@ -1,0 +1,48 @@
+"""Socket activation: listeners passed by systemd (here systemd-socket-activate, which binds
+them, waits for a first connection, and execs maitred in its place with LISTEN_FDS)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+from harness import ServerFactory, wait_until
+from rawhttp import fetch, read_to_close, send_closing_get, unix_get
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("systemd-socket-activate") is None,
+    reason="systemd-socket-activate (Debian's systemd package) is not installed",
+)
+
+PASSED_ENV = ("PATH", "HOME", "PYTHONPATH", "PYTHONUNBUFFERED")
+
+
+def test_two_named_sockets_are_served_beside_a_bound_one(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    web, admin = tmp_path / "web.sock", tmp_path / "admin.sock"
+    activate = ["systemd-socket-activate", "-l", str(web), "-l", str(admin), "--fdname=web:admin"]
+    for name in PASSED_ENV:  # it passes nothing of its environment unless told
+        activate += ["-E", name]
+    # fd://web by name, the admin socket by its address; -b 127.0.0.1:0 is bound as usual.
+    spawned = servers.launch(
+        "hello:application", "-w", "1", "-b", "fd://web", "-b", f"unix:{admin}", wrapper=activate
+    )
+    wait_until(web.exists, what="systemd-socket-activate's socket")
+    with socket.socket(socket.AF_UNIX) as first:  # starts maitred; waits in the backlog
+        first.settimeout(15)
+        first.connect(str(web))
+        send_closing_get(first, "/first")
+        server = servers.serving(spawned)
+        assert read_to_close(first) == (200, b"Hello, world!\n")
+    assert unix_get(web, "/")[0] == 200
+    assert unix_get(admin, "/")[0] == 200
+    assert fetch(server.port, "GET", "/").status == 200
+    assert f"Listening at: unix:{web} " in server.stderr
+    assert f"Listening at: unix:{admin} " in server.stderr
+    server.stop()
+    # The socket unit owns the paths: maitred leaves them for its next start.
+    assert web.exists() and admin.exists()
