@@ -330,7 +330,8 @@ class Arbiter:
     def _status_line(self) -> str:
         """What serves where, for systemd's STATUS= (`systemctl status` shows it)."""
         pools = ", ".join(
-            f"{pool.cfg.app or 'the demo app'} ({len(pool.workers)} workers)"
+            f"{pool.cfg.app or 'the demo app'} ({pool.wanted} "
+            f"{'worker' if pool.wanted == 1 else 'workers'})"
             for pool in self.pools.values()
         )
         return f"serving {pools} at {', '.join(self.addresses)}"

@@ -84,7 +84,7 @@ def test_ready_reloading_watchdog_and_stopping(servers: ServerFactory, tmp_path:
         server = servers.serving(spawned)
         ready = notify.wait_for("READY")
         assert f"127.0.0.1:{server.port}" in ready["STATUS"], ready
-        assert "heldimport:application (1 workers)" in ready["STATUS"], ready
+        assert "heldimport:application (1 worker)" in ready["STATUS"], ready
         # Neither the app nor any child of the master sees systemd's socket.
         assert fetch(server.port, "GET", "/").body == b"none"
 
