@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import ServerFactory, wait_until
+from harness import ServerFactory
 from rawhttp import fetch, read_to_close, send_closing_get, unix_get
+from waiting import poll
 
 pytestmark = pytest.mark.skipif(
     shutil.which("systemd-socket-activate") is None,
@@ -18,6 +19,19 @@ pytestmark = pytest.mark.skipif(
 )
 
 PASSED_ENV = ("PATH", "HOME", "PYTHONPATH", "PYTHONUNBUFFERED")
+
+
+def connected(path: Path) -> socket.socket | None:
+    """A connection to the unix socket at `path`, once one listens there (the file appears
+    at bind, before listen)."""
+    sock = socket.socket(socket.AF_UNIX)
+    sock.settimeout(15)
+    try:
+        sock.connect(str(path))
+    except (FileNotFoundError, ConnectionRefusedError):
+        sock.close()
+        return None
+    return sock
 
 
 def test_two_named_sockets_are_served_beside_a_bound_one(
@@ -31,10 +45,9 @@ def test_two_named_sockets_are_served_beside_a_bound_one(
     spawned = servers.launch(
         "hello:application", "-w", "1", "-b", "fd://web", "-b", f"unix:{admin}", wrapper=activate
     )
-    wait_until(web.exists, what="systemd-socket-activate's socket")
-    with socket.socket(socket.AF_UNIX) as first:  # starts maitred; waits in the backlog
-        first.settimeout(15)
-        first.connect(str(web))
+    first = poll(lambda: connected(web))
+    assert first is not None, "systemd-socket-activate did not listen"
+    with first:  # starts maitred, and waits in the backlog meanwhile
         send_closing_get(first, "/first")
         server = servers.serving(spawned)
         assert read_to_close(first) == (200, b"Hello, world!\n")
