@@ -410,6 +410,7 @@ class Arbiter:
     def _stopping(self) -> None:
         """From now on nothing starts: no restart, no new worker."""
         self.stopping = True
+        self.delay.end()  # what a --shutdown-delay waited for begins now (or QUIT cut it)
         if self.fronts is not None:
             self.fronts.stop()
         for pool in self.pools.values():
@@ -420,7 +421,6 @@ class Arbiter:
             return
         assert self.fronts is not None
         self.notify.stopping()  # nothing after a handover to a new master (USR2)
-        self.delay.end()
         self._stopping()
         self.stop_deadline = time.monotonic() + self.cfg.graceful_timeout + KILL_GRACE
         self._close_listeners()  # before the fronts close theirs: they must be the last

@@ -156,3 +156,29 @@ def test_upgrade_hands_mainpid_to_the_new_master(servers: ServerFactory, tmp_pat
 def procs_alive(pid: int) -> bool:
     info = procs.read_proc(pid)
     return info is not None and info.state != "Z"
+
+
+def test_the_watchdog_stops_while_the_front_does_not_answer(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    hold, notify, env = held_app_env(tmp_path)
+    hold.unlink()
+    try:
+        server = servers.start("hello:application", "-w", "1", env=env)
+        notify.wait_for("WATCHDOG", 2)
+        [front] = procs.children_titled(server.pid, "maitred: front")
+        os.kill(front, signal.SIGSTOP)  # alive, but its loop does not run
+        try:
+            # Its heartbeats stop; within a few seconds so do the pings.
+            wait_until(lambda: time.monotonic() - last_ping(notify) > 1.0, what="pings to stop")
+        finally:
+            os.kill(front, signal.SIGCONT)
+        count = len(notify.messages("WATCHDOG"))
+        notify.wait_for("WATCHDOG", count + 2)  # it beats again: so do the pings
+    finally:
+        notify.close()
+
+
+def last_ping(notify: NotifySocket) -> float:
+    notify.messages("WATCHDOG")  # reads what came
+    return max(when for when, fields in notify.received if "WATCHDOG" in fields)
