@@ -256,7 +256,14 @@ class Arbiter:
         self.processes.signal_all(signal.SIGUSR1)
 
     def handle_usr2(self) -> None:
-        self.upgrade.start(self.listeners, self.argv, self.notify.env_for_new_master)
+        self.upgrade.start(self.listeners, self.argv, self._new_master_env)
+
+    def _new_master_env(self, pid: int) -> dict[str, str]:
+        """What the new master of an upgrade needs beyond our environment: systemd's
+        variables, and which listeners systemd owns."""
+        env = self.notify.env_for_new_master(pid)
+        env.update(inherit.env_for_new_master(self.systemd_sockets))
+        return env
 
     def reload(self) -> None:
         assert self.fronts is not None

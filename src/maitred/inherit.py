@@ -17,7 +17,9 @@ inherited is bound as usual.
 
 The master takes the variables out of its environment (as sd_listen_fds does with its
 `unset_environment`): its children, the app and a new master must not take them for theirs.
-A new master after USR2 gets every listener, systemd's included, the old master's way.
+A new master after USR2 gets every listener, systemd's included, the old master's way, and
+is told which of them are systemd's (`MAITRED_SYSTEMD_FDS`): the socket unit owns their paths,
+which no master may remove when it stops.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ LISTEN_FDS = "LISTEN_FDS"
 LISTEN_PID = "LISTEN_PID"
 LISTEN_FDNAMES = "LISTEN_FDNAMES"
 FIRST_FD = 3  # SD_LISTEN_FDS_START
+SYSTEMD_FDS = "MAITRED_SYSTEMD_FDS"  # to a new master (USR2): which inherited fds are systemd's
 
 
 @dataclass
@@ -49,10 +52,13 @@ class Inherited:
 def listeners(texts: Sequence[str], environ: MutableMapping[str, str]) -> Inherited:
     """The sockets passed down to this process for the bind entries `texts`."""
     activated = from_systemd(environ)
+    owned = {int(fd) for fd in environ.pop(SYSTEMD_FDS, "").split(",") if fd.isdigit()}
     if upgrade.LISTEN_FDS in environ:
         for _, sock in activated:  # not ours: an old master passes everything down
             sock.close()
-        return Inherited(dict(enumerate(upgrade.inherited_listeners(environ))))
+        groups = dict(enumerate(upgrade.inherited_listeners(environ)))
+        systemd = [sock for group in groups.values() for sock in group if sock.fileno() in owned]
+        return Inherited(groups, systemd)
     groups, unused = match(texts, activated)
     for name, sock in unused:
         where = sockets.address_of(sock)
@@ -102,3 +108,10 @@ def match(
                 left.remove(entry)
                 break
     return groups, left
+
+
+def env_for_new_master(systemd: Sequence[socket.socket]) -> dict[str, str]:
+    """What tells a new master (USR2) which of the listeners it inherits are systemd's."""
+    if not systemd:
+        return {}
+    return {SYSTEMD_FDS: ",".join(str(sock.fileno()) for sock in systemd)}

@@ -3,13 +3,15 @@ them, waits for a first connection, and execs maitred in its place with LISTEN_F
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 from pathlib import Path
 
 import pytest
 
-from harness import ServerFactory
+from harness import ServerFactory, wait_until
 from rawhttp import fetch, read_to_close, send_closing_get, unix_get
 from waiting import poll
 
@@ -59,3 +61,29 @@ def test_two_named_sockets_are_served_beside_a_bound_one(
     server.stop()
     # The socket unit owns the paths: maitred leaves them for its next start.
     assert web.exists() and admin.exists()
+
+
+def test_after_an_upgrade_the_new_master_serves_them_and_leaves_their_paths(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    web = tmp_path / "web.sock"
+    pidfile = tmp_path / "maitred.pid"
+    activate = ["systemd-socket-activate", "-l", str(web), "--fdname=web"]
+    for name in PASSED_ENV:
+        activate += ["-E", name]
+    args = ("-w", "1", "-b", "fd://web", "--pidfile", str(pidfile))
+    spawned = servers.launch("hello:application", *args, wrapper=activate)
+    first = poll(lambda: connected(web))
+    assert first is not None, "systemd-socket-activate did not listen"
+    first.close()  # it started maitred
+    old = servers.serving(spawned)
+    os.kill(old.pid, signal.SIGUSR2)
+    assert old.spawned.proc.wait(15) == 0  # the old master stops once the new one serves
+    new_master = int(pidfile.read_text())
+    try:
+        assert new_master != old.pid
+        assert unix_get(web, "/")[0] == 200
+    finally:
+        os.kill(new_master, signal.SIGTERM)
+        wait_until(lambda: not pidfile.exists(), what="the new master to stop")
+    assert web.exists()  # the socket unit's, still

@@ -78,3 +78,25 @@ def test_the_variables_are_taken_and_only_our_own_count() -> None:
     assert inherit.from_systemd(env) == []  # another process's (LISTEN_PID)
     assert env == {}
     assert inherit.from_systemd({"LISTEN_PID": str(os.getpid())}) == []
+
+
+def test_a_new_master_knows_which_inherited_sockets_are_systemds(
+    listening: dict[str, socket.socket], tmp_path: Path
+) -> None:
+    mine, systemds = listening["tcp"], listening["unix"]
+    env = {
+        "MAITRED_LISTEN_FDS": f"{mine.fileno()},{systemds.fileno()}",
+        **inherit.env_for_new_master([systemds]),
+    }
+    texts = ["127.0.0.1:0", f"unix:{tmp_path}/u.sock"]
+    inherited = inherit.listeners(texts, env)
+    for sock in (mine, systemds):
+        sock.detach()  # the inherited socket objects own the descriptors now
+    try:
+        [[_], [new_systemds]] = inherited.groups.values()
+        assert inherited.systemd == [new_systemds]
+        assert "MAITRED_SYSTEMD_FDS" not in env
+    finally:
+        for group in inherited.groups.values():
+            for sock in group:
+                sock.close()
