@@ -28,6 +28,14 @@ holder closes it, so each front holds only its own, no worker holds any, and the
 its copies (and removes a unix socket's path) before it signals the fronts: each front then
 takes what its backlog holds and closes (maitred.front.accept), and the front is the last.
 A HUP keeps the listeners in the master for the new fronts; a new master (USR2) holds its own.
+
+With --shutdown-delay, a TERM first only makes the server not ready: the fronts fail the
+health check and serve on for the delay (maitred.shutdowndelay), then the stop above begins.
+
+systemd hears from the master alone (maitred.sdnotify): READY once every pool's app imports,
+RELOADING and READY around a HUP, STOPPING, the watchdog while the fronts beat, MAINPID after
+USR2. Listeners that systemd passes (socket activation) or an old master passes (USR2) arrive
+through maitred.inherit.
 """
 
 from __future__ import annotations

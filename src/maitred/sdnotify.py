@@ -131,10 +131,13 @@ class Notifier:
 
     def watchdog(self, now: float, alive: bool) -> None:
         """Once per turn of the master's loop: ping when due, if `alive` (the fronts answer)."""
-        if not self.interval or now < self.next_ping or not alive:
+        if not self.interval or now < self.next_ping:
             return
+        # Due either way: a silent turn waits a whole interval too, so the master's loop,
+        # which wakes for the ping, never spins while the fronts are silent.
         self.next_ping = now + self.interval
-        self._say("WATCHDOG=1")
+        if alive:
+            self._say("WATCHDOG=1")
 
     def timeout(self, now: float) -> float | None:
         """Seconds until the next ping is due, if a watchdog runs."""

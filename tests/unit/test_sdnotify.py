@@ -70,13 +70,14 @@ def test_the_watchdog_pings_at_its_interval_only_while_the_fronts_answer(tmp_pat
     with listen(address) as sock:
         notifier = sdnotify.Notifier(address, 2_000_000)
         start = notifier.next_ping
-        notifier.watchdog(start, alive=False)
-        notifier.watchdog(start, alive=True)
+        notifier.watchdog(start, alive=False)  # the fronts are silent: no ping, next one later
+        assert notifier.timeout(start) == 1.0
         notifier.watchdog(start + 0.5, alive=True)  # not due
         notifier.watchdog(start + 1.0, alive=True)
+        notifier.watchdog(start + 2.0, alive=True)
         sock.settimeout(0.5)
         assert [sock.recv(64), sock.recv(64)] == [b"WATCHDOG=1"] * 2
-        assert notifier.timeout(start + 1.5) == 0.5
+        assert notifier.timeout(start + 2.5) == 0.5
     assert sdnotify.fronts_answer([9.0, 10.0], 11.0, 3.0)
     assert not sdnotify.fronts_answer([7.0, 10.0], 11.0, 3.0)
     assert not sdnotify.fronts_answer([], 11.0, 3.0)

@@ -12,6 +12,8 @@ what the rest of the server sees of the request:
   head by whoever writes it: the worker (unless the app set that header itself), or the front
   for static files and its own errors (``Exchange.extra_head``).
 
+The --health-path check is answered before static files and the app (front/health.py).
+
 Owned by the event loop thread.
 """
 
