@@ -28,6 +28,14 @@ holder closes it, so each front holds only its own, no worker holds any, and the
 its copies (and removes a unix socket's path) before it signals the fronts: each front then
 takes what its backlog holds and closes (maitred.front.accept), and the front is the last.
 A HUP keeps the listeners in the master for the new fronts; a new master (USR2) holds its own.
+
+With --shutdown-delay, a TERM first only makes the server not ready: the fronts fail the
+health check and serve on for the delay (maitred.shutdowndelay), then the stop above begins.
+
+systemd hears from the master alone (maitred.sdnotify): READY once every pool's app imports,
+RELOADING and READY around a HUP, STOPPING, the watchdog while the fronts beat, MAINPID after
+USR2. Listeners that systemd passes (socket activation) or an old master passes (USR2) arrive
+through maitred.inherit.
 """
 
 from __future__ import annotations
@@ -44,13 +52,25 @@ from typing import Any, ClassVar
 
 from setproctitle import setproctitle
 
-from maitred import exits, frontplan, logs, privileges, runtime, sockets, status, upgrade
+from maitred import (
+    exits,
+    frontplan,
+    inherit,
+    logs,
+    privileges,
+    runtime,
+    sdnotify,
+    sockets,
+    status,
+    upgrade,
+)
 from maitred.appload import AppLoadError, load_app, prepare_path
 from maitred.children import Child, Exit, FrontChild, ReloaderChild, WorkerChild, exit_text
 from maitred.config import Config, ConfigError, reloaded
 from maitred.frontset import FrontSet
 from maitred.pool import Pool
 from maitred.processes import Processes
+from maitred.shutdowndelay import ShutdownDelay
 
 log = logging.getLogger("maitred.error")
 
@@ -58,6 +78,8 @@ TICK = 1.0  # seconds the master sleeps when nothing happens
 KILL_GRACE = 1.0  # extra seconds past a graceful timeout before SIGKILL
 MAIN_POOL = "main"  # the name of the one app pool a server runs today
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)  # heard while stopping too
+# A front beats every second: one silent for longer than this does not answer (the watchdog).
+FRONT_FRESH = 3.0
 
 
 class Arbiter:
@@ -77,6 +99,7 @@ class Arbiter:
         self.children = self.processes.children  # every child process, by pid
         self.listeners: list[list[socket.socket]] = []  # per bind address (maitred.sockets)
         self.addresses: list[str] = []  # their URLs, for the "Listening at" lines
+        self.systemd_sockets: list[socket.socket] = []  # activated: systemd owns their paths
         self.link_dir = ""
         self.fronts: FrontSet | None = None  # once the sockets are bound
         self.app: Any = None
@@ -87,6 +110,8 @@ class Arbiter:
         self.pools: dict[str, Pool] = {MAIN_POOL: Pool(MAIN_POOL, cfg, self)}
         self.upgrade = upgrade.Upgrade()  # USR2
         self.env = runtime.Environment()
+        self.notify = sdnotify.Notifier()  # systemd, when it listens (taken at start)
+        self.delay = ShutdownDelay()  # --shutdown-delay
 
     # --- start ---
 
@@ -99,6 +124,7 @@ class Arbiter:
             log.error("%s; not starting", exc)
             return 1
         runtime.remove_stale_dirs()  # what masters killed with SIGKILL left
+        self.notify = sdnotify.Notifier.take(os.environ)  # before any child or app sees it
         prepare_path(cfg.chdir, cfg.pythonpath)
         self.env.set(cfg.env)
         if cfg.preload:
@@ -131,9 +157,10 @@ class Arbiter:
 
     def _bind(self) -> FrontSet:
         cfg = self.cfg
-        inherited = upgrade.inherited_listeners(self.environ)
+        inherited = inherit.listeners(cfg.bind, os.environ)  # USR2's, or systemd's
+        self.systemd_sockets = inherited.systemd
         self.listeners, self.addresses = sockets.bind_all(
-            cfg.bind, cfg.backlog, cfg.fronts, inherited
+            cfg.bind, cfg.backlog, cfg.fronts, inherited.groups
         )
         self.link_dir = runtime.make_dir()
         # Spooled request bodies live under the master's own directory unless --body-temp-dir
@@ -163,17 +190,34 @@ class Arbiter:
             extra = [self.upgrade.fd] if self.upgrade.fd >= 0 else []
             received, talking, readable = self.processes.wait(self._timeout(), extra)
             if readable and self.upgrade.finish():
+                self.notify.main_pid(self.upgrade.pid)  # systemd follows the new master
                 self.stop()
             for child in talking:
                 self._read_status(child)
             for signum in received:
-                if not self.stopping or signum in STOP_SIGNALS:
+                if not (self.stopping or self.delay.running) or signum in STOP_SIGNALS:
                     self.HANDLERS[signum](self)
             for child, code in self.processes.reap():
                 self._exited(child, code)
             if not self.stopping:
                 self._check()
+            self._systemd_and_delay()
             self._enforce_stop()
+
+    def _systemd_and_delay(self) -> None:
+        """Once per turn: the watchdog, the end of a reload, and of a --shutdown-delay."""
+        assert self.fronts is not None
+        now = time.monotonic()
+        beats = (front.last_seen for front in self.fronts.fronts())
+        # While stopping the fronts go away on purpose; the loop running is what counts then.
+        alive = self.stopping or sdnotify.fronts_answer(beats, now, FRONT_FRESH)
+        self.notify.watchdog(now, alive)
+        if self.notify.phase is sdnotify.Phase.RELOADING and not self._reload_pending():
+            self.notify.ready(self._status_line())
+        self.delay.tell(self.fronts.fronts())  # fronts started during the delay
+        if self.delay.due(now):
+            log.info("--shutdown-delay is over")
+            self.stop()
 
     def _next_start(self) -> float | None:
         """When the next restart of a front or a worker is due, if one waits."""
@@ -182,10 +226,12 @@ class Arbiter:
         return min((when for when in starts if when is not None), default=None)
 
     def _timeout(self) -> float:
+        now = time.monotonic()
         when = self._next_start()
+        waits = [TICK, self.notify.timeout(now), self.delay.timeout(now)]
         if when is not None and not self.stopping:
-            return max(0.0, min(TICK, when - time.monotonic()))
-        return TICK
+            waits.append(max(0.0, when - now))
+        return min(wait for wait in waits if wait is not None)
 
     def _check(self) -> None:
         """Once per turn: restarts that are due, and the children's liveness and recycling."""
@@ -199,12 +245,25 @@ class Arbiter:
     # --- signals: one method each, found through HANDLERS (at the end of the class) ---
 
     def handle_term(self) -> None:
+        assert self.fronts is not None
+        delay = self.cfg.shutdown_delay
+        if self.delay.running:
+            log.info("SIGTERM again: stopping without the rest of --shutdown-delay")
+        elif delay and not self.stopping:
+            self.notify.stopping()
+            log.info("SIGTERM: stopping in %g s (--shutdown-delay); not ready from now", delay)
+            self.delay.begin(delay, self.fronts.fronts())
+            return
         self.stop()
 
-    handle_int = handle_term
+    def handle_int(self) -> None:
+        """Ctrl-C in a terminal: the graceful stop at once, never --shutdown-delay (a balancer
+        stops servers with TERM)."""
+        self.stop()
 
     def handle_quit(self) -> None:
         log.info("SIGQUIT: stopping now")
+        self.notify.stopping()
         self._stopping()
         self._close_listeners()
         self.stop_deadline = time.monotonic() + KILL_GRACE
@@ -230,11 +289,19 @@ class Arbiter:
         self.processes.signal_all(signal.SIGUSR1)
 
     def handle_usr2(self) -> None:
-        self.upgrade.start(self.listeners, self.argv)
+        self.upgrade.start(self.listeners, self.argv, self._new_master_env)
+
+    def _new_master_env(self, pid: int) -> dict[str, str]:
+        """What the new master of an upgrade needs beyond our environment: systemd's
+        variables, and which listeners systemd owns."""
+        env = self.notify.env_for_new_master(pid)
+        env.update(inherit.env_for_new_master(self.systemd_sockets))
+        return env
 
     def reload(self) -> None:
         assert self.fronts is not None
         log.info("SIGHUP: reloading")
+        self.notify.reloading()  # READY=1 again once the reload is over (_systemd_and_delay)
         pool = self.pools[MAIN_POOL]
         if self.fronts.next is not None:
             # The latest settings win, and a new worker stuck in its import cannot hold up
@@ -289,7 +356,25 @@ class Arbiter:
         if self.pools[child.pool].ready(child):  # the first worker ever: the app imports
             for url in self.addresses:  # said only now that requests can be served
                 log.info("Listening at: %s (%d)", url, self.pid)
+            if all(pool.app_imported for pool in self.pools.values()):
+                upgraded = upgrade.UPGRADE_FD in self.environ  # USR2: systemd follows us now
+                self.notify.ready(self._status_line(), self.pid if upgraded else 0)
             upgrade.notify_old_master(self.environ)
+
+    def _reload_pending(self) -> bool:
+        """Whether a reload still waits for new workers (or new fronts) to be ready."""
+        assert self.fronts is not None
+        replacing = any(pool.replacing() for pool in self.pools.values())
+        return replacing or self.fronts.next is not None
+
+    def _status_line(self) -> str:
+        """What serves where, for systemd's STATUS= (`systemctl status` shows it)."""
+        pools = ", ".join(
+            f"{pool.cfg.app or 'the demo app'} ({pool.wanted} "
+            f"{'worker' if pool.wanted == 1 else 'workers'})"
+            for pool in self.pools.values()
+        )
+        return f"serving {pools} at {', '.join(self.addresses)}"
 
     # --- exits ---
 
@@ -365,6 +450,7 @@ class Arbiter:
     def _stopping(self) -> None:
         """From now on nothing starts: no restart, no new worker."""
         self.stopping = True
+        self.delay.end()  # what a --shutdown-delay waited for begins now (or QUIT cut it)
         if self.fronts is not None:
             self.fronts.stop()
         for pool in self.pools.values():
@@ -374,6 +460,7 @@ class Arbiter:
         if self.stopping:
             return
         assert self.fronts is not None
+        self.notify.stopping()  # nothing after a handover to a new master (USR2)
         self._stopping()
         self.stop_deadline = time.monotonic() + self.cfg.graceful_timeout + KILL_GRACE
         self._close_listeners()  # before the fronts close theirs: they must be the last
@@ -399,8 +486,8 @@ class Arbiter:
 
     def _close_listeners(self) -> None:
         """Hold the listening sockets no more; remove a unix socket's path unless a new
-        master serves it (USR2)."""
-        sockets.close_all(self.listeners, keep_paths=self.upgrade.done)
+        master serves it (USR2) or systemd's socket unit owns it."""
+        sockets.close_all(self.listeners, self.upgrade.done, self.systemd_sockets)
         self.listeners = []
 
     def _cleanup(self) -> None:

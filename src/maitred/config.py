@@ -151,6 +151,14 @@ def _mount(value: Any) -> tuple[str, str]:
     return prefix, directory.strip()
 
 
+def _health_path(value: Any) -> str:
+    """a path starting with /, or empty"""
+    text = _str(value).strip()
+    if text and (not text.startswith("/") or any(c in text for c in "?# ")):
+        raise ValueError
+    return text
+
+
 def _log_format(value: Any) -> str:
     from maitred.front.accesslog import compile_format  # local: the front imports config
 
@@ -256,7 +264,9 @@ class Config:
     bind: tuple[str, ...] = setting(
         ("127.0.0.1:8000",),
         "Address to listen on: `HOST:PORT`, `[::1]:PORT`, `:PORT` (all IPv4 interfaces) or "
-        "`unix:/path`. Repeat to listen on several. Port 0 picks a free port.",
+        "`unix:/path`. Repeat to listen on several. Port 0 picks a free port. Under systemd "
+        "socket activation, `fd://NAME` is the socket named NAME (FileDescriptorName=), and an "
+        "address that a passed socket listens on uses that socket (docs/systemd.md).",
         _list_of(_bind, "list of addresses"),
         "-b",
         "--bind",
@@ -811,6 +821,39 @@ class Config:
         "--allow-root",
         section="Users",
         reloads=WORKERS,
+    )
+    shutdown_delay: float = setting(
+        0.0,
+        "On SIGTERM, seconds to keep serving, with --health-path answering 503, before the "
+        "graceful stop begins: time for a load balancer (or Kubernetes) to see the failing "
+        "health check and send new clients elsewhere. A second TERM ends the delay; SIGINT "
+        "(Ctrl-C) and SIGQUIT skip it. 0: the stop begins at once.",
+        _seconds,
+        "--shutdown-delay",
+        section="Health and shutdown",
+        metavar="SECONDS",
+        reloads=WORKERS,  # the master reads it when TERM comes, so a HUP applies it
+    )
+    health_path: str = setting(
+        "",
+        "A path the front answers itself, without an app thread (`/readyz`): GET or HEAD get "
+        "200 while the server is ready, 503 before any worker has imported the app and from "
+        "the moment it stops (SIGTERM, --shutdown-delay). For a load balancer's health check "
+        "or a Kubernetes readiness probe. Empty: no such path.",
+        _health_path,
+        "--health-path",
+        section="Health and shutdown",
+        metavar="PATH",
+        reloads=FRONTS,
+    )
+    log_health_checks: bool = setting(
+        False,
+        "Write the requests to --health-path to the access log. Off by default: a balancer "
+        "that checks every second would bury the lines of real requests.",
+        _bool,
+        "--log-health-checks",
+        section="Health and shutdown",
+        reloads=FRONTS,
     )
 
     def replace(self, **changes: Any) -> Config:

@@ -76,6 +76,10 @@ class Pool:
         """When a restart is due (monotonic), if one waits."""
         return self._restarts.next_due()
 
+    def replacing(self) -> bool:
+        """Whether a replacement (a reload's, a recycling's) is starting."""
+        return any(c.replaces is not None for c in self._workers.values())
+
     def use(self, cfg: Config) -> None:
         """The settings for the workers started from now on (a reload that was dropped)."""
         self.cfg = cfg

@@ -35,7 +35,7 @@ class Bits:
 
 def make_router() -> tuple[Router, Dispatcher]:
     dispatcher = Dispatcher()
-    front = SimpleNamespace(cfg=Config(), dispatcher=dispatcher, date=DateCache())
+    front = SimpleNamespace(cfg=Config(), dispatcher=dispatcher, date=DateCache(), health=None)
     return Router(front), dispatcher  # type: ignore[arg-type]
 
 

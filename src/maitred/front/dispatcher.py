@@ -125,6 +125,10 @@ class Dispatcher:
         self.workers.append(worker)
         self.pump()
 
+    def has_ready_worker(self) -> bool:
+        """Whether a worker that takes requests is linked (maitred.readiness)."""
+        return any(not worker.draining for worker in self.workers)
+
     def remove(self, worker: WorkerConnection) -> None:
         if worker in self.workers:
             self.workers.remove(worker)

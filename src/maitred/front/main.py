@@ -8,6 +8,10 @@ front/timeouts.py (one pass over the connections is cheaper than a timer per req
 checking that file descriptors have not run out (front/accept.py), and telling the master it is
 alive (a HEARTBEAT on its status pipe: a front that stops is killed, see --front-timeout).
 
+Its readiness (maitred.readiness: STARTING until a worker links, READY, DRAINING once told
+to stop) answers --health-path (front/health.py). SIGUSR2 from the master says the server stops
+after --shutdown-delay: the front turns DRAINING but serves and accepts on until its SIGTERM.
+
 On SIGTERM it takes the connections waiting in its listeners' backlogs and closes the
 listeners (front/accept.py: from then on a new client is refused at once), lets requests in
 flight finish within the graceful timeout, closes idle connections, and exits.
@@ -36,6 +40,7 @@ from maitred.front.accesslog import AccessLog
 from maitred.front.connection import ClientConnection
 from maitred.front.dispatcher import Dispatcher, WorkerConnection
 from maitred.front.exchange import Exchange
+from maitred.front.health import HealthCheck
 from maitred.front.proxy import ProxyHeaderGate
 from maitred.front.router import Router
 from maitred.front.slots import Slot, Slots, Verdict
@@ -43,6 +48,7 @@ from maitred.front.timeouts import ConnectionTimeouts
 from maitred.http.errors import RETRY_AFTER, simple_response
 from maitred.http.parser import Limits
 from maitred.http.response import DateCache
+from maitred.readiness import Readiness, ReadinessState
 
 log = logging.getLogger("maitred.error")
 
@@ -50,7 +56,9 @@ SWEEP_INTERVAL = 1.0  # longest pause between --timeout checks
 STOP_POLL = 0.05  # seconds between checks that a graceful stop is complete
 MIN_EXPIRY_INTERVAL = 0.05  # the finest grain of --timeout checks
 HEARTBEAT_INTERVAL = 1.0  # the master hears from a front about this often
-LOOP_SIGNALS = (signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1)  # handled by the event loop
+# Handled by the event loop; USR2 comes from the master only: the server stops after
+# --shutdown-delay, so answer readiness checks 503 from now on (maitred.readiness).
+LOOP_SIGNALS = (signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 FRONT_START_FAILED = 1  # exit status of a front that could not switch to --user
 
 
@@ -85,6 +93,12 @@ class Front:
         self.access = (
             AccessLog(cfg.access_logfile, cfg.access_log_format, loop)
             if cfg.access_logfile
+            else None
+        )
+        self.readiness = ReadinessState(self.dispatcher.has_ready_worker)
+        self.health = (
+            HealthCheck(cfg.health_path, self.readiness, self.date, cfg.log_health_checks)
+            if cfg.health_path
             else None
         )
         self.router = Router(self)
@@ -232,6 +246,7 @@ class Front:
         if self.stopping:
             return
         self.stopping = True
+        self.readiness.drain()
         adopting = self.gate.stop() if self.gate is not None else []
         log.info(
             "front: stopping, %d connections open, %d taken from the listen backlog",
@@ -259,6 +274,12 @@ class Front:
         if not self.stopped.done():
             self.stopped.set_result(None)
 
+    def drain_soon(self) -> None:
+        """USR2: the server stops after --shutdown-delay; until the TERM, serve as before."""
+        if self.readiness.state is not Readiness.DRAINING:
+            log.info("front: the server stops soon; the health check answers 503")
+        self.readiness.drain()
+
     def reopen_logs(self) -> None:
         """USR1: reopen log files, after logrotate moved them."""
         logs.reopen()
@@ -268,7 +289,7 @@ class Front:
     # --- access log ---
 
     def log_access(self, exchange: Exchange) -> None:
-        if self.access is not None:
+        if self.access is not None and (self.health is None or not self.health.quiet(exchange)):
             self.access.write(exchange)
 
     def access_log_error(self, conn: ClientConnection, status: int) -> None:
@@ -304,6 +325,7 @@ def run_front(
     loop.add_signal_handler(signal.SIGTERM, front.shutdown)
     loop.add_signal_handler(signal.SIGQUIT, os._exit, 0)
     loop.add_signal_handler(signal.SIGUSR1, front.reopen_logs)
+    loop.add_signal_handler(signal.SIGUSR2, front.drain_soon)
     loop.call_soon(signal.pthread_sigmask, signal.SIG_UNBLOCK, LOOP_SIGNALS)
     front.master_pid = master_pid
     if status_fd >= 0:

@@ -12,6 +12,8 @@ what the rest of the server sees of the request:
   head by whoever writes it: the worker (unless the app set that header itself), or the front
   for static files and its own errors (``Exchange.extra_head``).
 
+The --health-path check is answered before static files and the app (front/health.py).
+
 Owned by the event loop thread.
 """
 
@@ -42,6 +44,7 @@ class Router:
         self.trusted = TrustedPeers(cfg.forwarded_allow_ips)
         self.forwarded = None if self.trusted.nobody else Forwarded(self.trusted)
         self.static = StaticFiles(cfg, front.date) if cfg.static else None
+        self.health = front.health  # --health-path, answered before static files and the app
         name = cfg.request_id_header.encode("latin-1")
         self.id_name = name.lower()
         self.id_prefix = name + b": "
@@ -67,6 +70,10 @@ class Router:
         if self.id_name:
             exchange.request_id = request_id = self._request_id(fields)
             exchange.extra_head = self.id_prefix + request_id.encode("ascii") + b"\r\n"
+        health = self.health
+        if health is not None and health.matches(head.target):
+            health.serve(exchange)
+            return
         static = self.static
         if static is not None:
             mount = static.match(head.target)
