@@ -985,7 +985,7 @@ def resolve(cli: Mapping[str, Any], environ: Mapping[str, str], cwd: str = ".") 
     env_values = from_environ(environ)
     path = given.get("config") or env_values.get("config", "")
     # Named, the one file; else both, maitred.toml winning over pyproject.toml.
-    files = [path] if path else [os.path.join(cwd, name) for name in (PYPROJECT, CONFIG_FILE)]
+    files = [os.path.join(cwd, name) for name in ([path] if path else [PYPROJECT, CONFIG_FILE])]
     values: dict[str, Any] = {}
     origins = {f.name: DEFAULT for f in SETTINGS}
     for name in files:  # later files win

@@ -121,7 +121,7 @@ class Processes:
         def main() -> int:
             os.close(read_fd)
             self.close_sockets()
-            return Worker(cfg, worker_id, link_path, app, write_fd, master).run()
+            return Worker(cfg, worker_id, link_path, app, write_fd, master, child.app).run()
 
         child.pid = self.fork(main)
         os.close(write_fd)
