@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,23 +33,32 @@ ROUTED = """
 [apps.shop]
 app = "whoami"
 hosts = ["shop.test", "*.shop.test"]
-env = {WHOAMI = "shop"}
+env = {{WHOAMI = "shop"}}
 [apps.blog]
 app = "whoami"
 path = "/blog"
 workers = 2
 chdir = "mysite"
-env = {WHOAMI = "blog"}
+virtualenv = "{venv}"
+env = {{WHOAMI = "blog"}}
 [apps.admin]
 app = "whoami"
 hosts = ["admin.test"]
 path = "/admin"
-env = {WHOAMI = "admin"}
+env = {{WHOAMI = "admin"}}
 """
 # Generous: an answer that does not wait for the flooded app comes well within this, even on a
 # loaded 2-core machine; one that waits behind it would take the sleepers' seconds.
 PROMPT = 2.0
 SLEEP = 4.0  # how long the flood's requests hold app A's threads
+
+
+def routed(tmp_path: Path) -> str:
+    """ROUTED, with a virtualenv of its own for the blog (an empty one, for this Python)."""
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    venv = tmp_path / "venv"
+    (venv / "lib" / version / "site-packages").mkdir(parents=True, exist_ok=True)
+    return ROUTED.format(venv=venv)
 
 
 def write_config(tmp_path: Path, tables: str, server: str = SERVER) -> Path:
@@ -86,7 +96,7 @@ def test_two_apps_on_one_listener_routed_by_host_and_by_path(
     server = serve(
         servers,
         tmp_path,
-        ROUTED,
+        routed(tmp_path),
         "--access-logfile",
         str(log),
         "--access-log-format",
@@ -102,6 +112,9 @@ def test_two_apps_on_one_listener_routed_by_host_and_by_path(
     blog = who(server, "/blog/2026/post?q", "anything.test")
     assert (blog["app"], blog["script_name"], blog["path_info"]) == ("blog", "/blog", "/2026/post")
     assert pids[blog["pid"]] == "blog" and blog["cwd"] == str(APPS_DIR / "mysite")
+    venv = tmp_path / "venv" / "lib"
+    assert any(p.startswith(str(venv)) for p in blog["sys_path"])
+    assert not any(p.startswith(str(venv)) for p in shop["sys_path"])
     assert who(server, "/blog", "127.0.0.1")["path_info"] == ""
     admin = who(server, "/admin/users", "admin.test")
     assert (admin["app"], admin["script_name"], admin["path_info"]) == ("admin", "/admin", "/users")
@@ -247,14 +260,14 @@ static = ["/flask/static={flask_static}"]
 
 
 def test_check_prints_each_app_and_a_bad_key_is_one_clear_error(tmp_path: Path) -> None:
-    config = write_config(tmp_path, ROUTED)
+    config = write_config(tmp_path, routed(tmp_path))
     result = run_cli(["check", "-c", str(config)], tmp_path)
     assert result.returncode == 0, result
     assert "[apps.blog]  # resolved" in result.stdout
     assert 'root-path = "/blog"' in result.stdout
     assert f'chdir = "{APPS_DIR / "mysite"}"' in result.stdout
     assert result.stderr.count("imports (") == 3
-    write_config(tmp_path, ROUTED.replace("workers = 2", "wrokers = 2"))
+    write_config(tmp_path, routed(tmp_path).replace("workers = 2", "wrokers = 2"))
     result = run_cli(["-c", str(config)], tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip() == (
