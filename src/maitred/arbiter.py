@@ -124,7 +124,7 @@ class Arbiter:
         try:
             runtime.write_pidfile(cfg.pidfile, self.pid)
             if cfg.reload:
-                self.processes.spawn_reloader(cfg.app)
+                self.processes.spawn_reloader(tuple(self.apps.values()))
             self.fronts.start()
             for pool in self.pools.values():
                 pool.start()
@@ -343,7 +343,7 @@ class Arbiter:
             log.error("reload: the reloader exited with %s at its start; --reload is off", how)
         else:
             log.warning("reload: the reloader exited with %s; restarting it", exit_text(code))
-            self.processes.spawn_reloader(self.cfg.app)
+            self.processes.spawn_reloader(tuple(self.apps.values()))
 
     def _drop_next(self) -> None:
         """The new fronts of a reload will not serve: the running ones keep their settings."""

@@ -457,7 +457,8 @@ class Config:
     reload: bool = setting(
         False,
         "Development: replace the workers when a .py file under the app's directory changes "
-        "(a change that breaks the import keeps the old workers serving).",
+        "(with [apps] tables: under any app's chdir; a change that breaks the import keeps "
+        "the old workers serving).",
         _bool,
         "--reload",
         section="Application",

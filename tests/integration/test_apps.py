@@ -273,3 +273,31 @@ def test_check_prints_each_app_and_a_bad_key_is_one_clear_error(tmp_path: Path) 
     assert result.stderr.strip() == (
         f"maitred: error: {config} [apps.blog]: unknown setting 'wrokers'; did you mean 'workers'?"
     )
+
+
+def test_reload_watches_the_directory_of_each_app(servers: ServerFactory, tmp_path: Path) -> None:
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f"{name}app.py").write_text("from whoami import application\n")
+    tables = """
+[apps.one]
+app = "oneapp"
+chdir = "one"
+path = "/one"
+[apps.two]
+app = "twoapp"
+chdir = "two"
+"""
+    server = serve(servers, tmp_path, tables, "--reload", "--chdir", str(tmp_path))
+    assert server.wait_for_log(rf"reload: watching {tmp_path}/one, {tmp_path}/two")
+    wait_until(lambda: len(workers_by_app(server.pid)) == 2, what="two workers")
+    before = set(workers_by_app(server.pid))
+    (tmp_path / "two" / "twoapp.py").write_text("from whoami import application  # changed\n")
+    wait_until(
+        lambda: (
+            len(workers_by_app(server.pid)) == 2 and not set(workers_by_app(server.pid)) & before
+        ),
+        timeout=15.0,
+        what="both apps' workers replaced",
+    )
+    assert "reload: twoapp.py changed" in server.stderr
