@@ -3,9 +3,10 @@
 Theory of operation
 -------------------
 The master knows processes and signals, not HTTP. It binds every listener and each front's link
-socket once, then forks the fronts (maitred.frontset) and the workers of its app pool
-(maitred.pool), which inherit them. Signal handlers only record (maitred.signals); one loop
-reads signals and the children's status pipes (maitred.status), reaps children, and acts:
+sockets once, then forks the fronts (maitred.frontset) and the workers of its app pools
+(maitred.pool: one per app, maitred.apps), which inherit them. Signal handlers only record
+(maitred.signals); one loop reads signals and the children's status pipes (maitred.status),
+reaps children, and acts:
 
 * each signal has one method, `handle_<name>`, found through one table (`HANDLERS`);
 * every exit is classified in one place (maitred.exits.classify), and the classification is
@@ -15,8 +16,10 @@ reads signals and the children's status pipes (maitred.status), reaps children, 
   to fork or signal one; the master never writes the pool's state, and keeps the fronts and the
   --reload watcher (maitred.reloader) itself.
 
-A HUP replaces every worker, make-before-break; when it changes a setting of the fronts, it
-replaces the fronts too, as a new generation (maitred.frontset says how).
+A HUP replaces every worker of every app, make-before-break; when it changes a setting of the
+fronts, it replaces the fronts too, as a new generation (maitred.frontset says how). A HUP does
+not add or remove apps. TTIN and TTOU scale the pool of a server of one app; with several,
+which pool they would scale is not said, so they only log that.
 
 Shutdown (TERM, INT) goes fronts first: they stop accepting and finish the requests in flight,
 using the workers; once every front has exited, the master closes the link listeners (so workers
@@ -53,6 +56,7 @@ from typing import Any, ClassVar
 from setproctitle import setproctitle
 
 from maitred import (
+    apps,
     exits,
     frontplan,
     inherit,
@@ -76,7 +80,6 @@ log = logging.getLogger("maitred.error")
 
 TICK = 1.0  # seconds the master sleeps when nothing happens
 KILL_GRACE = 1.0  # extra seconds past a graceful timeout before SIGKILL
-MAIN_POOL = "main"  # the name of the one app pool a server runs today
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)  # heard while stopping too
 # A front beats every second: one silent for longer than this does not answer (the watchdog).
 FRONT_FRESH = 3.0
@@ -106,8 +109,8 @@ class Arbiter:
         self.stopping = False
         self.stop_deadline = 0.0
         self.exit_status = 0
-        # The app pools, by name; one today.
-        self.pools: dict[str, Pool] = {MAIN_POOL: Pool(MAIN_POOL, cfg, self)}
+        self.pools: dict[str, Pool] = {}  # by app (maitred.apps), once in the server's directory
+        self.apps: dict[str, apps.App] = {}
         self.upgrade = upgrade.Upgrade()  # USR2
         self.env = runtime.Environment()
         self.notify = sdnotify.Notifier()  # systemd, when it listens (taken at start)
@@ -125,14 +128,16 @@ class Arbiter:
             return 1
         runtime.remove_stale_dirs()  # what masters killed with SIGKILL left
         self.notify = sdnotify.Notifier.take(os.environ)  # before any child or app sees it
-        prepare_path(cfg.chdir, cfg.pythonpath)
-        self.env.set(cfg.env)
-        if cfg.preload:
-            try:
+        try:
+            # Several apps: each worker enters its app's virtualenv (maitred.worker.main).
+            prepare_path(cfg.chdir, cfg.pythonpath, "" if cfg.apps else cfg.virtualenv)
+            self.env.set(cfg.env)
+            self._use_apps(cfg)
+            if cfg.preload:
                 self.app = load_app(cfg.app)
-            except AppLoadError as exc:
-                sys.stderr.write(exc.report())
-                return 1
+        except AppLoadError as exc:
+            sys.stderr.write(exc.report())
+            return 1
         # Signals are recorded from before the "Listening at" lines (printed once the first
         # worker has imported the app): a supervisor that reads one and signals at once must not
         # hit a default action.
@@ -146,7 +151,7 @@ class Arbiter:
         try:
             runtime.write_pidfile(cfg.pidfile, self.pid)
             if cfg.reload:
-                self.processes.spawn_reloader(cfg.app)
+                self.processes.spawn_reloader(tuple(self.apps.values()))
             self.fronts.start()
             for pool in self.pools.values():
                 pool.start()
@@ -154,6 +159,14 @@ class Arbiter:
         finally:
             self._cleanup()
         return self.exit_status
+
+    def _use_apps(self, cfg: Config) -> None:
+        """The apps of `cfg` (resolved in the server's directory) and a pool for each new one."""
+        self.apps = {app.name: app for app in apps.resolve(cfg)}
+        for name, app in self.apps.items():
+            pool = self.pools.get(name)
+            if pool is None:
+                self.pools[name] = Pool(name, app.cfg, self)
 
     def _bind(self) -> FrontSet:
         cfg = self.cfg
@@ -276,10 +289,21 @@ class Arbiter:
         self.reload()
 
     def handle_ttin(self) -> None:
-        self.pools[MAIN_POOL].scale(1, "SIGTTIN")
+        self._scale(1, "SIGTTIN")
 
     def handle_ttou(self) -> None:
-        self.pools[MAIN_POOL].scale(-1, "SIGTTOU")
+        self._scale(-1, "SIGTTOU")
+
+    def _scale(self, step: int, why: str) -> None:
+        if len(self.pools) > 1:
+            log.warning(
+                "%s: this server runs %d apps; scale one through its own settings and a HUP",
+                why,
+                len(self.pools),
+            )
+            return
+        for pool in self.pools.values():
+            pool.scale(step, why)
 
     def handle_usr1(self) -> None:
         logs.reopen()  # the master's own lines go to the new file too, this one first
@@ -302,7 +326,6 @@ class Arbiter:
         assert self.fronts is not None
         log.info("SIGHUP: reloading")
         self.notify.reloading()  # READY=1 again once the reload is over (_systemd_and_delay)
-        pool = self.pools[MAIN_POOL]
         if self.fronts.next is not None:
             # The latest settings win, and a new worker stuck in its import cannot hold up
             # every later reload.
@@ -312,10 +335,12 @@ class Arbiter:
         if self.reload_config is not None:
             try:
                 cfg, new_fronts = reloaded(self.cfg, self.reload_config)
+                same_apps(self.cfg, cfg)
             except ConfigError as exc:
                 log.error("reload: %s", exc)
                 return
             self.env.set(cfg.env)
+            self._use_apps(cfg)
             logs.set_level(cfg.log_level)
             self.cfg = cfg
             if new_fronts:
@@ -326,7 +351,8 @@ class Arbiter:
                 "reload: with --preload the app was imported by the master; "
                 "send USR2 to load new code"
             )
-        pool.reload(cfg)
+        for name, pool in self.pools.items():
+            pool.reload(self.apps[name].cfg if cfg is not None else None)
 
     # --- status from the children ---
 
@@ -352,9 +378,10 @@ class Arbiter:
             # Nothing starts now (the staged start's other workers would miss the stop and
             # hold it up for the graceful timeout), nor says it listens.
             return
-        self.fronts.worker_ready(child, self.pools[child.pool])
-        if self.pools[child.pool].ready(child):  # the first worker ever: the app imports
-            for url in self.addresses:  # said only now that requests can be served
+        self.fronts.worker_ready(child, self.pools.values())
+        first = self.pools[child.pool].ready(child)  # the first worker ever: the app imports
+        if first and all(pool.app_imported for pool in self.pools.values()):
+            for url in self.addresses:  # said only now that every app can be served
                 log.info("Listening at: %s (%d)", url, self.pid)
             if all(pool.app_imported for pool in self.pools.values()):
                 upgraded = upgrade.UPGRADE_FD in self.environ  # USR2: systemd follows us now
@@ -406,7 +433,8 @@ class Arbiter:
                 self.exit_status = 1
                 self.stop()
             elif why is not Exit.OLD_GENERATION and self.fronts.next_failed(child):
-                log.error("reload: no new worker could start; the fronts keep their settings")
+                of = f" of {child.app}" if child.app else ""
+                log.error("reload: no new worker%s could start; the fronts keep their settings", of)
                 self._drop_next()
 
     def _reloader_exited(self, code: int, why: Exit) -> None:
@@ -415,14 +443,15 @@ class Arbiter:
             log.error("reload: the reloader exited with %s at its start; --reload is off", how)
         else:
             log.warning("reload: the reloader exited with %s; restarting it", exit_text(code))
-            self.processes.spawn_reloader(self.cfg.app)
+            self.processes.spawn_reloader(tuple(self.apps.values()))
 
     def _drop_next(self) -> None:
         """The new fronts of a reload will not serve: the running ones keep their settings."""
         assert self.fronts is not None
-        pool = self.pools[MAIN_POOL]
-        self.cfg = self.cfg.with_fronts_of(self.fronts.drop_next(pool))
-        pool.use(self.cfg)
+        self.cfg = self.cfg.with_fronts_of(self.fronts.drop_next(self.pools.values()))
+        self.apps = {app.name: app for app in apps.resolve(self.cfg)}
+        for name, pool in self.pools.items():
+            pool.use(self.apps[name].cfg)
 
     # --- processes ---
 
@@ -430,9 +459,11 @@ class Arbiter:
         """maitred.pool.Spawner: fork a worker of `pool`."""
         assert self.fronts is not None
         generation = self.fronts.for_new_workers()  # a HUP's new workers link to the new fronts
-        link_path = generation.link_path(frontplan.of_worker(worker_id, pool.cfg.fronts))
+        front = frontplan.of_worker(worker_id, pool.cfg.fronts)
+        link_path = generation.link_path(front, pool.name)
+        label = self.apps[pool.name].label
         child = WorkerChild(
-            pid=0, worker_id=worker_id, pool=pool.name, generation=generation.number
+            pid=0, worker_id=worker_id, pool=pool.name, app=label, generation=generation.number
         )
         return self.processes.spawn_worker(pool.cfg, child, link_path, self.app, self.pid)
 
@@ -511,3 +542,18 @@ class Arbiter:
         signal.SIGUSR1: handle_usr1,
         signal.SIGUSR2: handle_usr2,
     }
+
+
+def same_apps(running: Config, loaded: Config) -> None:
+    """A HUP reloads the apps that run: ConfigError when the new settings add or remove one."""
+    added = set(apps.names(loaded)) - set(apps.names(running))
+    removed = set(apps.names(running)) - set(apps.names(loaded))
+    if added or removed:
+        changes = [
+            *(f"adds {n}" for n in sorted(added)),
+            *(f"removes {n}" for n in sorted(removed)),
+        ]
+        raise ConfigError(
+            f"the new configuration {', '.join(changes)}: a HUP reloads the apps that run; "
+            "restart maitred (or upgrade it with USR2) to add or remove one"
+        )

@@ -33,6 +33,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 ENV_PREFIX = "MAITRED_"
 CONFIG_FILE = "maitred.toml"
+APPS_TABLE = "apps"  # [apps.NAME]: one table per app (maitred.apps)
 PYPROJECT = "pyproject.toml"
 # MAITRED_* variables that are no setting: an old master hands its sockets to a new one (USR2).
 INTERNAL_ENV = (upgrade.LISTEN_FDS, upgrade.UPGRADE_FD)
@@ -132,6 +133,13 @@ def _key_value(value: Any) -> tuple[str, str]:
     return key, val
 
 
+def _env(value: Any) -> tuple[tuple[str, str], ...]:
+    """list of KEY=VALUE, or a table of them"""
+    if isinstance(value, dict):
+        return tuple((str(key), _str(val)) for key, val in value.items())
+    return _list_of(_key_value, "")(value)  # type: ignore[no-any-return]
+
+
 def _bind(value: Any) -> str:
     from maitred.sockets import parse_address  # local: sockets imports nothing from here
 
@@ -216,6 +224,7 @@ def setting(
     section: str = "Server",
     metavar: str | None = None,
     reloads: str = RESTART,
+    per_app: bool = False,
 ) -> Any:
     """Declare one setting; returns a dataclass field carrying its metadata.
 
@@ -223,6 +232,9 @@ def setting(
     applies to the workers, which a HUP replaces; FRONTS, it applies to the fronts, which a HUP
     then replaces too; RESTART, it waits for a restart or an upgrade (USR2): the master uses
     it at start only (the addresses, the logs, the paths).
+
+    `per_app` says that an app's table (``[apps.NAME]``, maitred.apps) may give the setting a
+    value of its own; the others are the whole server's.
     """
     meta = {
         "help": help,
@@ -231,6 +243,7 @@ def setting(
         "section": section,
         "metavar": metavar,
         "reloads": reloads,
+        "per_app": per_app,
     }
     if isinstance(default, (list, tuple)):
         return field(default=tuple(default), metadata=meta)
@@ -249,6 +262,7 @@ class Config:
         section="Application",
         metavar="APP",
         reloads=WORKERS,
+        per_app=True,
     )
     config: str = setting(
         "",
@@ -290,6 +304,7 @@ class Config:
         section="Workers",
         metavar="N",
         reloads=WORKERS,
+        per_app=True,
     )
     threads: int = setting(
         4,
@@ -301,6 +316,7 @@ class Config:
         section="Workers",
         metavar="N",
         reloads=WORKERS,
+        per_app=True,
     )
     fronts: int = setting(
         1,
@@ -331,6 +347,7 @@ class Config:
         "--chdir",
         section="Application",
         metavar="DIR",
+        per_app=True,
     )
     pythonpath: tuple[str, ...] = setting(
         (),
@@ -340,16 +357,30 @@ class Config:
         "--pythonpath",
         section="Application",
         metavar="DIR",
+        per_app=True,
+    )
+    virtualenv: str = setting(
+        "",
+        "A virtual environment (the directory holding its bin/ and lib/) whose site-packages "
+        "the workers put in front of sys.path before importing the app, so the app runs on its "
+        "own versions of its packages. maitred itself runs from the Python that started it.",
+        _str,
+        "--virtualenv",
+        section="Application",
+        metavar="DIR",
+        per_app=True,
     )
     env: tuple[tuple[str, str], ...] = setting(
         (),
-        "Set an environment variable for the app, `KEY=VALUE` (repeatable).",
-        _list_of(_key_value, "list of KEY=VALUE"),
+        "Set an environment variable for the app, `KEY=VALUE` (repeatable). In a config file "
+        "also a table, `[env]` or `[apps.NAME.env]`.",
+        _env,
         "-e",
         "--env",
         section="Application",
         metavar="KEY=VALUE",
         reloads=WORKERS,
+        per_app=True,
     )
     root_path: str = setting(
         "",
@@ -361,6 +392,7 @@ class Config:
         section="Application",
         metavar="PREFIX",
         reloads=WORKERS,
+        per_app=True,
     )
     keepalive: float = setting(
         5.0,
@@ -383,6 +415,7 @@ class Config:
         section="Workers",
         metavar="SECONDS",
         reloads=FRONTS,
+        per_app=True,
     )
     max_requests: int = setting(
         0,
@@ -393,6 +426,7 @@ class Config:
         section="Workers",
         metavar="N",
         reloads=WORKERS,
+        per_app=True,
     )
     max_requests_jitter: int = setting(
         0,
@@ -403,6 +437,7 @@ class Config:
         section="Workers",
         metavar="N",
         reloads=WORKERS,
+        per_app=True,
     )
     max_worker_lifetime: float = setting(
         0.0,
@@ -412,6 +447,7 @@ class Config:
         section="Workers",
         metavar="SECONDS",
         reloads=WORKERS,
+        per_app=True,
     )
     max_worker_memory: int = setting(
         0,
@@ -422,6 +458,7 @@ class Config:
         section="Workers",
         metavar="BYTES",
         reloads=WORKERS,
+        per_app=True,
     )
     worker_memory_metric: str = setting(
         "rss",
@@ -432,11 +469,13 @@ class Config:
         section="Workers",
         metavar="METRIC",
         reloads=WORKERS,
+        per_app=True,
     )
     reload: bool = setting(
         False,
         "Development: replace the workers when a .py file under the app's directory changes "
-        "(a change that breaks the import keeps the old workers serving).",
+        "(with [apps] tables: under any app's chdir; a change that breaks the import keeps "
+        "the old workers serving).",
         _bool,
         "--reload",
         section="Application",
@@ -645,6 +684,7 @@ class Config:
         section="Limits",
         metavar="N",
         reloads=FRONTS,
+        per_app=True,
     )
     queue_timeout: float = setting(
         30.0,
@@ -656,6 +696,7 @@ class Config:
         section="Limits",
         metavar="SECONDS",
         reloads=FRONTS,
+        per_app=True,
     )
     log_level: str = setting(
         "info",
@@ -723,6 +764,7 @@ class Config:
         section="Static files",
         metavar="PREFIX=DIR",
         reloads=FRONTS,
+        per_app=True,
     )
     static_max_age: int = setting(
         60,
@@ -735,6 +777,7 @@ class Config:
         section="Static files",
         metavar="SECONDS",
         reloads=FRONTS,
+        per_app=True,
     )
     static_follow_symlinks: bool = setting(
         False,
@@ -744,6 +787,7 @@ class Config:
         "--static-follow-symlinks",
         section="Static files",
         reloads=FRONTS,
+        per_app=True,
     )
     static_index: str = setting(
         "",
@@ -754,6 +798,7 @@ class Config:
         section="Static files",
         metavar="NAME",
         reloads=FRONTS,
+        per_app=True,
     )
     static_cache_size: int = setting(
         16 << 20,
@@ -801,6 +846,7 @@ class Config:
         section="Users",
         metavar="USER",
         reloads=FRONTS,
+        per_app=True,
     )
     group: str = setting(
         "",
@@ -812,6 +858,7 @@ class Config:
         section="Users",
         metavar="GROUP",
         reloads=FRONTS,
+        per_app=True,
     )
     allow_root: bool = setting(
         False,
@@ -821,6 +868,7 @@ class Config:
         "--allow-root",
         section="Users",
         reloads=WORKERS,
+        per_app=True,
     )
     shutdown_delay: float = setting(
         0.0,
@@ -856,17 +904,25 @@ class Config:
         reloads=FRONTS,
     )
 
+    # The [apps.NAME] tables of the config file, as maitred.apps reads them (no flag, no
+    # environment variable: not one of SETTINGS). Routing lives in the fronts, so a HUP that
+    # changes a table replaces them.
+    apps: tuple[Any, ...] = field(default=(), metadata={"table": True})
+
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
 
     def with_fronts_of(self, other: Config) -> Config:
         """These settings, with those of the fronts (reloads=FRONTS) taken from `other`."""
         return self.replace(
-            **{f.name: getattr(other, f.name) for f in SETTINGS if f.metadata["reloads"] == FRONTS}
+            apps=other.apps,
+            **{f.name: getattr(other, f.name) for f in SETTINGS if f.metadata["reloads"] == FRONTS},
         )
 
 
-SETTINGS: tuple[dataclasses.Field[Any], ...] = dataclasses.fields(Config)
+SETTINGS: tuple[dataclasses.Field[Any], ...] = tuple(
+    f for f in dataclasses.fields(Config) if "table" not in f.metadata
+)
 _BY_NAME = {f.name: f for f in SETTINGS}
 
 
@@ -934,7 +990,14 @@ def read_config_file(path: str, required: bool) -> dict[str, Any]:
         return {}
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"config file {path!r}: {exc}") from None
-    return _from_mapping(_section(path, data), file_origin(path))
+    section = dict(_section(path, data))
+    tables = section.pop(APPS_TABLE, None)
+    values = _from_mapping(section, file_origin(path))
+    if tables is not None:
+        from maitred import apps  # local: maitred.apps builds on this module
+
+        values["apps"] = apps.read_tables(tables, file_origin(path))
+    return values
 
 
 def _section(path: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -1009,7 +1072,7 @@ def resolve(cli: Mapping[str, Any], environ: Mapping[str, str], cwd: str = ".") 
     env_values = from_environ(environ)
     path = given.get("config") or env_values.get("config", "")
     # Named, the one file; else both, maitred.toml winning over pyproject.toml.
-    files = [path] if path else [os.path.join(cwd, name) for name in (PYPROJECT, CONFIG_FILE)]
+    files = [os.path.join(cwd, name) for name in ([path] if path else [PYPROJECT, CONFIG_FILE])]
     values: dict[str, Any] = {}
     origins = {f.name: DEFAULT for f in SETTINGS}
     for name in files:  # later files win
@@ -1035,6 +1098,10 @@ def check(cfg: Config) -> Config:
             "each front needs a worker of its own"
         )
     _check_user(cfg)
+    if cfg.apps:
+        from maitred import apps  # local: maitred.apps builds on this module
+
+        apps.resolve(cfg, "/")  # ConfigError names the app whose table breaks a rule
     return cfg
 
 
@@ -1086,6 +1153,15 @@ def settings_markdown(fields: Sequence[dataclasses.Field[Any]] = SETTINGS) -> st
         "once the new workers have imported the app, and the old ones finish their requests "
         "and exit. The settings the master uses only at start keep their values (the log names "
         "those that changed) until a restart or an upgrade (USR2).",
+        "",
+        "Several apps run in one server from a config file with one table per app, "
+        '`[apps.NAME]` (see the README\'s "Several apps"): the settings marked *per app* '
+        "below may be given in an app's table, and the top-level values are the defaults of "
+        "every app; the others are the whole server's. Besides them an app's table takes its "
+        "routing: `hosts` (names, or `*.example.com` for its subdomains), `path` (a URL "
+        "prefix) and `default` (true: it serves a Host that no app names). An app's requests "
+        "get SCRIPT_NAME = its root-path + its path. A HUP reloads every app, and replaces the "
+        "fronts when a table changed.",
     ]
     sections: dict[str, list[dataclasses.Field[Any]]] = {}
     for f in fields:
@@ -1107,6 +1183,7 @@ def settings_markdown(fields: Sequence[dataclasses.Field[Any]] = SETTINGS) -> st
                 f"- config file: `{key_of(f)}`" if f.name != "config" else "- config file: -",
                 f"- environment: `{env_of(f)}`",
                 f"- HUP: {ON_HUP[f.metadata['reloads']]}",
+                f"- per app: {'yes' if f.metadata['per_app'] else 'no, the whole server'}",
             ]
     return "\n".join(lines) + "\n"
 
@@ -1126,7 +1203,7 @@ def on_reload(running: Config, loaded: Config) -> Reload:
     changed = [f for f in SETTINGS if getattr(running, f.name) != getattr(loaded, f.name)]
     kept = {f.name: getattr(running, f.name) for f in changed if f.metadata["reloads"] == RESTART}
     cfg = check(loaded.replace(**kept))
-    fronts = any(f.metadata["reloads"] == FRONTS for f in changed)
+    fronts = any(f.metadata["reloads"] == FRONTS for f in changed) or running.apps != cfg.apps
     return Reload(cfg, [key_of(_BY_NAME[name]) for name in kept], fronts)
 
 

@@ -8,7 +8,8 @@ to fork a worker or to signal one, and the arbiter tells it what happened throug
 `ready` (a worker imported the app), `replace` (a worker asks to be recycled), `exited` (with
 the exit's classification, maitred.exits), `reload` (HUP), `scale` (TTIN, TTOU) and `check`
 (once per turn of the master's loop). Nothing else reads or writes its state. A server runs
-one pool today; each pool is a separate object, so several can run side by side.
+one pool per app (maitred.apps), side by side; its log lines name the app through the workers'
+roles ("worker 3 of shop").
 
 Start-up is staged: worker 1 imports the app first; the others start once it reports READY. An
 app that cannot be imported thus prints one traceback, and the master stops with status 1
@@ -116,7 +117,9 @@ class Pool:
         child.ready = True
         self._restarts.started(child)
         old = child.replaces
-        if old is not None:
+        # One of another generation of fronts serves its own until they swap, and leaves with
+        # them (maitred.frontset): other apps' new workers may still be importing.
+        if old is not None and old.generation == child.generation:
             child.replaces = None
             self.retire(old, child.replace_reason)
         if self.app_imported:
@@ -131,7 +134,7 @@ class Pool:
         """Make before break: start a replacement; `old` is retired when it is READY."""
         if not old.holds_place or old.replaced_by is not None or old.pid not in self._workers:
             return
-        log.info("replacing worker %d (pid %d): %s", old.worker_id, old.pid, why)
+        log.info("replacing %s (pid %d): %s", old.role, old.pid, why)
         new = self._spawn(old.worker_id)
         new.replaces, new.replace_reason = old, reason
         old.replaced_by = new
@@ -192,9 +195,7 @@ class Pool:
             if not child.ready or child.leaving is Exit.TIMEOUT:
                 continue  # importing the app; or killed, and restarted once reaped
             if silent_limit and now - child.last_seen > silent_limit:
-                log.error(
-                    "worker %d (pid %d) stopped responding; killing it", child.worker_id, child.pid
-                )
+                log.error("%s (pid %d) stopped responding; killing it", child.role, child.pid)
                 child.leaving = Exit.TIMEOUT
                 self._spawner.kill(child, signal.SIGKILL)
             elif cfg.max_worker_lifetime and now - child.started > cfg.max_worker_lifetime:
@@ -213,7 +214,8 @@ class Pool:
         elif why is Exit.FAILED_REPLACEMENT:
             self._replacement_failed(child, code)
         elif why is Exit.FAILED_IMPORT:
-            log.error("the app failed to load (see above); stopping")
+            app = f" {child.app}" if child.app else ""
+            log.error("the app%s failed to load (see above); stopping", app)
         elif why is Exit.SUPERSEDED:
             child.unpair()  # its replacement is on the way already
         elif why in (Exit.CRASH, Exit.TIMEOUT):
@@ -248,14 +250,14 @@ class Pool:
         child.unpair()
         if code == APP_LOAD_ERROR:
             log.error(
-                "the new app failed to load (see above); keeping worker %d (pid %d) serving",
-                old.worker_id,
+                "the new app failed to load (see above); keeping %s (pid %d) serving",
+                old.role,
                 old.pid,
             )
         else:
             log.error(
-                "the replacement of worker %d exited with %s; keeping pid %d serving",
-                old.worker_id,
+                "the replacement of %s exited with %s; keeping pid %d serving",
+                old.role,
                 exit_text(code),
                 old.pid,
             )

@@ -20,11 +20,12 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from maitred import reloader
 from maitred.appload import split_spec
+from maitred.apps import App
 from maitred.children import Child, ReloaderChild, WorkerChild, fork
 from maitred.config import Config
 from maitred.signals import SignalQueue
@@ -121,7 +122,7 @@ class Processes:
         def main() -> int:
             os.close(read_fd)
             self.close_sockets()
-            return Worker(cfg, worker_id, link_path, app, write_fd, master).run()
+            return Worker(cfg, worker_id, link_path, app, write_fd, master, child.app).run()
 
         child.pid = self.fork(main)
         os.close(write_fd)
@@ -129,10 +130,14 @@ class Processes:
         self.children[child.pid] = child
         return child
 
-    def spawn_reloader(self, app_spec: str) -> None:
-        """--reload: the file watcher runs in a child (maitred.reloader says why)."""
-        directory = reloader.app_directory(split_spec(app_spec)[0])
-        pid = reloader.spawn(self.fork, directory, self.close_sockets)
+    def spawn_reloader(self, found: Sequence[App]) -> None:
+        """--reload: the file watcher runs in a child (maitred.reloader says why). It watches
+        the directory of the one app's package, or each app's directory (its chdir)."""
+        if len(found) == 1 and found[0].implicit:
+            directories = [reloader.app_directory(split_spec(found[0].cfg.app)[0])]
+        else:
+            directories = sorted({app.cfg.chdir for app in found})
+        pid = reloader.spawn(self.fork, directories, self.close_sockets)
         self.children[pid] = ReloaderChild(pid=pid)
 
     def close_sockets(self) -> None:

@@ -76,6 +76,7 @@ class Exchange:
     """One request and its response, as the front sees them."""
 
     __slots__ = (
+        "app",
         "app_done",
         "body",
         "chunked",
@@ -123,6 +124,7 @@ class Exchange:
         self.dispatched = 0.0  # handed to a worker thread
         self.app_done = 0.0  # the worker's last frame (maitred.front.dispatcher)
         self.request_id = ""
+        self.app = ""  # the app it goes to, when the server runs several (maitred.front.router)
         self.peer = conn.peer  # as a trusted proxy may say it is (maitred.front.router)
         # The request id header line, for heads the front writes itself (static files, errors);
         # a worker adds it to the heads it writes.
@@ -276,12 +278,13 @@ class Exchange:
         self.conn.write(simple_response(status, self.conn.front.date.get(), extra=extra))
         self._done()
 
-    def worker_lost(self, pid: int) -> None:
+    def worker_lost(self, worker: str) -> None:
+        """The link of the worker running it dropped; `worker` names it for the log."""
         if self.state is DONE:
             return  # answered already (timed out): only the thread's release matters
         log.error(
-            "worker %d died handling %s %s",
-            pid,
+            "%s died handling %s %s",
+            worker,
             self.head.method.decode("latin-1"),
             self.head.target.decode("latin-1"),
         )

@@ -2,7 +2,8 @@
 
 It serves on the listening sockets the master bound (up to --max-connections at once, making
 room for a new client by closing an idle or slow one: front/slots.py, front/accept.py),
-accepts worker links on the link socket, and sweeps the connections a few
+accepts worker links on one link socket per app (maitred.apps), each feeding that app's own
+dispatcher, and sweeps the connections a few
 times per shortest timeout, at least once a second, enforcing the timeouts of
 front/timeouts.py (one pass over the connections is cheaper than a timer per request),
 checking that file descriptors have not run out (front/accept.py), and telling the master it is
@@ -21,14 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
 import socket
+from collections.abc import Mapping, Sequence
 
 from setproctitle import setproctitle
 
-from maitred import logs, privileges, status
+from maitred import apps, logs, privileges, status
 from maitred.config import Config
 from maitred.front.accept import (
     AcceptGate,
@@ -72,22 +75,35 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 class Front:
-    def __init__(self, cfg: Config, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        loop: asyncio.AbstractEventLoop,
+        found: Sequence[apps.App] | None = None,
+    ) -> None:
         self.cfg = cfg
         self.loop = loop
+        # The apps it serves (their max-queue its share of theirs: maitred.frontplan), each
+        # with a dispatcher of its own.
+        self.apps = tuple(found) if found is not None else apps.resolve(cfg)
+        self.dispatchers = {
+            app.name: Dispatcher(loop, app.cfg.max_queue, app.cfg.queue_timeout, app.label)
+            for app in self.apps
+        }
+        self.dispatcher = self.dispatchers[self.apps[0].name]  # the only one, of one app
         self.limits = Limits(
             request_line=cfg.limit_request_line,
             fields=cfg.limit_request_fields,
             field_size=cfg.limit_request_field_size,
             body=cfg.limit_request_body,
         )
-        self.dispatcher = Dispatcher(loop, cfg.max_queue, cfg.queue_timeout)
         self.connections: set[ClientConnection] = set()
         self.slots: Slots[ClientConnection] = Slots(
             cfg.max_connections, cfg.max_connections_per_ip, ClientConnection.slot, loop.time
         )
         self._warned: set[str] = set()  # what was logged as a warning once (then debug)
-        self.timeouts = ConnectionTimeouts(cfg)
+        shortest = min((a.cfg.queue_timeout for a in self.apps if a.cfg.queue_timeout), default=0)
+        self.timeouts = ConnectionTimeouts(cfg.replace(queue_timeout=shortest))
         self.gate: AcceptGate | None = None
         self.date = DateCache()
         self.access = (
@@ -118,7 +134,10 @@ class Front:
             return (remote[0], str(remote[1]), local[0], str(local[1]), "http")
         return ("", "", "localhost", "", "http")  # a unix socket: no addresses to report
 
-    async def serve(self, listeners: list[socket.socket], link_listener: socket.socket) -> None:
+    async def serve(
+        self, listeners: list[socket.socket], links: Mapping[str, socket.socket]
+    ) -> None:
+        """Serve until stopped; `links` are the link listeners of the apps' workers, by app."""
         loop = self.loop
         self.slots.limit = limit = fit_fd_limit(self.cfg.max_connections)
         self.gate = AcceptGate(
@@ -132,18 +151,26 @@ class Front:
         )
         loop.set_exception_handler(accept_errors(self.gate.shortage))
         await self.gate.start()
-        link_server = await loop.create_unix_server(
-            lambda: WorkerConnection(self.dispatcher), sock=link_listener, backlog=self.cfg.backlog
-        )
+        link_servers = [
+            await loop.create_unix_server(
+                functools.partial(WorkerConnection, self.dispatchers[name]),
+                sock=sock,
+                backlog=self.cfg.backlog,
+            )
+            for name, sock in links.items()
+        ]
         tasks = [loop.create_task(self._sweep())]
-        if self.cfg.timeout:
-            tasks.append(loop.create_task(self._expire_requests(self.cfg.timeout)))
+        for app in self.apps:
+            if app.cfg.timeout:
+                expire = self._expire_requests(self.dispatchers[app.name], app.cfg.timeout)
+                tasks.append(loop.create_task(expire))
         try:
             await self.stopped
         finally:
             for task in tasks:
                 task.cancel()
-            link_server.close()
+            for server in link_servers:
+                server.close()
             if self.access is not None:
                 self.access.flush()
 
@@ -163,8 +190,9 @@ class Front:
             if self.gate is not None:
                 self.gate.check_descriptors()
             self.timeouts.sweep(self.connections, now)
-            self.dispatcher.expire_queued(now)
-            self.dispatcher.report_shed()
+            for dispatcher in self.dispatchers.values():
+                dispatcher.expire_queued(now)
+                dispatcher.report_shed()
             self._beat(now)
 
     def _beat(self, now: float) -> None:
@@ -234,12 +262,12 @@ class Front:
         log.log(logging.DEBUG if kind in self._warned else logging.WARNING, message, *args)
         self._warned.add(kind)
 
-    async def _expire_requests(self, timeout: float) -> None:
-        """Enforce --timeout, checking a few times per timeout period."""
+    async def _expire_requests(self, dispatcher: Dispatcher, timeout: float) -> None:
+        """Enforce an app's --timeout, checking a few times per timeout period."""
         interval = min(SWEEP_INTERVAL, max(MIN_EXPIRY_INTERVAL, timeout / 4))
         while True:
             await asyncio.sleep(interval)
-            self.dispatcher.expire(self.loop.time() - timeout)
+            dispatcher.expire(self.loop.time() - timeout)
 
     def shutdown(self) -> None:
         """Graceful stop: no new connections or requests; finish what is in flight."""
@@ -300,13 +328,15 @@ class Front:
 def run_front(
     cfg: Config,
     listeners: list[socket.socket],
-    link_listener: socket.socket,
+    links: Mapping[str, socket.socket],
     master_pid: int,
     name: str = "front",
     status_fd: int = -1,
+    found: Sequence[apps.App] | None = None,
 ) -> int:
-    """Main of a front process (after fork); `name` says which front (maitred.frontplan), and
-    `status_fd` is the write end of its status pipe to the master."""
+    """Main of a front process (after fork); `links` are its link listeners by app, `name`
+    says which front (maitred.frontplan), `status_fd` is the write end of its status pipe to
+    the master, and `found` the apps it serves (default: the one of `cfg`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; master decides
     # uvloop listens for signals only once the loop runs: one that came before (a TERM from a
     # master that stops at once, its app failing to import) would be lost, and the master
@@ -317,7 +347,7 @@ def run_front(
     # chosen (uvloop or asyncio), as the tests check.
     setproctitle(f"maitred: {name}")
     asyncio.set_event_loop(loop)
-    front = Front(cfg, loop)
+    front = Front(cfg, loop, found)
     # The sockets and the access log are open: nothing from here on needs root.
     if not privileges.switch(cfg.user, cfg.group, name):
         loop.close()
@@ -332,7 +362,7 @@ def run_front(
         os.set_blocking(status_fd, False)  # a heartbeat must never stop the loop
         front.status_fd = status_fd
     try:
-        loop.run_until_complete(front.serve(listeners, link_listener))
+        loop.run_until_complete(front.serve(listeners, links))
     finally:
         loop.close()
     return 0

@@ -90,9 +90,14 @@ class Worker:
         app: WSGIApp | None,
         status_fd: int,
         master_pid: int,
+        app_name: str = "",
     ) -> None:
         self.cfg = cfg
         self.worker_id = worker_id
+        # One of several apps (maitred.apps) is named, and enters its own directory, paths,
+        # virtualenv and environment here; the only app of a server had them from the master.
+        self.app_name = app_name
+        self.name = f"worker {worker_id} of {app_name}" if app_name else f"worker {worker_id}"
         self.link_path = link_path
         self.app = app
         self.status_fd = status_fd
@@ -114,7 +119,7 @@ class Worker:
         self.max_requests = cfg.max_requests + jitter
 
     def run(self) -> int:
-        setproctitle(f"maitred: worker {self.worker_id} [{self.cfg.app or 'demo'}]")
+        setproctitle(f"maitred: {self.name} [{self.cfg.app or 'demo'}]")
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; master decides
         signals = SignalQueue([signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1])
         # Before the import: no line of the app runs as root (maitred.privileges).
@@ -122,12 +127,19 @@ class Worker:
             return APP_LOAD_ERROR
         privileges.open_to_user()
         if self.app is None:
-            from maitred.appload import AppLoadError, load_app
+            from maitred.appload import AppLoadError, load_app, prepare_path
 
+            cfg = self.cfg
             try:
-                self.app = load_app(self.cfg.app)
+                if self.app_name:
+                    prepare_path(cfg.chdir, cfg.pythonpath, cfg.virtualenv)
+                    os.environ.update(cfg.env)
+                self.app = load_app(cfg.app)
             except AppLoadError as exc:
                 sys.stderr.write(exc.report())  # one line that says why, then the app's frames
+                return APP_LOAD_ERROR
+            except OSError as exc:
+                sys.stderr.write(f"maitred: cannot change to directory {cfg.chdir!r}: {exc}\n")
                 return APP_LOAD_ERROR
         threads = [
             threading.Thread(target=self._serve, name=f"maitred-{i}", daemon=True)
@@ -149,7 +161,7 @@ class Worker:
             if signal.SIGUSR1 in received:
                 logs.reopen()
             self._tell(status.HEARTBEAT, self._oldest_age())
-        log.warning("worker %d: master is gone, exiting", self.worker_id)
+        log.warning("%s: master is gone, exiting", self.name)
         return 0
 
     def _tell(self, kind: bytes, value: float = 0.0) -> None:
@@ -194,7 +206,7 @@ class Worker:
             except link.ProtocolViolation as exc:
                 self._stop_broken_link(exc)
             except (OSError, LinkClosed, link.LinkError) as exc:
-                log.debug("worker %d: link closed (%s)", self.worker_id, exc)
+                log.debug("%s: link closed (%s)", self.name, exc)
             finally:
                 sock.close()
             self._cancel_all()
@@ -204,7 +216,7 @@ class Worker:
 
     def _stop_broken_link(self, exc: link.ProtocolViolation) -> None:
         """The front sent what is not one of its messages: stop, rather than reconnect to it."""
-        log.error("worker %d: the front broke the link protocol, stopping: %s", self.worker_id, exc)
+        log.error("%s: the front broke the link protocol, stopping: %s", self.name, exc)
         self.exit_status = LINK_PROTOCOL_ERROR
         self.draining = True  # no reconnecting
         self.retire.set()  # the main thread drains what the threads hold, then exits
@@ -281,8 +293,8 @@ class Worker:
     def _check_stuck(self, channel: Channel) -> None:
         if channel.front.channels.get(channel.rid) is channel:
             log.error(
-                "worker %d: a timed-out request is still running (%s); replacing this worker",
-                self.worker_id,
+                "%s: a timed-out request is still running (%s); replacing this worker",
+                self.name,
                 channel.label,
             )
             self._tell(status.STUCK)
@@ -327,7 +339,7 @@ class Worker:
         finally:
             channel.front.channels.pop(channel.rid, None)
         if next(self.served) == self.max_requests:
-            log.info("worker %d: served %d requests, recycling", self.worker_id, self.max_requests)
+            log.info("%s: served %d requests, recycling", self.name, self.max_requests)
             self._tell(status.RECYCLE)
         return True
 
