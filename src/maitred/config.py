@@ -249,7 +249,9 @@ class Config:
     bind: tuple[str, ...] = setting(
         ("127.0.0.1:8000",),
         "Address to listen on: `HOST:PORT`, `[::1]:PORT`, `:PORT` (all IPv4 interfaces) or "
-        "`unix:/path`. Repeat to listen on several. Port 0 picks a free port.",
+        "`unix:/path`. Repeat to listen on several. Port 0 picks a free port. Prefixed with "
+        "`uwsgi://` or `fastcgi://`, the listener speaks that protocol to a proxy in front "
+        "(nginx's uwsgi_pass, fastcgi_pass) instead of HTTP.",
         _list_of(_bind, "list of addresses"),
         "-b",
         "--bind",

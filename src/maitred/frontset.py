@@ -26,7 +26,7 @@ import signal
 import socket
 from collections.abc import Callable, Iterable, MutableMapping
 
-from maitred import frontplan
+from maitred import frontplan, sockets
 from maitred.children import Child, Exit, FrontChild, WorkerChild
 from maitred.config import Config
 from maitred.exits import Restarts
@@ -109,11 +109,14 @@ class FrontSet:
         cfg = frontplan.front_config(generation.cfg, number, generation.spool_dir(number))
         link_listener = generation.links[number]
         everything = [sock for group in self._listeners() for sock in group]
-        mine = [
-            sock
-            for group in self._listeners()
+        # Each bind address's group, with the protocol its clients speak (maitred.sockets).
+        protocols = [sockets.parse_address(text).protocol for text in cfg.bind]
+        served = [
+            (sock, protocol)
+            for group, protocol in zip(self._listeners(), protocols, strict=True)
             for sock in frontplan.listeners_of(number, cfg.fronts, group)
         ]
+        mine = [sock for sock, _ in served]
         read_fd, write_fd = os.pipe()
         master_pid = os.getpid()
 
@@ -126,7 +129,8 @@ class FrontSet:
                 if sock not in mine:
                     sock.close()  # another front's: held here, it would outlive that front
             name = frontplan.name(number)
-            return run_front(cfg, mine, link_listener, master_pid, name, write_fd)
+            kinds = [protocol for _, protocol in served]
+            return run_front(cfg, mine, link_listener, master_pid, name, write_fd, kinds)
 
         pid = self._fork(main)
         os.close(write_fd)

@@ -33,6 +33,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 UNIX_PREFIX = "unix:"
+# The protocols a listener speaks, by the scheme a bind address may start with: HTTP (the
+# default, no scheme needed), or the uwsgi and FastCGI protocols an existing nginx (uwsgi_pass,
+# fastcgi_pass) talks to an app server with (maitred.gateway).
+HTTP, UWSGI, FASTCGI = "http", "uwsgi", "fastcgi"
+PROTOCOLS = (HTTP, UWSGI, FASTCGI)
+SCHEME_END = "://"
 # A connect to a listening unix socket completes at once, into the backlog, whether or not the
 # server accepts; only a full backlog makes a blocking connect wait, for a server that may be
 # hung. With a timeout Linux does not wait at all (EAGAIN, which also says a server is there);
@@ -46,23 +52,36 @@ class Address:
     host: str  # empty for unix sockets
     port: int
     path: str = ""  # unix sockets only
+    protocol: str = HTTP  # what its clients speak: HTTP, UWSGI or FASTCGI
 
     def __str__(self) -> str:
         """The address as `--bind` takes it, for error messages."""
+        scheme = "" if self.protocol == HTTP else self.protocol + SCHEME_END
         if self.family == socket.AF_UNIX:
-            return UNIX_PREFIX + self.path
+            return scheme + UNIX_PREFIX + self.path
         host = f"[{self.host}]" if self.family == socket.AF_INET6 else self.host
-        return f"{host}:{self.port}"
+        return f"{scheme}{host}:{self.port}"
 
     def url(self, bound: socket.socket) -> str:
         if self.family == socket.AF_UNIX:
             return str(self)
         host, port = bound.getsockname()[:2]
-        return f"http://{dataclasses.replace(self, host=host, port=port)}"
+        where = dataclasses.replace(self, host=host, port=port, protocol=HTTP)
+        return f"{self.protocol}{SCHEME_END}{where}"
 
 
 def parse_address(text: str) -> Address:
-    """`HOST:PORT`, `[V6]:PORT`, `:PORT`, `HOST` (port 8000) or `unix:/path`."""
+    """`HOST:PORT`, `[V6]:PORT`, `:PORT`, `HOST` (port 8000) or `unix:/path`, each optionally
+    after `http://`, `uwsgi://` or `fastcgi://` (the protocol the listener speaks)."""
+    scheme, sep, rest = text.partition(SCHEME_END)
+    if sep:
+        if scheme not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {scheme!r}: one of {', '.join(PROTOCOLS)}")
+        return dataclasses.replace(_parse_place(rest), protocol=scheme)
+    return _parse_place(text)
+
+
+def _parse_place(text: str) -> Address:
     if text.startswith(UNIX_PREFIX):
         path = text[len(UNIX_PREFIX) :]
         if not path:
