@@ -3,6 +3,7 @@ the records an application answers with."""
 
 from __future__ import annotations
 
+import socket
 import struct
 
 from maitred.gateway import fastcgi
@@ -108,3 +109,52 @@ def summary(events: list[Event]) -> list[object]:
         else:
             out.append(event)
     return out
+
+
+class Client:
+    """One connection to a gateway listener (a TCP port on 127.0.0.1, or a unix socket path),
+    reading what the server answers."""
+
+    def __init__(self, where: int | str, timeout: float = 10.0) -> None:
+        family = socket.AF_UNIX if isinstance(where, str) else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.connect(where if isinstance(where, str) else ("127.0.0.1", where))
+        except BaseException:
+            self.sock.close()
+            raise
+        self.received = b""
+        self.eof = False
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _fill(self) -> bool:
+        data = self.sock.recv(256 * 1024)
+        if not data:
+            self.eof = True
+        self.received += data
+        return bool(data)
+
+    def until_close(self) -> bytes:
+        """Everything until the server closes the connection."""
+        while self._fill():
+            pass
+        return self.received
+
+    def until_end(self, rid: int) -> list[tuple[int, int, bytes]]:
+        """The records received until `rid`'s END_REQUEST (or the close)."""
+        while end_status(read_records(self.received), rid) is None and self._fill():
+            pass
+        return read_records(self.received)
+
+    def take(self) -> bytes:
+        data, self.received = self.received, b""
+        return data
