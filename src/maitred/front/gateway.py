@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from maitred import sockets
 from maitred.front.connection import ClientConnection
@@ -43,6 +43,9 @@ from maitred.gateway.params import GatewayHead, peer_from_params
 from maitred.gateway.uwsgi import UwsgiParser, uwsgi_frame
 from maitred.http.errors import BodyTooLarge, ProtocolError, simple_response
 from maitred.http.parser import Limits, RequestHead, RequestReader
+
+if TYPE_CHECKING:
+    from maitred.front.main import Front
 
 log = logging.getLogger("maitred.error")
 
@@ -126,7 +129,7 @@ class FastCGIConnection(GatewayConnection):
     frame = staticmethod(fastcgi_frame)
     parser: FastCGIParser
 
-    def __init__(self, front: Any) -> None:
+    def __init__(self, front: Front) -> None:
         super().__init__(front)
         self.raw: asyncio.Transport | None = None  # the socket's transport, for whole records
         self.at_head = True  # the next write begins a response: its status line is respelt

@@ -152,6 +152,7 @@ class RequestReader(Protocol):
 
     def feed(self, data: bytes) -> list[Event]: ...
 
+
 _TAB = 0x09
 _SPACE = 0x20
 _VERSIONS = frozenset({"1.0", "1.1"})
