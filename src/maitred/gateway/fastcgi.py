@@ -188,40 +188,49 @@ class FastCGIParser:
             self._check_params(len(content))
             self._params += content
             return
-        params = self._pairs(memoryview(self._params))
+        params = self._pairs(self._params)
         head = head_from_params(params, self.keep_conn, self._limits.body)
         self._params.clear()
         self._body = 0
         self._stage = Stage.STDIN
         events.append(head)
 
-    def _pairs(self, block: memoryview) -> dict[bytes, bytes]:
+    def _pairs(self, block: bytes | bytearray | memoryview) -> dict[bytes, bytes]:
+        """The name-value pairs of a whole block. One loop, no call per length: it runs for
+        every request."""
         pairs: dict[bytes, bytes] = {}
+        block = bytes(block)
+        unpack, longest = LONG_LENGTH.unpack_from, self._max_var
         at, end = 0, len(block)
         while at < end:
-            if len(pairs) >= self._max_vars:
-                raise GatewayError("too many FastCGI params")
-            name_size, at = self._length(block, at, end)
-            value_size, at = self._length(block, at, end)
+            if at + 2 > end:  # two one-byte lengths at least
+                raise GatewayError("FastCGI param length runs past the params")
+            name_size = block[at]
+            if name_size > _SHORT_LENGTH_MAX:
+                if at + LONG_LENGTH.size + 1 > end:
+                    raise GatewayError("FastCGI param length runs past the params")
+                name_size = unpack(block, at)[0] & ~_LONG_FLAG
+                at += LONG_LENGTH.size
+            else:
+                at += 1
+            value_size = block[at]
+            if value_size > _SHORT_LENGTH_MAX:
+                if at + LONG_LENGTH.size > end:
+                    raise GatewayError("FastCGI param length runs past the params")
+                value_size = unpack(block, at)[0] & ~_LONG_FLAG
+                at += LONG_LENGTH.size
+            else:
+                at += 1
             if at + name_size + value_size > end:
                 raise GatewayError("FastCGI param runs past the params")
-            if max(name_size, value_size) > self._max_var:
+            if name_size > longest or value_size > longest:
                 raise GatewayError("FastCGI param over the field size limit")
-            name = bytes(block[at : at + name_size])
-            at += name_size
-            pairs[name] = bytes(block[at : at + value_size])
-            at += value_size
+            name_end = at + name_size
+            at = name_end + value_size
+            pairs[block[name_end - name_size : name_end]] = block[name_end:at]
+        if len(pairs) > self._max_vars:
+            raise GatewayError("too many FastCGI params")
         return pairs
-
-    @staticmethod
-    def _length(block: memoryview, at: int, end: int) -> tuple[int, int]:
-        if at >= end:
-            raise GatewayError("FastCGI param length runs past the params")
-        if block[at] <= _SHORT_LENGTH_MAX:
-            return block[at], at + 1
-        if at + LONG_LENGTH.size > end:
-            raise GatewayError("FastCGI param length runs past the params")
-        return LONG_LENGTH.unpack_from(block, at)[0] & ~_LONG_FLAG, at + LONG_LENGTH.size
 
     def _stdin(self, content: memoryview, events: list[Event]) -> None:
         if self._stage is not Stage.STDIN:
