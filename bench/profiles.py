@@ -40,7 +40,8 @@ class Profile:
     venv: str | None = None
     # The distribution whose version the results record.
     package: str | None = None
-    # "proxy": nginx in front of the server; "static": nginx alone.
+    # "proxy": nginx in front of the server over HTTP; "uwsgi", "fastcgi": over that protocol
+    # (uwsgi_pass, fastcgi_pass); "static": nginx alone.
     nginx: str | None = None
     port_from_log: str | None = None
     # The server's own static-file option, used when its --help shows it ("--static /static=DIR").
@@ -53,6 +54,8 @@ class Profile:
 
 
 _GUNICORN = ("{venv}/bin/gunicorn", "--bind", "{bind}")
+# The loads run behind an nginx that keeps its uwsgi_pass or fastcgi_pass.
+_BEHIND_NGINX = frozenset({"hello", "django"})
 _GUNICORN_SYNC = (*_GUNICORN, "--worker-class", "sync", "--workers", str(SLOTS), APP)
 
 PROFILES: tuple[Profile, ...] = (
@@ -141,6 +144,37 @@ PROFILES: tuple[Profile, ...] = (
         venv="gunicorn",
         package="gunicorn",
         nginx="proxy",
+    ),
+    # An nginx that stays (a shared balancer, another team's rules) and talks to the app server
+    # over uwsgi_pass or fastcgi_pass: maitred takes those sockets as they are.
+    Profile(
+        "nginx-maitred-uwsgi",
+        f"nginx uwsgi_pass + maitred {WORKERS}x{THREADS}",
+        ("{python}", "-m", "maitred", "--bind", "uwsgi://{bind}", "--workers", str(WORKERS),
+         "--threads", str(THREADS), APP),
+        package="maitred",
+        nginx="uwsgi",
+        only=_BEHIND_NGINX,
+    ),
+    Profile(
+        "nginx-uwsgi",
+        f"nginx uwsgi_pass + uWSGI {WORKERS}x{THREADS}",
+        ("{venv}/bin/uwsgi", "--socket", "{socket}", "--master", "--processes", str(WORKERS),
+         "--threads", str(THREADS), "--module", APP, "--listen", "1024", "--die-on-term",
+         "--need-app", "--disable-logging"),
+        venv="uwsgi",
+        package="uwsgi",
+        nginx="uwsgi",
+        only=_BEHIND_NGINX,
+    ),
+    Profile(
+        "nginx-maitred-fastcgi",
+        f"nginx fastcgi_pass + maitred {WORKERS}x{THREADS}",
+        ("{python}", "-m", "maitred", "--bind", "fastcgi://{bind}", "--workers", str(WORKERS),
+         "--threads", str(THREADS), APP),
+        package="maitred",
+        nginx="fastcgi",
+        only=_BEHIND_NGINX,
     ),
     Profile(
         "nginx-static",

@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from bench.nginx import nginx_argv, nginx_binary, write_config
+from bench.nginx import UPSTREAM_MODES, nginx_argv, nginx_binary, write_config
 from bench.procs import Child, Supervisor
 from bench.profiles import Profile
 
@@ -113,13 +113,15 @@ def start_profile(
 def _server_argv(profile: Profile, env: ServerEnv, venv: str | None) -> tuple[list[str], int]:
     """The server's argv, and its port when the harness chose one (0: it reports its own)."""
     assert profile.server is not None
-    if profile.nginx == "proxy":
-        port, bind = 0, f"unix:{os.path.join(env.workdir, 'app.sock')}"
+    socket_path = os.path.join(env.workdir, "app.sock")
+    if profile.nginx in UPSTREAM_MODES:
+        port, bind = 0, f"unix:{socket_path}"
     else:
         port = 0 if profile.port_from_log else free_port()
         bind = f"{HOST}:{port}"
     values = {"python": sys.executable, "venv": venv or "", "host": HOST, "port": str(port)}
     values["bind"] = bind
+    values["socket"] = socket_path  # for a server that takes a bare path (uWSGI's --socket)
     return [part.format(**values) for part in profile.server], port
 
 
@@ -154,8 +156,8 @@ def _start_nginx(sup: Supervisor, profile: Profile, env: ServerEnv, running: Run
     if binary is None:
         raise ServerFailed("nginx is not installed (apt-get install nginx)")
     port = free_port()
-    upstream = os.path.join(env.workdir, "app.sock") if profile.nginx == "proxy" else None
-    config = write_config(env.workdir, env.files_dir, port, upstream)
+    upstream = os.path.join(env.workdir, "app.sock") if profile.nginx in UPSTREAM_MODES else None
+    config = write_config(env.workdir, env.files_dir, port, upstream, profile.nginx)
     log = os.path.join(env.workdir, "nginx.log")
     argv = nginx_argv(binary, env.workdir, config)
     running.children.append(_spawn_logged(sup, "nginx", argv, env, log))

@@ -278,9 +278,11 @@ class Config:
     bind: tuple[str, ...] = setting(
         ("127.0.0.1:8000",),
         "Address to listen on: `HOST:PORT`, `[::1]:PORT`, `:PORT` (all IPv4 interfaces) or "
-        "`unix:/path`. Repeat to listen on several. Port 0 picks a free port. Under systemd "
-        "socket activation, `fd://NAME` is the socket named NAME (FileDescriptorName=), and an "
-        "address that a passed socket listens on uses that socket (docs/systemd.md).",
+        "`unix:/path`. Repeat to listen on several. Port 0 picks a free port. Prefixed with "
+        "`uwsgi://` or `fastcgi://`, the listener speaks that protocol to a proxy in front "
+        "(nginx's uwsgi_pass, fastcgi_pass) instead of HTTP. Under systemd socket activation, "
+        "`fd://NAME` is the socket named NAME (FileDescriptorName=), and an address that a "
+        "passed socket listens on uses that socket (docs/systemd.md).",
         _list_of(_bind, "list of addresses"),
         "-b",
         "--bind",

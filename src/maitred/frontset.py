@@ -26,7 +26,7 @@ import signal
 import socket
 from collections.abc import Callable, Collection, Iterable, MutableMapping
 
-from maitred import frontplan
+from maitred import frontplan, sockets
 from maitred.children import Child, Exit, FrontChild, WorkerChild
 from maitred.config import Config
 from maitred.exits import Restarts
@@ -110,11 +110,14 @@ class FrontSet:
         found = frontplan.front_apps(generation.apps, cfg.fronts, number)
         links = generation.links_of(number)
         everything = [sock for group in self._listeners() for sock in group]
-        mine = [
-            sock
-            for group in self._listeners()
+        # Each bind address's group, with the protocol its clients speak (maitred.sockets).
+        protocols = [sockets.parse_address(text).protocol for text in cfg.bind]
+        served = [
+            (sock, protocol)
+            for group, protocol in zip(self._listeners(), protocols, strict=True)
             for sock in frontplan.listeners_of(number, cfg.fronts, group)
         ]
+        mine = [sock for sock, _ in served]
         read_fd, write_fd = os.pipe()
         master_pid = os.getpid()
 
@@ -127,7 +130,8 @@ class FrontSet:
                 if sock not in mine:
                     sock.close()  # another front's: held here, it would outlive that front
             name = frontplan.name(number)
-            return run_front(cfg, mine, links, master_pid, name, write_fd, found)
+            kinds = [protocol for _, protocol in served]
+            return run_front(cfg, mine, links, master_pid, name, write_fd, found, kinds)
 
         pid = self._fork(main)
         os.close(write_fd)

@@ -40,6 +40,12 @@ UNIX_PREFIX = "unix:"
 FD_PREFIX = "fd://"
 # What systemd allows in a FileDescriptorName= (printable ASCII without `:`, at most 255).
 FD_NAME = re.compile(r"[!-9;-~]{1,255}")
+# The protocols a listener speaks, by the scheme a bind address may start with: HTTP (the
+# default, no scheme needed), or the uwsgi and FastCGI protocols an existing nginx (uwsgi_pass,
+# fastcgi_pass) talks to an app server with (maitred.gateway).
+HTTP, UWSGI, FASTCGI = "http", "uwsgi", "fastcgi"
+PROTOCOLS = (HTTP, UWSGI, FASTCGI)
+SCHEME_END = "://"
 # A connect to a listening unix socket completes at once, into the backlog, whether or not the
 # server accepts; only a full backlog makes a blocking connect wait, for a server that may be
 # hung. With a timeout Linux does not wait at all (EAGAIN, which also says a server is there);
@@ -54,15 +60,17 @@ class Address:
     port: int
     path: str = ""  # unix sockets only
     name: str = ""  # fd://NAME only (family AF_UNSPEC): a socket systemd passed
+    protocol: str = HTTP  # what its clients speak: HTTP, UWSGI or FASTCGI
 
     def __str__(self) -> str:
         """The address as `--bind` takes it, for error messages."""
         if self.name:
             return FD_PREFIX + self.name
+        scheme = "" if self.protocol == HTTP else self.protocol + SCHEME_END
         if self.family == socket.AF_UNIX:
-            return UNIX_PREFIX + self.path
+            return scheme + UNIX_PREFIX + self.path
         host = f"[{self.host}]" if self.family == socket.AF_INET6 else self.host
-        return f"{host}:{self.port}"
+        return f"{scheme}{host}:{self.port}"
 
     def url(self, bound: socket.socket) -> str:
         if self.name:
@@ -70,7 +78,8 @@ class Address:
         if self.family == socket.AF_UNIX:
             return str(self)
         host, port = bound.getsockname()[:2]
-        return f"http://{dataclasses.replace(self, host=host, port=port)}"
+        where = dataclasses.replace(self, host=host, port=port, protocol=HTTP)
+        return f"{self.protocol}{SCHEME_END}{where}"
 
 
 def address_of(sock: socket.socket) -> Address:
@@ -98,12 +107,23 @@ def same_address(address: Address, sock: socket.socket) -> bool:
 
 
 def parse_address(text: str) -> Address:
-    """`HOST:PORT`, `[V6]:PORT`, `:PORT`, `HOST` (port 8000), `unix:/path` or `fd://NAME`."""
+    """`HOST:PORT`, `[V6]:PORT`, `:PORT`, `HOST` (port 8000), `unix:/path` or `fd://NAME`, each
+    but the last optionally after `http://`, `uwsgi://` or `fastcgi://` (the protocol the
+    listener speaks)."""
     if text.startswith(FD_PREFIX):
         name = text[len(FD_PREFIX) :]
         if not FD_NAME.fullmatch(name):
             raise ValueError(f"bad socket name in {text!r}")
         return Address(socket.AF_UNSPEC, "", 0, name=name)
+    scheme, sep, rest = text.partition(SCHEME_END)
+    if sep:
+        if scheme not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {scheme!r}: one of {', '.join(PROTOCOLS)}")
+        return dataclasses.replace(_parse_place(rest), protocol=scheme)
+    return _parse_place(text)
+
+
+def _parse_place(text: str) -> Address:
     if text.startswith(UNIX_PREFIX):
         path = text[len(UNIX_PREFIX) :]
         if not path:

@@ -54,7 +54,7 @@ from maitred.front.states import (
     START,
 )
 from maitred.http.errors import simple_response
-from maitred.http.framing import Framing, frame
+from maitred.http.framing import Framing
 from maitred.http.parser import RequestHead
 from maitred.http.response import LAST_CHUNK, chunk
 
@@ -161,6 +161,7 @@ class Exchange:
             *self.peer,
             self.dispatched - self.complete,  # queue time
             self.request_id,
+            head.script_name,
         )
 
     # --- the response, frame by frame from the worker ---
@@ -181,7 +182,7 @@ class Exchange:
         connection closes after it when the server stops or nothing follows."""
         conn = self.conn
         keep_alive = self.keep_alive and not (conn.front.stopping or conn.last_answer())
-        framing = frame(status, length, self.head.version, keep_alive, self.suppress_body)
+        framing = conn.frame(status, length, self.head.version, keep_alive, self.suppress_body)
         self.keep_alive = framing.keep_alive
         return framing
 

@@ -43,6 +43,7 @@ from maitred.front.accesslog import AccessLog
 from maitred.front.connection import ClientConnection
 from maitred.front.dispatcher import Dispatcher, WorkerConnection
 from maitred.front.exchange import Exchange
+from maitred.front.gateway import GATEWAYS
 from maitred.front.health import HealthCheck
 from maitred.front.proxy import ProxyHeaderGate
 from maitred.front.router import Router
@@ -119,6 +120,8 @@ class Front:
         )
         self.router = Router(self)
         self.stopping = False
+        # The connection class of each listener that does not speak HTTP (serve).
+        self.connection_classes: dict[socket.socket, type[ClientConnection]] = {}
         self.stopped: asyncio.Future[None] = loop.create_future()
         self.master_pid = os.getppid()
         self.status_fd = -1  # the write end of the status pipe to the master
@@ -135,10 +138,19 @@ class Front:
         return ("", "", "localhost", "", "http")  # a unix socket: no addresses to report
 
     async def serve(
-        self, listeners: list[socket.socket], links: Mapping[str, socket.socket]
+        self,
+        listeners: list[socket.socket],
+        links: Mapping[str, socket.socket],
+        protocols: Sequence[str] = (),
     ) -> None:
-        """Serve until stopped; `links` are the link listeners of the apps' workers, by app."""
+        """Serve until stopped: `listeners`, each speaking its protocol in `protocols` (HTTP
+        for those past its end: maitred.sockets.PROTOCOLS); `links` are the link listeners of
+        the apps' workers, by app."""
         loop = self.loop
+        self.connection_classes = {
+            sock: GATEWAYS.get(protocol, ClientConnection)
+            for sock, protocol in zip(listeners, protocols, strict=False)
+        }
         self.slots.limit = limit = fit_fd_limit(self.cfg.max_connections)
         self.gate = AcceptGate(
             loop,
@@ -174,11 +186,13 @@ class Front:
             if self.access is not None:
                 self.access.flush()
 
-    def new_connection(self) -> asyncio.Protocol:
-        """The protocol of a new client connection (a PROXY header first, if configured)."""
+    def new_connection(self, listener: socket.socket) -> asyncio.Protocol:
+        """The protocol of a new client connection on `listener` (a PROXY header first, if
+        configured)."""
+        kind = self.connection_classes.get(listener, ClientConnection)
         if self.cfg.proxy_protocol:
-            return ProxyHeaderGate(self, lambda: ClientConnection(self))
-        return ClientConnection(self)
+            return ProxyHeaderGate(self, lambda: kind(self))
+        return kind(self)
 
     async def _sweep(self) -> None:
         while True:
@@ -333,10 +347,12 @@ def run_front(
     name: str = "front",
     status_fd: int = -1,
     found: Sequence[apps.App] | None = None,
+    protocols: Sequence[str] = (),
 ) -> int:
     """Main of a front process (after fork); `links` are its link listeners by app, `name`
     says which front (maitred.frontplan), `status_fd` is the write end of its status pipe to
-    the master, and `found` the apps it serves (default: the one of `cfg`)."""
+    the master, `found` the apps it serves (default: the one of `cfg`), and `protocols` what
+    each listener speaks (maitred.sockets)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; master decides
     # uvloop listens for signals only once the loop runs: one that came before (a TERM from a
     # master that stops at once, its app failing to import) would be lost, and the master
@@ -362,7 +378,7 @@ def run_front(
         os.set_blocking(status_fd, False)  # a heartbeat must never stop the loop
         front.status_fd = status_fd
     try:
-        loop.run_until_complete(front.serve(listeners, links))
+        loop.run_until_complete(front.serve(listeners, links, protocols))
     finally:
         loop.close()
     return 0

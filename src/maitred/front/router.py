@@ -89,7 +89,7 @@ class Router:
     def route(self, exchange: Exchange) -> None:
         head = exchange.head
         fields = head.fields
-        peer = exchange.conn.peer
+        peer = exchange.peer  # the connection's (a gateway's proxy may name one per request)
         # Most requests carry no forwarded field (no proxy): then whether the peer is trusted
         # does not matter.
         forwarded = self.forwarded
