@@ -49,14 +49,13 @@ from maitred.appload import AppLoadError, load_app, prepare_path
 from maitred.children import Child, Exit, FrontChild, ReloaderChild, WorkerChild, exit_text
 from maitred.config import Config, ConfigError, reloaded
 from maitred.frontset import FrontSet
-from maitred.pool import Pool
+from maitred.pool import MAIN_POOL, Pool
 from maitred.processes import Processes
 
 log = logging.getLogger("maitred.error")
 
 TICK = 1.0  # seconds the master sleeps when nothing happens
 KILL_GRACE = 1.0  # extra seconds past a graceful timeout before SIGKILL
-MAIN_POOL = "main"  # the name of the one app pool a server runs today
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)  # heard while stopping too
 
 
@@ -255,7 +254,10 @@ class Arbiter:
             child.last_seen = time.monotonic()
         if not isinstance(child, WorkerChild):
             return  # what a front says is its heartbeat
-        for kind, value in said:
+        for message in said:
+            if isinstance(message, status.LoadReport):
+                continue  # a front's message; a worker has no business sending it
+            kind, value = message
             if kind == status.READY:
                 self._ready(child)
             elif kind == status.HEARTBEAT:

@@ -416,6 +416,48 @@ class Config:
         metavar="METRIC",
         reloads=WORKERS,
     )
+    # --- scaling: the pool between --min-workers and --max-workers (maitred.scaling) ---
+    max_workers: int = setting(
+        0,
+        "Most worker processes the pool grows to when requests wait (scaling is on when this "
+        "is above --workers; 0: --workers, a fixed pool). docs/scaling.md gives the rule.",
+        _int(0),
+        "--max-workers",
+        section="Scaling",
+        metavar="N",
+        reloads=WORKERS,
+    )
+    min_workers: int = setting(
+        0,
+        "Fewest worker processes the pool shrinks to when it has more than the load needs "
+        "(0: --workers, so a pool only shrinks back to the number it started with).",
+        _int(0),
+        "--min-workers",
+        section="Scaling",
+        metavar="N",
+        reloads=WORKERS,
+    )
+    scale_down_after: float = setting(
+        30.0,
+        "Seconds the pool must have had a worker more than its load needs before one is "
+        "retired (drained, never killed busy); lengthened while retired workers keep having "
+        "to be started again soon after.",
+        _seconds,
+        "--scale-down-after",
+        section="Scaling",
+        metavar="SECONDS",
+        reloads=WORKERS,
+    )
+    max_pool_memory: int = setting(
+        0,
+        "The pool grows no more once its workers' memory together (see "
+        "--worker-memory-metric) would pass this many bytes. 0: no limit.",
+        _size,
+        "--max-pool-memory",
+        section="Scaling",
+        metavar="BYTES",
+        reloads=WORKERS,
+    )
     reload: bool = setting(
         False,
         "Development: replace the workers when a .py file under the app's directory changes "
@@ -949,6 +991,20 @@ def check(cfg: Config) -> Config:
     if cfg.fronts > cfg.workers:
         raise ConfigError(
             f"fronts ({cfg.fronts}) must not exceed workers ({cfg.workers}): "
+            "each front needs a worker of its own"
+        )
+    least, most = cfg.min_workers or cfg.workers, cfg.max_workers or cfg.workers
+    if least > cfg.workers:
+        raise ConfigError(
+            f"min-workers ({least}) must not exceed workers ({cfg.workers}), the number started"
+        )
+    if most < cfg.workers:
+        raise ConfigError(
+            f"max-workers ({most}) must not be below workers ({cfg.workers}), the number started"
+        )
+    if least < cfg.fronts:
+        raise ConfigError(
+            f"min-workers ({least}) must not be below fronts ({cfg.fronts}): "
             "each front needs a worker of its own"
         )
     return cfg

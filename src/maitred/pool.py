@@ -41,6 +41,7 @@ log = logging.getLogger("maitred.error")
 MEMORY_CHECK_INTERVAL = 5.0  # seconds between reads of the workers' memory
 # The exits of workers the pool asked to go: nothing follows them.
 RETIRED = frozenset({Exit.RECYCLE, Exit.RELOAD, Exit.SCALE})
+MAIN_POOL = "main"  # the name of the one app pool a server runs today
 
 
 class Spawner(Protocol):

@@ -28,6 +28,7 @@ from maitred.appload import split_spec
 from maitred.children import Child, ReloaderChild, WorkerChild, fork
 from maitred.config import Config
 from maitred.signals import SignalQueue
+from maitred.status import Message
 from maitred.worker.main import Worker
 
 STATUS_READ = 4096  # bytes read from a status pipe at once
@@ -65,7 +66,7 @@ class Processes:
         talking = [watched[fd] for fd in readable if fd in watched]
         return received, talking, [fd for fd in readable if fd not in watched]
 
-    def read_status(self, child: Child) -> list[tuple[bytes, float]]:
+    def read_status(self, child: Child) -> list[Message]:
         """What a child said on its status pipe; at end of file (it exited) the pipe is closed
         and `reap` takes it from there."""
         try:

@@ -7,6 +7,8 @@ times per shortest timeout, at least once a second, enforcing the timeouts of
 front/timeouts.py (one pass over the connections is cheaper than a timer per request),
 checking that file descriptors have not run out (front/accept.py), and telling the master it is
 alive (a HEARTBEAT on its status pipe: a front that stops is killed, see --front-timeout).
+About once a second it also reports each pool's load on that pipe (front/load.py), from which
+the master scales the pool.
 
 On SIGTERM it takes the connections waiting in its listeners' backlogs and closes the
 listeners (front/accept.py: from then on a new client is refused at once), lets requests in
@@ -36,6 +38,7 @@ from maitred.front.accesslog import AccessLog
 from maitred.front.connection import ClientConnection
 from maitred.front.dispatcher import Dispatcher, WorkerConnection
 from maitred.front.exchange import Exchange
+from maitred.front.load import REPORT_INTERVAL, SAMPLE_INTERVAL, LoadMeter
 from maitred.front.proxy import ProxyHeaderGate
 from maitred.front.router import Router
 from maitred.front.slots import Slot, Slots, Verdict
@@ -43,6 +46,7 @@ from maitred.front.timeouts import ConnectionTimeouts
 from maitred.http.errors import RETRY_AFTER, simple_response
 from maitred.http.parser import Limits
 from maitred.http.response import DateCache
+from maitred.pool import MAIN_POOL
 
 log = logging.getLogger("maitred.error")
 
@@ -123,6 +127,8 @@ class Front:
         tasks = [loop.create_task(self._sweep())]
         if self.cfg.timeout:
             tasks.append(loop.create_task(self._expire_requests(self.cfg.timeout)))
+        if self.status_fd >= 0:
+            tasks.append(loop.create_task(self._report_load()))
         try:
             await self.stopped
         finally:
@@ -159,6 +165,21 @@ class Front:
         self.last_beat = now
         with contextlib.suppress(OSError):  # a full pipe (the master is busy) or no master
             os.write(self.status_fd, status.encode(status.HEARTBEAT))
+
+    async def _report_load(self) -> None:
+        """Sample each pool's load, and report it to the master once per REPORT_INTERVAL."""
+        meters = [LoadMeter(MAIN_POOL, self.dispatcher, self.loop.time())]
+        samples = round(REPORT_INTERVAL / SAMPLE_INTERVAL)
+        while True:
+            for _ in range(samples):
+                await asyncio.sleep(SAMPLE_INTERVAL)
+                now = self.loop.time()
+                for meter in meters:
+                    meter.sample(now)
+            for meter in meters:  # one write each: at most PIPE_BUF, so it goes whole or not
+                report = status.encode_load(meter.report(now))
+                with contextlib.suppress(OSError):  # a full pipe (a busy master), no master
+                    os.write(self.status_fd, report)
 
     # --- connection slots (front/slots.py) ---
 
