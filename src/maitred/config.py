@@ -168,6 +168,14 @@ def _header_name(value: Any) -> str:
     return text
 
 
+def _path(value: Any) -> str:
+    """URL path starting with /, and an optional query"""
+    text = _str(value).strip()
+    if not text.startswith("/") or any(c.isspace() or ord(c) < 0x21 for c in text):
+        raise ValueError
+    return text
+
+
 def _list_of(item: Parser, doc: str) -> Parser:
     """A repeatable setting: a TOML array, a repeated flag, or a comma-separated env value."""
 
@@ -456,6 +464,18 @@ class Config:
         "--max-pool-memory",
         section="Scaling",
         metavar="BYTES",
+        reloads=WORKERS,
+    )
+    warmup: tuple[str, ...] = setting(
+        (),
+        "A path each new worker (at start, after a HUP, when recycled or scaled up) first "
+        "serves itself as a GET, before it takes requests: lazy imports and caches are then "
+        "paid before a client waits (repeatable). A failing warm-up is logged with its status "
+        "and the worker joins all the same.",
+        _list_of(_path, "list of paths"),
+        "--warmup",
+        section="Scaling",
+        metavar="PATH",
         reloads=WORKERS,
     )
     reload: bool = setting(

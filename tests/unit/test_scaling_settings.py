@@ -15,6 +15,7 @@ from maitred.scaling import Bounds
         (["-w", "2", "--min-workers", "3"], "min-workers (3) must not exceed workers (2)"),
         (["-w", "3", "--max-workers", "2"], "max-workers (2) must not be below workers (3)"),
         (["-w", "2", "--fronts", "2", "--min-workers", "1"], "min-workers (1) must not be below"),
+        (["--warmup", "health"], "--warmup: invalid value 'health'"),
         (["--scale-down-after", "-1"], "scale-down-after"),
         (["--max-pool-memory", "lots"], "max-pool-memory"),
     ],
@@ -34,4 +35,6 @@ def test_the_bounds_default_to_the_workers_started() -> None:
     assert not Bounds.of(Config(workers=3)).scaling
     cfg = cli.load_config(["-w", "2", "--max-workers", "6", "--min-workers", "1"])
     assert Bounds.of(cfg) == Bounds(1, 6, 30.0, 4) and Bounds.of(cfg).scaling
+    cfg = cli.load_config(["--warmup", "/", "--warmup", "/health?deep=1"])
+    assert cfg.warmup == ("/", "/health?deep=1")
     assert cli.load_config(["--max-pool-memory", "1G"]).max_pool_memory == 1 << 30

@@ -17,6 +17,9 @@ If the link drops, every request on it is cancelled (the front is gone, so are t
 and, unless the worker is draining, the reader connects again: the front's link listener lives
 in the master, so a restarted front finds its workers coming back.
 
+With --warmup, the app serves its warm-up requests (worker/warmup.py) before the threads and
+the link start, so READY means imported and warmed up.
+
 The main thread watches signals and the master, and writes a heartbeat to the master every
 second with the age of the oldest request in flight. On SIGTERM it sends DRAIN and waits for
 DRAINED: every request sent before that is already queued, so the threads finish the queue, find
@@ -53,6 +56,7 @@ from maitred.http.response import DateCache
 from maitred.signals import SignalQueue
 from maitred.worker.channel import Channel, FrontConnection
 from maitred.worker.environ import EnvironBuilder
+from maitred.worker.warmup import warm_up
 from maitred.worker.wsgi import (
     HeadWriter,
     LinkClosed,
@@ -125,6 +129,8 @@ class Worker:
             except AppLoadError as exc:
                 sys.stderr.write(exc.report())  # one line that says why, then the app's frames
                 return APP_LOAD_ERROR
+        if self.cfg.warmup:  # before the link: no client waits for it (worker/warmup.py)
+            warm_up(self.app, self.environ, self.cfg.warmup, f"worker {self.worker_id}")
         threads = [
             threading.Thread(target=self._serve, name=f"maitred-{i}", daemon=True)
             for i in range(self.cfg.threads)
