@@ -354,9 +354,10 @@ class Pool:
         shares: dict[int, list[WorkerChild]] = {}
         for c in serving:
             shares.setdefault(frontplan.of_worker(c.worker_id, fronts), []).append(c)
-        candidates = max(shares.values(), key=len, default=[])
-        if len(candidates) <= 1 and fronts > 1:
+        fullest = max(map(len, shares.values()), default=0)
+        if fullest <= 1 and fronts > 1:
             return None  # its front would be left without a worker
+        candidates = [c for share in shares.values() if len(share) == fullest for c in share]
 
         def busyness(c: WorkerChild) -> tuple[int, bool, int]:
             unknown = 1 << 16  # not in a report (just joined): taken as busy
