@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
 from typing import Protocol
 
 from maitred import frontplan, scaling
@@ -50,7 +51,9 @@ MEMORY_CHECK_INTERVAL = 5.0  # seconds between reads of the workers' memory
 # The exits of workers the pool asked to go: nothing follows them.
 RETIRED = frozenset({Exit.RECYCLE, Exit.RELOAD, Exit.SCALE})
 MAIN_POOL = "main"  # the name of the one app pool a server runs today
-DECISION_INTERVAL = 1.0  # seconds between two scaling decisions (the fronts report as often)
+# Least seconds between two scaling decisions; each waits for a new report besides (a front
+# reports once a second), so one that comes a little early is not left for a whole second.
+DECISION_INTERVAL = 0.5
 
 
 class Spawner(Protocol):
@@ -79,6 +82,7 @@ class Pool:
         self._memory = scaling.Memory()  # what the scaling decision remembers
         self._next_decision = 0.0
         self._reported = False  # a report came since the last decision
+        self._joined = scaling.NEVER  # when a worker last became READY
         self.last_decision = scaling.HOLD
 
     # --- what the arbiter asks ---
@@ -125,6 +129,7 @@ class Pool:
     def ready(self, child: WorkerChild) -> bool:
         """A worker reported READY; True the first time any worker does (the app imports)."""
         child.ready = True
+        self._joined = time.monotonic()
         self._restarts.started(child)
         old = child.replaces
         if old is not None:
@@ -299,7 +304,7 @@ class Pool:
         load = scaling.combine(self.name, fresh)
         adding = [c for c in self._serving() if c.replaces is None]
         ready = sum(1 for c in adding if c.ready)
-        size = scaling.Size(ready, len(adding) - ready)
+        size = scaling.Size(ready, len(adding) - ready, self._joined)
         self._memory, decision = scaling.decide(bounds, size, load, self._memory, now)
         if decision.action is scaling.Action.GROW:
             self._grow(decision, size)

@@ -12,8 +12,8 @@ Grow, when requests wait: the oldest queued request waited QUEUE_WAIT (100 ms) o
 BUSY_HIGH (90%) of the threads were busy on average over the window. The pool then starts
 `step` workers (1, then 2, then 4 while the pressure lasts: MAX_STEP, no fork storm), never
 past the maximum. A worker counts only once it is READY (imported and warmed up): while
-any is starting, and for SETTLE (1.5 s: a whole report window) after they joined, nothing
-more starts, so the load they take is seen before more are added.
+any is starting, and for SETTLE (1 s: a whole report window) after the last one joined,
+nothing more starts, so the load they take off is seen before more are added.
 
 Shrink, when the pool has more than the load needs: a worker fewer would still have left the
 busiest moment of the window at most SPARE (50%) of the remaining threads busy, with nothing
@@ -43,7 +43,7 @@ QUEUE_WAIT = 0.1  # seconds a queued request waited: the pool lacks threads
 BUSY_HIGH = 0.9  # busy share of the threads over the window: the pool is full
 SPARE = 0.5  # busiest share of the remaining threads a worker fewer may leave
 MAX_STEP = 4  # most workers started at once; the step doubles up to it
-SETTLE = 1.5  # seconds after new workers joined before more start: a report window with them
+SETTLE = 1.0  # seconds after a worker joined before more start: a report window with it
 SHRINK_EVERY = 1.0  # seconds between two retirements while the pool stays too large
 MAX_PENALTY = 8  # the longest penalty, in --scale-down-after
 PENALTY_FORGET = 10  # --scale-down-after periods without regret that halve the penalty
@@ -84,6 +84,7 @@ class Bounds:
 class Size:
     serving: int  # READY workers that take requests
     starting: int  # workers forked to add capacity, not READY yet
+    joined: float = NEVER  # when the last worker became READY
 
 
 @dataclass(frozen=True)
@@ -91,8 +92,6 @@ class Memory:
     """What the decision remembers from one tick to the next."""
 
     step: int = 1  # workers the next growth starts
-    was_starting: bool = False
-    joined: float = NEVER  # when the last workers started became READY
     surplus_since: float | None = None  # start of the current over-provisioned stretch
     needed: int = 0  # most workers the load needed over that stretch
     last_shrink: float = NEVER
@@ -114,9 +113,6 @@ def decide(
     bounds: Bounds, size: Size, load: LoadReport | None, memory: Memory, now: float
 ) -> tuple[Memory, Decision]:
     """The pool's next move, and what to remember for the tick after."""
-    if memory.was_starting and not size.starting:
-        memory = dataclasses.replace(memory, joined=now)
-    memory = dataclasses.replace(memory, was_starting=bool(size.starting))
     if load is None:
         return memory, HOLD
     pressure = _pressure(load)
@@ -142,15 +138,14 @@ def _grow(
 ) -> tuple[Memory, Decision]:
     memory = dataclasses.replace(memory, surplus_since=None, needed=0)
     room = bounds.most - size.serving - size.starting
-    if size.starting or now - memory.joined < SETTLE or room <= 0:
+    if size.starting or now - size.joined < SETTLE or room <= 0:
         return memory, HOLD
     if now - memory.last_shrink < bounds.delay:
         # A worker retired moments ago was needed after all: wait longer next time.
         penalty = min(memory.penalty + bounds.delay, MAX_PENALTY * bounds.delay)
         memory = dataclasses.replace(memory, penalty=penalty, last_regret=now, last_shrink=NEVER)
     count = min(memory.step, room)
-    # Starting: the tick they are all READY, SETTLE begins (see `decide`).
-    memory = dataclasses.replace(memory, step=min(memory.step * 2, MAX_STEP), was_starting=True)
+    memory = dataclasses.replace(memory, step=min(memory.step * 2, MAX_STEP))
     return memory, Decision(Action.GROW, count, pressure)
 
 

@@ -2,7 +2,7 @@
 
 A trace gives, second by second, how many requests want a thread at once (the demand). The
 simulated pool serves min(demand, threads); the rest queue, and the front's report says the
-oldest of them waited a second. A worker the decision starts is READY one tick later.
+oldest of them waited a second. A worker the decision starts is READY half a tick later.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ class Simulation:
     bounds: Bounds
     serving: int
     starting: int = 0
+    joined: float = scaling.NEVER
     memory: Memory = field(default_factory=Memory)
     now: float = 0.0
     sizes: list[int] = field(default_factory=list)  # the serving size after each tick
@@ -42,12 +43,13 @@ class Simulation:
 
     def tick(self, wanted: float) -> None:
         self.now += 1.0
-        self.serving += self.starting  # a worker is READY a tick after it was started
-        self.starting = 0
+        if self.starting:  # a worker is READY half a tick after it was started
+            self.serving += self.starting
+            self.starting, self.joined = 0, self.now - 0.5
         threads = self.serving * THREADS
         queued = max(0, round(wanted - threads))
         load = report(min(wanted, threads), threads, queued, 1.0 if queued else 0.0)
-        size = Size(self.serving, self.starting)
+        size = Size(self.serving, self.starting, self.joined)
         self.memory, decision = decide(self.bounds, size, load, self.memory, self.now)
         if decision.action is Action.GROW:
             self.starting += decision.count
