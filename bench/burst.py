@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -159,13 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     tool = loadgen.choose_tool(args.loadgen)
     with Supervisor() as sup:
         results = [run_profile(sup, profile, env, tool) for profile in chosen]
-    shutil.rmtree(workdir, ignore_errors=True)
     report = table(results)
     with open(os.path.join(out, "burst.md"), "w") as fh:
         fh.write(report)
     with open(os.path.join(out, "burst.json"), "w") as fh:
         json.dump([r.__dict__ for r in results], fh, indent=1)
-    sys.stdout.write(report + f"\n(written to {out})\n")
+    sys.stdout.write(report + f"\n(written to {out}; the servers' logs to {workdir})\n")
     return 0 if all(r.status != "failed" for r in results) else 1
 
 
