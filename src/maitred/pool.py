@@ -83,6 +83,7 @@ class Pool:
         self._next_decision = 0.0
         self._reported = False  # a report came since the last decision
         self._joined = scaling.NEVER  # when a worker last became READY
+        self._memory_capped = False  # the last growth was refused for --max-pool-memory
         self.last_decision = scaling.HOLD
 
     # --- what the arbiter asks ---
@@ -307,19 +308,21 @@ class Pool:
         size = scaling.Size(ready, len(adding) - ready, self._joined)
         self._memory, decision = scaling.decide(bounds, size, load, self._memory, now)
         if decision.action is scaling.Action.GROW:
-            self._grow(decision, size)
+            self._grow(decision)
         elif decision.action is scaling.Action.SHRINK and load is not None:
             self._shrink(decision, dict(load.in_flight))
 
-    def _grow(self, decision: scaling.Decision, size: scaling.Size) -> None:
+    def _grow(self, decision: scaling.Decision) -> None:
         cfg = self.cfg
         count = decision.count
         if cfg.max_pool_memory:
             serving = [c for c in self._serving() if c.ready]
             used = sum(memory_of(c.pid, cfg.worker_memory_metric) for c in serving)
             count = scaling.fit_memory(count, used, len(serving), cfg.max_pool_memory)
-            if not count:
-                log.warning(
+            capped, self._memory_capped = self._memory_capped, not count
+            if not count:  # said once while it lasts: the pressure may last long
+                log.log(
+                    logging.DEBUG if capped else logging.WARNING,
                     "no scale up: %s; %s %d MiB of --max-pool-memory %d MiB",
                     decision.reason,
                     cfg.worker_memory_metric,
@@ -328,7 +331,7 @@ class Pool:
                 )
                 return
         self.last_decision = decision
-        self.wanted = size.serving + size.starting + count
+        self.wanted = self._places() + count
         log.info("scale up to %d: %s", self.wanted, decision.reason)
         for _ in range(count):
             self._spawn(self._free_worker_id())

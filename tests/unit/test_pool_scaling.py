@@ -3,6 +3,7 @@ A fake spawner and a fake clock: no processes, no signals sent."""
 
 from __future__ import annotations
 
+import logging
 import signal
 
 import pytest
@@ -100,6 +101,7 @@ def test_growth_stops_at_the_pool_memory_limit(
     clock: Clock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(pool_module, "memory_of", lambda pid, metric: 100 << 20)
+    caplog.set_level(logging.DEBUG, logger="maitred.error")
     keeper, spawner = scaling_pool(clock, max_pool_memory=250 << 20)
     for _ in range(10):
         tick(keeper, clock, pressed(4 * len(keeper.workers)))
@@ -109,3 +111,5 @@ def test_growth_stops_at_the_pool_memory_limit(
     assert len(keeper.workers) == 2
     assert "no scale up: oldest queued 800 ms" in caplog.text
     assert "rss 200 MiB of --max-pool-memory 250 MiB" in caplog.text
+    refusals = [r for r in caplog.records if r.getMessage().startswith("no scale up")]
+    assert [r.levelname for r in refusals[:2]] == ["WARNING", "DEBUG"]  # said once
