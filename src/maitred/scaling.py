@@ -3,10 +3,10 @@
 Theory of operation
 -------------------
 The front sees every waiting request and every busy thread, and reports them to the master
-about once a second per pool (maitred.status.LoadReport, summed over the fronts). Once per
-tick the pool (maitred.pool) hands this function its bounds, its size, that load, what it
-remembers from earlier ticks (:class:`Memory`) and the time; it gets back the new memory and a
-:class:`Decision`. No clock is read here and nothing is done: the pool forks and retires.
+about once a second per pool (maitred.status.LoadReport, summed over the fronts). On each new
+report the pool (maitred.pool) hands this function its bounds, its size, that load, what it
+remembers from earlier decisions (:class:`Memory`) and the time; it gets back the new memory
+and a :class:`Decision`. No clock is read here and nothing is done: the pool forks and retires.
 
 Grow, when requests wait: the oldest queued request waited QUEUE_WAIT (100 ms) or more, or
 BUSY_HIGH (90%) of the threads were busy on average over the window. The pool then starts
@@ -47,6 +47,7 @@ SETTLE = 1.0  # seconds after a worker joined before more start: a report window
 SHRINK_EVERY = 1.0  # seconds between two retirements while the pool stays too large
 MAX_PENALTY = 8  # the longest penalty, in --scale-down-after
 PENALTY_FORGET = 10  # --scale-down-after periods without regret that halve the penalty
+REPORT_STALE = 3.0  # seconds after which a front's last report no longer counts
 NEVER = -math.inf
 
 
@@ -181,9 +182,6 @@ def fit_memory(count: int, used: int, workers: int, limit: int) -> int:
         return count
     each = used / workers
     return max(0, min(count, int((limit - used) // each)))
-
-
-REPORT_STALE = 3.0  # seconds after which a front's last report no longer counts
 
 
 def combine(name: str, reports: list[LoadReport]) -> LoadReport | None:
