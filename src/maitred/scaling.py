@@ -94,7 +94,9 @@ class Memory:
 
     step: int = 1  # workers the next growth starts
     surplus_since: float | None = None  # start of the current over-provisioned stretch
-    needed: int = 0  # most workers the load needed over that stretch
+    # The busiest samples of the last delay, for a sliding maximum: (time, busy threads), the
+    # busy figures decreasing (an older sample under a newer one can no longer be the maximum).
+    peaks: tuple[tuple[float, float], ...] = ()
     last_shrink: float = NEVER
     penalty: float = 0.0  # seconds added to the delay
     last_regret: float = NEVER  # when a retired worker was last needed again soon
@@ -137,7 +139,7 @@ def _pressure(load: LoadReport) -> str:
 def _grow(
     bounds: Bounds, size: Size, memory: Memory, now: float, pressure: str
 ) -> tuple[Memory, Decision]:
-    memory = dataclasses.replace(memory, surplus_since=None, needed=0)
+    memory = dataclasses.replace(memory, surplus_since=None, peaks=())
     room = bounds.most - size.serving - size.starting
     if size.starting or now - size.joined < SETTLE or room <= 0:
         return memory, HOLD
@@ -150,29 +152,39 @@ def _grow(
     return memory, Decision(Action.GROW, count, pressure)
 
 
-def needed(load: LoadReport, threads: int) -> int:
-    """Workers that would have kept the busiest sample at SPARE of their threads or below."""
-    return math.ceil(load.most_busy / (threads * SPARE)) if load.most_busy > 0 else 0
+def needed(busy: float, threads: int) -> int:
+    """Workers that would have kept `busy` threads at SPARE of their threads or below."""
+    return math.ceil(busy / (threads * SPARE)) if busy > 0 else 0
+
+
+def _peaks(
+    memory: Memory, busy: float, now: float, since: float
+) -> tuple[tuple[float, float], ...]:
+    """The sliding maximum's samples from `since` on, with (now, busy) added."""
+    kept = [(when, b) for when, b in memory.peaks if when >= since and b > busy]
+    return (*kept, (now, busy))
 
 
 def _shrink(
     bounds: Bounds, size: Size, load: LoadReport, memory: Memory, now: float
 ) -> tuple[Memory, Decision]:
-    floor = max(bounds.least, needed(load, bounds.threads))
+    floor = max(bounds.least, needed(load.most_busy, bounds.threads))
     if size.starting or load.queued or size.serving <= floor:
-        return dataclasses.replace(memory, surplus_since=None, needed=0), HOLD
+        return dataclasses.replace(memory, surplus_since=None, peaks=()), HOLD
     since = now if memory.surplus_since is None else memory.surplus_since
-    most = max(memory.needed, floor)
-    memory = dataclasses.replace(memory, surplus_since=since, needed=most)
     wait = bounds.delay + memory.penalty
+    peaks = _peaks(memory, load.most_busy, now, now - wait)
+    memory = dataclasses.replace(memory, surplus_since=since, peaks=peaks)
+    busiest = peaks[0][1]  # over the last `wait` seconds
+    most = max(bounds.least, needed(busiest, bounds.threads))
     if now - since < wait or now - memory.last_shrink < SHRINK_EVERY or size.serving <= most:
         return memory, HOLD
     penalty = memory.penalty
     if penalty and now - memory.last_regret >= PENALTY_FORGET * bounds.delay:
         penalty /= 2
     memory = dataclasses.replace(memory, last_shrink=now, penalty=penalty)
-    used = f"{load.most_busy:.0f} of {size.serving * bounds.threads} threads"
-    return memory, Decision(Action.SHRINK, 1, f"at most {used} busy for {now - since:.0f} s")
+    used = f"{busiest:.0f} of {size.serving * bounds.threads} threads"
+    return memory, Decision(Action.SHRINK, 1, f"at most {used} busy for {wait:.0f} s")
 
 
 def fit_memory(count: int, used: int, workers: int, limit: int) -> int:

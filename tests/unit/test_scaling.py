@@ -189,3 +189,14 @@ def test_the_log_line_says_why() -> None:
         Bounds(1, 4, DELAY, THREADS), Size(2, 0), report(8, 8, 3, 0.84), Memory(), 100.0
     )
     assert decision.reason == "oldest queued 840 ms, 100% busy over 1 s"
+
+
+def test_the_tail_of_a_burst_does_not_hold_the_pool_up_once_it_is_older_than_the_delay() -> None:
+    bounds = Bounds(1, 4, DELAY, THREADS)
+    memory, serving = Memory(), 4
+    loads = [LoadReport("main", 0, 0.0, 3.0, 6.0, 16, 1.0)]  # the last second of a burst
+    loads += [LoadReport("main", 0, 0.0, 1.0, 1.0, 16, 1.0)] * 120  # one long request runs
+    for second, load in enumerate(loads, 1):
+        memory, decision = decide(bounds, Size(serving, 0), load, memory, float(second))
+        serving -= decision.count if decision.action is Action.SHRINK else 0
+    assert serving == 1
