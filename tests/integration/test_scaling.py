@@ -69,3 +69,20 @@ def test_a_worker_busy_with_a_long_request_is_not_the_one_retired(
     holder.join(30.0)
     assert [a.status for a in answers] == [200]
     assert json.loads(answers[0].body)["pid"] == survivor, "the busy worker was retired"
+
+
+def test_with_two_fronts_the_pool_follows_their_summed_load(servers: ServerFactory) -> None:
+    server = servers.start(
+        "slow:application",
+        *("-w", "2", "--fronts", "2", "--threads", "2", "--max-workers", "4"),
+        *("--scale-down-after", "3"),
+    )
+    with Load(server.port, "/?s=0.5", clients=12, duration=60.0, limit=2000) as load:
+        wait_until(
+            lambda: len(workers_of(server.pid)) == 4, GROW_TIMEOUT, "four workers under load"
+        )
+    assert load.failures() == [], load.outcomes
+    wait_until(lambda: len(workers_of(server.pid)) == 2, SHRINK_TIMEOUT, "back to two workers")
+    titles = " ".join(workers_of(server.pid).values())
+    ids = {int(worker_id) for worker_id in re.findall(r"worker (\d+)", titles)}
+    assert {i % 2 for i in ids} == {0, 1}, f"a front was left without a worker: {ids}"
