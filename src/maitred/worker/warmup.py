@@ -32,11 +32,13 @@ HOST = "localhost"  # the Host of a warm-up request while a pool has no host nam
 FAILED = 500  # the status logged for a warm-up whose app raised
 
 
-def warm_up(app: WSGIApp, builder: EnvironBuilder, paths: Iterable[str], who: str) -> None:
-    """Serve each of `paths` to the app once; `who` names the worker in the log."""
+def warm_up(
+    app: WSGIApp, builder: EnvironBuilder, paths: Iterable[str], who: str, host: str = HOST
+) -> None:
+    """Serve each of `paths` to the app once, as `host`; `who` names the worker in the log."""
     for path in paths:
         started = time.monotonic()
-        status = _serve(app, builder.build(_request(path)))
+        status = _serve(app, builder.build(_request(path, host)))
         took = (time.monotonic() - started) * 1000
         if 200 <= status < 400:
             log.info("%s: warm-up GET %s: %d in %.0f ms", who, path, status, took)
@@ -50,17 +52,17 @@ def warm_up(app: WSGIApp, builder: EnvironBuilder, paths: Iterable[str], who: st
             )
 
 
-def _request(path: str) -> link.Request:
+def _request(path: str, host: str) -> link.Request:
     return link.Request(
         method=b"GET",
         target=path.encode("latin-1"),
         version="1.1",
-        headers=[(b"Host", HOST.encode("ascii")), (b"User-Agent", b"maitred-warmup")],
+        headers=[(b"Host", host.encode("idna")), (b"User-Agent", b"maitred-warmup")],
         body=b"",
         body_path="",
         remote_addr="127.0.0.1",
         remote_port="0",
-        server_name=HOST,
+        server_name=host,
         server_port="80",
         url_scheme="http",
         queue_time=0.0,
