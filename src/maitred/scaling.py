@@ -16,11 +16,11 @@ any is starting, and for SETTLE (1 s: a whole report window) after the last one 
 nothing more starts, so the load they take off is seen before more are added.
 
 Shrink, when the pool has more than the load needs: a worker fewer would still have left the
-busiest moment of the window at most SPARE (50%) of the remaining threads busy, with nothing
-queued. That must have held at every tick for --scale-down-after seconds; then one worker is
-retired (drained, never killed: the pool picks an idle one), and one more per SHRINK_EVERY
-while it still holds, down to the minimum. The gap between 90% to grow and 50% to shrink is
-the hysteresis that keeps a steady load from flapping.
+busiest sample of the last --scale-down-after seconds at most SPARE (50%) of the remaining
+threads busy, with nothing queued, and that has held at every decision for that long; then one
+worker is retired (drained, never killed: the pool picks an idle one), and one more per
+SHRINK_EVERY while it still holds, down to the minimum. The gap between 90% to grow and 50%
+to shrink is the hysteresis that keeps a steady load from flapping.
 
 A worker retired and then needed again within --scale-down-after was retired too soon: each
 such regret adds --scale-down-after to the delay (the penalty, up to MAX_PENALTY times the
