@@ -36,6 +36,7 @@ from typing import Any
 
 from maitred import config
 from maitred.config import Config, ConfigError
+from maitred.worker import warmup
 
 IMPLICIT = "main"  # the pool of the one app of a server without tables
 HOSTS, PATH, DEFAULT = "hosts", "path", "default"
@@ -87,6 +88,12 @@ class App:
     def label(self) -> str:
         """How log lines name the app: not at all when it is the server's only one."""
         return "" if self.implicit else self.name
+
+    @property
+    def warmup_host(self) -> str:
+        """The Host of its --warmup requests: its first host name that is no wildcard."""
+        named = [host for host in self.route.hosts if not host.startswith("*.")]
+        return named[0] if named else warmup.HOST
 
     @property
     def prefix(self) -> str:

@@ -361,8 +361,12 @@ class Arbiter:
         if said:
             child.last_seen = time.monotonic()
         if not isinstance(child, WorkerChild):
-            return  # what a front says is its heartbeat
-        for kind, value in said:
+            self._front_said(child, said)  # besides, it is its heartbeat
+            return
+        for message in said:
+            if isinstance(message, status.LoadReport):
+                continue  # a front's message; a worker has no business sending it
+            kind, value = message
             if kind == status.READY:
                 self._ready(child)
             elif kind == status.HEARTBEAT:
@@ -370,6 +374,17 @@ class Arbiter:
             elif kind in (status.RECYCLE, status.STUCK):
                 why = "recycling" if kind == status.RECYCLE else "stuck request"
                 self.pools[child.pool].replace(child, why)
+
+    def _front_said(self, child: Child, said: list[status.Message]) -> None:
+        """A front's load reports go to their pools; those of fronts on their way out (a
+        reload replaced them) would count workers the pool gave up."""
+        assert self.fronts is not None
+        if child.generation not in self.fronts.serving():
+            return
+        now = time.monotonic()
+        for message in said:
+            if isinstance(message, status.LoadReport) and message.pool in self.pools:
+                self.pools[message.pool].load(child.pid, message, now)
 
     def _ready(self, child: WorkerChild) -> None:
         """A worker imported the app and serves."""
@@ -465,7 +480,8 @@ class Arbiter:
         child = WorkerChild(
             pid=0, worker_id=worker_id, pool=pool.name, app=label, generation=generation.number
         )
-        return self.processes.spawn_worker(pool.cfg, child, link_path, self.app, self.pid)
+        host = self.apps[pool.name].warmup_host
+        return self.processes.spawn_worker(pool.cfg, child, link_path, self.app, self.pid, host)
 
     def kill(self, child: Child, signum: signal.Signals) -> None:
         """maitred.pool.Spawner: signal a child, unless it is gone already."""

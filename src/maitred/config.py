@@ -191,6 +191,14 @@ def _header_name(value: Any) -> str:
     return text
 
 
+def _path(value: Any) -> str:
+    """URL path starting with /, and an optional query"""
+    text = _str(value).strip()
+    if not text.startswith("/") or any(c.isspace() or ord(c) < 0x21 for c in text):
+        raise ValueError
+    return text
+
+
 def _list_of(item: Parser, doc: str) -> Parser:
     """A repeatable setting: a TOML array, a repeated flag, or a comma-separated env value."""
 
@@ -470,6 +478,65 @@ class Config:
         "--worker-memory-metric",
         section="Workers",
         metavar="METRIC",
+        reloads=WORKERS,
+        per_app=True,
+    )
+    # --- scaling: the pool between --min-workers and --max-workers (maitred.scaling) ---
+    max_workers: int = setting(
+        0,
+        "Most worker processes the pool grows to when requests wait (scaling is on when this "
+        "is above --workers; 0: --workers, a fixed pool). docs/scaling.md gives the rule.",
+        _int(0),
+        "--max-workers",
+        section="Scaling",
+        metavar="N",
+        reloads=WORKERS,
+        per_app=True,
+    )
+    min_workers: int = setting(
+        0,
+        "Fewest worker processes the pool shrinks to when it has more than the load needs "
+        "(0: --workers, so a pool only shrinks back to the number it started with).",
+        _int(0),
+        "--min-workers",
+        section="Scaling",
+        metavar="N",
+        reloads=WORKERS,
+        per_app=True,
+    )
+    scale_down_after: float = setting(
+        30.0,
+        "Seconds the pool must have had a worker more than its load needs before one is "
+        "retired (drained, never killed busy); lengthened while retired workers keep having "
+        "to be started again soon after.",
+        _seconds,
+        "--scale-down-after",
+        section="Scaling",
+        metavar="SECONDS",
+        reloads=WORKERS,
+        per_app=True,
+    )
+    max_pool_memory: int = setting(
+        0,
+        "The pool grows no more once its workers' memory together (see "
+        "--worker-memory-metric) would pass this many bytes. 0: no limit.",
+        _size,
+        "--max-pool-memory",
+        section="Scaling",
+        metavar="BYTES",
+        reloads=WORKERS,
+        per_app=True,
+    )
+    warmup: tuple[str, ...] = setting(
+        (),
+        "A path each new worker (at start, after a HUP, when recycled or scaled up) first "
+        "serves itself as a GET, before it takes requests: lazy imports and caches are then "
+        "paid before a client waits (repeatable). A failing warm-up is logged with its status "
+        "and the worker joins all the same.",
+        _list_of(_path, "list of paths"),
+        "--warmup",
+        section="Scaling",
+        metavar="PATH",
         reloads=WORKERS,
         per_app=True,
     )
@@ -1100,11 +1167,30 @@ def check(cfg: Config) -> Config:
             "each front needs a worker of its own"
         )
     _check_user(cfg)
+    _check_scaling(cfg)
     if cfg.apps:
         from maitred import apps  # local: maitred.apps builds on this module
 
         apps.resolve(cfg, "/")  # ConfigError names the app whose table breaks a rule
     return cfg
+
+
+def _check_scaling(cfg: Config) -> None:
+    """--min-workers and --max-workers around --workers (of the server, or of one app)."""
+    least, most = cfg.min_workers or cfg.workers, cfg.max_workers or cfg.workers
+    if least > cfg.workers:
+        raise ConfigError(
+            f"min-workers ({least}) must not exceed workers ({cfg.workers}), the number started"
+        )
+    if most < cfg.workers:
+        raise ConfigError(
+            f"max-workers ({most}) must not be below workers ({cfg.workers}), the number started"
+        )
+    if least < cfg.fronts:
+        raise ConfigError(
+            f"min-workers ({least}) must not be below fronts ({cfg.fronts}): "
+            "each front needs a worker of its own"
+        )
 
 
 def _check_user(cfg: Config) -> None:

@@ -29,6 +29,7 @@ from maitred.apps import App
 from maitred.children import Child, ReloaderChild, WorkerChild, fork
 from maitred.config import Config
 from maitred.signals import SignalQueue
+from maitred.status import Message
 from maitred.worker.main import Worker
 
 STATUS_READ = 4096  # bytes read from a status pipe at once
@@ -66,7 +67,7 @@ class Processes:
         talking = [watched[fd] for fd in readable if fd in watched]
         return received, talking, [fd for fd in readable if fd not in watched]
 
-    def read_status(self, child: Child) -> list[tuple[bytes, float]]:
+    def read_status(self, child: Child) -> list[Message]:
         """What a child said on its status pipe; at end of file (it exited) the pipe is closed
         and `reap` takes it from there."""
         try:
@@ -113,16 +114,18 @@ class Processes:
         return fork(main, self._signals, self._handled, siblings)
 
     def spawn_worker(
-        self, cfg: Config, child: WorkerChild, link_path: str, app: Any, master: int
+        self, cfg: Config, child: WorkerChild, link_path: str, app: Any, master: int, host: str
     ) -> WorkerChild:
-        """Fork the worker `child` describes (its pid and status pipe are filled in here)."""
+        """Fork the worker `child` describes (its pid and status pipe are filled in here);
+        `host` is the Host of its warm-up requests (--warmup)."""
         read_fd, write_fd = os.pipe()
         worker_id = child.worker_id
 
         def main() -> int:
             os.close(read_fd)
             self.close_sockets()
-            return Worker(cfg, worker_id, link_path, app, write_fd, master, child.app).run()
+            worker = Worker(cfg, worker_id, link_path, app, write_fd, master, child.app, host)
+            return worker.run()
 
         child.pid = self.fork(main)
         os.close(write_fd)

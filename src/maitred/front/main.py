@@ -8,6 +8,8 @@ times per shortest timeout, at least once a second, enforcing the timeouts of
 front/timeouts.py (one pass over the connections is cheaper than a timer per request),
 checking that file descriptors have not run out (front/accept.py), and telling the master it is
 alive (a HEARTBEAT on its status pipe: a front that stops is killed, see --front-timeout).
+About once a second it also reports each pool's load on that pipe (front/load.py), from which
+the master scales the pool.
 
 Its readiness (maitred.readiness: STARTING until a worker links, READY, DRAINING once told
 to stop) answers --health-path (front/health.py). SIGUSR2 from the master says the server stops
@@ -45,6 +47,7 @@ from maitred.front.dispatcher import Dispatcher, WorkerConnection
 from maitred.front.exchange import Exchange
 from maitred.front.gateway import GATEWAYS
 from maitred.front.health import HealthCheck
+from maitred.front.load import REPORT_INTERVAL, SAMPLE_INTERVAL, LoadMeter
 from maitred.front.proxy import ProxyHeaderGate
 from maitred.front.router import Router
 from maitred.front.slots import Slot, Slots, Verdict
@@ -176,6 +179,8 @@ class Front:
             if app.cfg.timeout:
                 expire = self._expire_requests(self.dispatchers[app.name], app.cfg.timeout)
                 tasks.append(loop.create_task(expire))
+        if self.status_fd >= 0:
+            tasks.append(loop.create_task(self._report_load()))
         try:
             await self.stopped
         finally:
@@ -216,6 +221,22 @@ class Front:
         self.last_beat = now
         with contextlib.suppress(OSError):  # a full pipe (the master is busy) or no master
             os.write(self.status_fd, status.encode(status.HEARTBEAT))
+
+    async def _report_load(self) -> None:
+        """Sample each pool's load, and report it to the master once per REPORT_INTERVAL."""
+        now = self.loop.time()
+        meters = [LoadMeter(app.name, self.dispatchers[app.name], now) for app in self.apps]
+        samples = round(REPORT_INTERVAL / SAMPLE_INTERVAL)
+        while True:
+            for _ in range(samples):
+                await asyncio.sleep(SAMPLE_INTERVAL)
+                now = self.loop.time()
+                for meter in meters:
+                    meter.sample(now)
+            for meter in meters:  # one write each: at most PIPE_BUF, so it goes whole or not
+                report = status.encode_load(meter.report(now))
+                with contextlib.suppress(OSError):  # a full pipe (a busy master), no master
+                    os.write(self.status_fd, report)
 
     # --- connection slots (front/slots.py) ---
 

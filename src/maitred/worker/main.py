@@ -17,6 +17,9 @@ If the link drops, every request on it is cancelled (the front is gone, so are t
 and, unless the worker is draining, the reader connects again: the front's link listener lives
 in the master, so a restarted front finds its workers coming back.
 
+With --warmup, the app serves its warm-up requests (worker/warmup.py) before the threads and
+the link start, so READY means imported and warmed up.
+
 The main thread watches signals and the master, and writes a heartbeat to the master every
 second with the age of the oldest request in flight. On SIGTERM it sends DRAIN and waits for
 DRAINED: every request sent before that is already queued, so the threads finish the queue, find
@@ -53,6 +56,7 @@ from maitred.http.response import DateCache
 from maitred.signals import SignalQueue
 from maitred.worker.channel import Channel, FrontConnection
 from maitred.worker.environ import EnvironBuilder
+from maitred.worker.warmup import HOST, warm_up
 from maitred.worker.wsgi import (
     HeadWriter,
     LinkClosed,
@@ -91,6 +95,7 @@ class Worker:
         status_fd: int,
         master_pid: int,
         app_name: str = "",
+        warmup_host: str = HOST,
     ) -> None:
         self.cfg = cfg
         self.worker_id = worker_id
@@ -98,6 +103,7 @@ class Worker:
         # virtualenv and environment here; the only app of a server had them from the master.
         self.app_name = app_name
         self.name = f"worker {worker_id} of {app_name}" if app_name else f"worker {worker_id}"
+        self.warmup_host = warmup_host  # the Host of its --warmup requests
         self.link_path = link_path
         self.app = app
         self.status_fd = status_fd
@@ -141,6 +147,8 @@ class Worker:
             except OSError as exc:
                 sys.stderr.write(f"maitred: cannot change to directory {cfg.chdir!r}: {exc}\n")
                 return APP_LOAD_ERROR
+        if self.cfg.warmup:  # before the link: no client waits for it (worker/warmup.py)
+            warm_up(self.app, self.environ, self.cfg.warmup, self.name, self.warmup_host)
         threads = [
             threading.Thread(target=self._serve, name=f"maitred-{i}", daemon=True)
             for i in range(self.cfg.threads)
