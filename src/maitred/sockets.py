@@ -33,6 +33,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 UNIX_PREFIX = "unix:"
+# A bind address may say its scheme: `https://` serves TLS on it, `http://` plain HTTP; a bare
+# address is TLS when a certificate is given and no address says https:// (maitred.tls).
+HTTP, HTTPS = "http", "https"
+SCHEMES = (HTTP, HTTPS)
 # A connect to a listening unix socket completes at once, into the backlog, whether or not the
 # server accepts; only a full backlog makes a blocking connect wait, for a server that may be
 # hung. With a timeout Linux does not wait at all (EAGAIN, which also says a server is there);
@@ -46,6 +50,7 @@ class Address:
     host: str  # empty for unix sockets
     port: int
     path: str = ""  # unix sockets only
+    scheme: str = ""  # as the bind address says it: "", HTTP or HTTPS
 
     def __str__(self) -> str:
         """The address as `--bind` takes it, for error messages."""
@@ -54,15 +59,31 @@ class Address:
         host = f"[{self.host}]" if self.family == socket.AF_INET6 else self.host
         return f"{host}:{self.port}"
 
-    def url(self, bound: socket.socket) -> str:
+    def url(self, bound: socket.socket, scheme: str = HTTP) -> str:
         if self.family == socket.AF_UNIX:
-            return str(self)
+            return str(self) if scheme == HTTP else f"{scheme}://{self}"
         host, port = bound.getsockname()[:2]
-        return f"http://{dataclasses.replace(self, host=host, port=port)}"
+        return f"{scheme}://{dataclasses.replace(self, host=host, port=port)}"
+
+
+def split_scheme(text: str) -> tuple[str, str]:
+    """(scheme, address) of a bind address: ("", text) when it names no scheme."""
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return "", text
+    if scheme.lower() not in SCHEMES:
+        raise ValueError(f"unknown scheme {scheme!r} in {text!r}: use http:// or https://")
+    return scheme.lower(), rest
 
 
 def parse_address(text: str) -> Address:
-    """`HOST:PORT`, `[V6]:PORT`, `:PORT`, `HOST` (port 8000) or `unix:/path`."""
+    """`HOST:PORT`, `[V6]:PORT`, `:PORT`, `HOST` (port 8000) or `unix:/path`, each with an
+    optional `http://` or `https://` in front."""
+    scheme, text = split_scheme(text)
+    return dataclasses.replace(_parse_bare(text), scheme=scheme)
+
+
+def _parse_bare(text: str) -> Address:
     if text.startswith(UNIX_PREFIX):
         path = text[len(UNIX_PREFIX) :]
         if not path:
@@ -178,10 +199,12 @@ def bind_all(
     backlog: int,
     count: int,
     inherited: Sequence[Sequence[socket.socket]] = (),
+    schemes: Sequence[str] = (),
 ) -> tuple[list[list[socket.socket]], list[str]]:
     """Each bind address's group of `count` listeners (an old master's, when it passed one of
-    the same family down, maitred.upgrade), and their URLs; inherited groups left over are
-    closed. If one cannot be bound, those bound before it are closed too."""
+    the same family down, maitred.upgrade), and their URLs (with the scheme each is served
+    with, from `schemes`: http by default); inherited groups left over are closed. If one
+    cannot be bound, those bound before it are closed too."""
     groups: list[list[socket.socket]] = []
     urls = []
     try:
@@ -192,7 +215,8 @@ def bind_all(
             else:
                 group = bind_group(address, backlog, count)
             groups.append(group)
-            urls.append(address.url(group[0]))
+            scheme = schemes[index] if index < len(schemes) else HTTP
+            urls.append(address.url(group[0], scheme))
     except BaseException:
         close_all(groups, keep_paths=False)  # a unix socket's path too: nobody serves it
         raise
