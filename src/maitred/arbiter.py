@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 
 from setproctitle import setproctitle
 
-from maitred import exits, frontplan, logs, runtime, sockets, status, upgrade
+from maitred import exits, frontplan, logs, runtime, sockets, status, tls, upgrade
 from maitred.appload import AppLoadError, load_app, prepare_path
 from maitred.children import Child, Exit, FrontChild, ReloaderChild, WorkerChild, exit_text
 from maitred.config import Config, ConfigError, reloaded
@@ -112,11 +112,17 @@ class Arbiter:
         # hit a default action.
         self.processes.record_signals()
         try:
+            context = tls.build_context(cfg) if tls.enabled(cfg) else None
+        except tls.TLSError as exc:
+            log.error("cannot serve TLS: %s", exc)
+            return 1
+        try:
             self.fronts = self._bind()
         except OSError as exc:
             log.error("cannot listen: %s", exc)
             self._cleanup()
             return 1
+        self.fronts.tls_context = context
         try:
             runtime.write_pidfile(cfg.pidfile, self.pid)
             if cfg.reload:
@@ -133,7 +139,7 @@ class Arbiter:
         cfg = self.cfg
         inherited = upgrade.inherited_listeners(self.environ)
         self.listeners, self.addresses = sockets.bind_all(
-            cfg.bind, cfg.backlog, cfg.fronts, inherited
+            cfg.bind, cfg.backlog, cfg.fronts, inherited, tls.schemes(cfg)
         )
         self.link_dir = runtime.make_dir()
         # Spooled request bodies live under the master's own directory unless --body-temp-dir
@@ -231,6 +237,7 @@ class Arbiter:
         if self.reload_config is not None:
             try:
                 cfg, new_fronts = reloaded(self.cfg, self.reload_config)
+                tls.check_reload(self.cfg, cfg)
             except ConfigError as exc:
                 log.error("reload: %s", exc)
                 return
@@ -240,12 +247,26 @@ class Arbiter:
             if new_fronts:
                 log.info("reload: the fronts' settings changed; new fronts start with new workers")
                 self.fronts.open_next(cfg)
+        self._reload_tls()
         if self.cfg.preload:
             log.warning(
                 "reload: with --preload the app was imported by the master; "
                 "send USR2 to load new code"
             )
         pool.reload(cfg)
+
+    def _reload_tls(self) -> None:
+        """Load the certificate again: new fronts start with it and the running ones load it
+        too; one that cannot be loaded keeps the one in use (maitred.tls)."""
+        assert self.fronts is not None
+        if not tls.enabled(self.cfg):
+            return
+        try:
+            self.fronts.tls_context = tls.build_context(self.cfg)
+        except tls.TLSError as exc:
+            log.error("reload: keeping the TLS certificate in use: %s", exc)
+            return
+        self.fronts.reload_tls()
 
     # --- status from the children ---
 

@@ -24,13 +24,15 @@ import logging
 import os
 import signal
 import socket
+import ssl
 from collections.abc import Callable, Iterable, MutableMapping
 
-from maitred import frontplan
+from maitred import frontplan, sockets, tls
 from maitred.children import Child, Exit, FrontChild, WorkerChild
 from maitred.config import Config
 from maitred.exits import Restarts
 from maitred.front.main import run_front
+from maitred.front.tls import FrontTLS
 from maitred.frontplan import Generation
 from maitred.pool import Pool
 
@@ -61,6 +63,8 @@ class FrontSet:
         self.generations: dict[int, Generation] = {}
         self.current = self._open(cfg)
         self.next: Generation | None = None
+        # The TLS context the fronts start with (maitred.tls): the last one built without error.
+        self.tls_context: ssl.SSLContext | None = None
 
     # --- generations ---
 
@@ -114,6 +118,7 @@ class FrontSet:
             for group in self._listeners()
             for sock in frontplan.listeners_of(number, cfg.fronts, group)
         ]
+        secure = self._tls_of(cfg, number)
         read_fd, write_fd = os.pipe()
         master_pid = os.getpid()
 
@@ -126,12 +131,31 @@ class FrontSet:
                 if sock not in mine:
                     sock.close()  # another front's: held here, it would outlive that front
             name = frontplan.name(number)
-            return run_front(cfg, mine, link_listener, master_pid, name, write_fd)
+            return run_front(cfg, mine, link_listener, master_pid, name, write_fd, secure)
 
         pid = self._fork(main)
         os.close(write_fd)
         front = FrontChild(pid=pid, number=number, status_fd=read_fd, generation=generation.number)
         self._children[pid] = front
+
+    def _tls_of(self, cfg: Config, number: int) -> FrontTLS | None:
+        """A front's TLS listeners and the context it starts with; None without TLS."""
+        context = self.tls_context
+        if context is None:
+            return None
+        groups = zip(self._listeners(), tls.schemes(cfg), strict=False)
+        listeners = [
+            sock
+            for group, scheme in groups
+            if scheme == sockets.HTTPS
+            for sock in frontplan.listeners_of(number, cfg.fronts, group)
+        ]
+        return FrontTLS(cfg, context, listeners)
+
+    def reload_tls(self) -> None:
+        """The certificate files changed: the fronts running load them again."""
+        for child in self.fronts():
+            child.send(signal.SIGHUP)
 
     def check(self, now: float, front_timeout: float) -> None:
         """Restarts that are due; liveness by heartbeat (--front-timeout)."""

@@ -178,9 +178,12 @@ class AcceptGate:
         connections: Sized,
         limit: int,
         room_at: Callable[[], float | None] = lambda: None,
+        factory_of: Callable[[socket.socket], Callable[[], asyncio.Protocol]] | None = None,
     ) -> None:
         self.loop = loop
         self.factory = factory
+        # The protocol factory of one listener, when they differ (TLS listeners: front/tls.py).
+        self.factory_of = factory_of
         self.listeners = listeners
         self.backlog = backlog
         self.connections = connections
@@ -241,7 +244,7 @@ class AcceptGate:
             self._wakeup.cancel()
         self._close_servers()
         adopting = [
-            self.loop.create_task(self._adopt(conn))
+            self.loop.create_task(self._adopt(self._factory(sock), conn))
             for sock in self.listeners
             for conn in _take_backlog(sock)
         ]
@@ -250,9 +253,12 @@ class AcceptGate:
         self.listeners = []
         return adopting
 
-    async def _adopt(self, conn: socket.socket) -> None:
+    def _factory(self, listener: socket.socket) -> Callable[[], asyncio.Protocol]:
+        return self.factory if self.factory_of is None else self.factory_of(listener)
+
+    async def _adopt(self, factory: Callable[[], asyncio.Protocol], conn: socket.socket) -> None:
         try:
-            await self.loop.connect_accepted_socket(self.factory, conn)
+            await self.loop.connect_accepted_socket(factory, conn)
         except OSError:  # the client is gone already
             conn.close()
 
@@ -290,7 +296,7 @@ class AcceptGate:
             dup = sock.dup()
             listener = BatchEndingListener(dup.family, dup.type, dup.proto, dup.detach())
             server = await self.loop.create_server(
-                self.factory, sock=listener, backlog=self.backlog
+                self._factory(sock), sock=listener, backlog=self.backlog
             )
             self.servers.append(server)
         if self.state is Accepting.STOPPED:

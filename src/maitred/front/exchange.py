@@ -159,6 +159,7 @@ class Exchange:
             *self.peer,
             self.dispatched - self.complete,  # queue time
             self.request_id,
+            self.conn.client_dn,
         )
 
     # --- the response, frame by frame from the worker ---

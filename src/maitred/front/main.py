@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Callable
 
 from setproctitle import setproctitle
 
@@ -40,6 +41,7 @@ from maitred.front.proxy import ProxyHeaderGate
 from maitred.front.router import Router
 from maitred.front.slots import Slot, Slots, Verdict
 from maitred.front.timeouts import ConnectionTimeouts
+from maitred.front.tls import FrontTLS, OpenConnections, TLSHandshake
 from maitred.http.errors import RETRY_AFTER, simple_response
 from maitred.http.parser import Limits
 from maitred.http.response import DateCache
@@ -50,7 +52,8 @@ SWEEP_INTERVAL = 1.0  # longest pause between --timeout checks
 STOP_POLL = 0.05  # seconds between checks that a graceful stop is complete
 MIN_EXPIRY_INTERVAL = 0.05  # the finest grain of --timeout checks
 HEARTBEAT_INTERVAL = 1.0  # the master hears from a front about this often
-LOOP_SIGNALS = (signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1)  # handled by the event loop
+# Handled by the event loop (SIGHUP: load the TLS certificate again, front/tls.py).
+LOOP_SIGNALS = (signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1, signal.SIGHUP)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -63,9 +66,12 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 class Front:
-    def __init__(self, cfg: Config, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, cfg: Config, loop: asyncio.AbstractEventLoop, tls: FrontTLS | None = None
+    ) -> None:
         self.cfg = cfg
         self.loop = loop
+        self.tls = tls  # None: no TLS listener
         self.limits = Limits(
             request_line=cfg.limit_request_line,
             fields=cfg.limit_request_fields,
@@ -98,10 +104,11 @@ class Front:
         """(REMOTE_ADDR, REMOTE_PORT, SERVER_NAME, SERVER_PORT, url scheme) of a connection."""
         peer = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
+        scheme = "http" if transport.get_extra_info("ssl_object") is None else "https"
         if isinstance(local, tuple):
             remote = peer if isinstance(peer, tuple) else ("", 0)
-            return (remote[0], str(remote[1]), local[0], str(local[1]), "http")
-        return ("", "", "localhost", "", "http")  # a unix socket: no addresses to report
+            return (remote[0], str(remote[1]), local[0], str(local[1]), scheme)
+        return ("", "", "localhost", "", scheme)  # a unix socket: no addresses to report
 
     async def serve(self, listeners: list[socket.socket], link_listener: socket.socket) -> None:
         loop = self.loop
@@ -111,9 +118,10 @@ class Front:
             self.new_connection,
             listeners,
             self.cfg.backlog,
-            self.slots,
+            self.slots if self.tls is None else OpenConnections(self.slots, self.tls.handshakes),
             limit,
             self.slots.room_at,
+            self.protocol_for,
         )
         loop.set_exception_handler(accept_errors(self.gate.shortage))
         await self.gate.start()
@@ -131,6 +139,18 @@ class Front:
             link_server.close()
             if self.access is not None:
                 self.access.flush()
+
+    def protocol_for(self, listener: socket.socket) -> Callable[[], asyncio.Protocol]:
+        """The protocol factory of a listener: a TLS handshake first on a TLS one."""
+        secure = self.tls
+        if secure is not None and secure.serves(listener):
+            return lambda: TLSHandshake(self, secure)
+        return self.new_connection
+
+    def reload_tls(self) -> None:
+        """SIGHUP from the master: the certificate files changed (front/tls.py)."""
+        if self.tls is not None:
+            self.tls.reload()
 
     def new_connection(self) -> asyncio.Protocol:
         """The protocol of a new client connection (a PROXY header first, if configured)."""
@@ -282,9 +302,11 @@ def run_front(
     master_pid: int,
     name: str = "front",
     status_fd: int = -1,
+    tls: FrontTLS | None = None,
 ) -> int:
-    """Main of a front process (after fork); `name` says which front (maitred.frontplan), and
-    `status_fd` is the write end of its status pipe to the master."""
+    """Main of a front process (after fork); `name` says which front (maitred.frontplan),
+    `status_fd` is the write end of its status pipe to the master, and `tls` its TLS
+    listeners and context, if any."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; master decides
     # uvloop listens for signals only once the loop runs: one that came before (a TERM from a
     # master that stops at once, its app failing to import) would be lost, and the master
@@ -295,8 +317,9 @@ def run_front(
     # chosen (uvloop or asyncio), as the tests check.
     setproctitle(f"maitred: {name}")
     asyncio.set_event_loop(loop)
-    front = Front(cfg, loop)
+    front = Front(cfg, loop, tls)
     loop.add_signal_handler(signal.SIGTERM, front.shutdown)
+    loop.add_signal_handler(signal.SIGHUP, front.reload_tls)
     loop.add_signal_handler(signal.SIGQUIT, os._exit, 0)
     loop.add_signal_handler(signal.SIGUSR1, front.reopen_logs)
     loop.call_soon(signal.pthread_sigmask, signal.SIG_UNBLOCK, LOOP_SIGNALS)

@@ -151,6 +151,7 @@ class Request(NamedTuple):
     url_scheme: str
     queue_time: float  # seconds the complete request waited in the front for a thread
     request_id: str  # empty when none was assigned
+    client_dn: str = ""  # a verified TLS client certificate's subject (maitred.tls.subject)
 
 
 class Window(NamedTuple):
