@@ -290,6 +290,8 @@ def test_unreadable_or_mismatched_files_stop_the_start_with_one_line(
         errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
         assert len(errors) == 1 and why in errors[0], result.stderr
         assert "Traceback" not in result.stderr
+        checked = run_cli(["check", *args])  # says the same before a deploy
+        assert checked.returncode != 0 and why in checked.stderr, checked.stderr
 
 
 @pytest.mark.parametrize("loop", LOOPS)
