@@ -114,7 +114,9 @@ def _prepare_work(stamp: str, out_dir: str, quick: bool) -> ServerEnv:
         os.chmod(path, SHARED_DIR_MODE)
     app_env = {
         **os.environ,
-        "PYTHONPATH": REPO_ROOT,
+        # The app from the repository, and maitred from this checkout (not whichever one an
+        # editable install points at).
+        "PYTHONPATH": os.pathsep.join([REPO_ROOT, os.path.join(REPO_ROOT, "src")]),
         "PYTHONUNBUFFERED": "1",
         "BENCH_FILES_DIR": files_dir,
         "BENCH_DJANGO_DB": machine.prepare_database(workdir),

@@ -35,7 +35,8 @@ http {{
 {temp_paths}
 {upstream}
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port}{ssl};
+{certificate}
         location /static/ {{ alias {files_dir}/; }}
 {proxy}
     }}
@@ -51,13 +52,25 @@ _PROXY = """\
         }"""
 
 
+_CERTIFICATE = """\
+        ssl_certificate {cert};
+        ssl_certificate_key {key};"""
+
+
 def nginx_binary() -> str | None:
     # Debian installs nginx in /usr/sbin, which is not on every user's PATH.
     return shutil.which("nginx") or shutil.which("nginx", path=SBIN_PATH)
 
 
-def write_config(workdir: str, files_dir: str, port: int, upstream_socket: str | None) -> str:
-    """Writes nginx.conf into workdir and returns its path."""
+def write_config(
+    workdir: str,
+    files_dir: str,
+    port: int,
+    upstream_socket: str | None,
+    tls: tuple[str, str] | None = None,
+) -> str:
+    """Writes nginx.conf into workdir and returns its path; with `tls` (certificate, key), the
+    server listens for HTTPS only and terminates TLS in front of the upstream."""
     temp_paths = []
     for kind in _TEMP_KINDS:
         path = os.path.join(workdir, "nginx-temp", kind)
@@ -71,6 +84,8 @@ def write_config(workdir: str, files_dir: str, port: int, upstream_socket: str |
         temp_paths="\n".join(temp_paths),
         upstream=_UPSTREAM.format(socket=upstream_socket) if upstream_socket else "",
         port=port,
+        ssl=" ssl" if tls else "",
+        certificate=_CERTIFICATE.format(cert=tls[0], key=tls[1]) if tls else "",
         files_dir=files_dir,
         proxy=_PROXY if upstream_socket else "",
     )
