@@ -332,3 +332,28 @@ def test_a_stop_does_not_wait_for_idle_clients_that_read_nothing(
     finally:
         pooled.close()
     assert time.monotonic() - started < TIMEOUT
+
+
+@pytest.mark.expect_errors("reload: keeping the TLS certificate in use")
+def test_new_fronts_of_a_reload_serve_the_last_good_certificate(
+    servers: ServerFactory, ca: TestCA, server_cert: Issued, tmp_path: Path
+) -> None:
+    """A HUP that changes a setting of the fronts starts new ones: they serve the certificate
+    the master last loaded without error, whatever the files hold now."""
+    settings = tmp_path / "maitred.toml"
+    settings.write_text("keepalive = 5\n")
+    args = tls_args(server_cert, "-c", str(settings), "-w", "1")
+    server = servers.start("hello:application", *args)
+    port = tls_port(server)
+    ctx = ca.client_context()
+    server_cert.cert.write_text("not a certificate\n")
+    settings.write_text("keepalive = 6\n")
+    os.kill(server.pid, signal.SIGHUP)
+    assert server.wait_for_log("new fronts serve", TIMEOUT), server.stderr
+    assert peer_serial(port, ctx) == server_cert.serial  # the old one, from the master
+    newer = ca.issue("newer", "127.0.0.1")
+    replace_files(newer, server_cert)
+    settings.write_text("keepalive = 7\n")
+    os.kill(server.pid, signal.SIGHUP)
+    wait_until(lambda: server.stderr.count("new fronts serve") == 2, what="the second swap")
+    assert peer_serial(port, ctx) == newer.serial
