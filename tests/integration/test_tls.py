@@ -28,6 +28,7 @@ import pytest
 
 from certs import Issued, TestCA, serial_of
 from harness import SRC_DIR, TESTS_DIR, Server, ServerFactory, run_cli, wait_until
+from rawhttp import server_ends
 from slowclients import descriptors_for
 
 TLS_LISTENING = re.compile(r"Listening at: https://127\.0\.0\.1:(\d+)")
@@ -357,3 +358,31 @@ def test_new_fronts_of_a_reload_serve_the_last_good_certificate(
     os.kill(server.pid, signal.SIGHUP)
     wait_until(lambda: server.stderr.count("new fronts serve") == 2, what="the second swap")
     assert peer_serial(port, ctx) == newer.serial
+
+
+def test_handshakes_under_way_count_against_max_connections(
+    servers: ServerFactory, server_cert: Issued
+) -> None:
+    """At --max-connections, silent TLS clients make the front stop accepting (new clients
+    wait in the backlog) until their handshakes time out: descriptors never run out."""
+    limit = 10
+    args = tls_args(server_cert, "--handshake-timeout", str(HANDSHAKE_TIMEOUT))
+    server = servers.start("hello:application", *args, "--max-connections", str(limit))
+    port = tls_port(server)
+    silent = list(open_silent(port, limit))
+    try:
+        ports = [sock.getsockname()[1] for sock, _ in silent]
+        wait_until(  # all taken by the front (an accept batch could take the next one too)
+            lambda: all(end.inode for end in server_ends(port, ports).values()),
+            what="the front to accept the silent connections",
+        )
+        plain = http.client.HTTPConnection("127.0.0.1", server.port, timeout=TIMEOUT)
+        started = time.monotonic()
+        plain.request("GET", "/")
+        assert plain.getresponse().read() == b"Hello, world!\n"
+        waited = time.monotonic() - started
+        plain.close()
+    finally:
+        for sock, _ in silent:
+            sock.close()
+    assert waited >= HANDSHAKE_TIMEOUT * 0.5, waited

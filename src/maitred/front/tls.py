@@ -19,9 +19,9 @@ Once the handshake is done, a :class:`~maitred.front.connection.ClientConnection
 the secure transport exactly as it would a plain one; its peer says https (Front.peer_info) and
 it carries the subject of a verified client certificate to the worker (SSL_CLIENT_S_DN). It
 holds the secure transport through front/tlsclose.py, which closes without waiting for the
-client's close_notify.
-Application data that came with the end of the handshake (a TLS 1.3 client sends its request
-at once) reaches this protocol before the handover, so it is kept and handed over too.
+client's close_notify. Application data that came with the end of the handshake (a TLS 1.3
+client sends its request at once) reaches this protocol before the handover, so it is kept and
+handed over too.
 
 Certificate rotation: :meth:`FrontTLS.reload` (SIGHUP from the master, which checked the files
 first) builds a new context from the files; new handshakes use it, and connections already open
@@ -121,6 +121,8 @@ class TLSHandshake(asyncio.Protocol):
         self.peer = peer[0] if isinstance(peer, tuple) else "a unix socket"
         self.raw = transport
         self.state.handshakes.add(self)
+        if self.front.gate is not None:
+            self.front.gate.update()  # the front may be at --max-connections now
         loop, state = self.front.loop, self.state
         starting = loop.create_task(
             loop.start_tls(
