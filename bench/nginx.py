@@ -35,7 +35,8 @@ http {{
 {temp_paths}
 {upstream}
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port}{ssl};
+{certificate}
         location /static/ {{ alias {files_dir}/; }}
 {proxy}
     }}
@@ -71,16 +72,27 @@ UPSTREAM_MODES = frozenset(_PASSES)
 _KEEPALIVE = " keepalive 32; keepalive_timeout 2s;"
 
 
+_CERTIFICATE = """\
+        ssl_certificate {cert};
+        ssl_certificate_key {key};"""
+
+
 def nginx_binary() -> str | None:
     # Debian installs nginx in /usr/sbin, which is not on every user's PATH.
     return shutil.which("nginx") or shutil.which("nginx", path=SBIN_PATH)
 
 
 def write_config(
-    workdir: str, files_dir: str, port: int, upstream_socket: str | None, mode: str = "proxy"
+    workdir: str,
+    files_dir: str,
+    port: int,
+    upstream_socket: str | None,
+    mode: str = "proxy",
+    tls: tuple[str, str] | None = None,
 ) -> str:
     """Writes nginx.conf into workdir and returns its path; `mode` says how nginx talks to
-    the upstream (a key of _PASSES)."""
+    the upstream (a key of _PASSES); with `tls` (certificate, key), the server listens for
+    HTTPS only and terminates TLS in front of the upstream."""
     temp_paths = []
     for kind in _TEMP_KINDS:
         path = os.path.join(workdir, "nginx-temp", kind)
@@ -101,6 +113,8 @@ def write_config(
         if upstream_socket
         else "",
         port=port,
+        ssl=" ssl" if tls else "",
+        certificate=_CERTIFICATE.format(cert=tls[0], key=tls[1]) if tls else "",
         files_dir=files_dir,
         proxy=_PASSES[mode] if upstream_socket else "",
     )

@@ -3,8 +3,10 @@
 Every profile gets the same 16 request slots (processes x threads) and otherwise the settings a
 production deployment would start from. An argv template may use {python} (this interpreter),
 {venv} (the profile's virtualenv), {host}, {port} and {bind} (host:port, or unix:PATH behind
-nginx); a profile whose server reports the port it bound (port_from_log) binds port 0, so no two
-runs race for a port.
+nginx), {certfile} and {keyfile} (the run's certificate, bench.tls); a profile whose server
+reports the port it bound (port_from_log) binds port 0, so no two runs race for a port.
+
+The TLS profiles serve HTTPS only and run the TLS scenarios only; the others never run those.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ THREADS = SLOTS // WORKERS
 APP = "bench.app:application"
 # What maitred and gunicorn write once they listen (maitred keeps gunicorn's wording).
 LISTENING = r"Listening at: http://127\.0\.0\.1:(\d+)"
+LISTENING_TLS = r"Listening at: https://127\.0\.0\.1:(\d+)"
+TLS_SCENARIOS = frozenset({"tls-hello", "tls-close"})
 SERVING = r"Serving on http://127\.0\.0\.1:(\d+)"
 
 # Pinned, so a figure can be reproduced; bump on purpose and say so in the results.
@@ -46,10 +50,14 @@ class Profile:
     port_from_log: str | None = None
     # The server's own static-file option, used when its --help shows it ("--static /static=DIR").
     static_option: str | None = None
-    # Scenarios this profile can run; None: all of them.
+    # Scenarios this profile can run; None: all of them (of its kind, TLS or not).
     only: frozenset[str] | None = None
+    # Serves HTTPS with the run's certificate: runs the TLS scenarios, and only those.
+    tls: bool = False
 
     def runs(self, scenario: str) -> bool:
+        if (scenario in TLS_SCENARIOS) != self.tls:
+            return False
         return self.only is None or scenario in self.only
 
 
@@ -175,6 +183,46 @@ PROFILES: tuple[Profile, ...] = (
         package="maitred",
         nginx="fastcgi",
         only=_BEHIND_NGINX,
+    ),
+    Profile(
+        "maitred-tls",
+        f"maitred {WORKERS}x{THREADS}, TLS",
+        ("{python}", "-m", "maitred", "--bind", "{bind}", "--workers", str(WORKERS),
+         "--threads", str(THREADS), "--certfile", "{certfile}", "--keyfile", "{keyfile}", APP),
+        package="maitred",
+        port_from_log=LISTENING_TLS,
+        tls=True,
+    ),
+    Profile(
+        "gunicorn-gthread-tls",
+        f"gunicorn gthread {WORKERS}x{THREADS}, TLS",
+        (*_GUNICORN, "--worker-class", "gthread", "--workers", str(WORKERS),
+         "--threads", str(THREADS), "--certfile", "{certfile}", "--keyfile", "{keyfile}", APP),
+        venv="gunicorn",
+        package="gunicorn",
+        port_from_log=LISTENING_TLS,
+        tls=True,
+    ),
+    Profile(
+        "granian-tls",
+        f"granian WSGI {WORKERS}x{THREADS}, TLS",
+        # TLS 1.2 at least, as the others (granian's default minimum is 1.3).
+        ("{venv}/bin/granian", "--interface", "wsgi", "--host", "{host}", "--port", "{port}",
+         "--workers", str(WORKERS), "--blocking-threads", str(THREADS),
+         "--ssl-certificate", "{certfile}", "--ssl-keyfile", "{keyfile}",
+         "--ssl-protocol-min", "tls1.2", APP),
+        venv="granian",
+        package="granian",
+        tls=True,
+    ),
+    Profile(
+        "nginx-tls-gunicorn",
+        f"nginx TLS + gunicorn sync {SLOTS}",
+        _GUNICORN_SYNC,
+        venv="gunicorn",
+        package="gunicorn",
+        nginx="proxy",
+        tls=True,
     ),
     Profile(
         "nginx-static",

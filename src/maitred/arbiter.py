@@ -66,6 +66,7 @@ from maitred import (
     sdnotify,
     sockets,
     status,
+    tls,
     upgrade,
 )
 from maitred.appload import AppLoadError, load_app, prepare_path
@@ -143,11 +144,17 @@ class Arbiter:
         # hit a default action.
         self.processes.record_signals()
         try:
+            context = tls.build_context(cfg) if tls.enabled(cfg) else None
+        except tls.TLSError as exc:
+            log.error("cannot serve TLS: %s", exc)
+            return 1
+        try:
             self.fronts = self._bind()
         except OSError as exc:
             log.error("cannot listen: %s", exc)
             self._cleanup()
             return 1
+        self.fronts.tls_context = context
         try:
             runtime.write_pidfile(cfg.pidfile, self.pid)
             if cfg.reload:
@@ -173,7 +180,7 @@ class Arbiter:
         inherited = inherit.listeners(cfg.bind, os.environ)  # USR2's, or systemd's
         self.systemd_sockets = inherited.systemd
         self.listeners, self.addresses = sockets.bind_all(
-            cfg.bind, cfg.backlog, cfg.fronts, inherited.groups
+            cfg.bind, cfg.backlog, cfg.fronts, inherited.groups, tls.schemes(cfg)
         )
         self.link_dir = runtime.make_dir()
         # Spooled request bodies live under the master's own directory unless --body-temp-dir
@@ -336,6 +343,7 @@ class Arbiter:
             try:
                 cfg, new_fronts = reloaded(self.cfg, self.reload_config)
                 same_apps(self.cfg, cfg)
+                tls.check_reload(self.cfg, cfg)
             except ConfigError as exc:
                 log.error("reload: %s", exc)
                 return
@@ -346,6 +354,7 @@ class Arbiter:
             if new_fronts:
                 log.info("reload: the fronts' settings changed; new fronts start with new workers")
                 self.fronts.open_next(cfg)
+        self._reload_tls()
         if self.cfg.preload:
             log.warning(
                 "reload: with --preload the app was imported by the master; "
@@ -353,6 +362,19 @@ class Arbiter:
             )
         for name, pool in self.pools.items():
             pool.reload(self.apps[name].cfg if cfg is not None else None)
+
+    def _reload_tls(self) -> None:
+        """Load the certificate again: new fronts start with it and the running ones load it
+        too; one that cannot be loaded keeps the one in use (maitred.tls)."""
+        assert self.fronts is not None
+        if not tls.enabled(self.cfg):
+            return
+        try:
+            self.fronts.tls_context = tls.build_context(self.cfg)
+        except tls.TLSError as exc:
+            log.error("reload: keeping the TLS certificate in use: %s", exc)
+            return
+        self.fronts.reload_tls()
 
     # --- status from the children ---
 

@@ -13,8 +13,8 @@ the child is then killed. The child sends its verdict up a pipe; stdout carries 
 only (the app's own prints go to stderr), stderr the verdict.
 
 Exit status: 0 when the settings are valid and the app imports as a WSGI app, else 1, with one
-line that says why (the errors of a start: bad setting, missing module, exception at import,
-an ASGI app).
+line that says why (the errors of a start: bad setting, a TLS certificate or key that cannot be
+loaded, missing module, exception at import, an ASGI app).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import time
 import traceback
 from typing import Any, NoReturn
 
-from maitred import apps, cli, config
+from maitred import apps, cli, config, tls
 from maitred.appload import DEMO_APP, AppLoadError, load_app, prepare_path
 from maitred.children import exit_text
 
@@ -62,6 +62,12 @@ def main(argv: list[str]) -> int:
     resolved = cli.resolve(parser, given)
     found = apps.resolve(resolved.cfg, os.path.abspath(resolved.cfg.chdir))
     print(render(resolved))
+    if tls.enabled(resolved.cfg):
+        try:
+            tls.build_context(resolved.cfg)
+        except tls.TLSError as exc:
+            print(f"maitred: cannot serve TLS: {exc}", file=sys.stderr)
+            return FAILED
     for app in found:
         if not app.implicit:
             print(render_app(app, resolved))

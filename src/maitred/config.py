@@ -977,6 +977,81 @@ class Config:
     # environment variable: not one of SETTINGS). Routing lives in the fronts, so a HUP that
     # changes a table replaces them.
     apps: tuple[Any, ...] = field(default=(), metadata={"table": True})
+    # --- TLS (maitred.tls): the fronts run the handshakes ---
+    certfile: str = setting(
+        "",
+        "TLS certificate chain (PEM), the server's certificate first. With it the TCP "
+        "listeners serve HTTPS, or only the `https://` ones when a bind address says "
+        "`https://` (`-b https://0.0.0.0:443 -b http://0.0.0.0:80`). A HUP loads the "
+        "certificate and key again: new connections get the new one, open ones keep theirs, "
+        "and a file that cannot be loaded keeps the running one (the log says why).",
+        _str,
+        "--certfile",
+        section="TLS",
+        metavar="PATH",
+        reloads=FRONTS,
+    )
+    keyfile: str = setting(
+        "",
+        "Private key of the certificate (PEM, not encrypted). Empty: the key is in certfile.",
+        _str,
+        "--keyfile",
+        section="TLS",
+        metavar="PATH",
+        reloads=FRONTS,
+    )
+    ca_certs: str = setting(
+        "",
+        "CA certificates (PEM) that client certificates must be signed by; see cert-reqs.",
+        _str,
+        "--ca-certs",
+        section="TLS",
+        metavar="PATH",
+        reloads=FRONTS,
+    )
+    cert_reqs: str = setting(
+        "none",
+        "Client certificates: `none` (not asked for), `optional` (asked for, verified "
+        "against ca-certs when sent), `required` (a client without a valid one fails the "
+        "handshake). The app finds a verified certificate's subject in the environ as "
+        "SSL_CLIENT_S_DN (`CN=alice,O=Example`, as nginx and Apache write it).",
+        _choice("none", "optional", "required"),
+        "--cert-reqs",
+        section="TLS",
+        metavar="MODE",
+        reloads=FRONTS,
+    )
+    ssl_ciphers: str = setting(
+        "",
+        "OpenSSL cipher list for TLS 1.2 (TLS 1.3's suites are all strong and stay "
+        "enabled). Empty: Python's default, which excludes weak ciphers.",
+        _str,
+        "--ssl-ciphers",
+        section="TLS",
+        metavar="CIPHERS",
+        reloads=FRONTS,
+    )
+    ssl_min_version: str = setting(
+        "1.2",
+        "Oldest TLS version accepted: 1.2 or 1.3. TLS 1.0 and 1.1 are broken and refused.",
+        _choice("1.2", "1.3"),
+        "--ssl-min-version",
+        section="TLS",
+        metavar="VERSION",
+        reloads=FRONTS,
+    )
+    handshake_timeout: float = setting(
+        10.0,
+        "Seconds a new TLS connection has to complete its handshake; then it is closed (one "
+        "debug line). A handshake runs in the front and holds no worker thread; a client "
+        "that connects and sends nothing holds a connection (see max-connections) until "
+        "this. 10 s outlasts a handshake over a slow mobile link, retransmissions included.",
+        _seconds,
+        "--handshake-timeout",
+        section="TLS",
+        metavar="SECONDS",
+        reloads=FRONTS,
+    )
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
@@ -1168,6 +1243,9 @@ def check(cfg: Config) -> Config:
         )
     _check_user(cfg)
     _check_scaling(cfg)
+    from maitred import tls  # local: tls imports this module
+
+    tls.check(cfg)
     if cfg.apps:
         from maitred import apps  # local: maitred.apps builds on this module
 

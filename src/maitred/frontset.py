@@ -24,13 +24,15 @@ import logging
 import os
 import signal
 import socket
+import ssl
 from collections.abc import Callable, Collection, Iterable, MutableMapping
 
-from maitred import frontplan, sockets
+from maitred import frontplan, sockets, tls
 from maitred.children import Child, Exit, FrontChild, WorkerChild
 from maitred.config import Config
 from maitred.exits import Restarts
 from maitred.front.main import run_front
+from maitred.front.tls import FrontTLS
 from maitred.frontplan import Generation
 from maitred.pool import Pool
 
@@ -61,6 +63,8 @@ class FrontSet:
         self.generations: dict[int, Generation] = {}
         self.current = self._open(cfg)
         self.next: Generation | None = None
+        # The TLS context the fronts start with (maitred.tls): the last one built without error.
+        self.tls_context: ssl.SSLContext | None = None
 
     # --- generations ---
 
@@ -118,6 +122,7 @@ class FrontSet:
             for sock in frontplan.listeners_of(number, cfg.fronts, group)
         ]
         mine = [sock for sock, _ in served]
+        secure = self._tls_of(cfg, number)
         read_fd, write_fd = os.pipe()
         master_pid = os.getpid()
 
@@ -131,12 +136,31 @@ class FrontSet:
                     sock.close()  # another front's: held here, it would outlive that front
             name = frontplan.name(number)
             kinds = [protocol for _, protocol in served]
-            return run_front(cfg, mine, links, master_pid, name, write_fd, found, kinds)
+            return run_front(cfg, mine, links, master_pid, name, write_fd, found, kinds, secure)
 
         pid = self._fork(main)
         os.close(write_fd)
         front = FrontChild(pid=pid, number=number, status_fd=read_fd, generation=generation.number)
         self._children[pid] = front
+
+    def _tls_of(self, cfg: Config, number: int) -> FrontTLS | None:
+        """A front's TLS listeners and the context it starts with; None without TLS."""
+        context = self.tls_context
+        if context is None:
+            return None
+        groups = zip(self._listeners(), tls.schemes(cfg), strict=False)
+        listeners = [
+            sock
+            for group, scheme in groups
+            if scheme == sockets.HTTPS
+            for sock in frontplan.listeners_of(number, cfg.fronts, group)
+        ]
+        return FrontTLS(cfg, context, listeners)
+
+    def reload_tls(self) -> None:
+        """The certificate files changed: the fronts running load them again."""
+        for child in self.fronts():
+            child.send(signal.SIGHUP)
 
     def check(self, now: float, front_timeout: float) -> None:
         """Restarts that are due; liveness by heartbeat (--front-timeout)."""

@@ -40,11 +40,13 @@ UNIX_PREFIX = "unix:"
 FD_PREFIX = "fd://"
 # What systemd allows in a FileDescriptorName= (printable ASCII without `:`, at most 255).
 FD_NAME = re.compile(r"[!-9;-~]{1,255}")
-# The protocols a listener speaks, by the scheme a bind address may start with: HTTP (the
-# default, no scheme needed), or the uwsgi and FastCGI protocols an existing nginx (uwsgi_pass,
-# fastcgi_pass) talks to an app server with (maitred.gateway).
-HTTP, UWSGI, FASTCGI = "http", "uwsgi", "fastcgi"
-PROTOCOLS = (HTTP, UWSGI, FASTCGI)
+# The scheme a bind address may start with says what its clients speak: HTTP (the default, no
+# scheme needed); HTTPS, HTTP over TLS (a bare address is TLS when a certificate is given and
+# no address says https://, maitred.tls); or the uwsgi and FastCGI protocols an existing nginx
+# (uwsgi_pass, fastcgi_pass) talks to an app server with (maitred.gateway).
+HTTP, HTTPS, UWSGI, FASTCGI = "http", "https", "uwsgi", "fastcgi"
+SCHEMES = (HTTP, HTTPS, UWSGI, FASTCGI)
+GATEWAYS = (UWSGI, FASTCGI)
 SCHEME_END = "://"
 # A connect to a listening unix socket completes at once, into the backlog, whether or not the
 # server accepts; only a full backlog makes a blocking connect wait, for a server that may be
@@ -60,26 +62,34 @@ class Address:
     port: int
     path: str = ""  # unix sockets only
     name: str = ""  # fd://NAME only (family AF_UNSPEC): a socket systemd passed
-    protocol: str = HTTP  # what its clients speak: HTTP, UWSGI or FASTCGI
+    scheme: str = ""  # as the bind address says it: "" or one of SCHEMES
+
+    @property
+    def protocol(self) -> str:
+        """What its clients speak once connected: HTTP (over TLS or not), UWSGI or FASTCGI."""
+        return self.scheme if self.scheme in GATEWAYS else HTTP
 
     def __str__(self) -> str:
         """The address as `--bind` takes it, for error messages."""
         if self.name:
             return FD_PREFIX + self.name
-        scheme = "" if self.protocol == HTTP else self.protocol + SCHEME_END
+        scheme = self.scheme + SCHEME_END if self.scheme not in ("", HTTP) else ""
         if self.family == socket.AF_UNIX:
             return scheme + UNIX_PREFIX + self.path
         host = f"[{self.host}]" if self.family == socket.AF_INET6 else self.host
         return f"{scheme}{host}:{self.port}"
 
-    def url(self, bound: socket.socket) -> str:
+    def url(self, bound: socket.socket, scheme: str = "") -> str:
+        """Where `bound` listens, with the scheme it is served with (maitred.tls.schemes;
+        default: the one it says, or http)."""
+        scheme = scheme or self.scheme or HTTP
         if self.name:
-            return address_of(bound).url(bound)
+            return address_of(bound).url(bound, scheme)
+        bare = dataclasses.replace(self, scheme="")
         if self.family == socket.AF_UNIX:
-            return str(self)
+            return str(bare) if scheme == HTTP else f"{scheme}{SCHEME_END}{bare}"
         host, port = bound.getsockname()[:2]
-        where = dataclasses.replace(self, host=host, port=port, protocol=HTTP)
-        return f"{self.protocol}{SCHEME_END}{where}"
+        return f"{scheme}{SCHEME_END}{dataclasses.replace(bare, host=host, port=port)}"
 
 
 def address_of(sock: socket.socket) -> Address:
@@ -108,19 +118,19 @@ def same_address(address: Address, sock: socket.socket) -> bool:
 
 def parse_address(text: str) -> Address:
     """`HOST:PORT`, `[V6]:PORT`, `:PORT`, `HOST` (port 8000), `unix:/path` or `fd://NAME`, each
-    but the last optionally after `http://`, `uwsgi://` or `fastcgi://` (the protocol the
-    listener speaks)."""
+    but the last optionally after a scheme: `http://`, `https://`, `uwsgi://` or `fastcgi://`
+    (what the listener's clients speak)."""
     if text.startswith(FD_PREFIX):
         name = text[len(FD_PREFIX) :]
         if not FD_NAME.fullmatch(name):
             raise ValueError(f"bad socket name in {text!r}")
         return Address(socket.AF_UNSPEC, "", 0, name=name)
     scheme, sep, rest = text.partition(SCHEME_END)
-    if sep:
-        if scheme not in PROTOCOLS:
-            raise ValueError(f"unknown protocol {scheme!r}: one of {', '.join(PROTOCOLS)}")
-        return dataclasses.replace(_parse_place(rest), protocol=scheme)
-    return _parse_place(text)
+    if not sep:
+        return _parse_place(text)
+    if scheme.lower() not in SCHEMES:
+        raise ValueError(f"unknown scheme {scheme!r} in {text!r}: one of {', '.join(SCHEMES)}")
+    return dataclasses.replace(_parse_place(rest), scheme=scheme.lower())
 
 
 def _parse_place(text: str) -> Address:
@@ -239,11 +249,13 @@ def bind_all(
     backlog: int,
     count: int,
     inherited: Mapping[int, Sequence[socket.socket]] = MappingProxyType({}),
+    schemes: Sequence[str] = (),
 ) -> tuple[list[list[socket.socket]], list[str]]:
-    """Each bind address's group of `count` listeners, and their URLs. A group inherited for
-    an address (by its index in `texts`, maitred.inherit) is used instead of binding when it
-    has the address's family (a changed address is bound anew); inherited groups left unused
-    are closed. If one cannot be bound, those bound before it are closed too."""
+    """Each bind address's group of `count` listeners, and their URLs (with the scheme each
+    is served with, from `schemes`: http by default). A group inherited for an address (by its
+    index in `texts`, maitred.inherit) is used instead of binding when it has the address's
+    family (a changed address is bound anew); inherited groups left unused are closed. If one
+    cannot be bound, those bound before it are closed too."""
     groups: list[list[socket.socket]] = []
     urls = []
     used: set[int] = set()
@@ -259,7 +271,8 @@ def bind_all(
             else:
                 group = bind_group(address, backlog, count)
             groups.append(group)
-            urls.append(address.url(group[0]))
+            scheme = schemes[index] if index < len(schemes) else ""
+            urls.append(address.url(group[0], scheme))
     except BaseException:
         close_all(groups, keep_paths=False)  # a unix socket's path too: nobody serves it
         raise

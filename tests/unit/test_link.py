@@ -175,7 +175,7 @@ def test_decode_checks_the_field_types(kind: int, fields: tuple[object, ...], sa
         link.decode(kind, dumps(fields))
     bad = b"".join(encode_request(1, request()._replace(queue_time=1), []))  # type: ignore[arg-type]
     [(_, _, payload)] = link.FrameBuffer().feed(bad)
-    says = r"str, int, str, str\) where \(.*float, str, str\)"
+    says = r"str, int, str, str, str\) where \(.*float, str, str, str\)"
     with pytest.raises(link.ProtocolViolation, match=says):
         link.decode(link.Kind.REQUEST, payload)
 

@@ -213,3 +213,26 @@ def test_the_url_of_a_gateway_listener_says_its_protocol(held: ExitStack) -> Non
     address = sockets.parse_address("uwsgi://127.0.0.1:0")
     sock = held.enter_context(sockets.bind(address, 16))
     assert address.url(sock) == f"uwsgi://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_a_bind_address_may_say_its_scheme() -> None:
+    secure = sockets.parse_address("https://[::1]:8443")
+    assert (secure.scheme, secure.family, secure.host, secure.port) == (
+        "https",
+        socket.AF_INET6,
+        "::1",
+        8443,
+    )
+    assert sockets.parse_address("HTTP://unix:/run/x.sock").path == "/run/x.sock"
+    assert sockets.parse_address("127.0.0.1:80").scheme == ""
+    with pytest.raises(ValueError, match="unknown scheme"):
+        sockets.parse_address("uwsgi-ish://127.0.0.1:80")
+
+
+def test_the_url_of_a_listener_carries_its_scheme(held: ExitStack, tmp_path: Path) -> None:
+    groups, urls = sockets.bind_all(
+        ["https://127.0.0.1:0", f"unix:{tmp_path / 's'}"], BACKLOG, 1, schemes=["https", "http"]
+    )
+    for group in groups:
+        hold(held, group)
+    assert urls == [f"https://127.0.0.1:{groups[0][0].getsockname()[1]}", f"unix:{tmp_path / 's'}"]

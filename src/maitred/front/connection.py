@@ -93,6 +93,7 @@ class ClientConnection(asyncio.Protocol):
         self.pending_error = 0  # CLOSING: status to answer once earlier responses are out
         self.linger: Linger | None = None  # LINGERING: reads what the client still sends
         self.idle_since = front.loop.time()
+        self.client_dn = ""  # a verified TLS client certificate's subject (front/tls.py)
 
     def new_parser(self, limits: Limits) -> RequestReader:
         return RequestParser(limits)

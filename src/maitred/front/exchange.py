@@ -162,6 +162,7 @@ class Exchange:
             self.dispatched - self.complete,  # queue time
             self.request_id,
             head.script_name,
+            self.conn.client_dn,
         )
 
     # --- the response, frame by frame from the worker ---

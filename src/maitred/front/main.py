@@ -52,6 +52,7 @@ from maitred.front.proxy import ProxyHeaderGate
 from maitred.front.router import Router
 from maitred.front.slots import Slot, Slots, Verdict
 from maitred.front.timeouts import ConnectionTimeouts
+from maitred.front.tls import FrontTLS, OpenConnections, TLSHandshake
 from maitred.http.errors import RETRY_AFTER, simple_response
 from maitred.http.parser import Limits
 from maitred.http.response import DateCache
@@ -64,8 +65,9 @@ STOP_POLL = 0.05  # seconds between checks that a graceful stop is complete
 MIN_EXPIRY_INTERVAL = 0.05  # the finest grain of --timeout checks
 HEARTBEAT_INTERVAL = 1.0  # the master hears from a front about this often
 # Handled by the event loop; USR2 comes from the master only: the server stops after
-# --shutdown-delay, so answer readiness checks 503 from now on (maitred.readiness).
-LOOP_SIGNALS = (signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+# --shutdown-delay, so answer readiness checks 503 from now on (maitred.readiness). SIGHUP:
+# load the TLS certificate again (front/tls.py).
+LOOP_SIGNALS = (signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP)
 FRONT_START_FAILED = 1  # exit status of a front that could not switch to --user
 
 
@@ -84,9 +86,11 @@ class Front:
         cfg: Config,
         loop: asyncio.AbstractEventLoop,
         found: Sequence[apps.App] | None = None,
+        tls: FrontTLS | None = None,
     ) -> None:
         self.cfg = cfg
         self.loop = loop
+        self.tls = tls  # None: no TLS listener
         # The apps it serves (their max-queue its share of theirs: maitred.frontplan), each
         # with a dispatcher of its own.
         self.apps = tuple(found) if found is not None else apps.resolve(cfg)
@@ -135,10 +139,11 @@ class Front:
         """(REMOTE_ADDR, REMOTE_PORT, SERVER_NAME, SERVER_PORT, url scheme) of a connection."""
         peer = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
+        scheme = "http" if transport.get_extra_info("ssl_object") is None else "https"
         if isinstance(local, tuple):
             remote = peer if isinstance(peer, tuple) else ("", 0)
-            return (remote[0], str(remote[1]), local[0], str(local[1]), "http")
-        return ("", "", "localhost", "", "http")  # a unix socket: no addresses to report
+            return (remote[0], str(remote[1]), local[0], str(local[1]), scheme)
+        return ("", "", "localhost", "", scheme)  # a unix socket: no addresses to report
 
     async def serve(
         self,
@@ -160,7 +165,7 @@ class Front:
             self.new_connection,
             listeners,
             self.cfg.backlog,
-            self.slots,
+            self.slots if self.tls is None else OpenConnections(self.slots, self.tls.handshakes),
             limit,
             self.slots.room_at,
         )
@@ -191,9 +196,17 @@ class Front:
             if self.access is not None:
                 self.access.flush()
 
+    def reload_tls(self) -> None:
+        """SIGHUP from the master: the certificate files changed (front/tls.py)."""
+        if self.tls is not None:
+            self.tls.reload()
+
     def new_connection(self, listener: socket.socket) -> asyncio.Protocol:
-        """The protocol of a new client connection on `listener` (a PROXY header first, if
-        configured)."""
+        """The protocol of a new client connection on `listener`: a TLS handshake first on a
+        TLS listener, a PROXY header first if configured."""
+        secure = self.tls
+        if secure is not None and secure.serves(listener):
+            return TLSHandshake(self, secure)
         kind = self.connection_classes.get(listener, ClientConnection)
         if self.cfg.proxy_protocol:
             return ProxyHeaderGate(self, lambda: kind(self))
@@ -369,11 +382,12 @@ def run_front(
     status_fd: int = -1,
     found: Sequence[apps.App] | None = None,
     protocols: Sequence[str] = (),
+    tls: FrontTLS | None = None,
 ) -> int:
     """Main of a front process (after fork); `links` are its link listeners by app, `name`
     says which front (maitred.frontplan), `status_fd` is the write end of its status pipe to
-    the master, `found` the apps it serves (default: the one of `cfg`), and `protocols` what
-    each listener speaks (maitred.sockets)."""
+    the master, `found` the apps it serves (default: the one of `cfg`), `protocols` what
+    each listener speaks (maitred.sockets), and `tls` its TLS listeners and context, if any."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; master decides
     # uvloop listens for signals only once the loop runs: one that came before (a TERM from a
     # master that stops at once, its app failing to import) would be lost, and the master
@@ -384,12 +398,13 @@ def run_front(
     # chosen (uvloop or asyncio), as the tests check.
     setproctitle(f"maitred: {name}")
     asyncio.set_event_loop(loop)
-    front = Front(cfg, loop, found)
+    front = Front(cfg, loop, found, tls)
     # The sockets and the access log are open: nothing from here on needs root.
     if not privileges.switch(cfg.user, cfg.group, name):
         loop.close()
         return FRONT_START_FAILED
     loop.add_signal_handler(signal.SIGTERM, front.shutdown)
+    loop.add_signal_handler(signal.SIGHUP, front.reload_tls)
     loop.add_signal_handler(signal.SIGQUIT, os._exit, 0)
     loop.add_signal_handler(signal.SIGUSR1, front.reopen_logs)
     loop.add_signal_handler(signal.SIGUSR2, front.drain_soon)

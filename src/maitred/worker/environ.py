@@ -111,6 +111,7 @@ class EnvironBuilder:
             queue_time,
             request_id,
             script_name,
+            client_dn,
         ) = req  # at once: cheaper than an attribute lookup per field
         environ = self.base.copy()
         path, _, query = target.partition(b"?")
@@ -136,6 +137,8 @@ class EnvironBuilder:
         environ["maitred.queue_time"] = queue_time
         if request_id:
             environ["maitred.request_id"] = request_id
+        if client_dn:  # named as nginx and Apache's mod_ssl name it
+            environ["SSL_CLIENT_S_DN"] = client_dn
         keys = self._keys
         for name, raw in headers:
             key = keys.get(name)
