@@ -110,8 +110,10 @@ def _out_dir(args: argparse.Namespace, stamp: str) -> str:
 def server_path(environ: Mapping[str, str]) -> str:
     """The servers' PYTHONPATH: the caller's first, as it may name the maitred to measure (a
     work tree's src/, where the installed one is another checkout's), then the repository's
-    root for the shared app (bench.app)."""
-    return os.pathsep.join(filter(None, (environ.get("PYTHONPATH"), REPO_ROOT)))
+    root for the shared app (bench.app), then this checkout's maitred (src/) rather than
+    whichever one an editable install points at."""
+    parts = (environ.get("PYTHONPATH"), REPO_ROOT, os.path.join(REPO_ROOT, "src"))
+    return os.pathsep.join(filter(None, parts))
 
 
 def _prepare_work(stamp: str, out_dir: str, quick: bool) -> ServerEnv:

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import ssl
 import sys
 import time
 from collections.abc import Coroutine
@@ -71,6 +72,17 @@ class FetchPlan:
     body_bytes: int
     timeout: float
     max_requests: int
+    tls: bool = False
+
+
+def _tls_context(plan: FetchPlan) -> ssl.SSLContext | None:
+    """Loopback only and the run's own self-signed certificate (bench.tls): nothing to verify."""
+    if not plan.tls:
+        return None
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
 
 
 def percentile(ordered: list[float], fraction: float) -> float:
@@ -125,7 +137,8 @@ async def _fetch_conn(
         try:
             if conn is None:
                 conn = await asyncio.wait_for(
-                    asyncio.open_connection(LOOPBACK, plan.port), plan.timeout
+                    asyncio.open_connection(LOOPBACK, plan.port, ssl=_tls_context(plan)),
+                    plan.timeout,
                 )
             reader, writer = conn
             stage = "write"
@@ -284,6 +297,7 @@ def _parser() -> argparse.ArgumentParser:
     fetch_args.add_argument("--body-bytes", type=int, default=0)
     fetch_args.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
     fetch_args.add_argument("--max-requests", type=int, default=DEFAULT_MAX_REQUESTS)
+    fetch_args.add_argument("--tls", action="store_true", help="HTTPS (no verification)")
     slow_args = modes.add_parser("slowloris")
     slow_args.add_argument("--interval", type=float, default=0.2)
     return parser
@@ -302,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode == "fetch":
         plan = FetchPlan(
             args.port, args.path, args.connections, args.duration, args.close,
-            args.method, args.body_bytes, args.timeout, args.max_requests,
+            args.method, args.body_bytes, args.timeout, args.max_requests, args.tls,
         )  # fmt: skip
         result = _run(fetch(plan))
     else:

@@ -52,6 +52,7 @@ class LoadSpec:
     method: str = "GET"
     body_bytes: int = 0
     timeout: float = DEFAULT_TIMEOUT_S
+    tls: bool = False  # HTTPS (bench.tls)
 
 
 @dataclass
@@ -116,6 +117,8 @@ def fetch_argv(spec: LoadSpec, port: int) -> list[str]:
         argv += ["--body-bytes", str(spec.body_bytes)]
     if spec.close:
         argv.append("--close")
+    if spec.tls:
+        argv.append("--tls")
     return argv
 
 
@@ -124,15 +127,25 @@ def slowloris_argv(port: int, connections: int, duration: float, interval: float
     return [*argv, "--interval", f"{interval:g}"]
 
 
+def _wrk_runs(spec: LoadSpec) -> bool:
+    """wrk takes GET loads: keep-alive ones, and over TLS Connection: close ones too (every TLS
+    profile honours it, so wrk does make a new connection, and a handshake, per request; a
+    Python client would spend more CPU on the handshakes than the servers do)."""
+    return spec.method == "GET" and not spec.body_bytes and (not spec.close or spec.tls)
+
+
 def wrk_argv(spec: LoadSpec, port: int) -> list[str]:
-    if spec.method != "GET" or spec.body_bytes or spec.close:
+    if not _wrk_runs(spec):
         raise LoadError("wrk runs only keep-alive GET loads here; the rest go to bench.clients")
     argv = [
         "wrk", "-t", str(min(WRK_THREADS, spec.connections)), "-c", str(spec.connections),
         "-d", f"{_wrk_seconds(spec.duration)}s", "--timeout", f"{spec.timeout:g}s",
         "-s", WRK_SCRIPT,
     ]  # fmt: skip
-    return [*argv, f"http://{LOOPBACK}:{port}{spec.path}"]
+    if spec.close:
+        argv += ["-H", "Connection: close"]
+    scheme = "https" if spec.tls else "http"
+    return [*argv, f"{scheme}://{LOOPBACK}:{port}{spec.path}"]
 
 
 def _wrk_seconds(duration: float) -> int:
@@ -145,7 +158,7 @@ def run_load(sup: Supervisor, spec: LoadSpec, port: int, tool: str) -> LoadResul
     # Connection: close loads go through the Python client, which really closes after each
     # response; wrk reuses a connection whenever the server answers keep-alive (uWSGI does,
     # whatever the request asked for).
-    use_wrk = tool == "wrk" and spec.method == "GET" and not spec.body_bytes and not spec.close
+    use_wrk = tool == "wrk" and _wrk_runs(spec)
     duration = _wrk_seconds(spec.duration) if use_wrk else spec.duration
     argv = wrk_argv(spec, port) if use_wrk else fetch_argv(spec, port)
     child = start(sup, "wrk" if use_wrk else "pyclient", argv)

@@ -21,7 +21,7 @@ SBIN_PATH = "/usr/sbin:/sbin"
 _TEMP_KINDS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 _CONFIG = """\
-worker_processes {workers};
+{user}worker_processes {workers};
 pid {workdir}/nginx.pid;
 error_log {workdir}/nginx-error.log warn;
 events {{ worker_connections {connections}; }}
@@ -35,20 +35,46 @@ http {{
 {temp_paths}
 {upstream}
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port}{ssl};
+{certificate}
         location /static/ {{ alias {files_dir}/; }}
 {proxy}
     }}
 }}
 """
 
-_UPSTREAM = "    upstream app {{ server unix:{socket}; }}"
-_PROXY = """\
+_UPSTREAM = "    upstream app {{ server unix:{socket};{keepalive} }}"
+# How nginx talks to the app server, by the profile's nginx mode: HTTP (proxy_pass, the
+# classic front of gunicorn), or the uwsgi and FastCGI protocols (uwsgi_pass, fastcgi_pass),
+# each with the variables Debian's nginx ships for it.
+_PASSES = {
+    "proxy": """\
         location / {
             proxy_pass http://app;
             proxy_set_header Host $host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        }"""
+        }""",
+    "uwsgi": """\
+        location / {
+            include /etc/nginx/uwsgi_params;
+            uwsgi_pass app;
+        }""",
+    "fastcgi": """\
+        location / {
+            include /etc/nginx/fastcgi_params;
+            fastcgi_keep_conn on;
+            fastcgi_pass app;
+        }""",
+}
+UPSTREAM_MODES = frozenset(_PASSES)
+# Idle connections nginx keeps to a FastCGI upstream (uwsgi cannot keep one: its responses end
+# at the close); closed before maitred's --keepalive would close them (5 s).
+_KEEPALIVE = " keepalive 32; keepalive_timeout 2s;"
+
+
+_CERTIFICATE = """\
+        ssl_certificate {cert};
+        ssl_certificate_key {key};"""
 
 
 def nginx_binary() -> str | None:
@@ -56,23 +82,41 @@ def nginx_binary() -> str | None:
     return shutil.which("nginx") or shutil.which("nginx", path=SBIN_PATH)
 
 
-def write_config(workdir: str, files_dir: str, port: int, upstream_socket: str | None) -> str:
-    """Writes nginx.conf into workdir and returns its path."""
+def write_config(
+    workdir: str,
+    files_dir: str,
+    port: int,
+    upstream_socket: str | None,
+    mode: str = "proxy",
+    tls: tuple[str, str] | None = None,
+) -> str:
+    """Writes nginx.conf into workdir and returns its path; `mode` says how nginx talks to
+    the upstream (a key of _PASSES); with `tls` (certificate, key), the server listens for
+    HTTPS only and terminates TLS in front of the upstream."""
     temp_paths = []
     for kind in _TEMP_KINDS:
         path = os.path.join(workdir, "nginx-temp", kind)
         os.makedirs(path, exist_ok=True)
         temp_paths.append(f"    {kind}_temp_path {path};")
     text = _CONFIG.format(
+        # Started as root, nginx's workers would run as nobody, who may not connect to the
+        # app server's unix socket (made by root, without write permission for others).
+        user="user root;\n" if os.geteuid() == 0 else "",
         workers=WORKER_PROCESSES,
         workdir=workdir,
         connections=WORKER_CONNECTIONS,
         max_body=CLIENT_MAX_BODY,
         temp_paths="\n".join(temp_paths),
-        upstream=_UPSTREAM.format(socket=upstream_socket) if upstream_socket else "",
+        upstream=_UPSTREAM.format(
+            socket=upstream_socket, keepalive=_KEEPALIVE if mode == "fastcgi" else ""
+        )
+        if upstream_socket
+        else "",
         port=port,
+        ssl=" ssl" if tls else "",
+        certificate=_CERTIFICATE.format(cert=tls[0], key=tls[1]) if tls else "",
         files_dir=files_dir,
-        proxy=_PROXY if upstream_socket else "",
+        proxy=_PASSES[mode] if upstream_socket else "",
     )
     path = os.path.join(workdir, "nginx.conf")
     with open(path, "w") as f:

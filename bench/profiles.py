@@ -3,8 +3,10 @@
 Every profile gets the same 16 request slots (processes x threads) and otherwise the settings a
 production deployment would start from. An argv template may use {python} (this interpreter),
 {venv} (the profile's virtualenv), {host}, {port} and {bind} (host:port, or unix:PATH behind
-nginx); a profile whose server reports the port it bound (port_from_log) binds port 0, so no two
-runs race for a port.
+nginx), {certfile} and {keyfile} (the run's certificate, bench.tls); a profile whose server
+reports the port it bound (port_from_log) binds port 0, so no two runs race for a port.
+
+The TLS profiles serve HTTPS only and run the TLS scenarios only; the others never run those.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ THREADS = SLOTS // WORKERS
 APP = "bench.app:application"
 # What maitred and gunicorn write once they listen (maitred keeps gunicorn's wording).
 LISTENING = r"Listening at: http://127\.0\.0\.1:(\d+)"
+LISTENING_TLS = r"Listening at: https://127\.0\.0\.1:(\d+)"
+TLS_SCENARIOS = frozenset({"tls-hello", "tls-close"})
 SERVING = r"Serving on http://127\.0\.0\.1:(\d+)"
 
 # Pinned, so a figure can be reproduced; bump on purpose and say so in the results.
@@ -40,19 +44,26 @@ class Profile:
     venv: str | None = None
     # The distribution whose version the results record.
     package: str | None = None
-    # "proxy": nginx in front of the server; "static": nginx alone.
+    # "proxy": nginx in front of the server over HTTP; "uwsgi", "fastcgi": over that protocol
+    # (uwsgi_pass, fastcgi_pass); "static": nginx alone.
     nginx: str | None = None
     port_from_log: str | None = None
     # The server's own static-file option, used when its --help shows it ("--static /static=DIR").
     static_option: str | None = None
-    # Scenarios this profile can run; None: all of them.
+    # Scenarios this profile can run; None: all of them (of its kind, TLS or not).
     only: frozenset[str] | None = None
+    # Serves HTTPS with the run's certificate: runs the TLS scenarios, and only those.
+    tls: bool = False
 
     def runs(self, scenario: str) -> bool:
+        if (scenario in TLS_SCENARIOS) != self.tls:
+            return False
         return self.only is None or scenario in self.only
 
 
 _GUNICORN = ("{venv}/bin/gunicorn", "--bind", "{bind}")
+# The loads run behind an nginx that keeps its uwsgi_pass or fastcgi_pass.
+_BEHIND_NGINX = frozenset({"hello", "django"})
 _GUNICORN_SYNC = (*_GUNICORN, "--worker-class", "sync", "--workers", str(SLOTS), APP)
 
 PROFILES: tuple[Profile, ...] = (
@@ -141,6 +152,77 @@ PROFILES: tuple[Profile, ...] = (
         venv="gunicorn",
         package="gunicorn",
         nginx="proxy",
+    ),
+    # An nginx that stays (a shared balancer, another team's rules) and talks to the app server
+    # over uwsgi_pass or fastcgi_pass: maitred takes those sockets as they are.
+    Profile(
+        "nginx-maitred-uwsgi",
+        f"nginx uwsgi_pass + maitred {WORKERS}x{THREADS}",
+        ("{python}", "-m", "maitred", "--bind", "uwsgi://{bind}", "--workers", str(WORKERS),
+         "--threads", str(THREADS), APP),
+        package="maitred",
+        nginx="uwsgi",
+        only=_BEHIND_NGINX,
+    ),
+    Profile(
+        "nginx-uwsgi",
+        f"nginx uwsgi_pass + uWSGI {WORKERS}x{THREADS}",
+        ("{venv}/bin/uwsgi", "--socket", "{socket}", "--master", "--processes", str(WORKERS),
+         "--threads", str(THREADS), "--module", APP, "--listen", "1024", "--die-on-term",
+         "--need-app", "--disable-logging"),
+        venv="uwsgi",
+        package="uwsgi",
+        nginx="uwsgi",
+        only=_BEHIND_NGINX,
+    ),
+    Profile(
+        "nginx-maitred-fastcgi",
+        f"nginx fastcgi_pass + maitred {WORKERS}x{THREADS}",
+        ("{python}", "-m", "maitred", "--bind", "fastcgi://{bind}", "--workers", str(WORKERS),
+         "--threads", str(THREADS), APP),
+        package="maitred",
+        nginx="fastcgi",
+        only=_BEHIND_NGINX,
+    ),
+    Profile(
+        "maitred-tls",
+        f"maitred {WORKERS}x{THREADS}, TLS",
+        ("{python}", "-m", "maitred", "--bind", "{bind}", "--workers", str(WORKERS),
+         "--threads", str(THREADS), "--certfile", "{certfile}", "--keyfile", "{keyfile}", APP),
+        package="maitred",
+        port_from_log=LISTENING_TLS,
+        tls=True,
+    ),
+    Profile(
+        "gunicorn-gthread-tls",
+        f"gunicorn gthread {WORKERS}x{THREADS}, TLS",
+        (*_GUNICORN, "--worker-class", "gthread", "--workers", str(WORKERS),
+         "--threads", str(THREADS), "--certfile", "{certfile}", "--keyfile", "{keyfile}", APP),
+        venv="gunicorn",
+        package="gunicorn",
+        port_from_log=LISTENING_TLS,
+        tls=True,
+    ),
+    Profile(
+        "granian-tls",
+        f"granian WSGI {WORKERS}x{THREADS}, TLS",
+        # TLS 1.2 at least, as the others (granian's default minimum is 1.3).
+        ("{venv}/bin/granian", "--interface", "wsgi", "--host", "{host}", "--port", "{port}",
+         "--workers", str(WORKERS), "--blocking-threads", str(THREADS),
+         "--ssl-certificate", "{certfile}", "--ssl-keyfile", "{keyfile}",
+         "--ssl-protocol-min", "tls1.2", APP),
+        venv="granian",
+        package="granian",
+        tls=True,
+    ),
+    Profile(
+        "nginx-tls-gunicorn",
+        f"nginx TLS + gunicorn sync {SLOTS}",
+        _GUNICORN_SYNC,
+        venv="gunicorn",
+        package="gunicorn",
+        nginx="proxy",
+        tls=True,
     ),
     Profile(
         "nginx-static",

@@ -55,6 +55,7 @@ class Target:
     static_prefix: str
     tool: str
     timing: Timing
+    tls: bool = False  # the server serves HTTPS (a TLS profile)
 
 
 @dataclass
@@ -190,6 +191,19 @@ SCENARIOS: tuple[Scenario, ...] = (
         f"POST 1 MiB to /echo, {UPLOAD_CLIENTS} clients",
         run_upload,
         LoadSpec("/echo", UPLOAD_CLIENTS, 0, method="POST", body_bytes=UPLOAD_BYTES),
+    ),
+    Scenario(
+        "tls-hello",
+        f"GET /hello over TLS, keep-alive, {CONNECTIONS} connections",
+        run_plain,
+        LoadSpec("/hello", CONNECTIONS, 0, tls=True),
+    ),
+    Scenario(
+        "tls-close",
+        f"GET /hello over TLS, a new connection (and handshake) per request, {CONNECTIONS}"
+        " connections",
+        run_plain,
+        LoadSpec("/hello", CONNECTIONS, 0, close=True, tls=True),
     ),
     Scenario(
         "django",

@@ -12,14 +12,16 @@ import http.client
 import os
 import re
 import socket
+import ssl
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 
-from bench.nginx import nginx_argv, nginx_binary, write_config
+from bench.nginx import UPSTREAM_MODES, nginx_argv, nginx_binary, write_config
 from bench.procs import Child, Supervisor
 from bench.profiles import Profile
+from bench.tls import CertificateError, make_certificate
 
 HOST = "127.0.0.1"
 # Pre-fork servers import the app in every worker; on 2 busy cores that can take seconds.
@@ -90,8 +92,12 @@ def start_profile(
     """Starts the profile's processes (app server, then nginx) and waits until it serves."""
     running = Running(profile, 0, "/file/", [])
     port = 0
+    try:
+        cert = make_certificate(env.workdir) if profile.tls else None
+    except CertificateError as exc:
+        raise ServerFailed(str(exc)) from None
     if profile.server is not None:
-        argv, port = _server_argv(profile, env, venv)
+        argv, port = _server_argv(profile, env, venv, cert)
         if profile.static_option and profile.static_option in server_help(_program(argv)):
             argv[-1:-1] = [profile.static_option, f"/static={env.files_dir}"]
             running.static_prefix = "/static/"
@@ -103,23 +109,29 @@ def start_profile(
         if profile.port_from_log and profile.nginx is None:
             port = _port_from_log(profile.port_from_log, child, log)
     if profile.nginx is not None:
-        port = _start_nginx(sup, profile, env, running)
+        port = _start_nginx(sup, profile, env, running, cert)
         running.static_prefix = "/static/"
     running.port = port
-    _wait_ready(running, ready_path.replace("{static}", running.static_prefix))
+    _wait_ready(running, ready_path.replace("{static}", running.static_prefix), profile.tls)
     return running
 
 
-def _server_argv(profile: Profile, env: ServerEnv, venv: str | None) -> tuple[list[str], int]:
+def _server_argv(
+    profile: Profile, env: ServerEnv, venv: str | None, cert: tuple[str, str] | None
+) -> tuple[list[str], int]:
     """The server's argv, and its port when the harness chose one (0: it reports its own)."""
     assert profile.server is not None
-    if profile.nginx == "proxy":
-        port, bind = 0, f"unix:{os.path.join(env.workdir, 'app.sock')}"
+    socket_path = os.path.join(env.workdir, "app.sock")
+    if profile.nginx in UPSTREAM_MODES:
+        port, bind = 0, f"unix:{socket_path}"
     else:
         port = 0 if profile.port_from_log else free_port()
         bind = f"{HOST}:{port}"
     values = {"python": sys.executable, "venv": venv or "", "host": HOST, "port": str(port)}
     values["bind"] = bind
+    values["socket"] = socket_path  # for a server that takes a bare path (uWSGI's --socket)
+    if cert is not None and profile.nginx is None:  # behind nginx, nginx does the TLS
+        values["certfile"], values["keyfile"] = cert
     return [part.format(**values) for part in profile.server], port
 
 
@@ -149,13 +161,19 @@ def _port_from_log(pattern_text: str, child: Child, log: str) -> int:
     raise ServerFailed(f"no 'listening' line in {START_TIMEOUT_S:.0f} s: {_tail(log)}")
 
 
-def _start_nginx(sup: Supervisor, profile: Profile, env: ServerEnv, running: Running) -> int:
+def _start_nginx(
+    sup: Supervisor,
+    profile: Profile,
+    env: ServerEnv,
+    running: Running,
+    cert: tuple[str, str] | None,
+) -> int:
     binary = nginx_binary()
     if binary is None:
         raise ServerFailed("nginx is not installed (apt-get install nginx)")
     port = free_port()
-    upstream = os.path.join(env.workdir, "app.sock") if profile.nginx == "proxy" else None
-    config = write_config(env.workdir, env.files_dir, port, upstream)
+    upstream = os.path.join(env.workdir, "app.sock") if profile.nginx in UPSTREAM_MODES else None
+    config = write_config(env.workdir, env.files_dir, port, upstream, profile.nginx or "", cert)
     log = os.path.join(env.workdir, "nginx.log")
     argv = nginx_argv(binary, env.workdir, config)
     running.children.append(_spawn_logged(sup, "nginx", argv, env, log))
@@ -165,7 +183,7 @@ def _start_nginx(sup: Supervisor, profile: Profile, env: ServerEnv, running: Run
     return port
 
 
-def _wait_ready(running: Running, path: str) -> None:
+def _wait_ready(running: Running, path: str, tls: bool) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     last = "no answer"
     while time.monotonic() < deadline:
@@ -173,7 +191,7 @@ def _wait_ready(running: Running, path: str) -> None:
             running.check_alive()
         except ServerFailed as exc:
             raise ServerFailed(f"{exc}: {_logs_tail(running)}") from None
-        status = _probe(running.port, path)
+        status = _probe(running.port, path, tls)
         if status == 200:
             return
         last = f"status {status}" if status else "no answer"
@@ -183,8 +201,12 @@ def _wait_ready(running: Running, path: str) -> None:
     )
 
 
-def _probe(port: int, path: str) -> int | None:
-    conn = http.client.HTTPConnection(HOST, port, timeout=PROBE_TIMEOUT_S)
+def _probe(port: int, path: str, tls: bool) -> int | None:
+    conn = (
+        http.client.HTTPSConnection(HOST, port, timeout=PROBE_TIMEOUT_S, context=_unverified())
+        if tls
+        else http.client.HTTPConnection(HOST, port, timeout=PROBE_TIMEOUT_S)
+    )
     try:
         conn.request("GET", path)
         response = conn.getresponse()
@@ -194,6 +216,14 @@ def _probe(port: int, path: str) -> int | None:
         return None
     finally:
         conn.close()
+
+
+def _unverified() -> ssl.SSLContext:
+    """The run's self-signed certificate (bench.tls), on loopback: nothing to verify."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
 
 
 def _logs_tail(running: Running) -> str:

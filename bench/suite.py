@@ -103,7 +103,9 @@ def _measure(
     plan: RunPlan,
     result: ProfileResult,
 ) -> None:
-    target = Target(sup, running.port, running.static_prefix, plan.tool, plan.timing)
+    target = Target(
+        sup, running.port, running.static_prefix, plan.tool, plan.timing, running.profile.tls
+    )
     try:
         _warm_up(target, scenarios)
         result.memory["idle"] = tree_memory(running.roots()).as_dict()
@@ -155,6 +157,6 @@ def _warm_up(target: Target, scenarios: list[Scenario]) -> None:
     """
     paths = dict.fromkeys(s.path(target.static_prefix) for s in scenarios if s.spec.method == "GET")
     for path in paths:
-        spec = LoadSpec(path, SLOTS, target.timing.warmup)
+        spec = LoadSpec(path, SLOTS, target.timing.warmup, tls=target.tls)
         # The Python client: wrk cannot run for less than a second, and nothing here is measured.
         loadgen.run_load(target.sup, spec, target.port, "python")

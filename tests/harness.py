@@ -148,9 +148,15 @@ class Spawned:
         )
 
 
-def spawn(args: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> Spawned:
+def spawn(
+    args: Sequence[str],
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    wrapper: Sequence[str] = (),
+) -> Spawned:
+    """`wrapper`: a command that execs maitred in its own place (systemd-socket-activate)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "maitred", *args],
+        [*wrapper, sys.executable, "-m", "maitred", *args],
         cwd=cwd,
         env=server_env(env),
         stdin=subprocess.DEVNULL,
@@ -243,13 +249,14 @@ class ServerFactory:
         *args: str,
         cwd: Path = APPS_DIR,
         env: dict[str, str] | None = None,
+        wrapper: Sequence[str] = (),
     ) -> Spawned:
         """Start ``maitred`` serving ``app`` (None: no APP argument) with extra CLI ``args``,
         without waiting: it says "Listening at" only once its first worker has imported the
-        app (see :meth:`serving`)."""
+        app (see :meth:`serving`). `wrapper`: see :func:`spawn`."""
         where = ["--chdir", str(APPS_DIR), "--pythonpath", str(APPS_DIR)] if app else []
         argv = ["-b", "127.0.0.1:0", *where, *args, *([app] if app else [])]
-        spawned = spawn(argv, cwd, env)
+        spawned = spawn(argv, cwd, env, wrapper)
         self._spawned.append(spawned)
         return spawned
 

@@ -294,3 +294,25 @@ def fetch(
     """One request on a fresh connection, closed afterwards."""
     with RawConnection(port, timeout) as conn:
         return conn.request(method, path, headers, body, version)
+
+
+def unix_get(path: Path, target: str) -> tuple[int, bytes]:
+    """GET over a unix socket, the connection closed by the server after the answer."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(DEFAULT_TIMEOUT)
+        sock.connect(str(path))
+        send_closing_get(sock, target)
+        return read_to_close(sock)
+
+
+def send_closing_get(sock: socket.socket, target: str) -> None:
+    sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+
+
+def read_to_close(sock: socket.socket) -> tuple[int, bytes]:
+    """The status and body of the one response the server sends before it closes."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+import site
 import sys
 import traceback
 from collections.abc import Iterable
@@ -64,15 +65,35 @@ def split_spec(spec: str) -> tuple[str, str, bool]:
     return module, attr, factory
 
 
-def prepare_path(chdir: str, pythonpath: Iterable[str]) -> None:
-    """Apply --chdir and --pythonpath the way the app expects to be imported."""
+def prepare_path(chdir: str, pythonpath: Iterable[str], virtualenv: str = "") -> None:
+    """Apply --chdir, --pythonpath and --virtualenv the way the app expects to be imported.
+
+    OSError when the directory cannot be entered; AppLoadError for a virtualenv without
+    site-packages."""
     if chdir:
         os.chdir(chdir)
+    if virtualenv:
+        site_packages = virtualenv_site(virtualenv)
+        sys.path.insert(0, site_packages)
+        site.addsitedir(site_packages)  # its .pth files (editable installs), at its place
     for entry in reversed(list(pythonpath)):
         sys.path.insert(0, os.path.abspath(entry))
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
+
+
+def virtualenv_site(virtualenv: str) -> str:
+    """The site-packages of a virtual environment for this Python's version; AppLoadError
+    when it has none (made by another Python, or no virtualenv at all)."""
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    path = os.path.join(os.path.abspath(virtualenv), "lib", version, "site-packages")
+    if not os.path.isdir(path):
+        raise AppLoadError(
+            f"virtualenv {virtualenv!r} has no lib/{version}/site-packages: make it with the "
+            f"Python that runs maitred ({sys.executable})"
+        )
+    return path
 
 
 def load_app(spec: str) -> Any:

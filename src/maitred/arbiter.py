@@ -3,9 +3,10 @@
 Theory of operation
 -------------------
 The master knows processes and signals, not HTTP. It binds every listener and each front's link
-socket once, then forks the fronts (maitred.frontset) and the workers of its app pool
-(maitred.pool), which inherit them. Signal handlers only record (maitred.signals); one loop
-reads signals and the children's status pipes (maitred.status), reaps children, and acts:
+sockets once, then forks the fronts (maitred.frontset) and the workers of its app pools
+(maitred.pool: one per app, maitred.apps), which inherit them. Signal handlers only record
+(maitred.signals); one loop reads signals and the children's status pipes (maitred.status),
+reaps children, and acts:
 
 * each signal has one method, `handle_<name>`, found through one table (`HANDLERS`);
 * every exit is classified in one place (maitred.exits.classify), and the classification is
@@ -15,8 +16,10 @@ reads signals and the children's status pipes (maitred.status), reaps children, 
   to fork or signal one; the master never writes the pool's state, and keeps the fronts and the
   --reload watcher (maitred.reloader) itself.
 
-A HUP replaces every worker, make-before-break; when it changes a setting of the fronts, it
-replaces the fronts too, as a new generation (maitred.frontset says how).
+A HUP replaces every worker of every app, make-before-break; when it changes a setting of the
+fronts, it replaces the fronts too, as a new generation (maitred.frontset says how). A HUP does
+not add or remove apps. TTIN and TTOU scale the pool of a server of one app; with several,
+which pool they would scale is not said, so they only log that.
 
 Shutdown (TERM, INT) goes fronts first: they stop accepting and finish the requests in flight,
 using the workers; once every front has exited, the master closes the link listeners (so workers
@@ -28,6 +31,14 @@ holder closes it, so each front holds only its own, no worker holds any, and the
 its copies (and removes a unix socket's path) before it signals the fronts: each front then
 takes what its backlog holds and closes (maitred.front.accept), and the front is the last.
 A HUP keeps the listeners in the master for the new fronts; a new master (USR2) holds its own.
+
+With --shutdown-delay, a TERM first only makes the server not ready: the fronts fail the
+health check and serve on for the delay (maitred.shutdowndelay), then the stop above begins.
+
+systemd hears from the master alone (maitred.sdnotify): READY once every pool's app imports,
+RELOADING and READY around a HUP, STOPPING, the watchdog while the fronts beat, MAINPID after
+USR2. Listeners that systemd passes (socket activation) or an old master passes (USR2) arrive
+through maitred.inherit.
 """
 
 from __future__ import annotations
@@ -44,20 +55,35 @@ from typing import Any, ClassVar
 
 from setproctitle import setproctitle
 
-from maitred import exits, frontplan, logs, runtime, sockets, status, upgrade
+from maitred import (
+    apps,
+    exits,
+    frontplan,
+    inherit,
+    logs,
+    privileges,
+    runtime,
+    sdnotify,
+    sockets,
+    status,
+    tls,
+    upgrade,
+)
 from maitred.appload import AppLoadError, load_app, prepare_path
 from maitred.children import Child, Exit, FrontChild, ReloaderChild, WorkerChild, exit_text
 from maitred.config import Config, ConfigError, reloaded
 from maitred.frontset import FrontSet
 from maitred.pool import Pool
 from maitred.processes import Processes
+from maitred.shutdowndelay import ShutdownDelay
 
 log = logging.getLogger("maitred.error")
 
 TICK = 1.0  # seconds the master sleeps when nothing happens
 KILL_GRACE = 1.0  # extra seconds past a graceful timeout before SIGKILL
-MAIN_POOL = "main"  # the name of the one app pool a server runs today
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)  # heard while stopping too
+# A front beats every second: one silent for longer than this does not answer (the watchdog).
+FRONT_FRESH = 3.0
 
 
 class Arbiter:
@@ -77,16 +103,19 @@ class Arbiter:
         self.children = self.processes.children  # every child process, by pid
         self.listeners: list[list[socket.socket]] = []  # per bind address (maitred.sockets)
         self.addresses: list[str] = []  # their URLs, for the "Listening at" lines
+        self.systemd_sockets: list[socket.socket] = []  # activated: systemd owns their paths
         self.link_dir = ""
         self.fronts: FrontSet | None = None  # once the sockets are bound
         self.app: Any = None
         self.stopping = False
         self.stop_deadline = 0.0
         self.exit_status = 0
-        # The app pools, by name; one today.
-        self.pools: dict[str, Pool] = {MAIN_POOL: Pool(MAIN_POOL, cfg, self)}
+        self.pools: dict[str, Pool] = {}  # by app (maitred.apps), once in the server's directory
+        self.apps: dict[str, apps.App] = {}
         self.upgrade = upgrade.Upgrade()  # USR2
         self.env = runtime.Environment()
+        self.notify = sdnotify.Notifier()  # systemd, when it listens (taken at start)
+        self.delay = ShutdownDelay()  # --shutdown-delay
 
     # --- start ---
 
@@ -99,28 +128,37 @@ class Arbiter:
             log.error("%s; not starting", exc)
             return 1
         runtime.remove_stale_dirs()  # what masters killed with SIGKILL left
-        prepare_path(cfg.chdir, cfg.pythonpath)
-        self.env.set(cfg.env)
-        if cfg.preload:
-            try:
+        self.notify = sdnotify.Notifier.take(os.environ)  # before any child or app sees it
+        try:
+            # Several apps: each worker enters its app's virtualenv (maitred.worker.main).
+            prepare_path(cfg.chdir, cfg.pythonpath, "" if cfg.apps else cfg.virtualenv)
+            self.env.set(cfg.env)
+            self._use_apps(cfg)
+            if cfg.preload:
                 self.app = load_app(cfg.app)
-            except AppLoadError as exc:
-                sys.stderr.write(exc.report())
-                return 1
+        except AppLoadError as exc:
+            sys.stderr.write(exc.report())
+            return 1
         # Signals are recorded from before the "Listening at" lines (printed once the first
         # worker has imported the app): a supervisor that reads one and signals at once must not
         # hit a default action.
         self.processes.record_signals()
+        try:
+            context = tls.build_context(cfg) if tls.enabled(cfg) else None
+        except tls.TLSError as exc:
+            log.error("cannot serve TLS: %s", exc)
+            return 1
         try:
             self.fronts = self._bind()
         except OSError as exc:
             log.error("cannot listen: %s", exc)
             self._cleanup()
             return 1
+        self.fronts.tls_context = context
         try:
             runtime.write_pidfile(cfg.pidfile, self.pid)
             if cfg.reload:
-                self.processes.spawn_reloader(cfg.app)
+                self.processes.spawn_reloader(tuple(self.apps.values()))
             self.fronts.start()
             for pool in self.pools.values():
                 pool.start()
@@ -129,11 +167,20 @@ class Arbiter:
             self._cleanup()
         return self.exit_status
 
+    def _use_apps(self, cfg: Config) -> None:
+        """The apps of `cfg` (resolved in the server's directory) and a pool for each new one."""
+        self.apps = {app.name: app for app in apps.resolve(cfg)}
+        for name, app in self.apps.items():
+            pool = self.pools.get(name)
+            if pool is None:
+                self.pools[name] = Pool(name, app.cfg, self)
+
     def _bind(self) -> FrontSet:
         cfg = self.cfg
-        inherited = upgrade.inherited_listeners(self.environ)
+        inherited = inherit.listeners(cfg.bind, os.environ)  # USR2's, or systemd's
+        self.systemd_sockets = inherited.systemd
         self.listeners, self.addresses = sockets.bind_all(
-            cfg.bind, cfg.backlog, cfg.fronts, inherited
+            cfg.bind, cfg.backlog, cfg.fronts, inherited.groups, tls.schemes(cfg)
         )
         self.link_dir = runtime.make_dir()
         # Spooled request bodies live under the master's own directory unless --body-temp-dir
@@ -141,8 +188,20 @@ class Arbiter:
         spool_dir = os.path.join(self.link_dir, "spool")
         os.mkdir(spool_dir, 0o700)
         dirs = (self.link_dir, spool_dir)
+        self._hand_over(dirs)
         fork = self.processes.fork
         return FrontSet(cfg, self.children, fork, lambda: self.listeners, dirs)
+
+    def _hand_over(self, dirs: tuple[str, str]) -> None:
+        """--user: the children's user reaches its own files (maitred.privileges says which);
+        one line says who runs as whom."""
+        cfg = self.cfg
+        identity = privileges.resolve(cfg.user, cfg.group)  # checked with the settings
+        privileges.share_runtime(identity, *dirs)
+        privileges.hand_over_logs(cfg.user, cfg.group, cfg.error_logfile, cfg.access_logfile)
+        line = privileges.master_line(identity)
+        if line is not None:
+            log.info("%s", line)
 
     # --- the loop ---
 
@@ -151,17 +210,34 @@ class Arbiter:
             extra = [self.upgrade.fd] if self.upgrade.fd >= 0 else []
             received, talking, readable = self.processes.wait(self._timeout(), extra)
             if readable and self.upgrade.finish():
+                self.notify.main_pid(self.upgrade.pid)  # systemd follows the new master
                 self.stop()
             for child in talking:
                 self._read_status(child)
             for signum in received:
-                if not self.stopping or signum in STOP_SIGNALS:
+                if not (self.stopping or self.delay.running) or signum in STOP_SIGNALS:
                     self.HANDLERS[signum](self)
             for child, code in self.processes.reap():
                 self._exited(child, code)
             if not self.stopping:
                 self._check()
+            self._systemd_and_delay()
             self._enforce_stop()
+
+    def _systemd_and_delay(self) -> None:
+        """Once per turn: the watchdog, the end of a reload, and of a --shutdown-delay."""
+        assert self.fronts is not None
+        now = time.monotonic()
+        beats = (front.last_seen for front in self.fronts.fronts())
+        # While stopping the fronts go away on purpose; the loop running is what counts then.
+        alive = self.stopping or sdnotify.fronts_answer(beats, now, FRONT_FRESH)
+        self.notify.watchdog(now, alive)
+        if self.notify.phase is sdnotify.Phase.RELOADING and not self._reload_pending():
+            self.notify.ready(self._status_line())
+        self.delay.tell(self.fronts.fronts())  # fronts started during the delay
+        if self.delay.due(now):
+            log.info("--shutdown-delay is over")
+            self.stop()
 
     def _next_start(self) -> float | None:
         """When the next restart of a front or a worker is due, if one waits."""
@@ -170,10 +246,12 @@ class Arbiter:
         return min((when for when in starts if when is not None), default=None)
 
     def _timeout(self) -> float:
+        now = time.monotonic()
         when = self._next_start()
+        waits = [TICK, self.notify.timeout(now), self.delay.timeout(now)]
         if when is not None and not self.stopping:
-            return max(0.0, min(TICK, when - time.monotonic()))
-        return TICK
+            waits.append(max(0.0, when - now))
+        return min(wait for wait in waits if wait is not None)
 
     def _check(self) -> None:
         """Once per turn: restarts that are due, and the children's liveness and recycling."""
@@ -187,12 +265,25 @@ class Arbiter:
     # --- signals: one method each, found through HANDLERS (at the end of the class) ---
 
     def handle_term(self) -> None:
+        assert self.fronts is not None
+        delay = self.cfg.shutdown_delay
+        if self.delay.running:
+            log.info("SIGTERM again: stopping without the rest of --shutdown-delay")
+        elif delay and not self.stopping:
+            self.notify.stopping()
+            log.info("SIGTERM: stopping in %g s (--shutdown-delay); not ready from now", delay)
+            self.delay.begin(delay, self.fronts.fronts())
+            return
         self.stop()
 
-    handle_int = handle_term
+    def handle_int(self) -> None:
+        """Ctrl-C in a terminal: the graceful stop at once, never --shutdown-delay (a balancer
+        stops servers with TERM)."""
+        self.stop()
 
     def handle_quit(self) -> None:
         log.info("SIGQUIT: stopping now")
+        self.notify.stopping()
         self._stopping()
         self._close_listeners()
         self.stop_deadline = time.monotonic() + KILL_GRACE
@@ -205,23 +296,43 @@ class Arbiter:
         self.reload()
 
     def handle_ttin(self) -> None:
-        self.pools[MAIN_POOL].scale(1, "SIGTTIN")
+        self._scale(1, "SIGTTIN")
 
     def handle_ttou(self) -> None:
-        self.pools[MAIN_POOL].scale(-1, "SIGTTOU")
+        self._scale(-1, "SIGTTOU")
+
+    def _scale(self, step: int, why: str) -> None:
+        if len(self.pools) > 1:
+            log.warning(
+                "%s: this server runs %d apps; scale one through its own settings and a HUP",
+                why,
+                len(self.pools),
+            )
+            return
+        for pool in self.pools.values():
+            pool.scale(step, why)
 
     def handle_usr1(self) -> None:
         logs.reopen()  # the master's own lines go to the new file too, this one first
+        cfg = self.cfg  # the new files are the children's to reopen (--user)
+        privileges.hand_over_logs(cfg.user, cfg.group, cfg.error_logfile, cfg.access_logfile)
         log.info("SIGUSR1: reopening log files")
         self.processes.signal_all(signal.SIGUSR1)
 
     def handle_usr2(self) -> None:
-        self.upgrade.start(self.listeners, self.argv)
+        self.upgrade.start(self.listeners, self.argv, self._new_master_env)
+
+    def _new_master_env(self, pid: int) -> dict[str, str]:
+        """What the new master of an upgrade needs beyond our environment: systemd's
+        variables, and which listeners systemd owns."""
+        env = self.notify.env_for_new_master(pid)
+        env.update(inherit.env_for_new_master(self.systemd_sockets))
+        return env
 
     def reload(self) -> None:
         assert self.fronts is not None
         log.info("SIGHUP: reloading")
-        pool = self.pools[MAIN_POOL]
+        self.notify.reloading()  # READY=1 again once the reload is over (_systemd_and_delay)
         if self.fronts.next is not None:
             # The latest settings win, and a new worker stuck in its import cannot hold up
             # every later reload.
@@ -231,21 +342,39 @@ class Arbiter:
         if self.reload_config is not None:
             try:
                 cfg, new_fronts = reloaded(self.cfg, self.reload_config)
+                same_apps(self.cfg, cfg)
+                tls.check_reload(self.cfg, cfg)
             except ConfigError as exc:
                 log.error("reload: %s", exc)
                 return
             self.env.set(cfg.env)
+            self._use_apps(cfg)
             logs.set_level(cfg.log_level)
             self.cfg = cfg
             if new_fronts:
                 log.info("reload: the fronts' settings changed; new fronts start with new workers")
                 self.fronts.open_next(cfg)
+        self._reload_tls()
         if self.cfg.preload:
             log.warning(
                 "reload: with --preload the app was imported by the master; "
                 "send USR2 to load new code"
             )
-        pool.reload(cfg)
+        for name, pool in self.pools.items():
+            pool.reload(self.apps[name].cfg if cfg is not None else None)
+
+    def _reload_tls(self) -> None:
+        """Load the certificate again: new fronts start with it and the running ones load it
+        too; one that cannot be loaded keeps the one in use (maitred.tls)."""
+        assert self.fronts is not None
+        if not tls.enabled(self.cfg):
+            return
+        try:
+            self.fronts.tls_context = tls.build_context(self.cfg)
+        except tls.TLSError as exc:
+            log.error("reload: keeping the TLS certificate in use: %s", exc)
+            return
+        self.fronts.reload_tls()
 
     # --- status from the children ---
 
@@ -254,8 +383,12 @@ class Arbiter:
         if said:
             child.last_seen = time.monotonic()
         if not isinstance(child, WorkerChild):
-            return  # what a front says is its heartbeat
-        for kind, value in said:
+            self._front_said(child, said)  # besides, it is its heartbeat
+            return
+        for message in said:
+            if isinstance(message, status.LoadReport):
+                continue  # a front's message; a worker has no business sending it
+            kind, value = message
             if kind == status.READY:
                 self._ready(child)
             elif kind == status.HEARTBEAT:
@@ -264,6 +397,17 @@ class Arbiter:
                 why = "recycling" if kind == status.RECYCLE else "stuck request"
                 self.pools[child.pool].replace(child, why)
 
+    def _front_said(self, child: Child, said: list[status.Message]) -> None:
+        """A front's load reports go to their pools; those of fronts on their way out (a
+        reload replaced them) would count workers the pool gave up."""
+        assert self.fronts is not None
+        if child.generation not in self.fronts.serving():
+            return
+        now = time.monotonic()
+        for message in said:
+            if isinstance(message, status.LoadReport) and message.pool in self.pools:
+                self.pools[message.pool].load(child.pid, message, now)
+
     def _ready(self, child: WorkerChild) -> None:
         """A worker imported the app and serves."""
         assert self.fronts is not None
@@ -271,11 +415,30 @@ class Arbiter:
             # Nothing starts now (the staged start's other workers would miss the stop and
             # hold it up for the graceful timeout), nor says it listens.
             return
-        self.fronts.worker_ready(child, self.pools[child.pool])
-        if self.pools[child.pool].ready(child):  # the first worker ever: the app imports
-            for url in self.addresses:  # said only now that requests can be served
+        self.fronts.worker_ready(child, self.pools.values())
+        first = self.pools[child.pool].ready(child)  # the first worker ever: the app imports
+        if first and all(pool.app_imported for pool in self.pools.values()):
+            for url in self.addresses:  # said only now that every app can be served
                 log.info("Listening at: %s (%d)", url, self.pid)
+            if all(pool.app_imported for pool in self.pools.values()):
+                upgraded = upgrade.UPGRADE_FD in self.environ  # USR2: systemd follows us now
+                self.notify.ready(self._status_line(), self.pid if upgraded else 0)
             upgrade.notify_old_master(self.environ)
+
+    def _reload_pending(self) -> bool:
+        """Whether a reload still waits for new workers (or new fronts) to be ready."""
+        assert self.fronts is not None
+        replacing = any(pool.replacing() for pool in self.pools.values())
+        return replacing or self.fronts.next is not None
+
+    def _status_line(self) -> str:
+        """What serves where, for systemd's STATUS= (`systemctl status` shows it)."""
+        pools = ", ".join(
+            f"{pool.cfg.app or 'the demo app'} ({pool.wanted} "
+            f"{'worker' if pool.wanted == 1 else 'workers'})"
+            for pool in self.pools.values()
+        )
+        return f"serving {pools} at {', '.join(self.addresses)}"
 
     # --- exits ---
 
@@ -307,7 +470,8 @@ class Arbiter:
                 self.exit_status = 1
                 self.stop()
             elif why is not Exit.OLD_GENERATION and self.fronts.next_failed(child):
-                log.error("reload: no new worker could start; the fronts keep their settings")
+                of = f" of {child.app}" if child.app else ""
+                log.error("reload: no new worker%s could start; the fronts keep their settings", of)
                 self._drop_next()
 
     def _reloader_exited(self, code: int, why: Exit) -> None:
@@ -316,14 +480,15 @@ class Arbiter:
             log.error("reload: the reloader exited with %s at its start; --reload is off", how)
         else:
             log.warning("reload: the reloader exited with %s; restarting it", exit_text(code))
-            self.processes.spawn_reloader(self.cfg.app)
+            self.processes.spawn_reloader(tuple(self.apps.values()))
 
     def _drop_next(self) -> None:
         """The new fronts of a reload will not serve: the running ones keep their settings."""
         assert self.fronts is not None
-        pool = self.pools[MAIN_POOL]
-        self.cfg = self.cfg.with_fronts_of(self.fronts.drop_next(pool))
-        pool.use(self.cfg)
+        self.cfg = self.cfg.with_fronts_of(self.fronts.drop_next(self.pools.values()))
+        self.apps = {app.name: app for app in apps.resolve(self.cfg)}
+        for name, pool in self.pools.items():
+            pool.use(self.apps[name].cfg)
 
     # --- processes ---
 
@@ -331,11 +496,14 @@ class Arbiter:
         """maitred.pool.Spawner: fork a worker of `pool`."""
         assert self.fronts is not None
         generation = self.fronts.for_new_workers()  # a HUP's new workers link to the new fronts
-        link_path = generation.link_path(frontplan.of_worker(worker_id, pool.cfg.fronts))
+        front = frontplan.of_worker(worker_id, pool.cfg.fronts)
+        link_path = generation.link_path(front, pool.name)
+        label = self.apps[pool.name].label
         child = WorkerChild(
-            pid=0, worker_id=worker_id, pool=pool.name, generation=generation.number
+            pid=0, worker_id=worker_id, pool=pool.name, app=label, generation=generation.number
         )
-        return self.processes.spawn_worker(pool.cfg, child, link_path, self.app, self.pid)
+        host = self.apps[pool.name].warmup_host
+        return self.processes.spawn_worker(pool.cfg, child, link_path, self.app, self.pid, host)
 
     def kill(self, child: Child, signum: signal.Signals) -> None:
         """maitred.pool.Spawner: signal a child, unless it is gone already."""
@@ -351,6 +519,7 @@ class Arbiter:
     def _stopping(self) -> None:
         """From now on nothing starts: no restart, no new worker."""
         self.stopping = True
+        self.delay.end()  # what a --shutdown-delay waited for begins now (or QUIT cut it)
         if self.fronts is not None:
             self.fronts.stop()
         for pool in self.pools.values():
@@ -360,6 +529,7 @@ class Arbiter:
         if self.stopping:
             return
         assert self.fronts is not None
+        self.notify.stopping()  # nothing after a handover to a new master (USR2)
         self._stopping()
         self.stop_deadline = time.monotonic() + self.cfg.graceful_timeout + KILL_GRACE
         self._close_listeners()  # before the fronts close theirs: they must be the last
@@ -385,8 +555,8 @@ class Arbiter:
 
     def _close_listeners(self) -> None:
         """Hold the listening sockets no more; remove a unix socket's path unless a new
-        master serves it (USR2)."""
-        sockets.close_all(self.listeners, keep_paths=self.upgrade.done)
+        master serves it (USR2) or systemd's socket unit owns it."""
+        sockets.close_all(self.listeners, self.upgrade.done, self.systemd_sockets)
         self.listeners = []
 
     def _cleanup(self) -> None:
@@ -410,3 +580,18 @@ class Arbiter:
         signal.SIGUSR1: handle_usr1,
         signal.SIGUSR2: handle_usr2,
     }
+
+
+def same_apps(running: Config, loaded: Config) -> None:
+    """A HUP reloads the apps that run: ConfigError when the new settings add or remove one."""
+    added = set(apps.names(loaded)) - set(apps.names(running))
+    removed = set(apps.names(running)) - set(apps.names(loaded))
+    if added or removed:
+        changes = [
+            *(f"adds {n}" for n in sorted(added)),
+            *(f"removes {n}" for n in sorted(removed)),
+        ]
+        raise ConfigError(
+            f"the new configuration {', '.join(changes)}: a HUP reloads the apps that run; "
+            "restart maitred (or upgrade it with USR2) to add or remove one"
+        )

@@ -13,8 +13,8 @@ the child is then killed. The child sends its verdict up a pipe; stdout carries 
 only (the app's own prints go to stderr), stderr the verdict.
 
 Exit status: 0 when the settings are valid and the app imports as a WSGI app, else 1, with one
-line that says why (the errors of a start: bad setting, missing module, exception at import,
-an ASGI app).
+line that says why (the errors of a start: bad setting, a TLS certificate or key that cannot be
+loaded, missing module, exception at import, an ASGI app).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import time
 import traceback
 from typing import Any, NoReturn
 
-from maitred import cli, config
+from maitred import apps, cli, config, tls
 from maitred.appload import DEMO_APP, AppLoadError, load_app, prepare_path
 from maitred.children import exit_text
 
@@ -60,18 +60,31 @@ def main(argv: list[str]) -> int:
     given = vars(parser.parse_args(argv))
     timeout = given.pop("import_timeout")
     resolved = cli.resolve(parser, given)
+    found = apps.resolve(resolved.cfg, os.path.abspath(resolved.cfg.chdir))
     print(render(resolved))
-    started = time.monotonic()
-    failure = import_in_child(resolved.cfg, timeout)
-    if failure:
-        sys.stderr.write(failure)
-        return FAILED
-    app = resolved.cfg.app or DEMO_APP
-    took = time.monotonic() - started
-    print(
-        f"maitred: ok: the settings are valid and app {app!r} imports ({took:.2f} s)",
-        file=sys.stderr,
-    )
+    if tls.enabled(resolved.cfg):
+        try:
+            tls.build_context(resolved.cfg)
+        except tls.TLSError as exc:
+            print(f"maitred: cannot serve TLS: {exc}", file=sys.stderr)
+            return FAILED
+    for app in found:
+        if not app.implicit:
+            print(render_app(app, resolved))
+    for app in found:
+        started = time.monotonic()
+        failure = import_in_child(app.cfg, timeout)
+        if failure:
+            sys.stderr.write(f"maitred: app {app.name}:\n" if app.label else "")
+            sys.stderr.write(failure)
+            return FAILED
+        spec = app.cfg.app or DEMO_APP
+        took = time.monotonic() - started
+        of = f" (app {app.name})" if app.label else ""
+        print(
+            f"maitred: ok: the settings are valid and app {spec!r}{of} imports ({took:.2f} s)",
+            file=sys.stderr,
+        )
     return OK
 
 
@@ -95,6 +108,27 @@ def render(resolved: config.Resolved) -> str:
         rows.append((line, resolved.origins[f.name]))
     width = min(ALIGN_AT_MOST, max(len(line) for line, _ in rows))
     return "\n".join(f"{line:<{width}}  # {origin}" for line, origin in rows)
+
+
+def render_app(app: apps.App, resolved: config.Resolved) -> str:
+    """An app's table: its routing and its settings as resolved (absolute directories, its
+    root-path followed by its path), each with where it came from."""
+    table = next(t for t in resolved.cfg.apps if t.name == app.name)
+    given = dict(table.settings)
+    route = app.route
+    rows = [
+        (f"{apps.HOSTS} = {toml_value(route.hosts)}", "app table"),
+        (f"{apps.PATH} = {toml_value(route.path or '/')}", "app table"),
+        (f"{apps.DEFAULT} = {toml_value(route.default)}", "app table"),
+    ]
+    for f in apps.PER_APP.values():
+        origin = "app table" if f.name in given else f"top level: {resolved.origins[f.name]}"
+        if f.name == "root_path" and route.path:
+            origin += ", then its path"
+        rows.append((f"{config.key_of(f)} = {toml_value(getattr(app.cfg, f.name))}", origin))
+    width = min(ALIGN_AT_MOST, max(len(line) for line, _ in rows))
+    lines = [f"{line:<{width}}  # {origin}" for line, origin in rows]
+    return "\n".join(["", f"[apps.{app.name}]  # resolved", *lines])
 
 
 def toml_value(value: Any) -> str:
@@ -168,9 +202,11 @@ def _child(cfg: config.Config, write_fd: int) -> NoReturn:
 
 def _load(cfg: config.Config) -> bytes:
     try:
-        prepare_path(cfg.chdir, cfg.pythonpath)
+        prepare_path(cfg.chdir, cfg.pythonpath, cfg.virtualenv)
     except OSError as exc:
         return f"maitred: cannot change to directory {cfg.chdir!r}: {exc.strerror}\n".encode()
+    except AppLoadError as exc:
+        return exc.report().encode()
     os.environ.update(dict(cfg.env))
     try:
         load_app(cfg.app)

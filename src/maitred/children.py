@@ -90,6 +90,7 @@ class ReloaderChild(Child):
 class WorkerChild(Child):
     worker_id: int = 0
     pool: str = ""  # the name of the app pool it serves (maitred.pool)
+    app: str = ""  # its app as log lines name it ("": the server's only one, maitred.apps)
     ready: bool = False
     replaces: WorkerChild | None = None  # the worker this one takes over from, once READY
     replaced_by: WorkerChild | None = None
@@ -98,7 +99,7 @@ class WorkerChild(Child):
 
     @property
     def role(self) -> str:
-        return f"worker {self.worker_id}"
+        return f"worker {self.worker_id} of {self.app}" if self.app else f"worker {self.worker_id}"
 
     @property
     def holds_place(self) -> bool:

@@ -75,11 +75,15 @@ def build_parser(
     return parser
 
 
-def resolve(parser: argparse.ArgumentParser, given: Mapping[str, Any]) -> config.Resolved:
-    """The settings from `given` (parsed options), the environment and the config file;
-    a bad one ends the process through `parser`. Prints a warning per unknown MAITRED_*."""
+def resolve(
+    parser: argparse.ArgumentParser, given: Mapping[str, Any], cwd: str = "."
+) -> config.Resolved:
+    """The settings from `given` (parsed options), the environment and the config file (found
+    from `cwd`); a bad one ends the process through `parser`. Prints a warning per unknown
+    MAITRED_*."""
     try:
-        resolved = config.resolve({k: v for k, v in given.items() if v is not None}, os.environ)
+        options = {k: v for k, v in given.items() if v is not None}
+        resolved = config.resolve(options, os.environ, cwd)
         split_spec(resolved.cfg.app)
     except (config.ConfigError, AppSpecError) as exc:
         parser.error(str(exc))
@@ -88,9 +92,9 @@ def resolve(parser: argparse.ArgumentParser, given: Mapping[str, Any]) -> config
     return resolved
 
 
-def load_config(argv: Sequence[str] | None = None) -> config.Config:
+def load_config(argv: Sequence[str] | None = None, cwd: str = ".") -> config.Config:
     parser = build_parser()
-    return resolve(parser, vars(parser.parse_args(argv))).cfg
+    return resolve(parser, vars(parser.parse_args(argv)), cwd).cfg
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
@@ -103,5 +107,8 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     logs.setup(cfg.log_level, cfg.error_logfile)
     from maitred.arbiter import Arbiter
 
-    # HUP re-reads the command line, the environment and the config file.
-    sys.exit(Arbiter(cfg, reload_config=lambda: load_config(args), argv=args).run())
+    # HUP re-reads the command line, the environment and the config file, from the directory
+    # maitred started in (the master has changed to --chdir since).
+    start_dir = os.getcwd()
+    reload_config = lambda: load_config(args, start_dir)  # noqa: E731
+    sys.exit(Arbiter(cfg, reload_config=reload_config, argv=args).run())

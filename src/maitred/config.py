@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from maitred import upgrade
+from maitred import privileges, upgrade
 
 log = logging.getLogger("maitred.error")
 
@@ -33,6 +33,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 ENV_PREFIX = "MAITRED_"
 CONFIG_FILE = "maitred.toml"
+APPS_TABLE = "apps"  # [apps.NAME]: one table per app (maitred.apps)
 PYPROJECT = "pyproject.toml"
 # MAITRED_* variables that are no setting: an old master hands its sockets to a new one (USR2).
 INTERNAL_ENV = (upgrade.LISTEN_FDS, upgrade.UPGRADE_FD)
@@ -106,6 +107,13 @@ def _str(value: Any) -> str:
     return value
 
 
+def _name_or_number(value: Any) -> str:
+    """name or number"""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # `user = 33` in a TOML file
+    return _str(value).strip()
+
+
 def _choice(*choices: str) -> Parser:
     def parse(value: Any) -> str:
         text = _str(value).lower()
@@ -125,6 +133,13 @@ def _key_value(value: Any) -> tuple[str, str]:
     return key, val
 
 
+def _env(value: Any) -> tuple[tuple[str, str], ...]:
+    """list of KEY=VALUE, or a table of them"""
+    if isinstance(value, dict):
+        return tuple((str(key), _str(val)) for key, val in value.items())
+    return _list_of(_key_value, "")(value)  # type: ignore[no-any-return]
+
+
 def _bind(value: Any) -> str:
     from maitred.sockets import parse_address  # local: sockets imports nothing from here
 
@@ -142,6 +157,14 @@ def _mount(value: Any) -> tuple[str, str]:
     if any(c in prefix for c in "?#%\\") or "/." in prefix or "//" in prefix:
         raise ValueError
     return prefix, directory.strip()
+
+
+def _health_path(value: Any) -> str:
+    """a path starting with /, or empty"""
+    text = _str(value).strip()
+    if text and (not text.startswith("/") or any(c in text for c in "?# ")):
+        raise ValueError
+    return text
 
 
 def _log_format(value: Any) -> str:
@@ -164,6 +187,14 @@ def _trusted_peer(value: Any) -> str:
 def _header_name(value: Any) -> str:
     text = _str(value).strip()
     if text and not all(c.isalnum() or c in "-_" for c in text):
+        raise ValueError
+    return text
+
+
+def _path(value: Any) -> str:
+    """URL path starting with /, and an optional query"""
+    text = _str(value).strip()
+    if not text.startswith("/") or any(c.isspace() or ord(c) < 0x21 for c in text):
         raise ValueError
     return text
 
@@ -201,6 +232,7 @@ def setting(
     section: str = "Server",
     metavar: str | None = None,
     reloads: str = RESTART,
+    per_app: bool = False,
 ) -> Any:
     """Declare one setting; returns a dataclass field carrying its metadata.
 
@@ -208,6 +240,9 @@ def setting(
     applies to the workers, which a HUP replaces; FRONTS, it applies to the fronts, which a HUP
     then replaces too; RESTART, it waits for a restart or an upgrade (USR2): the master uses
     it at start only (the addresses, the logs, the paths).
+
+    `per_app` says that an app's table (``[apps.NAME]``, maitred.apps) may give the setting a
+    value of its own; the others are the whole server's.
     """
     meta = {
         "help": help,
@@ -216,6 +251,7 @@ def setting(
         "section": section,
         "metavar": metavar,
         "reloads": reloads,
+        "per_app": per_app,
     }
     if isinstance(default, (list, tuple)):
         return field(default=tuple(default), metadata=meta)
@@ -234,6 +270,7 @@ class Config:
         section="Application",
         metavar="APP",
         reloads=WORKERS,
+        per_app=True,
     )
     config: str = setting(
         "",
@@ -249,7 +286,11 @@ class Config:
     bind: tuple[str, ...] = setting(
         ("127.0.0.1:8000",),
         "Address to listen on: `HOST:PORT`, `[::1]:PORT`, `:PORT` (all IPv4 interfaces) or "
-        "`unix:/path`. Repeat to listen on several. Port 0 picks a free port.",
+        "`unix:/path`. Repeat to listen on several. Port 0 picks a free port. Prefixed with "
+        "`uwsgi://` or `fastcgi://`, the listener speaks that protocol to a proxy in front "
+        "(nginx's uwsgi_pass, fastcgi_pass) instead of HTTP. Under systemd socket activation, "
+        "`fd://NAME` is the socket named NAME (FileDescriptorName=), and an address that a "
+        "passed socket listens on uses that socket (docs/systemd.md).",
         _list_of(_bind, "list of addresses"),
         "-b",
         "--bind",
@@ -273,6 +314,7 @@ class Config:
         section="Workers",
         metavar="N",
         reloads=WORKERS,
+        per_app=True,
     )
     threads: int = setting(
         4,
@@ -284,6 +326,7 @@ class Config:
         section="Workers",
         metavar="N",
         reloads=WORKERS,
+        per_app=True,
     )
     fronts: int = setting(
         1,
@@ -314,6 +357,7 @@ class Config:
         "--chdir",
         section="Application",
         metavar="DIR",
+        per_app=True,
     )
     pythonpath: tuple[str, ...] = setting(
         (),
@@ -323,16 +367,30 @@ class Config:
         "--pythonpath",
         section="Application",
         metavar="DIR",
+        per_app=True,
+    )
+    virtualenv: str = setting(
+        "",
+        "A virtual environment (the directory holding its bin/ and lib/) whose site-packages "
+        "the workers put in front of sys.path before importing the app, so the app runs on its "
+        "own versions of its packages. maitred itself runs from the Python that started it.",
+        _str,
+        "--virtualenv",
+        section="Application",
+        metavar="DIR",
+        per_app=True,
     )
     env: tuple[tuple[str, str], ...] = setting(
         (),
-        "Set an environment variable for the app, `KEY=VALUE` (repeatable).",
-        _list_of(_key_value, "list of KEY=VALUE"),
+        "Set an environment variable for the app, `KEY=VALUE` (repeatable). In a config file "
+        "also a table, `[env]` or `[apps.NAME.env]`.",
+        _env,
         "-e",
         "--env",
         section="Application",
         metavar="KEY=VALUE",
         reloads=WORKERS,
+        per_app=True,
     )
     root_path: str = setting(
         "",
@@ -344,6 +402,7 @@ class Config:
         section="Application",
         metavar="PREFIX",
         reloads=WORKERS,
+        per_app=True,
     )
     keepalive: float = setting(
         5.0,
@@ -366,6 +425,7 @@ class Config:
         section="Workers",
         metavar="SECONDS",
         reloads=FRONTS,
+        per_app=True,
     )
     max_requests: int = setting(
         0,
@@ -376,6 +436,7 @@ class Config:
         section="Workers",
         metavar="N",
         reloads=WORKERS,
+        per_app=True,
     )
     max_requests_jitter: int = setting(
         0,
@@ -386,6 +447,7 @@ class Config:
         section="Workers",
         metavar="N",
         reloads=WORKERS,
+        per_app=True,
     )
     max_worker_lifetime: float = setting(
         0.0,
@@ -395,6 +457,7 @@ class Config:
         section="Workers",
         metavar="SECONDS",
         reloads=WORKERS,
+        per_app=True,
     )
     max_worker_memory: int = setting(
         0,
@@ -405,6 +468,7 @@ class Config:
         section="Workers",
         metavar="BYTES",
         reloads=WORKERS,
+        per_app=True,
     )
     worker_memory_metric: str = setting(
         "rss",
@@ -415,11 +479,72 @@ class Config:
         section="Workers",
         metavar="METRIC",
         reloads=WORKERS,
+        per_app=True,
+    )
+    # --- scaling: the pool between --min-workers and --max-workers (maitred.scaling) ---
+    max_workers: int = setting(
+        0,
+        "Most worker processes the pool grows to when requests wait (scaling is on when this "
+        "is above --workers; 0: --workers, a fixed pool). docs/scaling.md gives the rule.",
+        _int(0),
+        "--max-workers",
+        section="Scaling",
+        metavar="N",
+        reloads=WORKERS,
+        per_app=True,
+    )
+    min_workers: int = setting(
+        0,
+        "Fewest worker processes the pool shrinks to when it has more than the load needs "
+        "(0: --workers, so a pool only shrinks back to the number it started with).",
+        _int(0),
+        "--min-workers",
+        section="Scaling",
+        metavar="N",
+        reloads=WORKERS,
+        per_app=True,
+    )
+    scale_down_after: float = setting(
+        30.0,
+        "Seconds the pool must have had a worker more than its load needs before one is "
+        "retired (drained, never killed busy); lengthened while retired workers keep having "
+        "to be started again soon after.",
+        _seconds,
+        "--scale-down-after",
+        section="Scaling",
+        metavar="SECONDS",
+        reloads=WORKERS,
+        per_app=True,
+    )
+    max_pool_memory: int = setting(
+        0,
+        "The pool grows no more once its workers' memory together (see "
+        "--worker-memory-metric) would pass this many bytes. 0: no limit.",
+        _size,
+        "--max-pool-memory",
+        section="Scaling",
+        metavar="BYTES",
+        reloads=WORKERS,
+        per_app=True,
+    )
+    warmup: tuple[str, ...] = setting(
+        (),
+        "A path each new worker (at start, after a HUP, when recycled or scaled up) first "
+        "serves itself as a GET, before it takes requests: lazy imports and caches are then "
+        "paid before a client waits (repeatable). A failing warm-up is logged with its status "
+        "and the worker joins all the same.",
+        _list_of(_path, "list of paths"),
+        "--warmup",
+        section="Scaling",
+        metavar="PATH",
+        reloads=WORKERS,
+        per_app=True,
     )
     reload: bool = setting(
         False,
         "Development: replace the workers when a .py file under the app's directory changes "
-        "(a change that breaks the import keeps the old workers serving).",
+        "(with [apps] tables: under any app's chdir; a change that breaks the import keeps "
+        "the old workers serving).",
         _bool,
         "--reload",
         section="Application",
@@ -628,6 +753,7 @@ class Config:
         section="Limits",
         metavar="N",
         reloads=FRONTS,
+        per_app=True,
     )
     queue_timeout: float = setting(
         30.0,
@@ -639,6 +765,7 @@ class Config:
         section="Limits",
         metavar="SECONDS",
         reloads=FRONTS,
+        per_app=True,
     )
     log_level: str = setting(
         "info",
@@ -706,6 +833,7 @@ class Config:
         section="Static files",
         metavar="PREFIX=DIR",
         reloads=FRONTS,
+        per_app=True,
     )
     static_max_age: int = setting(
         60,
@@ -718,6 +846,7 @@ class Config:
         section="Static files",
         metavar="SECONDS",
         reloads=FRONTS,
+        per_app=True,
     )
     static_follow_symlinks: bool = setting(
         False,
@@ -727,6 +856,7 @@ class Config:
         "--static-follow-symlinks",
         section="Static files",
         reloads=FRONTS,
+        per_app=True,
     )
     static_index: str = setting(
         "",
@@ -737,6 +867,7 @@ class Config:
         section="Static files",
         metavar="NAME",
         reloads=FRONTS,
+        per_app=True,
     )
     static_cache_size: int = setting(
         16 << 20,
@@ -772,6 +903,155 @@ class Config:
         section="Proxy",
         reloads=FRONTS,
     )
+    user: str = setting(
+        "",
+        "Run the workers and the fronts as this user, a name or a number (a number needs no "
+        "passwd entry). The master, started as root, binds the sockets first; each worker "
+        "switches before it imports the app, each front once it holds its sockets. Empty: "
+        "they run as the master does. Root (0) needs --allow-root.",
+        _name_or_number,
+        "-u",
+        "--user",
+        section="Users",
+        metavar="USER",
+        reloads=FRONTS,
+        per_app=True,
+    )
+    group: str = setting(
+        "",
+        "The group of --user's processes, a name or a number. Empty: the user's primary "
+        "group, or the number of its uid when it has no passwd entry.",
+        _name_or_number,
+        "-g",
+        "--group",
+        section="Users",
+        metavar="GROUP",
+        reloads=FRONTS,
+        per_app=True,
+    )
+    allow_root: bool = setting(
+        False,
+        "Allow --user to name root (uid 0): the app then runs as root, where a hole in it "
+        "owns the machine. Without --user, processes run as the master does, root or not.",
+        _bool,
+        "--allow-root",
+        section="Users",
+        reloads=WORKERS,
+        per_app=True,
+    )
+    shutdown_delay: float = setting(
+        0.0,
+        "On SIGTERM, seconds to keep serving, with --health-path answering 503, before the "
+        "graceful stop begins: time for a load balancer (or Kubernetes) to see the failing "
+        "health check and send new clients elsewhere. A second TERM ends the delay; SIGINT "
+        "(Ctrl-C) and SIGQUIT skip it. 0: the stop begins at once.",
+        _seconds,
+        "--shutdown-delay",
+        section="Health and shutdown",
+        metavar="SECONDS",
+        reloads=WORKERS,  # the master reads it when TERM comes, so a HUP applies it
+    )
+    health_path: str = setting(
+        "",
+        "A path the front answers itself, without an app thread (`/readyz`): GET or HEAD get "
+        "200 while the server is ready, 503 before any worker has imported the app and from "
+        "the moment it stops (SIGTERM, --shutdown-delay). For a load balancer's health check "
+        "or a Kubernetes readiness probe. Empty: no such path.",
+        _health_path,
+        "--health-path",
+        section="Health and shutdown",
+        metavar="PATH",
+        reloads=FRONTS,
+    )
+    log_health_checks: bool = setting(
+        False,
+        "Write the requests to --health-path to the access log. Off by default: a balancer "
+        "that checks every second would bury the lines of real requests.",
+        _bool,
+        "--log-health-checks",
+        section="Health and shutdown",
+        reloads=FRONTS,
+    )
+
+    # The [apps.NAME] tables of the config file, as maitred.apps reads them (no flag, no
+    # environment variable: not one of SETTINGS). Routing lives in the fronts, so a HUP that
+    # changes a table replaces them.
+    apps: tuple[Any, ...] = field(default=(), metadata={"table": True})
+    # --- TLS (maitred.tls): the fronts run the handshakes ---
+    certfile: str = setting(
+        "",
+        "TLS certificate chain (PEM), the server's certificate first. With it the TCP "
+        "listeners serve HTTPS, or only the `https://` ones when a bind address says "
+        "`https://` (`-b https://0.0.0.0:443 -b http://0.0.0.0:80`). A HUP loads the "
+        "certificate and key again: new connections get the new one, open ones keep theirs, "
+        "and a file that cannot be loaded keeps the running one (the log says why).",
+        _str,
+        "--certfile",
+        section="TLS",
+        metavar="PATH",
+        reloads=FRONTS,
+    )
+    keyfile: str = setting(
+        "",
+        "Private key of the certificate (PEM, not encrypted). Empty: the key is in certfile.",
+        _str,
+        "--keyfile",
+        section="TLS",
+        metavar="PATH",
+        reloads=FRONTS,
+    )
+    ca_certs: str = setting(
+        "",
+        "CA certificates (PEM) that client certificates must be signed by; see cert-reqs.",
+        _str,
+        "--ca-certs",
+        section="TLS",
+        metavar="PATH",
+        reloads=FRONTS,
+    )
+    cert_reqs: str = setting(
+        "none",
+        "Client certificates: `none` (not asked for), `optional` (asked for, verified "
+        "against ca-certs when sent), `required` (a client without a valid one fails the "
+        "handshake). The app finds a verified certificate's subject in the environ as "
+        "SSL_CLIENT_S_DN (`CN=alice,O=Example`, as nginx and Apache write it).",
+        _choice("none", "optional", "required"),
+        "--cert-reqs",
+        section="TLS",
+        metavar="MODE",
+        reloads=FRONTS,
+    )
+    ssl_ciphers: str = setting(
+        "",
+        "OpenSSL cipher list for TLS 1.2 (TLS 1.3's suites are all strong and stay "
+        "enabled). Empty: Python's default, which excludes weak ciphers.",
+        _str,
+        "--ssl-ciphers",
+        section="TLS",
+        metavar="CIPHERS",
+        reloads=FRONTS,
+    )
+    ssl_min_version: str = setting(
+        "1.2",
+        "Oldest TLS version accepted: 1.2 or 1.3. TLS 1.0 and 1.1 are broken and refused.",
+        _choice("1.2", "1.3"),
+        "--ssl-min-version",
+        section="TLS",
+        metavar="VERSION",
+        reloads=FRONTS,
+    )
+    handshake_timeout: float = setting(
+        10.0,
+        "Seconds a new TLS connection has to complete its handshake; then it is closed (one "
+        "debug line). A handshake runs in the front and holds no worker thread; a client "
+        "that connects and sends nothing holds a connection (see max-connections) until "
+        "this. 10 s outlasts a handshake over a slow mobile link, retransmissions included.",
+        _seconds,
+        "--handshake-timeout",
+        section="TLS",
+        metavar="SECONDS",
+        reloads=FRONTS,
+    )
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
@@ -779,11 +1059,14 @@ class Config:
     def with_fronts_of(self, other: Config) -> Config:
         """These settings, with those of the fronts (reloads=FRONTS) taken from `other`."""
         return self.replace(
-            **{f.name: getattr(other, f.name) for f in SETTINGS if f.metadata["reloads"] == FRONTS}
+            apps=other.apps,
+            **{f.name: getattr(other, f.name) for f in SETTINGS if f.metadata["reloads"] == FRONTS},
         )
 
 
-SETTINGS: tuple[dataclasses.Field[Any], ...] = dataclasses.fields(Config)
+SETTINGS: tuple[dataclasses.Field[Any], ...] = tuple(
+    f for f in dataclasses.fields(Config) if "table" not in f.metadata
+)
 _BY_NAME = {f.name: f for f in SETTINGS}
 
 
@@ -851,7 +1134,14 @@ def read_config_file(path: str, required: bool) -> dict[str, Any]:
         return {}
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"config file {path!r}: {exc}") from None
-    return _from_mapping(_section(path, data), file_origin(path))
+    section = dict(_section(path, data))
+    tables = section.pop(APPS_TABLE, None)
+    values = _from_mapping(section, file_origin(path))
+    if tables is not None:
+        from maitred import apps  # local: maitred.apps builds on this module
+
+        values["apps"] = apps.read_tables(tables, file_origin(path))
+    return values
 
 
 def _section(path: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -926,7 +1216,7 @@ def resolve(cli: Mapping[str, Any], environ: Mapping[str, str], cwd: str = ".") 
     env_values = from_environ(environ)
     path = given.get("config") or env_values.get("config", "")
     # Named, the one file; else both, maitred.toml winning over pyproject.toml.
-    files = [path] if path else [os.path.join(cwd, name) for name in (PYPROJECT, CONFIG_FILE)]
+    files = [os.path.join(cwd, name) for name in ([path] if path else [PYPROJECT, CONFIG_FILE])]
     values: dict[str, Any] = {}
     origins = {f.name: DEFAULT for f in SETTINGS}
     for name in files:  # later files win
@@ -951,7 +1241,48 @@ def check(cfg: Config) -> Config:
             f"fronts ({cfg.fronts}) must not exceed workers ({cfg.workers}): "
             "each front needs a worker of its own"
         )
+    _check_user(cfg)
+    _check_scaling(cfg)
+    from maitred import tls  # local: tls imports this module
+
+    tls.check(cfg)
+    if cfg.apps:
+        from maitred import apps  # local: maitred.apps builds on this module
+
+        apps.resolve(cfg, "/")  # ConfigError names the app whose table breaks a rule
     return cfg
+
+
+def _check_scaling(cfg: Config) -> None:
+    """--min-workers and --max-workers around --workers (of the server, or of one app)."""
+    least, most = cfg.min_workers or cfg.workers, cfg.max_workers or cfg.workers
+    if least > cfg.workers:
+        raise ConfigError(
+            f"min-workers ({least}) must not exceed workers ({cfg.workers}), the number started"
+        )
+    if most < cfg.workers:
+        raise ConfigError(
+            f"max-workers ({most}) must not be below workers ({cfg.workers}), the number started"
+        )
+    if least < cfg.fronts:
+        raise ConfigError(
+            f"min-workers ({least}) must not be below fronts ({cfg.fronts}): "
+            "each front needs a worker of its own"
+        )
+
+
+def _check_user(cfg: Config) -> None:
+    """--user and --group name someone this process can run its children as."""
+    try:
+        identity = privileges.resolve(cfg.user, cfg.group)
+        privileges.check_reachable(identity, cfg.allow_root)
+    except privileges.IdentityError as exc:
+        raise ConfigError(str(exc)) from None
+    if identity is not None and cfg.preload and identity.uid != os.geteuid():
+        raise ConfigError(
+            "--preload imports the app in the master, which does not switch users: with --user "
+            "the workers import it after they switch; drop --preload"
+        )
 
 
 def default_text(f: dataclasses.Field[Any]) -> str:
@@ -988,6 +1319,15 @@ def settings_markdown(fields: Sequence[dataclasses.Field[Any]] = SETTINGS) -> st
         "once the new workers have imported the app, and the old ones finish their requests "
         "and exit. The settings the master uses only at start keep their values (the log names "
         "those that changed) until a restart or an upgrade (USR2).",
+        "",
+        "Several apps run in one server from a config file with one table per app, "
+        '`[apps.NAME]` (see the README\'s "Several apps"): the settings marked *per app* '
+        "below may be given in an app's table, and the top-level values are the defaults of "
+        "every app; the others are the whole server's. Besides them an app's table takes its "
+        "routing: `hosts` (names, or `*.example.com` for its subdomains), `path` (a URL "
+        "prefix) and `default` (true: it serves a Host that no app names). An app's requests "
+        "get SCRIPT_NAME = its root-path + its path. A HUP reloads every app, and replaces the "
+        "fronts when a table changed.",
     ]
     sections: dict[str, list[dataclasses.Field[Any]]] = {}
     for f in fields:
@@ -1009,6 +1349,7 @@ def settings_markdown(fields: Sequence[dataclasses.Field[Any]] = SETTINGS) -> st
                 f"- config file: `{key_of(f)}`" if f.name != "config" else "- config file: -",
                 f"- environment: `{env_of(f)}`",
                 f"- HUP: {ON_HUP[f.metadata['reloads']]}",
+                f"- per app: {'yes' if f.metadata['per_app'] else 'no, the whole server'}",
             ]
     return "\n".join(lines) + "\n"
 
@@ -1028,7 +1369,7 @@ def on_reload(running: Config, loaded: Config) -> Reload:
     changed = [f for f in SETTINGS if getattr(running, f.name) != getattr(loaded, f.name)]
     kept = {f.name: getattr(running, f.name) for f in changed if f.metadata["reloads"] == RESTART}
     cfg = check(loaded.replace(**kept))
-    fronts = any(f.metadata["reloads"] == FRONTS for f in changed)
+    fronts = any(f.metadata["reloads"] == FRONTS for f in changed) or running.apps != cfg.apps
     return Reload(cfg, [key_of(_BY_NAME[name]) for name in kept], fronts)
 
 

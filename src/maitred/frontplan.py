@@ -6,13 +6,13 @@ Each front is an event loop in a process of its own. They serve the same address
 through a listening socket of its own in an SO_REUSEPORT group (maitred.sockets), so the kernel
 deals new connections evenly to the fronts. Everything else is the front's own too:
 
-* its workers: worker N belongs to front ((N - 1) mod fronts) + 1 and connects only to that
-  front's link socket, so each front dispatches to threads nobody else uses, and a request
-  waits only in its own front's queue;
-* its link socket and spool directory (the master empties the spool of a front that died),
-  both per generation (:class:`Generation`);
-* its share of --max-connections, --max-connections-per-ip and --max-queue, so the server as a
-  whole keeps to them.
+* its workers: worker N of each app belongs to front ((N - 1) mod fronts) + 1 and connects
+  only to that front's link socket for its app (maitred.apps), so each front dispatches to
+  threads nobody else uses, and a request waits only in its own front's queue for its app;
+* its link sockets, one per app, and its spool directory (the master empties the spool of a
+  front that died), both per generation (:class:`Generation`);
+* its share of --max-connections, --max-connections-per-ip and of each app's --max-queue, so
+  the server as a whole keeps to them.
 
 A front is numbered 1..N; the only front of a server has number 0, so its process title and
 log name stay plain "front".
@@ -21,12 +21,13 @@ log name stay plain "front".
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import socket
 from collections.abc import Sequence
 from typing import TypeVar
 
-from maitred import sockets
+from maitred import apps, privileges, sockets
 from maitred.config import Config
 
 T = TypeVar("T")
@@ -75,6 +76,16 @@ def front_config(cfg: Config, number: int, spool_dir: str) -> Config:
     )
 
 
+def front_apps(found: Sequence[apps.App], fronts: int, number: int) -> tuple[apps.App, ...]:
+    """The apps as one front serves them: each with the front's share of its max-queue."""
+    return tuple(
+        dataclasses.replace(
+            app, cfg=app.cfg.replace(max_queue=share(app.cfg.max_queue, fronts, number))
+        )
+        for app in found
+    )
+
+
 class Generation:
     """The fronts that run one configuration, and what each has from the master: the link
     listener its workers connect to, and its spool directory.
@@ -90,21 +101,43 @@ class Generation:
     def __init__(self, number: int, cfg: Config, link_dir: str, spool_base: str) -> None:
         self.number = number
         self.cfg = cfg
-        self.links: dict[int, socket.socket] = {}  # front number -> its link listener
+        self.apps = apps.resolve(cfg)  # in the master, whose directory is the server's
+        # (front number, app) -> the link listener of that app's workers of that front
+        self.links: dict[tuple[int, str], socket.socket] = {}
         self._link_dir = link_dir
         self._spool_base = spool_base
         try:
             for front in numbers(cfg.fronts):
                 os.mkdir(self.spool_dir(front), 0o700)
-                path = self.link_path(front)
-                address = sockets.Address(socket.AF_UNIX, "", 0, path)
-                self.links[front] = sockets.bind(address, cfg.backlog)
+                for app in self.apps:
+                    path = self.link_path(front, app.name)
+                    address = sockets.Address(socket.AF_UNIX, "", 0, path)
+                    self.links[front, app.name] = sockets.bind(address, cfg.backlog)
+            self._grant()
         except BaseException:
             self.close()
             raise
 
-    def link_path(self, front: int) -> str:
-        return os.path.join(self._link_dir, f"link-{front}.{self.number}.sock")
+    def _grant(self) -> None:
+        """--user: each link socket is reachable by its own app's workers only, each spool
+        directory by its front (maitred.privileges says how)."""
+        front = privileges.resolve(self.cfg.user, self.cfg.group)
+        workers = {app.name: privileges.resolve(app.cfg.user, app.cfg.group) for app in self.apps}
+        for (number, app), _ in self.links.items():
+            privileges.grant_link(workers[app], self.link_path(number, app))
+        # Spooled bodies reach a worker by path, readable through the spool's group: that works
+        # while every app shares one group; with several, only the front's group reads them.
+        groups = set(workers.values())
+        readers = groups.pop() if len(groups) == 1 else front
+        for number in numbers(self.cfg.fronts):
+            privileges.grant_spool(front, readers, self.spool_dir(number))
+
+    def link_path(self, front: int, app: str) -> str:
+        return os.path.join(self._link_dir, f"link-{app}-{front}.{self.number}.sock")
+
+    def links_of(self, front: int) -> dict[str, socket.socket]:
+        """The link listeners of one front, by app."""
+        return {app: sock for (number, app), sock in self.links.items() if number == front}
 
     def spool_dir(self, front: int) -> str:
         return os.path.join(self._spool_base, f"{front}.{self.number}")
@@ -119,14 +152,13 @@ class Generation:
 
     def close_link(self, front: int) -> None:
         """The front is gone for good: its workers must not reconnect to a front nobody runs."""
-        sock = self.links.pop(front, None)
-        if sock is not None:
-            sock.close()
+        for app in self.links_of(front):
+            self.links.pop((front, app)).close()
             with contextlib.suppress(OSError):
-                os.unlink(self.link_path(front))
+                os.unlink(self.link_path(front, app))
 
     def close_links(self) -> None:
-        for front in list(self.links):
+        for front in {number for number, _ in self.links}:
             self.close_link(front)
 
     def close(self) -> None:

@@ -4,12 +4,12 @@ Theory of operation
 -------------------
 The arbiter (maitred.arbiter) owns the fronts; this is the part of it that keeps them. The
 fronts that run one configuration form a generation (maitred.frontplan.Generation): the current
-one serves, and a HUP that changes a setting of the fronts opens the next one. The pool's new
-workers link to the next generation's fronts; once one of them has imported the app, `swap`
-starts those fronts, and the current ones stop accepting, finish their requests with their own
-workers (which the pool gives up), and exit; as each one goes, its workers are stopped after it
-(`gone`). If no new worker can import the app, `drop_next` gives the next generation up and the
-fronts serve on with the settings they have.
+one serves, and a HUP that changes a setting of the fronts opens the next one. The pools' new
+workers link to the next generation's fronts; once a new worker of every app has imported its
+app, `swap` starts those fronts, and the current ones stop accepting, finish their requests
+with their own workers (which the pools give up), and exit; as each one goes, its workers are
+stopped after it (`gone`). If no new worker of some app can import it, `drop_next` gives the
+next generation up and the fronts serve on with the settings they have.
 
 A front that dies is restarted (with backoff if it keeps dying, maitred.exits.Restarts), and the
 bodies it had spooled are removed. A front that stops sending its heartbeat (--front-timeout) is
@@ -24,13 +24,15 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Callable, Iterable, MutableMapping
+import ssl
+from collections.abc import Callable, Collection, Iterable, MutableMapping
 
-from maitred import frontplan
+from maitred import frontplan, sockets, tls
 from maitred.children import Child, Exit, FrontChild, WorkerChild
 from maitred.config import Config
 from maitred.exits import Restarts
 from maitred.front.main import run_front
+from maitred.front.tls import FrontTLS
 from maitred.frontplan import Generation
 from maitred.pool import Pool
 
@@ -61,6 +63,8 @@ class FrontSet:
         self.generations: dict[int, Generation] = {}
         self.current = self._open(cfg)
         self.next: Generation | None = None
+        # The TLS context the fronts start with (maitred.tls): the last one built without error.
+        self.tls_context: ssl.SSLContext | None = None
 
     # --- generations ---
 
@@ -107,31 +111,56 @@ class FrontSet:
     def _spawn(self, number: int) -> None:
         generation = self.current
         cfg = frontplan.front_config(generation.cfg, number, generation.spool_dir(number))
-        link_listener = generation.links[number]
+        found = frontplan.front_apps(generation.apps, cfg.fronts, number)
+        links = generation.links_of(number)
         everything = [sock for group in self._listeners() for sock in group]
-        mine = [
-            sock
-            for group in self._listeners()
+        # Each bind address's group, with the protocol its clients speak (maitred.sockets).
+        protocols = [sockets.parse_address(text).protocol for text in cfg.bind]
+        served = [
+            (sock, protocol)
+            for group, protocol in zip(self._listeners(), protocols, strict=True)
             for sock in frontplan.listeners_of(number, cfg.fronts, group)
         ]
+        mine = [sock for sock, _ in served]
+        secure = self._tls_of(cfg, number)
         read_fd, write_fd = os.pipe()
         master_pid = os.getpid()
 
         def main() -> int:
             os.close(read_fd)
             for sock in self.link_listeners():
-                if sock is not link_listener:
-                    sock.close()  # another generation's: held here, it would outlive that one
+                if sock not in links.values():
+                    sock.close()  # another front's or generation's: it would outlive that one
             for sock in everything:
                 if sock not in mine:
                     sock.close()  # another front's: held here, it would outlive that front
             name = frontplan.name(number)
-            return run_front(cfg, mine, link_listener, master_pid, name, write_fd)
+            kinds = [protocol for _, protocol in served]
+            return run_front(cfg, mine, links, master_pid, name, write_fd, found, kinds, secure)
 
         pid = self._fork(main)
         os.close(write_fd)
         front = FrontChild(pid=pid, number=number, status_fd=read_fd, generation=generation.number)
         self._children[pid] = front
+
+    def _tls_of(self, cfg: Config, number: int) -> FrontTLS | None:
+        """A front's TLS listeners and the context it starts with; None without TLS."""
+        context = self.tls_context
+        if context is None:
+            return None
+        groups = zip(self._listeners(), tls.schemes(cfg), strict=False)
+        listeners = [
+            sock
+            for group, scheme in groups
+            if scheme == sockets.HTTPS
+            for sock in frontplan.listeners_of(number, cfg.fronts, group)
+        ]
+        return FrontTLS(cfg, context, listeners)
+
+    def reload_tls(self) -> None:
+        """The certificate files changed: the fronts running load them again."""
+        for child in self.fronts():
+            child.send(signal.SIGHUP)
 
     def check(self, now: float, front_timeout: float) -> None:
         """Restarts that are due; liveness by heartbeat (--front-timeout)."""
@@ -160,25 +189,35 @@ class FrontSet:
 
     # --- a HUP that replaces the fronts ---
 
-    def worker_ready(self, child: WorkerChild, pool: Pool) -> None:
-        """A worker imported the app: if it is the next generation's first, swap."""
-        if self.next is not None and child.generation == self.next.number:
-            self.swap(pool)
+    def worker_ready(self, child: WorkerChild, pools: Collection[Pool]) -> None:
+        """A worker imported its app: once the next generation has one of every app, swap."""
+        upcoming = self.next
+        if upcoming is None or child.generation != upcoming.number:
+            return
+        ready = {c.pool for c in self.of(upcoming) if isinstance(c, WorkerChild) and c.ready}
+        ready.add(child.pool)
+        if ready >= {pool.name for pool in pools}:
+            self.swap(pools)
 
     def next_failed(self, child: WorkerChild) -> bool:
-        """A worker exited: whether it was the next generation's last (it will not serve)."""
+        """A worker exited: whether it was the last of its app in the next generation (which
+        then cannot serve that app)."""
         upcoming = self.next
-        return (
-            upcoming is not None and child.generation == upcoming.number and not self.of(upcoming)
+        if upcoming is None or child.generation != upcoming.number:
+            return False
+        return not any(
+            isinstance(c, WorkerChild) and c.pool == child.pool for c in self.of(upcoming)
         )
 
-    def swap(self, pool: Pool) -> None:
-        """A worker of the next generation imported the app: its fronts start, and the
-        current ones stop accepting and finish their requests, with their own workers."""
+    def swap(self, pools: Iterable[Pool]) -> None:
+        """A worker of every app of the next generation imported its app: its fronts start,
+        and the current ones stop accepting and finish their requests, with their own
+        workers."""
         old, new = self.current, self.next
         assert new is not None
         self.current, self.next = new, None
-        pool.release(old.number)  # they leave with their front (see _gone)
+        for pool in pools:
+            pool.release(old.number)  # they leave with their front (see _gone)
         self._restarts.clear()  # a crashed old front: the new one takes its place
         self.start()
         running = {c.number: c for c in self.fronts() if c.generation == old.number}
@@ -199,11 +238,12 @@ class FrontSet:
         if not any(isinstance(c, FrontChild) for c in self.of(generation)):
             self._close(generation)
 
-    def drop_next(self, pool: Pool) -> Config:
+    def drop_next(self, pools: Iterable[Pool]) -> Config:
         """The next generation will not serve: its workers go, and the fronts keep running
         with the settings they have (the workers they replace serve on). Returns those."""
         assert self.next is not None
-        pool.drop(self.next.number)
+        for pool in pools:
+            pool.drop(self.next.number)
         self._close(self.next)
         self.next = None
         return self.current.cfg

@@ -8,7 +8,8 @@ to fork a worker or to signal one, and the arbiter tells it what happened throug
 `ready` (a worker imported the app), `replace` (a worker asks to be recycled), `exited` (with
 the exit's classification, maitred.exits), `reload` (HUP), `scale` (TTIN, TTOU) and `check`
 (once per turn of the master's loop). Nothing else reads or writes its state. A server runs
-one pool today; each pool is a separate object, so several can run side by side.
+one pool per app (maitred.apps), side by side; its log lines name the app through the workers'
+roles ("worker 3 of shop").
 
 Start-up is staged: worker 1 imports the app first; the others start once it reports READY. An
 app that cannot be imported thus prints one traceback, and the master stops with status 1
@@ -22,6 +23,12 @@ leaves the old worker serving. A worker that dies unexpectedly is restarted at o
 exponential backoff when it keeps dying right after start (maitred.exits.Restarts); one that
 stops sending its heartbeat (--timeout plus --graceful-timeout) is killed, and so restarted.
 
+Scaling (--min-workers, --max-workers): the fronts report the pool's load about once a second
+(`load`), and once per tick `check` asks maitred.scaling.decide, a pure function, whether to
+grow or shrink. Growing starts workers like TTIN does; shrinking retires one worker, the one the
+fronts report with the fewest requests in flight (an idle one, if any), keeping each front's
+share of workers even. Retiring drains: the worker takes nothing new and finishes what it holds.
+
 Owned by the master's loop; nothing here runs in a signal handler.
 """
 
@@ -29,11 +36,14 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
 from typing import Protocol
 
+from maitred import frontplan, scaling
 from maitred.children import Child, Exit, WorkerChild, exit_text, memory_of
 from maitred.config import Config
 from maitred.exits import Restarts
+from maitred.status import LoadReport
 from maitred.worker.main import APP_LOAD_ERROR
 
 log = logging.getLogger("maitred.error")
@@ -41,6 +51,9 @@ log = logging.getLogger("maitred.error")
 MEMORY_CHECK_INTERVAL = 5.0  # seconds between reads of the workers' memory
 # The exits of workers the pool asked to go: nothing follows them.
 RETIRED = frozenset({Exit.RECYCLE, Exit.RELOAD, Exit.SCALE})
+# Least seconds between two scaling decisions; each waits for a new report besides (a front
+# reports once a second), so one that comes a little early is not left for a whole second.
+DECISION_INTERVAL = 0.5
 
 
 class Spawner(Protocol):
@@ -65,6 +78,13 @@ class Pool:
         self._workers: dict[int, WorkerChild] = {}  # pid -> worker
         self._restarts = Restarts()
         self._next_memory_check = 0.0
+        self._reports: dict[int, tuple[float, LoadReport]] = {}  # front pid -> (when, report)
+        self._memory = scaling.Memory()  # what the scaling decision remembers
+        self._next_decision = 0.0
+        self._reported = False  # a report came since the last decision
+        self._joined = scaling.NEVER  # when a worker last became READY
+        self._memory_capped = False  # the last growth was refused for --max-pool-memory
+        self.last_decision = scaling.HOLD
 
     # --- what the arbiter asks ---
 
@@ -75,6 +95,10 @@ class Pool:
     def next_start(self) -> float | None:
         """When a restart is due (monotonic), if one waits."""
         return self._restarts.next_due()
+
+    def replacing(self) -> bool:
+        """Whether a replacement (a reload's, a recycling's) is starting."""
+        return any(c.replaces is not None for c in self._workers.values())
 
     def use(self, cfg: Config) -> None:
         """The settings for the workers started from now on (a reload that was dropped)."""
@@ -110,9 +134,12 @@ class Pool:
     def ready(self, child: WorkerChild) -> bool:
         """A worker reported READY; True the first time any worker does (the app imports)."""
         child.ready = True
+        self._joined = time.monotonic()
         self._restarts.started(child)
         old = child.replaces
-        if old is not None:
+        # One of another generation of fronts serves its own until they swap, and leaves with
+        # them (maitred.frontset): other apps' new workers may still be importing.
+        if old is not None and old.generation == child.generation:
             child.replaces = None
             self.retire(old, child.replace_reason)
         if self.app_imported:
@@ -127,7 +154,7 @@ class Pool:
         """Make before break: start a replacement; `old` is retired when it is READY."""
         if not old.holds_place or old.replaced_by is not None or old.pid not in self._workers:
             return
-        log.info("replacing worker %d (pid %d): %s", old.worker_id, old.pid, why)
+        log.info("replacing %s (pid %d): %s", old.role, old.pid, why)
         new = self._spawn(old.worker_id)
         new.replaces, new.replace_reason = old, reason
         old.replaced_by = new
@@ -143,10 +170,14 @@ class Pool:
         """Replace every worker; a new configuration (if any) also sets how many there are."""
         if cfg is not None:
             self.cfg = cfg
-            self.wanted = cfg.workers
+            bounds = scaling.Bounds.of(cfg)
+            # A scaling pool keeps the size the load gave it, within the new bounds.
+            kept = min(max(self.wanted, bounds.least), bounds.most)
+            self.wanted = kept if bounds.scaling else cfg.workers
         current = [c for c in self._serving() if c.replaced_by is None]
-        for child in current:
-            if child.worker_id <= self.wanted:
+        current.sort(key=lambda c: c.worker_id)
+        for rank, child in enumerate(current):
+            if rank < self.wanted:
                 self.replace(child, "reload", Exit.RELOAD)
             else:
                 self.retire(child, Exit.SCALE)
@@ -179,6 +210,9 @@ class Pool:
         """Liveness by heartbeat; recycling by lifetime and memory; restarts that are due."""
         for worker_id in self._restarts.due():
             self._spawn(worker_id)
+        if self.app_imported and self._reported and now >= self._next_decision:
+            self._next_decision = now + DECISION_INTERVAL
+            self._scale(now)
         cfg = self.cfg
         check_memory = cfg.max_worker_memory and now >= self._next_memory_check
         if check_memory:
@@ -188,9 +222,7 @@ class Pool:
             if not child.ready or child.leaving is Exit.TIMEOUT:
                 continue  # importing the app; or killed, and restarted once reaped
             if silent_limit and now - child.last_seen > silent_limit:
-                log.error(
-                    "worker %d (pid %d) stopped responding; killing it", child.worker_id, child.pid
-                )
+                log.error("%s (pid %d) stopped responding; killing it", child.role, child.pid)
                 child.leaving = Exit.TIMEOUT
                 self._spawner.kill(child, signal.SIGKILL)
             elif cfg.max_worker_lifetime and now - child.started > cfg.max_worker_lifetime:
@@ -206,10 +238,14 @@ class Pool:
         if why in RETIRED:
             if child.leaving is not None:  # asked to go (not one past a TTOU that crashed)
                 log.info("%s (pid %d) retired", child.role, child.pid)
+            elif self._places() < self.wanted:
+                # Scaling leaves gaps in the worker ids: one above `wanted` still held a place.
+                self._restarts.schedule(child.worker_id, child, code)
         elif why is Exit.FAILED_REPLACEMENT:
             self._replacement_failed(child, code)
         elif why is Exit.FAILED_IMPORT:
-            log.error("the app failed to load (see above); stopping")
+            app = f" {child.app}" if child.app else ""
+            log.error("the app%s failed to load (see above); stopping", app)
         elif why is Exit.SUPERSEDED:
             child.unpair()  # its replacement is on the way already
         elif why in (Exit.CRASH, Exit.TIMEOUT):
@@ -227,11 +263,13 @@ class Pool:
         return [c for c in self._workers.values() if c.holds_place]
 
     def _fill(self) -> None:
-        """Start the workers the pool lacks."""
-        have = {c.worker_id for c in self._serving()}
-        for worker_id in range(1, self.wanted + 1):
-            if worker_id not in have:
-                self._spawn(worker_id)
+        """Start the workers the pool lacks (the lowest free ids: each front gets its share)."""
+        for _ in range(self.wanted - self._places()):
+            self._spawn(self._free_worker_id())
+
+    def _places(self) -> int:
+        """How many workers the pool has, a replacement and the worker it replaces as one."""
+        return len({c.worker_id for c in self._serving()})
 
     def _free_worker_id(self) -> int:
         taken = {c.worker_id for c in self._serving()}
@@ -244,14 +282,98 @@ class Pool:
         child.unpair()
         if code == APP_LOAD_ERROR:
             log.error(
-                "the new app failed to load (see above); keeping worker %d (pid %d) serving",
-                old.worker_id,
+                "the new app failed to load (see above); keeping %s (pid %d) serving",
+                old.role,
                 old.pid,
             )
         else:
             log.error(
-                "the replacement of worker %d exited with %s; keeping pid %d serving",
-                old.worker_id,
+                "the replacement of %s exited with %s; keeping pid %d serving",
+                old.role,
                 exit_text(code),
                 old.pid,
             )
+
+    # --- scaling (maitred.scaling decides) ---
+
+    def load(self, front: int, report: LoadReport, now: float) -> None:
+        """A front's report of this pool's load (maitred.front.load)."""
+        self._reports[front] = (now, report)
+        self._reported = True
+
+    def _scale(self, now: float) -> None:
+        bounds = scaling.Bounds.of(self.cfg)
+        if not bounds.scaling:
+            return
+        self._reported = False  # each decision on news: a report is not counted twice
+        fresh = [r for when, r in self._reports.values() if now - when < scaling.REPORT_STALE]
+        load = scaling.combine(self.name, fresh)
+        adding = [c for c in self._serving() if c.replaces is None]
+        ready = sum(1 for c in adding if c.ready)
+        size = scaling.Size(ready, len(adding) - ready, self._joined)
+        self._memory, decision = scaling.decide(bounds, size, load, self._memory, now)
+        if decision.action is scaling.Action.GROW:
+            self._grow(decision)
+        elif decision.action is scaling.Action.SHRINK and load is not None:
+            self._shrink(decision, dict(load.in_flight))
+
+    def _grow(self, decision: scaling.Decision) -> None:
+        cfg = self.cfg
+        count = decision.count
+        if cfg.max_pool_memory:
+            serving = [c for c in self._serving() if c.ready]
+            used = sum(memory_of(c.pid, cfg.worker_memory_metric) for c in serving)
+            count = scaling.fit_memory(count, used, len(serving), cfg.max_pool_memory)
+            capped, self._memory_capped = self._memory_capped, not count
+            if not count:  # said once while it lasts: the pressure may last long
+                log.log(
+                    logging.DEBUG if capped else logging.WARNING,
+                    "no scale up: %s; %s %d MiB of --max-pool-memory %d MiB",
+                    decision.reason,
+                    cfg.worker_memory_metric,
+                    used >> 20,
+                    cfg.max_pool_memory >> 20,
+                )
+                return
+        self.last_decision = decision
+        self.wanted = self._places() + count
+        log.info("scale up to %d: %s", self.wanted, decision.reason)
+        for _ in range(count):
+            self._spawn(self._free_worker_id())
+
+    def _shrink(self, decision: scaling.Decision, in_flight: dict[int, int]) -> None:
+        victim = self._victim(in_flight)
+        if victim is None:
+            return
+        self.last_decision = decision
+        self.wanted = self._places() - 1
+        held = in_flight.get(victim.pid)
+        how = "idle" if held == 0 else f"{held} requests in flight" if held else "not reported"
+        log.info(
+            "scale down to %d: %s; retiring worker %d (pid %d, %s)",
+            self.wanted,
+            decision.reason,
+            victim.worker_id,
+            victim.pid,
+            how,
+        )
+        self.retire(victim, Exit.SCALE)
+
+    def _victim(self, in_flight: dict[int, int]) -> WorkerChild | None:
+        """The worker to retire: on a front with the most workers (each keeps its share),
+        the fewest requests in flight as the fronts report, the highest id among equals."""
+        fronts = self.cfg.fronts
+        serving = [c for c in self._serving() if c.ready and not (c.replaces or c.replaced_by)]
+        shares: dict[int, list[WorkerChild]] = {}
+        for c in serving:
+            shares.setdefault(frontplan.of_worker(c.worker_id, fronts), []).append(c)
+        fullest = max(map(len, shares.values()), default=0)
+        if fullest <= 1 and fronts > 1:
+            return None  # its front would be left without a worker
+        candidates = [c for share in shares.values() if len(share) == fullest for c in share]
+
+        def busyness(c: WorkerChild) -> tuple[int, bool, int]:
+            unknown = 1 << 16  # not in a report (just joined): taken as busy
+            return (in_flight.get(c.pid, unknown), c.oldest_request > 0, -c.worker_id)
+
+        return min(candidates, key=busyness, default=None)

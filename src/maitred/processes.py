@@ -20,14 +20,16 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from maitred import reloader
 from maitred.appload import split_spec
+from maitred.apps import App
 from maitred.children import Child, ReloaderChild, WorkerChild, fork
 from maitred.config import Config
 from maitred.signals import SignalQueue
+from maitred.status import Message
 from maitred.worker.main import Worker
 
 STATUS_READ = 4096  # bytes read from a status pipe at once
@@ -65,7 +67,7 @@ class Processes:
         talking = [watched[fd] for fd in readable if fd in watched]
         return received, talking, [fd for fd in readable if fd not in watched]
 
-    def read_status(self, child: Child) -> list[tuple[bytes, float]]:
+    def read_status(self, child: Child) -> list[Message]:
         """What a child said on its status pipe; at end of file (it exited) the pipe is closed
         and `reap` takes it from there."""
         try:
@@ -112,16 +114,18 @@ class Processes:
         return fork(main, self._signals, self._handled, siblings)
 
     def spawn_worker(
-        self, cfg: Config, child: WorkerChild, link_path: str, app: Any, master: int
+        self, cfg: Config, child: WorkerChild, link_path: str, app: Any, master: int, host: str
     ) -> WorkerChild:
-        """Fork the worker `child` describes (its pid and status pipe are filled in here)."""
+        """Fork the worker `child` describes (its pid and status pipe are filled in here);
+        `host` is the Host of its warm-up requests (--warmup)."""
         read_fd, write_fd = os.pipe()
         worker_id = child.worker_id
 
         def main() -> int:
             os.close(read_fd)
             self.close_sockets()
-            return Worker(cfg, worker_id, link_path, app, write_fd, master).run()
+            worker = Worker(cfg, worker_id, link_path, app, write_fd, master, child.app, host)
+            return worker.run()
 
         child.pid = self.fork(main)
         os.close(write_fd)
@@ -129,10 +133,14 @@ class Processes:
         self.children[child.pid] = child
         return child
 
-    def spawn_reloader(self, app_spec: str) -> None:
-        """--reload: the file watcher runs in a child (maitred.reloader says why)."""
-        directory = reloader.app_directory(split_spec(app_spec)[0])
-        pid = reloader.spawn(self.fork, directory, self.close_sockets)
+    def spawn_reloader(self, found: Sequence[App]) -> None:
+        """--reload: the file watcher runs in a child (maitred.reloader says why). It watches
+        the directory of the one app's package, or each app's directory (its chdir)."""
+        if len(found) == 1 and found[0].implicit:
+            directories = [reloader.app_directory(split_spec(found[0].cfg.app)[0])]
+        else:
+            directories = sorted({app.cfg.chdir for app in found})
+        pid = reloader.spawn(self.fork, directories, self.close_sockets)
         self.children[pid] = ReloaderChild(pid=pid)
 
     def close_sockets(self) -> None:

@@ -1,4 +1,4 @@
-"""--reload: a child process watches the app's source and asks the master for a reload.
+"""--reload: a child process watches the apps' source and asks the master for a reload.
 
 Theory of operation
 -------------------
@@ -30,7 +30,7 @@ import select
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from maitred import logs
 
@@ -57,7 +57,9 @@ def app_directory(module: str) -> str:
 
 
 def spawn(
-    fork: Callable[[Callable[[], int]], int], directory: str, close: Callable[[], None]
+    fork: Callable[[Callable[[], int]], int],
+    directories: Sequence[str],
+    close: Callable[[], None],
 ) -> int:
     """Fork the reloader (`close` drops what the master holds that it must not) and wait until
     it watches; returns its pid."""
@@ -67,7 +69,7 @@ def spawn(
     def main() -> int:
         os.close(read_fd)
         close()
-        return run(directory, master_pid, write_fd)
+        return run(directories, master_pid, write_fd)
 
     pid = fork(main)
     os.close(write_fd)
@@ -80,9 +82,9 @@ def spawn(
     return pid
 
 
-def run(directory: str, master_pid: int, watching_fd: int) -> int:
-    """The reloader child's main: watch `directory` until stopped or orphaned; write a byte on
-    `watching_fd` once it watches."""
+def run(directories: Sequence[str], master_pid: int, watching_fd: int) -> int:
+    """The reloader child's main: watch `directories` (the apps') until stopped or orphaned;
+    write a byte on `watching_fd` once it watches."""
     from setproctitle import setproctitle
     from watchfiles import PythonFilter, watch
 
@@ -95,7 +97,7 @@ def run(directory: str, master_pid: int, watching_fd: int) -> int:
     # With a timeout, watch() yields an empty set now and then: the moment to look at the
     # master. It watches from its first yield on.
     changes_seen = watch(
-        directory,
+        *directories,
         watch_filter=PythonFilter(),
         stop_event=stop,
         rust_timeout=WATCH_STEP_MS,
@@ -103,7 +105,7 @@ def run(directory: str, master_pid: int, watching_fd: int) -> int:
     )
     for changes in changes_seen:
         if watching_fd >= 0:
-            log.info("reload: watching %s", directory)
+            log.info("reload: watching %s", ", ".join(directories))
             os.write(watching_fd, b"W")
             os.close(watching_fd)
             watching_fd = -1
@@ -113,7 +115,12 @@ def run(directory: str, master_pid: int, watching_fd: int) -> int:
             reopen.clear()
             logs.reopen()
         if changes:
-            names = sorted({os.path.relpath(path, directory) for _, path in changes})
+            names = sorted({_shown(path, directories) for _, path in changes})
             log.info("reload: %s changed", ", ".join(names))
             os.kill(master_pid, signal.SIGHUP)
     return 0
+
+
+def _shown(path: str, directories: Sequence[str]) -> str:
+    """A changed file's name as the log shows it: relative to the watched directory."""
+    return min((os.path.relpath(path, d) for d in directories), key=len)

@@ -76,10 +76,11 @@ def remove_stale_dirs(where: str | None = None) -> list[str]:
             if not entry.name.startswith(PREFIX) or not entry.is_dir(follow_symlinks=False):
                 continue
             try:
-                if entry.stat(follow_symlinks=False).st_uid != uid:
-                    continue  # another user's
+                owner = entry.stat(follow_symlinks=False).st_uid
             except FileNotFoundError:
-                continue  # another master starting at the same time removed it
+                continue  # its master removed it since the listing
+            if owner != uid:
+                continue  # another user's
             match = OWNER.fullmatch(_read(os.path.join(entry.path, OWNER_FILE)))
             if match is None:
                 continue  # whose it is, it does not say

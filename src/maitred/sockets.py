@@ -26,13 +26,28 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import ipaddress
 import os
+import re
 import socket
 import stat
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
 UNIX_PREFIX = "unix:"
+# `fd://NAME`: the socket systemd passed under that name (maitred.inherit), bound by nobody here.
+FD_PREFIX = "fd://"
+# What systemd allows in a FileDescriptorName= (printable ASCII without `:`, at most 255).
+FD_NAME = re.compile(r"[!-9;-~]{1,255}")
+# The scheme a bind address may start with says what its clients speak: HTTP (the default, no
+# scheme needed); HTTPS, HTTP over TLS (a bare address is TLS when a certificate is given and
+# no address says https://, maitred.tls); or the uwsgi and FastCGI protocols an existing nginx
+# (uwsgi_pass, fastcgi_pass) talks to an app server with (maitred.gateway).
+HTTP, HTTPS, UWSGI, FASTCGI = "http", "https", "uwsgi", "fastcgi"
+SCHEMES = (HTTP, HTTPS, UWSGI, FASTCGI)
+GATEWAYS = (UWSGI, FASTCGI)
+SCHEME_END = "://"
 # A connect to a listening unix socket completes at once, into the backlog, whether or not the
 # server accepts; only a full backlog makes a blocking connect wait, for a server that may be
 # hung. With a timeout Linux does not wait at all (EAGAIN, which also says a server is there);
@@ -46,23 +61,79 @@ class Address:
     host: str  # empty for unix sockets
     port: int
     path: str = ""  # unix sockets only
+    name: str = ""  # fd://NAME only (family AF_UNSPEC): a socket systemd passed
+    scheme: str = ""  # as the bind address says it: "" or one of SCHEMES
+
+    @property
+    def protocol(self) -> str:
+        """What its clients speak once connected: HTTP (over TLS or not), UWSGI or FASTCGI."""
+        return self.scheme if self.scheme in GATEWAYS else HTTP
 
     def __str__(self) -> str:
         """The address as `--bind` takes it, for error messages."""
+        if self.name:
+            return FD_PREFIX + self.name
+        scheme = self.scheme + SCHEME_END if self.scheme not in ("", HTTP) else ""
         if self.family == socket.AF_UNIX:
-            return UNIX_PREFIX + self.path
+            return scheme + UNIX_PREFIX + self.path
         host = f"[{self.host}]" if self.family == socket.AF_INET6 else self.host
-        return f"{host}:{self.port}"
+        return f"{scheme}{host}:{self.port}"
 
-    def url(self, bound: socket.socket) -> str:
+    def url(self, bound: socket.socket, scheme: str = "") -> str:
+        """Where `bound` listens, with the scheme it is served with (maitred.tls.schemes;
+        default: the one it says, or http)."""
+        scheme = scheme or self.scheme or HTTP
+        if self.name:
+            return address_of(bound).url(bound, scheme)
+        bare = dataclasses.replace(self, scheme="")
         if self.family == socket.AF_UNIX:
-            return str(self)
+            return str(bare) if scheme == HTTP else f"{scheme}{SCHEME_END}{bare}"
         host, port = bound.getsockname()[:2]
-        return f"http://{dataclasses.replace(self, host=host, port=port)}"
+        return f"{scheme}{SCHEME_END}{dataclasses.replace(bare, host=host, port=port)}"
+
+
+def address_of(sock: socket.socket) -> Address:
+    """Where a socket listens, as an Address."""
+    where = sock.getsockname()
+    if sock.family == socket.AF_UNIX:
+        path = where.decode("utf-8", "replace") if isinstance(where, bytes) else where
+        return Address(socket.AF_UNIX, "", 0, path)
+    return Address(sock.family, where[0], where[1])
+
+
+def same_address(address: Address, sock: socket.socket) -> bool:
+    """Whether `sock` listens where `address` says (a host name never matches: it may name
+    several addresses)."""
+    if address.name or sock.family != address.family:
+        return False
+    actual = address_of(sock)
+    if address.family == socket.AF_UNIX:
+        return os.path.abspath(address.path) == actual.path
+    try:
+        same_host = ipaddress.ip_address(address.host) == ipaddress.ip_address(actual.host)
+    except ValueError:
+        return False
+    return same_host and address.port == actual.port
 
 
 def parse_address(text: str) -> Address:
-    """`HOST:PORT`, `[V6]:PORT`, `:PORT`, `HOST` (port 8000) or `unix:/path`."""
+    """`HOST:PORT`, `[V6]:PORT`, `:PORT`, `HOST` (port 8000), `unix:/path` or `fd://NAME`, each
+    but the last optionally after a scheme: `http://`, `https://`, `uwsgi://` or `fastcgi://`
+    (what the listener's clients speak)."""
+    if text.startswith(FD_PREFIX):
+        name = text[len(FD_PREFIX) :]
+        if not FD_NAME.fullmatch(name):
+            raise ValueError(f"bad socket name in {text!r}")
+        return Address(socket.AF_UNSPEC, "", 0, name=name)
+    scheme, sep, rest = text.partition(SCHEME_END)
+    if not sep:
+        return _parse_place(text)
+    if scheme.lower() not in SCHEMES:
+        raise ValueError(f"unknown scheme {scheme!r} in {text!r}: one of {', '.join(SCHEMES)}")
+    return dataclasses.replace(_parse_place(rest), scheme=scheme.lower())
+
+
+def _parse_place(text: str) -> Address:
     if text.startswith(UNIX_PREFIX):
         path = text[len(UNIX_PREFIX) :]
         if not path:
@@ -177,36 +248,51 @@ def bind_all(
     texts: Sequence[str],
     backlog: int,
     count: int,
-    inherited: Sequence[Sequence[socket.socket]] = (),
+    inherited: Mapping[int, Sequence[socket.socket]] = MappingProxyType({}),
+    schemes: Sequence[str] = (),
 ) -> tuple[list[list[socket.socket]], list[str]]:
-    """Each bind address's group of `count` listeners (an old master's, when it passed one of
-    the same family down, maitred.upgrade), and their URLs; inherited groups left over are
-    closed. If one cannot be bound, those bound before it are closed too."""
+    """Each bind address's group of `count` listeners, and their URLs (with the scheme each
+    is served with, from `schemes`: http by default). A group inherited for an address (by its
+    index in `texts`, maitred.inherit) is used instead of binding when it has the address's
+    family (a changed address is bound anew); inherited groups left unused are closed. If one
+    cannot be bound, those bound before it are closed too."""
     groups: list[list[socket.socket]] = []
     urls = []
+    used: set[int] = set()
     try:
         for index, text in enumerate(texts):
             address = parse_address(text)
-            if index < len(inherited) and inherited[index][0].family == address.family:
-                group = list(inherited[index])
+            given = inherited.get(index)
+            if given and (address.name or given[0].family == address.family):
+                group = list(given)
+                used.add(index)
+            elif address.name:
+                raise OSError(errno.ENOENT, "systemd passed no socket of that name", text)
             else:
                 group = bind_group(address, backlog, count)
             groups.append(group)
-            urls.append(address.url(group[0]))
+            scheme = schemes[index] if index < len(schemes) else ""
+            urls.append(address.url(group[0], scheme))
     except BaseException:
         close_all(groups, keep_paths=False)  # a unix socket's path too: nobody serves it
         raise
-    for extra in inherited[len(texts) :]:
-        for sock in extra:
-            sock.close()
+    for index, extra in inherited.items():
+        if index not in used:
+            for sock in extra:
+                sock.close()
     return groups, urls
 
 
-def close_all(groups: Sequence[Sequence[socket.socket]], keep_paths: bool) -> None:
+def close_all(
+    groups: Sequence[Sequence[socket.socket]],
+    keep_paths: bool,
+    not_ours: Collection[socket.socket] = (),
+) -> None:
     """Close listeners; remove a unix socket's path too, unless `keep_paths` (another
-    process serves it now)."""
+    process serves it now) or the socket is in `not_ours` (systemd's: its socket unit owns
+    the path)."""
     for sock in (sock for group in groups for sock in group):
-        if sock.family == socket.AF_UNIX and not keep_paths:
+        if sock.family == socket.AF_UNIX and not keep_paths and sock not in not_ours:
             path = sock.getsockname()
             if isinstance(path, str) and path and os.path.exists(path):
                 os.unlink(path)

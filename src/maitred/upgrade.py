@@ -18,18 +18,21 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 log = logging.getLogger("maitred.error")
 
 LISTEN_FDS = "MAITRED_LISTEN_FDS"
 UPGRADE_FD = "MAITRED_UPGRADE_FD"
+ExtraEnv = Callable[[int], Mapping[str, str]]
 
 
 def start_new_master(
-    groups: Sequence[Sequence[socket.socket]], argv: Sequence[str]
+    groups: Sequence[Sequence[socket.socket]], argv: Sequence[str], extra_env: ExtraEnv
 ) -> tuple[int, int]:
-    """Fork and exec the new master; returns (its pid, the read end of its ready pipe)."""
+    """Fork and exec the new master; returns (its pid, the read end of its ready pipe).
+    `extra_env(pid)` is what the new master needs beyond our environment (systemd's
+    variables, which the master keeps out of its own: maitred.sdnotify)."""
     read_fd, write_fd = os.pipe()
     fds = [sock.fileno() for group in groups for sock in group]
     pid = os.fork()
@@ -41,6 +44,7 @@ def start_new_master(
         for fd in (*fds, write_fd):
             os.set_inheritable(fd, True)
         env = dict(os.environ)
+        env.update(extra_env(os.getpid()))  # exec keeps the pid
         env[LISTEN_FDS] = listen_fds(groups)
         env[UPGRADE_FD] = str(write_fd)
         os.execve(sys.executable, [sys.executable, "-m", "maitred", *argv], env)
@@ -81,15 +85,18 @@ class Upgrade:
 
     def __init__(self) -> None:
         self.fd = -1  # read end of the new master's ready pipe, while one starts
+        self.pid = 0  # the new master's
         self.done = False  # a new master took over our sockets
 
-    def start(self, groups: Sequence[Sequence[socket.socket]], argv: Sequence[str]) -> None:
+    def start(
+        self, groups: Sequence[Sequence[socket.socket]], argv: Sequence[str], extra_env: ExtraEnv
+    ) -> None:
         if self.fd >= 0:
             log.warning("SIGUSR2: an upgrade is under way already")
             return
         log.info("SIGUSR2: starting a new master")
-        pid, self.fd = start_new_master(groups, argv)
-        log.info("new master started (pid %d)", pid)
+        self.pid, self.fd = start_new_master(groups, argv, extra_env)
+        log.info("new master started (pid %d)", self.pid)
 
     def finish(self) -> bool:
         """The new master said whether it serves (its pipe is readable): True if it does."""

@@ -41,7 +41,7 @@ def test_a_term_before_the_front_loop_runs_stops_the_front(tmp_path: Path) -> No
         code = 1
         try:
             front_main.new_event_loop = TermedBeforeRunning
-            code = front_main.run_front(Config(), [listener], link, os.getppid())
+            code = front_main.run_front(Config(), [listener], {"main": link}, os.getppid())
         finally:
             os._exit(code)
     listener.close()

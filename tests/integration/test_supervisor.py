@@ -206,7 +206,8 @@ def test_reloads_that_replace_the_fronts_leave_nothing_behind(
     [link] = link_sockets(runtime)  # the old generations' sockets are closed and removed
     assert link != first_link and not os.path.exists(first_link)
     spool = Path(first_link).parent / "spool"
-    assert [p.name for p in spool.iterdir()] == [Path(link).name.split("-")[1][: -len(".sock")]]
+    # link-APP-FRONT.GENERATION.sock; the spool directory is FRONT.GENERATION
+    assert [p.name for p in spool.iterdir()] == [Path(link).name.rsplit("-")[-1][: -len(".sock")]]
 
 
 def test_a_request_in_flight_finishes_on_the_old_front(

@@ -86,7 +86,7 @@ async def gate_scenario() -> None:
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     open_conns: set[Conn] = set()
-    gate = AcceptGate(loop, lambda: Conn(open_conns, lambda: gate), [listener], 16, open_conns, 2)
+    gate = AcceptGate(loop, lambda _: Conn(open_conns, lambda: gate), [listener], 16, open_conns, 2)
     await gate.start()
     clients = []
     try:
@@ -113,7 +113,7 @@ async def overshoot_scenario(overshoot: int) -> None:
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     open_conns: set[Conn] = set()
-    gate = AcceptGate(loop, lambda: Conn(open_conns, lambda: gate), [listener], 16, open_conns, 2)
+    gate = AcceptGate(loop, lambda _: Conn(open_conns, lambda: gate), [listener], 16, open_conns, 2)
     await gate.start()
     # All three wait in the backlog before the loop runs again.
     clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
@@ -137,7 +137,7 @@ async def stop_scenario(family: socket.AddressFamily, where: Any) -> None:
     listener = socket.create_server(where, family=family)
     address = listener.getsockname()
     open_conns: set[Conn] = set()
-    gate = AcceptGate(loop, lambda: Conn(open_conns, lambda: gate), [listener], 16, open_conns, 2)
+    gate = AcceptGate(loop, lambda _: Conn(open_conns, lambda: gate), [listener], 16, open_conns, 2)
     await gate.start()
     clients: list[socket.socket] = []
 
@@ -191,7 +191,7 @@ async def resume_retry_scenario() -> None:
     port = listener.getsockname()[1]
     open_conns: set[Conn] = set()
     gate = AcceptGate(
-        loop, lambda: Conn(open_conns, lambda: gate), [cast(Any, flaky)], 16, open_conns, 1
+        loop, lambda _: Conn(open_conns, lambda: gate), [cast(Any, flaky)], 16, open_conns, 1
     )
     await gate.start()
     clients = [socket.create_connection(("127.0.0.1", port))]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from maitred.appload import AppLoadError, load_app, not_wsgi
+from maitred.appload import AppLoadError, load_app, not_wsgi, prepare_path, virtualenv_site
 
 
 def wsgi(environ: Any, start_response: Any) -> list[bytes]:
@@ -108,3 +109,35 @@ def test_a_factory_that_raises_is_named(app_dir: Path) -> None:
     message = "cannot load app 'viafactory:create()': its factory raised KeyError: 'DATABASE_URL'"
     assert info.value.message == message
     assert 'viafactory.py", line 2, in create' in info.value.details
+
+
+def make_virtualenv(root: Path) -> Path:
+    """A virtualenv's layout for this Python, with one module and a .pth file in it."""
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    site = root / "lib" / version / "site-packages"
+    (site / "extra").mkdir(parents=True)
+    (site / "venvonly.py").write_text("WHERE = 'venv'\n")
+    (site / "extra.pth").write_text("extra\n")
+    return site
+
+
+def test_a_virtualenv_site_packages_goes_in_front_of_sys_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = make_virtualenv(tmp_path / "venv")
+    monkeypatch.chdir(tmp_path)  # prepare_path changes directory; this one is put back
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    prepare_path(str(tmp_path), [], "venv")  # relative to the app's directory
+    assert sys.path[:2] == [str(tmp_path), str(site)]  # the app's directory first, as always
+    assert str(site / "extra") in sys.path  # its .pth files are read
+    try:
+        assert importlib.import_module("venvonly").WHERE == "venv"
+    finally:
+        sys.modules.pop("venvonly", None)
+
+
+def test_a_virtualenv_without_site_packages_for_this_python_is_one_clear_error(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(AppLoadError, match=r"virtualenv '.*nowhere' has no lib/python3\.\d+/"):
+        virtualenv_site(str(tmp_path / "nowhere"))

@@ -122,7 +122,8 @@ def test_the_settings_the_fronts_read_are_theirs() -> None:
     # restart): applied to the new workers alone, the two halves of the server would disagree.
     # And one marked as theirs must be read by them, or a HUP would replace them for nothing.
     src = Path(__file__).parents[2] / "src" / "maitred"
-    paths = [*(src / "front").glob("*.py"), src / "frontplan.py"]
+    # maitred.tls builds the fronts' TLS context (when they load the certificate again too).
+    paths = [*(src / "front").glob("*.py"), src / "frontplan.py", src / "tls.py"]
     source = "\n".join(path.read_text() for path in paths)
     read = {f.name for f in config.SETTINGS if re.search(rf"\bcfg\.{f.name}\b", source)}
     kinds = {f.name: f.metadata["reloads"] for f in config.SETTINGS}

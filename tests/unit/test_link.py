@@ -17,7 +17,7 @@ HEADERS = [(b"Host", b"h"), (b"Accept", b"*/*")]
 def request(body: bytes = b"", body_path: str = "") -> link.Request:
     return link.Request(
         b"POST", b"/x?y", "1.1", HEADERS, body, body_path,
-        "10.0.0.1", "5555", "127.0.0.1", "8000", "http", 0.25, "id-1",
+        "10.0.0.1", "5555", "127.0.0.1", "8000", "http", 0.25, "id-1", "",
     )  # fmt: skip
 
 
@@ -175,7 +175,8 @@ def test_decode_checks_the_field_types(kind: int, fields: tuple[object, ...], sa
         link.decode(kind, dumps(fields))
     bad = b"".join(encode_request(1, request()._replace(queue_time=1), []))  # type: ignore[arg-type]
     [(_, _, payload)] = link.FrameBuffer().feed(bad)
-    with pytest.raises(link.ProtocolViolation, match=r"str, int, str\) where \(.*float, str\)"):
+    says = r"str, int, str, str, str\) where \(.*float, str, str, str\)"
+    with pytest.raises(link.ProtocolViolation, match=says):
         link.decode(link.Kind.REQUEST, payload)
 
 

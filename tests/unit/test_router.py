@@ -6,6 +6,7 @@ import re
 from types import SimpleNamespace
 from typing import Any
 
+from maitred import apps
 from maitred.config import Config
 from maitred.front.router import Router
 from maitred.http.parser import RequestHead
@@ -35,7 +36,14 @@ class Bits:
 
 def make_router() -> tuple[Router, Dispatcher]:
     dispatcher = Dispatcher()
-    front = SimpleNamespace(cfg=Config(), dispatcher=dispatcher, date=DateCache())
+    cfg = Config()
+    front = SimpleNamespace(
+        cfg=cfg,
+        apps=apps.resolve(cfg),
+        dispatchers={"main": dispatcher},
+        date=DateCache(),
+        health=None,
+    )
     return Router(front), dispatcher  # type: ignore[arg-type]
 
 

@@ -181,3 +181,58 @@ def test_a_socket_we_may_not_connect_to_is_left_alone(
     monkeypatch.undo()
     assert str(address) in str(exc.value)
     assert os.stat(address.path).st_ino == inode
+
+
+@pytest.mark.parametrize(
+    ("text", "protocol", "family", "place"),
+    [
+        ("127.0.0.1:9000", sockets.HTTP, socket.AF_INET, "127.0.0.1:9000"),
+        ("http://127.0.0.1:9000", sockets.HTTP, socket.AF_INET, "127.0.0.1:9000"),
+        ("uwsgi://127.0.0.1:9000", sockets.UWSGI, socket.AF_INET, "127.0.0.1:9000"),
+        ("fastcgi://[::1]:9001", sockets.FASTCGI, socket.AF_INET6, "[::1]:9001"),
+        ("uwsgi://unix:/run/app.sock", sockets.UWSGI, socket.AF_UNIX, "unix:/run/app.sock"),
+        ("fastcgi://unix:/run/app.sock", sockets.FASTCGI, socket.AF_UNIX, "unix:/run/app.sock"),
+    ],
+)
+def test_a_bind_address_names_its_protocol(
+    text: str, protocol: str, family: socket.AddressFamily, place: str
+) -> None:
+    address = sockets.parse_address(text)
+    assert (address.protocol, address.family) == (protocol, family)
+    scheme = "" if protocol == sockets.HTTP else f"{protocol}://"
+    assert str(address) == scheme + place  # as --bind takes it, in error messages
+
+
+@pytest.mark.parametrize("text", ["scgi://127.0.0.1:9000", "uwsgi://unix:", "fastcgi://:x"])
+def test_an_unknown_protocol_or_a_bad_address_is_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        sockets.parse_address(text)
+
+
+def test_the_url_of_a_gateway_listener_says_its_protocol(held: ExitStack) -> None:
+    address = sockets.parse_address("uwsgi://127.0.0.1:0")
+    sock = held.enter_context(sockets.bind(address, 16))
+    assert address.url(sock) == f"uwsgi://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_a_bind_address_may_say_its_scheme() -> None:
+    secure = sockets.parse_address("https://[::1]:8443")
+    assert (secure.scheme, secure.family, secure.host, secure.port) == (
+        "https",
+        socket.AF_INET6,
+        "::1",
+        8443,
+    )
+    assert sockets.parse_address("HTTP://unix:/run/x.sock").path == "/run/x.sock"
+    assert sockets.parse_address("127.0.0.1:80").scheme == ""
+    with pytest.raises(ValueError, match="unknown scheme"):
+        sockets.parse_address("uwsgi-ish://127.0.0.1:80")
+
+
+def test_the_url_of_a_listener_carries_its_scheme(held: ExitStack, tmp_path: Path) -> None:
+    groups, urls = sockets.bind_all(
+        ["https://127.0.0.1:0", f"unix:{tmp_path / 's'}"], BACKLOG, 1, schemes=["https", "http"]
+    )
+    for group in groups:
+        hold(held, group)
+    assert urls == [f"https://127.0.0.1:{groups[0][0].getsockname()[1]}", f"unix:{tmp_path / 's'}"]

@@ -36,6 +36,7 @@ def request(
         "http",
         0.25,
         "",
+        "",
     )
 
 

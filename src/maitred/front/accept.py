@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import errno
+import functools
 import logging
 import os
 import resource
@@ -172,7 +173,7 @@ class AcceptGate:
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        factory: Callable[[], asyncio.Protocol],
+        factory: Callable[[socket.socket], asyncio.Protocol],
         listeners: list[socket.socket],
         backlog: int,
         connections: Sized,
@@ -180,6 +181,7 @@ class AcceptGate:
         room_at: Callable[[], float | None] = lambda: None,
     ) -> None:
         self.loop = loop
+        # The protocol of a connection accepted on a listener (each may speak its own).
         self.factory = factory
         self.listeners = listeners
         self.backlog = backlog
@@ -241,7 +243,7 @@ class AcceptGate:
             self._wakeup.cancel()
         self._close_servers()
         adopting = [
-            self.loop.create_task(self._adopt(conn))
+            self.loop.create_task(self._adopt(sock, conn))
             for sock in self.listeners
             for conn in _take_backlog(sock)
         ]
@@ -250,9 +252,9 @@ class AcceptGate:
         self.listeners = []
         return adopting
 
-    async def _adopt(self, conn: socket.socket) -> None:
+    async def _adopt(self, listener: socket.socket, conn: socket.socket) -> None:
         try:
-            await self.loop.connect_accepted_socket(self.factory, conn)
+            await self.loop.connect_accepted_socket(functools.partial(self.factory, listener), conn)
         except OSError:  # the client is gone already
             conn.close()
 
@@ -290,7 +292,7 @@ class AcceptGate:
             dup = sock.dup()
             listener = BatchEndingListener(dup.family, dup.type, dup.proto, dup.detach())
             server = await self.loop.create_server(
-                self.factory, sock=listener, backlog=self.backlog
+                functools.partial(self.factory, sock), sock=listener, backlog=self.backlog
             )
             self.servers.append(server)
         if self.state is Accepting.STOPPED:

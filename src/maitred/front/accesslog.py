@@ -19,6 +19,9 @@ A request whose client left before its response was complete is logged as nginx 
 when no response had begun, else the status that was sent and the body bytes written so far; a
 body cut short is logged 400 (front/exchange.py).
 
+``app`` names the app that served the request when the server runs several (maitred.apps),
+else it is "-".
+
 Times: ``queue_time`` is from the complete request to its dispatch to a worker thread,
 ``app_time`` from the dispatch to the worker's last frame, ``request_time`` from the complete
 request head to the response handed to the connection; all in seconds. Static files have no
@@ -61,6 +64,7 @@ class Entry:
     """What one access log line is made of."""
 
     __slots__ = (
+        "app",
         "app_done",
         "complete",
         "dispatched",
@@ -87,6 +91,7 @@ class Entry:
         self.status = status
         self.sent = sent
         self.request_id = ""
+        self.app = ""  # the app that served it, of several (maitred.apps)
         self.started = self.complete = self.dispatched = self.app_done = self.ended = ended
         self.wall = time.time()
 
@@ -94,6 +99,7 @@ class Entry:
     def of(cls, exchange: Exchange, now: float) -> Entry:
         entry = cls(exchange.head, exchange.peer, exchange.status, exchange.sent, now)
         entry.request_id = exchange.request_id
+        entry.app = exchange.app
         entry.started = exchange.started
         entry.complete = exchange.complete
         entry.dispatched = exchange.dispatched or exchange.complete
@@ -181,6 +187,7 @@ FIELDS: dict[str, Callable[[Entry], str]] = {
     "host": _header(b"host"),
     "scheme": lambda e: e.peer[4],
     "request_id": lambda e: e.request_id or "-",
+    "app": lambda e: e.app or "-",
     "queue_time": lambda e: _DURATION % (e.dispatched - e.complete),
     "app_time": lambda e: _DURATION % (e.app_done - e.dispatched),
     "request_time": lambda e: _DURATION % (e.ended - e.started),

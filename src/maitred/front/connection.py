@@ -60,7 +60,8 @@ from maitred.front.states import (
     STOP_READING,
 )
 from maitred.http.errors import ProtocolError, simple_response
-from maitred.http.parser import END, RequestHead, RequestParser
+from maitred.http.framing import frame
+from maitred.http.parser import END, Limits, RequestHead, RequestParser, RequestReader
 
 if TYPE_CHECKING:
     from maitred.front.main import Front
@@ -74,13 +75,19 @@ IDLE_SLOT, HEAD_SLOT, IN_USE_SLOT = Slot.IDLE, Slot.HEAD, Slot.IN_USE
 
 
 class ClientConnection(asyncio.Protocol):
+    """An HTTP client's connection. A gateway protocol's (maitred.front.gateway) reads its
+    requests with another parser (:meth:`new_parser`) and frames responses its own way
+    (:attr:`frame`, :meth:`write`, :meth:`exchange_done`)."""
+
     flow: FlowControl  # from connection_made
+    # How a response's body ends and its connection goes on (maitred.http.framing).
+    frame = staticmethod(frame)
 
     def __init__(self, front: Front) -> None:
         self.front = front
         self.state = NEW
         self.transport: asyncio.Transport | None = None
-        self.parser = RequestParser(front.limits)
+        self.parser = self.new_parser(front.limits)
         self.peer: tuple[str, str, str, str, str] = ("", "", "", "", "http")
         self.reading: Exchange | None = None  # request whose body is arriving
         self.active: Exchange | None = None  # request being served
@@ -89,6 +96,10 @@ class ClientConnection(asyncio.Protocol):
         self.linger: Linger | None = None  # LINGERING: reads what the client still sends
         self.idle_since = front.loop.time()
         self.last_slot = SLOT_OF[NEW]  # when it was last looked at (_report_slot)
+        self.client_dn = ""  # a verified TLS client certificate's subject (front/tls.py)
+
+    def new_parser(self, limits: Limits) -> RequestReader:
+        return RequestParser(limits)
 
     # --- asyncio callbacks ---
 

@@ -2,6 +2,9 @@
 
 Theory of operation
 -------------------
+A front has one dispatcher per app (maitred.apps), fed by that app's workers only: each app has
+its own queue, its own threads and its own limits, so a flood on one cannot take another's.
+
 Each worker process has one link to the front (:class:`WorkerConnection`) and says how many threads
 it runs. A complete request goes straight to the least busy worker that has an idle thread now
 (the most idle threads); when every thread is busy it waits in ``queue``, and the next thread
@@ -47,9 +50,14 @@ log = logging.getLogger("maitred.error")
 
 class Dispatcher:
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, max_queue: int = 0, queue_timeout: float = 0.0
+        self,
+        loop: asyncio.AbstractEventLoop,
+        max_queue: int = 0,
+        queue_timeout: float = 0.0,
+        app: str = "",
     ) -> None:
         self.loop = loop
+        self.app = app  # the app whose pool it feeds, as logs name it ("": the only one)
         self.queue: deque[Exchange] = deque()
         self.workers: list[WorkerConnection] = []
         self.max_queue = max_queue  # 0: unbounded
@@ -109,7 +117,9 @@ class Dispatcher:
     def report_shed(self) -> None:
         if self.shed:
             log.warning(
-                "overloaded: %d requests answered 503 (max-queue, queue-timeout)", self.shed
+                "overloaded: %d requests%s answered 503 (max-queue, queue-timeout)",
+                self.shed,
+                f" to {self.app}" if self.app else "",
             )
             self.shed = 0
 
@@ -124,6 +134,10 @@ class Dispatcher:
     def add(self, worker: WorkerConnection) -> None:
         self.workers.append(worker)
         self.pump()
+
+    def has_ready_worker(self) -> bool:
+        """Whether a worker that takes requests is linked (maitred.readiness)."""
+        return any(not worker.draining for worker in self.workers)
 
     def remove(self, worker: WorkerConnection) -> None:
         if worker in self.workers:
@@ -198,8 +212,16 @@ class WorkerConnection(asyncio.Protocol):
             for kind, rid, payload in self.frames.feed(data):
                 RECEIVERS[kind](self, rid, payload)
         except link.LinkError as exc:
-            log.error("worker %d broke the link protocol, closing its link: %s", self.pid, exc)
+            log.error("%s broke the link protocol, closing its link: %s", self.name, exc)
             self.close()
+
+    @property
+    def name(self) -> str:
+        """How log lines name the worker: by pid, and with its app when there are several."""
+        app = self.dispatcher.app
+        if app:
+            return f"worker {self.worker_id} of {app} (pid {self.pid})"
+        return f"worker {self.pid}"
 
     def _exchange(self, rid: int) -> Exchange:
         exchange = self.exchanges.get(rid)
@@ -268,7 +290,7 @@ class WorkerConnection(asyncio.Protocol):
         self.dispatcher.remove(self)
         exchanges, self.exchanges = self.exchanges, {}
         for exchange in exchanges.values():
-            exchange.worker_lost(self.pid)
+            exchange.worker_lost(self.name)
 
 
 # What a front takes from a worker; any other frame closes the worker's link.

@@ -55,7 +55,7 @@ from maitred.front.states import (
     START,
 )
 from maitred.http.errors import simple_response
-from maitred.http.framing import Framing, frame
+from maitred.http.framing import Framing
 from maitred.http.parser import RequestHead
 from maitred.http.response import LAST_CHUNK, chunk
 
@@ -79,6 +79,7 @@ class Exchange:
     """One request and its response, as the front sees them."""
 
     __slots__ = (
+        "app",
         "app_done",
         "body",
         "chunked",
@@ -126,6 +127,7 @@ class Exchange:
         self.dispatched = 0.0  # handed to a worker thread
         self.app_done = 0.0  # the worker's last frame (maitred.front.dispatcher)
         self.request_id = ""
+        self.app = ""  # the app it goes to, when the server runs several (maitred.front.router)
         self.peer = conn.peer  # as a trusted proxy may say it is (maitred.front.router)
         # The request id header line, for heads the front writes itself (static files, errors);
         # a worker adds it to the heads it writes.
@@ -162,6 +164,8 @@ class Exchange:
             *self.peer,
             self.dispatched - self.complete,  # queue time
             self.request_id,
+            head.script_name,
+            self.conn.client_dn,
         )
 
     # --- the response, frame by frame from the worker ---
@@ -182,7 +186,7 @@ class Exchange:
         connection closes after it when the server stops or nothing follows."""
         conn = self.conn
         keep_alive = self.keep_alive and not (conn.front.stopping or conn.last_answer())
-        framing = frame(status, length, self.head.version, keep_alive, self.suppress_body)
+        framing = conn.frame(status, length, self.head.version, keep_alive, self.suppress_body)
         self.keep_alive = framing.keep_alive
         return framing
 
@@ -279,12 +283,13 @@ class Exchange:
         self.conn.write(simple_response(status, self.conn.front.date.get(), extra=extra))
         self._done()
 
-    def worker_lost(self, pid: int) -> None:
+    def worker_lost(self, worker: str) -> None:
+        """The link of the worker running it dropped; `worker` names it for the log."""
         if self.state is DONE:
             return  # answered already (timed out): only the thread's release matters
         log.error(
-            "worker %d died handling %s %s",
-            pid,
+            "%s died handling %s %s",
+            worker,
             self.head.method.decode("latin-1"),
             self.head.target.decode("latin-1"),
         )

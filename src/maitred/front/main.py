@@ -2,11 +2,18 @@
 
 It serves on the listening sockets the master bound (up to --max-connections at once, making
 room for a new client by closing an idle or slow one: front/slots.py, front/accept.py),
-accepts worker links on the link socket, and sweeps the connections a few
+accepts worker links on one link socket per app (maitred.apps), each feeding that app's own
+dispatcher, and sweeps the connections a few
 times per shortest timeout, at least once a second, enforcing the timeouts of
 front/timeouts.py (one pass over the connections is cheaper than a timer per request),
 checking that file descriptors have not run out (front/accept.py), and telling the master it is
 alive (a HEARTBEAT on its status pipe: a front that stops is killed, see --front-timeout).
+About once a second it also reports each pool's load on that pipe (front/load.py), from which
+the master scales the pool.
+
+Its readiness (maitred.readiness: STARTING until a worker links, READY, DRAINING once told
+to stop) answers --health-path (front/health.py). SIGUSR2 from the master says the server stops
+after --shutdown-delay: the front turns DRAINING but serves and accepts on until its SIGTERM.
 
 On SIGTERM it takes the connections waiting in its listeners' backlogs and closes the
 listeners (front/accept.py: from then on a new client is refused at once), lets requests in
@@ -17,14 +24,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
 import socket
+from collections.abc import Mapping, Sequence
 
 from setproctitle import setproctitle
 
-from maitred import logs, status
+from maitred import apps, logs, privileges, status
 from maitred.config import Config
 from maitred.front.accept import (
     AcceptGate,
@@ -36,13 +45,18 @@ from maitred.front.accesslog import AccessLog
 from maitred.front.connection import ClientConnection
 from maitred.front.dispatcher import Dispatcher, WorkerConnection
 from maitred.front.exchange import Exchange
+from maitred.front.gateway import GATEWAYS
+from maitred.front.health import HealthCheck
+from maitred.front.load import REPORT_INTERVAL, SAMPLE_INTERVAL, LoadMeter
 from maitred.front.proxy import ProxyHeaderGate
 from maitred.front.router import Router
 from maitred.front.slots import Slot, Slots, Verdict
 from maitred.front.timeouts import ConnectionTimeouts
+from maitred.front.tls import FrontTLS, OpenConnections, TLSHandshake
 from maitred.http.errors import RETRY_AFTER, simple_response
 from maitred.http.parser import Limits
 from maitred.http.response import DateCache
+from maitred.readiness import Readiness, ReadinessState
 
 log = logging.getLogger("maitred.error")
 
@@ -50,7 +64,11 @@ SWEEP_INTERVAL = 1.0  # longest pause between --timeout checks
 STOP_POLL = 0.05  # seconds between checks that a graceful stop is complete
 MIN_EXPIRY_INTERVAL = 0.05  # the finest grain of --timeout checks
 HEARTBEAT_INTERVAL = 1.0  # the master hears from a front about this often
-LOOP_SIGNALS = (signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1)  # handled by the event loop
+# Handled by the event loop; USR2 comes from the master only: the server stops after
+# --shutdown-delay, so answer readiness checks 503 from now on (maitred.readiness). SIGHUP:
+# load the TLS certificate again (front/tls.py).
+LOOP_SIGNALS = (signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP)
+FRONT_START_FAILED = 1  # exit status of a front that could not switch to --user
 # A global, read as a connection's slot changes: an Enum member read as a class attribute costs
 # a Python call in CPython 3.11 (front/states.py).
 PAUSED = Accepting.PAUSED
@@ -66,22 +84,37 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 class Front:
-    def __init__(self, cfg: Config, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        loop: asyncio.AbstractEventLoop,
+        found: Sequence[apps.App] | None = None,
+        tls: FrontTLS | None = None,
+    ) -> None:
         self.cfg = cfg
         self.loop = loop
+        self.tls = tls  # None: no TLS listener
+        # The apps it serves (their max-queue its share of theirs: maitred.frontplan), each
+        # with a dispatcher of its own.
+        self.apps = tuple(found) if found is not None else apps.resolve(cfg)
+        self.dispatchers = {
+            app.name: Dispatcher(loop, app.cfg.max_queue, app.cfg.queue_timeout, app.label)
+            for app in self.apps
+        }
+        self.dispatcher = self.dispatchers[self.apps[0].name]  # the only one, of one app
         self.limits = Limits(
             request_line=cfg.limit_request_line,
             fields=cfg.limit_request_fields,
             field_size=cfg.limit_request_field_size,
             body=cfg.limit_request_body,
         )
-        self.dispatcher = Dispatcher(loop, cfg.max_queue, cfg.queue_timeout)
         self.connections: set[ClientConnection] = set()
         self.slots: Slots[ClientConnection] = Slots(
             cfg.max_connections, cfg.max_connections_per_ip, ClientConnection.slot, loop.time
         )
         self._warned: set[str] = set()  # what was logged as a warning once (then debug)
-        self.timeouts = ConnectionTimeouts(cfg)
+        shortest = min((a.cfg.queue_timeout for a in self.apps if a.cfg.queue_timeout), default=0)
+        self.timeouts = ConnectionTimeouts(cfg.replace(queue_timeout=shortest))
         self.gate: AcceptGate | None = None
         self.date = DateCache()
         self.access = (
@@ -89,8 +122,16 @@ class Front:
             if cfg.access_logfile
             else None
         )
+        self.readiness = ReadinessState(self.dispatcher.has_ready_worker)
+        self.health = (
+            HealthCheck(cfg.health_path, self.readiness, self.date, cfg.log_health_checks)
+            if cfg.health_path
+            else None
+        )
         self.router = Router(self)
         self.stopping = False
+        # The connection class of each listener that does not speak HTTP (serve).
+        self.connection_classes: dict[socket.socket, type[ClientConnection]] = {}
         self.stopped: asyncio.Future[None] = loop.create_future()
         self.master_pid = os.getppid()
         self.status_fd = -1  # the write end of the status pipe to the master
@@ -101,45 +142,78 @@ class Front:
         """(REMOTE_ADDR, REMOTE_PORT, SERVER_NAME, SERVER_PORT, url scheme) of a connection."""
         peer = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
+        scheme = "http" if transport.get_extra_info("ssl_object") is None else "https"
         if isinstance(local, tuple):
             remote = peer if isinstance(peer, tuple) else ("", 0)
-            return (remote[0], str(remote[1]), local[0], str(local[1]), "http")
-        return ("", "", "localhost", "", "http")  # a unix socket: no addresses to report
+            return (remote[0], str(remote[1]), local[0], str(local[1]), scheme)
+        return ("", "", "localhost", "", scheme)  # a unix socket: no addresses to report
 
-    async def serve(self, listeners: list[socket.socket], link_listener: socket.socket) -> None:
+    async def serve(
+        self,
+        listeners: list[socket.socket],
+        links: Mapping[str, socket.socket],
+        protocols: Sequence[str] = (),
+    ) -> None:
+        """Serve until stopped: `listeners`, each speaking its protocol in `protocols` (HTTP
+        for those past its end: maitred.sockets.PROTOCOLS); `links` are the link listeners of
+        the apps' workers, by app."""
         loop = self.loop
+        self.connection_classes = {
+            sock: GATEWAYS.get(protocol, ClientConnection)
+            for sock, protocol in zip(listeners, protocols, strict=False)
+        }
         self.slots.limit = limit = fit_fd_limit(self.cfg.max_connections)
         self.gate = AcceptGate(
             loop,
             self.new_connection,
             listeners,
             self.cfg.backlog,
-            self.slots,
+            self.slots if self.tls is None else OpenConnections(self.slots, self.tls.handshakes),
             limit,
             self.slots.room_at,
         )
         loop.set_exception_handler(accept_errors(self.gate.shortage))
         await self.gate.start()
-        link_server = await loop.create_unix_server(
-            lambda: WorkerConnection(self.dispatcher), sock=link_listener, backlog=self.cfg.backlog
-        )
+        link_servers = [
+            await loop.create_unix_server(
+                functools.partial(WorkerConnection, self.dispatchers[name]),
+                sock=sock,
+                backlog=self.cfg.backlog,
+            )
+            for name, sock in links.items()
+        ]
         tasks = [loop.create_task(self._sweep())]
-        if self.cfg.timeout:
-            tasks.append(loop.create_task(self._expire_requests(self.cfg.timeout)))
+        for app in self.apps:
+            if app.cfg.timeout:
+                expire = self._expire_requests(self.dispatchers[app.name], app.cfg.timeout)
+                tasks.append(loop.create_task(expire))
+        if self.status_fd >= 0:
+            tasks.append(loop.create_task(self._report_load()))
         try:
             await self.stopped
         finally:
             for task in tasks:
                 task.cancel()
-            link_server.close()
+            for server in link_servers:
+                server.close()
             if self.access is not None:
                 self.access.flush()
 
-    def new_connection(self) -> asyncio.Protocol:
-        """The protocol of a new client connection (a PROXY header first, if configured)."""
+    def reload_tls(self) -> None:
+        """SIGHUP from the master: the certificate files changed (front/tls.py)."""
+        if self.tls is not None:
+            self.tls.reload()
+
+    def new_connection(self, listener: socket.socket) -> asyncio.Protocol:
+        """The protocol of a new client connection on `listener`: a TLS handshake first on a
+        TLS listener, a PROXY header first if configured."""
+        secure = self.tls
+        if secure is not None and secure.serves(listener):
+            return TLSHandshake(self, secure)
+        kind = self.connection_classes.get(listener, ClientConnection)
         if self.cfg.proxy_protocol:
-            return ProxyHeaderGate(self, lambda: ClientConnection(self))
-        return ClientConnection(self)
+            return ProxyHeaderGate(self, lambda: kind(self))
+        return kind(self)
 
     async def _sweep(self) -> None:
         while True:
@@ -151,8 +225,9 @@ class Front:
             if self.gate is not None:
                 self.gate.check_descriptors()
             self.timeouts.sweep(self.connections, now)
-            self.dispatcher.expire_queued(now)
-            self.dispatcher.report_shed()
+            for dispatcher in self.dispatchers.values():
+                dispatcher.expire_queued(now)
+                dispatcher.report_shed()
             self._beat(now)
 
     def _beat(self, now: float) -> None:
@@ -162,6 +237,22 @@ class Front:
         self.last_beat = now
         with contextlib.suppress(OSError):  # a full pipe (the master is busy) or no master
             os.write(self.status_fd, status.encode(status.HEARTBEAT))
+
+    async def _report_load(self) -> None:
+        """Sample each pool's load, and report it to the master once per REPORT_INTERVAL."""
+        now = self.loop.time()
+        meters = [LoadMeter(app.name, self.dispatchers[app.name], now) for app in self.apps]
+        samples = round(REPORT_INTERVAL / SAMPLE_INTERVAL)
+        while True:
+            for _ in range(samples):
+                await asyncio.sleep(SAMPLE_INTERVAL)
+                now = self.loop.time()
+                for meter in meters:
+                    meter.sample(now)
+            for meter in meters:  # one write each: at most PIPE_BUF, so it goes whole or not
+                report = status.encode_load(meter.report(now))
+                with contextlib.suppress(OSError):  # a full pipe (a busy master), no master
+                    os.write(self.status_fd, report)
 
     # --- connection slots (front/slots.py) ---
 
@@ -222,18 +313,19 @@ class Front:
         log.log(logging.DEBUG if kind in self._warned else logging.WARNING, message, *args)
         self._warned.add(kind)
 
-    async def _expire_requests(self, timeout: float) -> None:
-        """Enforce --timeout, checking a few times per timeout period."""
+    async def _expire_requests(self, dispatcher: Dispatcher, timeout: float) -> None:
+        """Enforce an app's --timeout, checking a few times per timeout period."""
         interval = min(SWEEP_INTERVAL, max(MIN_EXPIRY_INTERVAL, timeout / 4))
         while True:
             await asyncio.sleep(interval)
-            self.dispatcher.expire(self.loop.time() - timeout)
+            dispatcher.expire(self.loop.time() - timeout)
 
     def shutdown(self) -> None:
         """Graceful stop: no new connections or requests; finish what is in flight."""
         if self.stopping:
             return
         self.stopping = True
+        self.readiness.drain()
         adopting = self.gate.stop() if self.gate is not None else []
         log.info(
             "front: stopping, %d connections open, %d taken from the listen backlog",
@@ -261,6 +353,12 @@ class Front:
         if not self.stopped.done():
             self.stopped.set_result(None)
 
+    def drain_soon(self) -> None:
+        """USR2: the server stops after --shutdown-delay; until the TERM, serve as before."""
+        if self.readiness.state is not Readiness.DRAINING:
+            log.info("front: the server stops soon; the health check answers 503")
+        self.readiness.drain()
+
     def reopen_logs(self) -> None:
         """USR1: reopen log files, after logrotate moved them."""
         logs.reopen()
@@ -270,7 +368,7 @@ class Front:
     # --- access log ---
 
     def log_access(self, exchange: Exchange) -> None:
-        if self.access is not None:
+        if self.access is not None and (self.health is None or not self.health.quiet(exchange)):
             self.access.write(exchange)
 
     def access_log_error(self, conn: ClientConnection, status: int) -> None:
@@ -281,13 +379,18 @@ class Front:
 def run_front(
     cfg: Config,
     listeners: list[socket.socket],
-    link_listener: socket.socket,
+    links: Mapping[str, socket.socket],
     master_pid: int,
     name: str = "front",
     status_fd: int = -1,
+    found: Sequence[apps.App] | None = None,
+    protocols: Sequence[str] = (),
+    tls: FrontTLS | None = None,
 ) -> int:
-    """Main of a front process (after fork); `name` says which front (maitred.frontplan), and
-    `status_fd` is the write end of its status pipe to the master."""
+    """Main of a front process (after fork); `links` are its link listeners by app, `name`
+    says which front (maitred.frontplan), `status_fd` is the write end of its status pipe to
+    the master, `found` the apps it serves (default: the one of `cfg`), `protocols` what
+    each listener speaks (maitred.sockets), and `tls` its TLS listeners and context, if any."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; master decides
     # uvloop listens for signals only once the loop runs: one that came before (a TERM from a
     # master that stops at once, its app failing to import) would be lost, and the master
@@ -298,17 +401,23 @@ def run_front(
     # chosen (uvloop or asyncio), as the tests check.
     setproctitle(f"maitred: {name}")
     asyncio.set_event_loop(loop)
-    front = Front(cfg, loop)
+    front = Front(cfg, loop, found, tls)
+    # The sockets and the access log are open: nothing from here on needs root.
+    if not privileges.switch(cfg.user, cfg.group, name):
+        loop.close()
+        return FRONT_START_FAILED
     loop.add_signal_handler(signal.SIGTERM, front.shutdown)
+    loop.add_signal_handler(signal.SIGHUP, front.reload_tls)
     loop.add_signal_handler(signal.SIGQUIT, os._exit, 0)
     loop.add_signal_handler(signal.SIGUSR1, front.reopen_logs)
+    loop.add_signal_handler(signal.SIGUSR2, front.drain_soon)
     loop.call_soon(signal.pthread_sigmask, signal.SIG_UNBLOCK, LOOP_SIGNALS)
     front.master_pid = master_pid
     if status_fd >= 0:
         os.set_blocking(status_fd, False)  # a heartbeat must never stop the loop
         front.status_fd = status_fd
     try:
-        loop.run_until_complete(front.serve(listeners, link_listener))
+        loop.run_until_complete(front.serve(listeners, links, protocols))
     finally:
         loop.close()
     return 0

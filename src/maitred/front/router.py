@@ -1,4 +1,4 @@
-"""Where a complete request goes: a static mount in the front, or the dispatcher.
+"""Where a complete request goes: which app, then a static mount of that app or its dispatcher.
 
 A connection calls :meth:`Router.route` when one of its requests becomes the active one (so
 responses keep their order whichever way each request goes). Before choosing, the router settles
@@ -12,6 +12,12 @@ what the rest of the server sees of the request:
   head by whoever writes it: the worker (unless the app set that header itself), or the front
   for static files and its own errors (``Exchange.extra_head``).
 
+The --health-path check is answered before static files and the app (front/health.py).
+A server of one app sends every request to that app's static mounts or dispatcher, with no
+lookup. With several (maitred.apps), :class:`maitred.front.routes.Routes` picks the app by Host
+and path; a request no app takes is answered 404 here (routes.py says why not 421), on a
+connection that stays open. Each app's static mounts see only that app's requests.
+
 Owned by the event loop thread.
 """
 
@@ -20,12 +26,17 @@ from __future__ import annotations
 import os
 import random
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from maitred.front.proxy import FORWARDED_FIELDS, Forwarded, TrustedPeers
+from maitred.front.routes import Routes
 from maitred.front.static import StaticFiles
+from maitred.http.errors import error_for
+from maitred.http.framing import CRLF
+from maitred.http.response import HEAD_STARTS
 
 if TYPE_CHECKING:
+    from maitred.front.dispatcher import Dispatcher
     from maitred.front.exchange import Exchange
     from maitred.front.main import Front
 
@@ -33,15 +44,41 @@ if TYPE_CHECKING:
 # can go into a response header and a log line as it is.
 _VALID_ID = re.compile(rb"[!#-\[\]-~]{1,200}")
 _ID_BITS = 128  # a new id: 128 random bits, as 32 hex digits
+NO_APP = 404  # a request no app takes (maitred.front.routes says why not 421)
+
+
+class Target(NamedTuple):
+    """Where the requests of one app go."""
+
+    app: str  # its name as logs show it ("": the server's only app)
+    dispatcher: Dispatcher
+    static: StaticFiles | None
 
 
 class Router:
     def __init__(self, front: Front) -> None:
         cfg = front.cfg
-        self.dispatcher = front.dispatcher
         self.trusted = TrustedPeers(cfg.forwarded_allow_ips)
         self.forwarded = None if self.trusted.nobody else Forwarded(self.trusted)
-        self.static = StaticFiles(cfg, front.date) if cfg.static else None
+        # The static files' memory is the server's: the apps share it.
+        cache = cfg.static_cache_size // len(front.apps)
+        targets = [
+            Target(
+                app.label,
+                front.dispatchers[app.name],
+                StaticFiles(app.cfg.replace(static_cache_size=cache), front.date)
+                if app.cfg.static
+                else None,
+            )
+            for app in front.apps
+        ]
+        # One app: no lookup on the way of each request.
+        self.single = targets[0] if len(targets) == 1 else None
+        self.routes = Routes(
+            [(a.route, a.prefix, t) for a, t in zip(front.apps, targets, strict=True)]
+        )
+        self.date = front.date
+        self.health = front.health  # --health-path, answered before routing
         name = cfg.request_id_header.encode("latin-1")
         self.id_name = name.lower()
         self.id_prefix = name + b": "
@@ -52,7 +89,7 @@ class Router:
     def route(self, exchange: Exchange) -> None:
         head = exchange.head
         fields = head.fields
-        peer = exchange.conn.peer
+        peer = exchange.peer  # the connection's (a gateway's proxy may name one per request)
         # Most requests carry no forwarded field (no proxy): then whether the peer is trusted
         # does not matter.
         forwarded = self.forwarded
@@ -67,13 +104,32 @@ class Router:
         if self.id_name:
             exchange.request_id = request_id = self._request_id(fields)
             exchange.extra_head = self.id_prefix + request_id.encode("ascii") + b"\r\n"
-        static = self.static
+        health = self.health
+        if health is not None and health.matches(head.target):
+            health.serve(exchange)
+            return
+        target = self.single
+        if target is None:
+            hosts = fields.get(b"host")
+            target = self.routes.choose(hosts[0] if hosts else b"", head.target)
+            if target is None:
+                self._no_app(exchange)
+                return
+            exchange.app = target.app
+        static = target.static
         if static is not None:
             mount = static.match(head.target)
             if mount is not None:
                 static.serve(exchange, mount)
                 return
-        self.dispatcher.submit(exchange)
+        target.dispatcher.submit(exchange)
+
+    def _no_app(self, exchange: Exchange) -> None:
+        """No app takes the request: 404, and the connection goes on."""
+        error = error_for(NO_APP)
+        fields = error.fields() + exchange.extra_head
+        head = b"".join((HEAD_STARTS[NO_APP], self.date.get(), CRLF, fields))
+        exchange.respond_full(NO_APP, len(error.body), head, error.body)
 
     def _request_id(self, fields: dict[bytes, list[bytes]]) -> str:
         given = fields.get(self.id_name)

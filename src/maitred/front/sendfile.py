@@ -17,6 +17,13 @@ and the front never holds more than that piece of its response.
 A file that shrinks while it is sent (sendfile returns 0 early) or fails to read ends the
 connection, so the client sees a truncated response rather than a wrong one.
 
+Over TLS the socket carries encrypted records, so every byte goes through the transport, a piece
+at a time (the kernel cannot encrypt for us without kTLS, which Python's ssl does not offer), and
+the connection keeps its usual buffer limits: a TLS transport moves what it is given on to the
+socket's buffer at once, so "drained to empty" would say nothing about the socket. The sender
+writes pieces until the transport pauses the connection at its high-water mark, and goes on when
+it resumes, as any response does.
+
 The sender is used for static files (front.static), for wsgi.file_wrapper responses whose
 open file a worker handed over (:func:`take_over`), and, as a file that grows while it is sent,
 for the part of a response a slow client has not taken yet (front.respspool).
@@ -86,13 +93,16 @@ class FileSender:
         if transport is None or transport.is_closing():
             self.close()
             return False
-        sock = transport.get_extra_info("socket")
+        # On TLS the socket carries records the transport encrypts: pieces through it.
+        secure = transport.get_extra_info("ssl_object") is not None
+        sock = None if secure else transport.get_extra_info("socket")
         try:
             self.sock_fd = sock.fileno() if sock is not None else -1
         except (OSError, AttributeError):
             self.sock_fd = -1  # a transport without a socket: pieces through the transport
-        self.limits = transport.get_write_buffer_limits()
-        transport.set_write_buffer_limits(high=0, low=0)  # resume only once drained to empty
+        if not secure:
+            self.limits = transport.get_write_buffer_limits()
+            transport.set_write_buffer_limits(high=0, low=0)  # resume only once drained to empty
         return True
 
     def resume(self) -> None:

@@ -26,6 +26,7 @@ import os
 import tempfile
 from typing import Any, NoReturn
 
+from maitred import privileges
 from maitred.http.errors import ProtocolError
 
 log = logging.getLogger("maitred.error")
@@ -61,6 +62,8 @@ class Body:
                 self.file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives past this call
                     prefix="maitred-body-", dir=self.temp_dir, delete=False
                 )
+                # The worker opens it by its path, maybe as another user of the same group.
+                privileges.share_spooled(self.file.fileno(), os.path.dirname(self.file.name))
                 self.file.writelines(self.chunks)
                 self.file.write(data)
                 self.chunks = []

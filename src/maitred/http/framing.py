@@ -57,6 +57,7 @@ class BodyEnd(enum.Enum):
     LENGTH = "length"  # after Content-Length bytes
     CHUNKED = "chunked"  # at the last chunk
     CLOSE = "close"  # where the connection ends (HTTP/1.0, length unknown)
+    RECORD = "record"  # at a gateway protocol's end of response (FastCGI's END_REQUEST)
 
 
 class Framing:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import httptools
 
@@ -90,6 +91,7 @@ class RequestHead:
         "headers",
         "keep_alive",
         "method",
+        "script_name",
         "target",
         "upgrade",
         "version",
@@ -117,6 +119,9 @@ class RequestHead:
         self.chunked = False
         self.expect_continue = False
         self.upgrade = False
+        # The app's mount as a gateway's proxy named it (maitred.gateway.params); "": the
+        # worker's --root-path.
+        self.script_name = ""
 
     def __repr__(self) -> str:
         return f"<RequestHead {self.method!r} {self.target!r} HTTP/{self.version}>"
@@ -133,6 +138,20 @@ class RequestHead:
 
 
 Event = RequestHead | bytes | _End
+
+
+class RequestReader(Protocol):
+    """What a connection reads its requests with: a RequestParser, or a gateway protocol's
+    parser (maitred.gateway), which makes the same events."""
+
+    closed: bool  # no further requests on this stream
+    messages: int  # requests begun (a head's identity for timers)
+
+    @property
+    def in_head(self) -> bool: ...
+
+    def feed(self, data: bytes) -> list[Event]: ...
+
 
 _TAB = 0x09
 _SPACE = 0x20

@@ -151,6 +151,8 @@ class Request(NamedTuple):
     url_scheme: str
     queue_time: float  # seconds the complete request waited in the front for a thread
     request_id: str  # empty when none was assigned
+    script_name: str  # the mount a gateway's proxy named (target = it + PATH_INFO); "": --root-path
+    client_dn: str = ""  # a verified TLS client certificate's subject (maitred.tls.subject)
 
 
 class Window(NamedTuple):

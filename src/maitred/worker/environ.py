@@ -110,6 +110,8 @@ class EnvironBuilder:
             url_scheme,
             queue_time,
             request_id,
+            script_name,
+            client_dn,
         ) = req  # at once: cheaper than an attribute lookup per field
         environ = self.base.copy()
         path, _, query = target.partition(b"?")
@@ -117,7 +119,10 @@ class EnvironBuilder:
             path = _origin_path(path)
         # find(), not `in`: CPython tries bytes `in` as an int first, and pays for an exception.
         path_info = (unquote_to_bytes(path) if path.find(b"%") >= 0 else path).decode("latin-1")
-        if self.root_path:  # a call only when mounted under --root-path
+        if script_name:  # a gateway's proxy split the path: the target is SCRIPT_NAME + PATH_INFO
+            environ["SCRIPT_NAME"] = script_name
+            path_info = path_info[len(script_name) :]
+        elif self.root_path:  # a call only when mounted under --root-path
             path_info = self._unmount(environ, path_info)
         environ["REQUEST_METHOD"] = method.decode("ascii")
         environ["PATH_INFO"] = path_info
@@ -132,6 +137,8 @@ class EnvironBuilder:
         environ["maitred.queue_time"] = queue_time
         if request_id:
             environ["maitred.request_id"] = request_id
+        if client_dn:  # named as nginx and Apache's mod_ssl name it
+            environ["SSL_CLIENT_S_DN"] = client_dn
         keys = self._keys
         for name, raw in headers:
             key = keys.get(name)

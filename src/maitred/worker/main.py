@@ -17,6 +17,9 @@ If the link drops, every request on it is cancelled (the front is gone, so are t
 and, unless the worker is draining, the reader connects again: the front's link listener lives
 in the master, so a restarted front finds its workers coming back.
 
+With --warmup, the app serves its warm-up requests (worker/warmup.py) before the threads and
+the link start, so READY means imported and warmed up.
+
 The main thread watches signals and the master, and writes a heartbeat to the master every
 second with the age of the oldest request in flight. On SIGTERM it sends DRAIN and waits for
 DRAINED: every request sent before that is already queued, so the threads finish the queue, find
@@ -47,12 +50,13 @@ import traceback
 
 from setproctitle import setproctitle
 
-from maitred import link, logs, status
+from maitred import link, logs, privileges, status
 from maitred.config import Config
 from maitred.http.response import DateCache
 from maitred.signals import SignalQueue
 from maitred.worker.channel import Channel, FrontConnection
 from maitred.worker.environ import EnvironBuilder
+from maitred.worker.warmup import HOST, warm_up
 from maitred.worker.wsgi import (
     HeadWriter,
     LinkClosed,
@@ -90,9 +94,16 @@ class Worker:
         app: WSGIApp | None,
         status_fd: int,
         master_pid: int,
+        app_name: str = "",
+        warmup_host: str = HOST,
     ) -> None:
         self.cfg = cfg
         self.worker_id = worker_id
+        # One of several apps (maitred.apps) is named, and enters its own directory, paths,
+        # virtualenv and environment here; the only app of a server had them from the master.
+        self.app_name = app_name
+        self.name = f"worker {worker_id} of {app_name}" if app_name else f"worker {worker_id}"
+        self.warmup_host = warmup_host  # the Host of its --warmup requests
         self.link_path = link_path
         self.app = app
         self.status_fd = status_fd
@@ -114,17 +125,30 @@ class Worker:
         self.max_requests = cfg.max_requests + jitter
 
     def run(self) -> int:
-        setproctitle(f"maitred: worker {self.worker_id} [{self.cfg.app or 'demo'}]")
+        setproctitle(f"maitred: {self.name} [{self.cfg.app or 'demo'}]")
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; master decides
         signals = SignalQueue([signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1])
+        # Before the import: no line of the app runs as root (maitred.privileges).
+        if not privileges.switch(self.cfg.user, self.cfg.group, f"worker {self.worker_id}"):
+            return APP_LOAD_ERROR
+        privileges.open_to_user()
         if self.app is None:
-            from maitred.appload import AppLoadError, load_app
+            from maitred.appload import AppLoadError, load_app, prepare_path
 
+            cfg = self.cfg
             try:
-                self.app = load_app(self.cfg.app)
+                if self.app_name:
+                    prepare_path(cfg.chdir, cfg.pythonpath, cfg.virtualenv)
+                    os.environ.update(cfg.env)
+                self.app = load_app(cfg.app)
             except AppLoadError as exc:
                 sys.stderr.write(exc.report())  # one line that says why, then the app's frames
                 return APP_LOAD_ERROR
+            except OSError as exc:
+                sys.stderr.write(f"maitred: cannot change to directory {cfg.chdir!r}: {exc}\n")
+                return APP_LOAD_ERROR
+        if self.cfg.warmup:  # before the link: no client waits for it (worker/warmup.py)
+            warm_up(self.app, self.environ, self.cfg.warmup, self.name, self.warmup_host)
         threads = [
             threading.Thread(target=self._serve, name=f"maitred-{i}", daemon=True)
             for i in range(self.cfg.threads)
@@ -145,7 +169,7 @@ class Worker:
             if signal.SIGUSR1 in received:
                 logs.reopen()
             self._tell(status.HEARTBEAT, self._oldest_age())
-        log.warning("worker %d: master is gone, exiting", self.worker_id)
+        log.warning("%s: master is gone, exiting", self.name)
         return 0
 
     def _tell(self, kind: bytes, value: float = 0.0) -> None:
@@ -190,7 +214,7 @@ class Worker:
             except link.ProtocolViolation as exc:
                 self._stop_broken_link(exc)
             except (OSError, LinkClosed, link.LinkError) as exc:
-                log.debug("worker %d: link closed (%s)", self.worker_id, exc)
+                log.debug("%s: link closed (%s)", self.name, exc)
             finally:
                 sock.close()
             self._cancel_all()
@@ -200,7 +224,7 @@ class Worker:
 
     def _stop_broken_link(self, exc: link.ProtocolViolation) -> None:
         """The front sent what is not one of its messages: stop, rather than reconnect to it."""
-        log.error("worker %d: the front broke the link protocol, stopping: %s", self.worker_id, exc)
+        log.error("%s: the front broke the link protocol, stopping: %s", self.name, exc)
         self.exit_status = LINK_PROTOCOL_ERROR
         self.draining = True  # no reconnecting
         self.retire.set()  # the main thread drains what the threads hold, then exits
@@ -277,8 +301,8 @@ class Worker:
     def _check_stuck(self, channel: Channel) -> None:
         if channel.front.channels.get(channel.rid) is channel:
             log.error(
-                "worker %d: a timed-out request is still running (%s); replacing this worker",
-                self.worker_id,
+                "%s: a timed-out request is still running (%s); replacing this worker",
+                self.name,
                 channel.label,
             )
             self._tell(status.STUCK)
@@ -323,7 +347,7 @@ class Worker:
         finally:
             channel.front.channels.pop(channel.rid, None)
         if next(self.served) == self.max_requests:
-            log.info("worker %d: served %d requests, recycling", self.worker_id, self.max_requests)
+            log.info("%s: served %d requests, recycling", self.name, self.max_requests)
             self._tell(status.RECYCLE)
         return True
 

@@ -9,4 +9,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("hello/", views.hello),
     path("guestbook/", views.guestbook),
+    path("upload/", views.upload),
+    path("stream/", views.stream),
+    path("download/", views.download),
 ]

@@ -1,9 +1,15 @@
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+import hashlib
+import os
+
+from django.conf import settings
+from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
 
 from mysite.models import Entry
+from mysite.payload import download_bytes
 
 
 def hello(request: HttpRequest) -> HttpResponse:
@@ -16,3 +22,33 @@ def guestbook(request: HttpRequest) -> HttpResponse:
         entry = Entry.objects.create(message=request.POST["message"])
         return HttpResponse(f"saved #{entry.pk}: {entry.message}", content_type="text/plain")
     return render(request, "mysite/guestbook.html", {"count": Entry.objects.count()})
+
+
+@csrf_exempt
+def upload(request: HttpRequest) -> HttpResponse:
+    """POST a multipart file `data`: its size and sha256, read from where Django put it."""
+    digest = hashlib.sha256()
+    uploaded = request.FILES["data"]
+    for block in uploaded.chunks():
+        digest.update(block)
+    return HttpResponse(f"{uploaded.size} {digest.hexdigest()}", content_type="text/plain")
+
+
+def stream(request: HttpRequest) -> StreamingHttpResponse:
+    """`?n=` numbered lines, one per chunk: a response whose length nobody knows in advance."""
+    count = int(request.GET.get("n", "100"))
+    return StreamingHttpResponse(
+        (f"line {i}\n".encode() for i in range(count)), content_type="text/plain"
+    )
+
+
+def download(request: HttpRequest) -> FileResponse:
+    """`?size=` bytes of a file made once in the data directory, as a FileResponse (which goes
+    out through wsgi.file_wrapper)."""
+    size = int(request.GET.get("size", "1048576"))
+    path = settings.DATA_DIR / f"download-{size}.bin"
+    if not path.exists():
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_bytes(download_bytes(size))
+        partial.replace(path)
+    return FileResponse(open(path, "rb"), content_type="application/octet-stream")

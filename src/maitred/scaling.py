@@ -1,0 +1,213 @@
+"""How many workers a pool needs: one pure decision per tick of the master, from the load.
+
+Theory of operation
+-------------------
+The front sees every waiting request and every busy thread, and reports them to the master
+about once a second per pool (maitred.status.LoadReport, summed over the fronts). On each new
+report the pool (maitred.pool) hands this function its bounds, its size, that load, what it
+remembers from earlier decisions (:class:`Memory`) and the time; it gets back the new memory
+and a :class:`Decision`. No clock is read here and nothing is done: the pool forks and retires.
+
+Grow, when requests wait: the oldest queued request waited QUEUE_WAIT (100 ms) or more, or
+BUSY_HIGH (90%) of the threads were busy on average over the window. The pool then starts
+`step` workers (1, then 2, then 4 while the pressure lasts: MAX_STEP, no fork storm), never
+past the maximum. A worker counts only once it is READY (imported and warmed up): while
+any is starting, and for SETTLE (1 s: a whole report window) after the last one joined,
+nothing more starts, so the load they take off is seen before more are added.
+
+Shrink, when the pool has more than the load needs: a worker fewer would still have left the
+busiest sample of the last --scale-down-after seconds at most SPARE (50%) of the remaining
+threads busy, with nothing queued, and that has held at every decision for that long; then one
+worker is retired (drained, never killed: the pool picks an idle one), and one more per
+SHRINK_EVERY while it still holds, down to the minimum. The gap between 90% to grow and 50%
+to shrink is the hysteresis that keeps a steady load from flapping.
+
+A worker retired and then needed again within --scale-down-after was retired too soon: each
+such regret adds --scale-down-after to the delay (the penalty, up to MAX_PENALTY times the
+delay), and it halves at a retirement when PENALTY_FORGET delays passed without one. So a
+load that comes and goes in waves stops the pool from shrinking between them, as uWSGI's
+busyness penalty does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from dataclasses import dataclass
+
+from maitred.config import Config
+from maitred.status import LoadReport
+
+QUEUE_WAIT = 0.1  # seconds a queued request waited: the pool lacks threads
+BUSY_HIGH = 0.9  # busy share of the threads over the window: the pool is full
+SPARE = 0.5  # busiest share of the remaining threads a worker fewer may leave
+MAX_STEP = 4  # most workers started at once; the step doubles up to it
+SETTLE = 1.0  # seconds after a worker joined before more start: a report window with it
+SHRINK_EVERY = 1.0  # seconds between two retirements while the pool stays too large
+MAX_PENALTY = 8  # the longest penalty, in --scale-down-after
+PENALTY_FORGET = 10  # --scale-down-after periods without regret that halve the penalty
+REPORT_STALE = 3.0  # seconds after which a front's last report no longer counts
+NEVER = -math.inf
+
+
+class Action(enum.Enum):
+    HOLD = "hold"
+    GROW = "scale up"
+    SHRINK = "scale down"
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """A pool's scaling settings."""
+
+    least: int
+    most: int
+    delay: float  # --scale-down-after
+    threads: int  # per worker
+
+    @classmethod
+    def of(cls, cfg: Config) -> Bounds:
+        return cls(
+            cfg.min_workers or cfg.workers,
+            cfg.max_workers or cfg.workers,
+            cfg.scale_down_after,
+            cfg.threads,
+        )
+
+    @property
+    def scaling(self) -> bool:
+        """Whether the pool may change size by itself."""
+        return self.most > self.least
+
+
+@dataclass(frozen=True)
+class Size:
+    serving: int  # READY workers that take requests
+    starting: int  # workers forked to add capacity, not READY yet
+    joined: float = NEVER  # when the last worker became READY
+
+
+@dataclass(frozen=True)
+class Memory:
+    """What the decision remembers from one tick to the next."""
+
+    step: int = 1  # workers the next growth starts
+    surplus_since: float | None = None  # start of the current over-provisioned stretch
+    # The busiest samples of the last delay, for a sliding maximum: (time, busy threads), the
+    # busy figures decreasing (an older sample under a newer one can no longer be the maximum).
+    peaks: tuple[tuple[float, float], ...] = ()
+    last_shrink: float = NEVER
+    penalty: float = 0.0  # seconds added to the delay
+    last_regret: float = NEVER  # when a retired worker was last needed again soon
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    count: int = 0  # workers to start or retire
+    reason: str = ""
+
+
+HOLD = Decision(Action.HOLD)
+
+
+def decide(
+    bounds: Bounds, size: Size, load: LoadReport | None, memory: Memory, now: float
+) -> tuple[Memory, Decision]:
+    """The pool's next move, and what to remember for the tick after."""
+    if load is None:
+        return memory, HOLD
+    pressure = _pressure(load)
+    if pressure:
+        return _grow(bounds, size, memory, now, pressure)
+    memory = dataclasses.replace(memory, step=1)
+    return _shrink(bounds, size, load, memory, now)
+
+
+def _pressure(load: LoadReport) -> str:
+    """Why requests wait, or "" when they do not."""
+    share = load.busy / load.threads if load.threads else 0.0
+    if load.oldest_wait >= QUEUE_WAIT or share >= BUSY_HIGH:
+        return (
+            f"oldest queued {load.oldest_wait * 1000:.0f} ms, "
+            f"{share:.0%} busy over {load.window:.0f} s"
+        )
+    return ""
+
+
+def _grow(
+    bounds: Bounds, size: Size, memory: Memory, now: float, pressure: str
+) -> tuple[Memory, Decision]:
+    memory = dataclasses.replace(memory, surplus_since=None, peaks=())
+    room = bounds.most - size.serving - size.starting
+    if size.starting or now - size.joined < SETTLE or room <= 0:
+        return memory, HOLD
+    if now - memory.last_shrink < bounds.delay:
+        # A worker retired moments ago was needed after all: wait longer next time.
+        penalty = min(memory.penalty + bounds.delay, MAX_PENALTY * bounds.delay)
+        memory = dataclasses.replace(memory, penalty=penalty, last_regret=now, last_shrink=NEVER)
+    count = min(memory.step, room)
+    memory = dataclasses.replace(memory, step=min(memory.step * 2, MAX_STEP))
+    return memory, Decision(Action.GROW, count, pressure)
+
+
+def needed(busy: float, threads: int) -> int:
+    """Workers that would have kept `busy` threads at SPARE of their threads or below."""
+    return math.ceil(busy / (threads * SPARE)) if busy > 0 else 0
+
+
+def _peaks(
+    memory: Memory, busy: float, now: float, since: float
+) -> tuple[tuple[float, float], ...]:
+    """The sliding maximum's samples from `since` on, with (now, busy) added."""
+    kept = [(when, b) for when, b in memory.peaks if when >= since and b > busy]
+    return (*kept, (now, busy))
+
+
+def _shrink(
+    bounds: Bounds, size: Size, load: LoadReport, memory: Memory, now: float
+) -> tuple[Memory, Decision]:
+    floor = max(bounds.least, needed(load.most_busy, bounds.threads))
+    if size.starting or load.queued or size.serving <= floor:
+        return dataclasses.replace(memory, surplus_since=None, peaks=()), HOLD
+    since = now if memory.surplus_since is None else memory.surplus_since
+    wait = bounds.delay + memory.penalty
+    peaks = _peaks(memory, load.most_busy, now, now - wait)
+    memory = dataclasses.replace(memory, surplus_since=since, peaks=peaks)
+    busiest = peaks[0][1]  # over the last `wait` seconds
+    most = max(bounds.least, needed(busiest, bounds.threads))
+    if now - since < wait or now - memory.last_shrink < SHRINK_EVERY or size.serving <= most:
+        return memory, HOLD
+    penalty = memory.penalty
+    if penalty and now - memory.last_regret >= PENALTY_FORGET * bounds.delay:
+        penalty /= 2
+    memory = dataclasses.replace(memory, last_shrink=now, penalty=penalty)
+    used = f"{busiest:.0f} of {size.serving * bounds.threads} threads"
+    return memory, Decision(Action.SHRINK, 1, f"at most {used} busy for {wait:.0f} s")
+
+
+def fit_memory(count: int, used: int, workers: int, limit: int) -> int:
+    """How many of `count` new workers fit under the pool's memory `limit` (0: no limit),
+    each taken to cost what the `workers` running use on average (`used` together)."""
+    if not limit or not workers or not used:
+        return count
+    each = used / workers
+    return max(0, min(count, int((limit - used) // each)))
+
+
+def combine(name: str, reports: list[LoadReport]) -> LoadReport | None:
+    """One pool's load over all its fronts (--fronts): each front queues and runs its own
+    share, so the counts add up, and the longest wait is the longest of any front."""
+    if not reports:
+        return None
+    return LoadReport(
+        name,
+        queued=sum(r.queued for r in reports),
+        oldest_wait=max(r.oldest_wait for r in reports),
+        busy=sum(r.busy for r in reports),
+        most_busy=sum(r.most_busy for r in reports),
+        threads=sum(r.threads for r in reports),
+        window=max(r.window for r in reports),
+        in_flight=tuple(w for r in reports for w in r.in_flight),
+    )

@@ -1,0 +1,257 @@
+"""uwsgi and FastCGI listeners spoken to byte by byte, as nginx would (tests/gatewaywire.py).
+
+What nginx never shows a test: kept and closed FastCGI connections, GET_VALUES, a second
+request id refused, an aborted request, bad packets (the connection closed, one line logged,
+the server unharmed), the peer's word believed only from a trusted peer, and file_wrapper
+responses sent by the front while the app's only thread is free.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gatewaywire import (
+    Client,
+    begin,
+    end_status,
+    fcgi_request,
+    params_records,
+    params_with,
+    read_records,
+    record,
+    stdin_records,
+    stdout_of,
+    uwsgi_packet,
+)
+from harness import Server, ServerFactory
+from maitred.gateway import fastcgi
+
+LISTENING = re.compile(r"Listening at: (uwsgi|fastcgi)://127\.0\.0\.1:(\d+)")
+HUGE_SIZE = 32 * 1024 * 1024  # far past every buffer: a thread pushing it would be stuck
+MAX_CONNECTIONS = 50
+
+
+def ports(server: Server) -> dict[str, int]:
+    return {proto: int(port) for proto, port in LISTENING.findall(server.stderr)}
+
+
+def binds(*extra: str) -> tuple[str, ...]:
+    return ("-b", "uwsgi://127.0.0.1:0", "-b", "fastcgi://127.0.0.1:0", *extra)
+
+
+@pytest.fixture(scope="module")
+def echo(module_servers: ServerFactory, tmp_path_factory: pytest.TempPathFactory) -> Server:
+    sock = tmp_path_factory.mktemp("sock") / "fcgi.sock"
+    return module_servers.start(
+        "echo:application",
+        *binds("-b", f"fastcgi://unix:{sock}"),
+        "--max-connections", str(MAX_CONNECTIONS),
+        "--limit-request-body", str(1024 * 1024),
+    )  # fmt: skip
+
+
+def unix_path(server: Server) -> str:
+    match = re.search(r"Listening at: fastcgi://unix:(\S+)", server.stderr)
+    assert match, server.stderr
+    return match.group(1)
+
+
+def cgi_response(stdout: bytes) -> tuple[str, dict[str, str], bytes]:
+    """(Status field, fields, body) of a FastCGI response's STDOUT."""
+    head, _, body = stdout.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    fields = dict(line.split(": ", 1) for line in lines)
+    return fields["Status"], fields, body
+
+
+def fcgi_echo(where: int | str, params: dict[bytes, bytes], body: bytes = b"") -> dict[str, Any]:
+    with Client(where) as client:
+        client.send(fcgi_request(1, params, body))
+        records = client.until_end(1)
+    assert end_status(records, 1) == fastcgi.REQUEST_COMPLETE
+    status, _, payload = cgi_response(stdout_of(records, 1))
+    assert status == "200 OK"
+    report: dict[str, Any] = json.loads(payload)
+    return report
+
+
+# --- uwsgi ---
+
+
+def test_uwsgi_answers_in_http_and_closes(echo: Server) -> None:
+    with Client(ports(echo)["uwsgi"]) as client:
+        client.send(uwsgi_packet(params_with(b"hello", UWSGI_SCRIPT=b"evil:app"), b"hello"))
+        response = client.until_close()
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"Transfer-Encoding" not in head
+    report = json.loads(body)
+    assert (report["method"], report["path"], report["body"]) == ("POST", "/a/b", "hello")
+    assert "UWSGI_SCRIPT" not in report["environ"]
+
+
+def test_uwsgi_a_bad_packet_closes_the_connection_and_is_logged_once(echo: Server) -> None:
+    with Client(ports(echo)["uwsgi"]) as client:
+        client.send(uwsgi_packet(params_with(), modifier1=9))
+        assert client.until_close() == b""
+    assert echo.wait_for_log(r"closing a uwsgi connection from 127\.0\.0\.1: .*modifier1 9")
+    assert len(re.findall("modifier1 9", echo.stderr)) == 1
+    with Client(ports(echo)["uwsgi"]) as client:  # and the server goes on
+        client.send(uwsgi_packet(params_with()))
+        assert client.until_close().startswith(b"HTTP/1.1 200 OK")
+
+
+def test_uwsgi_a_body_over_the_limit_is_answered_413(echo: Server) -> None:
+    with Client(ports(echo)["uwsgi"]) as client:
+        client.send(uwsgi_packet(params_with(b"x" * (2 * 1024 * 1024))))  # the body never comes
+        assert client.until_close().startswith(b"HTTP/1.1 413 ")
+
+
+# --- FastCGI ---
+
+
+def test_fastcgi_keep_conn_carries_several_requests(echo: Server) -> None:
+    with Client(ports(echo)["fastcgi"]) as client:
+        for rid in (1, 2, 1):
+            client.send(fcgi_request(rid, params_with(b"body"), b"body", keep_conn=True))
+            records = client.until_end(rid)
+            assert end_status(records, rid) == fastcgi.REQUEST_COMPLETE
+            status, fields, body = cgi_response(stdout_of(records, rid))
+            assert status == "200 OK" and "Connection" not in fields
+            assert json.loads(body)["body"] == "body"
+            # The stream ends with an empty STDOUT just before END_REQUEST.
+            assert records[-2:][0] == (fastcgi.STDOUT, rid, b"")
+            client.take()
+        assert not client.eof
+
+
+def test_fastcgi_without_keep_conn_the_server_closes(echo: Server) -> None:
+    with Client(ports(echo)["fastcgi"]) as client:
+        client.send(fcgi_request(1, params_with(), keep_conn=False))
+        records = read_records(client.until_close())
+    assert end_status(records, 1) == fastcgi.REQUEST_COMPLETE
+
+
+def test_fastcgi_get_values_is_answered_honestly(echo: Server) -> None:
+    names = [b"FCGI_MAX_CONNS", b"FCGI_MAX_REQS", b"FCGI_MPXS_CONNS"]
+    content = b"".join(fastcgi.encode_pair((name, b"")) for name in names)
+    with Client(ports(echo)["fastcgi"]) as client:
+        client.send(record(fastcgi.GET_VALUES, 0, content))
+        while not read_records(client.received) and client._fill():
+            pass
+        [(kind, rid, answer)] = read_records(client.received)
+    assert (kind, rid) == (fastcgi.GET_VALUES_RESULT, 0)
+    values = fastcgi.FastCGIParser(fastcgi.Limits(), 0)._pairs(memoryview(answer))
+    assert values == {
+        b"FCGI_MAX_CONNS": str(MAX_CONNECTIONS).encode(),
+        b"FCGI_MAX_REQS": str(MAX_CONNECTIONS).encode(),
+        b"FCGI_MPXS_CONNS": b"0",
+    }
+
+
+def test_fastcgi_a_second_request_id_is_refused_while_one_is_in_progress(echo: Server) -> None:
+    with Client(ports(echo)["fastcgi"]) as client:
+        client.send(begin(1) + params_records(1, params_with()))
+        client.send(fcgi_request(2, params_with()) + stdin_records(1, b""))
+        records = client.until_end(1)
+        while end_status(records, 2) is None and client._fill():
+            records = read_records(client.received)
+    assert end_status(records, 2) == fastcgi.CANT_MPX_CONN
+    assert end_status(records, 1) == fastcgi.REQUEST_COMPLETE
+    assert stdout_of(records, 2) == b""
+
+
+def test_fastcgi_abort_mid_body_ends_the_request(echo: Server) -> None:
+    with Client(ports(echo)["fastcgi"]) as client:
+        client.send(begin(1) + params_records(1, params_with(b"x" * 1000)))
+        client.send(record(fastcgi.STDIN, 1, b"x" * 10) + record(fastcgi.ABORT_REQUEST, 1))
+        records = read_records(client.until_close())
+    assert end_status(records, 1) == fastcgi.REQUEST_COMPLETE
+    assert stdout_of(records, 1) == b""  # the app never ran
+
+
+def test_fastcgi_bad_records_close_the_connection_and_are_logged(echo: Server) -> None:
+    with Client(ports(echo)["fastcgi"]) as client:
+        client.send(begin(1) + record(fastcgi.PARAMS, 1, b"\x05\x03ab") + record(fastcgi.PARAMS, 1))
+        assert client.until_close() == b""
+    assert echo.wait_for_log(r"closing a FastCGI connection from 127\.0\.0\.1: .*runs past")
+    assert fcgi_echo(ports(echo)["fastcgi"], params_with())["method"] == "GET"
+
+
+# --- who the client is ---
+
+
+def test_a_trusted_proxy_names_the_client_and_scheme(echo: Server) -> None:
+    report = fcgi_echo(ports(echo)["fastcgi"], params_with(HTTPS=b"on"))
+    environ = report["environ"]
+    assert (environ["REMOTE_ADDR"], environ["REMOTE_PORT"]) == ("203.0.113.9", "40000")
+    assert environ["wsgi.url_scheme"] == "https"
+    assert (environ["SERVER_NAME"], environ["SERVER_PORT"]) == ("example.com", "80")
+
+
+def test_a_unix_peer_is_believed_only_when_unix_is_trusted(
+    echo: Server, module_servers: ServerFactory, tmp_path: Path
+) -> None:
+    environ = fcgi_echo(unix_path(echo), params_with(HTTPS=b"on"))["environ"]
+    assert (environ["REMOTE_ADDR"], environ["wsgi.url_scheme"]) == ("", "http")
+    sock = tmp_path / "trusted.sock"
+    trusting = module_servers.start(
+        "echo:application", "-b", f"fastcgi://unix:{sock}", "--forwarded-allow-ips", "unix"
+    )
+    environ = fcgi_echo(unix_path(trusting), params_with(HTTPS=b"on"))["environ"]
+    assert (environ["REMOTE_ADDR"], environ["wsgi.url_scheme"]) == ("203.0.113.9", "https")
+    trusting.stop()
+
+
+def test_an_untrusted_peer_is_not_believed(module_servers: ServerFactory) -> None:
+    server = module_servers.start("echo:application", *binds("--forwarded-allow-ips", "10.9.9.9"))
+    for proto in ("uwsgi", "fastcgi"):
+        if proto == "fastcgi":
+            environ = fcgi_echo(ports(server)[proto], params_with(HTTPS=b"on"))["environ"]
+        else:
+            with Client(ports(server)[proto]) as client:
+                client.send(uwsgi_packet(params_with(HTTPS=b"on")))
+                environ = json.loads(client.until_close().partition(b"\r\n\r\n")[2])["environ"]
+        assert environ["REMOTE_ADDR"] == "127.0.0.1", proto
+        assert environ["wsgi.url_scheme"] == "http", proto
+    server.stop()
+
+
+# --- wsgi.file_wrapper: the front sends the file, the thread is free ---
+
+
+@pytest.fixture(scope="module")
+def huge(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("files") / "huge.bin"
+    path.write_bytes(os.urandom(HUGE_SIZE))
+    return path
+
+
+@pytest.fixture(scope="module")
+def one_thread(module_servers: ServerFactory) -> Server:
+    return module_servers.start("filewrapper:application", "-w", "1", "--threads", "1", *binds())
+
+
+@pytest.mark.parametrize("proto", ["uwsgi", "fastcgi"])
+def test_the_thread_is_free_while_the_front_sends_a_file(
+    one_thread: Server, huge: Path, proto: str
+) -> None:
+    port = ports(one_thread)[proto]
+    params = params_with(PATH_INFO=b"/", QUERY_STRING=f"path={huge}".encode())
+    request = uwsgi_packet(params) if proto == "uwsgi" else fcgi_request(1, params)
+    with Client(port, timeout=30.0) as slow:
+        slow.send(request)  # and read nothing for now: the front holds the rest
+        with Client(ports(one_thread)["uwsgi"]) as other:  # needs the only thread
+            other.send(uwsgi_packet(params_with(PATH_INFO=b"/", QUERY_STRING=b"")))
+            assert other.until_close().startswith(b"HTTP/1.1 200 OK")
+        if proto == "uwsgi":
+            body = slow.until_close().partition(b"\r\n\r\n")[2]
+        else:
+            body = cgi_response(stdout_of(slow.until_end(1), 1))[2]
+    assert body == huge.read_bytes()

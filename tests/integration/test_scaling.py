@@ -1,0 +1,88 @@
+"""The pool follows the load: it grows while requests wait and shrinks, by draining idle
+workers, once the load is gone; --warmup serves a path before a new worker takes clients.
+
+Loads are bounded and go to 127.0.0.1 only; every wait is on a condition, with room for a
+busy machine.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from pathlib import Path
+
+import procs
+from harness import ServerFactory, wait_until
+from load import Load
+from rawhttp import Response, fetch
+
+GROW_TIMEOUT = 20.0  # seconds for 1 -> 4 workers under load (a few ticks on a calm machine)
+SHRINK_TIMEOUT = 25.0  # --scale-down-after 3, one retirement per second after it, and slack
+
+
+def workers_of(master: int) -> dict[int, str]:
+    """pid -> process title of the master's worker processes."""
+    return procs.children_titled(master, "maitred: worker")
+
+
+def test_the_pool_grows_under_load_and_shrinks_once_it_is_gone(servers: ServerFactory) -> None:
+    server = servers.start(
+        "slow:application", "-w", "1", "--max-workers", "4", "--scale-down-after", "3"
+    )
+    wait_until(lambda: len(workers_of(server.pid)) == 1, what="one worker")
+    with Load(server.port, "/?s=0.5", clients=8, duration=60.0, limit=2000) as load:
+        wait_until(
+            lambda: len(workers_of(server.pid)) == 4, GROW_TIMEOUT, "four workers under load"
+        )
+        grown = len(load.results)
+        load.wait_for(grown + 16)  # the four serve a while
+    assert load.failures() == [], load.outcomes
+    assert server.wait_for_log(r"scale up to \d: oldest queued \d+ ms, \d+% busy over \d s")
+    wait_until(lambda: len(workers_of(server.pid)) == 1, SHRINK_TIMEOUT, "back to one worker")
+    assert re.search(r"scale down to 1: .*retiring worker \d \(pid \d+, idle\)", server.stderr)
+    with Load(server.port, "/?s=0", clients=2, duration=5.0, limit=20) as after:
+        after.finish()
+    assert after.failures() == [], after.outcomes
+
+
+def test_a_worker_busy_with_a_long_request_is_not_the_one_retired(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    server = servers.start(
+        "slow:application", "-w", "1", "--max-workers", "4", "--scale-down-after", "3"
+    )
+    with Load(server.port, "/?s=0.5", clients=8, duration=60.0, limit=2000) as load:
+        wait_until(
+            lambda: len(workers_of(server.pid)) == 4, GROW_TIMEOUT, "four workers under load"
+        )
+    assert load.failures() == [], load.outcomes
+    mark = tmp_path / "running"
+    answers: list[Response] = []
+    holder = threading.Thread(
+        target=lambda: answers.append(fetch(server.port, "GET", f"/?s=12&mark={mark}", timeout=30))
+    )
+    holder.start()
+    wait_until(mark.exists, what="the long request running")
+    wait_until(lambda: len(workers_of(server.pid)) == 1, SHRINK_TIMEOUT, "back to one worker")
+    (survivor,) = workers_of(server.pid)
+    holder.join(30.0)
+    assert [a.status for a in answers] == [200]
+    assert json.loads(answers[0].body)["pid"] == survivor, "the busy worker was retired"
+
+
+def test_with_two_fronts_the_pool_follows_their_summed_load(servers: ServerFactory) -> None:
+    server = servers.start(
+        "slow:application",
+        *("-w", "2", "--fronts", "2", "--threads", "2", "--max-workers", "4"),
+        *("--scale-down-after", "3"),
+    )
+    with Load(server.port, "/?s=0.5", clients=12, duration=60.0, limit=2000) as load:
+        wait_until(
+            lambda: len(workers_of(server.pid)) == 4, GROW_TIMEOUT, "four workers under load"
+        )
+    assert load.failures() == [], load.outcomes
+    wait_until(lambda: len(workers_of(server.pid)) == 2, SHRINK_TIMEOUT, "back to two workers")
+    titles = " ".join(workers_of(server.pid).values())
+    ids = {int(worker_id) for worker_id in re.findall(r"worker (\d+)", titles)}
+    assert {i % 2 for i in ids} == {0, 1}, f"a front was left without a worker: {ids}"

@@ -1,0 +1,184 @@
+"""systemd's notify protocol, heard on a datagram socket the test binds as $NOTIFY_SOCKET.
+
+The fixture app `heldimport` waits in its import while the test holds a file, so the test
+decides when a worker is ready and can check that READY=1 waits for it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import procs
+from harness import ServerFactory, wait_until
+from rawhttp import fetch
+
+WATCHDOG_USEC = 400_000  # a ping every 0.2 s
+LONG = 15.0
+
+
+class NotifySocket:
+    """The systemd end: every datagram the server sends, in order, with when it came."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.setblocking(False)
+        self.received: list[tuple[float, dict[str, str]]] = []
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = self.sock.recv(4096)
+            except BlockingIOError:
+                return
+            fields = dict(line.split("=", 1) for line in data.decode().splitlines())
+            self.received.append((time.monotonic(), fields))
+
+    def messages(self, key: str) -> list[dict[str, str]]:
+        self._read()
+        return [fields for _, fields in self.received if key in fields]
+
+    def wait_for(self, key: str, count: int = 1, timeout: float = LONG) -> dict[str, str]:
+        """The `count`-th message carrying `key`, once it came."""
+        wait_until(lambda: len(self.messages(key)) >= count, timeout, f"{key} #{count}")
+        return self.messages(key)[count - 1]
+
+    def said(self) -> list[str]:
+        """Every key of every message so far, in order (WATCHDOG left out)."""
+        self._read()
+        return [key for _, fields in self.received for key in fields if key != "WATCHDOG"]
+
+
+def held_app_env(tmp_path: Path) -> tuple[Path, NotifySocket, dict[str, str]]:
+    """The file that holds the app's import (held from now), systemd's socket, and the
+    server's environment naming both."""
+    hold = tmp_path / "hold"
+    hold.touch()
+    notify = NotifySocket(tmp_path / "notify")
+    env = {
+        "HOLD_FILE": str(hold),
+        "NOTIFY_SOCKET": notify.path,
+        "WATCHDOG_USEC": str(WATCHDOG_USEC),
+    }
+    return hold, notify, env
+
+
+def test_ready_reloading_watchdog_and_stopping(servers: ServerFactory, tmp_path: Path) -> None:
+    hold, notify, env = held_app_env(tmp_path)
+    try:
+        spawned = servers.launch("heldimport:application", "-w", "1", env=env)
+        # The master's loop runs and its front answers (the watchdog pings) while the app's
+        # import is held: no READY yet.
+        notify.wait_for("WATCHDOG", 3)
+        assert notify.messages("READY") == []
+        hold.unlink()
+        server = servers.serving(spawned)
+        ready = notify.wait_for("READY")
+        assert f"127.0.0.1:{server.port}" in ready["STATUS"], ready
+        assert "heldimport:application (1 worker)" in ready["STATUS"], ready
+        # Neither the app nor any child of the master sees systemd's socket.
+        assert fetch(server.port, "GET", "/").body == b"none"
+
+        # The pings keep their interval: none twice as fast as asked.
+        count = len(notify.messages("WATCHDOG"))
+        notify.wait_for("WATCHDOG", count + 4)
+        pings = [when for when, fields in notify.received if "WATCHDOG" in fields]
+        gaps = [b - a for a, b in itertools.pairwise(pings)]
+        assert min(gaps) > WATCHDOG_USEC / 1e6 / 2 * 0.5, gaps
+
+        # A reload: RELOADING=1 at once, READY=1 only once the new worker has imported the app.
+        hold.touch()
+        os.kill(server.pid, signal.SIGHUP)
+        reloading = notify.wait_for("RELOADING")
+        now_usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        assert 0 <= now_usec - int(reloading["MONOTONIC_USEC"]) < LONG * 1e6
+        notify.wait_for("WATCHDOG", len(notify.messages("WATCHDOG")) + 3)
+        assert len(notify.messages("READY")) == 1  # the new worker is still importing
+        hold.unlink()
+        notify.wait_for("READY", 2)
+        assert server.wait_for_log(r"worker 1 \(pid \d+\) retired")
+
+        os.kill(server.pid, signal.SIGTERM)
+        notify.wait_for("STOPPING")
+        spawned.proc.wait(LONG)
+        assert notify.said()[-2:] == ["STOPPING", "STATUS"]
+        assert [k for k in notify.said() if k in ("READY", "RELOADING", "STOPPING")] == [
+            "READY",
+            "RELOADING",
+            "READY",
+            "STOPPING",
+        ]
+    finally:
+        hold.unlink(missing_ok=True)
+        notify.close()
+
+
+def test_upgrade_hands_mainpid_to_the_new_master(servers: ServerFactory, tmp_path: Path) -> None:
+    hold, notify, env = held_app_env(tmp_path)
+    hold.unlink()
+    pidfile = tmp_path / "maitred.pid"
+    try:
+        server = servers.start("hello:application", "-w", "1", "--pidfile", str(pidfile), env=env)
+        old_master = server.pid
+        notify.wait_for("READY")
+        os.kill(old_master, signal.SIGUSR2)
+        handed = notify.wait_for("MAINPID")
+        new_master = int(handed["MAINPID"])
+        try:
+            assert new_master != old_master
+            server.spawned.proc.wait(LONG)  # the old master stops once the new one serves
+            assert server.spawned.proc.returncode == 0
+            wait_until(lambda: pidfile.read_text().strip() == str(new_master), what="pidfile")
+            # The new master said READY with its own pid too (NotifyAccess=all lets it in).
+            assert any(m.get("MAINPID") == str(new_master) for m in notify.messages("READY"))
+            # The old master, handing over, never said it stops: systemd would stop the unit.
+            assert notify.messages("STOPPING") == []
+            # The new master talks to systemd from now on, watchdog included.
+            count = len(notify.messages("WATCHDOG"))
+            notify.wait_for("WATCHDOG", count + 2)
+        finally:
+            os.kill(new_master, signal.SIGTERM)
+            wait_until(lambda: not procs_alive(new_master), what="the new master to stop")
+        assert notify.wait_for("STOPPING")
+    finally:
+        notify.close()
+
+
+def procs_alive(pid: int) -> bool:
+    info = procs.read_proc(pid)
+    return info is not None and info.state != "Z"
+
+
+def test_the_watchdog_stops_while_the_front_does_not_answer(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    hold, notify, env = held_app_env(tmp_path)
+    hold.unlink()
+    try:
+        server = servers.start("hello:application", "-w", "1", env=env)
+        notify.wait_for("WATCHDOG", 2)
+        [front] = procs.children_titled(server.pid, "maitred: front")
+        os.kill(front, signal.SIGSTOP)  # alive, but its loop does not run
+        try:
+            # Its heartbeats stop; within a few seconds so do the pings.
+            wait_until(lambda: time.monotonic() - last_ping(notify) > 1.0, what="pings to stop")
+        finally:
+            os.kill(front, signal.SIGCONT)
+        count = len(notify.messages("WATCHDOG"))
+        notify.wait_for("WATCHDOG", count + 2)  # it beats again: so do the pings
+    finally:
+        notify.close()
+
+
+def last_ping(notify: NotifySocket) -> float:
+    notify.messages("WATCHDOG")  # reads what came
+    return max(when for when, fields in notify.received if "WATCHDOG" in fields)

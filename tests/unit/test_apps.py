@@ -1,0 +1,155 @@
+"""Apps in the config file (maitred.apps): the tables, and the apps resolved from them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from maitred import apps, config
+from maitred.apps import Route
+from maitred.config import ConfigError, load
+
+
+def resolved(tmp_path: Path, text: str, cli: dict[str, str] | None = None) -> dict[str, apps.App]:
+    (tmp_path / "maitred.toml").write_text(text)
+    cfg = load(cli or {}, {}, cwd=str(tmp_path))
+    return {app.name: app for app in apps.resolve(cfg, "/srv")}
+
+
+SHOP_AND_BLOG = """
+workers = 3
+timeout = 20
+static = ["/assets=assets"]
+[env]
+SHARED = "1"
+[apps.shop]
+app = "shop.wsgi"
+hosts = ["Shop.Example.com.", "*.shop.example.com"]
+threads = 2
+max-queue = 7
+[apps.shop.env]
+DJANGO_SETTINGS_MODULE = "shop.settings"
+SHARED = "2"
+[apps.blog]
+app = "blog:app"
+chdir = "blog"
+path = "/blog/"
+pythonpath = ["lib"]
+virtualenv = "venv"
+static = ["/blog/static=static"]
+default = true
+"""
+
+
+def test_the_top_level_values_are_every_apps_defaults(tmp_path: Path) -> None:
+    found = resolved(tmp_path, SHOP_AND_BLOG)
+    shop, blog = found["shop"], found["blog"]
+    assert (shop.cfg.app, shop.cfg.workers, shop.cfg.threads, shop.cfg.max_queue) == (
+        "shop.wsgi",
+        3,
+        2,
+        7,
+    )
+    assert (blog.cfg.app, blog.cfg.workers, blog.cfg.threads, blog.cfg.timeout) == (
+        "blog:app",
+        3,
+        4,
+        20.0,
+    )
+    # env merges key by key, the app's table winning
+    assert dict(shop.cfg.env) == {"SHARED": "2", "DJANGO_SETTINGS_MODULE": "shop.settings"}
+    assert dict(blog.cfg.env) == {"SHARED": "1"}
+    assert not shop.cfg.apps and not blog.cfg.apps
+
+
+def test_routing_and_script_name(tmp_path: Path) -> None:
+    # Static prefixes are whole URL paths: under root-path too.
+    text = SHOP_AND_BLOG.replace('"/blog/static=', '"/r/blog/static=')
+    found = resolved(tmp_path, 'root-path = "/r/"\n' + text)
+    shop, blog = found["shop"], found["blog"]
+    assert shop.route == Route(("shop.example.com", "*.shop.example.com"), "", False)
+    assert blog.route == Route((), "/blog", True)
+    assert (shop.cfg.root_path, shop.prefix) == ("/r", "")  # every path of its hosts
+    assert (blog.cfg.root_path, blog.prefix) == ("/r/blog", "/r/blog")
+    assert (shop.label, blog.label) == ("shop", "blog")
+
+
+def test_paths_of_a_table_are_under_its_chdir_inherited_ones_under_the_servers(
+    tmp_path: Path,
+) -> None:
+    found = resolved(tmp_path, SHOP_AND_BLOG)
+    shop, blog = found["shop"], found["blog"]
+    assert shop.cfg.chdir == "/srv" and shop.cfg.static == (("/assets", "/srv/assets"),)
+    assert blog.cfg.chdir == "/srv/blog"
+    assert blog.cfg.pythonpath == ("/srv/blog/lib",)
+    assert blog.cfg.virtualenv == "/srv/blog/venv"
+    assert blog.cfg.static == (("/blog/static", "/srv/blog/static"),)
+
+
+def test_without_tables_the_command_line_app_is_the_implicit_main() -> None:
+    cfg = load({"app": "mysite.wsgi"}, {}, cwd="/nonexistent")
+    (app,) = apps.resolve(cfg)
+    assert (app.name, app.label, app.cfg, app.prefix) == ("main", "", cfg, "")
+    assert app.route.any_host and apps.names(cfg) == ("main",)
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("thraeds = 2", "[apps.shop]: unknown setting 'thraeds'; did you mean 'threads'?"),
+        ("bind = [':1']", "'bind' is a setting of the whole server, not of one app"),
+        ("workers = 0", "[apps.shop]: invalid value 0 for 'workers': expected integer >= 1"),
+        ("hosts = ['shop.example.com:80']", "invalid host 'shop.example.com:80'"),
+        ("path = 'shop'", "'path' is a URL prefix starting with /"),
+        ("path = '/a/../b'", "invalid path '/a/../b'"),
+        ("default = 'yes'", "'default' is true or false"),
+        ("path = '/shop'\nstatic = ['/static=s']", "static mount /static is outside its path"),
+    ],
+)
+def test_a_bad_table_is_one_clear_error(tmp_path: Path, table: str, message: str) -> None:
+    (tmp_path / "maitred.toml").write_text(f"[apps.shop]\n{table}\n")
+    with pytest.raises(ConfigError) as caught:
+        load({}, {}, cwd=str(tmp_path))
+    assert message in str(caught.value)
+
+
+def test_two_apps_may_not_claim_the_same_host_and_path(tmp_path: Path) -> None:
+    (tmp_path / "maitred.toml").write_text(
+        "[apps.a]\nhosts = ['x.example']\n[apps.b]\nhosts = ['X.example']\n"
+    )
+    with pytest.raises(ConfigError, match=r"apps a and b both serve x\.example at /"):
+        load({}, {}, cwd=str(tmp_path))
+    (tmp_path / "maitred.toml").write_text("[apps.a]\n[apps.b]\npath = '/b'\n[apps.c]\n")
+    with pytest.raises(ConfigError, match="apps a and c both serve any other Host at /"):
+        load({}, {}, cwd=str(tmp_path))
+
+
+def test_each_app_keeps_the_rules_and_preload_is_for_one_app(tmp_path: Path) -> None:
+    (tmp_path / "maitred.toml").write_text("fronts = 2\nworkers = 2\n[apps.a]\nworkers = 1\n")
+    with pytest.raises(ConfigError, match=r"app a: fronts \(2\) must not exceed workers \(1\)"):
+        load({}, {}, cwd=str(tmp_path))
+    (tmp_path / "maitred.toml").write_text("preload = true\n[apps.a]\n")
+    with pytest.raises(ConfigError, match="preload is for a server of one app"):
+        load({}, {}, cwd=str(tmp_path))
+
+
+def test_a_hup_that_changes_a_table_replaces_the_fronts(tmp_path: Path) -> None:
+    (tmp_path / "maitred.toml").write_text("[apps.a]\nthreads = 2\n")
+    running = load({}, {}, cwd=str(tmp_path))
+    (tmp_path / "maitred.toml").write_text("[apps.a]\nthreads = 3\n")
+    reload = config.on_reload(running, load({}, {}, cwd=str(tmp_path)))
+    assert reload.fronts and reload.cfg.apps[0].settings == (("threads", 3),)
+    assert config.on_reload(running, running).fronts is False
+
+
+def test_env_is_also_a_table_at_the_top_level(tmp_path: Path) -> None:
+    (tmp_path / "maitred.toml").write_text('[env]\nA = "1"\nB = "x=y"\n')
+    assert load({}, {}, cwd=str(tmp_path)).env == (("A", "1"), ("B", "x=y"))
+
+
+def test_the_docs_say_which_settings_an_app_may_set() -> None:
+    text = config.settings_markdown()
+    assert "### `threads`" in text and "- per app: yes" in text
+    bind = text.split("### `bind`")[1].split("### ")[0]
+    assert "- per app: no, the whole server" in bind

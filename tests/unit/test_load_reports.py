@@ -1,0 +1,83 @@
+"""A front's load reports: sampled from the dispatcher, and their frames on the status pipe."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+
+from maitred import status
+from maitred.front.dispatcher import Dispatcher, WorkerConnection
+from maitred.front.load import LoadMeter
+from maitred.status import LoadReport, StatusReader
+
+REPORT = LoadReport("main", 3, 0.84, 3.5, 4.0, 8, 1.0, ((101, 4), (102, 0)))
+
+
+def test_a_report_comes_back_whole() -> None:
+    assert StatusReader().feed(status.encode_load(REPORT)) == [REPORT]
+
+
+def test_reports_and_short_messages_mixed_and_split_anywhere() -> None:
+    other = REPORT._replace(pool="shop ✓", in_flight=())
+    stream = b"".join(
+        [
+            status.encode(status.READY),
+            status.encode_load(REPORT),
+            status.encode(status.HEARTBEAT, 2.5),
+            status.encode_load(other),
+        ]
+    )
+    expected = [(status.READY, 0.0), REPORT, (status.HEARTBEAT, 2.5), other]
+    for step in (1, 2, 3, 7, 9, 64, len(stream)):
+        reader = StatusReader()
+        got = [m for at in range(0, len(stream), step) for m in reader.feed(stream[at : at + step])]
+        assert got == expected, step
+
+
+def test_a_malformed_report_is_dropped_and_the_next_message_reads(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bad = status.LOAD_HEAD.pack(status.LOAD, 3) + b"\x09ab"  # a name longer than the payload
+    got = StatusReader().feed(bad + status.encode(status.READY))
+    assert got == [(status.READY, 0.0)]
+    assert "malformed load report" in caplog.text
+
+
+def test_the_largest_report_fits_one_atomic_pipe_write() -> None:
+    workers = tuple((pid, pid % 3) for pid in range(1, 2000))
+    big = REPORT._replace(pool="p" * 300, in_flight=workers)
+    frame = status.encode_load(big)
+    assert len(frame) <= status.PIPE_BUF
+    (back,) = StatusReader().feed(frame)
+    assert isinstance(back, LoadReport)
+    assert back.pool == "p" * 255 and len(back.in_flight) == status.MAX_WORKERS
+    assert all(held == 0 for _, held in back.in_flight[:100])  # the idle ones are kept
+
+
+def worker(dispatcher: Dispatcher, pid: int, threads: int, busy: int) -> WorkerConnection:
+    conn = WorkerConnection(dispatcher)
+    conn.pid, conn.threads = pid, threads
+    conn.exchanges = {rid: cast(Any, None) for rid in range(busy)}
+    dispatcher.workers.append(conn)
+    return conn
+
+
+def test_the_meter_averages_busy_threads_and_keeps_the_longest_wait() -> None:
+    dispatcher = Dispatcher(cast(asyncio.AbstractEventLoop, None))
+    one = worker(dispatcher, 101, 4, 4)
+    two = worker(dispatcher, 102, 4, 0)
+    leaving = worker(dispatcher, 103, 4, 2)
+    leaving.draining = True  # on its way out: neither its threads nor its requests count
+    meter = LoadMeter("main", dispatcher, 10.0)
+    dispatcher.queue.append(cast(Any, SimpleNamespace(complete=9.5)))
+    meter.sample(10.1)  # 4 busy, a request queued for 0.6 s
+    dispatcher.queue.clear()
+    two.exchanges = {1: cast(Any, None), 2: cast(Any, None)}
+    meter.sample(10.2)  # 6 busy, nothing queued
+    report = meter.report(11.0)
+    assert report == LoadReport("main", 0, pytest.approx(0.6), 5.0, 6, 8, 1.0, ((101, 4), (102, 2)))
+    one.exchanges = {}
+    assert meter.report(12.0) == LoadReport("main", 0, 0.0, 0.0, 0, 8, 1.0, ((101, 0), (102, 2)))
