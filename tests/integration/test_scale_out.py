@@ -83,6 +83,7 @@ NGINX = """\
 upstream fleet {{
 {servers}
     keepalive 16;
+    keepalive_timeout 4s;  # below maitred's --keepalive (5 s): nginx closes an idle one first
 }}
 server {{
     listen {{listen}};
