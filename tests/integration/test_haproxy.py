@@ -33,6 +33,9 @@ pytestmark = pytest.mark.skipif(
 
 LOAD_CLIENTS = 4
 LOAD_LIMIT = 60.0  # seconds: the load is stopped by the test long before
+# Requests: hello answers through HAProxy at up to ~1,000 a second, and the stop takes the delay
+# plus the drain; the load's default of 5,000 could run out before the test has seen AFTER.
+LOAD_COUNT = 50_000
 BEFORE, AFTER = 50, 100  # answers to see before the TERM, and after the server is gone
 
 CONFIG = (
@@ -69,7 +72,7 @@ def term_under_load(servers: ServerFactory, tmp_path: Path, delay: str) -> Load:
     haproxy, port = start_for(tmp_path, a, b)
     try:
         wait_serving(port, {"a", "b"})
-        with Load(port, "/", clients=LOAD_CLIENTS, duration=LOAD_LIMIT) as load:
+        with Load(port, "/", clients=LOAD_CLIENTS, duration=LOAD_LIMIT, limit=LOAD_COUNT) as load:
             load.wait_for(BEFORE)
             os.kill(a.pid, signal.SIGTERM)
             assert a.spawned.proc.wait(30) == 0
