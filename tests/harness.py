@@ -37,6 +37,7 @@ APPS_DIR = TESTS_DIR / "apps"
 SRC_DIR = TESTS_DIR.parent / "src"
 
 LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)")
+LOOPBACK = "127.0.0.1"
 # Importing maitred, the app and forking workers takes well under a second; 15 s leaves room
 # for a loaded CI machine without letting a hung start stall the suite.
 START_TIMEOUT = 15.0
@@ -109,6 +110,7 @@ class Spawned:
     stderr: OutputCapture
     stdout: OutputCapture
     known_children: list[procs.ProcInfo] = field(default_factory=list)
+    host: str = LOOPBACK  # the address of its first listener, named in "Listening at"
 
     @property
     def pid(self) -> int:
@@ -250,13 +252,16 @@ class ServerFactory:
         cwd: Path = APPS_DIR,
         env: dict[str, str] | None = None,
         wrapper: Sequence[str] = (),
+        bind: tuple[str, int] = (LOOPBACK, 0),
     ) -> Spawned:
         """Start ``maitred`` serving ``app`` (None: no APP argument) with extra CLI ``args``,
         without waiting: it says "Listening at" only once its first worker has imported the
-        app (see :meth:`serving`). `wrapper`: see :func:`spawn`."""
+        app (see :meth:`serving`). `wrapper`: see :func:`spawn`. `bind`: the first listener's
+        loopback address and port (0: the kernel picks one)."""
         where = ["--chdir", str(APPS_DIR), "--pythonpath", str(APPS_DIR)] if app else []
-        argv = ["-b", "127.0.0.1:0", *where, *args, *([app] if app else [])]
+        argv = ["-b", f"{bind[0]}:{bind[1]}", *where, *args, *([app] if app else [])]
         spawned = spawn(argv, cwd, env, wrapper)
+        spawned.host = bind[0]
         self._spawned.append(spawned)
         return spawned
 
@@ -269,7 +274,10 @@ class ServerFactory:
         to write (any other ERROR record or traceback fails the test). `check_fds`: False for
         a test that must act before the workers are ready, as the descriptors' baseline waits
         for them."""
-        match = spawned.stderr.wait_for(LISTENING, START_TIMEOUT)
+        listening = LISTENING
+        if spawned.host != LOOPBACK:
+            listening = re.compile(rf"Listening at: http://{re.escape(spawned.host)}:(\d+)")
+        match = spawned.stderr.wait_for(listening, START_TIMEOUT)
         if match is None:
             try:
                 spawned.stop()
@@ -294,10 +302,12 @@ class ServerFactory:
         env: dict[str, str] | None = None,
         expect_errors: Sequence[str] = (),
         check_fds: bool = True,
+        bind: tuple[str, int] = (LOOPBACK, 0),
     ) -> Server:
         """Start ``maitred`` serving ``app`` (None: no APP argument) with extra CLI ``args``,
-        and wait until it serves (see :meth:`serving` for the other arguments)."""
-        return self.serving(self.launch(app, *args, cwd=cwd, env=env), expect_errors, check_fds)
+        and wait until it serves (see :meth:`serving` and :meth:`launch` for the others)."""
+        spawned = self.launch(app, *args, cwd=cwd, env=env, bind=bind)
+        return self.serving(spawned, expect_errors, check_fds)
 
     def check(self) -> None:
         """After a test: no server leaked a descriptor or logged an unexpected error."""

@@ -33,6 +33,7 @@ class Load:
         self.limit = limit
         self.results: list[tuple[int | str, bytes]] = []  # (status or exception name, body)
         self._lock = threading.Lock()
+        self._running = 0  # requests sent whose answer (or failure) is not in yet
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
 
@@ -61,9 +62,11 @@ class Load:
             with self._lock:
                 if len(self.results) >= self.limit:
                     return
+                self._running += 1
             result = self._one()
             with self._lock:
                 self.results.append(result)
+                self._running -= 1
 
     def _one(self) -> tuple[int | str, bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=REQUEST_TIMEOUT)
@@ -79,6 +82,11 @@ class Load:
     def wait_for(self, count: int, timeout: float = 15.0) -> None:
         """Until at least `count` results are in."""
         wait_until(lambda: len(self.results) >= count, timeout, f"{count} answers")
+
+    def in_flight(self) -> int:
+        """Requests sent (or about to be) and not yet answered, at this moment."""
+        with self._lock:
+            return self._running
 
     @property
     def outcomes(self) -> collections.Counter[int | str]:

@@ -10,35 +10,37 @@ lost. Without the delay (the control) the server stops accepting before HAProxy 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from harness import Server, ServerFactory, wait_until
+from haproxyfront import (
+    CHECK_INTERVAL_MS,
+    PREAMBLE,
+    HAProxy,
+    free_port,
+    haproxy_binary,
+    start_haproxy,
+    wait_serving,
+)
+from harness import Server, ServerFactory
 from load import Load
-from rawhttp import fetch
 
 pytestmark = pytest.mark.skipif(
-    shutil.which("haproxy") is None, reason="haproxy (Debian's package) is not installed"
+    haproxy_binary() is None, reason="haproxy (Debian's package) is not installed"
 )
 
-CHECK_INTERVAL_MS = 200  # HAProxy checks each server this often; two failures take it out
 LOAD_CLIENTS = 4
 LOAD_LIMIT = 60.0  # seconds: the load is stopped by the test long before
+# Requests: hello answers through HAProxy at up to ~1,000 a second, and the stop takes the delay
+# plus the drain; the load's default of 5,000 could run out before the test has seen AFTER.
+LOAD_COUNT = 50_000
 BEFORE, AFTER = 50, 100  # answers to see before the TERM, and after the server is gone
 
-CONFIG = """
-global
-    maxconn 512
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 20s
-    timeout server 20s
+CONFIG = (
+    PREAMBLE
+    + """\
     retries 0
 frontend web
     bind 127.0.0.1:{port}
@@ -52,33 +54,13 @@ backend app
     server a 127.0.0.1:{a} check
     server b 127.0.0.1:{b} check
 """
+)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def start_haproxy(tmp_path: Path, a: Server, b: Server) -> tuple[subprocess.Popen[bytes], int]:
+def start_for(tmp_path: Path, a: Server, b: Server) -> tuple[HAProxy, int]:
     port = free_port()
-    config = tmp_path / "haproxy.cfg"
-    config.write_text(CONFIG.format(port=port, interval=CHECK_INTERVAL_MS, a=a.port, b=b.port))
-    proc = subprocess.Popen(
-        ["haproxy", "-db", "-f", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-    )
-    return proc, port
-
-
-def served_by(port: int) -> str | None:
-    try:
-        return fetch(port, "GET", "/").header("x-served-by")
-    except OSError:
-        return None
+    text = CONFIG.format(port=port, interval=CHECK_INTERVAL_MS, a=a.port, b=b.port)
+    return start_haproxy(tmp_path, text), port
 
 
 def term_under_load(servers: ServerFactory, tmp_path: Path, delay: str) -> Load:
@@ -87,19 +69,17 @@ def term_under_load(servers: ServerFactory, tmp_path: Path, delay: str) -> Load:
     args = ("-w", "1", "--threads", "4", "--health-path", "/readyz", "--shutdown-delay", delay)
     a = servers.start("hello:application", *args)
     b = servers.start("hello:application", *args)
-    haproxy, port = start_haproxy(tmp_path, a, b)
+    haproxy, port = start_for(tmp_path, a, b)
     try:
-        seen: set[str | None] = set()
-        wait_until(lambda: seen.add(served_by(port)) or {"a", "b"} <= seen, what="a and b up")
-        with Load(port, "/", clients=LOAD_CLIENTS, duration=LOAD_LIMIT) as load:
+        wait_serving(port, {"a", "b"})
+        with Load(port, "/", clients=LOAD_CLIENTS, duration=LOAD_LIMIT, limit=LOAD_COUNT) as load:
             load.wait_for(BEFORE)
             os.kill(a.pid, signal.SIGTERM)
             assert a.spawned.proc.wait(30) == 0
             load.wait_for(len(load.results) + AFTER)
         return load
     finally:
-        haproxy.terminate()
-        haproxy.wait(15)
+        haproxy.stop()
 
 
 def test_term_with_a_shutdown_delay_loses_no_request(
