@@ -143,13 +143,14 @@ class Exchange:
         self.worker = worker
         self.rid = rid
 
-    def request_frame(self, rid: int) -> list[bytes]:
+    def request_frame(self, rid: int) -> tuple[list[bytes], int]:
         """The REQUEST frame (maitred.link.Request) as buffers to write: the body chunks travel
-        after the fields, uncopied."""
+        after the fields, uncopied; and the spooled body's descriptor that goes with it (-1:
+        none), the caller's to send and close."""
         head = self.head
-        body, body_path = self.body.finish()
+        body, spooled = self.body.finish()
         self.dispatched = self.conn.front.loop.time()
-        return link.encode_request(
+        frame = link.encode_request(
             rid,
             body,
             head.method,
@@ -157,11 +158,12 @@ class Exchange:
             head.version,
             head.headers,
             b"",  # the body is the frame's tail
-            body_path,
+            spooled >= 0,
             *self.peer,
             self.dispatched - self.complete,  # queue time
             self.request_id,
         )
+        return frame, spooled
 
     # --- the response, frame by frame from the worker ---
 
@@ -321,8 +323,8 @@ class Exchange:
         if self.state is CANCELLED:
             assert self.worker is not None
             self.worker.cancel(self.rid)
-            # The worker may not have opened a spooled body yet: it goes when the worker says
-            # the request is over (END, FULL, ABORT) or its link drops, both ending in _done.
+            # It is over when the worker says so (END, FULL, ABORT) or its link drops, both
+            # ending in _done.
             return
         self._done()
 
