@@ -197,9 +197,13 @@ class Arbiter:
         one line says who runs as whom."""
         cfg = self.cfg
         identity = privileges.resolve(cfg.user, cfg.group)  # checked with the settings
-        privileges.share_runtime(identity, *dirs)
+        workers = {
+            app.label: privileges.resolve(app.cfg.user, app.cfg.group) for app in self.apps.values()
+        }
+        someone = identity or next(filter(None, workers.values()), None)  # switches
+        privileges.share_runtime(someone, *dirs)
         privileges.hand_over_logs(cfg.user, cfg.group, cfg.error_logfile, cfg.access_logfile)
-        line = privileges.master_line(identity)
+        line = privileges.master_line(identity, workers)
         if line is not None:
             log.info("%s", line)
 

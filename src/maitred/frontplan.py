@@ -120,17 +120,13 @@ class Generation:
 
     def _grant(self) -> None:
         """--user: each link socket is reachable by its own app's workers only, each spool
-        directory by its front (maitred.privileges says how)."""
+        directory by its front alone (maitred.privileges says how)."""
         front = privileges.resolve(self.cfg.user, self.cfg.group)
         workers = {app.name: privileges.resolve(app.cfg.user, app.cfg.group) for app in self.apps}
         for (number, app), _ in self.links.items():
             privileges.grant_link(workers[app], self.link_path(number, app))
-        # Spooled bodies reach a worker by path, readable through the spool's group: that works
-        # while every app shares one group; with several, only the front's group reads them.
-        groups = set(workers.values())
-        readers = groups.pop() if len(groups) == 1 else front
         for number in numbers(self.cfg.fronts):
-            privileges.grant_spool(front, readers, self.spool_dir(number))
+            privileges.grant_spool(front, self.spool_dir(number))
 
     def link_path(self, front: int, app: str) -> str:
         return os.path.join(self._link_dir, f"link-{app}-{front}.{self.number}.sock")

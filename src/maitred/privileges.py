@@ -31,10 +31,10 @@ What each user may reach in the runtime directory (mode 0711: passable, not list
 
 * a link socket belongs to the user of the workers that connect to it, mode 0600: another
   app's workers (or any local user) cannot connect to this front as this app;
-* a front's spool directory belongs to the front's user and the workers' group, mode 2750:
-  the front creates, writes and removes the spooled request bodies; a body is handed to a
-  worker as a path, which the worker opens for reading (group read, set on each file, and
-  the directory's set-group-id bit gives each file the workers' group).
+* a front's spool directory belongs to the front's user, mode 0700: the front creates, writes
+  and removes the spooled request bodies (0600), and hands each to its worker as an open
+  read-only descriptor, never as a name (maitred.link.files): apps of different users each
+  get their own requests' bodies, and no app's user can open any other.
 
 A switch makes Linux mark the process non-dumpable: its /proc/PID/fd then belong to root, and
 a front could not open the file of a wsgi.file_wrapper response there (it would fall back to
@@ -57,6 +57,7 @@ import logging
 import os
 import pwd
 import stat
+from collections.abc import Mapping
 from typing import NamedTuple
 
 log = logging.getLogger("maitred.error")
@@ -64,8 +65,7 @@ log = logging.getLogger("maitred.error")
 ROOT = 0
 RUNTIME_MODE = 0o711  # the users of the children pass through to their own files
 LINK_MODE = 0o600  # a link socket: only its workers' user connects
-SPOOL_DIR_MODE = 0o2750  # the front writes; the workers' group reads; files take that group
-SPOOL_FILE_MODE = 0o640
+SPOOL_DIR_MODE = 0o700  # the front's alone: bodies reach workers as descriptors
 LOG_MODE = 0o644  # as maitred's access log is created without --user
 PR_SET_DUMPABLE = 4  # prctl(2)
 NO_ID = 2**32 - 1  # (uid_t)-1: to setuid and chown, "leave unchanged", not an id
@@ -199,17 +199,33 @@ def open_to_user() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
 
 
-def master_line(identity: Identity | None) -> str | None:
-    """The line the master logs at start, naming who runs what (None: no --user)."""
-    if identity is None:
+def master_line(front: Identity | None, apps: Mapping[str, Identity | None]) -> str | None:
+    """The line the master logs at start, naming who runs what: the fronts as `front`, the
+    workers of each app (by its label, "" for the only one) as its identity (None: nobody
+    switches, the line says nothing)."""
+    users = set(apps.values())
+    someone = front or next(filter(None, users), None)
+    if someone is None:
         return None
-    me = os.geteuid()
-    if me != ROOT:
-        return f"running as {identity.describe()}, the user maitred was started as"
-    return (
-        f"fronts and workers run as {identity.describe()}; the master stays root to start "
-        "them as that user, reopen the log files and remove its pidfile and runtime directory"
+    if os.geteuid() != ROOT:  # then each is the master's user (checked with the settings)
+        return f"running as {someone.describe()}, the user maitred was started as"
+    if len(users) == 1 and front in users:
+        return (
+            f"fronts and workers run as {_as(front)}; the master stays root to start them as "
+            "that user, reopen the log files and remove its pidfile and runtime directory"
+        )
+    workers = "; ".join(
+        f"the workers of {name or 'the app'} as {_as(who)}" for name, who in apps.items()
     )
+    return (
+        f"fronts run as {_as(front)}; {workers}; the master stays root to start each app's "
+        "workers as its own user at any time (a crash, a recycling, a reload), reopen the log "
+        "files and remove its pidfile and runtime directory"
+    )
+
+
+def _as(identity: Identity | None) -> str:
+    return identity.describe() if identity is not None else "root, as the master"
 
 
 # --- the runtime directory, as root, before the children start ---
@@ -229,19 +245,11 @@ def grant_link(identity: Identity | None, path: str) -> None:
         os.chmod(path, LINK_MODE)
 
 
-def grant_spool(front: Identity | None, workers: Identity | None, path: str) -> None:
-    """A front's spool directory: the front's, readable by the workers' group."""
-    if front is not None and workers is not None and os.geteuid() == ROOT:
-        os.chown(path, front.uid, workers.gid)
+def grant_spool(front: Identity | None, path: str) -> None:
+    """A front's spool directory: the front's user's alone."""
+    if front is not None and os.geteuid() == ROOT:
+        os.chown(path, front.uid, front.gid)
         os.chmod(path, SPOOL_DIR_MODE)
-
-
-def share_spooled(fd: int, directory: str) -> None:
-    """A spooled body in a directory shared with the workers' group: readable by that group
-    (a file is created 0600). Elsewhere the file stays as it was made."""
-    with contextlib.suppress(OSError):
-        if os.stat(directory).st_mode & stat.S_ISGID:
-            os.fchmod(fd, SPOOL_FILE_MODE)
 
 
 def hand_over_logs(user: str, group: str, *paths: str) -> None:

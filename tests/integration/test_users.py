@@ -26,7 +26,7 @@ from rawhttp import RawConnection, fetch, request_bytes
 from waiting import poll
 
 USER, OTHER = 54321, 54322
-BODY_BUFFER = 1024  # bodies past this are spooled to a file the worker opens
+BODY_BUFFER = 1024  # bodies past this are spooled to a file that goes to the worker open
 SPOOLED = bytes(range(256)) * 400  # 100 KiB
 STREAM_PARTS = 5
 # Past the front's response buffer and the socket buffers: the front must hold the file open
@@ -183,7 +183,7 @@ def test_each_user_reaches_only_its_own_runtime_files(server: Server, world: Pat
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (USER, USER, 0o600)
     [spool] = list((runtime / "spool").iterdir())
     st = spool.stat()
-    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (USER, USER, 0o2750)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (USER, USER, 0o700)
 
 
 @pytest.mark.expect_errors(r"worker \d \(pid \d+\) exited with signal 9; restarting it")
@@ -286,3 +286,83 @@ def test_log_files_are_the_users_to_reopen_after_a_rotation(world: Path) -> None
     finally:
         spawned.stop()
     assert "Traceback" not in error_log.read_text() + spawned.output()
+
+
+# --- several apps, each as its own user ---
+
+SHOP, BLOG = 54331, 54332  # two apps' users: numbers with no passwd entry
+TWO_USERS = """
+chdir = "{world}"
+pythonpath = ["{world}"]
+body-buffer-size = {buffer}
+workers = 1
+threads = 2
+[apps.shop]
+app = "userapp:application"
+hosts = ["shop.test"]
+user = "{shop}"
+[apps.blog]
+app = "userapp:application"
+hosts = ["blog.test"]
+user = "{blog}"
+group = "{blog}"
+"""
+
+
+def workers_of(server: Server, app: str) -> list[int]:
+    return children(server.pid, f"worker 1 of {app} ")
+
+
+def app_get(server: Server, host: str, method: str, path: str, body: bytes = b"") -> bytes:
+    response = fetch(server.port, method, path, [("Host", host)], body=body)
+    assert response.status == 200, response
+    return response.body
+
+
+@pytest.fixture(scope="module")
+def two_users(module_servers: ServerFactory, world: Path) -> Server:
+    config = world / "two-users.toml"
+    config.write_text(TWO_USERS.format(world=world, buffer=BODY_BUFFER, shop=SHOP, blog=BLOG))
+    env = {"TMPDIR": str(world / "run")}
+    return module_servers.start(None, "-c", str(config), env=env)
+
+
+def test_each_app_s_workers_run_as_its_user(two_users: Server) -> None:
+    for app, uid in (("shop", SHOP), ("blog", BLOG)):
+        wait_until(lambda app=app: len(workers_of(two_users, app)) == 1, what=f"{app}'s worker")
+        [pid] = workers_of(two_users, app)
+        assert runs_as(pid, uid, uid), (app, ids(pid))
+        assert app_get(two_users, f"{app}.test", "GET", "/") == b"%d %d" % (uid, uid)
+    assert ids(two_users.pid)["Uid"] == "0 0 0 0"
+    line = two_users.wait_for_log(r"fronts run as .*the master stays root[^\n]*")
+    assert line is not None
+    assert f"the workers of shop as {SHOP} (uid {SHOP}, gid {SHOP})" in line[0]
+    assert f"the workers of blog as {BLOG} (uid {BLOG}, gid {BLOG})" in line[0]
+
+
+def test_an_app_cannot_read_the_other_app_s_files(two_users: Server, world: Path) -> None:
+    secret = world / "blog-secret.txt"
+    secret.write_text("blog's")
+    os.chown(secret, BLOG, BLOG)
+    secret.chmod(0o600)
+    assert app_get(two_users, "shop.test", "GET", f"/read?{secret}") == b"PermissionError"
+    assert app_get(two_users, "blog.test", "GET", f"/read?{secret}") == b"blog's"
+
+
+def test_a_spooled_body_reaches_each_app_whole(two_users: Server) -> None:
+    """Past the in-memory limit the body is a file of the front's; each app's worker, as its
+    own user, gets it open with its request."""
+    for app in ("shop", "blog"):
+        data = os.urandom(len(SPOOLED))
+        assert app_get(two_users, f"{app}.test", "POST", "/echo", data) == data
+
+
+def test_an_app_as_root_needs_allow_root(world: Path) -> None:
+    config = world / "root-app.toml"
+    config.write_text(TWO_USERS.format(world=world, buffer=BODY_BUFFER, shop=0, blog=BLOG))
+    result = run_cli(["-b", "127.0.0.1:0", "-c", str(config)])
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "maitred: error: app shop: --user is root (uid 0): running the app as root needs "
+        "--allow-root"
+    ]

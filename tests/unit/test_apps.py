@@ -153,3 +153,35 @@ def test_the_docs_say_which_settings_an_app_may_set() -> None:
     assert "### `threads`" in text and "- per app: yes" in text
     bind = text.split("### `bind`")[1].split("### ")[0]
     assert "- per app: no, the whole server" in bind
+
+
+TWO_USERS = """
+[apps.shop]
+app = "shop:app"
+hosts = ["shop.test"]
+user = "{shop}"
+[apps.blog]
+app = "blog:app"
+hosts = ["blog.test"]
+user = "{blog}"
+"""
+
+
+@pytest.mark.parametrize(
+    ("euid", "shop", "message"),
+    [
+        (0, "0", "app shop: --user is root (uid 0): running the app as root needs --allow-root"),
+        (54331, "54332", "app shop: maitred runs as 54331 (uid 54331, gid 54331), not root"),
+    ],
+)
+def test_each_app_s_user_is_checked_and_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, euid: int, shop: str, message: str
+) -> None:
+    """As the top-level --user is: root needs allow-root, and a master that is not root runs
+    its apps as its own user only; the one line names the app."""
+    monkeypatch.setattr(config.privileges.os, "geteuid", lambda: euid)
+    monkeypatch.setattr(config.privileges.os, "getegid", lambda: euid)
+    with pytest.raises(ConfigError) as refused:
+        resolved(tmp_path, TWO_USERS.format(shop=shop, blog=euid or 54331))
+    assert str(refused.value).startswith(message)
+    assert "\n" not in str(refused.value)

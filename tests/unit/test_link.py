@@ -14,9 +14,9 @@ from maitred.worker import main as worker_main
 HEADERS = [(b"Host", b"h"), (b"Accept", b"*/*")]
 
 
-def request(body: bytes = b"", body_path: str = "") -> link.Request:
+def request(body: bytes = b"", spooled: bool = False) -> link.Request:
     return link.Request(
-        b"POST", b"/x?y", "1.1", HEADERS, body, body_path,
+        b"POST", b"/x?y", "1.1", HEADERS, body, spooled,
         "10.0.0.1", "5555", "127.0.0.1", "8000", "http", 0.25, "id-1", "",
     )  # fmt: skip
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -28,7 +29,7 @@ def request(
         "1.1",
         headers or [(b"Host", b"h")],
         body,
-        "",
+        False,
         "10.0.0.1",
         "5555",
         "127.0.0.1",
@@ -45,6 +46,7 @@ class FakeChannel:
 
     rid = 1
     frame_size = link.MAX_BODY_FRAME
+    body: Any = None  # a spooled body's file
 
     def __init__(self) -> None:
         self.buffer = link.FrameBuffer()
@@ -263,7 +265,9 @@ def test_a_request_that_cannot_be_built_is_still_answered() -> None:
 
     worker = Worker(Config(), 1, "/nonexistent", hello, -1, 0)
     fake = FakeChannel()
-    gone = request()._replace(body_path="/nonexistent/maitred-body-gone")
+    fake.body = open(os.devnull, "rb")  # noqa: SIM115
+    fake.body.close()  # a spooled body's file that cannot be read
+    gone = request()._replace(spooled=True)
     worker._handle(gone, fake)  # type: ignore[arg-type]
     assert fake.kinds == [link.Kind.FULL] and fake.frames[0][1][0] == 500  # the thread is free
 

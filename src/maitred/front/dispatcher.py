@@ -25,7 +25,11 @@ A worker that sends DRAIN gets no new requests; the front answers DRAINED, after
 worker finishes what it holds and exits. A link that drops (the worker died) fails the requests
 it held with 502; requests still in the queue are untouched.
 
-Frames for a worker are gathered during an event-loop turn and written once at its end.
+Frames for a worker are gathered during an event-loop turn and written once at its end. A
+spooled body's descriptor goes with them (maitred.link.files), written with sendmsg on the
+link's socket itself, which keeps the bytes in order only while the transport holds none
+unsent: otherwise, or when the socket is full, the batch waits and is tried again shortly
+(FILES_RETRY). A full link is rare, as a worker's reader thread reads all the time.
 
 Owned by the event loop thread: nothing here is touched from another thread.
 """
@@ -33,7 +37,9 @@ Owned by the event loop thread: nothing here is touched from another thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
@@ -46,6 +52,8 @@ if TYPE_CHECKING:
     from maitred.front.exchange import Exchange
 
 log = logging.getLogger("maitred.error")
+
+FILES_RETRY = 0.002  # seconds before a batch with files tries a link that was full again
 
 
 class Dispatcher:
@@ -171,6 +179,7 @@ class WorkerConnection(asyncio.Protocol):
         self.exchanges: dict[int, Exchange] = {}  # rid -> exchange its thread is running
         self._next_rid = 0
         self._out: list[bytes] = []
+        self._files: list[int] = []  # spooled bodies that go with the frames in _out
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -184,6 +193,9 @@ class WorkerConnection(asyncio.Protocol):
         self._out += buffers
 
     def _flush(self) -> None:
+        if self._files:
+            self._flush_with_files()
+            return
         out, self._out = self._out, []
         if self.transport is None or not out:
             return
@@ -192,11 +204,45 @@ class WorkerConnection(asyncio.Protocol):
         else:
             self.transport.writelines(out)  # uvloop: one writev, body chunks not copied
 
+    def _flush_with_files(self) -> None:
+        """Write the batch with its files by sendmsg, or try again soon (see the top)."""
+        transport = self.transport
+        if transport is None:
+            self._drop_out()
+            return
+        sent = -1
+        if not transport.get_write_buffer_size():
+            fileno = transport.get_extra_info("socket").fileno()
+            try:
+                sent = link.send_with_files(fileno, self._out, self._files)
+            except BlockingIOError:
+                pass
+            except OSError:  # the link is broken: connection_lost follows
+                self._drop_out()
+                return
+        if sent < 0:
+            self.dispatcher.loop.call_later(FILES_RETRY, self._flush)
+            return
+        rest = memoryview(b"".join(self._out))[sent:]
+        self._drop_out()  # the files are the worker's now
+        if rest:
+            transport.write(rest)
+
+    def _drop_out(self) -> None:
+        self._out = []
+        files, self._files = self._files, []
+        for fd in files:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
     def start(self, exchange: Exchange) -> None:
         self._next_rid = rid = (self._next_rid + 1) & 0xFFFFFFFF or 1
         self.exchanges[rid] = exchange
         exchange.attach(self, rid)
-        self.send(*exchange.request_frame(rid))
+        frame, spooled = exchange.request_frame(rid)
+        if spooled >= 0:
+            self._files.append(spooled)
+        self.send(*frame)
 
     def credit(self, rid: int, size: int) -> None:
         self.send(link.encode_window(rid, size))
@@ -287,6 +333,7 @@ class WorkerConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        self._drop_out()
         self.dispatcher.remove(self)
         exchanges, self.exchanges = self.exchanges, {}
         for exchange in exchanges.values():

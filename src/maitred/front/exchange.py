@@ -72,7 +72,7 @@ log = logging.getLogger("maitred.error")
 CLIENT_CLOSED = 499
 BODY_CUT_SHORT = 400
 # What a request without a body sends: no chunks, no spool file (Body.finish).
-NO_BODY: tuple[Sequence[bytes], str] = ((), "")
+NO_BODY: tuple[Sequence[bytes], int] = ((), -1)
 
 
 class Exchange:
@@ -146,13 +146,14 @@ class Exchange:
         self.worker = worker
         self.rid = rid
 
-    def request_frame(self, rid: int) -> list[bytes]:
+    def request_frame(self, rid: int) -> tuple[list[bytes], int]:
         """The REQUEST frame (maitred.link.Request) as buffers to write: the body chunks travel
-        after the fields, uncopied."""
+        after the fields, uncopied; and the spooled body's descriptor that goes with it (-1:
+        none), the caller's to send and close."""
         head = self.head
-        body, body_path = self.body.finish() if self.body is not None else NO_BODY
+        body, spooled = self.body.finish() if self.body is not None else NO_BODY
         self.dispatched = self.conn.front.loop.time()
-        return link.encode_request(
+        frame = link.encode_request(
             rid,
             body,
             head.method,
@@ -160,13 +161,14 @@ class Exchange:
             head.version,
             head.headers,
             b"",  # the body is the frame's tail
-            body_path,
+            spooled >= 0,
             *self.peer,
             self.dispatched - self.complete,  # queue time
             self.request_id,
             head.script_name,
             self.conn.client_dn,
         )
+        return frame, spooled
 
     # --- the response, frame by frame from the worker ---
 
@@ -326,8 +328,8 @@ class Exchange:
         if self.state is CANCELLED:
             assert self.worker is not None
             self.worker.cancel(self.rid)
-            # The worker may not have opened a spooled body yet: it goes when the worker says
-            # the request is over (END, FULL, ABORT) or its link drops, both ending in _done.
+            # It is over when the worker says so (END, FULL, ABORT) or its link drops, both
+            # ending in _done.
             return
         self._done()
 

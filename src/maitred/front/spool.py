@@ -14,6 +14,11 @@ Writes go through a buffered file, so a full disk may only show when the last by
 :meth:`Body.end` flushes when the request is complete, before it is dispatched, so the failure
 is still the request's and never the dispatcher's.
 
+A body past the buffer is written to a file (0600) in the front's spool directory; once it
+is whole, :meth:`Body.end` opens it again read-only and removes its name: from then on the
+body is that descriptor alone, which goes to the worker with the request (maitred.link.files),
+so no other process, of any user, can open it by a name.
+
 Owned by the event loop thread.
 """
 
@@ -26,7 +31,6 @@ import os
 import tempfile
 from typing import Any, NoReturn
 
-from maitred import privileges
 from maitred.http.errors import ProtocolError
 
 log = logging.getLogger("maitred.error")
@@ -44,14 +48,15 @@ class SpoolError(ProtocolError):
 class Body:
     """A request body being received: in memory up to `buffer_size`, then in a temp file."""
 
-    __slots__ = ("buffer_size", "chunks", "file", "size", "temp_dir")
+    __slots__ = ("buffer_size", "chunks", "fd", "file", "size", "temp_dir")
 
     def __init__(self, buffer_size: int, temp_dir: str) -> None:
         self.buffer_size = buffer_size
         self.temp_dir = temp_dir or None
         self.chunks: list[bytes] = []
         self.size = 0
-        self.file: Any = None
+        self.file: Any = None  # the spool file being written
+        self.fd = -1  # once whole: the spooled body, read-only, its name removed
 
     def add(self, data: bytes) -> None:
         self.size += len(data)
@@ -62,8 +67,6 @@ class Body:
                 self.file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives past this call
                     prefix="maitred-body-", dir=self.temp_dir, delete=False
                 )
-                # The worker opens it by its path, maybe as another user of the same group.
-                privileges.share_spooled(self.file.fileno(), os.path.dirname(self.file.name))
                 self.file.writelines(self.chunks)
                 self.file.write(data)
                 self.chunks = []
@@ -73,20 +76,29 @@ class Body:
             self._failed(exc)
 
     def end(self) -> None:
-        """The whole body is in: flush it to its file (SpoolError when that fails)."""
+        """The whole body is in: flush it to its file, keep it open read-only, remove its
+        name (SpoolError when that fails)."""
         if self.file is not None:
             try:
-                self.file.close()
+                self.file.flush()
+                self.fd = os.open(self.file.name, os.O_RDONLY | os.O_CLOEXEC)
             except OSError as exc:
                 self._failed(exc)
+            self.discard_file()
 
-    def finish(self) -> tuple[list[bytes], str]:
-        """(in-memory body chunks, spool path): one of the two is empty. After end()."""
-        if self.file is not None:
-            return [], str(self.file.name)
-        return self.chunks, ""
+    def finish(self) -> tuple[list[bytes], int]:
+        """(in-memory body chunks, spooled body's descriptor or -1). The descriptor is the
+        caller's from now on, to send and close. After end()."""
+        fd, self.fd = self.fd, -1
+        return ([] if fd >= 0 else self.chunks), fd
 
     def discard(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        self.discard_file()
+
+    def discard_file(self) -> None:
         if self.file is not None:
             # Closing flushes what is buffered, which fails the same way on a full disk: the
             # file goes either way.

@@ -22,6 +22,9 @@ reader therefore stops one thread, never the whole link.
 Worker-level frames use rid 0: HELLO (after connecting), DRAIN (the worker wants to stop: send
 it nothing new) and DRAINED (the front's answer, after which no REQUEST can follow).
 
+A REQUEST whose body the front spooled to a file carries no body: the open file itself comes
+with the frame (maitred.link.files says how and why).
+
 The closed set of messages
 --------------------------
 Every message is declared here once, as a NamedTuple of typed fields (:class:`Full`,
@@ -88,6 +91,7 @@ from maitred.link.codec import (
     on,
     on_request,
 )
+from maitred.link.files import MAX_FILES, Receiver, send_with_files
 from maitred.link.messages import (
     BODY_FIELD,
     HEADER,
@@ -132,6 +136,7 @@ __all__ = [
     "HEADER_SIZE",
     "MARSHAL_VERSION",
     "MAX_BODY_FRAME",
+    "MAX_FILES",
     "MAX_FRAME",
     "MESSAGES",
     "READ_SIZE",
@@ -159,6 +164,7 @@ __all__ = [
     "Payload",
     "ProtocolViolation",
     "Receive",
+    "Receiver",
     "Receivers",
     "Receiving",
     "Request",
@@ -185,4 +191,5 @@ __all__ = [
     "kind_name",
     "on",
     "on_request",
+    "send_with_files",
 ]

@@ -143,7 +143,7 @@ class Request(NamedTuple):
     version: str
     headers: list[tuple[bytes, bytes]]
     body: bytes  # empty on the wire: the body is the frame's tail (encode_request)
-    body_path: str  # non-empty when the body was spooled to a file
+    spooled: bool  # the body was spooled: its open file comes with the frame (link.files)
     remote_addr: str
     remote_port: str
     server_name: str

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from typing import IO
 
 from maitred import link
 from maitred.worker.wsgi import LinkClosed
@@ -23,6 +24,7 @@ class FrontConnection:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self.files = link.Receiver(sock)  # the reader thread's reads, and the files they bring
         self.lock = threading.Lock()
         self.channels: dict[int, Channel] = {}
 
@@ -41,6 +43,7 @@ class Channel:
     """
 
     __slots__ = (
+        "body",
         "cancelled",
         "changed",
         "credit",
@@ -71,6 +74,7 @@ class Channel:
         self.thread = 0  # ident of the app thread running it, once one does
         self.started = 0.0  # monotonic time the app thread took it
         self.taken: bool | None = None  # the front's answer to a FILE frame
+        self.body: IO[bytes] | None = None  # a spooled body's file (maitred.link.files)
 
     @property
     def label(self) -> str:

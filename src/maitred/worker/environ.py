@@ -4,13 +4,15 @@ The front parsed and checked the request; this only spells it as the environ, on
 request on the worker's hot path: the message is unpacked at once, a copy of the fixed keys
 (:attr:`EnvironBuilder.base`) is filled in, and each header name's environ key is taken from a
 bounded cache instead of being built again. wsgi.input is the body in memory, or the file the
-front spooled it to; either way its length is known (the front read the whole body).
+front spooled it to, which came open with the request (maitred.link.files); either way its
+length is known (the front read the whole body).
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
@@ -94,15 +96,16 @@ class EnvironBuilder:
         environ["SCRIPT_NAME"] = ""
         return path_info
 
-    def build(self, req: link.Request) -> dict[str, Any]:
-        """The environ of one request (the common case makes no call of ours)."""
+    def build(self, req: link.Request, spooled: IO[bytes] | None = None) -> dict[str, Any]:
+        """The environ of one request (the common case makes no call of ours); `spooled`:
+        the file of a spooled body, which the caller closes."""
         (
             method,
             target,
             version,
             headers,
             body,
-            body_path,
+            _,  # spooled: the file is given
             remote_addr,
             remote_port,
             server_name,
@@ -154,8 +157,8 @@ class EnvironBuilder:
             else:
                 environ[key] = value
         # The front read the whole body, so its length is known even when it came chunked.
-        if body_path:  # spooled: a call for large bodies only
-            stream: IO[bytes] = _spooled_input(environ, body_path)
+        if spooled is not None:  # a call for large bodies only
+            stream: IO[bytes] = _spooled_input(environ, spooled)
         else:
             stream = io.BytesIO(body)
             if body or "CONTENT_LENGTH" in environ:
@@ -164,12 +167,9 @@ class EnvironBuilder:
         return environ
 
 
-def _spooled_input(environ: dict[str, Any], body_path: str) -> IO[bytes]:
+def _spooled_input(environ: dict[str, Any], stream: IO[bytes]) -> IO[bytes]:
     """wsgi.input from the file the front spooled the body to; sets CONTENT_LENGTH."""
-    stream = open(body_path, "rb")  # noqa: SIM115 - closed by the caller
-    stream.seek(0, io.SEEK_END)
-    environ["CONTENT_LENGTH"] = str(stream.tell())
-    stream.seek(0)
+    environ["CONTENT_LENGTH"] = str(os.fstat(stream.fileno()).st_size)
     return stream
 
 

@@ -230,10 +230,13 @@ class Worker:
         self.retire.set()  # the main thread drains what the threads hold, then exits
 
     def _read_link(self, current: FrontConnection) -> None:
-        reader = link.FrameReader(current.sock.recv_into)
-        while frames := reader.read():
-            for kind, rid, payload in frames:
-                RECEIVERS[kind](self, rid, payload)
+        reader = link.FrameReader(current.files.recv_into)
+        try:
+            while frames := reader.read():
+                for kind, rid, payload in frames:
+                    RECEIVERS[kind](self, rid, payload)
+        finally:
+            current.files.close()
 
     # --- the messages of RECEIVERS, below; on the reader thread, for the link being read ---
 
@@ -246,6 +249,8 @@ class Worker:
         current = self.front
         assert current is not None  # set before its frames are read
         channel = Channel(current, rid, request, self.window, self.credit_changed)
+        if request.spooled:  # its body's file came with it (maitred.link.files)
+            channel.body = open(current.files.take(), "rb")  # noqa: SIM115 - the thread closes it
         current.channels[rid] = channel
         self.requests.put(channel)
 
@@ -363,7 +368,7 @@ class Worker:
         try:
             # Inside the try: a request that fails here (its spooled body gone, say) must
             # still be answered, or the front would count this thread busy for ever.
-            environ = self.environ.build(req)
+            environ = self.environ.build(req, channel.body)
             # Middleware may replace wsgi.input in the environ; close the stream we opened.
             stream = environ["wsgi.input"]
             run_app(app, environ, response)
@@ -384,6 +389,8 @@ class Worker:
         finally:
             if stream is not None:
                 stream.close()
+            if channel.body is not None:
+                channel.body.close()
 
 
 # What a worker takes from the front; anything else stops the worker (Worker._read).

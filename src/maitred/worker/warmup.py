@@ -59,7 +59,7 @@ def _request(path: str, host: str) -> link.Request:
         version="1.1",
         headers=[(b"Host", host.encode("idna")), (b"User-Agent", b"maitred-warmup")],
         body=b"",
-        body_path="",
+        spooled=False,
         remote_addr="127.0.0.1",
         remote_port="0",
         server_name=host,
