@@ -61,6 +61,7 @@ from maitred import (
     frontplan,
     inherit,
     logs,
+    masterstats,
     privileges,
     runtime,
     sdnotify,
@@ -73,9 +74,11 @@ from maitred.appload import AppLoadError, load_app, prepare_path
 from maitred.children import Child, Exit, FrontChild, ReloaderChild, WorkerChild, exit_text
 from maitred.config import Config, ConfigError, reloaded
 from maitred.frontset import FrontSet
+from maitred.metrics import MetricsBook
 from maitred.pool import Pool
 from maitred.processes import Processes
 from maitred.shutdowndelay import ShutdownDelay
+from maitred.statsserver import StatsServer
 
 log = logging.getLogger("maitred.error")
 
@@ -116,6 +119,8 @@ class Arbiter:
         self.env = runtime.Environment()
         self.notify = sdnotify.Notifier()  # systemd, when it listens (taken at start)
         self.delay = ShutdownDelay()  # --shutdown-delay
+        self.book = MetricsBook()  # --stats-bind's figures (maitred.metrics)
+        self.stats: StatsServer | None = None
 
     # --- start ---
 
@@ -155,6 +160,14 @@ class Arbiter:
             self._cleanup()
             return 1
         self.fronts.tls_context = context
+        try:
+            if cfg.stats_bind:
+                self.stats = masterstats.start(self, cfg.stats_bind, FRONT_FRESH)
+                log.info("Stats at: %s (%d)", self.stats.url, self.pid)
+        except OSError as exc:
+            log.error("cannot serve --stats-bind %s: %s", cfg.stats_bind, exc)
+            self._cleanup()
+            return 1
         try:
             runtime.write_pidfile(cfg.pidfile, self.pid)
             if cfg.reload:
@@ -208,8 +221,12 @@ class Arbiter:
     def _loop(self) -> None:
         while self.children or (not self.stopping and self._next_start() is not None):
             extra = [self.upgrade.fd] if self.upgrade.fd >= 0 else []
+            if self.stats is not None:
+                extra += self.stats.fds()
             received, talking, readable = self.processes.wait(self._timeout(), extra)
-            if readable and self.upgrade.finish():
+            if self.stats is not None:
+                self.stats.turn(readable)
+            if self.upgrade.fd >= 0 and self.upgrade.fd in readable and self.upgrade.finish():
                 self.notify.main_pid(self.upgrade.pid)  # systemd follows the new master
                 self.stop()
             for child in talking:
@@ -249,6 +266,8 @@ class Arbiter:
         now = time.monotonic()
         when = self._next_start()
         waits = [TICK, self.notify.timeout(now), self.delay.timeout(now)]
+        if self.stats is not None:
+            waits.append(self.stats.timeout(now))
         if when is not None and not self.stopping:
             waits.append(max(0.0, when - now))
         return min(wait for wait in waits if wait is not None)
@@ -386,7 +405,7 @@ class Arbiter:
             self._front_said(child, said)  # besides, it is its heartbeat
             return
         for message in said:
-            if isinstance(message, status.LoadReport):
+            if isinstance(message, (status.LoadReport, status.MetricsReport)):
                 continue  # a front's message; a worker has no business sending it
             kind, value = message
             if kind == status.READY:
@@ -401,12 +420,16 @@ class Arbiter:
         """A front's load reports go to their pools; those of fronts on their way out (a
         reload replaced them) would count workers the pool gave up."""
         assert self.fronts is not None
+        for message in said:  # counted by every front, on its way out too
+            if isinstance(message, status.MetricsReport):
+                self.book.front_said(child.pid, message.figures)
         if child.generation not in self.fronts.serving():
             return
         now = time.monotonic()
         for message in said:
             if isinstance(message, status.LoadReport) and message.pool in self.pools:
                 self.pools[message.pool].load(child.pid, message, now)
+                self.book.load(child.pid, message)
 
     def _ready(self, child: WorkerChild) -> None:
         """A worker imported the app and serves."""
@@ -453,6 +476,10 @@ class Arbiter:
             wanted=pool.wanted if pool is not None else 0,
         )
         why = exits.classify(child, code, situation)
+        if isinstance(child, FrontChild):
+            self.book.front_exited(child.pid)  # its counts stay in the totals
+        elif isinstance(child, WorkerChild) and why is not Exit.STOP:
+            self.book.worker_exited(child.pool, why.name.lower())
         if why is Exit.STOP:
             log.debug("%s (pid %d) exited with %s", child.role, child.pid, exit_text(code))
             if isinstance(child, FrontChild) and not self.fronts.fronts():
@@ -512,7 +539,8 @@ class Arbiter:
     def _sockets(self) -> list[socket.socket]:
         """What the master holds that a child serving no connection must close."""
         links = self.fronts.link_listeners() if self.fronts is not None else []
-        return [*(sock for group in self.listeners for sock in group), *links]
+        stats = self.stats.sockets() if self.stats is not None else []
+        return [*(sock for group in self.listeners for sock in group), *links, *stats]
 
     # --- stop ---
 
@@ -561,6 +589,9 @@ class Arbiter:
 
     def _cleanup(self) -> None:
         self._close_listeners()
+        if self.stats is not None:
+            self.stats.close()
+            self.stats = None
         if self.fronts is not None:
             for link in self.fronts.link_listeners():
                 link.close()

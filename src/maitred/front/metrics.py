@@ -1,0 +1,124 @@
+"""What a front counts of the requests it answers, for --stats-bind (maitred.metrics).
+
+Theory of operation
+-------------------
+Every request a front answers passes its connection's `exchange_done`; there the front adds it
+to the :class:`AppCounters` of its app: one integer for its status class and method, one bucket
+and one sum for each of four durations (queued, in the app, sending, total), and the 503s it
+shed and the 504s it timed out. That is a few dict and list operations per request and no
+allocation on the steady path, so a front with --stats-bind pays next to nothing.
+
+The counters are cumulative for the front's life. About once a second (with the load reports,
+maitred.front.load) the front writes each app's counters, whole, to the master on its status
+pipe (maitred.status.encode_metrics); the master keeps the last of each front and adds in the
+fronts that exited (maitred.metrics). Whole snapshots rather than deltas: a lost or dropped
+message (a full pipe) costs freshness, never a count.
+
+Methods outside the common few count as OTHER, so a client cannot grow the label set.
+
+Owned by the event loop thread.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from maitred.front.states import ConnState
+
+if TYPE_CHECKING:
+    from maitred.front.connection import ClientConnection
+    from maitred.front.exchange import Exchange
+
+# Upper bounds (seconds) of the duration histograms' buckets: from a fast cached page to a
+# slow report; past the last, +Inf.
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+DURATIONS = ("queue", "app", "send", "total")
+METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+OTHER = "OTHER"
+SHED = 503  # the front turned it away: the queue was full or it waited too long
+TIMED_OUT = 504  # the app ran past --timeout
+
+
+class Histogram:
+    """Counts per bucket (the last one +Inf), not cumulative, and the sum of the values."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BUCKETS) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(BUCKETS, value)] += 1
+        self.sum += value
+
+
+class AppCounters:
+    """One app's requests as one front answered them, since the front started."""
+
+    __slots__ = ("histograms", "requests", "shed", "timed_out")
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str], int] = {}  # (status class, method) -> count
+        self.histograms = {name: Histogram() for name in DURATIONS}
+        self.shed = 0
+        self.timed_out = 0
+
+    def count(self, exchange: Exchange, now: float) -> None:
+        status = exchange.status
+        method = exchange.head.method.decode("latin-1")
+        key = (f"{status // 100}xx" if 100 <= status < 600 else "other", method)
+        if method not in METHODS:
+            key = (key[0], OTHER)
+        requests = self.requests
+        requests[key] = requests.get(key, 0) + 1
+        if status == SHED:
+            self.shed += 1
+        elif status == TIMED_OUT:
+            self.timed_out += 1
+        hist = self.histograms
+        hist["total"].observe(now - exchange.started)
+        dispatched, app_done = exchange.dispatched, exchange.app_done
+        if dispatched:  # it reached a thread (not static, not shed)
+            hist["queue"].observe(dispatched - exchange.complete)
+            if app_done:
+                hist["app"].observe(app_done - dispatched)
+                hist["send"].observe(max(0.0, now - app_done))
+
+    def snapshot(self, app: str) -> dict[str, Any]:
+        """What the master is sent: plain JSON types."""
+        return {
+            "app": app,
+            "requests": [[cls, method, n] for (cls, method), n in self.requests.items()],
+            "histograms": {name: [h.counts, h.sum] for name, h in self.histograms.items()},
+            "shed": self.shed,
+            "timed_out": self.timed_out,
+        }
+
+
+class FrontCounters:
+    """The counters of every app a front serves, found by the label its exchanges carry."""
+
+    def __init__(self, apps: Iterable[tuple[str, str]]) -> None:
+        """`apps`: (pool name, label) of each app; the only app's exchanges carry no label."""
+        pairs = list(apps)
+        self.by_name = {name: AppCounters() for name, _ in pairs}
+        self._by_label = {label: self.by_name[name] for name, label in pairs}
+        if len(pairs) == 1:
+            self._by_label[""] = self.by_name[pairs[0][0]]
+
+    def count(self, exchange: Exchange, now: float) -> None:
+        counters = self._by_label.get(exchange.app)
+        if counters is not None:  # else no app took it (an unrouted host): not an app's
+            counters.count(exchange, now)
+
+    def snapshots(self, connections: Iterable[ClientConnection]) -> list[dict[str, Any]]:
+        """One message's worth per app, then the front's connections by state."""
+        states = {state.value: 0 for state in ConnState if state is not ConnState.CLOSED}
+        for conn in connections:
+            if conn.state.value in states:
+                states[conn.state.value] += 1
+        apps = [counters.snapshot(name) for name, counters in self.by_name.items()]
+        return [*apps, {"app": None, "connections": states}]
