@@ -202,8 +202,19 @@ class Arbiter:
         os.mkdir(spool_dir, 0o700)
         dirs = (self.link_dir, spool_dir)
         self._hand_over(dirs)
-        fork = self.processes.fork
-        return FrontSet(cfg, self.children, fork, lambda: self.listeners, dirs)
+        return FrontSet(cfg, self.children, self._fork_front, lambda: self.listeners, dirs)
+
+    def _fork_front(self, main: Callable[[], int]) -> int:
+        """Fork a front: it keeps the listeners and its links, not the stats sockets (a
+        scraper's connection held open by a front would never see its end)."""
+
+        def front_main() -> int:
+            if self.stats is not None:
+                for sock in self.stats.sockets():
+                    sock.close()
+            return main()
+
+        return self.processes.fork(front_main)
 
     def _hand_over(self, dirs: tuple[str, str]) -> None:
         """--user: the children's user reaches its own files (maitred.privileges says which);

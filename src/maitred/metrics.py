@@ -49,16 +49,26 @@ HELP = {
 
 
 def _add(into: Counts, counts: Counts) -> None:
-    """Add one front's counters of an app into a total."""
-    for cls, method, n in counts.get("requests", ()):
-        key = f"{cls}\0{method}"
-        into.setdefault("requests", {})[key] = into.get("requests", {}).get(key, 0) + n
+    """Add counters (as :func:`_received` keeps them) into a total."""
+    requests = into.setdefault("requests", {})
+    for key, n in counts.get("requests", {}).items():
+        requests[key] = requests.get(key, 0) + n
     for name, (buckets, total) in counts.get("histograms", {}).items():
         mine = into.setdefault("histograms", {}).setdefault(name, [[0] * len(buckets), 0.0])
         mine[0] = [a + b for a, b in zip(mine[0], buckets, strict=False)]
         mine[1] += total
     for key in ("shed", "timed_out"):
         into[key] = into.get(key, 0) + counts.get(key, 0)
+
+
+def _received(figures: Mapping[str, Any]) -> Counts:
+    """A front's counters as the book keeps them: requests by (status class, method)."""
+    counts = dict(figures)
+    requests: dict[tuple[str, str], int] = {}
+    for cls, method, n in figures.get("requests", ()):
+        requests[(str(cls), str(method))] = int(n)
+    counts["requests"] = requests
+    return counts
 
 
 class MetricsBook:
@@ -78,7 +88,7 @@ class MetricsBook:
             if isinstance(connections, dict):
                 self.connections[pid] = connections
         elif isinstance(app, str):
-            self.fronts.setdefault(pid, {})[app] = dict(figures)
+            self.fronts.setdefault(pid, {})[app] = _received(figures)
 
     def load(self, pid: int, report: LoadReport) -> None:
         self.loads.setdefault(pid, {})[report.pool] = report
@@ -153,8 +163,7 @@ class Collector(CollectorBase):
         }
         for app in apps:
             total = self.book.totals(app)
-            for key, n in sorted(total.get("requests", {}).items()):
-                cls, method = key.split("\0")
+            for (cls, method), n in sorted(total.get("requests", {}).items()):
                 requests.add_metric([app, cls, method], n)
             shed.add_metric([app], total.get("shed", 0))
             timed_out.add_metric([app], total.get("timed_out", 0))

@@ -143,7 +143,11 @@ class StatsServer:
             return
         client.head += data
         if b"\r\n\r\n" in client.head or b"\n\n" in client.head:
-            client.out = respond(client.head, self.answers)
+            try:
+                client.out = respond(client.head, self.answers)
+            except Exception:  # a bug here must not stop the master: say it, answer 500
+                log.exception("stats: cannot answer %r", client.head[:100])
+                client.out = render((500, TEXT, b"internal error\n"), b"GET")
             client.answered = True
         elif len(client.head) > HEAD_LIMIT:
             client.out = render((431, TEXT, b"request head too large\n"), b"GET")
