@@ -488,6 +488,9 @@ class Arbiter:
         )
         why = exits.classify(child, code, situation)
         if isinstance(child, FrontChild):
+            for message in child.last_words:  # its last counts, unread before it exited
+                if isinstance(message, status.MetricsReport):
+                    self.book.front_said(child.pid, message.figures)
             self.book.front_exited(child.pid)  # its counts stay in the totals
         elif isinstance(child, WorkerChild) and why is not Exit.STOP:
             self.book.worker_exited(child.pool, why.name.lower())

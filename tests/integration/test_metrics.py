@@ -110,6 +110,18 @@ def test_counters_never_go_back_across_hup_killed_worker_and_two_fronts(
     assert value(samples, "maitred_request_total_seconds_count") == 30
 
 
+@pytest.mark.expect_errors(r"front \(pid \d+\) exited")
+def test_a_front_that_stops_gives_its_last_counts(servers: ServerFactory) -> None:
+    server = servers.start("hello:application", "-w", "1", *STATS)
+    port = stats_port(server)
+    (front,) = _fronts(server)
+    for _ in range(10):
+        assert fetch(server.port, "GET", "/").status == 200
+    os.kill(front, signal.SIGTERM)  # it stops at once, before its next periodic report
+    wait_until(lambda: _fronts(server) - {front}, what="the front replaced")
+    wait_count(port, 10)
+
+
 def _fronts(server: Server) -> set[int]:
     return set(children_titled(server.pid, "maitred: front"))
 
