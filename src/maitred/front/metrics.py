@@ -55,6 +55,20 @@ class Histogram:
         self.sum += value
 
 
+def _key(status: int, method: bytes) -> tuple[str, str]:
+    """The labels a request counts under; those of the common ones are kept in _KEYS (a
+    client's made-up methods are not: the cache stays small)."""
+    name = method.decode("latin-1")
+    key = (f"{status // 100}xx" if 100 <= status < 600 else "other", name)
+    if name not in METHODS:
+        return key[0], OTHER
+    _KEYS[(status, method)] = key
+    return key
+
+
+_KEYS: dict[tuple[int, bytes], tuple[str, str]] = {}  # (status, method) -> labels
+
+
 class AppCounters:
     """One app's requests as one front answered them, since the front started."""
 
@@ -68,10 +82,10 @@ class AppCounters:
 
     def count(self, exchange: Exchange, now: float) -> None:
         status = exchange.status
-        method = exchange.head.method.decode("latin-1")
-        key = (f"{status // 100}xx" if 100 <= status < 600 else "other", method)
-        if method not in METHODS:
-            key = (key[0], OTHER)
+        method = exchange.head.method
+        key = _KEYS.get((status, method))
+        if key is None:
+            key = _key(status, method)
         requests = self.requests
         requests[key] = requests.get(key, 0) + 1
         if status == SHED:
