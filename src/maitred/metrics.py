@@ -40,6 +40,14 @@ from maitred.status import LoadReport
 
 Counts = dict[str, Any]  # one app's counters, as maitred.front.metrics sends them
 
+# The plain counters of an app, each with its metric's name and help.
+SIMPLE = {
+    "shed": ("maitred_requests_shed", "Requests answered 503 (queue full, queue timeout)."),
+    "timed_out": ("maitred_requests_timed_out", "Requests answered 504 (--timeout)."),
+    "static_files": ("maitred_static_files", "Files served from --static directories."),
+    "static_bytes": ("maitred_static_bytes", "Bytes of the bodies of those files sent."),
+}
+
 HELP = {
     "queue": "Seconds a request waited in the front for an app thread.",
     "app": "Seconds from a thread taking a request to the app's last byte.",
@@ -57,7 +65,7 @@ def _add(into: Counts, counts: Counts) -> None:
         mine = into.setdefault("histograms", {}).setdefault(name, [[0] * len(buckets), 0.0])
         mine[0] = [a + b for a, b in zip(mine[0], buckets, strict=False)]
         mine[1] += total
-    for key in ("shed", "timed_out"):
+    for key in SIMPLE:
         into[key] = into.get(key, 0) + counts.get(key, 0)
 
 
@@ -147,14 +155,10 @@ class Collector(CollectorBase):
             "Requests answered, by status class and method.",
             labels=["app", "status_class", "method"],
         )
-        shed = CounterMetricFamily(
-            "maitred_requests_shed",
-            "Requests answered 503 (queue full, queue timeout).",
-            labels=["app"],
-        )
-        timed_out = CounterMetricFamily(
-            "maitred_requests_timed_out", "Requests answered 504 (--timeout).", labels=["app"]
-        )
+        simple = {
+            key: CounterMetricFamily(name, text, labels=["app"])
+            for key, (name, text) in SIMPLE.items()
+        }
         histograms = {
             name: HistogramMetricFamily(
                 f"maitred_request_{name}_seconds", HELP[name], labels=["app"]
@@ -165,12 +169,12 @@ class Collector(CollectorBase):
             total = self.book.totals(app)
             for (cls, method), n in sorted(total.get("requests", {}).items()):
                 requests.add_metric([app, cls, method], n)
-            shed.add_metric([app], total.get("shed", 0))
-            timed_out.add_metric([app], total.get("timed_out", 0))
-            for name, family in histograms.items():
+            for key, counter in simple.items():
+                counter.add_metric([app], total.get(key, 0))
+            for name, histogram in histograms.items():
                 counts, seconds = total.get("histograms", {}).get(name, [[0], 0.0])
-                family.add_metric([app], _cumulative(counts), seconds)
-        yield from (requests, shed, timed_out, *histograms.values())
+                histogram.add_metric([app], _cumulative(counts), seconds)
+        yield from (requests, *simple.values(), *histograms.values())
 
     def _pools(self, apps: list[str]) -> Iterator[Metric]:
         workers = GaugeMetricFamily(

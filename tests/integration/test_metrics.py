@@ -73,6 +73,32 @@ def test_counters_and_histograms_count_each_request_once(servers: ServerFactory)
     assert value(samples, "maitred_threads", app="main") > 0
 
 
+def test_static_files_count_with_their_bytes_and_health_checks_do_not(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    (tmp_path / "page.txt").write_bytes(b"x" * 1000)
+    server = servers.start(
+        "hello:application",
+        "-w",
+        "1",
+        "--static",
+        f"/s={tmp_path}",
+        "--health-path",
+        "/healthz",
+        *STATS,
+    )
+    port = stats_port(server)
+    for _ in range(3):
+        assert fetch(server.port, "GET", "/s/page.txt").status == 200
+    assert fetch(server.port, "GET", "/s/missing.txt").status == 404
+    assert fetch(server.port, "GET", "/healthz").status == 200
+    assert fetch(server.port, "GET", "/").status == 200
+    samples = wait_count(port, 5)
+    assert value(samples, "maitred_static_files_total", app="main") == 3
+    assert value(samples, "maitred_static_bytes_total", app="main") == 3000
+    assert value(samples, "maitred_request_queue_seconds_count", app="main") == 1
+
+
 def test_openmetrics_when_the_scraper_asks(servers: ServerFactory) -> None:
     server = servers.start("hello:application", "-w", "1", *STATS)
     port = stats_port(server)

@@ -383,8 +383,11 @@ class Front:
     # --- access log ---
 
     def log_access(self, exchange: Exchange) -> None:
-        if self.counters is not None:
-            self.counters.count(exchange, self.loop.time())
+        counters = self.counters
+        if counters is not None and (
+            self.health is None or not self.health.matches(exchange.head.target)
+        ):
+            counters.count(exchange, self.loop.time())  # a health check is not the app's
         if self.access is not None and (self.health is None or not self.health.quiet(exchange)):
             self.access.write(exchange)
 
