@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import Server, ServerFactory, wait_until
+from harness import Server, ServerFactory, run_cli, wait_until
 from procs import children_titled
 from rawhttp import fetch, read_to_close, send_closing_get, unix_get
 
@@ -146,6 +146,16 @@ def test_a_front_that_stops_gives_its_last_counts(servers: ServerFactory) -> Non
     os.kill(front, signal.SIGTERM)  # it stops at once, before its next periodic report
     wait_until(lambda: _fronts(server) - {front}, what="the front replaced")
     wait_count(port, 10)
+
+
+def test_a_stats_address_in_use_stops_the_start_with_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        result = run_cli(["-b", "127.0.0.1:0", "--stats-bind", address, "hello:application"])
+    assert result.returncode == 1
+    assert f"cannot serve --stats-bind {address}" in result.stderr
 
 
 def _fronts(server: Server) -> set[int]:

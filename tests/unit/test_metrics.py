@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from maitred import status
+from maitred.config import ConfigError, load
 from maitred.front.metrics import BUCKETS, Histogram
 from maitred.metrics import Collector, MetricsBook
 from maitred.statsserver import Answers, respond
@@ -105,3 +107,14 @@ def test_routes_methods_and_bad_heads() -> None:
     )
     assert answer.endswith(b"accept=application/openmetrics-text")
     assert respond(b"HEAD /metrics HTTP/1.1\r\n\r\n", ANSWERS).endswith(b"\r\n\r\n")
+
+
+@pytest.mark.parametrize("address", ["nope:port", "unix:", "1.2.3.4:99999"])
+def test_a_bad_stats_address_is_refused_at_start(address: str) -> None:
+    with pytest.raises(ConfigError, match=r"stats.bind"):
+        load({"stats_bind": address}, {})
+
+
+def test_stats_are_off_unless_asked() -> None:
+    assert load({}, {}).stats_bind == ""
+    assert load({"stats_bind": "unix:/tmp/s.sock"}, {}).stats_bind == "unix:/tmp/s.sock"
