@@ -43,6 +43,7 @@ through maitred.inherit.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -121,6 +122,7 @@ class Arbiter:
         self.delay = ShutdownDelay()  # --shutdown-delay
         self.book = MetricsBook()  # --stats-bind's figures (maitred.metrics)
         self.stats: StatsServer | None = None
+        self.stats_waiting = False  # for the old master of a USR2 to free --stats-bind
 
     # --- start ---
 
@@ -160,12 +162,7 @@ class Arbiter:
             self._cleanup()
             return 1
         self.fronts.tls_context = context
-        try:
-            if cfg.stats_bind:
-                self.stats = masterstats.start(self, cfg.stats_bind, FRONT_FRESH)
-                log.info("Stats at: %s (%d)", self.stats.url, self.pid)
-        except OSError as exc:
-            log.error("cannot serve --stats-bind %s: %s", cfg.stats_bind, exc)
+        if cfg.stats_bind and not self._serve_stats(upgrade.UPGRADE_FD in self.environ):
             self._cleanup()
             return 1
         try:
@@ -179,6 +176,25 @@ class Arbiter:
         finally:
             self._cleanup()
         return self.exit_status
+
+    def _serve_stats(self, may_wait: bool) -> bool:
+        """Listen at --stats-bind; False when it cannot. After a USR2 the old master holds
+        the address until it stops (`may_wait`): then it is tried again every turn."""
+        address = self.cfg.stats_bind
+        try:
+            self.stats = masterstats.start(self, address, FRONT_FRESH)
+        except OSError as exc:
+            if may_wait and exc.errno == errno.EADDRINUSE:
+                if not self.stats_waiting:
+                    log.info("--stats-bind %s: taken once the old master stops", address)
+                self.stats_waiting = True
+                return True
+            log.error("cannot serve --stats-bind %s: %s", address, exc)
+            self.stats_waiting = False
+            return False
+        self.stats_waiting = False
+        log.info("Stats at: %s (%d)", self.stats.url, self.pid)
+        return True
 
     def _use_apps(self, cfg: Config) -> None:
         """The apps of `cfg` (resolved in the server's directory) and a pool for each new one."""
@@ -238,6 +254,7 @@ class Arbiter:
             if self.stats is not None:
                 self.stats.turn(readable)
             if self.upgrade.fd >= 0 and self.upgrade.fd in readable and self.upgrade.finish():
+                self._close_stats()  # the new master takes the address over
                 self.notify.main_pid(self.upgrade.pid)  # systemd follows the new master
                 self.stop()
             for child in talking:
@@ -288,6 +305,8 @@ class Arbiter:
         assert self.fronts is not None
         now = time.monotonic()
         self.processes.forgive_stall(now)
+        if self.stats_waiting:
+            self._serve_stats(may_wait=True)
         self.fronts.check(now, self.cfg.front_timeout)
         for pool in self.pools.values():
             pool.check(now)
@@ -601,11 +620,14 @@ class Arbiter:
         sockets.close_all(self.listeners, self.upgrade.done, self.systemd_sockets)
         self.listeners = []
 
-    def _cleanup(self) -> None:
-        self._close_listeners()
+    def _close_stats(self) -> None:
         if self.stats is not None:
             self.stats.close()
             self.stats = None
+
+    def _cleanup(self) -> None:
+        self._close_listeners()
+        self._close_stats()
         if self.fronts is not None:
             for link in self.fronts.link_listeners():
                 link.close()

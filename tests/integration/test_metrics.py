@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness import Server, ServerFactory, run_cli, wait_until
-from procs import children_titled
+from procs import children_titled, read_proc
 from rawhttp import fetch, read_to_close, send_closing_get, unix_get
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -156,6 +156,39 @@ def test_a_stats_address_in_use_stops_the_start_with_one_line() -> None:
         result = run_cli(["-b", "127.0.0.1:0", "--stats-bind", address, "hello:application"])
     assert result.returncode == 1
     assert f"cannot serve --stats-bind {address}" in result.stderr
+
+
+def test_usr2_hands_the_stats_address_to_the_new_master(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    with socket.socket() as probe:  # a port for both masters, free once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    pidfile = tmp_path / "maitred.pid"
+    server = servers.start(
+        "hello:application",
+        "-w",
+        "1",
+        "--pidfile",
+        str(pidfile),
+        "--stats-bind",
+        f"127.0.0.1:{port}",
+    )
+    old_master = server.pid
+    wait_until(lambda: pidfile.exists() and pidfile.read_text().strip() == str(old_master))
+    os.kill(old_master, signal.SIGUSR2)
+    server.spawned.proc.wait(15)  # the old master stops once the new one serves
+    wait_until(lambda: server.stderr.count("Stats at:") == 2, what="the new master's stats")
+    new_master = int(pidfile.read_text())
+    try:
+        assert new_master != old_master
+        assert fetch(port, "GET", "/readyz").status == 200
+    finally:
+        os.kill(new_master, signal.SIGTERM)
+        wait_until(
+            lambda: read_proc(new_master) is None or read_proc(new_master).state == "Z",
+            what="the new master to stop",
+        )
 
 
 def _fronts(server: Server) -> set[int]:
