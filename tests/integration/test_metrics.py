@@ -12,7 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from harness import Server, ServerFactory, run_cli, wait_until
 from procs import children_titled, read_proc
-from rawhttp import fetch, read_to_close, send_closing_get, unix_get
+from rawhttp import fetch, read_to_close, request_bytes, send_closing_get, unix_get
+from slowclients import open_idle
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 STATS = ("--stats-bind", "127.0.0.1:0")
@@ -97,6 +98,32 @@ def test_static_files_count_with_their_bytes_and_health_checks_do_not(
     assert value(samples, "maitred_static_files_total", app="main") == 3
     assert value(samples, "maitred_static_bytes_total", app="main") == 3000
     assert value(samples, "maitred_request_queue_seconds_count", app="main") == 1
+
+
+def test_connections_by_phase(servers: ServerFactory, tmp_path: Path) -> None:
+    server = servers.start(
+        "slow:application", "-w", "1", "--graceful-timeout", "1", *STATS
+    )  # the slow request is cut short at the end
+    port = stats_port(server)
+    mark = tmp_path / "running"
+    idle = open_idle(server.port, 2)
+    silent = socket.create_connection(("127.0.0.1", server.port))
+    partial = socket.create_connection(("127.0.0.1", server.port))
+    partial.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # the head is still coming
+    waiting = socket.create_connection(("127.0.0.1", server.port))
+    waiting.sendall(request_bytes("GET", f"/?s=30&mark={mark}"))
+    wanted = {"new": 1, "idle": 2, "reading": 1, "waiting": 1, "writing": 0}
+    try:
+        wait_until(mark.exists, what="the slow request running")
+
+        def phases() -> dict[str, float]:
+            samples = scrape(port)
+            return {phase: value(samples, "maitred_connections", state=phase) for phase in wanted}
+
+        wait_until(lambda: phases() == wanted, what=f"connections {wanted}")
+    finally:
+        for sock in [*idle, silent, partial, waiting]:
+            sock.close()
 
 
 def test_openmetrics_when_the_scraper_asks(servers: ServerFactory) -> None:

@@ -26,7 +26,7 @@ from bisect import bisect_left
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from maitred.front.states import ConnState
+from maitred.front.states import HEAD_SENT, WAITING, ConnState
 
 if TYPE_CHECKING:
     from maitred.front.connection import ClientConnection
@@ -40,6 +40,27 @@ METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 OTHER = "OTHER"
 SHED = 503  # the front turned it away: the queue was full or it waited too long
 TIMED_OUT = 504  # the app ran past --timeout
+
+
+# What a client connection is doing, as an operator asks: nothing yet (new), waiting for its
+# next request (idle), sending one (reading), waiting for its answer (waiting: queued or in the
+# app), being answered (writing), or on its way out (closing).
+PHASES = ("new", "idle", "reading", "waiting", "writing", "closing")
+_BY_STATE = {ConnState.NEW: "new", ConnState.IDLE: "idle", ConnState.CLOSING: "closing"}
+_BY_STATE[ConnState.LINGERING] = "closing"
+
+
+def phase_of(conn: ClientConnection) -> str | None:
+    """One of PHASES, or None for a closed connection."""
+    state = conn.state
+    if state is ConnState.BUSY:
+        active = conn.active
+        if active is not None and active.state in HEAD_SENT:
+            return "writing"
+        return "reading" if conn.reading is not None or active is None else "waiting"
+    if state in WAITING and conn.parser.in_head:  # a request head has begun
+        return "reading"
+    return _BY_STATE.get(state)
 
 
 class Histogram:
@@ -137,10 +158,11 @@ class FrontCounters:
             counters.count(exchange, now)
 
     def snapshots(self, connections: Iterable[ClientConnection]) -> list[dict[str, Any]]:
-        """One message's worth per app, then the front's connections by state."""
-        states = {state.value: 0 for state in ConnState if state is not ConnState.CLOSED}
+        """One message's worth per app, then the front's connections by phase."""
+        states = dict.fromkeys(PHASES, 0)
         for conn in connections:
-            if conn.state.value in states:
-                states[conn.state.value] += 1
+            phase = phase_of(conn)
+            if phase is not None:
+                states[phase] += 1
         apps = [counters.snapshot(name) for name, counters in self.by_name.items()]
         return [*apps, {"app": None, "connections": states}]
