@@ -35,6 +35,10 @@ A HUP keeps the listeners in the master for the new fronts; a new master (USR2) 
 With --shutdown-delay, a TERM first only makes the server not ready: the fronts fail the
 health check and serve on for the delay (maitred.shutdowndelay), then the stop above begins.
 
+With --stats-bind the loop also answers scrapes and probes (maitred.statsserver: non-blocking,
+with a deadline per client, so a scraper never holds up supervision) from what the fronts
+report and what the master knows (maitred.metrics, maitred.masterstats).
+
 systemd hears from the master alone (maitred.sdnotify): READY once every pool's app imports,
 RELOADING and READY around a HUP, STOPPING, the watchdog while the fronts beat, MAINPID after
 USR2. Listeners that systemd passes (socket activation) or an old master passes (USR2) arrive
