@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from maitred import status
 from maitred.config import ConfigError, load
-from maitred.front.metrics import BUCKETS, Histogram
+from maitred.front.metrics import BUCKETS, DURATIONS, AppCounters
 from maitred.metrics import Collector, MetricsBook
 from maitred.statsserver import Answers, respond
 
@@ -43,14 +45,18 @@ def test_a_malformed_metrics_payload_is_dropped_and_the_next_message_reads() -> 
     assert said == [(status.READY, 0.0)]
 
 
-def test_a_value_on_a_bound_falls_in_that_bucket() -> None:
-    histogram = Histogram()
-    for value in (0.001, 0.0011, 30.0, 31.0):
-        histogram.observe(value)
-    assert histogram.counts[0] == 1
-    assert histogram.counts[1] == 1
-    assert histogram.counts[len(BUCKETS) - 1] == 1
-    assert histogram.counts[-1] == 1
+def test_a_value_on_a_bound_falls_in_that_bucket_and_labels_stay_few() -> None:
+    counters = AppCounters()
+    for took in (0.001, 0.0011, 30.0, 31.0):
+        head = SimpleNamespace(method=b"BREW")
+        exchange = SimpleNamespace(
+            status=200, head=head, static=False, started=0.0, dispatched=0, app_done=0
+        )
+        counters.count(exchange, took)  # type: ignore[arg-type]
+    total = counters.buckets[DURATIONS.index("total")]
+    assert (total[0], total[1], total[len(BUCKETS) - 1], total[-1]) == (1, 1, 1, 1)
+    assert sum(counters.buckets[DURATIONS.index("queue")]) == 0  # it never reached a thread
+    assert counters.requests == {("2xx", "OTHER"): 4}
 
 
 def test_the_book_sums_fronts_and_keeps_those_that_exited() -> None:

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 # slow report; past the last, +Inf.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 DURATIONS = ("queue", "app", "send", "total")
+QUEUE, APP, SEND, TOTAL = range(len(DURATIONS))
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 OTHER = "OTHER"
 SHED = 503  # the front turned it away: the queue was full or it waited too long
@@ -63,20 +64,6 @@ def phase_of(conn: ClientConnection) -> str | None:
     return _BY_STATE.get(state)
 
 
-class Histogram:
-    """Counts per bucket (the last one +Inf), not cumulative, and the sum of the values."""
-
-    __slots__ = ("counts", "sum")
-
-    def __init__(self) -> None:
-        self.counts = [0] * (len(BUCKETS) + 1)
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(BUCKETS, value)] += 1
-        self.sum += value
-
-
 def _key(status: int, method: bytes) -> tuple[str, str]:
     """The labels a request counts under; those of the common ones are kept in _KEYS (a
     client's made-up methods are not: the cache stays small)."""
@@ -94,11 +81,22 @@ _KEYS: dict[tuple[int, bytes], tuple[str, str]] = {}  # (status, method) -> labe
 class AppCounters:
     """One app's requests as one front answered them, since the front started."""
 
-    __slots__ = ("histograms", "requests", "shed", "static_bytes", "static_files", "timed_out")
+    __slots__ = (
+        "buckets",
+        "requests",
+        "shed",
+        "static_bytes",
+        "static_files",
+        "sums",
+        "timed_out",
+    )
 
     def __init__(self) -> None:
         self.requests: dict[tuple[str, str], int] = {}  # (status class, method) -> count
-        self.histograms = {name: Histogram() for name in DURATIONS}
+        # Per duration (DURATIONS, in order): the count in each bucket (the last +Inf), and
+        # the sum. Plain lists, not objects: this runs for every request.
+        self.buckets = [[0] * (len(BUCKETS) + 1) for _ in DURATIONS]
+        self.sums = [0.0] * len(DURATIONS)
         self.shed = 0
         self.timed_out = 0
         self.static_files = 0
@@ -107,33 +105,42 @@ class AppCounters:
     def count(self, exchange: Exchange, now: float) -> None:
         status = exchange.status
         method = exchange.head.method
-        key = _KEYS.get((status, method))
-        if key is None:
-            key = _key(status, method)
+        key = _KEYS.get((status, method)) or _key(status, method)
         requests = self.requests
         requests[key] = requests.get(key, 0) + 1
-        if status == SHED:
-            self.shed += 1
-        elif status == TIMED_OUT:
-            self.timed_out += 1
+        if status >= SHED:
+            self.shed += status == SHED
+            self.timed_out += status == TIMED_OUT
         if exchange.static and status < 400:  # a file it sent (not a 404, a 403)
             self.static_files += 1
             self.static_bytes += exchange.sent
-        hist = self.histograms
-        hist["total"].observe(now - exchange.started)
-        dispatched, app_done = exchange.dispatched, exchange.app_done
-        if dispatched:  # it reached a thread (not static, not shed)
-            hist["queue"].observe(dispatched - exchange.complete)
-            if app_done:
-                hist["app"].observe(app_done - dispatched)
-                hist["send"].observe(max(0.0, now - app_done))
+        buckets, sums = self.buckets, self.sums
+        took = now - exchange.started
+        buckets[TOTAL][bisect_left(BUCKETS, took)] += 1
+        sums[TOTAL] += took
+        dispatched = exchange.dispatched
+        if not dispatched:  # it never reached a thread (static, shed)
+            return
+        app_done = exchange.app_done
+        took = dispatched - exchange.complete
+        buckets[QUEUE][bisect_left(BUCKETS, took)] += 1
+        sums[QUEUE] += took
+        if app_done:
+            took = app_done - dispatched
+            buckets[APP][bisect_left(BUCKETS, took)] += 1
+            sums[APP] += took
+            took = max(0.0, now - app_done)
+            buckets[SEND][bisect_left(BUCKETS, took)] += 1
+            sums[SEND] += took
 
     def snapshot(self, app: str) -> dict[str, Any]:
         """What the master is sent: plain JSON types."""
         return {
             "app": app,
             "requests": [[cls, method, n] for (cls, method), n in self.requests.items()],
-            "histograms": {name: [h.counts, h.sum] for name, h in self.histograms.items()},
+            "histograms": {
+                name: [self.buckets[i], self.sums[i]] for i, name in enumerate(DURATIONS)
+            },
             "shed": self.shed,
             "timed_out": self.timed_out,
             "static_files": self.static_files,
