@@ -90,6 +90,17 @@ PROFILES: tuple[Profile, ...] = (
         only=frozenset({"hello", "hol-keepalive", "static-4k"}),
     ),
     Profile(
+        "maitred-stats",
+        f"maitred {WORKERS}x{THREADS}, --stats-bind",
+        # The same server counting every request for /metrics: what the counting costs.
+        ("{python}", "-m", "maitred", "--bind", "{bind}", "--workers", str(WORKERS),
+         "--threads", str(THREADS), "--stats-bind", "127.0.0.1:0", APP),
+        package="maitred",
+        port_from_log=LISTENING,
+        static_option="--static",
+        only=frozenset({"hello"}),
+    ),
+    Profile(
         "gunicorn-sync",
         f"gunicorn sync {SLOTS}",
         _GUNICORN_SYNC,

@@ -35,6 +35,10 @@ A HUP keeps the listeners in the master for the new fronts; a new master (USR2) 
 With --shutdown-delay, a TERM first only makes the server not ready: the fronts fail the
 health check and serve on for the delay (maitred.shutdowndelay), then the stop above begins.
 
+With --stats-bind the loop also answers scrapes and probes (maitred.statsserver: non-blocking,
+with a deadline per client, so a scraper never holds up supervision) from what the fronts
+report and what the master knows (maitred.metrics, maitred.masterstats).
+
 systemd hears from the master alone (maitred.sdnotify): READY once every pool's app imports,
 RELOADING and READY around a HUP, STOPPING, the watchdog while the fronts beat, MAINPID after
 USR2. Listeners that systemd passes (socket activation) or an old master passes (USR2) arrive
@@ -43,6 +47,7 @@ through maitred.inherit.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -61,6 +66,7 @@ from maitred import (
     frontplan,
     inherit,
     logs,
+    masterstats,
     privileges,
     runtime,
     sdnotify,
@@ -73,9 +79,11 @@ from maitred.appload import AppLoadError, load_app, prepare_path
 from maitred.children import Child, Exit, FrontChild, ReloaderChild, WorkerChild, exit_text
 from maitred.config import Config, ConfigError, reloaded
 from maitred.frontset import FrontSet
+from maitred.metrics import MetricsBook
 from maitred.pool import Pool
 from maitred.processes import Processes
 from maitred.shutdowndelay import ShutdownDelay
+from maitred.statsserver import StatsServer
 
 log = logging.getLogger("maitred.error")
 
@@ -116,6 +124,9 @@ class Arbiter:
         self.env = runtime.Environment()
         self.notify = sdnotify.Notifier()  # systemd, when it listens (taken at start)
         self.delay = ShutdownDelay()  # --shutdown-delay
+        self.book = MetricsBook()  # --stats-bind's figures (maitred.metrics)
+        self.stats: StatsServer | None = None
+        self.stats_waiting = False  # for the old master of a USR2 to free --stats-bind
 
     # --- start ---
 
@@ -155,6 +166,9 @@ class Arbiter:
             self._cleanup()
             return 1
         self.fronts.tls_context = context
+        if cfg.stats_bind and not self._serve_stats(upgrade.UPGRADE_FD in self.environ):
+            self._cleanup()
+            return 1
         try:
             runtime.write_pidfile(cfg.pidfile, self.pid)
             if cfg.reload:
@@ -166,6 +180,25 @@ class Arbiter:
         finally:
             self._cleanup()
         return self.exit_status
+
+    def _serve_stats(self, may_wait: bool) -> bool:
+        """Listen at --stats-bind; False when it cannot. After a USR2 the old master holds
+        the address until it stops (`may_wait`): then it is tried again every turn."""
+        address = self.cfg.stats_bind
+        try:
+            self.stats = masterstats.start(self, address, FRONT_FRESH)
+        except OSError as exc:
+            if may_wait and exc.errno == errno.EADDRINUSE:
+                if not self.stats_waiting:
+                    log.info("--stats-bind %s: taken once the old master stops", address)
+                self.stats_waiting = True
+                return True
+            log.error("cannot serve --stats-bind %s: %s", address, exc)
+            self.stats_waiting = False
+            return False
+        self.stats_waiting = False
+        log.info("Stats at: %s (%d)", self.stats.url, self.pid)
+        return True
 
     def _use_apps(self, cfg: Config) -> None:
         """The apps of `cfg` (resolved in the server's directory) and a pool for each new one."""
@@ -189,8 +222,19 @@ class Arbiter:
         os.mkdir(spool_dir, 0o700)
         dirs = (self.link_dir, spool_dir)
         self._hand_over(dirs)
-        fork = self.processes.fork
-        return FrontSet(cfg, self.children, fork, lambda: self.listeners, dirs)
+        return FrontSet(cfg, self.children, self._fork_front, lambda: self.listeners, dirs)
+
+    def _fork_front(self, main: Callable[[], int]) -> int:
+        """Fork a front: it keeps the listeners and its links, not the stats sockets (a
+        scraper's connection held open by a front would never see its end)."""
+
+        def front_main() -> int:
+            if self.stats is not None:
+                for sock in self.stats.sockets():
+                    sock.close()
+            return main()
+
+        return self.processes.fork(front_main)
 
     def _hand_over(self, dirs: tuple[str, str]) -> None:
         """--user: the children's user reaches its own files (maitred.privileges says which);
@@ -212,8 +256,13 @@ class Arbiter:
     def _loop(self) -> None:
         while self.children or (not self.stopping and self._next_start() is not None):
             extra = [self.upgrade.fd] if self.upgrade.fd >= 0 else []
+            if self.stats is not None:
+                extra += self.stats.fds()
             received, talking, readable = self.processes.wait(self._timeout(), extra)
-            if readable and self.upgrade.finish():
+            if self.stats is not None:
+                self.stats.turn(readable)
+            if self.upgrade.fd >= 0 and self.upgrade.fd in readable and self.upgrade.finish():
+                self._close_stats()  # the new master takes the address over
                 self.notify.main_pid(self.upgrade.pid)  # systemd follows the new master
                 self.stop()
             for child in talking:
@@ -253,6 +302,8 @@ class Arbiter:
         now = time.monotonic()
         when = self._next_start()
         waits = [TICK, self.notify.timeout(now), self.delay.timeout(now)]
+        if self.stats is not None:
+            waits.append(self.stats.timeout(now))
         if when is not None and not self.stopping:
             waits.append(max(0.0, when - now))
         return min(wait for wait in waits if wait is not None)
@@ -262,6 +313,8 @@ class Arbiter:
         assert self.fronts is not None
         now = time.monotonic()
         self.processes.forgive_stall(now)
+        if self.stats_waiting:
+            self._serve_stats(may_wait=True)
         self.fronts.check(now, self.cfg.front_timeout)
         for pool in self.pools.values():
             pool.check(now)
@@ -390,7 +443,7 @@ class Arbiter:
             self._front_said(child, said)  # besides, it is its heartbeat
             return
         for message in said:
-            if isinstance(message, status.LoadReport):
+            if isinstance(message, (status.LoadReport, status.MetricsReport)):
                 continue  # a front's message; a worker has no business sending it
             kind, value = message
             if kind == status.READY:
@@ -405,12 +458,16 @@ class Arbiter:
         """A front's load reports go to their pools; those of fronts on their way out (a
         reload replaced them) would count workers the pool gave up."""
         assert self.fronts is not None
+        for message in said:  # counted by every front, on its way out too
+            if isinstance(message, status.MetricsReport):
+                self.book.front_said(child.pid, message.figures)
         if child.generation not in self.fronts.serving():
             return
         now = time.monotonic()
         for message in said:
             if isinstance(message, status.LoadReport) and message.pool in self.pools:
                 self.pools[message.pool].load(child.pid, message, now)
+                self.book.load(child.pid, message)
 
     def _ready(self, child: WorkerChild) -> None:
         """A worker imported the app and serves."""
@@ -457,6 +514,13 @@ class Arbiter:
             wanted=pool.wanted if pool is not None else 0,
         )
         why = exits.classify(child, code, situation)
+        if isinstance(child, FrontChild):
+            for message in child.last_words:  # its last counts, unread before it exited
+                if isinstance(message, status.MetricsReport):
+                    self.book.front_said(child.pid, message.figures)
+            self.book.front_exited(child.pid)  # its counts stay in the totals
+        elif isinstance(child, WorkerChild) and why is not Exit.STOP:
+            self.book.worker_exited(child.pool, why.name.lower())
         if why is Exit.STOP:
             log.debug("%s (pid %d) exited with %s", child.role, child.pid, exit_text(code))
             if isinstance(child, FrontChild) and not self.fronts.fronts():
@@ -516,7 +580,8 @@ class Arbiter:
     def _sockets(self) -> list[socket.socket]:
         """What the master holds that a child serving no connection must close."""
         links = self.fronts.link_listeners() if self.fronts is not None else []
-        return [*(sock for group in self.listeners for sock in group), *links]
+        stats = self.stats.sockets() if self.stats is not None else []
+        return [*(sock for group in self.listeners for sock in group), *links, *stats]
 
     # --- stop ---
 
@@ -563,8 +628,14 @@ class Arbiter:
         sockets.close_all(self.listeners, self.upgrade.done, self.systemd_sockets)
         self.listeners = []
 
+    def _close_stats(self) -> None:
+        if self.stats is not None:
+            self.stats.close()
+            self.stats = None
+
     def _cleanup(self) -> None:
         self._close_listeners()
+        self._close_stats()
         if self.fronts is not None:
             for link in self.fronts.link_listeners():
                 link.close()

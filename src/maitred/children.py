@@ -57,6 +57,8 @@ class Child:
     # Why the master asked it to go (None: it was not asked): what its exit then means.
     leaving: Exit | None = None
     reader: status.StatusReader = field(default_factory=status.StatusReader)
+    # What was left unread on its status pipe when it was reaped (maitred.processes.reap).
+    last_words: list[status.Message] = field(default_factory=list)
 
     @property
     def role(self) -> str:

@@ -159,6 +159,12 @@ def _mount(value: Any) -> tuple[str, str]:
     return prefix, directory.strip()
 
 
+def _optional_bind(value: Any) -> str:
+    """an address, or empty"""
+    text = _str(value).strip()
+    return _bind(text) if text else ""
+
+
 def _health_path(value: Any) -> str:
     """a path starting with /, or empty"""
     text = _str(value).strip()
@@ -971,6 +977,17 @@ class Config:
         "--log-health-checks",
         section="Health and shutdown",
         reloads=FRONTS,
+    )
+    stats_bind: str = setting(
+        "",
+        "An address (`127.0.0.1:9100`, `unix:/run/maitred-stats.sock`) where the master serves "
+        "`GET /metrics` (Prometheus text format, or OpenMetrics when Accept asks for it), "
+        "`GET /livez` and `GET /readyz`, apart from the app's listeners so no app route is "
+        "taken. Keep it private: it tells how the server runs. Empty: not served.",
+        _optional_bind,
+        "--stats-bind",
+        section="Health and shutdown",
+        metavar="ADDRESS",
     )
 
     # The [apps.NAME] tables of the config file, as maitred.apps reads them (no flag, no

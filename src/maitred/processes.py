@@ -93,9 +93,9 @@ class Processes:
                 return
             child = self.children.pop(pid, None)
             if child is not None:
-                if child.status_fd >= 0:
-                    os.close(child.status_fd)
-                    child.status_fd = -1
+                while child.status_fd >= 0:  # what it said last (a front's last counts)
+                    os.set_blocking(child.status_fd, False)  # at its end: never wait
+                    child.last_words.extend(self.read_status(child))
                 yield child, os.waitstatus_to_exitcode(wait_status)
 
     def forgive_stall(self, now: float) -> None:

@@ -13,6 +13,11 @@ pool's scaling decides on (maitred.scaling):
 
     LOAD       kind, payload length (2 bytes), payload: the pool's name and its figures
 
+and, with --stats-bind, a front's cumulative request counters of one app (maitred.front.metrics),
+as JSON (:class:`MetricsReport`):
+
+    METRICS    kind, payload length (2 bytes), payload: a JSON object
+
 Every message is written whole in one write of at most PIPE_BUF bytes, which a pipe keeps
 atomic, so messages from one child never interleave. The reader is sans-IO: bytes in (in any
 chunking), messages out.
@@ -20,9 +25,11 @@ chunking), messages out.
 
 from __future__ import annotations
 
+import json
 import logging
 import struct
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 log = logging.getLogger("maitred.error")
 
@@ -33,6 +40,7 @@ HEARTBEAT = b"H"
 RECYCLE = b"M"
 STUCK = b"S"
 LOAD = b"L"
+METRICS = b"C"
 
 # A LOAD message: its kind and payload length, then the payload: the pool's name (length,
 # UTF-8), the figures, how many workers follow, and each worker's pid and requests in flight.
@@ -59,7 +67,13 @@ class LoadReport(NamedTuple):
     in_flight: tuple[tuple[int, int], ...] = ()  # (pid, requests it runs now) per worker
 
 
-Message = tuple[bytes, float] | LoadReport
+class MetricsReport(NamedTuple):
+    """A front's counters of one app, or of its connections (maitred.front.metrics)."""
+
+    figures: dict[str, Any]
+
+
+Message = tuple[bytes, float] | LoadReport | MetricsReport
 
 
 def encode(kind: bytes, value: float = 0.0) -> bytes:
@@ -110,6 +124,32 @@ def decode_load(payload: bytes) -> LoadReport:
     return LoadReport(name, queued, oldest_wait, busy, most_busy, threads, window, workers)
 
 
+def encode_metrics(figures: dict[str, Any]) -> bytes | None:
+    """A METRICS message, or None when it would not fit one atomic write."""
+    payload = json.dumps(figures, separators=(",", ":")).encode("utf-8")
+    if LOAD_HEAD.size + len(payload) > PIPE_BUF:
+        return None
+    return LOAD_HEAD.pack(METRICS, len(payload)) + payload
+
+
+def decode_metrics(payload: bytes) -> MetricsReport:
+    """The figures in a METRICS payload; ValueError when it is not a JSON object."""
+    try:
+        figures = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"malformed metrics report: {exc}") from None
+    if not isinstance(figures, dict):
+        raise ValueError("malformed metrics report: not an object")
+    return MetricsReport(figures)
+
+
+# The kinds whose messages carry a payload after LOAD_HEAD, and how each is read.
+DECODERS: dict[bytes, Callable[[bytes], LoadReport | MetricsReport]] = {
+    LOAD: decode_load,
+    METRICS: decode_metrics,
+}
+
+
 class StatusReader:
     """Splits what reads of a status pipe return into messages; keeps a partial tail."""
 
@@ -123,7 +163,8 @@ class StatusReader:
         messages: list[Message] = []
         at = 0
         while True:
-            if data[at : at + 1] == LOAD:
+            decode = DECODERS.get(data[at : at + 1])
+            if decode is not None:
                 if len(data) - at < LOAD_HEAD.size:
                     break
                 _, size = LOAD_HEAD.unpack_from(data, at)
@@ -131,7 +172,7 @@ class StatusReader:
                 if end > len(data):
                     break
                 try:
-                    messages.append(decode_load(data[at + LOAD_HEAD.size : end]))
+                    messages.append(decode(data[at + LOAD_HEAD.size : end]))
                 except ValueError as exc:  # dropped: the framing holds, the next one reads
                     log.warning("status pipe: %s", exc)
                 at = end

@@ -98,6 +98,7 @@ class Exchange:
         "spool",
         "started",
         "state",
+        "static",
         "status",
         "suppress_body",
         "unacked",
@@ -127,6 +128,7 @@ class Exchange:
         self.dispatched = 0.0  # handed to a worker thread
         self.app_done = 0.0  # the worker's last frame (maitred.front.dispatcher)
         self.request_id = ""
+        self.static = False  # served from a --static directory (maitred.front.metrics)
         self.app = ""  # the app it goes to, when the server runs several (maitred.front.router)
         self.peer = conn.peer  # as a trusted proxy may say it is (maitred.front.router)
         # The request id header line, for heads the front writes itself (static files, errors);

@@ -48,6 +48,7 @@ from maitred.front.exchange import Exchange
 from maitred.front.gateway import GATEWAYS
 from maitred.front.health import HealthCheck
 from maitred.front.load import REPORT_INTERVAL, SAMPLE_INTERVAL, LoadMeter
+from maitred.front.metrics import FrontCounters
 from maitred.front.proxy import ProxyHeaderGate
 from maitred.front.router import Router
 from maitred.front.slots import Slot, Slots, Verdict
@@ -129,6 +130,10 @@ class Front:
             else None
         )
         self.router = Router(self)
+        # --stats-bind: what it answers, counted per app for the master (front/metrics.py).
+        self.counters = (
+            FrontCounters((app.name, app.label) for app in self.apps) if cfg.stats_bind else None
+        )
         self.stopping = False
         # The connection class of each listener that does not speak HTTP (serve).
         self.connection_classes: dict[socket.socket, type[ClientConnection]] = {}
@@ -253,6 +258,19 @@ class Front:
                 report = status.encode_load(meter.report(now))
                 with contextlib.suppress(OSError):  # a full pipe (a busy master), no master
                     os.write(self.status_fd, report)
+            self.report_metrics()
+
+    def report_metrics(self) -> None:
+        """--stats-bind: each app's counters so far, one whole message each."""
+        if self.counters is None or self.status_fd < 0:
+            return
+        for figures in self.counters.snapshots(self.connections):
+            message = status.encode_metrics(figures)
+            if message is None:
+                self._warn_once("metrics", "metrics of %s do not fit one message", figures["app"])
+                continue
+            with contextlib.suppress(OSError):  # a full pipe: the next report says it all
+                os.write(self.status_fd, message)
 
     # --- connection slots (front/slots.py) ---
 
@@ -368,6 +386,11 @@ class Front:
     # --- access log ---
 
     def log_access(self, exchange: Exchange) -> None:
+        counters = self.counters
+        if counters is not None and (
+            self.health is None or not self.health.matches(exchange.head.target)
+        ):
+            counters.count(exchange, self.loop.time())  # a health check is not the app's
         if self.access is not None and (self.health is None or not self.health.quiet(exchange)):
             self.access.write(exchange)
 
@@ -418,6 +441,7 @@ def run_front(
         front.status_fd = status_fd
     try:
         loop.run_until_complete(front.serve(listeners, links, protocols))
+        front.report_metrics()  # the last counts: the master keeps them past this front
     finally:
         loop.close()
     return 0

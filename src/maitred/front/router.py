@@ -120,6 +120,7 @@ class Router:
         if static is not None:
             mount = static.match(head.target)
             if mount is not None:
+                exchange.static = True
                 static.serve(exchange, mount)
                 return
         target.dispatcher.submit(exchange)

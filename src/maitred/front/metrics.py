@@ -1,0 +1,175 @@
+"""What a front counts of the requests it answers, for --stats-bind (maitred.metrics).
+
+Theory of operation
+-------------------
+Every request a front answers passes its connection's `exchange_done`; there the front adds it
+to the :class:`AppCounters` of its app: one integer for its status class and method, one bucket
+and one sum for each of four durations (queued, in the app, sending, total), the 503s it
+shed, the 504s it timed out, and the files it served from --static directories and their
+bytes. That is a few dict and list operations per request (about 2 us) and no allocation on
+the steady path, so a front with --stats-bind pays next to nothing.
+
+The counters are cumulative for the front's life. About once a second (with the load reports,
+maitred.front.load) the front writes each app's counters, whole, to the master on its status
+pipe (maitred.status.encode_metrics); the master keeps the last of each front and adds in the
+fronts that exited (maitred.metrics). Whole snapshots rather than deltas: a lost or dropped
+message (a full pipe) costs freshness, never a count.
+
+Methods outside the common few count as OTHER, so a client cannot grow the label set.
+
+Owned by the event loop thread.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from maitred.front.states import HEAD_SENT, WAITING, ConnState
+
+if TYPE_CHECKING:
+    from maitred.front.connection import ClientConnection
+    from maitred.front.exchange import Exchange
+
+# Upper bounds (seconds) of the duration histograms' buckets: from a fast cached page to a
+# slow report; past the last, +Inf.
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+DURATIONS = ("queue", "app", "send", "total")
+QUEUE, APP, SEND, TOTAL = range(len(DURATIONS))
+METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+OTHER = "OTHER"
+SHED = 503  # the front turned it away: the queue was full or it waited too long
+TIMED_OUT = 504  # the app ran past --timeout
+
+
+# What a client connection is doing, as an operator asks: nothing yet (new), waiting for its
+# next request (idle), sending one (reading), waiting for its answer (waiting: queued or in the
+# app), being answered (writing), or on its way out (closing).
+PHASES = ("new", "idle", "reading", "waiting", "writing", "closing")
+_BY_STATE = {ConnState.NEW: "new", ConnState.IDLE: "idle", ConnState.CLOSING: "closing"}
+_BY_STATE[ConnState.LINGERING] = "closing"
+
+
+def phase_of(conn: ClientConnection) -> str | None:
+    """One of PHASES, or None for a closed connection."""
+    state = conn.state
+    if state is ConnState.BUSY:
+        active = conn.active
+        if active is not None and active.state in HEAD_SENT:
+            return "writing"
+        return "reading" if conn.reading is not None or active is None else "waiting"
+    if state in WAITING and conn.parser.in_head:  # a request head has begun
+        return "reading"
+    return _BY_STATE.get(state)
+
+
+def _key(status: int, method: bytes) -> tuple[str, str]:
+    """The labels a request counts under; those of the common ones are kept in _KEYS (a
+    client's made-up methods are not: the cache stays small)."""
+    name = method.decode("latin-1")
+    key = (f"{status // 100}xx" if 100 <= status < 600 else "other", name)
+    if name not in METHODS:
+        return key[0], OTHER
+    _KEYS[(status, method)] = key
+    return key
+
+
+_KEYS: dict[tuple[int, bytes], tuple[str, str]] = {}  # (status, method) -> labels
+
+
+class AppCounters:
+    """One app's requests as one front answered them, since the front started."""
+
+    __slots__ = (
+        "buckets",
+        "requests",
+        "shed",
+        "static_bytes",
+        "static_files",
+        "sums",
+        "timed_out",
+    )
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str], int] = {}  # (status class, method) -> count
+        # Per duration (DURATIONS, in order): the count in each bucket (the last +Inf), and
+        # the sum. Plain lists, not objects: this runs for every request.
+        self.buckets = [[0] * (len(BUCKETS) + 1) for _ in DURATIONS]
+        self.sums = [0.0] * len(DURATIONS)
+        self.shed = 0
+        self.timed_out = 0
+        self.static_files = 0
+        self.static_bytes = 0  # of the files' bodies sent
+
+    def count(self, exchange: Exchange, now: float) -> None:
+        status = exchange.status
+        method = exchange.head.method
+        key = _KEYS.get((status, method)) or _key(status, method)
+        requests = self.requests
+        requests[key] = requests.get(key, 0) + 1
+        if status >= SHED:
+            self.shed += status == SHED
+            self.timed_out += status == TIMED_OUT
+        if exchange.static and status < 400:  # a file it sent (not a 404, a 403)
+            self.static_files += 1
+            self.static_bytes += exchange.sent
+        buckets, sums = self.buckets, self.sums
+        took = now - exchange.started
+        buckets[TOTAL][bisect_left(BUCKETS, took)] += 1
+        sums[TOTAL] += took
+        dispatched = exchange.dispatched
+        if not dispatched:  # it never reached a thread (static, shed)
+            return
+        app_done = exchange.app_done
+        took = dispatched - exchange.complete
+        buckets[QUEUE][bisect_left(BUCKETS, took)] += 1
+        sums[QUEUE] += took
+        if app_done:
+            took = app_done - dispatched
+            buckets[APP][bisect_left(BUCKETS, took)] += 1
+            sums[APP] += took
+            took = max(0.0, now - app_done)
+            buckets[SEND][bisect_left(BUCKETS, took)] += 1
+            sums[SEND] += took
+
+    def snapshot(self, app: str) -> dict[str, Any]:
+        """What the master is sent: plain JSON types."""
+        return {
+            "app": app,
+            "requests": [[cls, method, n] for (cls, method), n in self.requests.items()],
+            "histograms": {
+                name: [self.buckets[i], self.sums[i]] for i, name in enumerate(DURATIONS)
+            },
+            "shed": self.shed,
+            "timed_out": self.timed_out,
+            "static_files": self.static_files,
+            "static_bytes": self.static_bytes,
+        }
+
+
+class FrontCounters:
+    """The counters of every app a front serves, found by the label its exchanges carry."""
+
+    def __init__(self, apps: Iterable[tuple[str, str]]) -> None:
+        """`apps`: (pool name, label) of each app; the only app's exchanges carry no label."""
+        pairs = list(apps)
+        self.by_name = {name: AppCounters() for name, _ in pairs}
+        self._by_label = {label: self.by_name[name] for name, label in pairs}
+        if len(pairs) == 1:
+            self._by_label[""] = self.by_name[pairs[0][0]]
+
+    def count(self, exchange: Exchange, now: float) -> None:
+        counters = self._by_label.get(exchange.app)
+        if counters is not None:  # else no app took it (an unrouted host): not an app's
+            counters.count(exchange, now)
+
+    def snapshots(self, connections: Iterable[ClientConnection]) -> list[dict[str, Any]]:
+        """One message's worth per app, then the front's connections by phase."""
+        states = dict.fromkeys(PHASES, 0)
+        for conn in connections:
+            phase = phase_of(conn)
+            if phase is not None:
+                states[phase] += 1
+        apps = [counters.snapshot(name) for name, counters in self.by_name.items()]
+        return [*apps, {"app": None, "connections": states}]
