@@ -127,25 +127,3 @@ def test_a_pidfile_of_a_running_master_is_refused(
     pidfile.write_text(f"{titled.pid}\n")
     with pytest.raises(runtime.PidfileInUse, match=f"names pid {titled.pid}, a maitred master"):
         runtime.check_pidfile(str(pidfile))
-
-
-def test_a_directory_removed_while_the_others_are_looked_at_is_passed_over(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Another master (of another server on this machine) removes its own directory between
-    the listing and the look at it: nothing to do, and no reason to fail the start."""
-    gone = tmp_path / f"{runtime.PREFIX}gone"
-    gone.mkdir()
-    with os.scandir(tmp_path) as listing:
-        entries = list(listing)  # listed while it was there
-    gone.rmdir()
-
-    class Listing:
-        def __enter__(self) -> Iterator[os.DirEntry[str]]:
-            return iter(entries)
-
-        def __exit__(self, *exc: object) -> None:
-            pass
-
-    monkeypatch.setattr(runtime.os, "scandir", lambda where: Listing())
-    assert runtime.remove_stale_dirs(str(tmp_path)) == []
