@@ -21,7 +21,7 @@ import pytest
 import procs
 from harness import APPS_DIR, Server, ServerFactory, run_cli, wait_until
 from load import Load
-from rawhttp import Response, fetch
+from rawhttp import Response, fetch, unix_get
 
 SERVER = f"""
 chdir = "{APPS_DIR}"
@@ -310,3 +310,31 @@ chdir = "two"
         what="both apps' workers replaced",
     )
     assert "reload: twoapp.py changed" in server.stderr
+
+
+def test_the_health_check_waits_for_every_app(servers: ServerFactory, tmp_path: Path) -> None:
+    """Ready means every app can be served: one app's worker alone does not make it so."""
+    hold = tmp_path / "hold"
+    hold.touch()
+    sock_path = tmp_path / "s.sock"
+    tables = f"""
+[apps.quick]
+app = "whoami"
+path = "/quick"
+[apps.held]
+app = "heldimport"
+path = "/held"
+[apps.held.env]
+HOLD_FILE = "{hold}"
+"""
+    config = write_config(tmp_path, tables)
+    args = ["-c", str(config), "-b", f"unix:{sock_path}", "--health-path", "/readyz"]
+    spawned = servers.launch(None, *args)
+    try:
+        wait_until(sock_path.exists, what="the unix socket")
+        wait_until(lambda: unix_get(sock_path, "/quick/x")[0] == 200, what="app quick serving")
+        assert unix_get(sock_path, "/readyz") == (503, b"starting\n")
+    finally:
+        hold.unlink()
+    servers.serving(spawned)
+    wait_until(lambda: unix_get(sock_path, "/readyz") == (200, b"ready\n"), what="ready")

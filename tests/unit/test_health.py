@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+from maitred.front.exchange import APP
 from maitred.front.health import HealthCheck
 from maitred.http.response import DateCache
 from maitred.readiness import Readiness, ReadinessState, answer
@@ -14,6 +15,7 @@ class Answers:
     """Stands in for an exchange: what the front answered it."""
 
     def __init__(self, method: bytes, target: bytes) -> None:
+        self.source = APP
         self.head = SimpleNamespace(method=method, target=target)
         self.extra_head = b"X-Request-ID: abc\r\n"
         self.answers: list[tuple[int, int, bytes, bytes]] = []
@@ -74,7 +76,14 @@ def test_other_methods_get_405_and_other_paths_are_not_the_check() -> None:
 
 def test_checks_stay_out_of_the_access_log_unless_asked() -> None:
     quiet, _ = check([True])
-    assert quiet.quiet(Answers(b"GET", b"/readyz?x"))  # type: ignore[arg-type]
+    assert quiet.quiet(answered(quiet, b"/readyz?x"))
     assert not quiet.quiet(Answers(b"GET", b"/other"))  # type: ignore[arg-type]
     logged, _ = check([True], logged=True)
-    assert not logged.quiet(Answers(b"GET", b"/readyz"))  # type: ignore[arg-type]
+    assert not logged.quiet(answered(logged, b"/readyz"))
+
+
+def answered(health: HealthCheck, target: bytes) -> Any:
+    """An exchange the check has answered."""
+    exchange = Answers(b"GET", target)
+    health.serve(exchange)  # type: ignore[arg-type]
+    return exchange

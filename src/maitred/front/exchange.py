@@ -71,6 +71,9 @@ log = logging.getLogger("maitred.error")
 # in the middle of sending its body.
 CLIENT_CLOSED = 499
 BODY_CUT_SHORT = 400
+# Who answered a request (Exchange.source): the router says it once, and the access log and
+# the metrics read it. Plain strings: an Enum member read per request costs a Python call.
+APP, STATIC, HEALTH = "app", "static", "health"
 # What a request without a body sends: no chunks, no spool file (Body.finish).
 NO_BODY: tuple[Sequence[bytes], int] = ((), -1)
 
@@ -95,10 +98,10 @@ class Exchange:
         "rid",
         "sender",
         "sent",
+        "source",
         "spool",
         "started",
         "state",
-        "static",
         "status",
         "suppress_body",
         "unacked",
@@ -128,7 +131,7 @@ class Exchange:
         self.dispatched = 0.0  # handed to a worker thread
         self.app_done = 0.0  # the worker's last frame (maitred.front.dispatcher)
         self.request_id = ""
-        self.static = False  # served from a --static directory (maitred.front.metrics)
+        self.source = APP  # or STATIC, HEALTH: who answers it (maitred.front.router)
         self.app = ""  # the app it goes to, when the server runs several (maitred.front.router)
         self.peer = conn.peer  # as a trusted proxy may say it is (maitred.front.router)
         # The request id header line, for heads the front writes itself (static files, errors);

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from maitred.front.exchange import HEALTH
 from maitred.http.framing import CONTENT_LENGTH, CRLF
 from maitred.http.response import HEAD_STARTS, DateCache
 from maitred.readiness import ReadinessState, answer
@@ -42,6 +43,7 @@ class HealthCheck:
         return path == self.path
 
     def serve(self, exchange: Exchange) -> None:
+        exchange.source = HEALTH
         method = exchange.head.method
         extra = b""
         if method == b"GET" or method == b"HEAD":
@@ -63,4 +65,4 @@ class HealthCheck:
 
     def quiet(self, exchange: Exchange) -> bool:
         """Whether the access log leaves this exchange out (a check, unless they are logged)."""
-        return not self.logged and self.matches(exchange.head.target)
+        return not self.logged and exchange.source == HEALTH

@@ -44,7 +44,7 @@ from maitred.front.accept import (
 from maitred.front.accesslog import AccessLog
 from maitred.front.connection import ClientConnection
 from maitred.front.dispatcher import Dispatcher, WorkerConnection
-from maitred.front.exchange import Exchange
+from maitred.front.exchange import HEALTH, Exchange
 from maitred.front.gateway import GATEWAYS
 from maitred.front.health import HealthCheck
 from maitred.front.load import REPORT_INTERVAL, SAMPLE_INTERVAL, LoadMeter
@@ -123,7 +123,10 @@ class Front:
             if cfg.access_logfile
             else None
         )
-        self.readiness = ReadinessState(self.dispatcher.has_ready_worker)
+        # Ready once every app it serves has a worker that takes requests.
+        self.readiness = ReadinessState(
+            lambda: all(d.has_ready_worker() for d in self.dispatchers.values())
+        )
         self.health = (
             HealthCheck(cfg.health_path, self.readiness, self.date, cfg.log_health_checks)
             if cfg.health_path
@@ -387,9 +390,7 @@ class Front:
 
     def log_access(self, exchange: Exchange) -> None:
         counters = self.counters
-        if counters is not None and (
-            self.health is None or not self.health.matches(exchange.head.target)
-        ):
+        if counters is not None and exchange.source != HEALTH:
             counters.count(exchange, self.loop.time())  # a health check is not the app's
         if self.access is not None and (self.health is None or not self.health.quiet(exchange)):
             self.access.write(exchange)

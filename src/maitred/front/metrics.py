@@ -26,6 +26,7 @@ from bisect import bisect_left
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from maitred.front.exchange import STATIC
 from maitred.front.states import HEAD_SENT, WAITING, ConnState
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ class AppCounters:
         if status >= SHED:
             self.shed += status == SHED
             self.timed_out += status == TIMED_OUT
-        if exchange.static and status < 400:  # a file it sent (not a 404, a 403)
+        if exchange.source == STATIC and status < 400:  # a file it sent (not a 404, a 403)
             self.static_files += 1
             self.static_bytes += exchange.sent
         buckets, sums = self.buckets, self.sums

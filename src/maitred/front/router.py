@@ -28,6 +28,7 @@ import random
 import re
 from typing import TYPE_CHECKING, NamedTuple
 
+from maitred.front.exchange import STATIC
 from maitred.front.proxy import FORWARDED_FIELDS, Forwarded, TrustedPeers
 from maitred.front.routes import Routes
 from maitred.front.static import StaticFiles
@@ -120,7 +121,7 @@ class Router:
         if static is not None:
             mount = static.match(head.target)
             if mount is not None:
-                exchange.static = True
+                exchange.source = STATIC
                 static.serve(exchange, mount)
                 return
         target.dispatcher.submit(exchange)
