@@ -123,7 +123,7 @@ class Generation:
         directory by its front alone (maitred.privileges says how)."""
         front = privileges.resolve(self.cfg.user, self.cfg.group)
         workers = {app.name: privileges.resolve(app.cfg.user, app.cfg.group) for app in self.apps}
-        for (number, app), _ in self.links.items():
+        for number, app in self.links:
             privileges.grant_link(workers[app], self.link_path(number, app))
         for number in numbers(self.cfg.fronts):
             privileges.grant_spool(front, self.spool_dir(number))

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from test_linger import FakeTimer
 
-from maitred import link
+from maitred import apps, link
 from maitred.config import Config
 from maitred.front.connection import ClientConnection
 from maitred.front.dispatcher import WorkerConnection
@@ -93,10 +93,11 @@ class Setup:
     def __init__(self, **settings: Any) -> None:
         self.loop = FakeLoop()
         self.front = Front(Config(**settings), self.loop)  # type: ignore[arg-type]
+        self.dispatcher = self.front.dispatchers[apps.IMPLICIT]
         self.transports: dict[int, FakeTransport] = {}
 
     def worker(self, pid: int, threads: int) -> WorkerConnection:
-        worker = WorkerConnection(self.front.dispatcher)
+        worker = WorkerConnection(self.dispatcher)
         transport = self.transports[id(worker)] = FakeTransport()
         worker.connection_made(transport)  # type: ignore[arg-type]
         worker.data_received(link.encode_hello(0, pid, pid, threads))
@@ -164,7 +165,7 @@ def test_least_busy_worker_gets_the_request_and_the_rest_queue() -> None:
     for _ in range(4):
         s.client()
     assert len(requests(s.sent(a))) == 2 and len(requests(s.sent(b))) == 1
-    assert len(s.front.dispatcher.queue) == 1  # never more in flight than threads
+    assert len(s.dispatcher.queue) == 1  # never more in flight than threads
 
 
 def test_a_freed_thread_takes_the_oldest_queued_request() -> None:
@@ -177,7 +178,7 @@ def test_a_freed_thread_takes_the_oldest_queued_request() -> None:
     s.answer(a, rid)
     assert [target for _, target in requests(s.sent(a))] == [b"/second"]
     assert first.written.startswith(b"HTTP/1.1 200 OK")
-    assert len(s.front.dispatcher.queue) == 1
+    assert len(s.dispatcher.queue) == 1
 
 
 def test_draining_worker_gets_nothing_new() -> None:
@@ -198,7 +199,7 @@ def test_dead_worker_fails_its_requests_with_502_and_keeps_the_queue() -> None:
     s.client()  # queued
     a.connection_lost(None)
     assert doomed.written.startswith(b"HTTP/1.1 502")
-    assert len(s.front.dispatcher.queue) == 1
+    assert len(s.dispatcher.queue) == 1
     b = s.worker(2, 1)
     assert len(requests(s.sent(b))) == 1
 
@@ -238,10 +239,10 @@ def test_timeout_answers_504_and_tells_the_worker() -> None:
     a = s.worker(1, 1)
     _, transport = s.client()
     [(rid, _)] = requests(s.sent(a))
-    s.front.dispatcher.expire(s.loop.now - 5.0)  # dispatched just now: not expired
+    s.dispatcher.expire(s.loop.now - 5.0)  # dispatched just now: not expired
     assert transport.written == b""
     s.loop.now += 6
-    s.front.dispatcher.expire(s.loop.now - 5.0)
+    s.dispatcher.expire(s.loop.now - 5.0)
     assert transport.written.startswith(b"HTTP/1.1 504")
     assert s.sent(a) == [(link.Kind.TIMEOUT, rid, link.Timeout())]
     s.answer(a, rid)  # the late answer only frees the thread
@@ -258,14 +259,14 @@ def test_time_held_back_by_a_slow_client_does_not_count_against_the_timeout() ->
     s.loop.now += 1
     a.data_received(link.encode_body(rid, b"x" * 10))  # credit now withheld
     s.loop.now += 10
-    s.front.dispatcher.expire(s.loop.now - 5.0)
+    s.dispatcher.expire(s.loop.now - 5.0)
     assert b"0\r\n\r\n" not in transport.written and not transport.closed  # not timed out
     conn.resume_writing()  # 10 s of client time is forgiven
     s.loop.now += 3
-    s.front.dispatcher.expire(s.loop.now - 5.0)
+    s.dispatcher.expire(s.loop.now - 5.0)
     assert not transport.closed  # 1 + 3 s of app time
     s.loop.now += 2
-    s.front.dispatcher.expire(s.loop.now - 5.0)
+    s.dispatcher.expire(s.loop.now - 5.0)
     assert transport.closed  # 6 s of app time: past the timeout, the response is cut
 
 

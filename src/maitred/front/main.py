@@ -102,7 +102,6 @@ class Front:
             app.name: Dispatcher(loop, app.cfg.max_queue, app.cfg.queue_timeout, app.label)
             for app in self.apps
         }
-        self.dispatcher = self.dispatchers[self.apps[0].name]  # the only one, of one app
         self.limits = Limits(
             request_line=cfg.limit_request_line,
             fields=cfg.limit_request_fields,
