@@ -46,7 +46,7 @@ FD_NAME = re.compile(r"[!-9;-~]{1,255}")
 # (uwsgi_pass, fastcgi_pass) talks to an app server with (maitred.gateway).
 HTTP, HTTPS, UWSGI, FASTCGI = "http", "https", "uwsgi", "fastcgi"
 SCHEMES = (HTTP, HTTPS, UWSGI, FASTCGI)
-GATEWAYS = (UWSGI, FASTCGI)
+GATEWAY_SCHEMES = (UWSGI, FASTCGI)  # the schemes of listeners maitred.front.gateway serves
 SCHEME_END = "://"
 # A connect to a listening unix socket completes at once, into the backlog, whether or not the
 # server accepts; only a full backlog makes a blocking connect wait, for a server that may be
@@ -67,7 +67,7 @@ class Address:
     @property
     def protocol(self) -> str:
         """What its clients speak once connected: HTTP (over TLS or not), UWSGI or FASTCGI."""
-        return self.scheme if self.scheme in GATEWAYS else HTTP
+        return self.scheme if self.scheme in GATEWAY_SCHEMES else HTTP
 
     def __str__(self) -> str:
         """The address as `--bind` takes it, for error messages."""
