@@ -68,10 +68,13 @@ def split_spec(spec: str) -> tuple[str, str, bool]:
 def prepare_path(chdir: str, pythonpath: Iterable[str], virtualenv: str = "") -> None:
     """Apply --chdir, --pythonpath and --virtualenv the way the app expects to be imported.
 
-    OSError when the directory cannot be entered; AppLoadError for a virtualenv without
+    AppLoadError when the directory cannot be entered or the virtualenv has no
     site-packages."""
     if chdir:
-        os.chdir(chdir)
+        try:
+            os.chdir(chdir)
+        except OSError as exc:
+            raise AppLoadError(f"cannot change to directory {chdir!r}: {exc.strerror}") from None
     if virtualenv:
         site_packages = virtualenv_site(virtualenv)
         sys.path.insert(0, site_packages)

@@ -171,6 +171,11 @@ class Arbiter:
             return 1
         try:
             runtime.write_pidfile(cfg.pidfile, self.pid)
+        except OSError as exc:
+            log.error("cannot write the pidfile %s: %s", cfg.pidfile, exc.strerror)
+            self._cleanup()
+            return 1
+        try:
             if cfg.reload:
                 self.processes.spawn_reloader(tuple(self.apps.values()))
             self.fronts.start()

@@ -203,8 +203,6 @@ def _child(cfg: config.Config, write_fd: int) -> NoReturn:
 def _load(cfg: config.Config) -> bytes:
     try:
         prepare_path(cfg.chdir, cfg.pythonpath, cfg.virtualenv)
-    except OSError as exc:
-        return f"maitred: cannot change to directory {cfg.chdir!r}: {exc.strerror}\n".encode()
     except AppLoadError as exc:
         return exc.report().encode()
     os.environ.update(dict(cfg.env))

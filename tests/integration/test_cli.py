@@ -159,6 +159,22 @@ def test_an_app_that_cannot_be_found_is_one_line(
     assert "Traceback" not in result.stderr, result.stderr
 
 
+def test_a_chdir_that_does_not_exist_is_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "gone"
+    result = run_cli([*BIND, "--chdir", str(missing), *APP_PATH, "hello"], cwd=tmp_path)
+    line = f"maitred: cannot change to directory {str(missing)!r}: No such file or directory"
+    assert_clear_stop(result, line)
+    assert "Traceback" not in result.stderr, result.stderr
+
+
+def test_a_pidfile_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
+    pidfile = tmp_path / "no" / "such" / "dir" / "maitred.pid"
+    result = run_cli([*BIND, "--pidfile", str(pidfile), *APP_PATH, "hello"], cwd=tmp_path)
+    assert result.returncode == 1, result
+    assert f"cannot write the pidfile {pidfile}: No such file or directory" in result.stderr
+    assert "Traceback" not in result.stderr and not LISTENING.search(result.stderr), result.stderr
+
+
 @PRELOAD
 def test_an_app_that_raises_at_import_shows_its_own_frames(
     tmp_path: Path, preload: list[str]

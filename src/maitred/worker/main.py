@@ -144,9 +144,6 @@ class Worker:
             except AppLoadError as exc:
                 sys.stderr.write(exc.report())  # one line that says why, then the app's frames
                 return APP_LOAD_ERROR
-            except OSError as exc:
-                sys.stderr.write(f"maitred: cannot change to directory {cfg.chdir!r}: {exc}\n")
-                return APP_LOAD_ERROR
         if self.cfg.warmup:  # before the link: no client waits for it (worker/warmup.py)
             warm_up(self.app, self.environ, self.cfg.warmup, self.name, self.warmup_host)
         threads = [
