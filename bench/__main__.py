@@ -30,6 +30,7 @@ from bench.profiles import BY_NAME as PROFILES_BY_NAME
 from bench.profiles import PROFILES, SLOTS
 from bench.readme import update_readme
 from bench.report import render_markdown
+from bench.rounds import merge_rounds, round_orders
 from bench.servers import ServerEnv
 from bench.suite import OK, SKIPPED, ProfileResult, RunPlan, run_profile
 
@@ -40,6 +41,9 @@ WORK_DIR = os.path.join(HERE, ".work")
 MAITRED = "maitred"
 # In a smoke test a measured load that is more than this share errors is a failure.
 MAX_ERROR_SHARE = 0.01
+# Rounds of a full run: the fewest that give a median and a spread beside it (each profile
+# measured early, late, and early again).
+FULL_ROUNDS = 3
 # Directories nginx's workers (an unprivileged user when we run as root) must traverse.
 SHARED_DIR_MODE = 0o755
 
@@ -62,6 +66,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", help="comma-separated profiles (default: all; quick: maitred)")
     parser.add_argument("--scenarios", help="comma-separated scenarios (default: all)")
     parser.add_argument("--duration", type=float, help="seconds per measured load")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help=f"rounds per profile, in alternating order (default: {FULL_ROUNDS}; quick: 1)",
+    )
     parser.add_argument(
         "--out", help="results directory (default: bench/results/DATE; --quick: a temp dir)"
     )
@@ -210,6 +219,29 @@ def _plan(args: argparse.Namespace, chosen: list[str]) -> RunPlan:
     )
 
 
+def _rounds(args: argparse.Namespace) -> int:
+    if args.rounds is not None:
+        if args.rounds < 1:
+            raise SystemExit("--rounds must be at least 1")
+        return int(args.rounds)
+    return 1 if args.quick else FULL_ROUNDS
+
+
+def _run_rounds(
+    sup: Supervisor, profiles: list[str], plan: RunPlan, env: ServerEnv, count: int
+) -> list[list[ProfileResult]]:
+    """Every profile once per round, in alternating order; each round's results in the order
+    of ``profiles``, so that round i of every profile can be compared."""
+    rounds = []
+    for number, order in enumerate(round_orders(profiles, count), 1):
+        done = {}
+        for name in order:
+            print(f"[{name}] round {number}/{count}", flush=True)
+            done[name] = run_profile(sup, PROFILES_BY_NAME[name], plan, env)
+        rounds.append([done[name] for name in profiles])
+    return rounds
+
+
 def run(args: argparse.Namespace) -> int:
     profiles, chosen = _selection(args)
     stamp, started = time.strftime("%Y-%m-%d_%H%M%S"), machine.now_utc()
@@ -224,14 +256,13 @@ def run(args: argparse.Namespace) -> int:
             f"bench: {len(profiles)} profiles x {len(plan.scenarios)} scenarios,"
             f" {plan.timing.duration:g} s each, load from {plan.tool}; results in {out_dir}"
         )
-        measured = []
-        for name in profiles:
-            print(f"[{name}]", flush=True)
-            measured.append(run_profile(sup, PROFILES_BY_NAME[name], plan, env))
+        rounds = _run_rounds(sup, profiles, plan, env, _rounds(args))
+    measured = [result for one_round in rounds for result in one_round]
     results = {
-        "meta": _meta(args, plan, env, profiles, started),
+        "meta": {**_meta(args, plan, env, profiles, started), "rounds": len(rounds)},
         "scenarios": [{"name": s.name, "title": s.title} for s in plan.scenarios],
-        "profiles": [r.as_dict() for r in measured],
+        "profiles": merge_rounds([[r.as_dict() for r in one_round] for one_round in rounds]),
+        "rounds": [[r.as_dict() for r in one_round] for one_round in rounds],
     }
     print(f"bench: report {_write(out_dir, results)}")
     if args.update_readme:

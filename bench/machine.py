@@ -83,20 +83,35 @@ def tool_version(argv: list[str]) -> str:
     return text[0] if text else "unknown"
 
 
+def _git_dirs(repo_root: str) -> tuple[str, str]:
+    """(this checkout's git directory, the one holding the refs). In a worktree .git is a
+    file naming its own directory, whose ``commondir`` leads to the main one's refs."""
+    git = os.path.join(repo_root, ".git")
+    if not os.path.isfile(git):
+        return git, git
+    with open(git) as f:
+        own = os.path.join(repo_root, f.read().strip().removeprefix("gitdir: "))
+    try:
+        with open(os.path.join(own, "commondir")) as f:
+            return own, os.path.normpath(os.path.join(own, f.read().strip()))
+    except FileNotFoundError:
+        return own, own
+
+
 def git_commit(repo_root: str) -> str:
     """The checked-out commit, read from .git directly (no git process needed)."""
-    git = os.path.join(repo_root, ".git")
     try:
+        git, common = _git_dirs(repo_root)
         with open(os.path.join(git, "HEAD")) as f:
             head = f.read().strip()
         if not head.startswith("ref: "):
             return head
         ref = head[5:]
-        ref_path = os.path.join(git, ref)
+        ref_path = os.path.join(common, ref)
         if os.path.exists(ref_path):
             with open(ref_path) as f:
                 return f.read().strip()
-        with open(os.path.join(git, "packed-refs")) as f:
+        with open(os.path.join(common, "packed-refs")) as f:
             for line in f:
                 if line.rstrip().endswith(" " + ref):
                     return line.split()[0]

@@ -2,7 +2,10 @@
 
 RSS counts shared pages once per process, so for pre-forked servers it overstates what the tree
 really costs; PSS divides each shared page among the processes that map it, so the PSS of a tree
-is what the machine would get back by stopping it. We report both.
+is what the machine would get back by stopping it. We report both, and at idle the PSS of each
+kind of process (master, front, worker), told apart by process title: a title that names a front
+is a front, a root of the tree (the process the suite started) is the master, and every other
+process is a worker.
 """
 
 from __future__ import annotations
@@ -40,6 +43,38 @@ def _rollup(pid: int) -> tuple[int, int]:
     except (OSError, ValueError):
         pass  # the process ended between listing and reading: it holds no memory now
     return rss, pss
+
+
+# The process kinds of the per-process table, in the order it shows them.
+MASTER, FRONT, WORKER = "master", "front", "worker"
+ROLES = (MASTER, FRONT, WORKER)
+FRONT_TITLE = b"front"
+
+
+def _title(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0", 1)[0]
+    except OSError:
+        return b""
+
+
+def role(pid: int, roots: Sequence[int]) -> str:
+    if FRONT_TITLE in _title(pid):
+        return FRONT
+    return MASTER if pid in roots else WORKER
+
+
+def roles_memory(roots: Sequence[int]) -> dict[str, dict[str, int]]:
+    """PSS per kind of process: how many there are, and the PSS of each (mean, KiB)."""
+    tree = children_map()
+    totals: dict[str, list[int]] = {}
+    for pid in {pid for root in roots for pid in descendants(root, tree)}:
+        totals.setdefault(role(pid, roots), []).append(_rollup(pid)[1])
+    return {
+        name: {"processes": len(pss), "pss_kib_each": sum(pss) // len(pss)}
+        for name, pss in totals.items()
+    }
 
 
 def tree_memory(roots: Sequence[int]) -> MemSample:

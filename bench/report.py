@@ -11,11 +11,17 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from bench.memory import ROLES
+from bench.rounds import RatioSummary, paired_ratios, summarize
+from bench.scenarios import CPU_MS
+
 Results = dict[str, Any]
 Cell = Callable[[dict[str, Any]], float | None]
 # Above this CPU share (% of one core) used by other processes, a run is flagged as disturbed.
 MAX_QUIET_OTHER_PCT = 10.0
 NA = "n/a"
+# Marks a ratio whose spread over the rounds is wider than the difference it claims.
+UNSURE = "(?)"
 NO_ANSWER = "no answer"
 DASH = "—"
 
@@ -74,9 +80,36 @@ def _matrix(results: Results, cell: Cell, ratio: bool, missing: str = NA) -> lis
         for profile in profiles:
             value = _value(profile, name, cell)
             reference = base_value if ratio else None
-            row.append(_ratio_cell(value, reference, profile, name, missing))
+            text = _ratio_cell(value, reference, profile, name, missing)
+            summary = _round_ratios(results, profile, name, cell) if ratio else None
+            if value is not None and summary is not None and summary.rounds > 1:
+                text = f"{_fmt(value)} ({_summary_text(summary)})"
+            row.append(text)
         lines.append(f"| {name} | " + " | ".join(row) + " |")
     return lines
+
+
+def _round_ratios(
+    results: Results, profile: dict[str, Any], scenario: str, cell: Cell
+) -> RatioSummary | None:
+    """The profile's ratio to the baseline in each round of the run, summarised (None for the
+    baseline itself: its ratio is 1 by definition)."""
+    name, base_name = profile["name"], results["meta"]["baseline"]
+    if name == base_name:
+        return None
+    values, bases = [], []
+    for one_round in results.get("rounds", []):
+        by_name = {p["name"]: p for p in one_round}
+        if name in by_name and base_name in by_name:
+            values.append(_value(by_name[name], scenario, cell))
+            bases.append(_value(by_name[base_name], scenario, cell))
+    return summarize(paired_ratios(values, bases))
+
+
+def _summary_text(summary: RatioSummary) -> str:
+    """``0.95x, 0.90-1.02`` and the unsure mark when the spread outweighs the claim."""
+    text = f"{summary.median:.2f}x, {summary.low:.2f}-{summary.high:.2f}"
+    return f"{text} {UNSURE}" if summary.unsure else text
 
 
 def _value(profile: dict[str, Any], scenario: str, cell: Cell) -> float | None:
@@ -148,20 +181,92 @@ def _mib(kib: int) -> str:
     return f"{kib / 1024:.0f}"
 
 
+def _per_profile(
+    header: list[str], results: Results, row: Callable[[dict[str, Any]], str | None]
+) -> list[str]:
+    """A table with a row per profile that ran; ``row`` gives None for one without the figures."""
+    rows = [row(profile) for profile in ok_profiles(results)]
+    return header + [r for r in rows if r is not None]
+
+
+def _memory_row(profile: dict[str, Any]) -> str | None:
+    idle, peak = profile["memory"].get("idle"), profile["memory"].get("peak")
+    if not idle or not peak:
+        return None
+    return (
+        f"| {profile['name']} | {idle['processes']} | {_mib(idle['rss_kib'])} "
+        f"| {_mib(idle['pss_kib'])} | {_mib(peak['rss_kib'])} | {_mib(peak['pss_kib'])} |"
+    )
+
+
 def _memory_table(results: Results) -> list[str]:
-    lines = [
+    header = [
         "| profile | processes | idle RSS MiB | idle PSS MiB | peak RSS MiB | peak PSS MiB |",
         "|---|---:|---:|---:|---:|---:|",
     ]
+    return _per_profile(header, results, _memory_row)
+
+
+def _how_ratios(meta: dict[str, Any]) -> str:
+    rounds = int(meta.get("rounds", 1))
+    if rounds < 2:
+        return ", one round: no spread"
+    return (
+        f"; each profile ran {rounds} rounds in alternating order: the figure is the median"
+        " round's, in brackets the median of the same-round ratios and their lowest-highest;"
+        f" {UNSURE} marks a ratio whose spread is wider than the difference it claims"
+    )
+
+
+def _cpu_loops_lines(results: Results) -> list[str]:
+    """The CPU-bound scenario in the unit of work done: loop iterations of the shared app's
+    spin per second (requests per second x loops per request)."""
+    per_request = results["meta"]["cpu_loops_per_ms"] * CPU_MS
+    loops: Cell = lambda outcome: float(outcome["measured"]["rps"]) * per_request  # noqa: E731
+    cells = []
     for profile in ok_profiles(results):
-        idle, peak = profile["memory"].get("idle"), profile["memory"].get("peak")
-        if not idle or not peak:
+        value = _value(profile, "cpu", loops)
+        if value is None:
             continue
-        lines.append(
-            f"| {profile['name']} | {idle['processes']} | {_mib(idle['rss_kib'])} "
-            f"| {_mib(idle['pss_kib'])} | {_mib(peak['rss_kib'])} | {_mib(peak['pss_kib'])} |"
-        )
-    return lines
+        summary = _round_ratios(results, profile, "cpu", loops)
+        ratio = f" ({_summary_text(summary)})" if summary else ""
+        cells.append(f"| {profile['name']} | {value / 1e6:,.2f}{ratio} |")
+    if not cells:
+        return []
+    return [
+        f"CPU-bound work (`/cpu?ms={CPU_MS}`), million loop iterations per second:",
+        "",
+        "| profile | M loops/s |",
+        "|---|---:|",
+        *cells,
+        "",
+    ]
+
+
+def _roles_row(profile: dict[str, Any]) -> str | None:
+    roles, idle = profile["memory"].get("idle_roles"), profile["memory"].get("idle")
+    if not roles or not idle:
+        return None
+    cells = [
+        f"{roles[name]['pss_kib_each'] / 1024:.1f}"
+        + (f" x{roles[name]['processes']}" if roles[name]["processes"] > 1 else "")
+        if name in roles
+        else DASH
+        for name in ROLES
+    ]
+    return (
+        f"| {profile['name']} | "
+        + " | ".join(cells)
+        + f" | {idle['processes']} | {idle['pss_kib'] / 1024:.1f} |"
+    )
+
+
+def _roles_table(results: Results) -> list[str]:
+    header = [
+        "| profile | master | front | workers (each) | processes | tree |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    return _per_profile(header, results, _roles_row)
 
 
 def _errors_cell(outcome: dict[str, Any]) -> float | None:
@@ -224,9 +329,14 @@ def render_summary(results: Results, charts: list[str]) -> list[str]:
         f"Command: `{meta['command']}`. Load generator: {meta['loadgen']} on the same machine;"
         f" {meta['duration_s']:g} s per load; every server has {meta['slots']} request slots.",
         "",
-        f"Successful requests per second (ratio to {meta['baseline']}):",
+        f"Successful requests per second (ratio to {meta['baseline']}{_how_ratios(meta)}):",
         "",
         *_matrix(results, measured("rps"), ratio=True),
+        "",
+        *_cpu_loops_lines(results),
+        "Idle PSS per process, MiB (after warm-up; workers: the mean of one):",
+        "",
+        *_roles_table(results),
         "",
         f"p99 latency in ms (ratio to {meta['baseline']}):",
         "",

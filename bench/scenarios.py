@@ -162,6 +162,13 @@ SCENARIOS: tuple[Scenario, ...] = (
         run_plain,
         LoadSpec("/hello", CONNECTIONS, 0),
     ),
+    Scenario(
+        "hello-close",
+        f"GET /hello with Connection: close (a new connection per request), {CONNECTIONS}"
+        " connections",
+        run_plain,
+        LoadSpec("/hello", CONNECTIONS, 0, close=True, close_by_wrk=True),
+    ),
     _hol(close=False),
     _hol(close=True),
     Scenario(

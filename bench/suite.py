@@ -16,7 +16,7 @@ from typing import Any
 from bench import cpu, loadgen
 from bench.envs import InstallError, ensure_venv, package_version
 from bench.loadgen import LoadError, LoadSpec
-from bench.memory import PeakSampler, tree_memory
+from bench.memory import PeakSampler, roles_memory, tree_memory
 from bench.procs import Supervisor
 from bench.profiles import SLOTS, Profile
 from bench.scenarios import Scenario, Target, Timing
@@ -109,6 +109,7 @@ def _measure(
     try:
         _warm_up(target, scenarios)
         result.memory["idle"] = tree_memory(running.roots()).as_dict()
+        result.memory["idle_roles"] = roles_memory(running.roots())
         with PeakSampler(running.roots) as sampler:
             for scenario in scenarios:
                 _run_one(scenario, target, running, result)

@@ -37,7 +37,7 @@ health check and serve on for the delay (maitred.shutdowndelay), then the stop a
 
 With --stats-bind the loop also answers scrapes and probes (maitred.statsserver: non-blocking,
 with a deadline per client, so a scraper never holds up supervision) from what the fronts
-report and what the master knows (maitred.metrics, maitred.masterstats).
+report and what the master knows (maitred.book, maitred.metrics, maitred.masterstats).
 
 systemd hears from the master alone (maitred.sdnotify): READY once every pool's app imports,
 RELOADING and READY around a HUP, STOPPING, the watchdog while the fronts beat, MAINPID after
@@ -66,7 +66,6 @@ from maitred import (
     frontplan,
     inherit,
     logs,
-    masterstats,
     privileges,
     runtime,
     sdnotify,
@@ -76,10 +75,10 @@ from maitred import (
     upgrade,
 )
 from maitred.appload import AppLoadError, load_app, prepare_path
+from maitred.book import MetricsBook
 from maitred.children import Child, Exit, FrontChild, ReloaderChild, WorkerChild, exit_text
 from maitred.config import Config, ConfigError, reloaded
 from maitred.frontset import FrontSet
-from maitred.metrics import MetricsBook
 from maitred.pool import Pool
 from maitred.processes import Processes
 from maitred.shutdowndelay import ShutdownDelay
@@ -190,6 +189,9 @@ class Arbiter:
         """Listen at --stats-bind; False when it cannot. After a USR2 the old master holds
         the address until it stops (`may_wait`): then it is tried again every turn."""
         address = self.cfg.stats_bind
+        # Imported here: prometheus_client is what only a master with --stats-bind uses.
+        from maitred import masterstats
+
         try:
             self.stats = masterstats.start(self, address, FRONT_FRESH)
         except OSError as exc:

@@ -26,15 +26,17 @@ import signal
 import socket
 import ssl
 from collections.abc import Callable, Collection, Iterable, MutableMapping
+from typing import TYPE_CHECKING
 
 from maitred import frontplan, sockets, tls
 from maitred.children import Child, Exit, FrontChild, WorkerChild
 from maitred.config import Config
 from maitred.exits import Restarts
-from maitred.front.main import run_front
-from maitred.front.tls import FrontTLS
 from maitred.frontplan import Generation
 from maitred.pool import Pool
+
+if TYPE_CHECKING:
+    from maitred.front.tls import FrontTLS
 
 log = logging.getLogger("maitred.error")
 
@@ -136,6 +138,10 @@ class FrontSet:
                     sock.close()  # another front's: held here, it would outlive that front
             name = frontplan.name(number)
             kinds = [protocol for _, protocol in served]
+            # The front's modules (asyncio, the parser, uvloop) are imported in the front: the
+            # master and the workers never use them, so they would only take up memory there.
+            from maitred.front.main import run_front
+
             return run_front(cfg, mine, links, master_pid, name, write_fd, found, kinds, secure)
 
         pid = self._fork(main)
@@ -155,6 +161,8 @@ class FrontSet:
             if scheme == sockets.HTTPS
             for sock in frontplan.listeners_of(number, cfg.fronts, group)
         ]
+        from maitred.front.tls import FrontTLS  # only with TLS listeners (see main() above)
+
         return FrontTLS(cfg, context, listeners)
 
     def reload_tls(self) -> None:

@@ -8,10 +8,10 @@ pipes; the master already knows the rest: its workers and their states, why each
 (maitred.exits classifies every exit), their memory (maitred.children.memory_of) and the fronts'
 load reports (queue length, oldest wait, busy threads: maitred.status.LoadReport).
 
-:class:`MetricsBook` keeps, per front pid, the last counters it sent; when a front exits (a
-HUP that replaces the fronts, a crash), its last counters move into a `retired` total, so a sum
-over `retired` and the living fronts never goes backwards. Each front sends a last report as it
-stops, and the totals are the sum of all fronts (`--fronts 2`).
+:class:`~maitred.book.MetricsBook` keeps, per front pid, the last counters it sent; when a
+front exits (a HUP that replaces the fronts, a crash), its last counters move into a `retired`
+total, so a sum over `retired` and the living fronts never goes backwards. Each front sends a
+last report as it stops, and the totals are the sum of all fronts (`--fronts 2`).
 
 :class:`Collector` turns the book and the pools into metric families on each scrape;
 prometheus_client writes them (text or OpenMetrics, as the scraper's Accept asks). Its
@@ -23,7 +23,6 @@ Owned by the master's loop.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -33,20 +32,10 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector as CollectorBase
 
+from maitred.book import SIMPLE, MetricsBook
 from maitred.children import WorkerChild, memory_of
 from maitred.front.metrics import BUCKETS, DURATIONS
 from maitred.pool import Pool
-from maitred.status import LoadReport
-
-Counts = dict[str, Any]  # one app's counters, as maitred.front.metrics sends them
-
-# The plain counters of an app, each with its metric's name and help.
-SIMPLE = {
-    "shed": ("maitred_requests_shed", "Requests answered 503 (queue full, queue timeout)."),
-    "timed_out": ("maitred_requests_timed_out", "Requests answered 504 (--timeout)."),
-    "static_files": ("maitred_static_files", "Files served from --static directories."),
-    "static_bytes": ("maitred_static_bytes", "Bytes of the bodies of those files sent."),
-}
 
 HELP = {
     "queue": "Seconds a request waited in the front for an app thread.",
@@ -54,70 +43,6 @@ HELP = {
     "send": "Seconds from the app's last byte to the response's end.",
     "total": "Seconds from the request head in to the response's end.",
 }
-
-
-def _add(into: Counts, counts: Counts) -> None:
-    """Add counters (as :func:`_received` keeps them) into a total."""
-    requests = into.setdefault("requests", {})
-    for key, n in counts.get("requests", {}).items():
-        requests[key] = requests.get(key, 0) + n
-    for name, (buckets, total) in counts.get("histograms", {}).items():
-        mine = into.setdefault("histograms", {}).setdefault(name, [[0] * len(buckets), 0.0])
-        mine[0] = [a + b for a, b in zip(mine[0], buckets, strict=False)]
-        mine[1] += total
-    for key in SIMPLE:
-        into[key] = into.get(key, 0) + counts.get(key, 0)
-
-
-def _received(figures: Mapping[str, Any]) -> Counts:
-    """A front's counters as the book keeps them: requests by (status class, method)."""
-    counts = dict(figures)
-    requests: dict[tuple[str, str], int] = {}
-    for cls, method, n in figures.get("requests", ()):
-        requests[(str(cls), str(method))] = int(n)
-    counts["requests"] = requests
-    return counts
-
-
-class MetricsBook:
-    """What the fronts and the master's own supervision tell about each app."""
-
-    def __init__(self) -> None:
-        self.fronts: dict[int, dict[str, Counts]] = {}  # front pid -> app -> its last counters
-        self.retired: dict[str, Counts] = {}  # app -> the counters of fronts that exited
-        self.connections: dict[int, dict[str, int]] = {}  # front pid -> state -> count
-        self.loads: dict[int, dict[str, LoadReport]] = {}  # front pid -> app -> last report
-        self.restarts: dict[tuple[str, str], int] = {}  # (app, cause) -> exits
-
-    def front_said(self, pid: int, figures: Mapping[str, Any]) -> None:
-        app = figures.get("app")
-        if app is None:
-            connections = figures.get("connections")
-            if isinstance(connections, dict):
-                self.connections[pid] = connections
-        elif isinstance(app, str):
-            self.fronts.setdefault(pid, {})[app] = _received(figures)
-
-    def load(self, pid: int, report: LoadReport) -> None:
-        self.loads.setdefault(pid, {})[report.pool] = report
-
-    def front_exited(self, pid: int) -> None:
-        for app, counts in self.fronts.pop(pid, {}).items():
-            _add(self.retired.setdefault(app, {}), counts)
-        self.connections.pop(pid, None)
-        self.loads.pop(pid, None)
-
-    def worker_exited(self, app: str, cause: str) -> None:
-        key = (app, cause)
-        self.restarts[key] = self.restarts.get(key, 0) + 1
-
-    def totals(self, app: str) -> Counts:
-        """An app's counters summed over the fronts, living and exited."""
-        total: Counts = {}
-        _add(total, self.retired.get(app, {}))
-        for apps in self.fronts.values():
-            _add(total, apps.get(app, {}))
-        return total
 
 
 def worker_state(child: WorkerChild) -> str:

@@ -3,6 +3,7 @@ parent's; exits are handled one at a time."""
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import time
@@ -60,3 +61,15 @@ def test_exits_are_reaped_one_at_a_time() -> None:
 def zombie(pid: int) -> bool:
     info = procs.read_proc(pid)
     return info is not None and info.state == "Z"
+
+
+def test_a_child_starts_with_what_its_parent_held_frozen() -> None:
+    # Its garbage collector never walks (and so never copies) the pages it shares.
+    queue = SignalQueue([signal.SIGTERM])
+    try:
+        pid = fork(lambda: 0 if gc.get_freeze_count() > 0 else 1, queue, [signal.SIGTERM], [])
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        queue.close()
+        gc.unfreeze()  # this test process is no master: let its collector have them back

@@ -1,0 +1,50 @@
+"""Each process holds only what it uses: the front's modules live in the front alone, and the
+master imports prometheus_client only for --stats-bind (idle memory: the master and the
+workers would otherwise carry them for nothing)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import procs
+from harness import CLI_TIMEOUT, ServerFactory, server_env
+
+# The HTTP parser's C extension: only the front parses HTTP. Read from /proc/PID/maps, which
+# lists every shared object a process has loaded, so this holds for a running server.
+PARSER_EXTENSION = "httptools/parser/parser"
+# What the master imports to run: the command line and the arbiter.
+MASTER_MODULES = "import maitred.cli, maitred.arbiter"
+# Modules only a front (asyncio, uvloop, the parser) or --stats-bind (prometheus_client) needs.
+NOT_IN_MASTER = ("asyncio", "uvloop", "httptools", "prometheus_client", "maitred.front.main")
+
+
+def maps(pid: int) -> str:
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
+def test_only_the_front_loads_the_http_parser(servers: ServerFactory) -> None:
+    server = servers.start("hello", "--workers", "1")
+    master = server.pid
+    # Listening is said once the worker has imported the app: both children are there.
+    (front,) = procs.children_titled(master, "maitred: front")
+    (worker,) = procs.children_titled(master, "maitred: worker")
+    assert PARSER_EXTENSION in maps(front)
+    assert PARSER_EXTENSION not in maps(master)
+    assert PARSER_EXTENSION not in maps(worker)
+
+
+def test_the_master_imports_neither_the_front_nor_prometheus_client() -> None:
+    check = (
+        f"import sys; {MASTER_MODULES}; print(*(m for m in {NOT_IN_MASTER!r} if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", check],
+        env=server_env(),
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT,
+        check=True,
+    )
+    assert result.stdout.split() == []
