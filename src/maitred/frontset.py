@@ -27,7 +27,7 @@ import socket
 import ssl
 from collections.abc import Callable, Collection, Iterable, MutableMapping
 
-from maitred import frontplan, sockets, tls
+from maitred import frontapps, frontplan, sockets, tls
 from maitred.children import Child, Exit, FrontChild, WorkerChild
 from maitred.config import Config
 from maitred.exits import Restarts
@@ -61,6 +61,7 @@ class FrontSet:
         self._restarts = Restarts()
         self._count = 0
         self.generations: dict[int, Generation] = {}
+        self._channels: dict[int, frontapps.Channel] = {}  # front pid -> its channel
         self.current = self._open(cfg)
         self.next: Generation | None = None
         # The TLS context the fronts start with (maitred.tls): the last one built without error.
@@ -125,10 +126,12 @@ class FrontSet:
         secure = self._tls_of(cfg, number)
         read_fd, write_fd = os.pipe()
         master_pid = os.getpid()
+        channel, control = frontapps.pair()
 
         def main() -> int:
             os.close(read_fd)
-            for sock in self.link_listeners():
+            channel.close()
+            for sock in [*self.link_listeners(), *self.channel_sockets()]:
                 if sock not in links.values():
                     sock.close()  # another front's or generation's: it would outlive that one
             for sock in everything:
@@ -136,10 +139,15 @@ class FrontSet:
                     sock.close()  # another front's: held here, it would outlive that front
             name = frontplan.name(number)
             kinds = [protocol for _, protocol in served]
-            return run_front(cfg, mine, links, master_pid, name, write_fd, found, kinds, secure)
+            plan = (found, kinds, secure, control)
+            return run_front(cfg, mine, links, master_pid, name, write_fd, *plan)
 
-        pid = self._fork(main)
+        try:
+            pid = self._fork(main)
+        finally:
+            control.close()
         os.close(write_fd)
+        self._channels[pid] = frontapps.Channel(channel, links.values())
         front = FrontChild(pid=pid, number=number, status_fd=read_fd, generation=generation.number)
         self._children[pid] = front
 
@@ -163,10 +171,37 @@ class FrontSet:
             child.send(signal.SIGHUP)
 
     def check(self, now: float, front_timeout: float) -> None:
-        """Restarts that are due; liveness by heartbeat (--front-timeout)."""
+        """Restarts that are due; liveness by heartbeat (--front-timeout); tables of apps
+        still to be sent."""
         for number in self._restarts.due():
             self._spawn(number)
         kill_silent(self.fronts(), now, front_timeout)
+        self._tell_apps()
+
+    # --- the apps changing while the fronts run (maitred.frontapps) ---
+
+    def use_apps(self, cfg: Config) -> None:
+        """The apps of `cfg` from now on; the fronts' own settings are those they run with.
+        The running fronts take the new table without a restart."""
+        self.current.use(cfg)
+        for child in self.of(self.current):
+            channel = self._channels.get(child.pid)
+            if channel is not None:
+                channel.dirty = True
+        self._tell_apps()
+
+    def _tell_apps(self) -> None:
+        generation = self.current
+        for child in self.fronts():
+            channel = self._channels.get(child.pid)
+            if channel is None or child.generation != generation.number:
+                continue
+            found = frontplan.front_apps(generation.apps, generation.cfg.fronts, child.number)
+            channel.flush(found, generation.links_of(child.number))
+
+    def channel_sockets(self) -> list[socket.socket]:
+        """The master's ends of the fronts' channels: no other child may hold one."""
+        return [channel.sock for channel in self._channels.values()]
 
     def next_start(self) -> float | None:
         return self._restarts.next_due()
@@ -177,6 +212,9 @@ class FrontSet:
 
     def exited(self, child: FrontChild, code: int, why: Exit) -> None:
         """A front exited, as `why` (maitred.exits.classify) says."""
+        channel = self._channels.pop(child.pid, None)
+        if channel is not None:
+            channel.close()
         generation = self.generations.get(child.generation)
         if generation is None:
             return
