@@ -300,7 +300,8 @@ class Arbiter:
             app.label: privileges.resolve(app.cfg.user, app.cfg.group) for app in self.apps.values()
         }
         someone = identity or next(filter(None, workers.values()), None)  # switches
-        privileges.share_runtime(someone, *dirs)
+        # --apps-dir: an app of another user may join at any time.
+        privileges.share_runtime(someone is not None or bool(cfg.apps_dir), *dirs)
         privileges.hand_over_logs(cfg.user, cfg.group, cfg.error_logfile, cfg.access_logfile)
         line = privileges.master_line(identity, workers)
         if line is not None:

@@ -7,12 +7,15 @@ A file is written to another name and renamed into place, as a deploy should.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+import procs
 from harness import APPS_DIR, Server, ServerFactory, wait_until
 from integration.test_apps import get, who, workers_by_app
 from load import Load
@@ -173,3 +176,23 @@ def test_an_app_that_cannot_be_imported_goes_and_the_server_serves_on(
     assert answers(server, "/calm/") == "calm"
     deploy(directory, "broken", whoami("broken", path="/broken"))
     wait_until(lambda: answers(server, "/broken/") == "broken", PICKED_UP, "the fixed app")
+
+
+def test_a_hup_adds_and_removes_apps_without_replacing_the_fronts(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    server, _ = serve(servers, tmp_path)
+    [front] = procs.children_titled(server.pid, "maitred: front")
+    config = tmp_path / "maitred.toml"
+    config.write_text(SERVER + '[apps.extra]\napp = "whoami"\npath = "/extra"\n')
+    os.kill(server.pid, signal.SIGHUP)
+    wait_until(lambda: get(server, "/extra/").status == 200, what="the app the HUP added")
+    wait_until(
+        lambda: sorted(workers_by_app(server.pid).values()) == ["calm", "extra"],
+        what="calm's worker replaced (a HUP reloads every app), and extra's",
+    )
+    config.write_text(SERVER)
+    os.kill(server.pid, signal.SIGHUP)
+    wait_until(lambda: get(server, "/extra/").status == 404, what="the app the HUP removed")
+    wait_until(lambda: list(workers_by_app(server.pid).values()) == ["calm"], what="its worker")
+    assert list(procs.children_titled(server.pid, "maitred: front")) == [front]
