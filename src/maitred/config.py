@@ -1366,8 +1366,10 @@ def settings_markdown(fields: Sequence[dataclasses.Field[Any]] = SETTINGS) -> st
         "every app; the others are the whole server's. Besides them an app's table takes its "
         "routing: `hosts` (names, or `*.example.com` for its subdomains), `path` (a URL "
         "prefix) and `default` (true: it serves a Host that no app names). An app's requests "
-        "get SCRIPT_NAME = its root-path + its path. A HUP reloads every app, and replaces the "
-        "fronts when a table changed.",
+        "get SCRIPT_NAME = its root-path + its path. A HUP reloads every app; the apps it adds, "
+        "removes or changes reach the running fronts. `--apps-dir` adds one app per file of a "
+        "directory, with the keys of an app's table, started, reloaded and stopped as its file "
+        "comes, changes and goes.",
     ]
     sections: dict[str, list[dataclasses.Field[Any]]] = {}
     for f in fields:
