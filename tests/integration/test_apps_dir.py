@@ -196,3 +196,20 @@ def test_a_hup_adds_and_removes_apps_without_replacing_the_fronts(
     wait_until(lambda: get(server, "/extra/").status == 404, what="the app the HUP removed")
     wait_until(lambda: list(workers_by_app(server.pid).values()) == ["calm"], what="its worker")
     assert list(procs.children_titled(server.pid, "maitred: front")) == [front]
+
+
+def test_an_app_that_joins_does_not_hold_back_the_server_s_readiness(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    """One deploy still importing (or failing to) must not make a balancer take every app out."""
+    server, directory = serve(servers, tmp_path, "--health-path", "/readyz")
+    hold = tmp_path / "hold"
+    hold.touch()
+    deploy(
+        directory, "held", f'app = "heldimport"\npath = "/held"\nenv = {{HOLD_FILE = "{hold}"}}\n'
+    )
+    assert server.wait_for_log(r"front: the apps it serves now: calm, held", timeout=PICKED_UP)
+    assert get(server, "/readyz").status == 200  # while held imports
+    hold.unlink()
+    wait_until(lambda: get(server, "/held/").status == 200, what="the app imported")
+    assert get(server, "/readyz").status == 200

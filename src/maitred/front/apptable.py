@@ -18,6 +18,10 @@ master sends a new table (maitred.frontapps: --apps-dir, a HUP of the ``[apps]``
   workers run finish on their links, which stay open until the master stops those workers;
 * an app whose listener changed (removed and added again between two tables) is both.
 
+The front is ready (maitred.readiness) once every app it started with has a worker; an app
+that joins later does not count until its first worker links: one deploy importing, or failing
+to, must not make a balancer take the whole server out.
+
 The router is rebuilt last, in one step, so a request sees the old table or the new, never a
 mix of them. Tables are applied one at a time, in the order they came.
 
@@ -54,12 +58,20 @@ class AppTable:
         self.inodes: dict[str, int] = {}  # app -> its link listener's (frontapps.inode)
         self.expiring: dict[str, asyncio.Task[None]] = {}  # app -> its --timeout task
         self.meters: dict[str, LoadMeter] = {}  # app -> its load meter (front/load.py)
+        self.joining: set[str] = set()  # apps added at run time whose workers have not linked
         self._lock = asyncio.Lock()  # one table at a time, in the order they came
 
     async def start(self, links: Mapping[str, socket.socket]) -> None:
         """The apps the front started with, each on its link listener in `links`."""
         for app in self.front.apps:
             await self._serve(app, links[app.name])
+
+    def ready(self) -> bool:
+        """Whether every app it serves has a worker that takes requests, but those joining."""
+        joined = [n for n in self.joining if self.front.dispatchers[n].has_ready_worker()]
+        self.joining.difference_update(joined)
+        dispatchers = self.front.dispatchers
+        return all(d.has_ready_worker() for n, d in dispatchers.items() if n not in self.joining)
 
     def close(self) -> None:
         for name in list(self.servers):
@@ -98,6 +110,7 @@ class AppTable:
                 if app.name in front.dispatchers:
                     self._update(app)
                 elif app.name in links:
+                    self.joining.add(app.name)
                     await self._serve(app, links.pop(app.name))
                 else:
                     log.error("front: app %s came without its link; not serving it", app.name)
@@ -141,6 +154,7 @@ class AppTable:
         self.front.dispatchers.pop(name).shed_queue()
 
     def _stop(self, name: str) -> None:
+        self.joining.discard(name)
         self.servers.pop(name).close()
         self.inodes.pop(name, None)
         self.meters.pop(name, None)

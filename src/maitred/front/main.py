@@ -122,10 +122,9 @@ class Front:
             if cfg.access_logfile
             else None
         )
-        # Ready once every app it serves has a worker that takes requests.
-        self.readiness = ReadinessState(
-            lambda: all(d.has_ready_worker() for d in self.dispatchers.values())
-        )
+        # Ready once every app it started with has a worker that takes requests
+        # (front/apptable.py: an app that joins later holds nothing back).
+        self.readiness = ReadinessState(lambda: self.table.ready())
         self.health = (
             HealthCheck(cfg.health_path, self.readiness, self.date, cfg.log_health_checks)
             if cfg.health_path
