@@ -116,8 +116,9 @@ class AppTable:
                     log.error("front: app %s came without its link; not serving it", app.name)
             for sock in links.values():
                 sock.close()  # the listener of an app it serves already
+            before = [app.name for app in front.apps]
             front.apps = tuple(app for app in found if app.name in front.dispatchers)
-            self._refresh()
+            self._refresh(before)
 
     async def _serve(self, app: App, link: socket.socket) -> None:
         front = self.front
@@ -162,11 +163,12 @@ class AppTable:
         if task is not None:
             task.cancel()
 
-    def _refresh(self) -> None:
+    def _refresh(self, before: list[str]) -> None:
         """What the front derives from the whole table: its routing, its sweep interval."""
         front = self.front
         front.router.use_apps(front)
         shortest = min((a.cfg.queue_timeout for a in front.apps if a.cfg.queue_timeout), default=0)
         front.timeouts.interval = sweep_interval(front.cfg.replace(queue_timeout=shortest))
-        names = ", ".join(app.name for app in front.apps) or "none"
-        log.info("front: the apps it serves now: %s", names)
+        names = [app.name for app in front.apps]
+        level = logging.INFO if names != before else logging.DEBUG  # a reload: said by the master
+        log.log(level, "front: the apps it serves now: %s", ", ".join(names) or "none")
