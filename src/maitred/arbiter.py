@@ -617,8 +617,6 @@ class Arbiter:
             self.fronts.exited(child, code, why)
         elif isinstance(child, WorkerChild) and pool is not None:
             pool.exited(child, code, why)
-            if pool in self.departing and not pool.workers:
-                self.departing.remove(pool)
             if why is Exit.FAILED_IMPORT and not self._give_up(child.pool):
                 log.error("an app cannot be imported; stopping")
                 self.exit_status = 1
@@ -627,6 +625,7 @@ class Arbiter:
                 of = f" of {child.app}" if child.app else ""
                 log.error("reload: no new worker%s could start; the fronts keep their settings", of)
                 self._drop_next()
+            self.departing = [p for p in self.departing if p.workers]  # the last one went
 
     def _reloader_exited(self, code: int, why: Exit) -> None:
         if why is Exit.FAILED_START:  # it cannot watch (maitred.reloader says why)

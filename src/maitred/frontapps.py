@@ -90,7 +90,7 @@ class Channel:
         except BlockingIOError:
             return  # the front reads it later; composed again then
         except OSError as exc:  # the front is gone (reaped soon), or the table is too large
-            log.error("cannot tell a front its new apps: %s", exc)
+            log.warning("cannot tell a front its new apps: %s", exc)
             self.dirty = False
             return
         self.held = {inode(links[a.name]) for a in table}

@@ -60,6 +60,7 @@ class AppTable:
         self.meters: dict[str, LoadMeter] = {}  # app -> its load meter (front/load.py)
         self.joining: set[str] = set()  # apps added at run time whose workers have not linked
         self._lock = asyncio.Lock()  # one table at a time, in the order they came
+        self._applying: set[asyncio.Task[None]] = set()  # held: the loop keeps weak references
 
     async def start(self, links: Mapping[str, socket.socket]) -> None:
         """The apps the front started with, each on its link listener in `links`."""
@@ -93,9 +94,16 @@ class AppTable:
             if table is None:
                 loop.remove_reader(control.fileno())  # the master is gone: the sweep sees it
                 return
-            loop.create_task(self.apply(*table))
+            task = loop.create_task(self.apply(*table))
+            self._applying.add(task)
+            task.add_done_callback(self._applied)
 
         loop.add_reader(control.fileno(), readable)
+
+    def _applied(self, task: asyncio.Task[None]) -> None:
+        self._applying.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("front: cannot apply a table of apps: %r", task.exception())
 
     async def apply(self, found: Sequence[App], links: dict[str, socket.socket]) -> None:
         """Serve the apps `found` from now on; `links` brings the listeners of new ones."""
