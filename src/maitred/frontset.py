@@ -11,6 +11,11 @@ with their own workers (which the pools give up), and exit; as each one goes, it
 stopped after it (`gone`). If no new worker of some app can import it, `drop_next` gives the
 next generation up and the fronts serve on with the settings they have.
 
+When only the apps change (--apps-dir, a HUP of the [apps] tables), no generation opens: the
+current one binds the new apps' link listeners (`use_apps`), and each of its fronts gets the
+new table over its channel (maitred.frontapps), made at its fork, sent again each turn until
+it goes through.
+
 A front that dies is restarted (with backoff if it keeps dying, maitred.exits.Restarts), and the
 bodies it had spooled are removed. A front that stops sending its heartbeat (--front-timeout) is
 killed, and so restarted.
