@@ -73,6 +73,7 @@ class Table:
     name: str
     settings: tuple[tuple[str, Any], ...]  # (setting name, value) as the table gives them
     route: Route
+    source: str = ""  # the file of an --apps-dir app (maitred.appsdir); "": the config file's
 
 
 @dataclass(frozen=True)
@@ -108,10 +109,11 @@ def read_tables(value: Any, origin: str) -> tuple[Table, ...]:
     """The ``[apps.NAME]`` tables of a config file; ConfigError names what is wrong."""
     if not isinstance(value, dict) or not value:
         raise ConfigError(f"{origin}: [apps] holds one table per app, [apps.NAME]")
-    return tuple(_table(name, body, f"{origin} [apps.{name}]") for name, body in value.items())
+    return tuple(read_table(name, body, f"{origin} [apps.{name}]") for name, body in value.items())
 
 
-def _table(name: str, body: Any, origin: str) -> Table:
+def read_table(name: str, body: Any, origin: str) -> Table:
+    """One app's table (of a config file, or a file of --apps-dir); `origin` opens errors."""
     if not NAME.fullmatch(name):
         raise ConfigError(f"{origin}: an app's name is 1-32 letters, digits, '-' or '_'")
     if not isinstance(body, dict):
@@ -164,21 +166,27 @@ def _route(routing: Mapping[str, Any], origin: str) -> Route:
 # --- resolving them into apps ---
 
 
+def several(cfg: Config) -> bool:
+    """Whether the server runs its apps from tables (or --apps-dir), not one implicit app.
+    With --apps-dir it may run none for a while: every request is then answered 404."""
+    return bool(cfg.apps or cfg.apps_dir)
+
+
 def names(cfg: Config) -> tuple[str, ...]:
     """The names of the apps (and so of the pools) the settings run."""
-    return tuple(table.name for table in cfg.apps) if cfg.apps else (IMPLICIT,)
+    return tuple(table.name for table in cfg.apps) if several(cfg) else (IMPLICIT,)
 
 
 def resolve(cfg: Config, base: str | None = None) -> tuple[App, ...]:
     """The apps `cfg` runs; `base` is the server's directory as an absolute path (its chdir;
     default: this process's directory, which is the master's after it changed to it)."""
-    if not cfg.apps:
+    if not several(cfg):
         return (App(IMPLICIT, cfg, Route(default=True), implicit=True),)
     if cfg.preload:
         raise ConfigError(
-            "preload is for a server of one app: with [apps] tables the master would import "
-            "every app into one process, where two can collide (two Django projects, two "
-            "modules of one name)"
+            "preload is for a server of one app: with [apps] tables or --apps-dir the master "
+            "would import every app into one process, where two can collide (two Django "
+            "projects, two modules of one name)"
         )
     server = cfg.replace(apps=())
     where = os.getcwd() if base is None else base
@@ -242,3 +250,27 @@ def _check_routes(found: tuple[App, ...]) -> None:
                     f"apps {other} and {app.name} both serve {host or 'any other Host'} at "
                     f"{app.prefix or '/'}: give one of them other hosts or another path"
                 )
+
+
+# --- what changes between two sets of apps ---
+
+
+@dataclass(frozen=True)
+class Diff:
+    """What turns one set of apps into another, by name."""
+
+    start: tuple[str, ...] = ()  # apps that are new
+    reload: tuple[str, ...] = ()  # apps whose settings or routing changed
+    stop: tuple[str, ...] = ()  # apps that are gone
+
+    def __bool__(self) -> bool:
+        return bool(self.start or self.reload or self.stop)
+
+
+def diff(old: Mapping[str, App], new: Mapping[str, App]) -> Diff:
+    """The apps to start, reload and stop to go from `old` to `new` (pure)."""
+    return Diff(
+        start=tuple(sorted(set(new) - set(old))),
+        reload=tuple(sorted(n for n in set(old) & set(new) if old[n] != new[n])),
+        stop=tuple(sorted(set(old) - set(new))),
+    )

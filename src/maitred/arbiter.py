@@ -17,8 +17,12 @@ reaps children, and acts:
   --reload watcher (maitred.reloader) itself.
 
 A HUP replaces every worker of every app, make-before-break; when it changes a setting of the
-fronts, it replaces the fronts too, as a new generation (maitred.frontset says how). A HUP does
-not add or remove apps. TTIN and TTOU scale the pool of a server of one app; with several,
+fronts, it replaces the fronts too, as a new generation (maitred.frontset says how), and then
+it may not add or remove apps. Otherwise the apps it adds, removes or changes reach the running
+fronts as a new table (maitred.frontapps), as the changes of --apps-dir do (maitred.appsdir,
+polled from this loop): a new app starts its pool, an app gone stops routing and its workers
+drain and go, a changed one (of the directory) reloads alone; no other app's workers, and no
+connection, notice. TTIN and TTOU scale the pool of a server of one app; with several,
 which pool they would scale is not said, so they only log that.
 
 Shutdown (TERM, INT) goes fronts first: they stop accepting and finish the requests in flight,
@@ -62,6 +66,7 @@ from setproctitle import setproctitle
 
 from maitred import (
     apps,
+    appsdir,
     exits,
     frontplan,
     inherit,
@@ -119,6 +124,9 @@ class Arbiter:
         self.exit_status = 0
         self.pools: dict[str, Pool] = {}  # by app (maitred.apps), once in the server's directory
         self.apps: dict[str, apps.App] = {}
+        self.departing: list[Pool] = []  # the pools of apps gone, until their workers are
+        self.appsdir: appsdir.AppsDir | None = None  # --apps-dir
+        self.announced = False  # "Listening at" was said
         self.upgrade = upgrade.Upgrade()  # USR2
         self.env = runtime.Environment()
         self.notify = sdnotify.Notifier()  # systemd, when it listens (taken at start)
@@ -139,10 +147,14 @@ class Arbiter:
             return 1
         runtime.remove_stale_dirs()  # what masters killed with SIGKILL left
         self.notify = sdnotify.Notifier.take(os.environ)  # before any child or app sees it
+        if cfg.apps_dir:  # named from where maitred started, read from the server's directory
+            self.appsdir = appsdir.AppsDir(cfg.apps_dir, cfg.apps_dir_owner)
         try:
             # Several apps: each worker enters its app's virtualenv (maitred.worker.main).
-            prepare_path(cfg.chdir, cfg.pythonpath, "" if cfg.apps else cfg.virtualenv)
+            prepare_path(cfg.chdir, cfg.pythonpath, "" if apps.several(cfg) else cfg.virtualenv)
             self.env.set(cfg.env)
+            if self.appsdir is not None:
+                cfg = self.cfg = self.appsdir.start(cfg)
             self._use_apps(cfg)
             if cfg.preload:
                 self.app = load_app(cfg.app)
@@ -180,6 +192,7 @@ class Arbiter:
             self.fronts.start()
             for pool in self.pools.values():
                 pool.start()
+            self._announce()  # now, if no app is to be imported first (an empty --apps-dir)
             self._loop()
         finally:
             self._cleanup()
@@ -207,13 +220,55 @@ class Arbiter:
         log.info("Stats at: %s (%d)", self.stats.url, self.pid)
         return True
 
-    def _use_apps(self, cfg: Config) -> None:
-        """The apps of `cfg` (resolved in the server's directory) and a pool for each new one."""
-        self.apps = {app.name: app for app in apps.resolve(cfg)}
-        for name, app in self.apps.items():
-            pool = self.pools.get(name)
-            if pool is None:
-                self.pools[name] = Pool(name, app.cfg, self)
+    def _use_apps(self, cfg: Config) -> apps.Diff:
+        """The apps of `cfg` (resolved in the server's directory), a pool for each new one,
+        and the pool of each app gone stopped. What changed."""
+        found = {app.name: app for app in apps.resolve(cfg)}
+        diff = apps.diff(self.apps, found)
+        self.apps = found
+        for name in diff.stop:
+            pool = self.pools.pop(name)
+            log.info("the app %s left the server: its workers finish their requests", name)
+            pool.remove()
+            self.departing.append(pool)
+        for name in diff.start:
+            self.pools[name] = Pool(name, found[name].cfg, self)
+        return diff
+
+    def _change_apps(self, cfg: Config) -> apps.Diff:
+        """Serve the apps of `cfg` from now on, the fronts running as they are: the fronts
+        take the new table, the new apps' pools start. What changed (the caller reloads)."""
+        assert self.fronts is not None
+        diff = self._use_apps(cfg)
+        self.cfg = cfg
+        self.fronts.use_apps(cfg)  # first: the new pools' workers link to their listeners
+        for name in diff.start:
+            log.info("the app %s joins the server", name)
+            self.pools[name].start()
+        return diff
+
+    def _poll_apps_dir(self, now: float) -> None:
+        """--apps-dir: apply what changed in the directory, unless a reload is replacing the
+        fronts (then at a later poll)."""
+        assert self.fronts is not None
+        if self.appsdir is None or self.fronts.next is not None:
+            return
+        cfg = self.appsdir.poll(self.cfg, now)
+        if cfg is not None:
+            for name in self._change_apps(cfg).reload:
+                self.pools[name].reload(self.apps[name].cfg)
+            self._announce()
+
+    def _give_up(self, name: str) -> bool:
+        """An app that cannot be imported: one of --apps-dir goes (until its file changes)
+        and the server serves on; any other stops the server. Whether it went."""
+        table = self.appsdir.tables.get(name) if self.appsdir is not None else None
+        if self.appsdir is None or table is None:
+            return False
+        log.error("apps-dir: %s: the app cannot be imported; not serving it", table.source)
+        self._change_apps(self.appsdir.forget(name, self.cfg))
+        self._announce()
+        return True
 
     def _bind(self) -> FrontSet:
         cfg = self.cfg
@@ -252,7 +307,8 @@ class Arbiter:
             app.label: privileges.resolve(app.cfg.user, app.cfg.group) for app in self.apps.values()
         }
         someone = identity or next(filter(None, workers.values()), None)  # switches
-        privileges.share_runtime(someone, *dirs)
+        # --apps-dir: an app of another user may join at any time.
+        privileges.share_runtime(someone is not None or bool(cfg.apps_dir), *dirs)
         privileges.hand_over_logs(cfg.user, cfg.group, cfg.error_logfile, cfg.access_logfile)
         line = privileges.master_line(identity, workers)
         if line is not None:
@@ -325,6 +381,7 @@ class Arbiter:
         self.fronts.check(now, self.cfg.front_timeout)
         for pool in self.pools.values():
             pool.check(now)
+        self._poll_apps_dir(now)
 
     # --- signals: one method each, found through HANDLERS (at the end of the class) ---
 
@@ -403,21 +460,25 @@ class Arbiter:
             log.warning("reload: dropping the new fronts that were waiting for their workers")
             self._drop_next()
         cfg = None
+        started: tuple[str, ...] = ()
         if self.reload_config is not None:
             try:
-                cfg, new_fronts = reloaded(self.cfg, self.reload_config)
-                same_apps(self.cfg, cfg)
+                cfg, new_fronts = reloaded(self.cfg, self._load_config)
+                if new_fronts:
+                    same_apps(self.cfg, cfg)
                 tls.check_reload(self.cfg, cfg)
             except ConfigError as exc:
                 log.error("reload: %s", exc)
                 return
             self.env.set(cfg.env)
-            self._use_apps(cfg)
             logs.set_level(cfg.log_level)
-            self.cfg = cfg
             if new_fronts:
+                self._use_apps(cfg)
+                self.cfg = cfg
                 log.info("reload: the fronts' settings changed; new fronts start with new workers")
                 self.fronts.open_next(cfg)
+            else:
+                started = self._change_apps(cfg).start
         self._reload_tls()
         if self.cfg.preload:
             log.warning(
@@ -425,7 +486,14 @@ class Arbiter:
                 "send USR2 to load new code"
             )
         for name, pool in self.pools.items():
-            pool.reload(self.apps[name].cfg if cfg is not None else None)
+            if name not in started:
+                pool.reload(self.apps[name].cfg if cfg is not None else None)
+
+    def _load_config(self) -> Config:
+        """The settings a HUP reads again, with the apps of --apps-dir as accepted."""
+        assert self.reload_config is not None
+        cfg = self.reload_config()
+        return self.appsdir.merge(cfg) if self.appsdir is not None else cfg
 
     def _reload_tls(self) -> None:
         """Load the certificate again: new fronts start with it and the running ones load it
@@ -459,7 +527,9 @@ class Arbiter:
                 child.oldest_request = value
             elif kind in (status.RECYCLE, status.STUCK):
                 why = "recycling" if kind == status.RECYCLE else "stuck request"
-                self.pools[child.pool].replace(child, why)
+                pool = self._pool_of(child)
+                if pool is not None:
+                    pool.replace(child, why)
 
     def _front_said(self, child: Child, said: list[status.Message]) -> None:
         """A front's load reports go to their pools; those of fronts on their way out (a
@@ -484,14 +554,27 @@ class Arbiter:
             # hold it up for the graceful timeout), nor says it listens.
             return
         self.fronts.worker_ready(child, self.pools.values())
-        first = self.pools[child.pool].ready(child)  # the first worker ever: the app imports
-        if first and all(pool.app_imported for pool in self.pools.values()):
-            for url in self.addresses:  # said only now that every app can be served
-                log.info("Listening at: %s (%d)", url, self.pid)
-            if all(pool.app_imported for pool in self.pools.values()):
-                upgraded = upgrade.UPGRADE_FD in self.environ  # USR2: systemd follows us now
-                self.notify.ready(self._status_line(), self.pid if upgraded else 0)
-            upgrade.notify_old_master(self.environ)
+        pool = self._pool_of(child)
+        if pool is not None and pool.ready(child):  # the first worker ever: the app imports
+            self._announce()
+
+    def _announce(self) -> None:
+        """Once every app imports (or none is to be): say where the server listens, once."""
+        if self.announced or not all(pool.app_imported for pool in self.pools.values()):
+            return
+        self.announced = True
+        for url in self.addresses:  # said only now that every app can be served
+            log.info("Listening at: %s (%d)", url, self.pid)
+        upgraded = upgrade.UPGRADE_FD in self.environ  # USR2: systemd follows us now
+        self.notify.ready(self._status_line(), self.pid if upgraded else 0)
+        upgrade.notify_old_master(self.environ)
+
+    def _pool_of(self, child: WorkerChild) -> Pool | None:
+        """The pool of a worker: of a running app, or of one gone whose workers are leaving."""
+        for pool in [*self.pools.values(), *self.departing]:
+            if pool.has(child):
+                return pool
+        return self.pools.get(child.pool)
 
     def _reload_pending(self) -> bool:
         """Whether a reload still waits for new workers (or new fronts) to be ready."""
@@ -513,7 +596,7 @@ class Arbiter:
     def _exited(self, child: Child, code: int) -> None:
         """Act on an exit, as maitred.exits.classify says what it was."""
         assert self.fronts is not None
-        pool = self.pools[child.pool] if isinstance(child, WorkerChild) else None
+        pool = self._pool_of(child) if isinstance(child, WorkerChild) else None
         situation = exits.Situation(
             stopping=self.stopping,
             serving_generations=self.fronts.serving(),
@@ -541,13 +624,15 @@ class Arbiter:
             self.fronts.exited(child, code, why)
         elif isinstance(child, WorkerChild) and pool is not None:
             pool.exited(child, code, why)
-            if why is Exit.FAILED_IMPORT:
+            if why is Exit.FAILED_IMPORT and not self._give_up(child.pool):
+                log.error("an app cannot be imported; stopping")
                 self.exit_status = 1
                 self.stop()
             elif why is not Exit.OLD_GENERATION and self.fronts.next_failed(child):
                 of = f" of {child.app}" if child.app else ""
                 log.error("reload: no new worker%s could start; the fronts keep their settings", of)
                 self._drop_next()
+            self.departing = [p for p in self.departing if p.workers]  # the last one went
 
     def _reloader_exited(self, code: int, why: Exit) -> None:
         if why is Exit.FAILED_START:  # it cannot watch (maitred.reloader says why)
@@ -586,7 +671,8 @@ class Arbiter:
 
     def _sockets(self) -> list[socket.socket]:
         """What the master holds that a child serving no connection must close."""
-        links = self.fronts.link_listeners() if self.fronts is not None else []
+        fronts = self.fronts
+        links = [*fronts.link_listeners(), *fronts.channel_sockets()] if fronts is not None else []
         stats = self.stats.sockets() if self.stats is not None else []
         return [*(sock for group in self.listeners for sock in group), *links, *stats]
 

@@ -36,6 +36,7 @@ class Exit(enum.Enum):
     RECYCLE = "recycled: its replacement serves"
     RELOAD = "replaced by a reload"
     SCALE = "one worker fewer"
+    REMOVED = "its app left the server (--apps-dir, a HUP)"
     OLD_GENERATION = "of the fronts before a reload"
     TIMEOUT = "killed: it stopped responding"
     STOP = "the server stops"

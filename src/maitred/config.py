@@ -991,9 +991,32 @@ class Config:
     )
 
     # The [apps.NAME] tables of the config file, as maitred.apps reads them (no flag, no
-    # environment variable: not one of SETTINGS). Routing lives in the fronts, so a HUP that
-    # changes a table replaces them.
+    # environment variable: not one of SETTINGS). Routing lives in the fronts; a HUP that
+    # changes a table tells the running ones (maitred.frontapps), and --apps-dir adds its own.
     apps: tuple[Any, ...] = field(default=(), metadata={"table": True})
+    # --- an apps directory (maitred.appsdir): apps that come and go while the server runs ---
+    apps_dir: str = setting(
+        "",
+        "A directory of apps: each `NAME.toml` in it is one app, with the keys of an "
+        "`[apps.NAME]` table (the top-level settings are its defaults; a relative chdir is "
+        "under the directory). The master looks at it about once a second: a new file starts "
+        "its app, a changed one reloads that app alone (make-before-break), a removed one "
+        "stops routing to it, lets its requests finish and stops its workers. A file that "
+        "does not validate is logged in one line and changes nothing. Empty: no directory.",
+        _str,
+        "--apps-dir",
+        section="Application",
+        metavar="DIR",
+    )
+    apps_dir_owner: bool = setting(
+        False,
+        "Run each app of --apps-dir as the owner (uid, and the file's gid) of its file, and "
+        "refuse a file owned by root: a user who may write to the directory deploys an app "
+        "that runs as themselves. The file's own user and group keys may only repeat them.",
+        _bool,
+        "--apps-dir-owner",
+        section="Application",
+    )
     # --- TLS (maitred.tls): the fronts run the handshakes ---
     certfile: str = setting(
         "",
@@ -1263,7 +1286,7 @@ def check(cfg: Config) -> Config:
     from maitred import tls  # local: tls imports this module
 
     tls.check(cfg)
-    if cfg.apps:
+    if cfg.apps or cfg.apps_dir:
         from maitred import apps  # local: maitred.apps builds on this module
 
         apps.resolve(cfg, "/")  # ConfigError names the app whose table breaks a rule
@@ -1343,8 +1366,10 @@ def settings_markdown(fields: Sequence[dataclasses.Field[Any]] = SETTINGS) -> st
         "every app; the others are the whole server's. Besides them an app's table takes its "
         "routing: `hosts` (names, or `*.example.com` for its subdomains), `path` (a URL "
         "prefix) and `default` (true: it serves a Host that no app names). An app's requests "
-        "get SCRIPT_NAME = its root-path + its path. A HUP reloads every app, and replaces the "
-        "fronts when a table changed.",
+        "get SCRIPT_NAME = its root-path + its path. A HUP reloads every app; the apps it adds, "
+        "removes or changes reach the running fronts. `--apps-dir` adds one app per file of a "
+        "directory, with the keys of an app's table, started, reloaded and stopped as its file "
+        "comes, changes and goes.",
     ]
     sections: dict[str, list[dataclasses.Field[Any]]] = {}
     for f in fields:
@@ -1386,7 +1411,8 @@ def on_reload(running: Config, loaded: Config) -> Reload:
     changed = [f for f in SETTINGS if getattr(running, f.name) != getattr(loaded, f.name)]
     kept = {f.name: getattr(running, f.name) for f in changed if f.metadata["reloads"] == RESTART}
     cfg = check(loaded.replace(**kept))
-    fronts = any(f.metadata["reloads"] == FRONTS for f in changed) or running.apps != cfg.apps
+    # The apps' own tables reach the running fronts without replacing them (maitred.frontapps).
+    fronts = any(f.metadata["reloads"] == FRONTS for f in changed)
     return Reload(cfg, [key_of(_BY_NAME[name]) for name in kept], fronts)
 
 

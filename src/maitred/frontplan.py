@@ -109,14 +109,35 @@ class Generation:
         try:
             for front in numbers(cfg.fronts):
                 os.mkdir(self.spool_dir(front), 0o700)
-                for app in self.apps:
-                    path = self.link_path(front, app.name)
-                    address = sockets.Address(socket.AF_UNIX, "", 0, path)
-                    self.links[front, app.name] = sockets.bind(address, cfg.backlog)
+            self._bind_links()
             self._grant()
         except BaseException:
             self.close()
             raise
+
+    def use(self, cfg: Config) -> None:
+        """The apps of `cfg` from now on, the fronts' settings unchanged (--apps-dir, a HUP
+        that changes only [apps] tables): a link listener for each new app, none for an app
+        gone, each granted to its app's user (a reload may change it). The running fronts
+        hear of it from maitred.frontapps."""
+        found = apps.resolve(cfg)
+        names = {app.name for app in found}
+        for front, name in [key for key in self.links if key[1] not in names]:
+            self.links.pop((front, name)).close()
+            with contextlib.suppress(OSError):
+                os.unlink(self.link_path(front, name))
+        self.cfg, self.apps = cfg, found
+        self._bind_links()
+        self._grant()
+
+    def _bind_links(self) -> None:
+        """A link listener for each app of each front that has none yet."""
+        for front in numbers(self.cfg.fronts):
+            for app in self.apps:
+                if (front, app.name) not in self.links:
+                    path = self.link_path(front, app.name)
+                    address = sockets.Address(socket.AF_UNIX, "", 0, path)
+                    self.links[front, app.name] = sockets.bind(address, self.cfg.backlog)
 
     def _grant(self) -> None:
         """--user: each link socket is reachable by its own app's workers only, each spool

@@ -11,6 +11,11 @@ with their own workers (which the pools give up), and exit; as each one goes, it
 stopped after it (`gone`). If no new worker of some app can import it, `drop_next` gives the
 next generation up and the fronts serve on with the settings they have.
 
+When only the apps change (--apps-dir, a HUP of the [apps] tables), no generation opens: the
+current one binds the new apps' link listeners (`use_apps`), and each of its fronts gets the
+new table over its channel (maitred.frontapps), made at its fork, sent again each turn until
+it goes through.
+
 A front that dies is restarted (with backoff if it keeps dying, maitred.exits.Restarts), and the
 bodies it had spooled are removed. A front that stops sending its heartbeat (--front-timeout) is
 killed, and so restarted.
@@ -28,7 +33,7 @@ import ssl
 from collections.abc import Callable, Collection, Iterable, MutableMapping
 from typing import TYPE_CHECKING
 
-from maitred import frontplan, sockets, tls
+from maitred import frontapps, frontplan, sockets, tls
 from maitred.children import Child, Exit, FrontChild, WorkerChild
 from maitred.config import Config
 from maitred.exits import Restarts
@@ -63,6 +68,7 @@ class FrontSet:
         self._restarts = Restarts()
         self._count = 0
         self.generations: dict[int, Generation] = {}
+        self._channels: dict[int, frontapps.Channel] = {}  # front pid -> its channel
         self.current = self._open(cfg)
         self.next: Generation | None = None
         # The TLS context the fronts start with (maitred.tls): the last one built without error.
@@ -127,10 +133,12 @@ class FrontSet:
         secure = self._tls_of(cfg, number)
         read_fd, write_fd = os.pipe()
         master_pid = os.getpid()
+        channel, control = frontapps.pair()
 
         def main() -> int:
             os.close(read_fd)
-            for sock in self.link_listeners():
+            channel.close()
+            for sock in [*self.link_listeners(), *self.channel_sockets()]:
                 if sock not in links.values():
                     sock.close()  # another front's or generation's: it would outlive that one
             for sock in everything:
@@ -142,10 +150,15 @@ class FrontSet:
             # master and the workers never use them, so they would only take up memory there.
             from maitred.front.main import run_front
 
-            return run_front(cfg, mine, links, master_pid, name, write_fd, found, kinds, secure)
+            plan = (found, kinds, secure, control)
+            return run_front(cfg, mine, links, master_pid, name, write_fd, *plan)
 
-        pid = self._fork(main)
+        try:
+            pid = self._fork(main)
+        finally:
+            control.close()
         os.close(write_fd)
+        self._channels[pid] = frontapps.Channel(channel, links.values())
         front = FrontChild(pid=pid, number=number, status_fd=read_fd, generation=generation.number)
         self._children[pid] = front
 
@@ -171,10 +184,37 @@ class FrontSet:
             child.send(signal.SIGHUP)
 
     def check(self, now: float, front_timeout: float) -> None:
-        """Restarts that are due; liveness by heartbeat (--front-timeout)."""
+        """Restarts that are due; liveness by heartbeat (--front-timeout); tables of apps
+        still to be sent."""
         for number in self._restarts.due():
             self._spawn(number)
         kill_silent(self.fronts(), now, front_timeout)
+        self._tell_apps()
+
+    # --- the apps changing while the fronts run (maitred.frontapps) ---
+
+    def use_apps(self, cfg: Config) -> None:
+        """The apps of `cfg` from now on; the fronts' own settings are those they run with.
+        The running fronts take the new table without a restart."""
+        self.current.use(cfg)
+        for child in self.of(self.current):
+            channel = self._channels.get(child.pid)
+            if channel is not None:
+                channel.dirty = True
+        self._tell_apps()
+
+    def _tell_apps(self) -> None:
+        generation = self.current
+        for child in self.fronts():
+            channel = self._channels.get(child.pid)
+            if channel is None or child.generation != generation.number:
+                continue
+            found = frontplan.front_apps(generation.apps, generation.cfg.fronts, child.number)
+            channel.flush(found, generation.links_of(child.number))
+
+    def channel_sockets(self) -> list[socket.socket]:
+        """The master's ends of the fronts' channels: no other child may hold one."""
+        return [channel.sock for channel in self._channels.values()]
 
     def next_start(self) -> float | None:
         return self._restarts.next_due()
@@ -185,6 +225,9 @@ class FrontSet:
 
     def exited(self, child: FrontChild, code: int, why: Exit) -> None:
         """A front exited, as `why` (maitred.exits.classify) says."""
+        channel = self._channels.pop(child.pid, None)
+        if channel is not None:
+            channel.close()
         generation = self.generations.get(child.generation)
         if generation is None:
             return

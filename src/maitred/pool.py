@@ -50,7 +50,7 @@ log = logging.getLogger("maitred.error")
 
 MEMORY_CHECK_INTERVAL = 5.0  # seconds between reads of the workers' memory
 # The exits of workers the pool asked to go: nothing follows them.
-RETIRED = frozenset({Exit.RECYCLE, Exit.RELOAD, Exit.SCALE})
+RETIRED = frozenset({Exit.RECYCLE, Exit.RELOAD, Exit.SCALE, Exit.REMOVED})
 # Least seconds between two scaling decisions; each waits for a new report besides (a front
 # reports once a second), so one that comes a little early is not left for a whole second.
 DECISION_INTERVAL = 0.5
@@ -107,6 +107,19 @@ class Pool:
     def stop(self) -> None:
         """The server stops: nothing starts any more."""
         self._restarts.clear()
+
+    def remove(self) -> None:
+        """The app left the server: its workers finish what they hold and go, and nothing
+        starts again."""
+        self.wanted = 0
+        self._restarts.clear()
+        for child in list(self._workers.values()):
+            child.unpair()
+            self.retire(child, Exit.REMOVED)
+
+    def has(self, child: WorkerChild) -> bool:
+        """Whether `child` is one of its workers."""
+        return child.pid in self._workers
 
     def release(self, generation: int) -> list[WorkerChild]:
         """Give up the workers that link to a generation of fronts that is leaving: they are
@@ -245,7 +258,7 @@ class Pool:
             self._replacement_failed(child, code)
         elif why is Exit.FAILED_IMPORT:
             app = f" {child.app}" if child.app else ""
-            log.error("the app%s failed to load (see above); stopping", app)
+            log.error("the app%s failed to load (see above)", app)
         elif why is Exit.SUPERSEDED:
             child.unpair()  # its replacement is on the way already
         elif why in (Exit.CRASH, Exit.TIMEOUT):

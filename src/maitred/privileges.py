@@ -231,9 +231,10 @@ def _as(identity: Identity | None) -> str:
 # --- the runtime directory, as root, before the children start ---
 
 
-def share_runtime(identity: Identity | None, *dirs: str) -> None:
-    """Let the children's user pass through the master's directories to their own files."""
-    if identity is not None and os.geteuid() == ROOT:
+def share_runtime(switching: bool, *dirs: str) -> None:
+    """Let the children's users pass through the master's directories to their own files
+    (`switching`: some child runs, or may come to run, as another user)."""
+    if switching and os.geteuid() == ROOT:
         for path in dirs:
             os.chmod(path, RUNTIME_MODE)
 

@@ -366,3 +366,51 @@ def test_an_app_as_root_needs_allow_root(world: Path) -> None:
         "maitred: error: app shop: --user is root (uid 0): running the app as root needs "
         "--allow-root"
     ]
+
+
+# --- --apps-dir-owner: each app of the directory runs as the owner of its file ---
+
+OWNER, OWNER_GROUP = 12345, 12346  # numbers with no passwd or group entry
+OWNED_APP = 'app = "userapp:application"\nhosts = ["{host}"]\n'
+
+
+@pytest.mark.expect_errors(
+    r"apps-dir: \S+/rooted\.toml: owned by root: with --apps-dir-owner an app runs as the owner",
+    r"apps-dir: \S+/other\.toml: user 54321 and group - are not the file's owner",
+)
+def test_apps_dir_owner_runs_each_app_as_its_file_s_owner(
+    servers: ServerFactory, world: Path, tmp_path: Path
+) -> None:
+    directory = Path(tempfile.mkdtemp(prefix="owned-apps-", dir=world))
+    directory.chmod(0o755)
+    config = tmp_path / "maitred.toml"
+    config.write_text(f'chdir = "{world}"\npythonpath = ["{world}"]\nworkers = 1\n')
+    args = ["-c", str(config), "--apps-dir", str(directory), "--apps-dir-owner"]
+    server = servers.start(None, *args, env={"TMPDIR": str(world / "run")})
+
+    def deploy(name: str, text: str, owner: tuple[int, int]) -> None:
+        hidden = directory / f".{name}.new"
+        hidden.write_text(text)
+        os.chown(hidden, *owner)
+        hidden.rename(directory / f"{name}.toml")
+
+    deploy("shop", OWNED_APP.format(host="shop.test"), (OWNER, OWNER_GROUP))
+    wait_until(lambda: len(workers_of(server, "shop")) == 1, what="the app's worker")
+    [pid] = workers_of(server, "shop")
+    wait_until(lambda: runs_as(pid, OWNER, OWNER_GROUP), what="the worker as the file's owner")
+    assert app_get(server, "shop.test", "GET", "/") == b"%d %d" % (OWNER, OWNER_GROUP)
+    # Root's file, or one whose user is someone else: refused, one line each.
+    deploy("rooted", OWNED_APP.format(host="rooted.test"), (0, 0))
+    assert server.wait_for_log(r"rooted\.toml: owned by root[^\n]*not applied", timeout=10.0)
+    other = OWNED_APP.format(host="other.test") + f'user = "{USER}"\n'
+    deploy("other", other, (OWNER, OWNER_GROUP))
+    assert server.wait_for_log(r"other\.toml: user \d+ and group - are not", timeout=10.0)
+    assert fetch(server.port, "GET", "/", [("Host", "rooted.test")]).status == 404
+    assert fetch(server.port, "GET", "/", [("Host", "other.test")]).status == 404
+    assert workers_of(server, "rooted") == workers_of(server, "other") == []
+    # The same file given to another owner: the app reloads as them.
+    os.chown(directory / "shop.toml", USER, USER)
+    wait_until(
+        lambda: app_get(server, "shop.test", "GET", "/") == b"%d %d" % (USER, USER),
+        what="the app as its file's new owner",
+    )

@@ -134,13 +134,15 @@ def test_each_app_keeps_the_rules_and_preload_is_for_one_app(tmp_path: Path) -> 
         load({}, {}, cwd=str(tmp_path))
 
 
-def test_a_hup_that_changes_a_table_replaces_the_fronts(tmp_path: Path) -> None:
+def test_a_hup_that_changes_only_a_table_keeps_the_fronts(tmp_path: Path) -> None:
+    """The running fronts take the new table of apps (maitred.frontapps)."""
     (tmp_path / "maitred.toml").write_text("[apps.a]\nthreads = 2\n")
     running = load({}, {}, cwd=str(tmp_path))
-    (tmp_path / "maitred.toml").write_text("[apps.a]\nthreads = 3\n")
+    (tmp_path / "maitred.toml").write_text("[apps.a]\nthreads = 3\n[apps.b]\npath = '/b'\n")
     reload = config.on_reload(running, load({}, {}, cwd=str(tmp_path)))
-    assert reload.fronts and reload.cfg.apps[0].settings == (("threads", 3),)
-    assert config.on_reload(running, running).fronts is False
+    assert not reload.fronts and reload.cfg.apps[0].settings == (("threads", 3),)
+    (tmp_path / "maitred.toml").write_text("keepalive = 3\n[apps.a]\nthreads = 2\n")
+    assert config.on_reload(running, load({}, {}, cwd=str(tmp_path))).fronts is True
 
 
 def test_env_is_also_a_table_at_the_top_level(tmp_path: Path) -> None:

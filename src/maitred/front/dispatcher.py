@@ -131,6 +131,14 @@ class Dispatcher:
             )
             self.shed = 0
 
+    def shed_queue(self) -> None:
+        """The app is gone (front/apptable.py): its queued requests get 503, as a full queue
+        gives; a retry finds no app (404)."""
+        waiting, self.queue = self.queue, deque()
+        for exchange in waiting:
+            if exchange.state is not DONE:  # else its client left
+                self._shed(exchange)
+
     def _too_old(self, exchange: Exchange, now: float) -> bool:
         # From the end of the request, as its client counts (and as maitred.queue_time does).
         return bool(self.queue_timeout) and now - exchange.complete > self.queue_timeout

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import signal
@@ -42,12 +41,13 @@ from maitred.front.accept import (
     fit_fd_limit,
 )
 from maitred.front.accesslog import AccessLog
+from maitred.front.apptable import AppTable
 from maitred.front.connection import ClientConnection
-from maitred.front.dispatcher import Dispatcher, WorkerConnection
+from maitred.front.dispatcher import Dispatcher
 from maitred.front.exchange import HEALTH, Exchange
 from maitred.front.gateway import GATEWAYS
 from maitred.front.health import HealthCheck
-from maitred.front.load import REPORT_INTERVAL, SAMPLE_INTERVAL, LoadMeter
+from maitred.front.load import REPORT_INTERVAL, SAMPLE_INTERVAL
 from maitred.front.metrics import FrontCounters
 from maitred.front.proxy import ProxyHeaderGate
 from maitred.front.router import Router
@@ -122,16 +122,16 @@ class Front:
             if cfg.access_logfile
             else None
         )
-        # Ready once every app it serves has a worker that takes requests.
-        self.readiness = ReadinessState(
-            lambda: all(d.has_ready_worker() for d in self.dispatchers.values())
-        )
+        # Ready once every app it started with has a worker that takes requests
+        # (front/apptable.py: an app that joins later holds nothing back).
+        self.readiness = ReadinessState(lambda: self.table.ready())
         self.health = (
             HealthCheck(cfg.health_path, self.readiness, self.date, cfg.log_health_checks)
             if cfg.health_path
             else None
         )
         self.router = Router(self)
+        self.table = AppTable(self)  # what else it keeps per app; new tables at run time
         # --stats-bind: what it answers, counted per app for the master (front/metrics.py).
         self.counters = (
             FrontCounters((app.name, app.label) for app in self.apps) if cfg.stats_bind else None
@@ -181,19 +181,8 @@ class Front:
         )
         loop.set_exception_handler(accept_errors(self.gate.shortage))
         await self.gate.start()
-        link_servers = [
-            await loop.create_unix_server(
-                functools.partial(WorkerConnection, self.dispatchers[name]),
-                sock=sock,
-                backlog=self.cfg.backlog,
-            )
-            for name, sock in links.items()
-        ]
+        await self.table.start(links)
         tasks = [loop.create_task(self._sweep())]
-        for app in self.apps:
-            if app.cfg.timeout:
-                expire = self._expire_requests(self.dispatchers[app.name], app.cfg.timeout)
-                tasks.append(loop.create_task(expire))
         if self.status_fd >= 0:
             tasks.append(loop.create_task(self._report_load()))
         try:
@@ -201,8 +190,7 @@ class Front:
         finally:
             for task in tasks:
                 task.cancel()
-            for server in link_servers:
-                server.close()
+            self.table.close()
             if self.access is not None:
                 self.access.flush()
 
@@ -247,10 +235,9 @@ class Front:
 
     async def _report_load(self) -> None:
         """Sample each pool's load, and report it to the master once per REPORT_INTERVAL."""
-        now = self.loop.time()
-        meters = [LoadMeter(app.name, self.dispatchers[app.name], now) for app in self.apps]
         samples = round(REPORT_INTERVAL / SAMPLE_INTERVAL)
         while True:
+            meters = list(self.table.meters.values())  # the apps change at run time
             for _ in range(samples):
                 await asyncio.sleep(SAMPLE_INTERVAL)
                 now = self.loop.time()
@@ -333,7 +320,7 @@ class Front:
         log.log(logging.DEBUG if kind in self._warned else logging.WARNING, message, *args)
         self._warned.add(kind)
 
-    async def _expire_requests(self, dispatcher: Dispatcher, timeout: float) -> None:
+    async def expire_requests(self, dispatcher: Dispatcher, timeout: float) -> None:
         """Enforce an app's --timeout, checking a few times per timeout period."""
         interval = min(SWEEP_INTERVAL, max(MIN_EXPIRY_INTERVAL, timeout / 4))
         while True:
@@ -409,11 +396,14 @@ def run_front(
     found: Sequence[apps.App] | None = None,
     protocols: Sequence[str] = (),
     tls: FrontTLS | None = None,
+    control: socket.socket | None = None,
 ) -> int:
     """Main of a front process (after fork); `links` are its link listeners by app, `name`
     says which front (maitred.frontplan), `status_fd` is the write end of its status pipe to
     the master, `found` the apps it serves (default: the one of `cfg`), `protocols` what
-    each listener speaks (maitred.sockets), and `tls` its TLS listeners and context, if any."""
+    each listener speaks (maitred.sockets), `tls` its TLS listeners and context, if any, and
+    `control` its end of the channel on which the master sends new tables of apps
+    (maitred.frontapps)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; master decides
     # uvloop listens for signals only once the loop runs: one that came before (a TERM from a
     # master that stops at once, its app failing to import) would be lost, and the master
@@ -439,6 +429,8 @@ def run_front(
     if status_fd >= 0:
         os.set_blocking(status_fd, False)  # a heartbeat must never stop the loop
         front.status_fd = status_fd
+    if control is not None:
+        front.table.listen(control)
     try:
         loop.run_until_complete(front.serve(listeners, links, protocols))
         front.report_metrics()  # the last counts: the master keeps them past this front

@@ -160,6 +160,11 @@ class FrontCounters:
         if len(pairs) == 1:
             self._by_label[""] = self.by_name[pairs[0][0]]
 
+    def add(self, name: str, label: str) -> None:
+        """An app the front serves from now on (front/apptable.py); counted from zero."""
+        if name not in self.by_name:
+            self.by_name[name] = self._by_label[label] = AppCounters()
+
     def count(self, exchange: Exchange, now: float) -> None:
         counters = self._by_label.get(exchange.app)
         if counters is not None:  # else no app took it (an unrouted host): not an app's

@@ -61,8 +61,23 @@ class Router:
         cfg = front.cfg
         self.trusted = TrustedPeers(cfg.forwarded_allow_ips)
         self.forwarded = None if self.trusted.nobody else Forwarded(self.trusted)
+        self.single: Target | None = None
+        self.routes: Routes[Target] = Routes([])
+        self.use_apps(front)
+        self.date = front.date
+        self.health = front.health  # --health-path, answered before routing
+        name = cfg.request_id_header.encode("latin-1")
+        self.id_name = name.lower()
+        self.id_prefix = name + b": "
+        # Ids need to be unique, not secret: a PRNG seeded per front process, no system call
+        # per request.
+        self.random = random.Random(os.urandom(32))
+
+    def use_apps(self, front: Front) -> None:
+        """Route to the front's apps as they are now (at start, and for each new table of
+        apps the master sends: front/apptable.py)."""
         # The static files' memory is the server's: the apps share it.
-        cache = cfg.static_cache_size // len(front.apps)
+        cache = front.cfg.static_cache_size // max(1, len(front.apps))
         targets = [
             Target(
                 app.label,
@@ -73,19 +88,12 @@ class Router:
             )
             for app in front.apps
         ]
-        # One app: no lookup on the way of each request.
-        self.single = targets[0] if len(targets) == 1 else None
+        # The server's only app takes every request: no lookup on the way of each.
+        implicit = len(front.apps) == 1 and front.apps[0].implicit
+        self.single = targets[0] if implicit else None
         self.routes = Routes(
             [(a.route, a.prefix, t) for a, t in zip(front.apps, targets, strict=True)]
         )
-        self.date = front.date
-        self.health = front.health  # --health-path, answered before routing
-        name = cfg.request_id_header.encode("latin-1")
-        self.id_name = name.lower()
-        self.id_prefix = name + b": "
-        # Ids need to be unique, not secret: a PRNG seeded per front process, no system call
-        # per request.
-        self.random = random.Random(os.urandom(32))
 
     def route(self, exchange: Exchange) -> None:
         head = exchange.head
