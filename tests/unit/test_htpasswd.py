@@ -133,3 +133,15 @@ def test_the_file_is_read_again_when_it_changes(
 def test_a_file_that_cannot_be_used_stops_the_start(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="No such file"):
         htpasswd.BasicAuth(str(tmp_path / "missing"), "r")
+
+
+def test_weak_hashes_are_warned_of_when_the_file_is_first_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "htpasswd"
+    path.write_bytes(users_file(old=HASHES["apr1"], new=HASHES["bcrypt-2y"]))
+    with caplog.at_level(logging.WARNING, "maitred.error"):
+        htpasswd.BasicAuth(str(path), "r")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}: user 'old' has an apr1-MD5 hash: re-hash it with htpasswd -B"
+    ]
