@@ -99,12 +99,38 @@ def test_basic_auth_answers_a_challenge_until_the_right_password(tmp_path: Path)
     path = tmp_path / "htpasswd"
     path.write_bytes(users_file(alice=HASHES["sha256"]))
     auth = htpasswd.BasicAuth(str(path), 'Staff "only"')
-    assert auth.challenge == b'WWW-Authenticate: Basic realm="Staff \\"only\\""\r\n'
-    assert auth.check(None) == auth.challenge
-    assert auth.check(basic(b"alice", b"wrong")) == auth.challenge
+    challenge = (401, b'WWW-Authenticate: Basic realm="Staff \\"only\\""\r\n')
+    assert auth.unauthorized == challenge
+    assert auth.check(None) == challenge
+    assert auth.check([b"Bearer x"]) == challenge
+    assert auth.check(basic(b"alice", b"wrong")) == challenge
     assert auth.check(basic(b"alice", PASSWORD)) is None
     assert auth.check(basic(b"alice", PASSWORD)) is None  # remembered: no hash this time
-    assert len(auth.passed) == 1
+    assert auth.check(basic(b"alice", b"wrong")) == challenge  # remembered too
+    assert sorted(auth.known.values()) == [False, True]
+
+
+def test_past_its_share_of_a_second_hashing_answers_503_and_remembered_ones_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "htpasswd"
+    path.write_bytes(users_file(alice=HASHES["sha256"]))
+    auth = htpasswd.BasicAuth(str(path), "r")
+    clock = [1000.0]
+    monkeypatch.setattr(htpasswd.time, "monotonic", lambda: clock[0])
+
+    def slow_verify(users: htpasswd.Users, user: bytes, password: bytes) -> bool:
+        clock[0] += 0.1  # each hash takes a tenth of a second
+        return password == PASSWORD
+
+    monkeypatch.setattr(htpasswd, "verify", slow_verify)
+    assert auth.check(basic(b"alice", PASSWORD)) is None
+    answers = [auth.check(basic(b"alice", b"guess %d" % n)) for n in range(5)]
+    assert answers[:2] == [auth.unauthorized] * 2  # 0.3 s spent: past the share
+    assert answers[2:] == [htpasswd.BUSY] * 3
+    assert auth.check(basic(b"alice", PASSWORD)) is None  # known: no hash, no wait
+    clock[0] += htpasswd.WINDOW  # a new second
+    assert auth.check(basic(b"alice", b"guess 9")) == auth.unauthorized
 
 
 def test_the_file_is_read_again_when_it_changes(
@@ -118,7 +144,7 @@ def test_the_file_is_read_again_when_it_changes(
     os.utime(path, ns=(1, 1))  # a new identity even within the file system's time resolution
     clock = [auth.checked + htpasswd.RECHECK]
     monkeypatch.setattr(htpasswd.time, "monotonic", lambda: clock[0])
-    assert auth.check(basic(b"alice", PASSWORD)) == auth.challenge  # gone, remembered or not
+    assert auth.check(basic(b"alice", PASSWORD)) == auth.unauthorized  # gone, known or not
     assert auth.check(basic(b"bob", PASSWORD)) is None
     # A file broken meanwhile keeps the users read before, and says so once.
     path.write_bytes(b"bob\n")

@@ -21,7 +21,8 @@ What a rule checks, in this order (nginx's phases: rewrite, then access, then th
 2. ``redirect``: 301 (or ``redirect-status``) to its URL, ``$scheme``, ``$host`` and
    ``$request_uri`` replaced by the request's;
 3. ``allow``/``deny`` (maitred.access): 403;
-4. ``auth-basic``: 401 with ``WWW-Authenticate: Basic realm="..."`` (maitred.htpasswd);
+4. ``auth-basic``: 401 with ``WWW-Authenticate: Basic realm="..."`` (maitred.htpasswd; 503
+   when the front's time for checking passwords is spent);
 5. ``max-body-size`` (else limit-request-body) against Content-Length: 413. A chunked body is
    counted as it arrives (maitred.front.spool.Body) and refused as soon as it passes.
 
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
     from maitred.front.health import HealthCheck
     from maitred.front.router import Target
 
-FORBIDDEN, UNAUTHORIZED, TOO_LARGE = 403, 401, 413
+FORBIDDEN, TOO_LARGE = 403, 413
 HTTPS_REDIRECT = 301  # permanent: browsers remember it, as nginx's `return 301 https://...`
 
 
@@ -127,9 +128,9 @@ class Rule:
         if self.access is not None and not self.access(exchange.peer[0]):
             return self.refuse(FORBIDDEN)
         if self.auth is not None:
-            challenge = self.auth.check(exchange.head.fields.get(b"authorization"))
-            if challenge is not None:
-                return self.refuse(UNAUTHORIZED, challenge)
+            denied = self.auth.check(exchange.head.fields.get(b"authorization"))
+            if denied is not None:
+                return self.refuse(*denied)
         length = exchange.head.content_length
         if length is not None and self.body_limit and length > self.body_limit:
             return self.refuse(TOO_LARGE)
