@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import Server, ServerFactory, wait_until
+from harness import APPS_DIR, Server, ServerFactory, wait_until
 from rawhttp import RawConnection, Response, request_bytes
 
 WAIT = 10.0
@@ -221,3 +221,43 @@ def test_allow_on_the_command_line_guards_every_path(servers: ServerFactory) -> 
     server = servers.start("echo:application", "-w", "1", "--allow", "127.0.0.2")
     assert get(server, "/").status == 403
     assert get(server, "/", source="127.0.0.2").status == 200
+
+
+PER_APP = f"""
+chdir = "{APPS_DIR}"
+pythonpath = ["{APPS_DIR}"]
+workers = 1
+[[locations]]
+path = "/"
+headers = {{ X-Frame-Options = "DENY" }}
+[[locations]]
+path = "/private/"
+deny = ["all"]
+[apps.shop]
+app = "whoami"
+hosts = ["shop.test"]
+[[apps.shop.locations]]
+path = "/private/"
+allow = ["127.0.0.1"]
+headers = {{ X-Shop = "1" }}
+[apps.blog]
+app = "whoami"
+hosts = ["blog.test"]
+"""
+
+
+def test_an_apps_own_location_replaces_the_servers_for_its_requests_only(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    config = tmp_path / "maitred.toml"
+    config.write_text(PER_APP)
+    server = servers.start(None, "-c", str(config))
+    shop = get(server, "/private/x", ("Host", "shop.test"))
+    assert shop.status == 200
+    assert shop.header("X-Shop") == "1" and shop.header("X-Frame-Options") is None
+    blog = get(server, "/private/x", ("Host", "blog.test"))
+    assert blog.status == 403
+    assert get(server, "/", ("Host", "blog.test")).header("X-Frame-Options") == "DENY"
+    # A Host no app takes: the server's locations still judge it.
+    nobody = get(server, "/private/x", ("Host", "other.test"))
+    assert nobody.status == 403
