@@ -106,7 +106,7 @@ class Front:
             request_line=cfg.limit_request_line,
             fields=cfg.limit_request_fields,
             field_size=cfg.limit_request_field_size,
-            body=cfg.limit_request_body,
+            body=cfg.limit_request_body,  # the router's rules may count instead (use_apps)
         )
         self.connections: set[ClientConnection] = set()
         self.slots: Slots[ClientConnection] = Slots(
@@ -378,6 +378,9 @@ class Front:
         counters = self.counters
         if counters is not None and exchange.source != HEALTH:
             counters.count(exchange, self.loop.time())  # a health check is not the app's
+        location = exchange.location
+        if location is not None and not location.access_log:
+            return  # access-log = false in its location (front/rules.py)
         if self.access is not None and (self.health is None or not self.health.quiet(exchange)):
             self.access.write(exchange)
 
