@@ -92,6 +92,12 @@ class LimitTable:
 
     # --- one set, under its lock ---
 
+    def _open(self, fingerprint: int) -> tuple[int, tuple[float, ...]]:
+        """Lock the set of `fingerprint` (the caller unlocks it) and read it."""
+        index = fingerprint & (self.sets - 1)
+        self._lock(index)
+        return index, SET.unpack_from(self._map, index * SET.size)
+
     def _lock(self, index: int) -> None:
         fcntl.lockf(self._fd, fcntl.LOCK_EX, 1, index)
 
@@ -125,10 +131,8 @@ class LimitTable:
         """A request of `key` under `rule` at `now`: nginx's limit_req (front/leakybucket.py).
         Its bucket is updated unless it is refused."""
         fingerprint = self.fingerprint(key)
-        index = fingerprint & (self.sets - 1)
-        self._lock(index)
+        index, values = self._open(fingerprint)
         try:
-            values = SET.unpack_from(self._map, index * SET.size)
             way, tat, count = self._find(values, fingerprint, now)
             decision = admit(rule, tat, now)
             if way != NO_ROOM and decision.outcome is not REFUSE:
@@ -142,10 +146,8 @@ class LimitTable:
         fingerprint (for :meth:`release`), 0 when it holds `limit` already, or NO_ROOM when
         it cannot be counted (its set is full of requests in flight)."""
         fingerprint = self.fingerprint(key)
-        index = fingerprint & (self.sets - 1)
-        self._lock(index)
+        index, values = self._open(fingerprint)
         try:
-            values = SET.unpack_from(self._map, index * SET.size)
             way, _, count = self._find(values, fingerprint, now)
             if way == NO_ROOM:
                 return NO_ROOM
@@ -159,10 +161,8 @@ class LimitTable:
 
     def release(self, fingerprint: int) -> None:
         """A request counted by :meth:`acquire` is over."""
-        index = fingerprint & (self.sets - 1)
-        self._lock(index)
+        index, values = self._open(fingerprint)
         try:
-            values = SET.unpack_from(self._map, index * SET.size)
             for way in range(WAYS):
                 base = way * _FIELDS
                 if values[base] == fingerprint:
