@@ -1,0 +1,111 @@
+"""A location's rate and connection limits as a front judges them (front/limits.py): the keys'
+forms, which key a request is counted under, limit-conn's counts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from maitred.front.leakybucket import DELAY, PASS, REFUSE
+from maitred.front.limits import (
+    ADDRESS,
+    Limiter,
+    LimitRules,
+    parse_key,
+    parse_status,
+    retry_after_field,
+    rules_of,
+)
+from maitred.front.limittable import LimitTable
+
+NOW = 100.0
+NO_FIELDS: dict[bytes, list[bytes]] = {}
+
+
+@pytest.fixture
+def limiter() -> Iterator[Limiter]:
+    table = LimitTable(256)
+    yield Limiter(table)
+    table.close()
+
+
+def rules(**keys: object) -> LimitRules:
+    given: dict[str, object] = dict(
+        name="/login/", rate="", burst=0, nodelay=False, delay=0, conn=0, key=ADDRESS, status=429
+    )
+    given.update(keys)
+    made = rules_of(**given)  # type: ignore[arg-type]
+    assert made is not None
+    return made
+
+
+def test_key_and_status_forms() -> None:
+    assert parse_key("address") == ADDRESS
+    assert parse_key("header:X-Api-Key") == "header:X-Api-Key"
+    assert parse_key(" Header: X-Api-Key ") == "header:X-Api-Key"
+    for bad in ("header:", "header:X Api", "cookie:x", 5):
+        with pytest.raises(ValueError):
+            parse_key(bad)
+    assert parse_status(503) == 503
+    for bad in (200, 600, True, "x"):
+        with pytest.raises((ValueError, TypeError)):
+            parse_status(bad)
+
+
+def test_keys_that_do_not_go_together() -> None:
+    assert rules_of("/", "", 0, False, 0, 0, ADDRESS, 429) is None  # no limit at all
+    for rate, burst, nodelay, delay in (
+        ("", 5, False, 0),
+        ("5r/s", 5, True, 2),
+        ("5r/s", 2, False, 3),
+    ):
+        with pytest.raises(ValueError):
+            rules_of("/", rate, burst, nodelay, delay, 0, ADDRESS, 429)
+    made = rules(rate="5r/s", burst=10, nodelay=True)
+    assert made.rate is not None and made.rate.undelayed == 10
+
+
+def test_each_address_has_its_own_bucket(limiter: Limiter) -> None:
+    limit = rules(rate="1r/s", burst=1)
+    first = [limiter.judge(limit, "127.0.0.1", NO_FIELDS, NOW).outcome for _ in range(3)]
+    assert first == [PASS, DELAY, REFUSE]
+    assert limiter.judge(limit, "127.0.0.2", NO_FIELDS, NOW).outcome is PASS
+    refused = limiter.judge(limit, "127.0.0.1", NO_FIELDS, NOW)
+    assert retry_after_field(refused.seconds) == b"Retry-After: 1\r\n"
+
+
+def test_locations_do_not_share_buckets(limiter: Limiter) -> None:
+    login, api = rules(rate="1r/s"), rules(name="/api/", rate="1r/s")
+    assert limiter.judge(login, "127.0.0.1", NO_FIELDS, NOW).outcome is PASS
+    assert limiter.judge(api, "127.0.0.1", NO_FIELDS, NOW).outcome is PASS
+    assert limiter.judge(login, "127.0.0.1", NO_FIELDS, NOW).outcome is REFUSE
+
+
+def test_a_header_key_counts_per_value_and_not_without_one(limiter: Limiter) -> None:
+    limit = rules(rate="1r/s", key="header:X-Api-Key")
+    alice = {b"x-api-key": [b"alice"]}
+    assert limiter.judge(limit, "127.0.0.1", alice, NOW).outcome is PASS
+    assert limiter.judge(limit, "127.0.0.1", alice, NOW).outcome is REFUSE
+    assert limiter.judge(limit, "127.0.0.1", {b"x-api-key": [b"bob"]}, NOW).outcome is PASS
+    # No key: not counted, as nginx does with an empty key.
+    assert all(limiter.judge(limit, "127.0.0.1", NO_FIELDS, NOW).outcome is PASS for _ in range(5))
+
+
+def test_limit_conn_counts_requests_in_flight(limiter: Limiter) -> None:
+    limit = rules(conn=2)
+    held = [limiter.judge(limit, "127.0.0.1", NO_FIELDS, NOW) for _ in range(3)]
+    assert [v.outcome for v in held] == [PASS, PASS, REFUSE]
+    assert held[0].held and held[2].held == 0
+    limiter.release(held[0].held)
+    assert limiter.judge(limit, "127.0.0.1", NO_FIELDS, NOW).outcome is PASS
+
+
+def test_a_rate_refusal_takes_no_count(limiter: Limiter) -> None:
+    limit = rules(rate="1r/s", conn=1)
+    first = limiter.judge(limit, "127.0.0.1", NO_FIELDS, NOW)
+    assert first.outcome is PASS and first.held
+    refused = limiter.judge(limit, "127.0.0.1", NO_FIELDS, NOW)
+    assert refused.outcome is REFUSE and not refused.held
+    limiter.release(first.held)
+    assert limiter.judge(limit, "127.0.0.1", NO_FIELDS, NOW + 1).held
