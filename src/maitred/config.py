@@ -644,6 +644,17 @@ class Config:
         metavar="BYTES",
         reloads=FRONTS,
     )
+    limit_keys: int = setting(
+        65536,
+        "Keys (client addresses, header values) the rate and connection limits of the "
+        "locations remember, in one table in shared memory that every front uses, so the "
+        "limits hold across --fronts; when it is full the least recently used key is "
+        "forgotten, as in nginx's limit_req zone. 24 bytes each: 65536 keys take 1.5 MiB.",
+        _int(8),
+        "--limit-keys",
+        section="Limits",
+        metavar="N",
+    )
     response_buffer_size: int = setting(
         1 << 20,
         "Bytes of one response the front holds for a slow client before the app's writes "

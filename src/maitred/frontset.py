@@ -31,6 +31,7 @@ from maitred import frontplan, sockets, tls
 from maitred.children import Child, Exit, FrontChild, WorkerChild
 from maitred.config import Config
 from maitred.exits import Restarts
+from maitred.front.limittable import LimitTable
 from maitred.front.main import run_front
 from maitred.front.tls import FrontTLS
 from maitred.frontplan import Generation
@@ -65,6 +66,9 @@ class FrontSet:
         self.next: Generation | None = None
         # The TLS context the fronts start with (maitred.tls): the last one built without error.
         self.tls_context: ssl.SSLContext | None = None
+        # The locations' rate and connection limits: one table every front inherits, so the
+        # limits hold across fronts and generations (maitred.front.limittable).
+        self.limit_table = LimitTable(cfg.limit_keys)
 
     # --- generations ---
 
@@ -136,7 +140,9 @@ class FrontSet:
                     sock.close()  # another front's: held here, it would outlive that front
             name = frontplan.name(number)
             kinds = [protocol for _, protocol in served]
-            return run_front(cfg, mine, links, master_pid, name, write_fd, found, kinds, secure)
+            return run_front(
+                cfg, mine, links, master_pid, name, write_fd, found, kinds, secure, self.limit_table
+            )
 
         pid = self._fork(main)
         os.close(write_fd)
@@ -182,6 +188,9 @@ class FrontSet:
             return
         # Bodies the dead front was holding: nobody else will remove them.
         generation.empty_spool(child.number)
+        if why in (Exit.CRASH, Exit.TIMEOUT):
+            # Its requests in flight will never be released (front/limittable.py).
+            self.limit_table.forget_counts()
         if why is Exit.OLD_GENERATION:
             self._gone(generation, child.number)
         elif why in (Exit.CRASH, Exit.TIMEOUT):
