@@ -36,11 +36,13 @@ from typing import Any
 
 from maitred import config
 from maitred.config import Config, ConfigError
+from maitred.locations import Location, check_files, read_locations
 from maitred.worker import warmup
 
 IMPLICIT = "main"  # the pool of the one app of a server without tables
 HOSTS, PATH, DEFAULT = "hosts", "path", "default"
 ROUTING = (HOSTS, PATH, DEFAULT)
+LOCATIONS = config.LOCATIONS_TABLE  # [[apps.NAME.locations]]: its rules per path
 # An app's name goes into socket paths, process titles and log lines: keep it plain and short.
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
 # A host name (lower case, no port), `*.` and a name for its subdomains, or an IP literal.
@@ -73,6 +75,7 @@ class Table:
     name: str
     settings: tuple[tuple[str, Any], ...]  # (setting name, value) as the table gives them
     route: Route
+    locations: tuple[Location, ...] = ()  # its [[apps.NAME.locations]] (maitred.locations)
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ class App:
     cfg: Config
     route: Route
     implicit: bool = False  # the one app of a server without tables
+    locations: tuple[Location, ...] = ()  # its own; the server's are in cfg.locations
 
     @property
     def label(self) -> str:
@@ -118,7 +122,11 @@ def _table(name: str, body: Any, origin: str) -> Table:
         raise ConfigError(f"{origin}: expected a table of settings")
     settings: dict[str, Any] = {}
     routing: dict[str, Any] = {}
+    locations: tuple[Location, ...] = ()
     for key, value in body.items():
+        if key == LOCATIONS:
+            locations = read_locations(value, f"{origin} [[locations]]", name)
+            continue
         if key in ROUTING:
             routing[key] = value
             continue
@@ -126,13 +134,13 @@ def _table(name: str, body: Any, origin: str) -> Table:
         if f is None:
             raise ConfigError(f"{origin}: {_unknown(key)}")
         settings[f.name] = config.parse_value(f, value, origin)
-    return Table(name, tuple(settings.items()), _route(routing, origin))
+    return Table(name, tuple(settings.items()), _route(routing, origin), locations)
 
 
 def _unknown(key: str) -> str:
     if key.replace("-", "_") in _SERVER_WIDE:
         return f"{key!r} is a setting of the whole server, not of one app: set it at the top level"
-    keys = [*ROUTING, *(config.key_of(f) for f in PER_APP.values())]
+    keys = [*ROUTING, LOCATIONS, *(config.key_of(f) for f in PER_APP.values())]
     return f"unknown setting {key!r}{config.closest(key, keys, repr)}"
 
 
@@ -183,6 +191,7 @@ def resolve(cfg: Config, base: str | None = None) -> tuple[App, ...]:
     server = cfg.replace(apps=())
     where = os.getcwd() if base is None else base
     found = tuple(_app(server, table, where) for table in cfg.apps)
+    check_files(loc for table in cfg.apps for loc in table.locations)
     _check_routes(found)
     return found
 
@@ -209,7 +218,8 @@ def _app(server: Config, table: Table, base: str) -> App:
         "root_path": given.get("root_path", server.root_path).rstrip("/") + table.route.path,
     }
     try:
-        app = App(table.name, config.check(server.replace(**changes)), table.route)
+        cfg = config.check(server.replace(**changes))
+        app = App(table.name, cfg, table.route, locations=table.locations)
     except ConfigError as exc:
         raise ConfigError(f"app {table.name}: {exc}") from None
     for prefix, _ in app.cfg.static:

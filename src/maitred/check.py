@@ -28,11 +28,13 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from maitred import apps, cli, config, tls
+from maitred import apps, cli, config, locations, tls
 from maitred.appload import DEMO_APP, AppLoadError, load_app, prepare_path
 from maitred.children import exit_text
+from maitred.locations import LocationTable
 
 OK, FAILED = 0, 1
 USAGE = f"maitred {cli.CHECK} [OPTIONS] [APP]"
@@ -71,6 +73,9 @@ def main(argv: list[str]) -> int:
     for app in found:
         if not app.implicit:
             print(render_app(app, resolved))
+    listing = render_locations(found)
+    if listing:
+        print(listing)
     for app in found:
         started = time.monotonic()
         failure = import_in_child(app.cfg, timeout)
@@ -129,6 +134,28 @@ def render_app(app: apps.App, resolved: config.Resolved) -> str:
     width = min(ALIGN_AT_MOST, max(len(line) for line, _ in rows))
     lines = [f"{line:<{width}}  # {origin}" for line, origin in rows]
     return "\n".join(["", f"[apps.{app.name}]  # resolved", *lines])
+
+
+def render_locations(found: Sequence[apps.App]) -> str:
+    """The locations, as TOML that reads back the same: the server's, then each app's own,
+    each array in the order requests consult it; and per app, the order its requests consult
+    the two together (the app's own replace the server's on a path)."""
+    server = found[0].cfg.locations  # every app has the server's
+    cfg = found[0].cfg
+    lines = locations.render(server, cfg.allow, cfg.deny) if server else []
+    for app in found:
+        table = LocationTable(
+            [(loc, None) for loc in server], [(loc, None) for loc in app.locations]
+        )
+        if app.locations:
+            lines += locations.render(app.locations, app.cfg.allow, app.cfg.deny)
+        if app.locations and server:
+            order = ", ".join(
+                f"{loc.shown_path} ({'its own' if loc.app else 'server'})"
+                for loc in locations.ordered(table.locations)
+            )
+            lines.append(f"# app {app.name} consults: {order}")
+    return "\n".join(lines)
 
 
 def toml_value(value: Any) -> str:

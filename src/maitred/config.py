@@ -34,6 +34,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 ENV_PREFIX = "MAITRED_"
 CONFIG_FILE = "maitred.toml"
 APPS_TABLE = "apps"  # [apps.NAME]: one table per app (maitred.apps)
+LOCATIONS_TABLE = "locations"  # [[locations]]: rules per URL path (maitred.locations)
 PYPROJECT = "pyproject.toml"
 # MAITRED_* variables that are no setting: an old master hands its sockets to a new one (USR2).
 INTERNAL_ENV = (upgrade.LISTEN_FDS, upgrade.UPGRADE_FD)
@@ -86,6 +87,10 @@ def _size(value: Any) -> int:
     return result
 
 
+# A location's keys are read as the settings are (maitred.locations).
+parse_size = _size
+
+
 def _bool(value: Any) -> bool:
     """true or false"""
     if isinstance(value, bool):
@@ -105,6 +110,9 @@ def _str(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError
     return value
+
+
+parse_bool, parse_str = _bool, _str
 
 
 def _name_or_number(value: Any) -> str:
@@ -190,6 +198,15 @@ def _trusted_peer(value: Any) -> str:
     return text
 
 
+def _client_match(value: Any) -> str:
+    import ipaddress
+
+    text = _str(value).strip()
+    if text not in ("all", "unix"):
+        ipaddress.ip_network(text, strict=False)  # raises ValueError when malformed
+    return text
+
+
 def _header_name(value: Any) -> str:
     text = _str(value).strip()
     if text and not all(c.isalnum() or c in "-_" for c in text):
@@ -220,6 +237,12 @@ def _list_of(item: Parser, doc: str) -> Parser:
 
     parse.__doc__ = doc
     return parse
+
+
+# allow and deny, of the server and of locations (maitred.locations)
+client_addresses = _list_of(
+    _client_match, "list of addresses and CIDR blocks (IPv4, IPv6), all, or unix"
+)
 
 
 # --- the declaration helper ---
@@ -1081,6 +1104,44 @@ class Config:
         reloads=FRONTS,
     )
 
+    # --- rules per URL path (maitred.locations, maitred.front.rules) ---
+    # The [[locations]] array of the config file: the whole server's (an app's are in its
+    # table). Like apps, no flag and no environment variable.
+    locations: tuple[Any, ...] = field(default=(), metadata={"table": True})
+    allow: tuple[str, ...] = setting(
+        (),
+        "Client addresses and CIDR blocks (IPv4, IPv6; `unix` for a unix socket's clients) "
+        "let in; with allow alone, any other client gets 403. Judged on the client address "
+        "after forwarded-allow-ips and the PROXY protocol, never on a header an untrusted "
+        "client sent. The most specific entry of allow and deny that holds the address "
+        "decides (on a tie, deny). A location's own allow or deny replace these for its "
+        "requests.",
+        client_addresses,
+        "--allow",
+        section="Locations",
+        metavar="CIDR",
+        reloads=FRONTS,
+    )
+    deny: tuple[str, ...] = setting(
+        (),
+        "Client addresses and CIDR blocks refused with 403 (see allow).",
+        client_addresses,
+        "--deny",
+        section="Locations",
+        metavar="CIDR",
+        reloads=FRONTS,
+    )
+    redirect_https: bool = setting(
+        False,
+        "Answer every request that came over plain HTTP (as the client reached a trusted "
+        "proxy, if one says so) with 301 to the same URL over https. The health-path check "
+        "is answered as it is, for load balancers that probe over plain HTTP.",
+        _bool,
+        "--redirect-https",
+        section="Locations",
+        reloads=FRONTS,
+    )
+
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
 
@@ -1088,6 +1149,7 @@ class Config:
         """These settings, with those of the fronts (reloads=FRONTS) taken from `other`."""
         return self.replace(
             apps=other.apps,
+            locations=other.locations,
             **{f.name: getattr(other, f.name) for f in SETTINGS if f.metadata["reloads"] == FRONTS},
         )
 
@@ -1164,11 +1226,16 @@ def read_config_file(path: str, required: bool) -> dict[str, Any]:
         raise ConfigError(f"config file {path!r}: {exc}") from None
     section = dict(_section(path, data))
     tables = section.pop(APPS_TABLE, None)
+    locations = section.pop(LOCATIONS_TABLE, None)
     values = _from_mapping(section, file_origin(path))
     if tables is not None:
         from maitred import apps  # local: maitred.apps builds on this module
 
         values["apps"] = apps.read_tables(tables, file_origin(path))
+    if locations is not None:
+        from maitred import locations as rules  # local: it builds on this module
+
+        values["locations"] = rules.read_locations(locations, file_origin(path) + " [[locations]]")
     return values
 
 
@@ -1274,6 +1341,10 @@ def check(cfg: Config) -> Config:
     from maitred import tls  # local: tls imports this module
 
     tls.check(cfg)
+    if cfg.locations:
+        from maitred import locations  # local: maitred.locations builds on this module
+
+        locations.check_files(cfg.locations)
     if cfg.apps:
         from maitred import apps  # local: maitred.apps builds on this module
 
@@ -1397,7 +1468,11 @@ def on_reload(running: Config, loaded: Config) -> Reload:
     changed = [f for f in SETTINGS if getattr(running, f.name) != getattr(loaded, f.name)]
     kept = {f.name: getattr(running, f.name) for f in changed if f.metadata["reloads"] == RESTART}
     cfg = check(loaded.replace(**kept))
-    fronts = any(f.metadata["reloads"] == FRONTS for f in changed) or running.apps != cfg.apps
+    fronts = (
+        any(f.metadata["reloads"] == FRONTS for f in changed)
+        or running.apps != cfg.apps
+        or running.locations != cfg.locations
+    )
     return Reload(cfg, [key_of(_BY_NAME[name]) for name in kept], fronts)
 
 

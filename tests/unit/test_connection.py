@@ -135,7 +135,7 @@ def test_a_bad_request_in_a_pipeline_is_answered_after_the_earlier_ones_then_lin
     c = Client()
     c.send(get("/one") + b"GET / HTTP/1.1\r\nno colon\r\n\r\n")
     [(rid, _)] = c.started()
-    assert c.conn.state is ConnState.CLOSING and c.conn.pending_error == 400
+    assert c.conn.state is ConnState.CLOSING and c.conn.pending_error.status == 400
     assert c.transport.written == b""
     c.s.answer(c.worker, rid)
     head, error = c.transport.written.split(b"ok", 1)

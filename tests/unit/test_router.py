@@ -60,7 +60,11 @@ def route(router: Router, headers: list[tuple[bytes, bytes]], peer: Any = UNTRUS
         peer=peer,
         request_id="",
         extra_head=b"",
+        refusal=None,
+        target=None,
+        app="",
     )
+    assert router.head(exchange) is None  # type: ignore[arg-type]
     router.route(exchange)  # type: ignore[arg-type]
     return exchange
 

@@ -59,12 +59,13 @@ from maitred.front.states import (
     SLOT_OF,
     STOP_READING,
 )
-from maitred.http.errors import ProtocolError, simple_response
+from maitred.http.errors import HTTPError, ProtocolError
 from maitred.http.framing import frame
 from maitred.http.parser import END, Limits, RequestHead, RequestParser, RequestReader
 
 if TYPE_CHECKING:
     from maitred.front.main import Front
+    from maitred.front.rules import Refusal
 
 log = logging.getLogger("maitred.error")
 
@@ -92,7 +93,8 @@ class ClientConnection(asyncio.Protocol):
         self.reading: Exchange | None = None  # request whose body is arriving
         self.active: Exchange | None = None  # request being served
         self.pipeline: deque[Exchange] = deque()
-        self.pending_error = 0  # CLOSING: status to answer once earlier responses are out
+        # CLOSING: the error to answer once earlier responses are out
+        self.pending_error: HTTPError | None = None
         self.linger: Linger | None = None  # LINGERING: reads what the client still sends
         self.idle_since = front.loop.time()
         self.last_slot = SLOT_OF[NEW]  # when it was last looked at (_report_slot)
@@ -186,17 +188,29 @@ class ClientConnection(asyncio.Protocol):
     def _head_complete(self, head: RequestHead) -> None:
         self.state = HEAD_IN[self.state]
         has_body = head.chunked or head.content_length
-        body = None  # most requests have none: then no Body is made, filled nor discarded
-        if has_body:
-            cfg = self.front.cfg
-            body = Body(cfg.body_buffer_size, cfg.body_temp_dir)
-        exchange = Exchange(self, head, body)
+        # Most requests have no body: then no Body is made, filled nor discarded.
+        exchange = Exchange(self, head, None)
         self.reading = exchange
+        refusal = self.admit(exchange)
+        if has_body:
+            if refusal is not None:
+                raise refusal  # answered now (or in its turn), its body never read: it closes
+            cfg = self.front.cfg
+            location = exchange.location
+            limit = location.body_limit if location is not None else 0
+            exchange.body = Body(cfg.body_buffer_size, cfg.body_temp_dir, limit)
+        elif refusal is not None:
+            exchange.refusal = refusal  # answered in its turn, on a connection that goes on
         if head.expect_continue and has_body:
             if self.active is None:
                 self.write(CONTINUE_LINE)
             else:
                 exchange.state = HOLD[exchange.state]  # until the active one is answered
+
+    def admit(self, exchange: Exchange) -> Refusal | None:
+        """Settle who sent the request, where it goes and whether its location's rules let it
+        (maitred.front.router): the answer to give instead, or None."""
+        return self.front.router.head(exchange)
 
     def _request_complete(self) -> None:
         exchange = self.reading
@@ -225,13 +239,16 @@ class ClientConnection(asyncio.Protocol):
         if self.state not in READS:
             return  # it answered and closed meanwhile: the bytes belong to nobody
         if self.reading is not None:
+            location = self.reading.location
+            if location is not None and not exc.headers:
+                exc.headers = location.error_lines  # its location's headers (front/rules.py)
             self.reading.drop()
             self.reading = None
         self._stop_reading()
         if self.active is None:
-            self._send_error(exc.status)
+            self._send_error(exc)
         else:
-            self.pending_error = exc.status
+            self.pending_error = exc
 
     def reject(self, exc: ProtocolError) -> None:
         """Answer a request the front gave up on (front/timeouts.py) like a bad one, and close."""
@@ -249,9 +266,9 @@ class ClientConnection(asyncio.Protocol):
     def abort_after_write(self) -> None:
         self.close()  # flushes what is buffered, then closes: a truncated body
 
-    def _send_error(self, status: int) -> None:
-        self.write(simple_response(status, self.front.date.get()))
-        self.front.access_log_error(self, status)
+    def _send_error(self, error: HTTPError) -> None:
+        self.write(error.to_response(self.front.date.get()))
+        self.front.access_log_error(self, error.status)
         self._linger()
 
     def _linger(self) -> None:
@@ -281,7 +298,7 @@ class ClientConnection(asyncio.Protocol):
                 self.close()
         elif self.pipeline:
             self._route_next()
-        elif self.pending_error:
+        elif self.pending_error is not None:
             self._send_error(self.pending_error)
         elif self.state in READS:
             self._settle()
@@ -307,7 +324,7 @@ class ClientConnection(asyncio.Protocol):
     def last_answer(self) -> bool:
         """True when the response being sent is the last this connection will carry: it stops
         reading, and no pipelined request or pending error remains to be answered after it."""
-        return self.state not in READS and not self.pipeline and not self.pending_error
+        return self.state not in READS and not self.pipeline and self.pending_error is None
 
     def slot(self) -> Slot:
         """What this connection does with its slot: whether a new client may take it when all

@@ -62,6 +62,8 @@ from maitred.http.response import LAST_CHUNK, chunk
 if TYPE_CHECKING:
     from maitred.front.connection import ClientConnection
     from maitred.front.dispatcher import WorkerConnection
+    from maitred.front.router import Target
+    from maitred.front.rules import Refusal, Rule
     from maitred.front.sendfile import FileSender
 
 log = logging.getLogger("maitred.error")
@@ -93,7 +95,9 @@ class Exchange:
         "extra_head",
         "head",
         "keep_alive",
+        "location",
         "peer",
+        "refusal",
         "request_id",
         "rid",
         "sender",
@@ -104,6 +108,7 @@ class Exchange:
         "state",
         "status",
         "suppress_body",
+        "target",
         "unacked",
         "waiting_since",
         "worker",
@@ -139,6 +144,12 @@ class Exchange:
         self.extra_head = b""
         self.sender: FileSender | None = None  # sending a file body (maitred.front.sendfile)
         self.spool: ResponseSpool | None = None  # body bytes past the buffer (front.respspool)
+        # Settled when the head is complete (maitred.front.router): the app it goes to (None:
+        # no app takes it), the rules of its location (maitred.front.rules; None: there are
+        # no rules), and the answer a rule gives instead of the app's.
+        self.target: Target | None = None
+        self.location: Rule | None = None
+        self.refusal: Refusal | None = None
 
     @property
     def queue_time(self) -> float:
@@ -182,6 +193,9 @@ class Exchange:
             return  # answered already (timed out), or the client left: nothing to write
         self.state = HEAD[self.state]
         self.status = status
+        location = self.location
+        if location is not None and location.edit is not None:
+            head = location.edit(head)  # the location's headers, on every response alike
         framing = self._framing(status, length)
         self.chunked = framing.chunked
         # Until now suppress_body says whether this is a HEAD; from here whether bytes go out.
@@ -263,6 +277,9 @@ class Exchange:
             return
         self.state = FINISH[self.state]
         self.status = status
+        location = self.location
+        if location is not None and location.edit is not None:
+            head = location.edit(head)
         framing = self._framing(status, length)
         if not framing.write_body:
             body = b""
@@ -287,6 +304,8 @@ class Exchange:
         self.status = status
         self.keep_alive = False
         extra += self.extra_head
+        if self.location is not None:
+            extra += self.location.error_lines
         self.conn.write(simple_response(status, self.conn.front.date.get(), extra=extra))
         self._done()
 

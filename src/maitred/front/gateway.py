@@ -36,13 +36,14 @@ from typing import TYPE_CHECKING, Any, cast
 from maitred import sockets
 from maitred.front.connection import ClientConnection
 from maitred.front.exchange import Exchange
+from maitred.front.rules import Refusal
 from maitred.front.states import READS
 from maitred.gateway import fastcgi
 from maitred.gateway.fastcgi import FastCGIParser, RequestAborted, fastcgi_frame
 from maitred.gateway.params import GatewayHead, peer_from_params
 from maitred.gateway.uwsgi import UwsgiParser, uwsgi_frame
-from maitred.http.errors import BodyTooLarge, ProtocolError, simple_response
-from maitred.http.parser import Limits, RequestHead, RequestReader
+from maitred.http.errors import BodyTooLarge, ProtocolError
+from maitred.http.parser import Limits, RequestReader
 
 if TYPE_CHECKING:
     from maitred.front.main import Front
@@ -60,12 +61,12 @@ class GatewayConnection(ClientConnection):
 
     protocol = ""  # for the log
 
-    def _head_complete(self, head: RequestHead) -> None:
-        super()._head_complete(head)
-        exchange = self.reading
-        assert exchange is not None and isinstance(head, GatewayHead)
+    def admit(self, exchange: Exchange) -> Refusal | None:
+        head = exchange.head
+        assert isinstance(head, GatewayHead)
         trusted = self.front.router.trusted(self.peer[0])
         exchange.peer = peer_from_params(head.params, self.peer, trusted)
+        return super().admit(exchange)  # the rules judge the client the proxy names
 
     def _protocol_error(self, exc: ProtocolError) -> None:
         if self.state not in READS:
@@ -73,9 +74,9 @@ class GatewayConnection(ClientConnection):
         if self.reading is not None:
             self.reading.drop()
             self.reading = None
-        if isinstance(exc, BodyTooLarge) and self.active is None:
+        if isinstance(exc, (BodyTooLarge, Refusal)) and self.active is None:
             log.info("%s request from %s refused: %s", self.protocol, self.peer[0], exc.reason)
-            self.refuse(exc.status)
+            self.refuse(exc)
         else:
             log.warning(
                 "closing a %s connection from %s: %s",
@@ -85,10 +86,10 @@ class GatewayConnection(ClientConnection):
             )
         self.close()
 
-    def refuse(self, status: int) -> None:
-        """Answer a request that will not run (its body is too large)."""
-        self.write(simple_response(status, self.front.date.get()))
-        self.front.access_log_error(self, status)
+    def refuse(self, error: ProtocolError) -> None:
+        """Answer a request that will not run (its body is too large, a rule refused it)."""
+        self.write(error.to_response(self.front.date.get()))
+        self.front.access_log_error(self, error.status)
 
 
 class UwsgiConnection(GatewayConnection):
@@ -172,8 +173,8 @@ class FastCGIConnection(GatewayConnection):
             self._end_request()
         super().exchange_done(exchange)
 
-    def refuse(self, status: int) -> None:
-        super().refuse(status)
+    def refuse(self, error: ProtocolError) -> None:
+        super().refuse(error)
         self._end_request()
 
     def _end_request(self) -> None:

@@ -52,6 +52,7 @@ from maitred.front.load import REPORT_INTERVAL, SAMPLE_INTERVAL, LoadMeter
 from maitred.front.metrics import FrontCounters
 from maitred.front.proxy import ProxyHeaderGate
 from maitred.front.router import Router
+from maitred.front.rules import parser_body_limit
 from maitred.front.slots import Slot, Slots, Verdict
 from maitred.front.timeouts import ConnectionTimeouts
 from maitred.front.tls import FrontTLS, OpenConnections, TLSHandshake
@@ -111,7 +112,7 @@ class Front:
             request_line=cfg.limit_request_line,
             fields=cfg.limit_request_fields,
             field_size=cfg.limit_request_field_size,
-            body=cfg.limit_request_body,
+            body=parser_body_limit(cfg, self.apps),  # the rules may count instead
         )
         self.connections: set[ClientConnection] = set()
         self.slots: Slots[ClientConnection] = Slots(
@@ -396,6 +397,9 @@ class Front:
         counters = self.counters
         if counters is not None and exchange.source != HEALTH:
             counters.count(exchange, self.loop.time())  # a health check is not the app's
+        location = exchange.location
+        if location is not None and not location.access_log:
+            return  # access-log = false in its location (front/rules.py)
         if self.access is not None and (self.health is None or not self.health.quiet(exchange)):
             self.access.write(exchange)
 

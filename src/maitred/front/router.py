@@ -1,8 +1,11 @@
 """Where a complete request goes: which app, then a static mount of that app or its dispatcher.
 
-A connection calls :meth:`Router.route` when one of its requests becomes the active one (so
-responses keep their order whichever way each request goes). Before choosing, the router settles
-what the rest of the server sees of the request:
+A connection calls :meth:`Router.head` as soon as a request head is parsed, before its body is
+read, and :meth:`Router.route` when the request becomes the active one (so responses keep their
+order whichever way each request goes). At the head the router settles what the rest of the
+server sees of the request, chooses its app (``Exchange.target``), and asks its location's rules
+(front/rules.py) whether it may go on; a refusal is answered in its turn by :meth:`Router.route`
+(or at once by the connection when the request has a body it must not read). What it settles:
 
 * who the client is: the peer as the connection saw it, or as a trusted proxy says it is
   (:mod:`maitred.front.proxy`), including HTTP_HOST from X-Forwarded-Host;
@@ -31,10 +34,11 @@ from typing import TYPE_CHECKING, NamedTuple
 from maitred.front.exchange import STATIC
 from maitred.front.proxy import FORWARDED_FIELDS, Forwarded, TrustedPeers
 from maitred.front.routes import Routes
+from maitred.front.rules import Refusal, Rules
 from maitred.front.static import StaticFiles
-from maitred.http.errors import error_for
+from maitred.http.errors import HTTPError, error_for
 from maitred.http.framing import CRLF
-from maitred.http.response import HEAD_STARTS
+from maitred.http.response import head_start
 
 if TYPE_CHECKING:
     from maitred.front.dispatcher import Dispatcher
@@ -80,6 +84,8 @@ class Router:
         )
         self.date = front.date
         self.health = front.health  # --health-path, answered before routing
+        # Rules per location (front/rules.py); None: there are none, nothing to judge.
+        self.rules = Rules(cfg, front.apps, front.health) if Rules.wanted(cfg, front.apps) else None
         name = cfg.request_id_header.encode("latin-1")
         self.id_name = name.lower()
         self.id_prefix = name + b": "
@@ -87,7 +93,10 @@ class Router:
         # per request.
         self.random = random.Random(os.urandom(32))
 
-    def route(self, exchange: Exchange) -> None:
+    def head(self, exchange: Exchange) -> Refusal | None:
+        """Settle, once its head is complete and before its body is read, who sent the
+        request, its id, the app it goes to and its location's verdict (front/rules.py):
+        the answer a rule gives instead (None: it goes on)."""
         head = exchange.head
         fields = head.fields
         peer = exchange.peer  # the connection's (a gateway's proxy may name one per request)
@@ -105,33 +114,44 @@ class Router:
         if self.id_name:
             exchange.request_id = request_id = self._request_id(fields)
             exchange.extra_head = self.id_prefix + request_id.encode("ascii") + b"\r\n"
-        health = self.health
-        if health is not None and health.matches(head.target):
-            health.serve(exchange)
-            return
         target = self.single
         if target is None:
             hosts = fields.get(b"host")
             target = self.routes.choose(hosts[0] if hosts else b"", head.target)
-            if target is None:
-                self._no_app(exchange)
-                return
-            exchange.app = target.app
+            if target is not None:
+                exchange.app = target.app
+        exchange.target = target
+        rules = self.rules
+        return rules.judge(exchange, target) if rules is not None else None
+
+    def route(self, exchange: Exchange) -> None:
+        """Its turn: the answer its rules gave, the health check, a static file or the app."""
+        if exchange.refusal is not None:
+            self.answer(exchange, exchange.refusal)
+            return
+        health = self.health
+        if health is not None and health.matches(exchange.head.target):
+            health.serve(exchange)
+            return
+        target = exchange.target
+        if target is None:
+            self.answer(exchange, error_for(NO_APP))
+            return
         static = target.static
         if static is not None:
-            mount = static.match(head.target)
+            mount = static.match(exchange.head.target)
             if mount is not None:
                 exchange.source = STATIC
                 static.serve(exchange, mount)
                 return
         target.dispatcher.submit(exchange)
 
-    def _no_app(self, exchange: Exchange) -> None:
-        """No app takes the request: 404, and the connection goes on."""
-        error = error_for(NO_APP)
+    def answer(self, exchange: Exchange, error: HTTPError) -> None:
+        """An answer of the front's own on a connection that goes on (no app takes the
+        request: 404; a rule refused or redirects it)."""
         fields = error.fields() + exchange.extra_head
-        head = b"".join((HEAD_STARTS[NO_APP], self.date.get(), CRLF, fields))
-        exchange.respond_full(NO_APP, len(error.body), head, error.body)
+        head = b"".join((head_start(error.status), self.date.get(), CRLF, fields))
+        exchange.respond_full(error.status, len(error.body), head, error.body)
 
     def _request_id(self, fields: dict[bytes, list[bytes]]) -> str:
         given = fields.get(self.id_name)

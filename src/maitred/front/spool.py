@@ -31,7 +31,7 @@ import os
 import tempfile
 from typing import Any, NoReturn
 
-from maitred.http.errors import ProtocolError
+from maitred.http.errors import BodyTooLarge, ProtocolError
 
 log = logging.getLogger("maitred.error")
 
@@ -48,10 +48,13 @@ class SpoolError(ProtocolError):
 class Body:
     """A request body being received: in memory up to `buffer_size`, then in a temp file."""
 
-    __slots__ = ("buffer_size", "chunks", "fd", "file", "size", "temp_dir")
+    __slots__ = ("buffer_size", "chunks", "fd", "file", "limit", "size", "temp_dir")
 
-    def __init__(self, buffer_size: int, temp_dir: str) -> None:
+    def __init__(self, buffer_size: int, temp_dir: str, limit: int = 0) -> None:
         self.buffer_size = buffer_size
+        # Most bytes it may hold, when the front counts them rather than the parser: a
+        # location's max-body-size (maitred.front.rules). 0: the parser's limit holds.
+        self.limit = limit
         self.temp_dir = temp_dir or None
         self.chunks: list[bytes] = []
         self.size = 0
@@ -60,6 +63,9 @@ class Body:
 
     def add(self, data: bytes) -> None:
         self.size += len(data)
+        if self.limit and self.size > self.limit:
+            self.discard()
+            raise BodyTooLarge("request body too large")
         try:
             if self.file is not None:
                 self.file.write(data)

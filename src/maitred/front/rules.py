@@ -1,0 +1,217 @@
+"""Rules per location, judged in the front when a request head is complete.
+
+Theory of operation
+-------------------
+The router (maitred.front.router) calls :meth:`Rules.judge` once per request, as soon as its
+head is parsed: after the proxy rules settled who the client is and the request's app is
+chosen, before a byte of its body is read and long before it could reach a worker thread. So
+a refused request costs the front a few lookups and holds no thread.
+
+:class:`Rules` holds one :class:`maitred.locations.LocationTable` per app (the server's
+``[[locations]]`` and the app's own, combined as maitred.locations says) whose values are
+:class:`Rule`: a location made ready to judge (its address lists compiled, its htpasswd file
+loaded, its header lines encoded). A request in no location is judged by :attr:`Rules.default`:
+the server's --allow/--deny and limit-request-body. The rule goes with the request as
+``Exchange.location``, so what happens later reads it there: the headers every response of
+the location carries (front/exchange.py) and whether it is logged (front/main.py).
+
+What a rule checks, in this order (nginx's phases: rewrite, then access, then the body):
+
+1. --redirect-https: a request that came over plain HTTP gets 301 to the same URL on https;
+2. ``redirect``: 301 (or ``redirect-status``) to its URL, ``$scheme``, ``$host`` and
+   ``$request_uri`` replaced by the request's;
+3. ``allow``/``deny`` (maitred.access): 403;
+4. ``auth-basic``: 401 with ``WWW-Authenticate: Basic realm="..."`` (maitred.htpasswd);
+5. ``max-body-size`` (else limit-request-body) against Content-Length: 413. A chunked body is
+   counted as it arrives (maitred.front.spool.Body) and refused as soon as it passes.
+
+A refusal is an :class:`HTTPError` with its header lines. A request without a body is
+answered in its turn on a connection that stays open (the router answers it instead of
+routing it); one with a body is answered at once (or after the responses it is pipelined
+behind) and its connection closed with a lingering close, its body never read into a spool.
+
+The --health-path check is judged by no rule: load balancers must reach it as they always did.
+
+Owned by the event loop thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from maitred.access import AccessList
+from maitred.apps import App
+from maitred.config import Config
+from maitred.front.routes import host_name
+from maitred.htpasswd import BasicAuth
+from maitred.http.errors import BodyTooLarge, ProtocolError
+from maitred.locations import Location, LocationTable, request_path
+
+if TYPE_CHECKING:
+    from maitred.front.exchange import Exchange
+    from maitred.front.health import HealthCheck
+    from maitred.front.router import Target
+
+FORBIDDEN, UNAUTHORIZED, TOO_LARGE = 403, 401, 413
+HTTPS_REDIRECT = 301  # permanent: browsers remember it, as nginx's `return 301 https://...`
+
+
+class Refusal(ProtocolError):
+    """A request a rule refused (or redirects): its status and header lines. Made per refusal:
+    one with a body is raised (its connection closes), and a raise pins a traceback."""
+
+    def __init__(self, status: int, headers: bytes) -> None:
+        super().__init__("refused by a location's rules", status)
+        self.headers = headers
+
+
+class HeaderEdit:
+    """Response header lines a location adds, replacing the response's own of those names."""
+
+    __slots__ = ("lines", "names")
+
+    def __init__(self, headers: Sequence[tuple[str, str]]) -> None:
+        self.lines = b"".join(b"%s: %s\r\n" % (n.encode(), v.encode("latin-1")) for n, v in headers)
+        self.names = tuple(n.lower().encode() + b":" for n, _ in headers)
+
+    def __call__(self, head: bytes) -> bytes:
+        """`head` (status line and fields, each line ending CRLF, without the empty line that
+        ends it) with these lines in place of the fields of the same names."""
+        lowered = head.lower()
+        if not any(b"\n" + name in lowered for name in self.names):
+            return head + self.lines  # the common case: nothing to replace
+        lines = head.split(b"\r\n")[:-1]  # the last is empty: the head ends with CRLF
+        kept = [line for line in lines if not line.lower().startswith(self.names)]
+        return b"\r\n".join(kept) + b"\r\n" + self.lines
+
+
+class Rule:
+    """A location made ready to judge requests (or the server's rules for those in none)."""
+
+    __slots__ = ("access", "access_log", "auth", "body_limit", "edit", "location", "redirect")
+
+    def __init__(self, location: Location | None, cfg: Config) -> None:
+        self.location = location
+        allow = cfg.allow if location is None or location.allow is None else location.allow
+        deny = cfg.deny if location is None or location.deny is None else location.deny
+        self.access = AccessList(allow, deny) if allow or deny else None
+        size = None if location is None else location.max_body_size
+        self.body_limit = cfg.limit_request_body if size is None else size
+        self.auth: BasicAuth | None = None
+        self.edit: HeaderEdit | None = None
+        self.access_log = True
+        self.redirect: tuple[str, int] | None = None
+        if location is not None:
+            if location.auth_basic:
+                self.auth = BasicAuth(location.auth_basic, location.auth_basic_realm)
+            if location.headers:
+                self.edit = HeaderEdit(location.headers)
+            self.access_log = location.access_log
+            if location.redirect:
+                self.redirect = (location.redirect, location.redirect_status)
+
+    @property
+    def error_lines(self) -> bytes:
+        """The header lines the front's own answers in this location carry."""
+        return self.edit.lines if self.edit is not None else b""
+
+    def judge(self, exchange: Exchange) -> Refusal | None:
+        """Why `exchange` may not go on (see the module), or None."""
+        if self.redirect is not None:
+            url, status = self.redirect
+            return self.refuse(status, b"Location: %s\r\n" % expand(url, exchange))
+        if self.access is not None and not self.access(exchange.peer[0]):
+            return self.refuse(FORBIDDEN)
+        if self.auth is not None:
+            challenge = self.auth.check(exchange.head.fields.get(b"authorization"))
+            if challenge is not None:
+                return self.refuse(UNAUTHORIZED, challenge)
+        length = exchange.head.content_length
+        if length is not None and self.body_limit and length > self.body_limit:
+            return self.refuse(TOO_LARGE)
+        return None
+
+    def refuse(self, status: int, lines: bytes = b"") -> Refusal:
+        return Refusal(status, lines + self.error_lines)
+
+    def too_large(self) -> BodyTooLarge:
+        """The error of a chunked body that passed the limit."""
+        error = BodyTooLarge("request body too large")
+        error.headers = self.error_lines
+        return error
+
+
+class Rules:
+    """The rules of a front's requests: per app, its locations' and the server's."""
+
+    def __init__(self, cfg: Config, apps: Sequence[App], health: HealthCheck | None = None) -> None:
+        self.default = Rule(None, cfg)
+        server = [(loc, Rule(loc, cfg)) for loc in cfg.locations]
+        self.tables = {  # by the app's label, as the router's targets name it
+            app.label: LocationTable(server, [(loc, Rule(loc, app.cfg)) for loc in app.locations])
+            for app in apps
+        }
+        self.no_app = LocationTable(server, [])  # a request no app takes: the server's
+        self.redirect_https = cfg.redirect_https
+        self.health = health
+
+    @staticmethod
+    def wanted(cfg: Config, apps: Sequence[App]) -> bool:
+        """Whether there is anything to judge (without, the router asks nothing)."""
+        return bool(
+            cfg.locations
+            or cfg.allow
+            or cfg.deny
+            or cfg.redirect_https
+            or any(app.locations for app in apps)
+        )
+
+    def judge(self, exchange: Exchange, target: Target | None) -> Refusal | None:
+        """Find the request's location (its rule goes in ``exchange.location``) and judge
+        it; the refusal to answer, or None when it goes on."""
+        head = exchange.head
+        health = self.health
+        if health is not None and health.matches(head.target):
+            return None
+        if self.redirect_https and exchange.peer[4] == "http":
+            lines = b"Location: %s\r\n" % expand("https://$host$request_uri", exchange)
+            return Refusal(HTTPS_REDIRECT, lines)
+        table = self.tables[target.app] if target is not None else self.no_app
+        rule = table.match(request_path(head.target))
+        if rule is None:
+            rule = self.default
+        exchange.location = rule
+        return rule.judge(exchange)
+
+
+def parser_body_limit(cfg: Config, apps: Sequence[App]) -> int:
+    """The body limit the front's parsers enforce: limit-request-body, unless a location sets
+    its own; then 0, and the rules enforce each request's (the parser cannot know which
+    location a request is in)."""
+    locations = [*cfg.locations, *(loc for app in apps for loc in app.locations)]
+    if any(loc.max_body_size is not None for loc in locations):
+        return 0
+    return cfg.limit_request_body
+
+
+def expand(url: str, exchange: Exchange) -> bytes:
+    """A redirect's URL with $scheme, $host and $request_uri of `exchange` in place."""
+    head = exchange.head
+    hosts = head.fields.get(b"host")
+    # nginx's $host: the name, lower case, without the port.
+    host = host_name(hosts[0]) if hosts else exchange.peer[2].encode("latin-1")
+    target = head.target
+    if not target.startswith(b"/"):  # absolute-form: its path and query
+        rest = target.partition(b"://")[2]
+        target = b"/" + rest.partition(b"/")[2]
+    values = {
+        "$scheme": exchange.peer[4].encode("ascii"),
+        "$host": host,
+        "$request_uri": target,
+    }
+    out = url.encode("latin-1")
+    # Longest first: "$host" must not eat the start of a longer name (there is none today).
+    for name in sorted(values, key=len, reverse=True):
+        out = out.replace(name.encode(), values[name])
+    return out
