@@ -48,6 +48,7 @@ from maitred.config import (
     parse_size,
     parse_str,
 )
+from maitred.front.limits import RateKeys, parse_key, parse_rate_text, parse_status
 
 T = TypeVar("T")
 EXACT = "="
@@ -70,6 +71,13 @@ FRAMING_FIELDS = frozenset(
 def _body_size(value: Any) -> int:
     """size in bytes, with an optional K, M or G suffix; 0 for no limit"""
     return parse_size(value)
+
+
+def _count(value: Any) -> int:
+    """integer >= 0"""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError
+    return value
 
 
 def _headers(value: Any) -> tuple[tuple[str, str], ...]:
@@ -134,6 +142,19 @@ class Location:
     access_log: bool = key(True, parse_bool, "false: its requests are not in the access log.")
     redirect: str = key("", _redirect, "Answer every request with a redirect to this URL.")
     redirect_status: int = key(301, _redirect_status, "The status of the redirect.")
+    # nginx's limit_req and limit_conn (maitred.front.limits). None: not given, the server's
+    # --rate (with its burst, nodelay, delay), --limit-conn, --limit-key, --limit-status apply.
+    rate: str | None = key(None, parse_rate_text, "Requests a second (5r/s) or minute (30r/m).")
+    burst: int = key(0, _count, "Requests past the rate that wait (or go at once: nodelay).")
+    nodelay: bool = key(False, parse_bool, "The burst goes on at once instead of waiting.")
+    delay: int = key(0, _count, "The first N requests of a burst go at once, the rest wait.")
+    limit_conn: int | None = key(None, _count, "Requests of one client in progress at once.")
+    limit_key: str | None = key(None, parse_key, 'What limits count per: "address", "header:NAME".')
+    limit_status: int | None = key(None, parse_status, "The status of a refusal (429).")
+
+    @property
+    def rate_keys(self) -> RateKeys:
+        return RateKeys(self.rate or "", self.burst, self.nodelay, self.delay)
 
     @property
     def shown_path(self) -> str:
@@ -180,7 +201,12 @@ def _location(table: Mapping[str, Any], origin: str, app: str) -> Location:
     exact, path = parse_path(table.get(PATH), origin)
     if values.get("redirect_status") and not values.get("redirect"):
         raise ConfigError(f"{origin}: redirect-status without redirect")
-    return Location(path, exact, f"{origin} {table.get(PATH)!r}", app, **values)
+    location = Location(path, exact, f"{origin} {table.get(PATH)!r}", app, **values)
+    try:
+        location.rate_keys.rule()
+    except ValueError as exc:
+        raise ConfigError(f"{origin}: {exc}") from None
+    return location
 
 
 def parse_path(value: Any, origin: str) -> tuple[bool, str]:

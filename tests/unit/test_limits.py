@@ -12,6 +12,7 @@ from maitred.front.limits import (
     ADDRESS,
     Limiter,
     LimitRules,
+    RateKeys,
     parse_key,
     parse_status,
     retry_after_field,
@@ -30,12 +31,8 @@ def limiter() -> Iterator[Limiter]:
     table.close()
 
 
-def rules(**keys: object) -> LimitRules:
-    given: dict[str, object] = dict(
-        name="/login/", rate="", burst=0, nodelay=False, delay=0, conn=0, key=ADDRESS, status=429
-    )
-    given.update(keys)
-    made = rules_of(**given)  # type: ignore[arg-type]
+def rules(name: str = "/login/", conn: int = 0, key: str = ADDRESS, **rate: object) -> LimitRules:
+    made = rules_of(RateKeys(**rate), name, conn, name, key, 429)  # type: ignore[arg-type]
     assert made is not None
     return made
 
@@ -54,14 +51,10 @@ def test_key_and_status_forms() -> None:
 
 
 def test_keys_that_do_not_go_together() -> None:
-    assert rules_of("/", "", 0, False, 0, 0, ADDRESS, 429) is None  # no limit at all
-    for rate, burst, nodelay, delay in (
-        ("", 5, False, 0),
-        ("5r/s", 5, True, 2),
-        ("5r/s", 2, False, 3),
-    ):
+    assert rules_of(RateKeys(), "/", 0, "/", ADDRESS, 429) is None  # no limit at all
+    for keys in (RateKeys("", 5), RateKeys("5r/s", 5, True, 2), RateKeys("5r/s", 2, False, 3)):
         with pytest.raises(ValueError):
-            rules_of("/", rate, burst, nodelay, delay, 0, ADDRESS, 429)
+            rules_of(keys, "/", 0, "/", ADDRESS, 429)
     made = rules(rate="5r/s", burst=10, nodelay=True)
     assert made.rate is not None and made.rate.undelayed == 10
 

@@ -61,6 +61,7 @@ def route(router: Router, headers: list[tuple[bytes, bytes]], peer: Any = UNTRUS
         request_id="",
         extra_head=b"",
         refusal=None,
+        not_before=0.0,
         target=None,
         app="",
     )

@@ -19,7 +19,9 @@ body is read, with the client's key:
 * ``limit-conn = N`` then counts the request among its key's requests in flight, across the
   fronts, as nginx's limit_conn counts requests being processed (not connections: an idle
   keep-alive connection holds nothing); over N, it is refused. The count is released when the
-  exchange ends, however it ends (answered, cancelled, dropped).
+  exchange ends, however it ends (answered, dropped, cancelled): a request whose client left
+  while an app thread runs it ends when the app returns, for until then it holds the thread
+  that limit-conn is there to share.
 
 A refused request is answered ``limit-status`` (429 Too Many Requests by default, RFC 6585;
 nginx's default is 503, which a load balancer may read as the server being down) with
@@ -50,6 +52,14 @@ _RATE_KIND, _CONN_KIND = b"\0r\0", b"\0c\0"
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
+def parse_rate_text(value: Any) -> str:
+    """a rate as nginx writes it, 5r/s or 30r/m"""
+    if not isinstance(value, str):
+        raise ValueError
+    parse_rate(value)
+    return value.strip()
+
+
 def parse_key(value: Any) -> str:
     """ "address", or "header:NAME" (a request header)"""
     if not isinstance(value, str):
@@ -75,39 +85,52 @@ def parse_status(value: Any) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class LimitRules:
-    """The limits of one location: `name` tells its keys apart from other locations' in the
-    shared table."""
+    """The limits of one location. `rate_name` and `conn_name` tell its keys apart from
+    other locations' in the shared table (a location that takes the server's limit_req shares
+    the server's buckets, as nginx's locations share a zone)."""
 
-    name: bytes
     rate: RateRule | None = None
     conn: int = 0  # requests in flight per key; 0: no limit
     header: bytes = b""  # the key's request header (lower case); b"": the client address
     status: int = DEFAULT_STATUS
+    rate_name: bytes = b""
+    conn_name: bytes = b""
+
+
+@dataclasses.dataclass(frozen=True)
+class RateKeys:
+    """nginx's limit_req as a location or the server gives it (rate "": none)."""
+
+    rate: str = ""
+    burst: int = 0
+    nodelay: bool = False
+    delay: int = 0
+
+    def rule(self) -> RateRule | None:
+        """The bucket's rule; raises ValueError when the keys do not go together."""
+        if not self.rate:
+            if self.burst or self.nodelay or self.delay:
+                raise ValueError("burst, nodelay and delay need a rate")
+            return None
+        if self.nodelay and self.delay:
+            raise ValueError("nodelay and delay exclude each other (nodelay is delay = burst)")
+        if self.delay > self.burst:
+            raise ValueError(f"delay {self.delay} is more than burst {self.burst}")
+        undelayed = self.burst if self.nodelay else self.delay
+        return RateRule(parse_rate(self.rate), self.burst, undelayed)
 
 
 def rules_of(
-    name: str,
-    rate: str,
-    burst: int,
-    nodelay: bool,
-    delay: int,
-    conn: int,
-    key: str,
-    status: int,
+    rate: RateKeys, rate_name: str, conn: int, conn_name: str, key: str, status: int
 ) -> LimitRules | None:
-    """A location's limits from its keys (None: it has none). Raises ValueError when they do
-    not go together."""
-    if not rate and (burst or nodelay or delay):
-        raise ValueError("burst, nodelay and delay need a rate")
-    if nodelay and delay:
-        raise ValueError("nodelay and delay exclude each other (nodelay is delay = burst)")
-    if delay > burst:
-        raise ValueError(f"delay {delay} is more than burst {burst}")
-    if not rate and not conn:
+    """A location's limits (None: it has none), each part named by where it was declared.
+    Raises ValueError when the keys do not go together."""
+    rule = rate.rule()
+    if rule is None and not conn:
         return None
-    rule = RateRule(parse_rate(rate), burst, burst if nodelay else delay) if rate else None
     header = key[len(HEADER) :].lower().encode("latin-1") if key != ADDRESS else b""
-    return LimitRules(name.encode("utf-8"), rule, conn, header, status)
+    names = (rate_name.encode("utf-8"), conn_name.encode("utf-8"))
+    return LimitRules(rule, conn, header, status, *names)
 
 
 class Verdict(NamedTuple):
@@ -139,13 +162,13 @@ class Limiter:
             return NOTHING
         outcome, seconds = PASS, 0.0
         if rules.rate is not None:
-            decision = self.table.rate(rules.name + _RATE_KIND + key, rules.rate, now)
+            decision = self.table.rate(rules.rate_name + _RATE_KIND + key, rules.rate, now)
             if decision.outcome is REFUSE:
                 return Verdict(REFUSE, decision.seconds, 0)
             outcome, seconds = decision.outcome, decision.seconds
         held = 0
         if rules.conn:
-            held = self.table.acquire(rules.name + _CONN_KIND + key, rules.conn, now)
+            held = self.table.acquire(rules.conn_name + _CONN_KIND + key, rules.conn, now)
             if not held:
                 return Verdict(REFUSE, CONN_RETRY_AFTER, 0)
             if held == NO_ROOM:

@@ -35,6 +35,7 @@ from maitred.front.exchange import STATIC
 from maitred.front.proxy import FORWARDED_FIELDS, Forwarded, TrustedPeers
 from maitred.front.routes import Routes
 from maitred.front.rules import Refusal, Rules
+from maitred.front.states import ROUTED
 from maitred.front.static import StaticFiles
 from maitred.http.errors import HTTPError, error_for
 from maitred.http.framing import CRLF
@@ -85,7 +86,11 @@ class Router:
         self.date = front.date
         self.health = front.health  # --health-path, answered before routing
         # Rules per location (front/rules.py); None: there are none, nothing to judge.
-        self.rules = Rules(cfg, front.apps, front.health) if Rules.wanted(cfg, front.apps) else None
+        self.rules = (
+            Rules(cfg, front.apps, front.health, front.limit_table)
+            if Rules.wanted(cfg, front.apps)
+            else None
+        )
         name = cfg.request_id_header.encode("latin-1")
         self.id_name = name.lower()
         self.id_prefix = name + b": "
@@ -129,6 +134,8 @@ class Router:
         if exchange.refusal is not None:
             self.answer(exchange, exchange.refusal)
             return
+        if exchange.not_before and self._hold(exchange):
+            return
         health = self.health
         if health is not None and health.matches(exchange.head.target):
             health.serve(exchange)
@@ -145,6 +152,22 @@ class Router:
                 static.serve(exchange, mount)
                 return
         target.dispatcher.submit(exchange)
+
+    def _hold(self, exchange: Exchange) -> bool:
+        """A request within its location's burst waits until the rate lets it on
+        (front/limits.py): here, in the front, before it takes a place in the dispatcher's
+        queue or a thread. True when it waits."""
+        loop = exchange.conn.front.loop
+        wait = exchange.not_before - loop.time()
+        exchange.not_before = 0.0
+        if wait <= 0:
+            return False
+        loop.call_later(wait, self._release, exchange)
+        return True
+
+    def _release(self, exchange: Exchange) -> None:
+        if exchange.state is ROUTED:  # else its client left meanwhile
+            self.route(exchange)
 
     def answer(self, exchange: Exchange, error: HTTPError) -> None:
         """An answer of the front's own on a connection that goes on (no app takes the
