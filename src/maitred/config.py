@@ -1214,7 +1214,7 @@ class Config:
         "Keys (client addresses, header values) the rate and connection limits remember, in "
         "one table in shared memory that every front uses, so the limits hold across "
         "--fronts; when it is full the least recently used key is forgotten, as in nginx's "
-        "limit_req zone. 24 bytes each: 65536 keys take 1.5 MiB.",
+        "limit_req zone. 20 bytes each: 65536 keys take 1.25 MiB.",
         _int(8),
         "--limit-keys",
         section="Locations",

@@ -29,14 +29,16 @@ index, held for one read-modify-write of that set (a few microseconds). We chose
 semaphore or a lock-free scheme for one reason: the kernel drops a process's record locks when
 it dies, so a front killed by --front-timeout while holding one cannot wedge the others. (Python
 has no atomic compare-and-swap on shared memory, so lock-free would mean ctypes.) The cost is
-two system calls a lookup, about 2 µs; only requests to a location with a limit pay it.
+two system calls a lookup, about 2.5 µs of the 6 to 10 µs a lookup costs (measured on a busy
+2-core machine); only requests to a location with a limit pay it.
 
 **Counts after a crash.** A front that dies with requests in flight cannot release them. The
 master then sets every count to 0 (:meth:`LimitTable.forget_counts`); requests other fronts hold
 are released against 0, which stays 0. For a moment after a front's crash, a connection limit is
 looser than set, never stuck.
 
-Entries are ``(fingerprint u64, stamp f64, count i32)``: the stamp is the bucket's theoretical
+Entries are ``(fingerprint u64, stamp f64, count i32)``, 20 bytes, kept by part within a set
+(its fingerprints together, so one C search finds a key): the stamp is the bucket's theoretical
 arrival time (front/leakybucket.py) for a rate key, the last use for a count key; both are
 ``time.monotonic()`` seconds, which all processes share.
 """
@@ -52,9 +54,12 @@ from typing import NamedTuple
 from maitred.front.leakybucket import REFUSE, Decision, RateRule, admit
 
 WAYS = 8  # entries a key may live in: more ways evict less often and cost a longer scan
-ENTRY = struct.Struct("<Qdi4x")  # fingerprint, stamp, count (and padding to 24 bytes)
-SET = struct.Struct("<" + "Qdi4x" * WAYS)
-_FIELDS = 3
+# A set is its WAYS fingerprints, then their stamps, then their counts: a lookup unpacks the
+# set at once and finds a fingerprint with one search in C (tuple.index), not a Python loop.
+SET = struct.Struct(f"<{WAYS}Q{WAYS}d{WAYS}i")
+_STAMPS, _COUNTS = WAYS, 2 * WAYS  # where each part starts in the unpacked set
+_FINGERPRINT, _STAMP, _COUNT = struct.Struct("<Q"), struct.Struct("<d"), struct.Struct("<i")
+_NO_COUNTS = bytes(WAYS * _COUNT.size)
 EMPTY = 0
 _SALT_BYTES = 16
 _MASK64 = (1 << 64) - 1
@@ -106,24 +111,30 @@ class LimitTable:
 
     def _find(self, values: tuple[float, ...], fingerprint: int, now: float) -> Entry:
         """Where `fingerprint` is in a set, or the entry it may take."""
-        victim, oldest, free = NO_ROOM, float("inf"), NO_ROOM
+        fingerprints = values[:WAYS]
+        if fingerprint in fingerprints:  # the usual case: a client seen before
+            way = fingerprints.index(fingerprint)
+            return Entry(way, values[_STAMPS + way], int(values[_COUNTS + way]))
+        victim, oldest = NO_ROOM, float("inf")
         for way in range(WAYS):
-            base = way * _FIELDS
-            stored, stamp, count = values[base], values[base + 1], values[base + 2]
-            if stored == fingerprint:
-                return Entry(way, stamp, int(count))
-            if count:
+            stamp = values[_STAMPS + way]
+            if values[_COUNTS + way]:
                 continue  # requests in flight: never evicted
-            if stored == EMPTY or stamp <= now:
-                free = way if free == NO_ROOM else free  # says nothing any more
-            elif stamp < oldest:
+            if fingerprints[way] == EMPTY or stamp <= now:
+                return Entry(way, 0.0, 0)  # says nothing any more
+            if stamp < oldest:
                 victim, oldest = way, stamp
-        if free != NO_ROOM:
-            return Entry(free, 0.0, 0)
         return Entry(victim, 0.0, 0)
 
     def _store(self, index: int, way: int, fingerprint: int, stamp: float, count: int) -> None:
-        ENTRY.pack_into(self._map, index * SET.size + way * ENTRY.size, fingerprint, stamp, count)
+        base = index * SET.size
+        _FINGERPRINT.pack_into(self._map, base + way * _FINGERPRINT.size, fingerprint)
+        _STAMP.pack_into(self._map, base + _STAMPS * _FINGERPRINT.size + way * _STAMP.size, stamp)
+        self._count(index, way, count)
+
+    def _count(self, index: int, way: int, count: int) -> None:
+        offset = index * SET.size + _STAMPS * (_FINGERPRINT.size + _STAMP.size)
+        _COUNT.pack_into(self._map, offset + way * _COUNT.size, count)
 
     # --- what the fronts ask ---
 
@@ -163,12 +174,10 @@ class LimitTable:
         """A request counted by :meth:`acquire` is over."""
         index, values = self._open(fingerprint)
         try:
-            for way in range(WAYS):
-                base = way * _FIELDS
-                if values[base] == fingerprint:
-                    count = max(0, int(values[base + 2]) - 1)
-                    self._store(index, way, fingerprint, values[base + 1], count)
-                    break
+            fingerprints = values[:WAYS]
+            if fingerprint in fingerprints:  # else forgotten: nothing to release
+                way = fingerprints.index(fingerprint)
+                self._count(index, way, max(0, int(values[_COUNTS + way]) - 1))
         finally:
             self._unlock(index)
 
@@ -177,20 +186,16 @@ class LimitTable:
         when it reaps the front)."""
         fcntl.lockf(self._fd, fcntl.LOCK_EX, 0, 0)  # the whole table
         try:
+            offset = _STAMPS * (_FINGERPRINT.size + _STAMP.size)
             for index in range(self.sets):
-                values = SET.unpack_from(self._map, index * SET.size)
-                for way in range(WAYS):
-                    base = way * _FIELDS
-                    if values[base + 2]:
-                        self._store(index, way, values[base], values[base + 1], 0)
+                start = index * SET.size + offset
+                self._map[start : start + len(_NO_COUNTS)] = _NO_COUNTS
         finally:
             fcntl.lockf(self._fd, fcntl.LOCK_UN, 0, 0)
 
     def used(self) -> int:
         """Entries holding a key (for tests and the check that the table stays bounded)."""
         return sum(
-            1
+            WAYS - SET.unpack_from(self._map, index * SET.size)[:WAYS].count(EMPTY)
             for index in range(self.sets)
-            for way, value in enumerate(SET.unpack_from(self._map, index * SET.size))
-            if way % _FIELDS == 0 and value != EMPTY
         )
