@@ -12,6 +12,7 @@ The TLS profiles serve HTTPS only and run the TLS scenarios only; the others nev
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 # Every server gets this many requests in flight: the fairness rule of the whole suite.
 SLOTS = 16
@@ -23,6 +24,8 @@ LISTENING = r"Listening at: http://127\.0\.0\.1:(\d+)"
 LISTENING_TLS = r"Listening at: https://127\.0\.0\.1:(\d+)"
 TLS_SCENARIOS = frozenset({"tls-hello", "tls-close"})
 SERVING = r"Serving on http://127\.0\.0\.1:(\d+)"
+# maitred-rules: a location with an allow list and response headers on every path.
+LOCATIONS = str(Path(__file__).resolve().parent / "locations.toml")
 
 # Pinned, so a figure can be reproduced; bump on purpose and say so in the results.
 APP_REQUIREMENTS = ("django==5.2.19",)
@@ -95,6 +98,18 @@ PROFILES: tuple[Profile, ...] = (
         # The same server counting every request for /metrics: what the counting costs.
         ("{python}", "-m", "maitred", "--bind", "{bind}", "--workers", str(WORKERS),
          "--threads", str(THREADS), "--stats-bind", "127.0.0.1:0", APP),
+        package="maitred",
+        port_from_log=LISTENING,
+        static_option="--static",
+        only=frozenset({"hello"}),
+    ),
+    Profile(
+        "maitred-rules",
+        f"maitred {WORKERS}x{THREADS}, a location with allow + headers",
+        # The same server judging each request by a location (bench/locations.toml): what an
+        # allow list and two added headers cost per request.
+        ("{python}", "-m", "maitred", "--bind", "{bind}", "--workers", str(WORKERS),
+         "--threads", str(THREADS), "-c", LOCATIONS, APP),
         package="maitred",
         port_from_log=LISTENING,
         static_option="--static",

@@ -22,9 +22,11 @@ has become unreadable or malformed keeps the users read before, and the error lo
 decodes the ``Authorization: Basic`` field and checks the password. The hash comparison takes
 constant time (:func:`hmac.compare_digest`), and a user the file does not name costs a hash
 as a known one does, so timing tells neither passwords nor user names. A hash takes
-milliseconds on purpose; credentials that passed are remembered (as a SHA-256 of the field,
-never the password) until the file changes, so a logged-in client costs one dict lookup per
-request. Wrong ones are not remembered: each costs its hash.
+milliseconds on purpose, on the front's event loop; so the verdict on each field is remembered
+(by a SHA-256 of the field, never the password) until the file changes, and a logged-in client
+costs one dict lookup per request; and new fields may take at most :data:`HASH_SHARE` of each
+second (:class:`HashBudget`): past it a location answers 503 with Retry-After rather than let
+a flood of guesses stop the front. Put a rate limit on the location to keep guessers out.
 """
 
 from __future__ import annotations
@@ -49,7 +51,15 @@ APR1 = b"$apr1$"
 SHA1 = b"{SHA}"
 WEAK = {APR1: "apr1-MD5", SHA1: "SHA-1"}
 RECHECK = 1.0  # seconds between looks at whether the file changed
-REMEMBERED = 1024  # credentials that passed, remembered until the file changes
+REMEMBERED = 1024  # verdicts on credentials, remembered until the file changes
+UNAUTHORIZED = 401
+# Answered when the front's time for hashing passwords is spent: try again in a second.
+BUSY = (503, b"Retry-After: 1\r\n")
+# The share of each second a location may spend hashing passwords it has no verdict on. A hash
+# runs on the event loop, where it holds every connection of the front: bcrypt at cost 10 takes
+# about 0.1 s. A flood of guesses thus costs the front at most this share; past it, 503.
+HASH_SHARE = 0.25
+WINDOW = 1.0
 BASIC = b"basic "
 # What a user the file does not name is checked against: as costly as a real hash, never equal.
 _UNREADABLE = (-1, -1, -1)
@@ -144,6 +154,24 @@ def load(path: str) -> tuple[Users, tuple[int, int, int]]:
     return parse(text, path), (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+class HashBudget:
+    """How much of the current second went into hashing passwords (see HASH_SHARE)."""
+
+    __slots__ = ("start", "used")
+
+    def __init__(self) -> None:
+        self.start = 0.0
+        self.used = 0.0
+
+    def allows(self, now: float) -> bool:
+        if now - self.start >= WINDOW:
+            self.start, self.used = now, 0.0
+        return self.used < HASH_SHARE * WINDOW
+
+    def spent(self, seconds: float) -> None:
+        self.used += seconds
+
+
 class BasicAuth:
     """The ``auth-basic`` of one location: its htpasswd file, read again when it changes."""
 
@@ -156,29 +184,39 @@ class BasicAuth:
             log.warning("%s: user %r has an %s hash: re-hash it with htpasswd -B", path, user, kind)
         self.path = path
         quoted = realm.replace("\\", "\\\\").replace('"', '\\"')
-        self.challenge = b'WWW-Authenticate: Basic realm="%s"\r\n' % quoted.encode("latin-1")
+        challenge = b'WWW-Authenticate: Basic realm="%s"\r\n' % quoted.encode("latin-1")
         self.checked = time.monotonic()
-        self.passed: set[bytes] = set()  # SHA-256 of Authorization fields that passed
+        self.unauthorized = (UNAUTHORIZED, challenge)
+        # Verdicts on Authorization fields, by their SHA-256: those that passed, so a client
+        # that logged in costs no hash per request, and those that failed, so a browser that
+        # repeats a wrong password does not either. Forgotten when the file changes.
+        self.known: dict[bytes, bool] = {}
+        self.hashing = HashBudget()
 
-    def check(self, values: list[bytes] | None) -> bytes | None:
+    def check(self, values: list[bytes] | None) -> tuple[int, bytes] | None:
         """None when the request's Authorization field (`values`) names a user of the file
-        with the right password; else the challenge header line of the 401 to answer."""
+        with the right password; else the status and header lines to answer: 401 and the
+        challenge, or 503 when this second's time for hashing is spent (see HashBudget)."""
         now = time.monotonic()
         if now - self.checked >= RECHECK:
             self.checked = now
             self._reread()
         if not values:
-            return self.challenge
+            return self.unauthorized
         key = hashlib.sha256(values[0]).digest()
-        if key in self.passed:
-            return None
-        given = credentials(values[0])
-        if given is None or not verify(self.users, *given):
-            return self.challenge
-        if len(self.passed) >= REMEMBERED:
-            self.passed.clear()
-        self.passed.add(key)
-        return None
+        verdict = self.known.get(key)
+        if verdict is None:
+            given = credentials(values[0])
+            if given is None:
+                return self.unauthorized
+            if not self.hashing.allows(now):
+                return BUSY
+            verdict = verify(self.users, *given)
+            self.hashing.spent(time.monotonic() - now)
+            if len(self.known) >= REMEMBERED:
+                self.known.clear()
+            self.known[key] = verdict
+        return None if verdict else self.unauthorized
 
     def _reread(self) -> None:
         try:
@@ -192,5 +230,5 @@ class BasicAuth:
             self.identity = _UNREADABLE  # try again at the next look
             return
         self.users, self.identity = users, identity
-        self.passed.clear()
+        self.known.clear()
         log.info("auth-basic: read %s again (%d users)", self.path, len(users.hashes))

@@ -128,19 +128,48 @@ class Location:
     app: str = ""  # the app whose table declared it; "": the whole server's
     # --- the keys (their TOML names: the field names with "-" for "_") ---
     allow: tuple[str, ...] | None = key(
-        None, client_addresses, "Client addresses let in; anything else gets 403."
+        None,
+        client_addresses,
+        "Client addresses and CIDR blocks let in; with allow alone, anyone else gets 403. The "
+        "most specific entry of allow and deny that holds the address decides, deny on a tie. "
+        "Not given: the server's allow and deny.",
     )
-    deny: tuple[str, ...] | None = key(None, client_addresses, "Client addresses refused with 403.")
-    auth_basic: str = key("", parse_str, "An htpasswd file: Basic authentication, else 401.")
+    deny: tuple[str, ...] | None = key(
+        None,
+        client_addresses,
+        "Client addresses and CIDR blocks refused with 403 (see allow). Not given: the "
+        "server's allow and deny.",
+    )
+    auth_basic: str = key(
+        "",
+        parse_str,
+        "An htpasswd file (bcrypt, SHA-256/512-crypt; apr1 and {SHA} with a warning): a "
+        "request needs a user and password of it, else 401. Read again when it changes.",
+    )
     auth_basic_realm: str = key("maitred", parse_str, "The realm the 401 names.")
     max_body_size: int | None = key(
-        None, _body_size, "Largest request body (413 past it); over limit-request-body."
+        None,
+        _body_size,
+        "Largest request body in the location, over limit-request-body: 413 from "
+        "Content-Length, or as soon as a chunked body passes it. Not given: "
+        "limit-request-body.",
     )
     headers: tuple[tuple[str, str], ...] = key(
-        (), _headers, "Response headers added, or replacing the response's own."
+        (),
+        _headers,
+        "Response header fields put on every answer of the location (the app's, static "
+        "files, errors), replacing the response's own of those names: "
+        '`{ Strict-Transport-Security = "max-age=63072000" }`.',
     )
-    access_log: bool = key(True, parse_bool, "false: its requests are not in the access log.")
-    redirect: str = key("", _redirect, "Answer every request with a redirect to this URL.")
+    access_log: bool = key(
+        True, parse_bool, "false keeps the location's requests out of the access log."
+    )
+    redirect: str = key(
+        "",
+        _redirect,
+        "Answer every request with a redirect to this URL; $scheme, $host (without the "
+        "port) and $request_uri are the request's.",
+    )
     redirect_status: int = key(301, _redirect_status, "The status of the redirect.")
     # nginx's limit_req and limit_conn (maitred.front.limits). None: not given, the server's
     # --rate (with its burst, nodelay, delay), --limit-conn, --limit-key, --limit-status apply.
@@ -243,12 +272,14 @@ def request_path(target: bytes) -> bytes:
     """A request target's path as locations match it: no query, no scheme and authority,
     percent-decoded, normalised."""
     path = target.partition(b"?")[0]
-    if not path.startswith(b"/"):
+    if path[:1] != b"/":
         _, sep, rest = path.partition(b"://")
         path = b"/" + rest.partition(b"/")[2] if sep else path
-    if path.find(b"%") >= 0:
+    if b"%" in path:
         path = unquote_to_bytes(path)
-    return normal_path(path)
+    if b"//" in path or b"/." in path:  # normal_path's test, inline: most paths pass it
+        return normal_path(path)
+    return path
 
 
 class LocationTable(Generic[T]):
@@ -334,3 +365,31 @@ def _toml(value: Any) -> str:
     if isinstance(value, tuple):
         return "[" + ", ".join(json.dumps(v) for v in value) + "]"
     return json.dumps(str(value))  # a JSON string is a TOML basic string
+
+
+def keys_markdown() -> list[str]:
+    """The keys of a location, for docs/settings.md (maitred.config.settings_markdown)."""
+    lines = [
+        "",
+        "## Keys of a location",
+        "",
+        "`[[locations]]` tables (the whole server's) and `[[apps.NAME.locations]]` tables (one "
+        "app's) hold rules per URL path (see the README's \"From nginx location blocks\"): "
+        '`path` ("/prefix/", matched on a segment boundary, or "= /exact") and the keys below. '
+        "The longest matching prefix wins, an exact path beats every prefix, and on the same "
+        "path an app's location replaces the server's. A HUP reads them again and replaces the "
+        "fronts.",
+    ]
+    for name, f in KEYS.items():
+        default = f.default
+        shown = "not set" if default is None else "empty" if default in ((), "") else _toml(default)
+        lines += [
+            "",
+            f"### `{name}`",
+            "",
+            f.metadata["help"],
+            "",
+            f"- type: {(f.metadata['parse'].__doc__ or 'value').strip()}",
+            f"- default: {shown}",
+        ]
+    return lines

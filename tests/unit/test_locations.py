@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
+from maitred import apps, check, config
 from maitred.config import ConfigError
 from maitred.locations import (
     Location,
@@ -13,6 +17,11 @@ from maitred.locations import (
     read_locations,
     request_path,
 )
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
 
 
 def table(*paths: str, own: tuple[str, ...] = ()) -> LocationTable[str]:
@@ -147,3 +156,29 @@ def test_one_path_given_twice_is_refused() -> None:
 def test_check_lists_them_in_the_order_requests_consult_them() -> None:
     locs = read_locations([{"path": p} for p in ("/", "/a/b/", "= /a", "/a/")], "f")
     assert [loc.shown_path for loc in ordered(locs)] == ["= /a", "/a/b/", "/a/", "/"]
+
+
+def test_check_prints_them_as_toml_that_reads_back_the_same(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_text("")
+    (tmp_path / "maitred.toml").write_text(
+        '[[locations]]\npath = "/"\nheaders = { X-A = "1" }\n'
+        '[[locations]]\npath = "= /a"\nredirect = "https://x$request_uri"\n'
+        '[apps.shop]\nhosts = ["shop.example"]\n'
+        f'[[apps.shop.locations]]\npath = "/admin/"\nallow = ["::1"]\n'
+        f'auth-basic = "{tmp_path}/pw"\n'
+        '[apps.blog]\nhosts = ["blog.example"]\n'
+    )
+    cfg = config.load({"config": str(tmp_path / "maitred.toml")}, {}, cwd=str(tmp_path))
+    listing = check.render_locations(apps.resolve(cfg, str(tmp_path)))
+    assert "# app shop consults: = /a (server), /admin/ (its own), / (server)" in listing
+    again = tomllib.loads(listing)
+    assert [t["path"] for t in again["locations"]] == ["= /a", "/"]
+    assert again["apps"]["shop"]["locations"] == [
+        {"path": "/admin/", "allow": ["::1"], "auth-basic": f"{tmp_path}/pw"}
+    ]
+
+
+def test_a_missing_htpasswd_file_stops_the_start(tmp_path: Path) -> None:
+    (tmp_path / "maitred.toml").write_text('[[locations]]\npath = "/"\nauth-basic = "nope"\n')
+    with pytest.raises(ConfigError, match=r"#1 '/': auth-basic: .*No such file"):
+        config.load({"config": str(tmp_path / "maitred.toml")}, {}, cwd=str(tmp_path))

@@ -10,6 +10,10 @@ request is. Where a request goes:
   turns bytes into a head, body chunks and an end. A head makes an exchange, the connection's
   ``reading`` one, and the connection BUSY; its body is gathered (in memory, spooled to a file
   past the buffer size);
+* **judged** at its head (:meth:`~ClientConnection.admit`): the router settles its client and
+  app, and its location's rules may refuse it (front/rules.py) before a byte of its body is
+  read: one without a body is answered in its turn, one with a body at once, and the
+  connection lingers and closes;
 * **queued**: only once the whole request is in does it go on (``_request_complete``), so a
   slow upload never holds a worker thread. Responses leave in request order: one exchange is
   ``active`` (routed to the dispatcher or the static files, running, or being answered); later
