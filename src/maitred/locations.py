@@ -173,13 +173,48 @@ class Location:
     redirect_status: int = key(301, _redirect_status, "The status of the redirect.")
     # nginx's limit_req and limit_conn (maitred.front.limits). None: not given, the server's
     # --rate (with its burst, nodelay, delay), --limit-conn, --limit-key, --limit-status apply.
-    rate: str | None = key(None, parse_rate_text, "Requests a second (5r/s) or minute (30r/m).")
-    burst: int = key(0, _count, "Requests past the rate that wait (or go at once: nodelay).")
-    nodelay: bool = key(False, parse_bool, "The burst goes on at once instead of waiting.")
-    delay: int = key(0, _count, "The first N requests of a burst go at once, the rest wait.")
-    limit_conn: int | None = key(None, _count, "Requests of one client in progress at once.")
-    limit_key: str | None = key(None, parse_key, 'What limits count per: "address", "header:NAME".')
-    limit_status: int | None = key(None, parse_status, "The status of a refusal (429).")
+    rate: str | None = key(
+        None,
+        parse_rate_text,
+        "Requests a second (5r/s) or a minute (30r/m) one client may send here, as nginx's "
+        "limit_req: a leaky bucket per client (limit-key) in a table every front shares. Past "
+        "the rate and the burst: limit-status (429) with Retry-After, before the body is read. "
+        "Its bucket is the location's own. Not given: the server's --rate, if any, whose "
+        "bucket every location without a rate shares.",
+    )
+    burst: int = key(
+        0,
+        _count,
+        "Requests past the rate that are let in: they wait in the front (no thread, no place "
+        "in the queue) until the rate lets them on, unless nodelay or delay.",
+    )
+    nodelay: bool = key(
+        False, parse_bool, "The burst goes on at once, though it is spent all the same."
+    )
+    delay: int = key(
+        0,
+        _count,
+        "nginx's two-stage limiting: the first N requests of a burst go on at once, the rest "
+        "wait for the rate (at most burst).",
+    )
+    limit_conn: int | None = key(
+        None,
+        _count,
+        "Requests of one client (limit-key) in progress at once here, across the fronts, as "
+        "nginx's limit_conn; past it, limit-status with Retry-After: 1. Not given: the "
+        "server's --limit-conn.",
+    )
+    limit_key: str | None = key(
+        None,
+        parse_key,
+        'What rate and limit-conn count per: "address" (the client after the proxy rules) or '
+        '"header:X-Api-Key" (a request without it is not counted). Not given: --limit-key.',
+    )
+    limit_status: int | None = key(
+        None,
+        parse_status,
+        "The status of a request refused by rate or limit-conn. Not given: --limit-status (429).",
+    )
 
     @property
     def rate_keys(self) -> RateKeys:
