@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from maitred.front.leakybucket import DELAY, PASS, REFUSE
+from maitred.config import Config, ConfigError
+from maitred.front.leakybucket import DELAY, PASS, REFUSE, RateRule
 from maitred.front.limits import (
     ADDRESS,
     Limiter,
@@ -19,6 +20,8 @@ from maitred.front.limits import (
     rules_of,
 )
 from maitred.front.limittable import LimitTable
+from maitred.front.rules import limits_of
+from maitred.locations import read_locations
 
 NOW = 100.0
 NO_FIELDS: dict[bytes, list[bytes]] = {}
@@ -102,3 +105,36 @@ def test_a_rate_refusal_takes_no_count(limiter: Limiter) -> None:
     assert refused.outcome is REFUSE and not refused.held
     limiter.release(first.held)
     assert limiter.judge(limit, "127.0.0.1", NO_FIELDS, NOW + 1).held
+
+
+def test_a_location_takes_the_servers_limits_unless_it_has_its_own() -> None:
+    cfg = Config(rate="5r/s", burst=2, limit_conn=3, limit_status=503)
+    server = limits_of(None, cfg)
+    assert server is not None and server.rate == RateRule(5.0, 2, 0) and server.conn == 3
+    login, api = read_locations(
+        [
+            {"path": "/login/", "rate": "1r/s", "nodelay": False},
+            {"path": "/api/", "limit-conn": 1, "limit-key": "header:X-Api-Key"},
+        ],
+        "test",
+    )
+    own = limits_of(login, cfg)
+    assert own is not None and own.rate == RateRule(1.0) and own.rate_name != server.rate_name
+    assert own.conn == 3 and own.conn_name == server.conn_name  # the server's limit-conn
+    assert own.status == 503
+    mixed = limits_of(api, cfg)
+    assert mixed is not None and mixed.rate_name == server.rate_name  # the server's bucket
+    assert mixed.conn == 1 and mixed.header == b"x-api-key"
+    assert limits_of(login, Config()) is not None and limits_of(None, Config()) is None
+
+
+def test_location_keys_that_do_not_go_together_are_refused() -> None:
+    for table in (
+        {"path": "/a/", "burst": 5},
+        {"path": "/a/", "rate": "5r/s", "burst": 2, "delay": 3},
+        {"path": "/a/", "rate": "fast"},
+        {"path": "/a/", "rate": "5r/s", "limit-status": 200},
+        {"path": "/a/", "limit-key": "cookie:x"},
+    ):
+        with pytest.raises(ConfigError):
+            read_locations([table], "test")
