@@ -180,7 +180,7 @@ class Location:
         "limit_req: a leaky bucket per client (limit-key) in a table every front shares. Past "
         "the rate and the burst: limit-status (429) with Retry-After, before the body is read. "
         "Its bucket is the location's own. Not given: the server's --rate, if any, whose "
-        "bucket every location without a rate shares.",
+        'bucket every location without a rate shares; "": none here.',
     )
     burst: int = key(
         0,

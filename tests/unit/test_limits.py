@@ -15,6 +15,7 @@ from maitred.front.limits import (
     LimitRules,
     RateKeys,
     parse_key,
+    parse_rate_text,
     parse_status,
     retry_after_field,
     rules_of,
@@ -138,3 +139,9 @@ def test_location_keys_that_do_not_go_together_are_refused() -> None:
     ):
         with pytest.raises(ConfigError):
             read_locations([table], "test")
+
+
+def test_an_empty_rate_is_none_and_turns_the_servers_off_in_a_location() -> None:
+    assert parse_rate_text("") == ""
+    (free,) = read_locations([{"path": "/health/", "rate": ""}], "test")
+    assert limits_of(free, Config(rate="5r/s")) is None

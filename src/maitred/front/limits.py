@@ -53,10 +53,11 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 def parse_rate_text(value: Any) -> str:
-    """a rate as nginx writes it, 5r/s or 30r/m"""
+    """a rate as nginx writes it, 5r/s or 30r/m (empty: none)"""
     if not isinstance(value, str):
         raise ValueError
-    parse_rate(value)
+    if value.strip():
+        parse_rate(value)
     return value.strip()
 
 
