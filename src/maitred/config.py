@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from maitred import privileges, upgrade
+from maitred.front.limits import parse_key, parse_rate_text, parse_status
 
 log = logging.getLogger("maitred.error")
 
@@ -1153,6 +1154,95 @@ class Config:
         section="Locations",
         reloads=FRONTS,
     )
+    # nginx's limit_req and limit_conn (maitred.front.limits), for every request of the
+    # server; a location's own rate or limit-conn replace them for its requests.
+    rate: str = setting(
+        "",
+        "Requests a second (5r/s) or a minute (30r/m) one client may send, as nginx's "
+        "limit_req: a leaky bucket per client, kept by the front across --fronts. Past the "
+        "rate and the burst a request is answered limit-status (429) with Retry-After, "
+        "before its body is read and without a worker thread. Empty: no limit.",
+        parse_rate_text,
+        "--rate",
+        section="Locations",
+        metavar="RATE",
+        reloads=FRONTS,
+    )
+    burst: int = setting(
+        0,
+        "Requests a client may send past the rate, as nginx's burst: they wait in the front "
+        "(no worker thread, no place in the queue) until the rate lets them on, unless "
+        "nodelay or delay.",
+        _int(0),
+        "--burst",
+        section="Locations",
+        metavar="N",
+        reloads=FRONTS,
+    )
+    nodelay: bool = setting(
+        False,
+        "Requests within the burst go on at once instead of waiting (the burst is spent all "
+        "the same, as nginx's nodelay).",
+        _bool,
+        "--nodelay",
+        section="Locations",
+        reloads=FRONTS,
+    )
+    delay: int = setting(
+        0,
+        "nginx's two-stage limiting: the first N requests of a burst go on at once, the ones "
+        "past them wait for the rate. At most burst; 0: every request past the rate waits.",
+        _int(0),
+        "--delay",
+        section="Locations",
+        metavar="N",
+        reloads=FRONTS,
+    )
+    limit_conn: int = setting(
+        0,
+        "Requests one client may have in progress at once (nginx's limit_conn counts requests "
+        "being processed, not idle connections), across --fronts; past it, limit-status with "
+        "Retry-After: 1. 0: no limit.",
+        _int(0),
+        "--limit-conn",
+        section="Locations",
+        metavar="N",
+        reloads=FRONTS,
+    )
+    limit_key: str = setting(
+        "address",
+        "What the rate and limit-conn count per: `address`, the client address after "
+        "forwarded-allow-ips and the PROXY protocol (never a header an untrusted client "
+        "sent), or `header:NAME`, a request header's value (an API key). A request without "
+        "it is not counted, as nginx does with an empty key.",
+        parse_key,
+        "--limit-key",
+        section="Locations",
+        metavar="KEY",
+        reloads=FRONTS,
+    )
+    limit_status: int = setting(
+        429,
+        "The status of a request refused by rate or limit-conn. 429 Too Many Requests says "
+        "what happened; nginx's default, 503, can make a load balancer think the server is "
+        "down.",
+        parse_status,
+        "--limit-status",
+        section="Locations",
+        metavar="STATUS",
+        reloads=FRONTS,
+    )
+    limit_keys: int = setting(
+        65536,
+        "Keys (client addresses, header values) the rate and connection limits remember, in "
+        "one table in shared memory that every front uses, so the limits hold across "
+        "--fronts; when it is full the least recently used key is forgotten, as in nginx's "
+        "limit_req zone. 20 bytes each: 65536 keys take 1.25 MiB.",
+        _int(8),
+        "--limit-keys",
+        section="Locations",
+        metavar="N",
+    )
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
@@ -1353,6 +1443,12 @@ def check(cfg: Config) -> Config:
     from maitred import tls  # local: tls imports this module
 
     tls.check(cfg)
+    from maitred.front.rules import server_rate  # local: it builds on this module
+
+    try:
+        server_rate(cfg).rule()
+    except ValueError as exc:
+        raise ConfigError(f"rate: {exc}") from None
     if cfg.locations:
         from maitred import locations  # local: maitred.locations builds on this module
 

@@ -37,6 +37,7 @@ from maitred import frontapps, frontplan, sockets, tls
 from maitred.children import Child, Exit, FrontChild, WorkerChild
 from maitred.config import Config
 from maitred.exits import Restarts
+from maitred.front.limittable import LimitTable
 from maitred.frontplan import Generation
 from maitred.pool import Pool
 
@@ -73,6 +74,9 @@ class FrontSet:
         self.next: Generation | None = None
         # The TLS context the fronts start with (maitred.tls): the last one built without error.
         self.tls_context: ssl.SSLContext | None = None
+        # The locations' rate and connection limits: one table every front inherits, so the
+        # limits hold across fronts and generations (maitred.front.limittable).
+        self.limit_table = LimitTable(cfg.limit_keys)
 
     # --- generations ---
 
@@ -150,7 +154,7 @@ class FrontSet:
             # master and the workers never use them, so they would only take up memory there.
             from maitred.front.main import run_front
 
-            plan = (found, kinds, secure, control)
+            plan = (found, kinds, secure, control, self.limit_table)
             return run_front(cfg, mine, links, master_pid, name, write_fd, *plan)
 
         try:
@@ -233,6 +237,9 @@ class FrontSet:
             return
         # Bodies the dead front was holding: nobody else will remove them.
         generation.empty_spool(child.number)
+        if why in (Exit.CRASH, Exit.TIMEOUT):
+            # Its requests in flight will never be released (front/limittable.py).
+            self.limit_table.forget_counts()
         if why is Exit.OLD_GENERATION:
             self._gone(generation, child.number)
         elif why in (Exit.CRASH, Exit.TIMEOUT):

@@ -48,6 +48,7 @@ from maitred.config import (
     parse_size,
     parse_str,
 )
+from maitred.front.limits import RateKeys, parse_key, parse_rate_text, parse_status
 
 T = TypeVar("T")
 EXACT = "="
@@ -70,6 +71,13 @@ FRAMING_FIELDS = frozenset(
 def _body_size(value: Any) -> int:
     """size in bytes, with an optional K, M or G suffix; 0 for no limit"""
     return parse_size(value)
+
+
+def _count(value: Any) -> int:
+    """integer >= 0"""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError
+    return value
 
 
 def _headers(value: Any) -> tuple[tuple[str, str], ...]:
@@ -163,6 +171,54 @@ class Location:
         "port) and $request_uri are the request's.",
     )
     redirect_status: int = key(301, _redirect_status, "The status of the redirect.")
+    # nginx's limit_req and limit_conn (maitred.front.limits). None: not given, the server's
+    # --rate (with its burst, nodelay, delay), --limit-conn, --limit-key, --limit-status apply.
+    rate: str | None = key(
+        None,
+        parse_rate_text,
+        "Requests a second (5r/s) or a minute (30r/m) one client may send here, as nginx's "
+        "limit_req: a leaky bucket per client (limit-key) in a table every front shares. Past "
+        "the rate and the burst: limit-status (429) with Retry-After, before the body is read. "
+        "Its bucket is the location's own. Not given: the server's --rate, if any, whose "
+        'bucket every location without a rate shares; "": none here.',
+    )
+    burst: int = key(
+        0,
+        _count,
+        "Requests past the rate that are let in: they wait in the front (no thread, no place "
+        "in the queue) until the rate lets them on, unless nodelay or delay.",
+    )
+    nodelay: bool = key(
+        False, parse_bool, "The burst goes on at once, though it is spent all the same."
+    )
+    delay: int = key(
+        0,
+        _count,
+        "nginx's two-stage limiting: the first N requests of a burst go on at once, the rest "
+        "wait for the rate (at most burst).",
+    )
+    limit_conn: int | None = key(
+        None,
+        _count,
+        "Requests of one client (limit-key) in progress at once here, across the fronts, as "
+        "nginx's limit_conn; past it, limit-status with Retry-After: 1. Not given: the "
+        "server's --limit-conn.",
+    )
+    limit_key: str | None = key(
+        None,
+        parse_key,
+        'What rate and limit-conn count per: "address" (the client after the proxy rules) or '
+        '"header:X-Api-Key" (a request without it is not counted). Not given: --limit-key.',
+    )
+    limit_status: int | None = key(
+        None,
+        parse_status,
+        "The status of a request refused by rate or limit-conn. Not given: --limit-status (429).",
+    )
+
+    @property
+    def rate_keys(self) -> RateKeys:
+        return RateKeys(self.rate or "", self.burst, self.nodelay, self.delay)
 
     @property
     def shown_path(self) -> str:
@@ -209,7 +265,12 @@ def _location(table: Mapping[str, Any], origin: str, app: str) -> Location:
     exact, path = parse_path(table.get(PATH), origin)
     if values.get("redirect_status") and not values.get("redirect"):
         raise ConfigError(f"{origin}: redirect-status without redirect")
-    return Location(path, exact, f"{origin} {table.get(PATH)!r}", app, **values)
+    location = Location(path, exact, f"{origin} {table.get(PATH)!r}", app, **values)
+    try:
+        location.rate_keys.rule()
+    except ValueError as exc:
+        raise ConfigError(f"{origin}: {exc}") from None
+    return location
 
 
 def parse_path(value: Any, origin: str) -> tuple[bool, str]:

@@ -9,7 +9,7 @@ from typing import Any
 from maitred import apps
 from maitred.config import Config
 from maitred.front.router import Router
-from maitred.http.parser import RequestHead
+from maitred.http.parser import Limits, RequestHead
 from maitred.http.response import DateCache
 
 NEW_ID = re.compile(r"[0-9a-f]{32}")
@@ -43,6 +43,7 @@ def make_router() -> tuple[Router, Dispatcher]:
         dispatchers={"main": dispatcher},
         date=DateCache(),
         health=None,
+        limits=Limits(),
     )
     return Router(front), dispatcher  # type: ignore[arg-type]
 
@@ -61,6 +62,7 @@ def route(router: Router, headers: list[tuple[bytes, bytes]], peer: Any = UNTRUS
         request_id="",
         extra_head=b"",
         refusal=None,
+        not_before=0.0,
         target=None,
         app="",
     )

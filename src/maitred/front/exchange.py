@@ -62,6 +62,7 @@ from maitred.http.response import LAST_CHUNK, chunk
 if TYPE_CHECKING:
     from maitred.front.connection import ClientConnection
     from maitred.front.dispatcher import WorkerConnection
+    from maitred.front.limits import Limiter
     from maitred.front.router import Target
     from maitred.front.rules import Refusal, Rule
     from maitred.front.sendfile import FileSender
@@ -95,7 +96,9 @@ class Exchange:
         "extra_head",
         "head",
         "keep_alive",
+        "limit_held",
         "location",
+        "not_before",
         "peer",
         "refusal",
         "request_id",
@@ -150,6 +153,10 @@ class Exchange:
         self.target: Target | None = None
         self.location: Rule | None = None
         self.refusal: Refusal | None = None
+        # A location's limits (maitred.front.rules): the limit-conn count it holds, released
+        # when it ends, and when a request within a rate's burst may go on (0: at once).
+        self.limit_held: tuple[Limiter, int] | None = None
+        self.not_before = 0.0
 
     @property
     def queue_time(self) -> float:
@@ -376,6 +383,10 @@ class Exchange:
     def cleanup(self) -> None:
         if self.body is not None:
             self.body.discard()
+        if self.limit_held is not None:
+            limiter, held = self.limit_held
+            self.limit_held = None
+            limiter.release(held)
         if self.sender is not None or self.spool is not None:  # seldom: no call then
             self._close_senders()
 

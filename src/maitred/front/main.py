@@ -47,6 +47,7 @@ from maitred.front.dispatcher import Dispatcher
 from maitred.front.exchange import HEALTH, Exchange
 from maitred.front.gateway import GATEWAYS
 from maitred.front.health import HealthCheck
+from maitred.front.limittable import LimitTable
 from maitred.front.load import REPORT_INTERVAL, SAMPLE_INTERVAL
 from maitred.front.metrics import FrontCounters
 from maitred.front.proxy import ProxyHeaderGate
@@ -91,10 +92,14 @@ class Front:
         loop: asyncio.AbstractEventLoop,
         found: Sequence[apps.App] | None = None,
         tls: FrontTLS | None = None,
+        limit_table: LimitTable | None = None,
     ) -> None:
         self.cfg = cfg
         self.loop = loop
         self.tls = tls  # None: no TLS listener
+        # The table of the locations' rate and connection limits (front/limits.py): the
+        # master's, shared with the other fronts; None: a front on its own (tests).
+        self.limit_table = limit_table
         # The apps it serves (their max-queue its share of theirs: maitred.frontplan), each
         # with a dispatcher of its own.
         self.apps = tuple(found) if found is not None else apps.resolve(cfg)
@@ -400,13 +405,15 @@ def run_front(
     protocols: Sequence[str] = (),
     tls: FrontTLS | None = None,
     control: socket.socket | None = None,
+    limit_table: LimitTable | None = None,
 ) -> int:
     """Main of a front process (after fork); `links` are its link listeners by app, `name`
     says which front (maitred.frontplan), `status_fd` is the write end of its status pipe to
     the master, `found` the apps it serves (default: the one of `cfg`), `protocols` what
     each listener speaks (maitred.sockets), `tls` its TLS listeners and context, if any, and
     `control` its end of the channel on which the master sends new tables of apps
-    (maitred.frontapps)."""
+    (maitred.frontapps), `limit_table` the limits' table it shares with the other fronts
+    (maitred.frontset)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; master decides
     # uvloop listens for signals only once the loop runs: one that came before (a TERM from a
     # master that stops at once, its app failing to import) would be lost, and the master
@@ -417,7 +424,7 @@ def run_front(
     # chosen (uvloop or asyncio), as the tests check.
     setproctitle(f"maitred: {name}")
     asyncio.set_event_loop(loop)
-    front = Front(cfg, loop, found, tls)
+    front = Front(cfg, loop, found, tls, limit_table)
     # The sockets and the access log are open: nothing from here on needs root.
     if not privileges.switch(cfg.user, cfg.group, name):
         loop.close()

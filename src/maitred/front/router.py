@@ -36,6 +36,7 @@ from maitred.front.exchange import STATIC
 from maitred.front.proxy import FORWARDED_FIELDS, Forwarded, TrustedPeers
 from maitred.front.routes import Routes
 from maitred.front.rules import Refusal, Rules, parser_body_limit
+from maitred.front.states import ROUTED
 from maitred.front.static import StaticFiles
 from maitred.http.errors import HTTPError, error_for
 from maitred.http.framing import CRLF
@@ -103,7 +104,9 @@ class Router:
         # Rules per location (front/rules.py); None: there are none, nothing to judge. The
         # parsers of connections made from now on count bodies as the new table wants.
         cfg, apps = front.cfg, front.apps
-        self.rules = Rules(cfg, apps, front.health) if Rules.wanted(cfg, apps) else None
+        self.rules = (
+            Rules(cfg, apps, front.health, front.limit_table) if Rules.wanted(cfg, apps) else None
+        )
         front.limits = dataclasses.replace(front.limits, body=parser_body_limit(cfg, apps))
 
     def head(self, exchange: Exchange) -> Refusal | None:
@@ -142,6 +145,8 @@ class Router:
         if exchange.refusal is not None:
             self.answer(exchange, exchange.refusal)
             return
+        if exchange.not_before and self._hold(exchange):
+            return
         health = self.health
         if health is not None and health.matches(exchange.head.target):
             health.serve(exchange)
@@ -158,6 +163,22 @@ class Router:
                 static.serve(exchange, mount)
                 return
         target.dispatcher.submit(exchange)
+
+    def _hold(self, exchange: Exchange) -> bool:
+        """A request within its location's burst waits until the rate lets it on
+        (front/limits.py): here, in the front, before it takes a place in the dispatcher's
+        queue or a thread. True when it waits."""
+        loop = exchange.conn.front.loop
+        wait = exchange.not_before - loop.time()
+        exchange.not_before = 0.0
+        if wait <= 0:
+            return False
+        loop.call_later(wait, self._release, exchange)
+        return True
+
+    def _release(self, exchange: Exchange) -> None:
+        if exchange.state is ROUTED:  # else its client left meanwhile
+            self.route(exchange)
 
     def answer(self, exchange: Exchange, error: HTTPError) -> None:
         """An answer of the front's own on a connection that goes on (no app takes the

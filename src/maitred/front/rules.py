@@ -15,15 +15,19 @@ the server's --allow/--deny and limit-request-body. The rule goes with the reque
 ``Exchange.location``, so what happens later reads it there: the headers every response of
 the location carries (front/exchange.py) and whether it is logged (front/main.py).
 
-What a rule checks, in this order (nginx's phases: rewrite, then access, then the body):
+What a rule checks, in this order (nginx's phases: rewrite, preaccess, access, the body):
 
 1. --redirect-https: a request that came over plain HTTP gets 301 to the same URL on https;
 2. ``redirect``: 301 (or ``redirect-status``) to its URL, ``$scheme``, ``$host`` and
    ``$request_uri`` replaced by the request's;
-3. ``allow``/``deny`` (maitred.access): 403;
-4. ``auth-basic``: 401 with ``WWW-Authenticate: Basic realm="..."`` (maitred.htpasswd; 503
+3. ``rate`` and ``limit-conn`` (front/limits.py, in the table the fronts share): 429 (or
+   ``limit-status``) with Retry-After; a request within the burst may be held back
+   (``Exchange.not_before``, which the router waits for before dispatch). Before access and
+   auth, as in nginx, so that guessing passwords is slowed down too;
+4. ``allow``/``deny`` (maitred.access): 403;
+5. ``auth-basic``: 401 with ``WWW-Authenticate: Basic realm="..."`` (maitred.htpasswd; 503
    when the front's time for checking passwords is spent);
-5. ``max-body-size`` (else limit-request-body) against Content-Length: 413. A chunked body is
+6. ``max-body-size`` (else limit-request-body) against Content-Length: 413. A chunked body is
    counted as it arrives (maitred.front.spool.Body) and refused as soon as it passes.
 
 A refusal is an :class:`HTTPError` with its header lines. A request without a body is
@@ -39,12 +43,16 @@ Owned by the event loop thread.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from maitred.access import AccessList
 from maitred.apps import App
 from maitred.config import Config
+from maitred.front.leakybucket import DELAY, REFUSE
+from maitred.front.limits import Limiter, LimitRules, RateKeys, retry_after_field, rules_of
+from maitred.front.limittable import LimitTable
 from maitred.front.routes import host_name
 from maitred.htpasswd import BasicAuth
 from maitred.http.errors import BodyTooLarge, ProtocolError
@@ -56,6 +64,8 @@ if TYPE_CHECKING:
     from maitred.front.router import Target
 
 FORBIDDEN, TOO_LARGE = 403, 413
+# The name of the server's own limits in the shared limit table (a location's is its place).
+SERVER_LIMITS = ""
 HTTPS_REDIRECT = 301  # permanent: browsers remember it, as nginx's `return 301 https://...`
 
 
@@ -93,7 +103,16 @@ class HeaderEdit:
 class Rule:
     """A location made ready to judge requests (or the server's rules for those in none)."""
 
-    __slots__ = ("access", "access_log", "auth", "body_limit", "edit", "location", "redirect")
+    __slots__ = (
+        "access",
+        "access_log",
+        "auth",
+        "body_limit",
+        "edit",
+        "limits",
+        "location",
+        "redirect",
+    )
 
     def __init__(self, location: Location | None, cfg: Config) -> None:
         self.location = location
@@ -114,6 +133,8 @@ class Rule:
             self.access_log = location.access_log
             if location.redirect:
                 self.redirect = (location.redirect, location.redirect_status)
+        # A redirect is answered before any limit is counted, as nginx's `return` is.
+        self.limits = limits_of(location, cfg) if self.redirect is None else None
 
     @property
     def error_lines(self) -> bytes:
@@ -149,16 +170,28 @@ class Rule:
 class Rules:
     """The rules of a front's requests: per app, its locations' and the server's."""
 
-    def __init__(self, cfg: Config, apps: Sequence[App], health: HealthCheck | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        apps: Sequence[App],
+        health: HealthCheck | None = None,
+        table: LimitTable | None = None,
+    ) -> None:
         self.default = Rule(None, cfg)
         server = [(loc, Rule(loc, cfg)) for loc in cfg.locations]
+        own = {app.label: [(loc, Rule(loc, app.cfg)) for loc in app.locations] for app in apps}
         self.tables = {  # by the app's label, as the router's targets name it
-            app.label: LocationTable(server, [(loc, Rule(loc, app.cfg)) for loc in app.locations])
-            for app in apps
+            label: LocationTable(server, rules) for label, rules in own.items()
         }
         self.no_app = LocationTable(server, [])  # a request no app takes: the server's
         self.redirect_https = cfg.redirect_https
         self.health = health
+        # Rate and connection limits (front/limits.py), in the master's table shared by the
+        # fronts; a front on its own (tests) makes one of its own.
+        every = [self.default, *(r for _, r in server), *(r for o in own.values() for _, r in o)]
+        self.limiter: Limiter | None = None
+        if any(rule.limits is not None for rule in every):
+            self.limiter = Limiter(table or LimitTable(cfg.limit_keys))
 
     @staticmethod
     def wanted(cfg: Config, apps: Sequence[App]) -> bool:
@@ -168,6 +201,8 @@ class Rules:
             or cfg.allow
             or cfg.deny
             or cfg.redirect_https
+            or cfg.rate
+            or cfg.limit_conn
             or any(app.locations for app in apps)
         )
 
@@ -186,7 +221,53 @@ class Rules:
         if rule is None:
             rule = self.default
         exchange.location = rule
+        limits = rule.limits
+        if limits is not None:  # nginx's order: the limits before access and auth
+            refusal = self._limit(exchange, rule, limits)
+            if refusal is not None:
+                return refusal
         return rule.judge(exchange)
+
+    def _limit(self, exchange: Exchange, rule: Rule, limits: LimitRules) -> Refusal | None:
+        """Count the request under its location's limits: a refusal, or None (it goes on, at
+        once or once ``exchange.not_before`` has come: maitred.front.router holds it)."""
+        limiter = self.limiter
+        assert limiter is not None
+        fields = exchange.head.fields
+        verdict = limiter.judge(limits, exchange.peer[0], fields, time.monotonic())
+        if verdict.held:
+            exchange.limit_held = (limiter, verdict.held)  # released when it ends
+        outcome = verdict.outcome
+        if outcome is REFUSE:
+            return rule.refuse(limits.status, retry_after_field(verdict.seconds))
+        if outcome is DELAY:
+            exchange.not_before = exchange.started + verdict.seconds
+        return None
+
+
+def server_rate(cfg: Config) -> RateKeys:
+    """The server's limit_req, as its settings (--rate, --burst, ...) give it."""
+    return RateKeys(cfg.rate, cfg.burst, cfg.nodelay, cfg.delay)
+
+
+def limits_of(location: Location | None, cfg: Config) -> LimitRules | None:
+    """A location's rate and connection limits: its own where it gives them, else the
+    server's (--rate, --limit-conn, ...), whose buckets every location without its own
+    shares, as nginx's locations inherit a server's limit_req."""
+    place = "" if location is None else f"{location.app}:{location.shown_path}"
+    rate, rate_name = server_rate(cfg), SERVER_LIMITS
+    conn, conn_name = cfg.limit_conn, SERVER_LIMITS
+    key, status = cfg.limit_key, cfg.limit_status
+    if location is not None:
+        if location.rate is not None:
+            rate, rate_name = location.rate_keys, place
+        if location.limit_conn is not None:
+            conn, conn_name = location.limit_conn, place
+        if location.limit_key is not None:
+            key = location.limit_key
+        if location.limit_status is not None:
+            status = location.limit_status
+    return rules_of(rate, rate_name, conn, conn_name, key, status)
 
 
 def parser_body_limit(cfg: Config, apps: Sequence[App]) -> int:
