@@ -19,6 +19,7 @@ import procs
 from harness import APPS_DIR, Server, ServerFactory, wait_until
 from integration.test_apps import get, who, workers_by_app
 from load import Load
+from rawhttp import fetch
 
 SERVER = f"""
 chdir = "{APPS_DIR}"
@@ -213,3 +214,18 @@ def test_an_app_that_joins_does_not_hold_back_the_server_s_readiness(
     hold.unlink()
     wait_until(lambda: get(server, "/held/").status == 200, what="the app imported")
     assert get(server, "/readyz").status == 200
+
+
+def test_an_app_that_joins_brings_its_locations(servers: ServerFactory, tmp_path: Path) -> None:
+    server, directory = serve(servers, tmp_path, "--limit-request-body", "1000")
+    rules = (
+        '[[locations]]\npath = "/shop/private/"\ndeny = ["all"]\n'
+        '[[locations]]\npath = "/shop/upload/"\nmax-body-size = "1M"\n'
+    )
+    deploy(directory, "shop", whoami("shop", path="/shop") + rules)
+    wait_until(lambda: answers(server, "/shop/") == "shop", PICKED_UP, "the new app")
+    assert get(server, "/shop/private/x").status == 403
+    body = b"x" * 5000  # past the server's limit, within the location's
+    upload = fetch(server.port, "POST", "/shop/upload/", [("Host", "127.0.0.1")], body)
+    assert upload.status == 200, upload
+    assert fetch(server.port, "POST", "/shop/", [("Host", "127.0.0.1")], body).status == 413
