@@ -85,7 +85,7 @@ from maitred.children import Child, Exit, FrontChild, ReloaderChild, WorkerChild
 from maitred.config import Config, ConfigError, reloaded
 from maitred.frontset import FrontSet
 from maitred.pool import Pool
-from maitred.processes import Processes
+from maitred.processes import Closable, Processes
 from maitred.shutdowndelay import ShutdownDelay
 from maitred.statsserver import StatsServer
 
@@ -669,10 +669,14 @@ class Arbiter:
         """maitred.pool.Spawner: signal a child, unless it is gone already."""
         child.send(signum)
 
-    def _sockets(self) -> list[socket.socket]:
+    def _sockets(self) -> list[Closable]:
         """What the master holds that a child serving no connection must close."""
         fronts = self.fronts
-        links = [*fronts.link_listeners(), *fronts.channel_sockets()] if fronts is not None else []
+        links: list[Closable] = (
+            [*fronts.link_listeners(), *fronts.channel_sockets(), fronts.limit_table]
+            if fronts is not None
+            else []
+        )
         stats = self.stats.sockets() if self.stats is not None else []
         return [*(sock for group in self.listeners for sock in group), *links, *stats]
 

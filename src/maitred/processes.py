@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from maitred import reloader
 from maitred.appload import split_spec
@@ -38,13 +37,17 @@ STATUS_READ = 4096  # bytes read from a status pipe at once
 MASTER_STALL = 5.0
 
 
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
 class Processes:
     """The children of the master, by pid."""
 
     def __init__(
         self,
         handled: Iterable[signal.Signals],
-        closing: Callable[[], Iterable[socket.socket]],
+        closing: Callable[[], Iterable[Closable]],
     ) -> None:
         self.children: dict[int, Child] = {}
         self._handled = tuple(handled)
@@ -144,7 +147,8 @@ class Processes:
         self.children[pid] = ReloaderChild(pid=pid)
 
     def close_sockets(self) -> None:
-        """In a child that serves no connection: drop the listeners and the link sockets."""
+        """In a child that serves no connection: drop the listeners, the link sockets and
+        the fronts' shared memory (an app has no business writing the limits' table)."""
         for sock in self._closing():
             sock.close()
 

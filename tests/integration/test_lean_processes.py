@@ -17,6 +17,8 @@ PARSER_EXTENSION = "httptools/parser/parser"
 # What the master imports to run: the command line and the arbiter.
 MASTER_MODULES = "import maitred.cli, maitred.arbiter"
 # Modules only a front (asyncio, uvloop, the parser) or --stats-bind (prometheus_client) needs.
+# The rate limits' table, shared memory the master makes for its fronts (front/limittable.py).
+LIMITS_TABLE = "memfd:maitred-limits"
 NOT_IN_MASTER = ("asyncio", "uvloop", "httptools", "prometheus_client", "maitred.front.main")
 
 
@@ -33,6 +35,15 @@ def test_only_the_front_loads_the_http_parser(servers: ServerFactory) -> None:
     assert PARSER_EXTENSION in maps(front)
     assert PARSER_EXTENSION not in maps(master)
     assert PARSER_EXTENSION not in maps(worker)
+
+
+def test_only_the_master_and_the_fronts_map_the_limits_table(servers: ServerFactory) -> None:
+    server = servers.start("hello", "--workers", "1", "--rate", "50r/s")
+    master = server.pid
+    (front,) = procs.children_titled(master, "maitred: front")
+    (worker,) = procs.children_titled(master, "maitred: worker")
+    assert LIMITS_TABLE in maps(master) and LIMITS_TABLE in maps(front)
+    assert LIMITS_TABLE not in maps(worker)  # an app cannot write the fronts' counts
 
 
 def test_the_master_imports_neither_the_front_nor_prometheus_client() -> None:
