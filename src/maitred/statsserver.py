@@ -15,8 +15,10 @@ up the supervision of the server:
 * one request per connection (HTTP/1.0, `Connection: close`): Prometheus and probes open a
   new one each time anyway.
 
-Routes: GET (or HEAD) /metrics, /livez, /readyz; anything else is 404 or 405. What each says
-comes from the master (:class:`Answers`); this module only speaks HTTP.
+Routes: GET (or HEAD) /metrics, /livez, /readyz, /status (a page for a person, which polls)
+/status.json (maitred.statusdoc); anything else is 404 or 405. What each says comes from the
+master (:class:`Answers`); this module only speaks HTTP. The loop also calls `Answers.tick`
+on each turn and wakes for it when it is due (the status page's history: maitred.history).
 
 Owned by the master's loop.
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import socket
 import time
 from collections.abc import Callable
@@ -45,6 +48,9 @@ READ_SIZE = 4096
 # An answer: status, content type, body.
 Answer = tuple[int, str, bytes]
 TEXT = "text/plain; charset=utf-8"
+JSON = "application/json"
+HTML = "text/html; charset=utf-8"
+ROUTES = (b"/metrics", b"/livez", b"/readyz", b"/status", b"/status.json")
 
 
 @dataclass
@@ -54,6 +60,9 @@ class Answers:
     metrics: Callable[[str], tuple[str, bytes]]
     alive: Callable[[], bool]
     readiness: Callable[[], tuple[int, bytes]]
+    status: Callable[[], bytes] = lambda: b"{}"  # /status.json
+    page: bytes = b""  # /status
+    tick: Callable[[float], float] = lambda now: math.inf  # -> when it is due next
 
 
 @dataclass(eq=False)
@@ -73,6 +82,7 @@ class StatsServer:
         self.url = url
         self.answers = answers
         self.clients: dict[int, Client] = {}
+        self.next_tick = 0.0  # monotonic: when Answers.tick is due
 
     @classmethod
     def bind(cls, address: str, answers: Answers) -> StatsServer:
@@ -91,16 +101,20 @@ class StatsServer:
         return [self.listener, *(c.sock for c in self.clients.values())]
 
     def timeout(self, now: float) -> float | None:
-        """How soon the loop must come back: to send more, or to close a late client."""
+        """How soon the loop must come back: to send more, to close a late client, or to
+        tick."""
+        tick = max(0.0, self.next_tick - now)
         if not self.clients:
-            return None
+            return tick if tick < math.inf else None
         if any(c.answered for c in self.clients.values()):
-            return RETRY
-        return max(0.0, min(c.deadline for c in self.clients.values()) - now)
+            return min(RETRY, tick)
+        return max(0.0, min(tick, *(c.deadline - now for c in self.clients.values())))
 
     def turn(self, readable: list[int]) -> None:
         """One turn of the loop: accept, read, answer, send, expire."""
         now = time.monotonic()
+        if now >= self.next_tick:
+            self.next_tick = self.answers.tick(now)
         if self.listener.fileno() in readable:
             self._accept(now)
         for fd, client in list(self.clients.items()):
@@ -186,13 +200,17 @@ def respond(head: bytes, answers: Answers) -> bytes:
 
 
 def route(method: bytes, target: bytes, accept: str, answers: Answers) -> Answer:
-    if target not in (b"/metrics", b"/livez", b"/readyz"):
-        return 404, TEXT, b"not found: /metrics, /livez, /readyz\n"
+    if target not in ROUTES:
+        return 404, TEXT, b"not found: " + b", ".join(ROUTES) + b"\n"
     if method not in (b"GET", b"HEAD"):
         return 405, TEXT, b"method not allowed\n"
     if target == b"/metrics":
         content_type, body = answers.metrics(accept)
         return 200, content_type, body
+    if target == b"/status.json":
+        return 200, JSON, answers.status()
+    if target == b"/status":
+        return 200, HTML, answers.page
     if target == b"/livez":
         alive = answers.alive()
         return (200, TEXT, b"alive\n") if alive else (503, TEXT, b"not answering\n")
