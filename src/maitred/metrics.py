@@ -22,7 +22,8 @@ Owned by the master's loop.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client.core import (
@@ -33,12 +34,15 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector as CollectorBase
 
+from maitred import scaling
 from maitred.children import WorkerChild, memory_of
 from maitred.front.metrics import BUCKETS, DURATIONS
+from maitred.history import History
 from maitred.pool import Pool
 from maitred.status import LoadReport
 
 Counts = dict[str, Any]  # one app's counters, as maitred.front.metrics sends them
+MEMORY_FRESH = 2.0  # seconds a worker's memory reading is reused
 
 # The plain counters of an app, each with its metric's name and help.
 SIMPLE = {
@@ -83,7 +87,14 @@ class MetricsBook:
     """What the fronts and the master's own supervision tell about each app."""
 
     def __init__(self) -> None:
+        self.started = time.monotonic()  # the master's start, near enough: its uptime
         self.fronts: dict[int, dict[str, Counts]] = {}  # front pid -> app -> its last counters
+        # front pid -> app -> the requests it holds and its workers' requests served
+        # (maitred.front.inflight)
+        self.activity: dict[int, dict[str, Counts]] = {}
+        self.spool: dict[int, int] = {}  # front pid -> bytes of spool files it holds
+        self.history = History()  # the last minutes, for the status page's charts
+        self.memory = MemoryReadings()
         self.retired: dict[str, Counts] = {}  # app -> the counters of fronts that exited
         self.connections: dict[int, dict[str, int]] = {}  # front pid -> state -> count
         self.loads: dict[int, dict[str, LoadReport]] = {}  # front pid -> app -> last report
@@ -95,6 +106,11 @@ class MetricsBook:
             connections = figures.get("connections")
             if isinstance(connections, dict):
                 self.connections[pid] = connections
+            spool = figures.get("spool_bytes")
+            if isinstance(spool, int):
+                self.spool[pid] = spool
+        elif isinstance(app, str) and "in_flight" in figures:
+            self.activity.setdefault(pid, {})[app] = dict(figures)
         elif isinstance(app, str):
             self.fronts.setdefault(pid, {})[app] = _received(figures)
 
@@ -106,10 +122,16 @@ class MetricsBook:
             _add(self.retired.setdefault(app, {}), counts)
         self.connections.pop(pid, None)
         self.loads.pop(pid, None)
+        self.activity.pop(pid, None)
+        self.spool.pop(pid, None)
 
     def worker_exited(self, app: str, cause: str) -> None:
         key = (app, cause)
         self.restarts[key] = self.restarts.get(key, 0) + 1
+
+    def tick(self, now: float, apps: Iterable[str]) -> float:
+        """Sample the history if due (maitred.history); when the next sample is due."""
+        return self.history.tick(now, self.fronts, self.loads, apps)
 
     def totals(self, app: str) -> Counts:
         """An app's counters summed over the fronts, living and exited."""
@@ -118,6 +140,29 @@ class MetricsBook:
         for apps in self.fronts.values():
             _add(total, apps.get(app, {}))
         return total
+
+
+class MemoryReadings:
+    """Workers' RSS and PSS, read at most every MEMORY_FRESH seconds per worker: a scrape and
+    a status page each ask, and reading /proc/PID/smaps_rollup walks the process's mappings."""
+
+    def __init__(self) -> None:
+        self._read: dict[int, tuple[float, int, int]] = {}  # pid -> (when, rss, pss)
+
+    def of(self, pid: int, now: float) -> tuple[int, int]:
+        """(RSS, PSS) in bytes; 0 for what cannot be read."""
+        known = self._read.get(pid)
+        if known is not None and now - known[0] < MEMORY_FRESH:
+            return known[1], known[2]
+        rss, pss = memory_of(pid, "rss"), memory_of(pid, "pss")
+        self._read[pid] = (now, rss, pss)
+        return rss, pss
+
+    def keep(self, pids: Iterable[int]) -> None:
+        """Forget the workers not in `pids` (they exited)."""
+        alive = set(pids)
+        for pid in [p for p in self._read if p not in alive]:
+            del self._read[pid]
 
 
 def worker_state(child: WorkerChild) -> str:
@@ -148,6 +193,11 @@ class Collector(CollectorBase):
         for state, n in sorted(states.items()):
             connections.add_metric([state], n)
         yield connections
+        yield GaugeMetricFamily(
+            "maitred_spool_bytes",
+            "Bytes of request bodies and responses spooled to disk, held now.",
+            value=sum(self.book.spool.values()),
+        )
 
     def _requests(self, apps: list[str]) -> Iterator[Metric]:
         requests = CounterMetricFamily(
@@ -192,17 +242,49 @@ class Collector(CollectorBase):
             "maitred_worker_exits", "Worker exits, by cause.", labels=["app", "cause"]
         )
         pools = self.pools()
+        now = time.monotonic()
         for app in apps:
             states = {"starting": 0, "ready": 0, "draining": 0}
             for child in pools[app].workers:
                 states[worker_state(child)] += 1
-                for kind, family in memory.items():
-                    family.add_metric([app, str(child.pid)], memory_of(child.pid, kind))
+                rss, pss = self.book.memory.of(child.pid, now)
+                memory["rss"].add_metric([app, str(child.pid)], rss)
+                memory["pss"].add_metric([app, str(child.pid)], pss)
             for state, n in states.items():
                 workers.add_metric([app, state], n)
         for (app, cause), n in sorted(self.book.restarts.items()):
             restarts.add_metric([app, cause], n)
-        yield from (workers, *memory.values(), restarts)
+        yield from (workers, *memory.values(), restarts, *self._sizes(apps))
+
+    def _sizes(self, apps: list[str]) -> Iterator[Metric]:
+        """Each pool's size, its bounds, and its last scaling decision."""
+        size = GaugeMetricFamily(
+            "maitred_pool_workers", "Workers the pool wants now.", labels=["app"]
+        )
+        bounds = {
+            edge: GaugeMetricFamily(
+                f"maitred_pool_{edge}_workers",
+                f"The pool's {edge}imum of workers (--{edge}-workers, or --workers).",
+                labels=["app"],
+            )
+            for edge in ("min", "max")
+        }
+        decision = GaugeMetricFamily(
+            "maitred_pool_last_scaling",
+            "The pool's last scaling decision: 1 for its action, 0 for the others.",
+            labels=["app", "action"],
+        )
+        pools = self.pools()
+        for app in apps:
+            pool = pools[app]
+            limits = scaling.Bounds.of(pool.cfg)
+            size.add_metric([app], pool.wanted)
+            bounds["min"].add_metric([app], limits.least)
+            bounds["max"].add_metric([app], limits.most)
+            for action in scaling.Action:
+                chosen = pool.last_decision.action is action
+                decision.add_metric([app, action.name.lower()], 1 if chosen else 0)
+        yield from (size, *bounds.values(), decision)
 
     def _load(self, apps: list[str]) -> Iterator[Metric]:
         queued = GaugeMetricFamily(

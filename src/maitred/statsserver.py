@@ -8,15 +8,19 @@ send an HTTP request head (at most HEAD_LIMIT bytes); the answer is built whole 
 in (one pass over the master's own figures). One request per connection (HTTP/1.0,
 `Connection: close`): Prometheus and probes open a new one each time anyway.
 
-Routes: GET (or HEAD) /metrics, /livez, /readyz; anything else is 404 or 405. What each says
-comes from the master (:class:`Answers`); this module only speaks HTTP.
+Routes: GET (or HEAD) /metrics, /livez, /readyz, /status (a page for a person, which polls)
+/status.json (maitred.statusdoc); anything else is 404 or 405. What each says comes from the
+master (:class:`Answers`); this module only speaks HTTP. The loop also calls `Answers.tick`
+on each turn and wakes for it when it is due (the status page's history: maitred.history).
 
 Owned by the master's loop.
 """
 
 from __future__ import annotations
 
+import math
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -30,6 +34,9 @@ BACKLOG = 64
 # An answer: status, content type, body.
 Answer = tuple[int, str, bytes]
 TEXT = "text/plain; charset=utf-8"
+JSON = "application/json"
+HTML = "text/html; charset=utf-8"
+ROUTES = (b"/metrics", b"/livez", b"/readyz", b"/status", b"/status.json")
 
 
 @dataclass
@@ -39,6 +46,9 @@ class Answers:
     metrics: Callable[[str], tuple[str, bytes]]
     alive: Callable[[], bool]
     readiness: Callable[[], tuple[int, bytes]]
+    status: Callable[[], bytes] = lambda: b"{}"  # /status.json
+    page: bytes = b""  # /status
+    tick: Callable[[float], float] = lambda now: math.inf  # -> when it is due next
 
 
 class StatsServer(LoopServer):
@@ -49,6 +59,7 @@ class StatsServer(LoopServer):
     def __init__(self, listener: socket.socket, url: str, answers: Answers) -> None:
         super().__init__(listener, url)
         self.answers = answers
+        self.next_tick = 0.0  # monotonic: when Answers.tick is due
 
     @classmethod
     def bind(cls, address: str, answers: Answers) -> StatsServer:
@@ -56,6 +67,20 @@ class StatsServer(LoopServer):
         where = sockets.parse_address(address)
         listener = sockets.bind(where, BACKLOG)
         return cls(listener, where.url(listener), answers)
+
+    def timeout(self, now: float) -> float | None:
+        """How soon the loop must come back: for the clients, or to tick."""
+        tick = max(0.0, self.next_tick - now)
+        served = super().timeout(now)
+        if tick == math.inf:
+            return served
+        return tick if served is None else min(tick, served)
+
+    def turn(self, readable: list[int]) -> None:
+        now = time.monotonic()
+        if now >= self.next_tick:
+            self.next_tick = self.answers.tick(now)
+        super().turn(readable)
 
     def received(self, client: Client, data: bytes) -> None:
         head = client.received
@@ -84,13 +109,17 @@ def respond(head: bytes, answers: Answers) -> bytes:
 
 
 def route(method: bytes, target: bytes, accept: str, answers: Answers) -> Answer:
-    if target not in (b"/metrics", b"/livez", b"/readyz"):
-        return 404, TEXT, b"not found: /metrics, /livez, /readyz\n"
+    if target not in ROUTES:
+        return 404, TEXT, b"not found: " + b", ".join(ROUTES) + b"\n"
     if method not in (b"GET", b"HEAD"):
         return 405, TEXT, b"method not allowed\n"
     if target == b"/metrics":
         content_type, body = answers.metrics(accept)
         return 200, content_type, body
+    if target == b"/status.json":
+        return 200, JSON, answers.status()
+    if target == b"/status":
+        return 200, HTML, answers.page
     if target == b"/livez":
         alive = answers.alive()
         return (200, TEXT, b"alive\n") if alive else (503, TEXT, b"not answering\n")

@@ -35,6 +35,7 @@ from setproctitle import setproctitle
 
 from maitred import apps, logs, privileges, status
 from maitred.config import Config
+from maitred.front import inflight
 from maitred.front.accept import (
     AcceptGate,
     Accepting,
@@ -47,6 +48,7 @@ from maitred.front.dispatcher import Dispatcher, WorkerConnection
 from maitred.front.exchange import HEALTH, Exchange
 from maitred.front.gateway import GATEWAYS
 from maitred.front.health import HealthCheck
+from maitred.front.inflight import Activity
 from maitred.front.load import REPORT_INTERVAL, SAMPLE_INTERVAL, LoadMeter
 from maitred.front.metrics import FrontCounters
 from maitred.front.proxy import ProxyHeaderGate
@@ -136,6 +138,11 @@ class Front:
         # --stats-bind: what it answers, counted per app for the master (front/metrics.py).
         self.counters = (
             FrontCounters((app.name, app.label) for app in self.apps) if cfg.stats_bind else None
+        )
+        self.activity = (  # and the requests it holds, for the status page (front/inflight.py)
+            Activity(((app.name, app.label) for app in self.apps), self.dispatchers)
+            if cfg.stats_bind
+            else None
         )
         self.stopping = False
         # The connection class of each listener that does not speak HTTP (serve).
@@ -264,11 +271,13 @@ class Front:
             self.report_metrics()
 
     def report_metrics(self) -> None:
-        """--stats-bind: each app's counters so far, one whole message each."""
-        if self.counters is None or self.status_fd < 0:
+        """--stats-bind: each app's counters so far and the requests it holds now, one whole
+        message each."""
+        if self.counters is None or self.activity is None or self.status_fd < 0:
             return
-        for figures in self.counters.snapshots(self.connections):
-            message = status.encode_metrics(figures)
+        activity = self.activity.snapshots(self.connections, self.loop.time())
+        for figures in [*self.counters.snapshots(self.connections), *activity]:
+            message = inflight.encode(figures)
             if message is None:
                 self._warn_once("metrics", "metrics of %s do not fit one message", figures["app"])
                 continue

@@ -22,6 +22,7 @@ Owned by the event loop thread.
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -138,6 +139,7 @@ class AppCounters:
         """What the master is sent: plain JSON types."""
         return {
             "app": app,
+            "at": time.monotonic(),  # when these counts held, for the master's rates
             "requests": [[cls, method, n] for (cls, method), n in self.requests.items()],
             "histograms": {
                 name: [self.buckets[i], self.sums[i]] for i, name in enumerate(DURATIONS)
