@@ -40,28 +40,55 @@ def _table(rows: list[list[str]]) -> list[str]:
     ]
 
 
+def _server(doc: dict[str, Any]) -> str:
+    server = doc["server"]
+    fronts = len(server["fronts"])
+    return (
+        f"maitred {server['version']}, master {server['pid']}: {server['state']}, "
+        f"up {_age(server['uptime_seconds'])}, {fronts} front{'s' if fronts != 1 else ''}"
+    )
+
+
+def _age(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f}m{seconds % 60:02.0f}s"
+    return f"{seconds // 3600:.0f}h{seconds % 3600 // 60:02.0f}m"
+
+
+def _size(value: int | None) -> str:
+    return "-" if value is None else f"{value / (1 << 20):.0f}M"
+
+
+def _known(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
 def _status(doc: dict[str, Any]) -> str:
-    lines = [f"maitred master {doc['pid']}: {doc['state']}"]
+    """The status document (maitred.statusdoc) as one screen: each pool and its workers."""
+    lines = [_server(doc)]
     for name, app in doc["apps"].items():
-        least, most = app["scaling"]
-        bounds = f", scaling {least}..{most}" if most > least else ""
+        pool, queue, slots = app["pool"], app["queue"], app["slots"]
+        scaling = f", scaling {pool['min']}..{pool['max']}" if pool["max"] > pool["min"] else ""
         lines += [
             "",
-            f"{name} ({app['app']}): {app['wanted']} workers{bounds}; "
-            f"queue {app['queued']} (oldest {app['oldest_wait']:.1f} s), "
-            f"threads busy {app['busy']:.1f} of {app['threads']}",
+            f"{name}: {pool['size']} workers x {pool['threads']} threads{scaling}; "
+            f"queue {queue['length']} (oldest {queue['oldest_seconds']:.1f}s); "
+            f"slots busy {slots['busy']} of {slots['total']}; "
+            f"{len(app['in_flight'])} in flight",
         ]
-        rows = [["PID", "ID", "STATE", "AGE", "IN FLIGHT", "OLDEST"]]
-        for w in app["workers"]:
-            held = "-" if w["in_flight"] is None else str(w["in_flight"])
+        rows = [["PID", "ID", "STATE", "REQUESTS", "IN FLIGHT", "RSS", "AGE"]]
+        for w in sorted(app["workers"], key=lambda w: w["id"]):
             rows.append(
                 [
                     str(w["pid"]),
                     str(w["id"]),
                     w["state"],
-                    f"{w['age']:.0f}s",
-                    held,
-                    f"{w['oldest_request']:.1f}s",
+                    _known(w["requests"]),
+                    _known(w["in_flight"]),
+                    _size(w["rss_bytes"]),
+                    _age(w["age_seconds"]),
                 ]
             )
         lines += ["  " + line for line in _table(rows)]
@@ -69,16 +96,28 @@ def _status(doc: dict[str, Any]) -> str:
 
 
 def _top(doc: dict[str, Any]) -> str:
-    rows = [["APP", "PID", "IN FLIGHT", "OLDEST"]]
-    for name, app in doc["apps"].items():
-        for w in app["workers"]:
-            if w["in_flight"] or w["oldest_request"]:
-                rows.append(
-                    [name, str(w["pid"]), str(w["in_flight"] or "-"), f"{w['oldest_request']:.1f}s"]
-                )
-    if len(rows) == 1:
-        return f"maitred master {doc['pid']}: no request in flight\n"
-    return f"maitred master {doc['pid']}: requests in flight\n" + "\n".join(_table(rows)) + "\n"
+    """The requests in flight of every app, oldest first."""
+    requests = [(name, r) for name, app in doc["apps"].items() for r in app["in_flight"]]
+    requests.sort(key=lambda item: -item[1]["age_seconds"])
+    lines = [f"{_server(doc)}; {len(requests)} requests in flight"]
+    if requests:
+        rows = [["AGE", "APP", "PHASE", "WORKER", "REQUEST ID", "REQUEST"]]
+        for name, r in requests:
+            rows.append(
+                [
+                    _age(r["age_seconds"]),
+                    name,
+                    r["phase"],
+                    _known(r["worker_pid"]),
+                    r["request_id"] or "-",
+                    f"{r['method']} {r['path']}",
+                ]
+            )
+        lines += _table(rows)
+    workers = [w for app in doc["apps"].values() for w in app["workers"]]
+    if workers and all(w["requests"] is None for w in workers):
+        lines.append("(the fronts report their requests with --stats-bind: start maitred with it)")
+    return "\n".join(lines) + "\n"
 
 
 def _stacks(result: dict[str, Any]) -> str:

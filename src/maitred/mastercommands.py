@@ -1,7 +1,7 @@
 """The master's commands on its control socket (maitred.control), as `maitred ctl` sends them.
 
-    status              the pools, their workers and queues (maitred.ctl draws one screen)
-    top                 the requests in flight
+    status              the status document (maitred.statusdoc): pools, workers, queues
+    top                 the same document: maitred.ctl draws its requests in flight
     workers APP N       set a pool's size
     reload [APP]        all apps as a HUP does, or one app's workers, make-before-break
     reopen-logs         as USR1
@@ -34,7 +34,7 @@ import signal
 import time
 from typing import TYPE_CHECKING, Any
 
-from maitred import control, ctlwire, metrics, scaling, upgrade
+from maitred import control, ctlwire, scaling, statusdoc, upgrade
 from maitred.children import WorkerChild
 from maitred.control import Command, CommandError, Commands, ControlServer, Pending
 from maitred.status import StacksPart
@@ -66,7 +66,8 @@ class StacksRequest(Pending):
         return not self.waiting
 
     def result(self) -> Any:
-        return {"workers": self.reports, "no_answer": sorted(self.waiting)}
+        reports = sorted(self.reports, key=lambda report: report.get("pid", 0))
+        return {"workers": reports, "no_answer": sorted(self.waiting)}
 
 
 class MasterCommands:
@@ -79,7 +80,7 @@ class MasterCommands:
         self._stacks: list[StacksRequest] = []
         for command in (
             Command("status", self.status, "", "pools, workers and queues"),
-            Command("top", self.top, "", "the requests in flight"),
+            Command("top", self.status, "", "the requests in flight"),
             Command("workers", self.workers, "APP N", "set the pool of APP to N workers"),
             Command("reload", self.reload, "[APP]", "new workers for every app, or for APP"),
             Command("reopen-logs", self.reopen_logs, "", "reopen the log files (as USR1)"),
@@ -94,12 +95,10 @@ class MasterCommands:
     # --- reading ---
 
     def status(self, args: tuple[str, ...]) -> Any:
+        """The status document (maitred.statusdoc) without the charts' history: `status`
+        draws its pools and workers, `top` its requests in flight."""
         _no_args(args)
-        return snapshot(self.arbiter)
-
-    def top(self, args: tuple[str, ...]) -> Any:
-        _no_args(args)
-        return snapshot(self.arbiter)
+        return statusdoc.snapshot(self.arbiter, history=False)
 
     # --- acting ---
 
@@ -206,39 +205,6 @@ class MasterCommands:
 def _no_args(args: tuple[str, ...]) -> None:
     if args:
         raise CommandError(f"no arguments expected, got {' '.join(args)!r}")
-
-
-def snapshot(arbiter: Arbiter) -> dict[str, Any]:
-    """What the master knows of its pools: their workers, and the fronts' last load reports
-    (queue, busy threads; requests in flight per worker)."""
-    now = time.monotonic()
-    apps = {}
-    for name, pool in arbiter.pools.items():
-        reports = [r[name] for r in arbiter.book.loads.values() if name in r]
-        in_flight = {pid: held for r in reports for pid, held in r.in_flight}
-        bounds = scaling.Bounds.of(pool.cfg)
-        apps[name] = {
-            "app": pool.cfg.app or "demo",
-            "wanted": pool.wanted,
-            "scaling": [bounds.least, bounds.most],
-            "queued": sum(r.queued for r in reports),
-            "oldest_wait": max((r.oldest_wait for r in reports), default=0.0),
-            "busy": sum(r.busy for r in reports),
-            "threads": sum(r.threads for r in reports),
-            "workers": [
-                {
-                    "pid": w.pid,
-                    "id": w.worker_id,
-                    "state": metrics.worker_state(w),
-                    "age": round(now - w.started, 1),
-                    "in_flight": in_flight.get(w.pid),
-                    "oldest_request": round(w.oldest_request, 1),
-                }
-                for w in sorted(pool.workers, key=lambda w: w.worker_id)
-            ],
-        }
-    state = "draining" if arbiter.hold or arbiter.stopping else "serving"
-    return {"pid": arbiter.pid, "state": state, "apps": apps}
 
 
 def start(arbiter: Arbiter) -> tuple[ControlServer, MasterCommands]:

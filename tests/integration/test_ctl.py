@@ -70,8 +70,16 @@ def test_stacks_show_the_app_function_a_thread_sleeps_in(
     servers: ServerFactory, tmp_path: Path
 ) -> None:
     sock = tmp_path / "control.sock"
-    server = servers.start(SLOW, "-w", "2", "--control-socket", str(sock))
+    server = servers.start(
+        SLOW, "-w", "2", "--control-socket", str(sock), "--stats-bind", "127.0.0.1:0"
+    )
     with in_flight(server, tmp_path / "running", 30.0):
+        # top: the request, as its front reports it (about once a second).
+        wait_until(
+            lambda: "GET /sleepy?s=30" in ctl(sock, "top", "--once").stdout,
+            what="the request in top",
+        )
+        assert "in app" in ctl(sock, "top", "--once").stdout
         answer = ctl_json(sock, "stacks")
         busy = [t for w in answer["workers"] for t in w["threads"]]
         assert len(answer["workers"]) == 2 and answer["no_answer"] == []
@@ -144,7 +152,7 @@ def test_drain_fails_readiness_and_keeps_serving(servers: ServerFactory, tmp_pat
     assert ctl(sock, "drain").returncode == 0
     assert fetch(stats, "GET", "/readyz").status == 503
     assert fetch(server.port, "GET", "/healthz").status == 503
-    assert ctl_json(sock, "status")["state"] == "draining"
+    assert ctl_json(sock, "status")["server"]["state"] == "draining"
     for _ in range(5):
         assert fetch(server.port, "GET", "/").status == 200
     assert ctl(sock, "undrain").returncode == 0
@@ -194,7 +202,7 @@ def test_bad_requests_get_an_error_and_change_nothing(
         answer = exchange(sock, data)
         assert answer["ok"] is False and error in answer["error"], (data, answer)
     assert workers_of(server) == workers
-    assert ctl_json(sock, "status")["state"] == "serving"
+    assert ctl_json(sock, "status")["server"]["state"] == "ready"
     assert fetch(server.port, "GET", "/").status == 200
 
 
@@ -207,11 +215,11 @@ def test_the_socket_is_the_owners_alone_and_found_from_the_pidfile(
     assert stat.S_ISSOCK(os.stat(path).st_mode)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     found = run_cli(["ctl", "--pidfile", str(pidfile), "--json", "status"])
-    assert json.loads(found.stdout)["pid"] == server.pid
+    assert json.loads(found.stdout)["server"]["pid"] == server.pid
     custom = tmp_path / "control.sock"
     other = servers.start("hello:application", "--control-socket", str(custom))
     assert stat.S_IMODE(os.stat(custom).st_mode) == 0o600
-    assert ctl_json(custom, "status")["pid"] == other.pid
+    assert ctl_json(custom, "status")["server"]["pid"] == other.pid
 
 
 def test_no_socket_and_a_refused_one_are_one_line_each(tmp_path: Path) -> None:
