@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import stat
 import threading
@@ -16,7 +17,7 @@ from harness import CliResult, Server, ServerFactory, run_cli, wait_until
 from integration.test_apps import TWO_APPS, serve, workers_by_app
 from integration.test_metrics import stats_port
 from maitred import control, ctlwire, runtime
-from procs import children_titled
+from procs import children_titled, read_proc
 from rawhttp import fetch
 
 SLOW = "slow:application"
@@ -247,3 +248,30 @@ def test_slow_request_log_logs_one_stack_once(servers: ServerFactory, tmp_path: 
     assert 'slow.py", line' in logged and "in application" in logged
     assert fetch(server.port, "GET", "/quick?s=0").status == 200
     assert server.stderr.count("slow request:") == 1
+
+
+def test_usr2_hands_the_control_socket_to_the_new_master(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    sock = tmp_path / "control.sock"
+    pidfile = tmp_path / "maitred.pid"
+    server = servers.start(
+        "hello:application", "--pidfile", str(pidfile), "--control-socket", str(sock)
+    )
+    old_master = server.pid
+    wait_until(lambda: pidfile.exists() and pidfile.read_text().strip() == str(old_master))
+    os.kill(old_master, signal.SIGUSR2)
+    server.spawned.proc.wait(15)  # the old master stops once the new one serves
+    new_master = int(pidfile.read_text())
+    try:
+        assert new_master != old_master
+        # The old master left the path alone as it stopped: it is the new one's.
+        assert ctl_json(sock, "status")["server"]["pid"] == new_master
+        found = run_cli(["ctl", "--pidfile", str(pidfile), "--json", "status"])
+        assert json.loads(found.stdout)["server"]["pid"] == new_master
+    finally:
+        os.kill(new_master, signal.SIGTERM)
+        wait_until(
+            lambda: read_proc(new_master) is None or read_proc(new_master).state == "Z",
+            what="the new master to stop",
+        )
