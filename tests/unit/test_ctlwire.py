@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from maitred import ctlview, ctlwire
+from maitred import ctlview, ctlwire, runtime
 from maitred.control import Command, CommandError, Commands, ControlServer, Pending
+from maitred.ctl import CtlError, find_socket
 from maitred.ctlwire import Decoder, ProtocolError, Request, parse_answer, parse_request
 
 
@@ -142,3 +143,24 @@ def test_the_server_answers_errors_and_waits_for_a_pending_answer(tmp_path: Path
 
 def test_a_command_without_a_view_of_its_own_shows_as_json() -> None:
     assert ctlview.render("cache", {"purged": 2}) == '{\n  "purged": 2\n}\n'
+
+
+def test_ctl_finds_the_one_master_or_the_one_its_pidfile_names(tmp_path: Path) -> None:
+    where = str(tmp_path)
+    with pytest.raises(CtlError, match="no maitred master of yours runs"):
+        find_socket("", "", where)
+    mine = runtime.make_dir(where)  # this process, as a master that runs
+    assert find_socket("", "", where) == os.path.join(mine, "control")
+    assert find_socket("/given.sock", "", where) == "/given.sock"
+    pidfile = tmp_path / "maitred.pid"
+    pidfile.write_text(f"{os.getpid()}\n")
+    assert find_socket("", str(pidfile), where) == os.path.join(mine, "control")
+    pidfile.write_text("1\n")
+    with pytest.raises(CtlError, match="names pid 1, no maitred master of yours"):
+        find_socket("", str(pidfile), where)
+    other = tmp_path / f"{runtime.PREFIX}other"  # another master that runs: our parent
+    other.mkdir()
+    parent = os.getppid()
+    (other / runtime.OWNER_FILE).write_text(f"{parent} {runtime.start_time(parent)}\n")
+    with pytest.raises(CtlError, match="2 masters run"):
+        find_socket("", "", where)
