@@ -13,6 +13,12 @@ HUP that replaces the fronts, a crash), its last counters move into a `retired` 
 over `retired` and the living fronts never goes backwards. Each front sends a last report as it
 stops, and the totals are the sum of all fronts (`--fronts 2`).
 
+The book also keeps what the status page shows beside the counters (maitred.statusdoc): the
+requests each front holds now and its workers' requests served (maitred.front.inflight), the
+spool bytes it holds, the history of the last minutes (maitred.history, sampled once a second
+through `tick`), and the workers' memory, read at most every MEMORY_FRESH seconds per worker
+however often scrapers and pages ask.
+
 :class:`Collector` turns the book and the pools into metric families on each scrape;
 prometheus_client writes them (text or OpenMetrics, as the scraper's Accept asks). Its
 multiprocess mode is not used: one process holds every figure.

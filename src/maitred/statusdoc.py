@@ -36,7 +36,8 @@ sizes bytes, times in `history.time` Unix seconds; null means "not known".
                        "requests": int | null,       # answered, as its front counts them
                        "in_flight": int | null, "rss_bytes": int | null,
                        "pss_bytes": int | null, "age_seconds": float}],
-          "queue": {"length": int, "oldest_seconds": float},
+          "queue": {"length": int,
+                    "oldest_seconds": float},   # its longest wait, aged like in_flight
           "slots": {"busy": int, "total": int},
           "in_flight": [{"method": str, "path": str, "worker_pid": int | null,
                          "slot": int | null,     # the link's request number on that worker
@@ -59,6 +60,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from maitred import __version__, masterstats, scaling
+from maitred.front import inflight
 from maitred.history import SAMPLE_INTERVAL
 from maitred.metrics import MetricsBook, worker_state
 from maitred.readiness import Readiness
@@ -67,6 +69,7 @@ if TYPE_CHECKING:
     from maitred.arbiter import Arbiter
     from maitred.children import WorkerChild
     from maitred.pool import Pool
+    from maitred.status import LoadReport
 
 SCHEMA = 1
 IN_FLIGHT_SHOWN = 50  # requests listed per app, oldest first
@@ -116,6 +119,7 @@ def _app(name: str, pool: Pool, book: MetricsBook, now: float, history: bool) ->
             served[pid] = served.get(pid, 0) + n
     bounds = scaling.Bounds.of(pool.cfg)
     decision = pool.last_decision
+    in_flight = _in_flight(activity, now)
     doc: dict[str, Any] = {
         "pool": {
             "size": pool.wanted,
@@ -131,10 +135,10 @@ def _app(name: str, pool: Pool, book: MetricsBook, now: float, history: bool) ->
         "workers": [_worker(child, book, served, held, now) for child in pool.workers],
         "queue": {
             "length": sum(r.queued for r in reports),
-            "oldest_seconds": round(max((r.oldest_wait for r in reports), default=0.0), 3),
+            "oldest_seconds": _oldest_queued(reports, in_flight),
         },
         "slots": {"busy": sum(held.values()), "total": sum(r.threads for r in reports)},
-        "in_flight": _in_flight(activity, now),
+        "in_flight": in_flight,
     }
     if history:
         doc["history"] = {"interval_seconds": SAMPLE_INTERVAL, **book.history.series(name)}
@@ -155,6 +159,14 @@ def _worker(
         "pss_bytes": pss or None,
         "age_seconds": round(now - child.started, 3),
     }
+
+
+def _oldest_queued(reports: list[LoadReport], in_flight: list[dict[str, Any]]) -> float:
+    """The longest wait of a queued request: the load reports' (over their last second), or
+    that of a queued request listed, aged to now, when it is longer."""
+    waits = [r.oldest_wait for r in reports if r.queued]
+    waits += [r["age_seconds"] for r in in_flight if r["phase"] == inflight.QUEUED]
+    return round(max(waits, default=0.0), 3)
 
 
 def _in_flight(activity: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:

@@ -90,8 +90,11 @@ def test_a_slow_request_shows_in_flight_in_its_phase_then_leaves(
         wait_until(
             lambda: phases()["in app"]["age_seconds"] > first + 0.5, what="the request aging"
         )
-        assert _app(port)["queue"]["length"] == 1
-        assert _app(port)["slots"] == {"busy": 1, "total": 1}
+        app = _app(port)
+        assert app["queue"]["length"] == 1
+        queued_for = [r["age_seconds"] for r in app["in_flight"] if r["phase"] == "queued"]
+        assert app["queue"]["oldest_seconds"] >= queued_for[0] > 0.5  # aged like the list
+        assert app["slots"] == {"busy": 1, "total": 1}
     finally:
         running.close()
         queued.close()

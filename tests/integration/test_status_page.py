@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from browser import chromium
@@ -18,20 +17,32 @@ from statsclient import STATS, stats_port
 SLOW = 8  # seconds the slow request runs: seen on the page, then gone
 
 
+# The page redraws its tables every second: each read happens in one script, in the page,
+# so no element goes stale between finding it and reading it.
 def _pids(driver: WebDriver) -> set[int]:
-    rows = driver.find_elements(By.CSS_SELECTOR, "#app-main table.workers tbody tr[data-pid]")
-    return {int(row.get_attribute("data-pid") or 0) for row in rows}
+    pids = driver.execute_script(
+        "return [...document.querySelectorAll("
+        "'#app-main table.workers tbody tr[data-pid]')].map(tr => Number(tr.dataset.pid))"
+    )
+    return set(pids)
 
 
 def _points(driver: WebDriver, chart: str) -> int:
-    canvas = driver.find_element(By.CSS_SELECTOR, f'#app-main canvas[data-chart="{chart}"]')
-    return int(canvas.get_attribute("data-points") or 0)
+    points = driver.execute_script(
+        "const c = document.querySelector(`#app-main canvas[data-chart='${arguments[0]}']`);"
+        "return c ? Number(c.dataset.points) : 0",
+        chart,
+    )
+    return int(points)
 
 
 def _in_flight(driver: WebDriver) -> list[str]:
     """The in-flight table's rows, as their text."""
-    rows = driver.find_elements(By.CSS_SELECTOR, "#app-main table.inflight tbody tr[data-phase]")
-    return [row.text for row in rows]
+    rows: list[str] = driver.execute_script(
+        "return [...document.querySelectorAll("
+        "'#app-main table.inflight tbody tr[data-phase]')].map(tr => tr.textContent)"
+    )
+    return rows
 
 
 def test_the_page_shows_workers_charts_and_a_slow_request(
