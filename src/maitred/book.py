@@ -2,7 +2,9 @@
 
 :class:`MetricsBook` keeps, per front pid, the last counters it sent; when a front exits (a
 HUP that replaces the fronts, a crash), its last counters move into a `retired` total, so a sum
-over `retired` and the living fronts never goes backwards (maitred.metrics says more).
+over `retired` and the living fronts never goes backwards (maitred.metrics says more). It
+also keeps what the status page shows beside the counters (maitred.statusdoc): the requests in
+flight, the spool bytes, the history of the last minutes, the workers' memory.
 
 Apart from maitred.metrics so that the master keeps its book without importing
 prometheus_client, which only a master that serves --stats-bind needs.
@@ -12,12 +14,16 @@ Owned by the master's loop.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from maitred.children import memory_of
+from maitred.history import History
 from maitred.status import LoadReport
 
 Counts = dict[str, Any]  # one app's counters, as maitred.front.metrics sends them
+MEMORY_FRESH = 2.0  # seconds a worker's memory reading is reused
 
 # The plain counters of an app, each with its metric's name and help.
 SIMPLE = {
@@ -55,7 +61,14 @@ class MetricsBook:
     """What the fronts and the master's own supervision tell about each app."""
 
     def __init__(self) -> None:
+        self.started = time.monotonic()  # the master's start, near enough: its uptime
         self.fronts: dict[int, dict[str, Counts]] = {}  # front pid -> app -> its last counters
+        # front pid -> app -> the requests it holds and its workers' requests served
+        # (maitred.front.inflight)
+        self.activity: dict[int, dict[str, Counts]] = {}
+        self.spool: dict[int, int] = {}  # front pid -> bytes of spool files it holds
+        self.history = History()  # the last minutes, for the status page's charts
+        self.memory = MemoryReadings()
         self.retired: dict[str, Counts] = {}  # app -> the counters of fronts that exited
         self.connections: dict[int, dict[str, int]] = {}  # front pid -> state -> count
         self.loads: dict[int, dict[str, LoadReport]] = {}  # front pid -> app -> last report
@@ -67,6 +80,11 @@ class MetricsBook:
             connections = figures.get("connections")
             if isinstance(connections, dict):
                 self.connections[pid] = connections
+            spool = figures.get("spool_bytes")
+            if isinstance(spool, int):
+                self.spool[pid] = spool
+        elif isinstance(app, str) and "in_flight" in figures:
+            self.activity.setdefault(pid, {})[app] = dict(figures)
         elif isinstance(app, str):
             self.fronts.setdefault(pid, {})[app] = _received(figures)
 
@@ -78,10 +96,16 @@ class MetricsBook:
             _add(self.retired.setdefault(app, {}), counts)
         self.connections.pop(pid, None)
         self.loads.pop(pid, None)
+        self.activity.pop(pid, None)
+        self.spool.pop(pid, None)
 
     def worker_exited(self, app: str, cause: str) -> None:
         key = (app, cause)
         self.restarts[key] = self.restarts.get(key, 0) + 1
+
+    def tick(self, now: float, apps: Iterable[str]) -> float:
+        """Sample the history if due (maitred.history); when the next sample is due."""
+        return self.history.tick(now, self.fronts, self.loads, apps)
 
     def totals(self, app: str) -> Counts:
         """An app's counters summed over the fronts, living and exited."""
@@ -90,3 +114,26 @@ class MetricsBook:
         for apps in self.fronts.values():
             _add(total, apps.get(app, {}))
         return total
+
+
+class MemoryReadings:
+    """Workers' RSS and PSS, read at most every MEMORY_FRESH seconds per worker: a scrape and
+    a status page each ask, and reading /proc/PID/smaps_rollup walks the process's mappings."""
+
+    def __init__(self) -> None:
+        self._read: dict[int, tuple[float, int, int]] = {}  # pid -> (when, rss, pss)
+
+    def of(self, pid: int, now: float) -> tuple[int, int]:
+        """(RSS, PSS) in bytes; 0 for what cannot be read."""
+        known = self._read.get(pid)
+        if known is not None and now - known[0] < MEMORY_FRESH:
+            return known[1], known[2]
+        rss, pss = memory_of(pid, "rss"), memory_of(pid, "pss")
+        self._read[pid] = (now, rss, pss)
+        return rss, pss
+
+    def keep(self, pids: Iterable[int]) -> None:
+        """Forget the workers not in `pids` (they exited)."""
+        alive = set(pids)
+        for pid in [p for p in self._read if p not in alive]:
+            del self._read[pid]

@@ -40,6 +40,7 @@ from maitred.exits import Restarts
 from maitred.front.limittable import LimitTable
 from maitred.frontplan import Generation
 from maitred.pool import Pool
+from maitred.readiness import Hold
 
 if TYPE_CHECKING:
     from maitred.front.tls import FrontTLS
@@ -61,11 +62,13 @@ class FrontSet:
         fork: Fork,
         listeners: Listeners,
         dirs: tuple[str, str],
+        hold: Hold | None = None,
     ) -> None:
         self._children = children  # the arbiter's table of every child, by pid
         self._fork = fork
         self._listeners = listeners
         self._link_dir, self._spool_dir = dirs
+        self._hold = hold  # `maitred ctl drain` (maitred.readiness.Hold)
         self._restarts = Restarts()
         self._count = 0
         self.generations: dict[int, Generation] = {}
@@ -154,7 +157,7 @@ class FrontSet:
             # master and the workers never use them, so they would only take up memory there.
             from maitred.front.main import run_front
 
-            plan = (found, kinds, secure, control, self.limit_table)
+            plan = (found, kinds, secure, control, self.limit_table, self._hold)
             return run_front(cfg, mine, links, master_pid, name, write_fd, *plan)
 
         try:

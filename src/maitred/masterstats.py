@@ -8,25 +8,36 @@ figures; this joins them to the master's own state:
 * /livez: 200 while the master runs its loop (it answers) and every serving front beat within
   the watchdog's seconds: the same test as systemd's watchdog (maitred.sdnotify);
 * /readyz: the answer of maitred.readiness, as the fronts' --health-path gives it: STARTING
-  until every app has imported, DRAINING from a TERM (with --shutdown-delay or not).
+  until every app has imported, DRAINING from a TERM (with --shutdown-delay or not) and while
+  `maitred ctl drain` holds it, and STARTING again while an app has no ready worker (they all
+  crashed, say): the fronts would answer its requests with errors;
+* /status.json: the status document (maitred.statusdoc); /status: the page that shows it
+  (maitred/web/status.html, package data, read once here), which polls /status.json.
+
+Each turn of the loop also samples the history behind the page's charts (maitred.history).
 
 Owned by the master's loop.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from importlib import resources
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from maitred import readiness, sdnotify
+from maitred import readiness, sdnotify, statusdoc
 from maitred.metrics import Collector
 from maitred.statsserver import Answers, StatsServer
 
 if TYPE_CHECKING:
     from maitred.arbiter import Arbiter
+    from maitred.pool import Pool
+
+PAGE = "web/status.html"
 
 
 def start(arbiter: Arbiter, address: str, fresh: float) -> StatsServer:
@@ -39,9 +50,19 @@ def start(arbiter: Arbiter, address: str, fresh: float) -> StatsServer:
         encoder, content_type = choose_encoder(accept)
         return content_type, encoder(registry)
 
+    def status() -> bytes:
+        return json.dumps(statusdoc.snapshot(arbiter), separators=(",", ":")).encode()
+
     return StatsServer.bind(
         address,
-        Answers(metrics, lambda: alive(arbiter, fresh), lambda: readiness.answer(ready(arbiter))),
+        Answers(
+            metrics,
+            lambda: alive(arbiter, fresh),
+            lambda: readiness.answer(ready(arbiter)),
+            status,
+            resources.files("maitred").joinpath(PAGE).read_bytes(),
+            lambda now: arbiter.book.tick(now, arbiter.pools),
+        ),
     )
 
 
@@ -54,8 +75,14 @@ def alive(arbiter: Arbiter, fresh: float) -> bool:
 
 
 def ready(arbiter: Arbiter) -> readiness.Readiness:
-    if arbiter.stopping or arbiter.delay.running:
+    if arbiter.stopping or arbiter.delay.running or arbiter.hold:
         return readiness.Readiness.DRAINING
-    if arbiter.pools and all(pool.app_imported for pool in arbiter.pools.values()):
+    pools = arbiter.pools.values()
+    if pools and all(pool.app_imported and _serves(pool) for pool in pools):
         return readiness.Readiness.READY
     return readiness.Readiness.STARTING
+
+
+def _serves(pool: Pool) -> bool:
+    """Whether a worker of the pool takes requests."""
+    return any(child.ready and child.leaving is None for child in pool.workers)

@@ -13,6 +13,12 @@ front exits (a HUP that replaces the fronts, a crash), its last counters move in
 total, so a sum over `retired` and the living fronts never goes backwards. Each front sends a
 last report as it stops, and the totals are the sum of all fronts (`--fronts 2`).
 
+The book also keeps what the status page shows beside the counters (maitred.statusdoc): the
+requests each front holds now and its workers' requests served (maitred.front.inflight), the
+spool bytes it holds, the history of the last minutes (maitred.history, sampled once a second
+through `tick`), and the workers' memory, read at most every MEMORY_FRESH seconds per worker
+however often scrapers and pages ask.
+
 :class:`Collector` turns the book and the pools into metric families on each scrape;
 prometheus_client writes them (text or OpenMetrics, as the scraper's Accept asks). Its
 multiprocess mode is not used: one process holds every figure.
@@ -22,6 +28,7 @@ Owned by the master's loop.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client.core import (
@@ -32,10 +39,11 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector as CollectorBase
 
+from maitred import scaling
 from maitred.book import SIMPLE, MetricsBook
-from maitred.children import WorkerChild, memory_of
-from maitred.front.metrics import BUCKETS, DURATIONS
+from maitred.children import WorkerChild
 from maitred.pool import Pool
+from maitred.status import BUCKETS, DURATIONS
 
 HELP = {
     "queue": "Seconds a request waited in the front for an app thread.",
@@ -73,6 +81,11 @@ class Collector(CollectorBase):
         for state, n in sorted(states.items()):
             connections.add_metric([state], n)
         yield connections
+        yield GaugeMetricFamily(
+            "maitred_spool_bytes",
+            "Bytes of request bodies and responses spooled to disk, held now.",
+            value=sum(self.book.spool.values()),
+        )
 
     def _requests(self, apps: list[str]) -> Iterator[Metric]:
         requests = CounterMetricFamily(
@@ -117,17 +130,49 @@ class Collector(CollectorBase):
             "maitred_worker_exits", "Worker exits, by cause.", labels=["app", "cause"]
         )
         pools = self.pools()
+        now = time.monotonic()
         for app in apps:
             states = {"starting": 0, "ready": 0, "draining": 0}
             for child in pools[app].workers:
                 states[worker_state(child)] += 1
-                for kind, family in memory.items():
-                    family.add_metric([app, str(child.pid)], memory_of(child.pid, kind))
+                rss, pss = self.book.memory.of(child.pid, now)
+                memory["rss"].add_metric([app, str(child.pid)], rss)
+                memory["pss"].add_metric([app, str(child.pid)], pss)
             for state, n in states.items():
                 workers.add_metric([app, state], n)
         for (app, cause), n in sorted(self.book.restarts.items()):
             restarts.add_metric([app, cause], n)
-        yield from (workers, *memory.values(), restarts)
+        yield from (workers, *memory.values(), restarts, *self._sizes(apps))
+
+    def _sizes(self, apps: list[str]) -> Iterator[Metric]:
+        """Each pool's size, its bounds, and its last scaling decision."""
+        size = GaugeMetricFamily(
+            "maitred_pool_workers", "Workers the pool wants now.", labels=["app"]
+        )
+        bounds = {
+            edge: GaugeMetricFamily(
+                f"maitred_pool_{edge}_workers",
+                f"The pool's {edge}imum of workers (--{edge}-workers, or --workers).",
+                labels=["app"],
+            )
+            for edge in ("min", "max")
+        }
+        decision = GaugeMetricFamily(
+            "maitred_pool_last_scaling",
+            "The pool's last scaling decision: 1 for its action, 0 for the others.",
+            labels=["app", "action"],
+        )
+        pools = self.pools()
+        for app in apps:
+            pool = pools[app]
+            limits = scaling.Bounds.of(pool.cfg)
+            size.add_metric([app], pool.wanted)
+            bounds["min"].add_metric([app], limits.least)
+            bounds["max"].add_metric([app], limits.most)
+            for action in scaling.Action:
+                chosen = pool.last_decision.action is action
+                decision.add_metric([app, action.name.lower()], 1 if chosen else 0)
+        yield from (size, *bounds.values(), decision)
 
     def _load(self, apps: list[str]) -> Iterator[Metric]:
         queued = GaugeMetricFamily(

@@ -8,47 +8,12 @@ import socket
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from harness import Server, ServerFactory, run_cli, wait_until
 from procs import children_titled, read_proc
 from rawhttp import fetch, read_to_close, request_bytes, send_closing_get, unix_get
 from slowclients import open_idle
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-STATS = ("--stats-bind", "127.0.0.1:0")
-REQUESTS = "maitred_requests_total"
-
-
-def stats_port(server: Server) -> int:
-    match = server.wait_for_log(r"Stats at: http://127\.0\.0\.1:(\d+)")
-    assert match is not None, server.stderr
-    return int(match.group(1))
-
-
-def scrape(port: int) -> Samples:
-    """Every sample of /metrics, parsed by prometheus_client."""
-    response = fetch(port, "GET", "/metrics")
-    assert response.status == 200
-    samples: Samples = {}
-    for family in text_string_to_metric_families(response.body.decode()):
-        for sample in family.samples:
-            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return samples
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    """The sum of the samples named `name` whose labels include `labels`."""
-    wanted = set(labels.items())
-    return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
-
-
-def wait_count(port: int, count: float, name: str = REQUESTS, **labels: str) -> Samples:
-    """The samples once `name` (with `labels`) reached `count`; fails if it goes past."""
-    wait_until(lambda: value(scrape(port), name, **labels) >= count, what=f"{name} = {count}")
-    samples = scrape(port)
-    assert value(samples, name, **labels) == count
-    return samples
+from statsclient import REQUESTS, STATS, Samples, scrape, stats_port, value, wait_count
 
 
 @pytest.mark.expect_errors("boom-before-head")

@@ -10,9 +10,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from maitred import status
 from maitred.config import ConfigError, load
-from maitred.front.metrics import BUCKETS, DURATIONS, AppCounters
+from maitred.front.metrics import AppCounters
 from maitred.metrics import Collector, MetricsBook
 from maitred.statsserver import Answers, respond
+from maitred.status import BUCKETS, DURATIONS
 
 
 def front_counts(app: str, gets: int, slow: int = 0) -> dict[str, object]:
@@ -106,7 +107,7 @@ def test_routes_methods_and_bad_heads() -> None:
     assert status_of(b"GET /livez HTTP/1.0\r\n\r\n") == b"HTTP/1.0 503 Service Unavailable"
     assert status_of(b"GET /readyz?x=1 HTTP/1.1\r\n\r\n") == b"HTTP/1.0 503 Service Unavailable"
     assert status_of(b"POST /metrics HTTP/1.1\r\n\r\n") == b"HTTP/1.0 405 Method Not Allowed"
-    assert status_of(b"GET /status HTTP/1.1\r\n\r\n") == b"HTTP/1.0 404 Not Found"
+    assert status_of(b"GET /stats HTTP/1.1\r\n\r\n") == b"HTTP/1.0 404 Not Found"
     assert status_of(b"garbage\r\n\r\n") == b"HTTP/1.0 400 Bad Request"
     answer = respond(
         b"GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text\r\n\r\n", ANSWERS

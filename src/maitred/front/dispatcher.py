@@ -185,6 +185,7 @@ class WorkerConnection(asyncio.Protocol):
         self.threads = 0  # 0 until HELLO: no requests before the worker said who it is
         self.draining = False
         self.exchanges: dict[int, Exchange] = {}  # rid -> exchange its thread is running
+        self.served = 0  # requests its threads finished, for the status page (front/inflight.py)
         self._next_rid = 0
         self._out: list[bytes] = []
         self._files: list[int] = []  # spooled bodies that go with the frames in _out
@@ -329,6 +330,7 @@ class WorkerConnection(asyncio.Protocol):
         exchange = self.exchanges.pop(rid, None)
         if exchange is None:
             raise link.ProtocolViolation(f"the end of request {rid}, which it does not hold")
+        self.served += 1
         dispatcher = self.dispatcher
         exchange.app_done = dispatcher.loop.time()
         if dispatcher.queue:

@@ -34,6 +34,7 @@ from setproctitle import setproctitle
 
 from maitred import apps, logs, privileges, status
 from maitred.config import Config
+from maitred.front import inflight
 from maitred.front.accept import (
     AcceptGate,
     Accepting,
@@ -47,6 +48,7 @@ from maitred.front.dispatcher import Dispatcher
 from maitred.front.exchange import HEALTH, Exchange
 from maitred.front.gateway import GATEWAYS
 from maitred.front.health import HealthCheck
+from maitred.front.inflight import Activity
 from maitred.front.limittable import LimitTable
 from maitred.front.load import REPORT_INTERVAL, SAMPLE_INTERVAL
 from maitred.front.metrics import FrontCounters
@@ -58,7 +60,7 @@ from maitred.front.tls import FrontTLS, OpenConnections, TLSHandshake
 from maitred.http.errors import RETRY_AFTER, simple_response
 from maitred.http.parser import Limits
 from maitred.http.response import DateCache
-from maitred.readiness import Readiness, ReadinessState
+from maitred.readiness import Hold, Readiness, ReadinessState
 
 log = logging.getLogger("maitred.error")
 
@@ -93,6 +95,7 @@ class Front:
         found: Sequence[apps.App] | None = None,
         tls: FrontTLS | None = None,
         limit_table: LimitTable | None = None,
+        hold: Hold | None = None,
     ) -> None:
         self.cfg = cfg
         self.loop = loop
@@ -129,7 +132,7 @@ class Front:
         )
         # Ready once every app it started with has a worker that takes requests
         # (front/apptable.py: an app that joins later holds nothing back).
-        self.readiness = ReadinessState(lambda: self.table.ready())
+        self.readiness = ReadinessState(lambda: self.table.ready(), hold)
         self.health = (
             HealthCheck(cfg.health_path, self.readiness, self.date, cfg.log_health_checks)
             if cfg.health_path
@@ -140,6 +143,11 @@ class Front:
         # --stats-bind: what it answers, counted per app for the master (front/metrics.py).
         self.counters = (
             FrontCounters((app.name, app.label) for app in self.apps) if cfg.stats_bind else None
+        )
+        self.activity = (  # and the requests it holds, for the status page (front/inflight.py)
+            Activity(((app.name, app.label) for app in self.apps), self.dispatchers)
+            if cfg.stats_bind
+            else None
         )
         self.stopping = False
         # The connection class of each listener that does not speak HTTP (serve).
@@ -255,11 +263,13 @@ class Front:
             self.report_metrics()
 
     def report_metrics(self) -> None:
-        """--stats-bind: each app's counters so far, one whole message each."""
-        if self.counters is None or self.status_fd < 0:
+        """--stats-bind: each app's counters so far and the requests it holds now, one whole
+        message each."""
+        if self.counters is None or self.activity is None or self.status_fd < 0:
             return
-        for figures in self.counters.snapshots(self.connections):
-            message = status.encode_metrics(figures)
+        activity = self.activity.snapshots(self.connections, self.loop.time())
+        for figures in [*self.counters.snapshots(self.connections), *activity]:
+            message = inflight.encode(figures)
             if message is None:
                 self._warn_once("metrics", "metrics of %s do not fit one message", figures["app"])
                 continue
@@ -406,6 +416,7 @@ def run_front(
     tls: FrontTLS | None = None,
     control: socket.socket | None = None,
     limit_table: LimitTable | None = None,
+    hold: Hold | None = None,
 ) -> int:
     """Main of a front process (after fork); `links` are its link listeners by app, `name`
     says which front (maitred.frontplan), `status_fd` is the write end of its status pipe to
@@ -413,7 +424,7 @@ def run_front(
     each listener speaks (maitred.sockets), `tls` its TLS listeners and context, if any, and
     `control` its end of the channel on which the master sends new tables of apps
     (maitred.frontapps), `limit_table` the limits' table it shares with the other fronts
-    (maitred.frontset)."""
+    (maitred.frontset), `hold` the operator's drain (maitred.readiness.Hold)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; master decides
     # uvloop listens for signals only once the loop runs: one that came before (a TERM from a
     # master that stops at once, its app failing to import) would be lost, and the master
@@ -424,7 +435,7 @@ def run_front(
     # chosen (uvloop or asyncio), as the tests check.
     setproctitle(f"maitred: {name}")
     asyncio.set_event_loop(loop)
-    front = Front(cfg, loop, found, tls, limit_table)
+    front = Front(cfg, loop, found, tls, limit_table, hold)
     # The sockets and the access log are open: nothing from here on needs root.
     if not privileges.switch(cfg.user, cfg.group, name):
         loop.close()

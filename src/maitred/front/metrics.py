@@ -22,21 +22,19 @@ Owned by the event loop thread.
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from maitred.front.exchange import STATIC
 from maitred.front.states import HEAD_SENT, WAITING, ConnState
+from maitred.status import BUCKETS, DURATIONS
 
 if TYPE_CHECKING:
     from maitred.front.connection import ClientConnection
     from maitred.front.exchange import Exchange
 
-# Upper bounds (seconds) of the duration histograms' buckets: from a fast cached page to a
-# slow report; past the last, +Inf.
-BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-DURATIONS = ("queue", "app", "send", "total")
 QUEUE, APP, SEND, TOTAL = range(len(DURATIONS))
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 OTHER = "OTHER"
@@ -138,6 +136,7 @@ class AppCounters:
         """What the master is sent: plain JSON types."""
         return {
             "app": app,
+            "at": time.monotonic(),  # when these counts held, for the master's rates
             "requests": [[cls, method, n] for (cls, method), n in self.requests.items()],
             "histograms": {
                 name: [self.buckets[i], self.sums[i]] for i, name in enumerate(DURATIONS)
