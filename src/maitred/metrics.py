@@ -46,6 +46,20 @@ SIMPLE = {
     "timed_out": ("maitred_requests_timed_out", "Requests answered 504 (--timeout)."),
     "static_files": ("maitred_static_files", "Files served from --static directories."),
     "static_bytes": ("maitred_static_bytes", "Bytes of the bodies of those files sent."),
+    "cache_hit": ("maitred_cache_hits", "Requests answered from the response cache, fresh."),
+    "cache_stale": (
+        "maitred_cache_stale",
+        "Requests answered from a stale entry (stale-while-revalidate, stale-if-error).",
+    ),
+    "cache_miss": ("maitred_cache_misses", "Cacheable requests that went to the app."),
+    "cache_bypass": (
+        "maitred_cache_bypass",
+        "Requests the cache sent to the app as they were (method, cookie, no-store).",
+    ),
+    "cache_evictions": (
+        "maitred_cache_evictions",
+        "Stored responses dropped to make room (--cache-size).",
+    ),
 }
 
 HELP = {
@@ -165,7 +179,13 @@ class Collector(CollectorBase):
             )
             for name in DURATIONS
         }
+        stored = GaugeMetricFamily(
+            "maitred_cache_stored_bytes",
+            "Bytes the response cache holds, over the living fronts.",
+            labels=["app"],
+        )
         for app in apps:
+            stored.add_metric([app], self._stored_bytes(app))
             total = self.book.totals(app)
             for (cls, method), n in sorted(total.get("requests", {}).items()):
                 requests.add_metric([app, cls, method], n)
@@ -174,7 +194,14 @@ class Collector(CollectorBase):
             for name, histogram in histograms.items():
                 counts, seconds = total.get("histograms", {}).get(name, [[0], 0.0])
                 histogram.add_metric([app], _cumulative(counts), seconds)
-        yield from (requests, *simple.values(), *histograms.values())
+        yield from (requests, *simple.values(), *histograms.values(), stored)
+
+    def _stored_bytes(self, app: str) -> int:
+        """A gauge: the living fronts' figures only (an exited front's memory is gone)."""
+        return sum(
+            int(apps.get(app, {}).get("cache_stored_bytes", 0))
+            for apps in self.book.fronts.values()
+        )
 
     def _pools(self, apps: list[str]) -> Iterator[Metric]:
         workers = GaugeMetricFamily(

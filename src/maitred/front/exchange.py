@@ -60,6 +60,7 @@ from maitred.http.parser import RequestHead
 from maitred.http.response import LAST_CHUNK, chunk
 
 if TYPE_CHECKING:
+    from maitred.front.cache import Fetch
     from maitred.front.connection import ClientConnection
     from maitred.front.dispatcher import WorkerConnection
     from maitred.front.sendfile import FileSender
@@ -85,6 +86,8 @@ class Exchange:
         "app",
         "app_done",
         "body",
+        "cache",
+        "cache_fetch",
         "chunked",
         "client_wait",
         "complete",
@@ -139,6 +142,10 @@ class Exchange:
         self.extra_head = b""
         self.sender: FileSender | None = None  # sending a file body (maitred.front.sendfile)
         self.spool: ResponseSpool | None = None  # body bytes past the buffer (front.respspool)
+        # What the response cache made of it (maitred.front.cache), for the log and metrics;
+        # and its record of the app's response (set only on that way: see front/cachefill.py).
+        self.cache = ""
+        self.cache_fetch: Fetch | None
 
     @property
     def queue_time(self) -> float:

@@ -134,7 +134,9 @@ class Front:
         self.router = Router(self)
         # --stats-bind: what it answers, counted per app for the master (front/metrics.py).
         self.counters = (
-            FrontCounters((app.name, app.label) for app in self.apps) if cfg.stats_bind else None
+            FrontCounters(((app.name, app.label) for app in self.apps), self.router.caches)
+            if cfg.stats_bind
+            else None
         )
         self.stopping = False
         # The connection class of each listener that does not speak HTTP (serve).

@@ -28,6 +28,7 @@ import random
 import re
 from typing import TYPE_CHECKING, NamedTuple
 
+from maitred.front.cache import ResponseCache
 from maitred.front.exchange import STATIC
 from maitred.front.proxy import FORWARDED_FIELDS, Forwarded, TrustedPeers
 from maitred.front.routes import Routes
@@ -54,6 +55,7 @@ class Target(NamedTuple):
     app: str  # its name as logs show it ("": the server's only app)
     dispatcher: Dispatcher
     static: StaticFiles | None
+    cache: ResponseCache | None  # --cache-size: its response cache
 
 
 class Router:
@@ -70,11 +72,18 @@ class Router:
                 StaticFiles(app.cfg.replace(static_cache_size=cache), front.date)
                 if app.cfg.static
                 else None,
+                ResponseCache(front, app.cfg, app.label, front.dispatchers[app.name])
+                if app.cfg.cache_size
+                else None,
             )
             for app in front.apps
         ]
         # One app: no lookup on the way of each request.
         self.single = targets[0] if len(targets) == 1 else None
+        # Each app's response cache, by pool name, for purges and metrics.
+        self.caches = {
+            app.name: t.cache for app, t in zip(front.apps, targets, strict=True) if t.cache
+        }
         self.routes = Routes(
             [(a.route, a.prefix, t) for a, t in zip(front.apps, targets, strict=True)]
         )
@@ -124,6 +133,10 @@ class Router:
                 exchange.source = STATIC
                 static.serve(exchange, mount)
                 return
+        cache = target.cache
+        if cache is not None:
+            cache.handle(exchange)
+            return
         target.dispatcher.submit(exchange)
 
     def _no_app(self, exchange: Exchange) -> None:
