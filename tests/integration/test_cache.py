@@ -224,3 +224,42 @@ def test_an_unsafe_method_drops_the_stored_page(servers: ServerFactory, tmp_path
     assert fetch(server.port, "POST", S_MAXAGE).status == 200
     assert "fwd=miss" in (get(server, S_MAXAGE).header("Cache-Status") or "")
     assert len(calls(tmp_path)) == 3
+
+
+def calls_of(data_dir: Path, view: str) -> int:
+    path = data_dir / f"{view}-calls"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_django_pages_and_sessions(servers: ServerFactory, tmp_path: Path) -> None:
+    server = servers.start(
+        "mysite.wsgi:application",
+        "-w",
+        "1",
+        *CACHED,
+        "--cache-bypass-cookie",
+        "sessionid",
+        env={"MYSITE_DATA_DIR": str(tmp_path)},
+    )
+    # cache_control(s_maxage=60): the second request is answered by the front
+    first = get(server, "/shared/")
+    assert first.body == b"page for anonymous, call 1"
+    assert first.header("Vary") == "Cookie"
+    second = get(server, "/shared/")
+    assert second.body == first.body
+    assert second.header("Cache-Status").startswith("maitred; hit")  # type: ignore[union-attr]
+    assert calls_of(tmp_path, "shared") == 1
+    # a page that uses the session and says nothing of caching: never a hit
+    for _ in range(3):
+        assert get(server, "/account/").body.startswith(b"account of anonymous, visit 1")
+    assert calls_of(tmp_path, "account") == 3
+    # a logged-in user never gets the anonymous page, nor the anonymous user theirs
+    login = get(server, "/login/?name=alice")
+    cookie = login.header("Set-Cookie")
+    assert cookie is not None and cookie.startswith("sessionid=")
+    session = ("Cookie", cookie.split(";")[0])
+    for _ in range(2):
+        assert get(server, "/shared/", session).body.startswith(b"page for alice")
+        assert get(server, "/shared/").body == first.body
+        assert b"alice, visit" in get(server, "/account/", session).body
+    assert calls_of(tmp_path, "shared") == 3  # alice's two, the anonymous page's first
