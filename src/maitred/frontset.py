@@ -31,6 +31,7 @@ from maitred import frontplan, sockets, tls
 from maitred.children import Child, Exit, FrontChild, WorkerChild
 from maitred.config import Config
 from maitred.exits import Restarts
+from maitred.front.commands import Purge, encode_purge
 from maitred.front.main import run_front
 from maitred.front.tls import FrontTLS
 from maitred.frontplan import Generation
@@ -124,10 +125,14 @@ class FrontSet:
         mine = [sock for sock, _ in served]
         secure = self._tls_of(cfg, number)
         read_fd, write_fd = os.pipe()
+        # Purges of the response cache (maitred.front.commands), for fronts that have one.
+        commands = os.pipe() if any(app.cfg.cache_size for app in found) else (-1, -1)
         master_pid = os.getpid()
 
         def main() -> int:
             os.close(read_fd)
+            if commands[1] >= 0:
+                os.close(commands[1])
             for sock in self.link_listeners():
                 if sock not in links.values():
                     sock.close()  # another front's or generation's: it would outlive that one
@@ -136,11 +141,17 @@ class FrontSet:
                     sock.close()  # another front's: held here, it would outlive that front
             name = frontplan.name(number)
             kinds = [protocol for _, protocol in served]
-            return run_front(cfg, mine, links, master_pid, name, write_fd, found, kinds, secure)
+            return run_front(
+                cfg, mine, links, master_pid, name, write_fd, found, kinds, secure, commands[0]
+            )
 
         pid = self._fork(main)
         os.close(write_fd)
         front = FrontChild(pid=pid, number=number, status_fd=read_fd, generation=generation.number)
+        if commands[0] >= 0:
+            os.close(commands[0])
+            os.set_blocking(commands[1], False)  # a front that does not read never stops this
+            front.command_fd = commands[1]
         self._children[pid] = front
 
     def _tls_of(self, cfg: Config, number: int) -> FrontTLS | None:
@@ -175,8 +186,28 @@ class FrontSet:
         """The server stops: no front starts again."""
         self._restarts.clear()
 
+    def purge_cache(self, purge: Purge) -> int:
+        """Send a purge of the response cache to every front that has one; how many it
+        reached (a front whose command pipe is full is named in the log and left out)."""
+        message = encode_purge(purge)
+        reached = 0
+        for child in self.fronts():
+            if child.command_fd < 0:
+                continue
+            try:
+                os.write(child.command_fd, message)  # whole or not at all: at most PIPE_BUF
+                reached += 1
+            except OSError as exc:
+                log.warning(
+                    "%s (pid %d) not reached by a cache purge: %s", child.role, child.pid, exc
+                )
+        return reached
+
     def exited(self, child: FrontChild, code: int, why: Exit) -> None:
         """A front exited, as `why` (maitred.exits.classify) says."""
+        if child.command_fd >= 0:
+            os.close(child.command_fd)
+            child.command_fd = -1
         generation = self.generations.get(child.generation)
         if generation is None:
             return

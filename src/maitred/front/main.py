@@ -42,6 +42,7 @@ from maitred.front.accept import (
     fit_fd_limit,
 )
 from maitred.front.accesslog import AccessLog
+from maitred.front.commands import CommandReader
 from maitred.front.connection import ClientConnection
 from maitred.front.dispatcher import Dispatcher, WorkerConnection
 from maitred.front.exchange import HEALTH, Exchange
@@ -411,11 +412,13 @@ def run_front(
     found: Sequence[apps.App] | None = None,
     protocols: Sequence[str] = (),
     tls: FrontTLS | None = None,
+    command_fd: int = -1,
 ) -> int:
     """Main of a front process (after fork); `links` are its link listeners by app, `name`
     says which front (maitred.frontplan), `status_fd` is the write end of its status pipe to
     the master, `found` the apps it serves (default: the one of `cfg`), `protocols` what
-    each listener speaks (maitred.sockets), and `tls` its TLS listeners and context, if any."""
+    each listener speaks (maitred.sockets), `tls` its TLS listeners and context, if any, and
+    `command_fd` the read end of the master's commands to it (maitred.front.commands)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; master decides
     # uvloop listens for signals only once the loop runs: one that came before (a TERM from a
     # master that stops at once, its app failing to import) would be lost, and the master
@@ -441,6 +444,8 @@ def run_front(
     if status_fd >= 0:
         os.set_blocking(status_fd, False)  # a heartbeat must never stop the loop
         front.status_fd = status_fd
+    if command_fd >= 0:
+        CommandReader.start(loop, command_fd, front.router.caches)
     try:
         loop.run_until_complete(front.serve(listeners, links, protocols))
         front.report_metrics()  # the last counts: the master keeps them past this front
