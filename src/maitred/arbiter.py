@@ -66,6 +66,7 @@ from maitred import (
     frontplan,
     inherit,
     logs,
+    mastercommands,
     masterstats,
     privileges,
     runtime,
@@ -78,10 +79,13 @@ from maitred import (
 from maitred.appload import AppLoadError, load_app, prepare_path
 from maitred.children import Child, Exit, FrontChild, ReloaderChild, WorkerChild, exit_text
 from maitred.config import Config, ConfigError, reloaded
+from maitred.control import ControlServer
 from maitred.frontset import FrontSet
+from maitred.loopserver import LoopServer
 from maitred.metrics import MetricsBook
 from maitred.pool import Pool
 from maitred.processes import Processes
+from maitred.readiness import Hold
 from maitred.shutdowndelay import ShutdownDelay
 from maitred.statsserver import StatsServer
 
@@ -127,6 +131,9 @@ class Arbiter:
         self.book = MetricsBook()  # --stats-bind's figures (maitred.metrics)
         self.stats: StatsServer | None = None
         self.stats_waiting = False  # for the old master of a USR2 to free --stats-bind
+        self.control: ControlServer | None = None  # `maitred ctl` (maitred.control)
+        self.commands: mastercommands.MasterCommands | None = None
+        self.hold = Hold()  # `maitred ctl drain` (maitred.readiness), shared with the fronts
 
     # --- start ---
 
@@ -167,6 +174,12 @@ class Arbiter:
             return 1
         self.fronts.tls_context = context
         if cfg.stats_bind and not self._serve_stats(upgrade.UPGRADE_FD in self.environ):
+            self._cleanup()
+            return 1
+        try:
+            self.control, self.commands = mastercommands.start(self)
+        except OSError as exc:
+            log.error("cannot serve the control socket: %s", exc)
             self._cleanup()
             return 1
         try:
@@ -222,15 +235,17 @@ class Arbiter:
         os.mkdir(spool_dir, 0o700)
         dirs = (self.link_dir, spool_dir)
         self._hand_over(dirs)
-        return FrontSet(cfg, self.children, self._fork_front, lambda: self.listeners, dirs)
+        return FrontSet(
+            cfg, self.children, self._fork_front, lambda: self.listeners, dirs, self.hold
+        )
 
     def _fork_front(self, main: Callable[[], int]) -> int:
         """Fork a front: it keeps the listeners and its links, not the stats sockets (a
         scraper's connection held open by a front would never see its end)."""
 
         def front_main() -> int:
-            if self.stats is not None:
-                for sock in self.stats.sockets():
+            for server in self._loop_servers():
+                for sock in server.sockets():
                     sock.close()
             return main()
 
@@ -256,11 +271,11 @@ class Arbiter:
     def _loop(self) -> None:
         while self.children or (not self.stopping and self._next_start() is not None):
             extra = [self.upgrade.fd] if self.upgrade.fd >= 0 else []
-            if self.stats is not None:
-                extra += self.stats.fds()
+            for server in self._loop_servers():
+                extra += server.fds()
             received, talking, readable = self.processes.wait(self._timeout(), extra)
-            if self.stats is not None:
-                self.stats.turn(readable)
+            for server in self._loop_servers():
+                server.turn(readable)
             if self.upgrade.fd >= 0 and self.upgrade.fd in readable and self.upgrade.finish():
                 self._close_stats()  # the new master takes the address over
                 self.notify.main_pid(self.upgrade.pid)  # systemd follows the new master
@@ -302,11 +317,14 @@ class Arbiter:
         now = time.monotonic()
         when = self._next_start()
         waits = [TICK, self.notify.timeout(now), self.delay.timeout(now)]
-        if self.stats is not None:
-            waits.append(self.stats.timeout(now))
+        waits += [server.timeout(now) for server in self._loop_servers()]
         if when is not None and not self.stopping:
             waits.append(max(0.0, when - now))
         return min(wait for wait in waits if wait is not None)
+
+    def _loop_servers(self) -> list[LoopServer]:
+        """The servers the loop drives: --stats-bind's, the control socket."""
+        return [server for server in (self.stats, self.control) if server is not None]
 
     def _check(self) -> None:
         """Once per turn: restarts that are due, and the children's liveness and recycling."""
@@ -443,7 +461,10 @@ class Arbiter:
             self._front_said(child, said)  # besides, it is its heartbeat
             return
         for message in said:
-            if isinstance(message, (status.LoadReport, status.MetricsReport)):
+            if isinstance(message, status.StacksPart) and self.commands is not None:
+                self.commands.heard(child, message)  # `maitred ctl stacks`
+                continue
+            if isinstance(message, (status.LoadReport, status.MetricsReport, status.StacksPart)):
                 continue  # a front's message; a worker has no business sending it
             kind, value = message
             if kind == status.READY:
@@ -580,8 +601,8 @@ class Arbiter:
     def _sockets(self) -> list[socket.socket]:
         """What the master holds that a child serving no connection must close."""
         links = self.fronts.link_listeners() if self.fronts is not None else []
-        stats = self.stats.sockets() if self.stats is not None else []
-        return [*(sock for group in self.listeners for sock in group), *links, *stats]
+        served = [sock for server in self._loop_servers() for sock in server.sockets()]
+        return [*(sock for group in self.listeners for sock in group), *links, *served]
 
     # --- stop ---
 
@@ -636,6 +657,9 @@ class Arbiter:
     def _cleanup(self) -> None:
         self._close_listeners()
         self._close_stats()
+        if self.control is not None:
+            self.control.close()
+            self.control = None
         if self.fronts is not None:
             for link in self.fronts.link_listeners():
                 link.close()

@@ -3,6 +3,7 @@
 `maitred [OPTIONS] [APP]` serves; `maitred check [OPTIONS] [APP]` (maitred.check) takes the same
 options and only checks them. "check" is a command only as the first argument, so an app module
 of that name can still be served (`maitred -w 2 check`, or `maitred check:application`).
+`maitred ctl ...` (maitred.ctl) drives a running master over its control socket, the same way.
 """
 
 from __future__ import annotations
@@ -18,11 +19,16 @@ from maitred import __version__, config, logs
 from maitred.appload import AppSpecError, split_spec
 
 CHECK = "check"
-USAGE = f"maitred [OPTIONS] [APP]\n       maitred {CHECK} [OPTIONS] [APP]"
+CTL = "ctl"
+USAGE = (
+    f"maitred [OPTIONS] [APP]\n       maitred {CHECK} [OPTIONS] [APP]\n"
+    f"       maitred {CTL} [--socket PATH | --pidfile PATH] [--json] COMMAND [ARGS]"
+)
 DESCRIPTION = (
     "Serve a WSGI app: an event-driven front owns the connections and hands each complete "
     "request to a worker thread that is free now. With no APP, serves a demo app. "
-    f"`maitred {CHECK}` validates the settings and imports the app, then exits, serving nothing."
+    f"`maitred {CHECK}` validates the settings and imports the app, then exits, serving nothing. "
+    f"`maitred {CTL} --help` drives a running server."
 )
 USAGE_ERROR = 2  # a bad option or setting value: argparse's status
 
@@ -103,6 +109,10 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         from maitred import check
 
         sys.exit(check.main(args[1:]))
+    if args[:1] == [CTL]:
+        from maitred import ctl
+
+        sys.exit(ctl.main(args[1:]))
     cfg = load_config(args)
     logs.setup(cfg.log_level, cfg.error_logfile)
     from maitred.arbiter import Arbiter

@@ -1088,6 +1088,29 @@ class Config:
         section="Health and shutdown",
         metavar="ADDRESS",
     )
+    # --- `maitred ctl` and stuck requests (maitred.control, maitred.worker.stacks) ---
+    control_socket: str = setting(
+        "",
+        "The unix socket `maitred ctl` talks to the master on (mode 0600: the server's user "
+        "and root only). Empty: `control` in the master's runtime directory, which "
+        "`maitred ctl` finds by itself, or from --pidfile.",
+        _str,
+        "--control-socket",
+        section="Health and shutdown",
+        metavar="PATH",
+    )
+    slow_request_log: float = setting(
+        0.0,
+        "Log the stack of a request still running after this many seconds, once, with its "
+        "request id, method, path and app, and let it run (--timeout is what interrupts). "
+        "Checked every second. 0: off.",
+        _seconds,
+        "--slow-request-log",
+        section="Workers",
+        metavar="SECONDS",
+        reloads=WORKERS,
+        per_app=True,
+    )
 
     # The [apps.NAME] tables of the config file, as maitred.apps reads them (no flag, no
     # environment variable: not one of SETTINGS). Routing lives in the fronts, so a HUP that

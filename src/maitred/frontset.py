@@ -36,6 +36,7 @@ from maitred.front.main import run_front
 from maitred.front.tls import FrontTLS
 from maitred.frontplan import Generation
 from maitred.pool import Pool
+from maitred.readiness import Hold
 
 log = logging.getLogger("maitred.error")
 
@@ -54,11 +55,13 @@ class FrontSet:
         fork: Fork,
         listeners: Listeners,
         dirs: tuple[str, str],
+        hold: Hold | None = None,
     ) -> None:
         self._children = children  # the arbiter's table of every child, by pid
         self._fork = fork
         self._listeners = listeners
         self._link_dir, self._spool_dir = dirs
+        self._hold = hold  # `maitred ctl drain` (maitred.readiness.Hold)
         self._restarts = Restarts()
         self._count = 0
         self.generations: dict[int, Generation] = {}
@@ -142,7 +145,17 @@ class FrontSet:
             name = frontplan.name(number)
             kinds = [protocol for _, protocol in served]
             return run_front(
-                cfg, mine, links, master_pid, name, write_fd, found, kinds, secure, commands[0]
+                cfg,
+                mine,
+                links,
+                master_pid,
+                name,
+                write_fd,
+                found,
+                kinds,
+                secure,
+                self._hold,
+                commands[0],
             )
 
         pid = self._fork(main)

@@ -8,7 +8,8 @@ figures; this joins them to the master's own state:
 * /livez: 200 while the master runs its loop (it answers) and every serving front beat within
   the watchdog's seconds: the same test as systemd's watchdog (maitred.sdnotify);
 * /readyz: the answer of maitred.readiness, as the fronts' --health-path gives it: STARTING
-  until every app has imported, DRAINING from a TERM (with --shutdown-delay or not).
+  until every app has imported, DRAINING from a TERM (with --shutdown-delay or not) and while
+  `maitred ctl drain` holds it.
 
 Owned by the master's loop.
 """
@@ -54,7 +55,7 @@ def alive(arbiter: Arbiter, fresh: float) -> bool:
 
 
 def ready(arbiter: Arbiter) -> readiness.Readiness:
-    if arbiter.stopping or arbiter.delay.running:
+    if arbiter.stopping or arbiter.delay.running or arbiter.hold:
         return readiness.Readiness.DRAINING
     if arbiter.pools and all(pool.app_imported for pool in arbiter.pools.values()):
         return readiness.Readiness.READY

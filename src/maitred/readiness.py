@@ -11,11 +11,19 @@ delay, but a balancer must send new clients elsewhere. DRAINING is never left.
 readiness check answers for each state. The front serves --health-path from them
 (maitred.front.health); anything else that answers a readiness check (a status server) must use
 the same two, so every check of one server says the same thing.
+
+An operator may also drain a server that keeps running (`maitred ctl drain`: the balancer
+sends new clients elsewhere while the requests held, and any that still come, are served) and
+undo it (`maitred ctl undrain`). That is a :class:`Hold`, one byte of memory the master shares
+with every child it forks (an anonymous shared mapping, made before the fronts): the master
+writes it, each front's check reads it, so a front started later (restarted, reloaded) knows
+at once, and no message or signal is needed. While held, a check says DRAINING.
 """
 
 from __future__ import annotations
 
 import enum
+import mmap
 from collections.abc import Callable
 
 
@@ -38,12 +46,27 @@ def answer(state: Readiness) -> tuple[int, bytes]:
     return _ANSWERS[state]
 
 
-class ReadinessState:
-    """One process's readiness: DRAINING once told, else READY while `workers_ready` says so."""
+class Hold:
+    """`maitred ctl drain`: shared by the master (which writes it) and its children."""
 
-    def __init__(self, workers_ready: Callable[[], bool]) -> None:
+    def __init__(self) -> None:
+        self._byte = mmap.mmap(-1, 1)  # anonymous and MAP_SHARED: forked children see writes
+
+    def set(self, held: bool) -> None:
+        self._byte[0] = held
+
+    def __bool__(self) -> bool:
+        return bool(self._byte[0])
+
+
+class ReadinessState:
+    """One process's readiness: DRAINING once told (or while `hold` is held), else READY
+    while `workers_ready` says so."""
+
+    def __init__(self, workers_ready: Callable[[], bool], hold: Hold | None = None) -> None:
         self._workers_ready = workers_ready
         self._draining = False
+        self._hold = hold
 
     def drain(self) -> None:
         """From now on (for good), new clients belong elsewhere."""
@@ -51,6 +74,6 @@ class ReadinessState:
 
     @property
     def state(self) -> Readiness:
-        if self._draining:
+        if self._draining or self._hold:
             return Readiness.DRAINING
         return Readiness.READY if self._workers_ready() else Readiness.STARTING

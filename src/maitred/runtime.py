@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 
 log = logging.getLogger("maitred.error")
 
@@ -70,6 +71,23 @@ def make_dir(where: str | None = None) -> str:
 def remove_stale_dirs(where: str | None = None) -> list[str]:
     """Remove the runtime directories of masters that no longer run; returns their paths."""
     removed = []
+    for path, pid, running in _own_dirs(where):
+        if running:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        log.info("removed the runtime directory of pid %d, gone: %s", pid, path)
+        removed.append(path)
+    return removed
+
+
+def running_dirs(where: str | None = None) -> dict[int, str]:
+    """The runtime directories of this user's masters that run, by the master's pid."""
+    return {pid: path for path, pid, running in _own_dirs(where) if running}
+
+
+def _own_dirs(where: str | None) -> Iterator[tuple[str, int, bool]]:
+    """This user's runtime directories that say whose they are: (path, the master's pid,
+    whether that master runs)."""
     uid = os.getuid()
     with os.scandir(where or tempfile.gettempdir()) as entries:
         for entry in entries:
@@ -85,12 +103,7 @@ def remove_stale_dirs(where: str | None = None) -> list[str]:
             if match is None:
                 continue  # whose it is, it does not say
             pid, started = int(match[1]), int(match[2])
-            if start_time(pid) == started:
-                continue  # its master runs
-            shutil.rmtree(entry.path, ignore_errors=True)
-            log.info("removed the runtime directory of pid %d, gone: %s", pid, entry.path)
-            removed.append(entry.path)
-    return removed
+            yield entry.path, pid, start_time(pid) == started
 
 
 def _read(path: str) -> str:

@@ -2,18 +2,11 @@
 
 Theory of operation
 -------------------
-The master's loop already waits on descriptors (maitred.processes.wait); the stats listener and
-its clients are a few more. Everything is non-blocking and bounded, so a scraper can never hold
-up the supervision of the server:
-
-* a client has CLIENT_TIMEOUT seconds to send its request head (at most HEAD_LIMIT bytes) and
-  read the answer; past that it is closed (a scraper that connects and sends nothing costs one
-  descriptor for that long, and MAX_CLIENTS of them at most: more are closed at once);
-* the answer is built whole when the head is in (one pass over the master's own figures) and
-  sent with non-blocking writes; what the socket does not take at once is tried again on the
-  next turns of the loop, which then wakes every RETRY seconds (:meth:`timeout`);
-* one request per connection (HTTP/1.0, `Connection: close`): Prometheus and probes open a
-  new one each time anyway.
+A :class:`maitred.loopserver.LoopServer` (non-blocking, a deadline per client, at most
+MAX_CLIENTS at once: a scraper can never hold up the supervision of the server) whose clients
+send an HTTP request head (at most HEAD_LIMIT bytes); the answer is built whole when the head is
+in (one pass over the master's own figures). One request per connection (HTTP/1.0,
+`Connection: close`): Prometheus and probes open a new one each time anyway.
 
 Routes: GET (or HEAD) /metrics, /livez, /readyz; anything else is 404 or 405. What each says
 comes from the master (:class:`Answers`); this module only speaks HTTP.
@@ -23,24 +16,16 @@ Owned by the master's loop.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import socket
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
 
 from maitred import sockets
+from maitred.loopserver import Client, LoopServer
 
-log = logging.getLogger("maitred.error")
-
-CLIENT_TIMEOUT = 5.0  # seconds a client has to send its head and read the answer
 HEAD_LIMIT = 8192  # bytes of request head: a scraper sends a few hundred
-MAX_CLIENTS = 16  # open at once; a scrape takes milliseconds, so more means a flood
-RETRY = 0.05  # seconds between tries to send what a full socket did not take
 BACKLOG = 64
-READ_SIZE = 4096
 
 # An answer: status, content type, body.
 Answer = tuple[int, str, bytes]
@@ -56,23 +41,14 @@ class Answers:
     readiness: Callable[[], tuple[int, bytes]]
 
 
-@dataclass(eq=False)
-class Client:
-    sock: socket.socket
-    deadline: float
-    head: bytes = b""
-    out: bytes = b""
-    answered: bool = field(default=False)
-
-
-class StatsServer:
+class StatsServer(LoopServer):
     """The listener and its clients, driven by the master's loop."""
 
+    name = "stats"
+
     def __init__(self, listener: socket.socket, url: str, answers: Answers) -> None:
-        self.listener = listener
-        self.url = url
+        super().__init__(listener, url)
         self.answers = answers
-        self.clients: dict[int, Client] = {}
 
     @classmethod
     def bind(cls, address: str, answers: Answers) -> StatsServer:
@@ -81,93 +57,15 @@ class StatsServer:
         listener = sockets.bind(where, BACKLOG)
         return cls(listener, where.url(listener), answers)
 
-    def fds(self) -> list[int]:
-        """What the loop waits on: the listener, and the clients still sending their head."""
-        waiting = [fd for fd, c in self.clients.items() if not c.answered]
-        return [self.listener.fileno(), *waiting]
+    def received(self, client: Client, data: bytes) -> None:
+        head = client.received
+        if b"\r\n\r\n" in head or b"\n\n" in head:
+            client.answer(respond(head, self.answers))
+        elif len(head) > HEAD_LIMIT:
+            client.answer(render((431, TEXT, b"request head too large\n"), b"GET"))
 
-    def sockets(self) -> list[socket.socket]:
-        """Every socket held, for a forked child to close."""
-        return [self.listener, *(c.sock for c in self.clients.values())]
-
-    def timeout(self, now: float) -> float | None:
-        """How soon the loop must come back: to send more, or to close a late client."""
-        if not self.clients:
-            return None
-        if any(c.answered for c in self.clients.values()):
-            return RETRY
-        return max(0.0, min(c.deadline for c in self.clients.values()) - now)
-
-    def turn(self, readable: list[int]) -> None:
-        """One turn of the loop: accept, read, answer, send, expire."""
-        now = time.monotonic()
-        if self.listener.fileno() in readable:
-            self._accept(now)
-        for fd, client in list(self.clients.items()):
-            if fd in readable and not client.answered:
-                self._read(client)
-            if client.answered:
-                self._send(client)
-            if fd in self.clients and now > client.deadline:
-                self._close(client)
-
-    def close(self) -> None:
-        for client in list(self.clients.values()):
-            self._close(client)
-        sockets.close_all([[self.listener]], False, [])
-
-    def _accept(self, now: float) -> None:
-        for _ in range(MAX_CLIENTS):
-            try:
-                sock, _ = self.listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # out of descriptors, say: the next turn tries again
-                log.warning("stats: cannot accept: %s", exc)
-                return
-            if len(self.clients) >= MAX_CLIENTS:
-                sock.close()
-                continue
-            sock.setblocking(False)
-            self.clients[sock.fileno()] = Client(sock, now + CLIENT_TIMEOUT)
-
-    def _read(self, client: Client) -> None:
-        try:
-            data = client.sock.recv(READ_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._close(client)
-            return
-        client.head += data
-        if b"\r\n\r\n" in client.head or b"\n\n" in client.head:
-            try:
-                client.out = respond(client.head, self.answers)
-            except Exception:  # a bug here must not stop the master: say it, answer 500
-                log.exception("stats: cannot answer %r", client.head[:100])
-                client.out = render((500, TEXT, b"internal error\n"), b"GET")
-            client.answered = True
-        elif len(client.head) > HEAD_LIMIT:
-            client.out = render((431, TEXT, b"request head too large\n"), b"GET")
-            client.answered = True
-
-    def _send(self, client: Client) -> None:
-        try:
-            sent = client.sock.send(client.out)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            sent = len(client.out)  # the client left: nothing more to send
-        client.out = client.out[sent:]
-        if not client.out:
-            self._close(client)
-
-    def _close(self, client: Client) -> None:
-        self.clients.pop(client.sock.fileno(), None)
-        with contextlib.suppress(OSError):
-            client.sock.close()
+    def failed(self) -> bytes:
+        return render((500, TEXT, b"internal error\n"), b"GET")
 
 
 def respond(head: bytes, answers: Answers) -> bytes:

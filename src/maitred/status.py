@@ -18,6 +18,13 @@ as JSON (:class:`MetricsReport`):
 
     METRICS    kind, payload length (2 bytes), payload: a JSON object
 
+and, on the master's request (SIGUSR2, `maitred ctl stacks`), a worker's busy threads and their
+stacks (maitred.worker.stacks), as JSON cut into pieces that each fit one atomic write
+(:class:`StacksPart`); the last piece has its own kind:
+
+    STACKS     kind, payload length (2 bytes), payload: a piece of the JSON
+    STACKS_END the same, for the last piece
+
 Every message is written whole in one write of at most PIPE_BUF bytes, which a pipe keeps
 atomic, so messages from one child never interleave. The reader is sans-IO: bytes in (in any
 chunking), messages out.
@@ -41,6 +48,8 @@ RECYCLE = b"M"
 STUCK = b"S"
 LOAD = b"L"
 METRICS = b"C"
+STACKS = b"k"
+STACKS_END = b"K"
 
 # A LOAD message: its kind and payload length, then the payload: the pool's name (length,
 # UTF-8), the figures, how many workers follow, and each worker's pid and requests in flight.
@@ -73,7 +82,22 @@ class MetricsReport(NamedTuple):
     figures: dict[str, Any]
 
 
-Message = tuple[bytes, float] | LoadReport | MetricsReport
+class StacksPart(NamedTuple):
+    """A piece of a worker's stacks (maitred.worker.stacks); the pieces go in order."""
+
+    data: bytes
+    last: bool
+
+
+Message = tuple[bytes, float] | LoadReport | MetricsReport | StacksPart
+STACKS_PIECE = PIPE_BUF - LOAD_HEAD.size  # bytes of JSON per STACKS message
+
+
+def encode_stacks(data: bytes) -> list[bytes]:
+    """The STACKS messages that carry `data`, each one atomic write."""
+    pieces = [data[at : at + STACKS_PIECE] for at in range(0, len(data), STACKS_PIECE)] or [b""]
+    kinds = [STACKS] * (len(pieces) - 1) + [STACKS_END]
+    return [LOAD_HEAD.pack(k, len(p)) + p for k, p in zip(kinds, pieces, strict=True)]
 
 
 def encode(kind: bytes, value: float = 0.0) -> bytes:
@@ -144,9 +168,11 @@ def decode_metrics(payload: bytes) -> MetricsReport:
 
 
 # The kinds whose messages carry a payload after LOAD_HEAD, and how each is read.
-DECODERS: dict[bytes, Callable[[bytes], LoadReport | MetricsReport]] = {
+DECODERS: dict[bytes, Callable[[bytes], LoadReport | MetricsReport | StacksPart]] = {
     LOAD: decode_load,
     METRICS: decode_metrics,
+    STACKS: lambda payload: StacksPart(payload, last=False),
+    STACKS_END: lambda payload: StacksPart(payload, last=True),
 }
 
 

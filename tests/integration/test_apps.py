@@ -47,6 +47,16 @@ hosts = ["admin.test"]
 path = "/admin"
 env = {{WHOAMI = "admin"}}
 """
+# Two apps, the second with two workers.
+TWO_APPS = """
+[apps.a]
+app = "whoami"
+path = "/a"
+[apps.b]
+app = "whoami"
+path = "/b"
+workers = 2
+"""
 # Generous: an answer that does not wait for the flooded app comes well within this, even on a
 # loaded 2-core machine; one that waits behind it would take the sleepers' seconds.
 PROMPT = 2.0
@@ -170,16 +180,7 @@ app = "whoami"
 def test_hup_reloads_every_app_and_ttin_names_the_per_app_way(
     servers: ServerFactory, tmp_path: Path
 ) -> None:
-    tables = """
-[apps.a]
-app = "whoami"
-path = "/a"
-[apps.b]
-app = "whoami"
-path = "/b"
-workers = 2
-"""
-    server = serve(servers, tmp_path, tables)
+    server = serve(servers, tmp_path, TWO_APPS)
     wait_until(lambda: len(workers_by_app(server.pid)) == 3, what="three workers")
     before = workers_by_app(server.pid)
     paths = iter(["/a/x", "/b/y"] * 10_000)

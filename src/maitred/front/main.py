@@ -58,7 +58,7 @@ from maitred.front.tls import FrontTLS, OpenConnections, TLSHandshake
 from maitred.http.errors import RETRY_AFTER, simple_response
 from maitred.http.parser import Limits
 from maitred.http.response import DateCache
-from maitred.readiness import Readiness, ReadinessState
+from maitred.readiness import Hold, Readiness, ReadinessState
 
 log = logging.getLogger("maitred.error")
 
@@ -92,6 +92,7 @@ class Front:
         loop: asyncio.AbstractEventLoop,
         found: Sequence[apps.App] | None = None,
         tls: FrontTLS | None = None,
+        hold: Hold | None = None,
     ) -> None:
         self.cfg = cfg
         self.loop = loop
@@ -125,7 +126,7 @@ class Front:
         )
         # Ready once every app it serves has a worker that takes requests.
         self.readiness = ReadinessState(
-            lambda: all(d.has_ready_worker() for d in self.dispatchers.values())
+            lambda: all(d.has_ready_worker() for d in self.dispatchers.values()), hold
         )
         self.health = (
             HealthCheck(cfg.health_path, self.readiness, self.date, cfg.log_health_checks)
@@ -412,13 +413,15 @@ def run_front(
     found: Sequence[apps.App] | None = None,
     protocols: Sequence[str] = (),
     tls: FrontTLS | None = None,
+    hold: Hold | None = None,
     command_fd: int = -1,
 ) -> int:
     """Main of a front process (after fork); `links` are its link listeners by app, `name`
     says which front (maitred.frontplan), `status_fd` is the write end of its status pipe to
     the master, `found` the apps it serves (default: the one of `cfg`), `protocols` what
-    each listener speaks (maitred.sockets), `tls` its TLS listeners and context, if any, and
-    `command_fd` the read end of the master's commands to it (maitred.front.commands)."""
+    each listener speaks (maitred.sockets), `tls` its TLS listeners and context, if any,
+    `hold` the operator's drain (maitred.readiness.Hold), and `command_fd` the read end of
+    the master's commands to it (maitred.front.commands)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; master decides
     # uvloop listens for signals only once the loop runs: one that came before (a TERM from a
     # master that stops at once, its app failing to import) would be lost, and the master
@@ -429,7 +432,7 @@ def run_front(
     # chosen (uvloop or asyncio), as the tests check.
     setproctitle(f"maitred: {name}")
     asyncio.set_event_loop(loop)
-    front = Front(cfg, loop, found, tls)
+    front = Front(cfg, loop, found, tls, hold)
     # The sockets and the access log are open: nothing from here on needs root.
     if not privileges.switch(cfg.user, cfg.group, name):
         loop.close()

@@ -51,6 +51,7 @@ class Channel:
         "front",
         "request",
         "rid",
+        "slow_logged",
         "started",
         "taken",
         "thread",
@@ -73,6 +74,7 @@ class Channel:
         self.cancelled = False
         self.thread = 0  # ident of the app thread running it, once one does
         self.started = 0.0  # monotonic time the app thread took it
+        self.slow_logged = False  # --slow-request-log logged its stack (once is enough)
         self.taken: bool | None = None  # the front's answer to a FILE frame
         self.body: IO[bytes] | None = None  # a spooled body's file (maitred.link.files)
 

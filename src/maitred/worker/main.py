@@ -21,7 +21,9 @@ With --warmup, the app serves its warm-up requests (worker/warmup.py) before the
 the link start, so READY means imported and warmed up.
 
 The main thread watches signals and the master, and writes a heartbeat to the master every
-second with the age of the oldest request in flight. On SIGTERM it sends DRAIN and waits for
+second with the age of the oldest request in flight; it also logs the stack of a request past
+--slow-request-log, and answers SIGUSR2 with the stacks of the busy threads
+(maitred.worker.stacks). On SIGTERM it sends DRAIN and waits for
 DRAINED: every request sent before that is already queued, so the threads finish the queue, find
 a stop mark behind it, and exit. Threads are daemons, so a stuck one cannot keep the process
 alive past the graceful timeout.
@@ -46,7 +48,6 @@ import socket
 import sys
 import threading
 import time
-import traceback
 
 from setproctitle import setproctitle
 
@@ -54,6 +55,7 @@ from maitred import link, logs, privileges, status
 from maitred.config import Config
 from maitred.http.response import DateCache
 from maitred.signals import SignalQueue
+from maitred.worker import stacks
 from maitred.worker.channel import Channel, FrontConnection
 from maitred.worker.environ import EnvironBuilder
 from maitred.worker.warmup import HOST, warm_up
@@ -123,11 +125,12 @@ class Worker:
         self.served = itertools.count(1)  # next() is atomic: app threads share it
         jitter = random.randint(0, cfg.max_requests_jitter) if cfg.max_requests else 0
         self.max_requests = cfg.max_requests + jitter
+        self.slow = stacks.SlowLog(cfg.slow_request_log, app_name)
 
     def run(self) -> int:
         setproctitle(f"maitred: {self.name} [{self.cfg.app or 'demo'}]")
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; master decides
-        signals = SignalQueue([signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1])
+        signals = SignalQueue([signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2])
         # Before the import: no line of the app runs as root (maitred.privileges).
         if not privileges.switch(self.cfg.user, self.cfg.group, f"worker {self.worker_id}"):
             return APP_LOAD_ERROR
@@ -168,7 +171,10 @@ class Worker:
                 return self._drain(threads)
             if signal.SIGUSR1 in received:
                 logs.reopen()
+            if signal.SIGUSR2 in received:
+                self._send_stacks()
             self._tell(status.HEARTBEAT, self._oldest_age())
+            self.slow.check(self._in_flight(), time.monotonic())
         log.warning("%s: master is gone, exiting", self.name)
         return 0
 
@@ -177,13 +183,21 @@ class Worker:
         with contextlib.suppress(OSError):  # the master is gone: the main loop notices
             os.write(self.status_fd, status.encode(kind, value))
 
-    def _oldest_age(self) -> float:
+    def _in_flight(self) -> list[Channel]:
         current = self.front
-        if current is None:
-            return 0.0
+        return [] if current is None else list(current.channels.values())
+
+    def _oldest_age(self) -> float:
         now = time.monotonic()
-        starts = [ch.started for ch in list(current.channels.values()) if ch.started]
+        starts = [ch.started for ch in self._in_flight() if ch.started]
         return now - min(starts) if starts else 0.0
+
+    def _send_stacks(self) -> None:
+        """SIGUSR2: the busy threads' stacks to the master, in atomic pieces."""
+        data = stacks.report(self.pid, self.name, self.app_name, self._in_flight())
+        with contextlib.suppress(OSError):  # the master is gone: the main loop notices
+            for piece in status.encode_stacks(data):
+                os.write(self.status_fd, piece)
 
     def _drain(self, threads: list[threading.Thread]) -> int:
         deadline = time.monotonic() + self.cfg.graceful_timeout
@@ -288,8 +302,7 @@ class Worker:
         if channel is None or not channel.thread:
             return  # over already, or not yet started (the front sends TIMEOUT once)
         self._update(channel, 0, cancel=True)
-        frame = sys._current_frames().get(channel.thread)
-        stack = "".join(traceback.format_stack(frame)) if frame is not None else "(no stack)\n"
+        stack = stacks.thread_stack(channel.thread)
         log.error(
             "request timed out after %.1f s, interrupting its thread: %s\n%s",
             time.monotonic() - channel.started,
