@@ -13,9 +13,13 @@ Owned by the master's loop.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
+from maitred.control import Command, CommandError, Commands
 from maitred.front.commands import PURGE_KINDS, Purge
+
+if TYPE_CHECKING:
+    from maitred.arbiter import Arbiter
 
 USAGE = "purge (--url URL | --prefix PATH | --tag TAG) [--app NAME]"
 SUMMARY = "drop stored responses from the response cache of every front"
@@ -45,8 +49,18 @@ def parse(args: tuple[str, ...]) -> Purge:
     return Purge(kinds[0], options[kinds[0]], options.get("app", ""))
 
 
-def run(args: tuple[str, ...], send: Callable[[Purge], int]) -> dict[str, object]:
-    """Parse and send a purge; the answer for the client."""
-    purge = parse(args)
-    reached = send(purge)
-    return {"purge": purge.kind, "value": purge.value, "app": purge.app, "fronts": reached}
+def register(commands: Commands, arbiter: Arbiter) -> None:
+    """Add `cache` to the control socket's commands."""
+
+    def cache(args: tuple[str, ...]) -> Any:
+        try:
+            purge = parse(args)
+            if purge.app and purge.app not in arbiter.pools:
+                raise PurgeError(f"no app {purge.app!r}; apps: {', '.join(arbiter.pools)}")
+        except PurgeError as exc:
+            raise CommandError(str(exc)) from None
+        fronts = arbiter.fronts
+        reached = fronts.purge_cache(purge) if fronts is not None else 0
+        return {"purge": purge.kind, "value": purge.value, "app": purge.app, "fronts": reached}
+
+    commands.register(Command("cache", cache, USAGE, SUMMARY))

@@ -111,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--interval", type=float, default=TOP_INTERVAL, metavar="S", help="top: seconds"
     )
     parser.add_argument("command", metavar="COMMAND")
-    parser.add_argument("args", nargs="*", metavar="ARG")
+    # Everything after COMMAND is its own, options included (`cache purge --url /x`).
+    parser.add_argument("args", nargs=argparse.REMAINDER, metavar="ARG")
     return parser
 
 

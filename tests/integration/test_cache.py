@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from cacheable import calls
 
-from harness import Server, ServerFactory, wait_until
+from harness import Server, ServerFactory, run_cli, wait_until
 from rawhttp import Response, fetch
 
 CACHED = ("--cache-size", "1M", "--cache-status-header")
@@ -263,3 +263,63 @@ def test_django_pages_and_sessions(servers: ServerFactory, tmp_path: Path) -> No
         assert get(server, "/shared/").body == first.body
         assert b"alice, visit" in get(server, "/account/", session).body
     assert calls_of(tmp_path, "shared") == 3  # alice's two, the anonymous page's first
+
+
+def calls_to(directory: Path, path: str) -> int:
+    return calls(directory).count(path)
+
+
+def fill_both_fronts(server: Server, tmp_path: Path, path: str) -> None:
+    """Requests on new connections until each of the two fronts has stored `path` (each
+    front's first is a miss), then as many more that are all hits."""
+    wait_until(
+        lambda: get(server, path) and calls_to(tmp_path, path) == 2, what=f"{path} in 2 fronts"
+    )
+    for _ in range(20):
+        get(server, path)
+    assert calls_to(tmp_path, path) == 2
+
+
+@pytest.mark.parametrize(
+    ("path", "purge"),
+    [
+        ("/news/today?cc=s-maxage%3D600", ("--url", "/news/today?cc=s-maxage%3D600")),
+        ("/shop/item?cc=s-maxage%3D600", ("--prefix", "/shop/")),
+        ("/item?cc=s-maxage%3D600&tag=product-7%20catalog", ("--tag", "product-7")),
+    ],
+)
+def test_a_purge_reaches_every_front(
+    servers: ServerFactory, tmp_path: Path, path: str, purge: tuple[str, str]
+) -> None:
+    sock = tmp_path / "control.sock"
+    server = start(servers, tmp_path, "-w", "2", "--fronts", "2", "--control-socket", str(sock))
+    other = "/other?cc=s-maxage%3D600"
+    fill_both_fronts(server, tmp_path, path)
+    fill_both_fronts(server, tmp_path, other)
+    result = run_cli(["ctl", "--socket", str(sock), "--json", "cache", "purge", *purge])
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["fronts"] == 2
+    # the next request is a miss on each front: the app sees the page twice more
+    wait_until(
+        lambda: get(server, path) and calls_to(tmp_path, path) == 4, what="a miss on each front"
+    )
+    for _ in range(10):
+        get(server, path)
+        get(server, other)
+    assert calls_to(tmp_path, path) == 4
+    assert calls_to(tmp_path, other) == 2  # the rest stayed
+
+
+def test_a_purge_refuses_what_it_cannot_do(servers: ServerFactory, tmp_path: Path) -> None:
+    sock = tmp_path / "control.sock"
+    start(servers, tmp_path, "--control-socket", str(sock))
+    for words in (
+        ["purge"],
+        ["purge", "--url", "/", "--tag", "x"],
+        ["purge", "--url", "/", "--app", "nope"],
+    ):
+        result = run_cli(["ctl", "--socket", str(sock), "cache", *words])
+        assert result.returncode != 0
+        assert (
+            "usage" in result.stderr or "exactly one" in result.stderr or "no app" in result.stderr
+        )
