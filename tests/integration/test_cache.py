@@ -323,3 +323,13 @@ def test_a_purge_refuses_what_it_cannot_do(servers: ServerFactory, tmp_path: Pat
         assert (
             "usage" in result.stderr or "exactly one" in result.stderr or "no app" in result.stderr
         )
+
+
+def test_a_wait_for_a_slow_fetch_is_bounded(servers: ServerFactory, tmp_path: Path) -> None:
+    server = start(servers, tmp_path, "--threads", "4", "--cache-lock-timeout", "0.2")
+    path = "/slow?cc=s-maxage%3D60&sleep=3"
+    with ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(lambda _: fetch(server.port, "GET", path, timeout=30), range(3)))
+    assert [a.status for a in answers] == [200] * 3
+    # the two that waited went to the app themselves once the lock timed out
+    assert calls_to(tmp_path, path) == 3
