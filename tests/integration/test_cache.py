@@ -333,3 +333,15 @@ def test_a_wait_for_a_slow_fetch_is_bounded(servers: ServerFactory, tmp_path: Pa
     assert [a.status for a in answers] == [200] * 3
     # the two that waited went to the app themselves once the lock timed out
     assert calls_to(tmp_path, path) == 3
+
+
+def test_a_file_sent_by_sendfile_is_not_stored_without_its_body(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    # the front sends a large wsgi.file_wrapper file itself, so its bytes never pass the cache
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(range(256)) * 1024)
+    server = servers.start("filewrapper:application", "-w", "1", *CACHED, "--cache-rule", "/=60")
+    for _ in range(2):
+        response = get(server, f"/?path={big}")
+        assert response.body == big.read_bytes()

@@ -90,6 +90,7 @@ class Fetch:
         self.waiters: list[Exchange] = []
         self.timer: asyncio.TimerHandle | None = None
         self.status = 0
+        self.length = -1  # the Content-Length the app declared (-1: none)
         self.status_line = b""
         self.fields: Fields = {}
         self.lines: list[bytes] = []
@@ -104,7 +105,7 @@ class Fetch:
     def head(self, exchange: Exchange, status: int, length: int, head: bytes) -> bytes:
         """The app's response head: decide whether it is stored; the head to send."""
         cache = self.cache
-        self.status = status
+        self.status, self.length = status, length
         if self.storing:
             self.status_line, self.fields, self.lines = parse_head(head)
             decided = policy(
@@ -165,7 +166,10 @@ class Fetch:
         cache = self.cache
         if cache.fetches.get(self.primary) is self:
             del cache.fetches[self.primary]
-        if self.storing and self.complete and self.policy is not None:
+        # A body that did not pass here whole (a file the front sent itself with sendfile, a
+        # response cut short) is not stored.
+        whole = self.length < 0 or self.size == self.length
+        if self.storing and self.complete and whole and self.policy is not None:
             cache.keep(self, exchange.head.fields)
         cache.release(self)
 
