@@ -5,7 +5,8 @@ counts the requests that reached the app. The query sets the response: ``cc`` it
 Cache-Control, ``cdn`` its CDN-Cache-Control, ``tag`` its Cache-Tag, ``vary`` its Vary,
 ``etag`` and ``lm`` its ETag and Last-Modified,
 ``cookie`` a Set-Cookie, ``sleep`` seconds to take first. While a file ``fail`` exists in that
-directory the app answers 500. The body names the call, so a test tells answers apart.
+directory the app answers 500 (streamed in pieces with ``stream``). The body names the call,
+so a test tells answers apart.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ def application(environ: Environ, start_response: StartResponse) -> Iterable[byt
     if "sleep" in asked:
         time.sleep(float(asked["sleep"]))
     if (directory / "fail").exists():
+        if "stream" in asked:  # no length: the head, then the body in pieces
+            start_response("500 Internal Server Error", text_headers())
+            return (b"failed %d\n" % i for i in range(1000))
         body = b"failed\n"
         start_response("500 Internal Server Error", text_headers(body))
         return [body]

@@ -40,7 +40,7 @@ from maitred.front.cachefill import CachedExchange, parse_head, refresh_exchange
 from maitred.front.cachestore import Primary, Store, Stored
 from maitred.front.conditional import preconditions
 from maitred.front.exchange import Exchange
-from maitred.front.states import GONE, RUNNING
+from maitred.front.states import GONE
 from maitred.http.caching import (
     NOT_REPLAYED,
     Fields,
@@ -151,8 +151,9 @@ class Fetch:
         ttl = stale.ttl(now)
         if ttl <= 0 and -ttl > stale.policy.stale_if_error:
             return False
-        if exchange.state is RUNNING and exchange.worker is not None:
-            exchange.worker.cancel(exchange.rid)  # the rest of the app's answer is not wanted
+        worker = exchange.worker
+        if worker is not None and worker.exchanges.get(exchange.rid) is exchange:
+            worker.cancel(exchange.rid)  # the rest of the app's answer is not wanted
         self.cache.serve(exchange, stale, STALE, b"; detail=stale-if-error")
         return True
 
