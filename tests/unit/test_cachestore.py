@@ -42,3 +42,21 @@ def test_variants_and_purges() -> None:
     assert store.remove(lambda _, s: b"product-1" in s.tags) == 1
     assert store.remove(lambda k, _: k[3].startswith(b"/v")) == 2
     assert store.size == 0 and not store.vary
+
+
+def test_replacing_and_evicting_variants_keeps_the_books() -> None:
+    varying = Policy(60, 0, 0, 0, (b"accept-language",), False)
+    store = Store(2 * (ENTRY_OVERHEAD + 10))
+    fr, de = {b"accept-language": [b"fr"]}, {b"accept-language": [b"de"]}
+    store.put(key(b"/v"), fr, stored(b"f" * 10, varying))
+    store.put(key(b"/v"), fr, stored(b"F" * 10, varying))  # replaced, not added
+    assert store.size == ENTRY_OVERHEAD + 10 and store.variants[key(b"/v")] == 1
+    store.put(key(b"/v"), de, stored(b"d" * 10, varying))
+    store.put(key(b"/w"), {}, stored(b"w" * 10))  # evicts fr, the least recently used
+    assert store.get(key(b"/v"), fr) is None
+    found = store.get(key(b"/v"), de)
+    assert found is not None and found.body == b"d" * 10
+    store.put(key(b"/x"), {}, stored(b"x" * 10))  # evicts /w
+    store.put(key(b"/y"), {}, stored(b"y" * 10))  # evicts de: /v has no entry left
+    assert key(b"/v") not in store.vary and key(b"/v") not in store.variants
+    assert store.size == sum(s.size for s in store.entries.values()) <= store.capacity

@@ -27,7 +27,7 @@ Owned by the event loop thread.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from maitred.http.caching import Fields, Policy, secondary_key
@@ -72,6 +72,7 @@ class Store:
         self.evictions = 0
         self.entries: OrderedDict[tuple[Primary, tuple[bytes, ...]], Stored] = OrderedDict()
         self.vary: dict[Primary, tuple[bytes, ...]] = {}  # primary key -> Vary names
+        self.variants: dict[Primary, int] = {}  # primary key -> entries stored under it
 
     def get(self, primary: Primary, request: Fields) -> Stored | None:
         names = self.vary.get(primary)
@@ -91,17 +92,18 @@ class Store:
         names = stored.policy.vary
         if self.vary.get(primary, names) != names:
             self.remove(lambda key, _: key == primary)  # its Vary changed: a new set
-        self.vary[primary] = names
         key = (primary, secondary_key(names, request) if names else ())
         old = self.entries.pop(key, None)
         if old is not None:
-            self.size -= old.size
+            self._forget(primary, old)
         while self.entries and self.size + stored.size > self.capacity:
             (gone_primary, _), gone = self.entries.popitem(last=False)
             self._forget(gone_primary, gone)
             self.evictions += 1
         self.entries[key] = stored
         self.size += stored.size
+        self.vary[primary] = names
+        self.variants[primary] = self.variants.get(primary, 0) + 1
         return True
 
     def remove(self, matches: Callable[[Primary, Stored], bool]) -> int:
@@ -112,13 +114,11 @@ class Store:
         return len(doomed)
 
     def _forget(self, primary: Primary, stored: Stored) -> None:
+        """`stored` (the caller took it out of `entries`) no longer counts."""
         self.size -= stored.size
-        if not any(key[0] == primary for key in self._keys_of(primary)):
+        left = self.variants[primary] - 1
+        if left:
+            self.variants[primary] = left
+        else:
+            del self.variants[primary]
             self.vary.pop(primary, None)
-
-    def _keys_of(self, primary: Primary) -> Iterable[tuple[Primary, tuple[bytes, ...]]]:
-        # Most primary keys have one variant: a walk only when it has several names.
-        names = self.vary.get(primary)
-        if not names:
-            return ()
-        return (key for key in self.entries if key[0] == primary)
