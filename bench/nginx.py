@@ -33,6 +33,7 @@ http {{
     tcp_nodelay on;
     client_max_body_size {max_body};
 {temp_paths}
+{cache_path}
 {upstream}
     server {{
         listen 127.0.0.1:{port}{ssl};
@@ -54,6 +55,16 @@ _PASSES = {
             proxy_set_header Host $host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         }""",
+    # The classic micro-cache: proxy_cache in front of the app, one fetch per key at a time;
+    # the app's Cache-Control (s-maxage) sets the lifetime, proxy_cache_valid where it has none.
+    "proxy-cache": """\
+        location / {
+            proxy_pass http://app;
+            proxy_set_header Host $host;
+            proxy_cache pages;
+            proxy_cache_lock on;
+            proxy_cache_valid 200 60s;
+        }""",
     "uwsgi": """\
         location / {
             include /etc/nginx/uwsgi_params;
@@ -71,6 +82,8 @@ UPSTREAM_MODES = frozenset(_PASSES)
 # at the close); closed before maitred's --keepalive would close them (5 s).
 _KEEPALIVE = " keepalive 32; keepalive_timeout 2s;"
 
+
+_CACHE_PATH = "    proxy_cache_path {path} keys_zone=pages:10m max_size=64m;"
 
 _CERTIFICATE = """\
         ssl_certificate {cert};
@@ -107,6 +120,9 @@ def write_config(
         connections=WORKER_CONNECTIONS,
         max_body=CLIENT_MAX_BODY,
         temp_paths="\n".join(temp_paths),
+        cache_path=_CACHE_PATH.format(path=os.path.join(workdir, "nginx-cache"))
+        if mode == "proxy-cache"
+        else "",
         upstream=_UPSTREAM.format(
             socket=upstream_socket, keepalive=_KEEPALIVE if mode == "fastcgi" else ""
         )

@@ -120,6 +120,16 @@ PROFILES: tuple[Profile, ...] = (
         only=frozenset({"hello"}),
     ),
     Profile(
+        "maitred-cache",
+        f"maitred {WORKERS}x{THREADS}, --cache-size 64M",
+        # The response cache in the front: a cached page answered without the app.
+        ("{python}", "-m", "maitred", "--bind", "{bind}", "--workers", str(WORKERS),
+         "--threads", str(THREADS), "--cache-size", "64M", APP),
+        package="maitred",
+        port_from_log=LISTENING,
+        only=frozenset({"django-cached"}),
+    ),
+    Profile(
         "gunicorn-sync",
         f"gunicorn sync {SLOTS}",
         _GUNICORN_SYNC,
@@ -186,6 +196,15 @@ PROFILES: tuple[Profile, ...] = (
         venv="gunicorn",
         package="gunicorn",
         nginx="proxy",
+    ),
+    Profile(
+        "nginx-cache-gunicorn",
+        f"nginx proxy_cache + gunicorn sync {SLOTS}",
+        _GUNICORN_SYNC,
+        venv="gunicorn",
+        package="gunicorn",
+        nginx="proxy-cache",
+        only=frozenset({"django-cached"}),
     ),
     # An nginx that stays (a shared balancer, another team's rules) and talks to the app server
     # over uwsgi_pass or fastcgi_pass: maitred takes those sockets as they are.

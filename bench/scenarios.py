@@ -218,6 +218,14 @@ SCENARIOS: tuple[Scenario, ...] = (
         run_plain,
         LoadSpec("/django/", CONNECTIONS, 0),
     ),
+    Scenario(
+        "django-cached",
+        "GET the same Django view marked `Cache-Control: s-maxage=60`: hits of the response cache"
+        f" in front (maitred-cache, nginx-cache-gunicorn; the others run the view), {CONNECTIONS}"
+        " connections",
+        run_plain,
+        LoadSpec("/django/cached/", CONNECTIONS, 0),
+    ),
 )
 
 BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from django.urls import path
 
-from bench.djangoapp.views import items
+from bench.djangoapp.views import cached_items, items
 
-urlpatterns = [path("django/", items)]
+urlpatterns = [path("django/", items), path("django/cached/", cached_items)]

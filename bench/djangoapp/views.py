@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.views.decorators.cache import cache_control
 
 from bench.djangoapp.db import CATEGORIES
 from bench.djangoapp.models import Item
@@ -19,3 +20,8 @@ def items(request: HttpRequest) -> HttpResponse:
         category = 0
     rows = Item.objects.filter(category=category).order_by("-price")[:PAGE_ROWS]
     return render(request, "djangoapp/items.html", {"category": category, "items": rows})
+
+
+# The same page, marked for shared caches for a minute (the "cached Django page" scenario):
+# what a site's anonymous list page says when a cache in front may keep it.
+cached_items = cache_control(s_maxage=60)(items)

@@ -31,6 +31,20 @@ SIMPLE = {
     "timed_out": ("maitred_requests_timed_out", "Requests answered 504 (--timeout)."),
     "static_files": ("maitred_static_files", "Files served from --static directories."),
     "static_bytes": ("maitred_static_bytes", "Bytes of the bodies of those files sent."),
+    "cache_hit": ("maitred_cache_hits", "Requests answered from the response cache, fresh."),
+    "cache_stale": (
+        "maitred_cache_stale",
+        "Requests answered from a stale entry (stale-while-revalidate, stale-if-error).",
+    ),
+    "cache_miss": ("maitred_cache_misses", "Cacheable requests that went to the app."),
+    "cache_bypass": (
+        "maitred_cache_bypass",
+        "Requests the cache sent to the app as they were (method, cookie, no-store).",
+    ),
+    "cache_evictions": (
+        "maitred_cache_evictions",
+        "Stored responses dropped to make room (--cache-size).",
+    ),
 }
 
 

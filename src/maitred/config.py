@@ -168,6 +168,23 @@ def _mount(value: Any) -> tuple[str, str]:
     return prefix, directory.strip()
 
 
+def _cache_rule(value: Any) -> tuple[str, float]:
+    """URL prefix and freshness of a cache rule, `/prefix=SECONDS`."""
+    prefix, sep, seconds = _str(value).partition("=")
+    prefix = prefix.strip()
+    if not sep or not prefix.startswith("/") or any(c in prefix for c in "?# "):
+        raise ValueError
+    return prefix, _seconds(seconds.strip())
+
+
+def _cookie_name(value: Any) -> str:
+    """a cookie name"""
+    text = _str(value).strip()
+    if not text or any(c in text for c in ' ;=,"\t'):
+        raise ValueError
+    return text
+
+
 def _optional_bind(value: Any) -> str:
     """an address, or empty"""
     text = _str(value).strip()
@@ -823,8 +840,8 @@ class Config:
         '`{remote_addr} {request_id} "{request}" {status} {request_time}`. Fields: '
         "remote_addr, remote_port, remote_user, time_local, time_iso8601, method, target, "
         "path, query, protocol, request, status, body_bytes, referer, user_agent, host, "
-        "scheme, request_id, queue_time, app_time, request_time (seconds), and http_NAME for "
-        "any request header (http_x_forwarded_for).",
+        "scheme, request_id, cache_status (hit, stale, miss, bypass), queue_time, app_time, "
+        "request_time (seconds), and http_NAME for any request header (http_x_forwarded_for).",
         _log_format,
         "--access-log-format",
         section="Logging",
@@ -909,6 +926,88 @@ class Config:
         section="Static files",
         metavar="BYTES",
         reloads=FRONTS,
+    )
+    cache_size: int = setting(
+        0,
+        "Bytes of memory for the response cache of each front (per app when set in an "
+        "app's table): GET and HEAD responses the app marks cacheable (Cache-Control "
+        "s-maxage, max-age, Expires; CDN-Cache-Control first) are answered by the front "
+        "itself until they go stale, without an app thread. Least recently used entries go "
+        "first; the size is a hard bound. 0 (the default) turns the cache off.",
+        _size,
+        "--cache-size",
+        section="Caching",
+        metavar="BYTES",
+        reloads=FRONTS,
+        per_app=True,
+    )
+    cache_max_object: int = setting(
+        1 << 20,
+        "Largest response body the cache stores, in bytes; larger ones always go to the app.",
+        _size,
+        "--cache-max-object",
+        section="Caching",
+        metavar="BYTES",
+        reloads=FRONTS,
+        per_app=True,
+    )
+    cache_rule: tuple[tuple[str, float], ...] = setting(
+        (),
+        "Freshness, in seconds, of the responses under a URL path prefix that say nothing of "
+        "their own (`--cache-rule /news=1`: nginx's proxy_cache_valid; repeatable, the "
+        "longest prefix wins). A response's own Cache-Control or Expires always wins, and "
+        "the cookie and Authorization rules still hold.",
+        _list_of(_cache_rule, "list of PREFIX=SECONDS"),
+        "--cache-rule",
+        section="Caching",
+        metavar="PREFIX=SECONDS",
+        reloads=FRONTS,
+        per_app=True,
+    )
+    cache_bypass_cookie: tuple[str, ...] = setting(
+        (),
+        "A request carrying a cookie of this name always goes to the app and its response "
+        "is never stored (`--cache-bypass-cookie sessionid` for Django's logged-in users; "
+        "repeatable).",
+        _list_of(_cookie_name, "list of cookie names"),
+        "--cache-bypass-cookie",
+        section="Caching",
+        metavar="NAME",
+        reloads=FRONTS,
+        per_app=True,
+    )
+    cache_status_header: bool = setting(
+        False,
+        "Add the Cache-Status header of RFC 9211 to the responses of cached apps "
+        "(`maitred; hit; ttl=42`, `maitred; fwd=miss; stored`, `maitred; fwd=stale`...).",
+        _bool,
+        "--cache-status-header",
+        section="Caching",
+        reloads=FRONTS,
+        per_app=True,
+    )
+    cache_stale_if_error: float = setting(
+        0.0,
+        "Seconds past its freshness a stored response may stand in for the app's 5xx, a "
+        "timeout or a 503 of a full queue, when the response names no stale-if-error of its "
+        "own (RFC 5861). 0: only when the response says so.",
+        _seconds,
+        "--cache-stale-if-error",
+        section="Caching",
+        metavar="SECONDS",
+        reloads=FRONTS,
+        per_app=True,
+    )
+    cache_lock_timeout: float = setting(
+        5.0,
+        "Seconds a request for a page being fetched waits for that fetch (misses of one key "
+        "make one app request: nginx's proxy_cache_lock) before it goes to the app itself.",
+        _seconds,
+        "--cache-lock-timeout",
+        section="Caching",
+        metavar="SECONDS",
+        reloads=FRONTS,
+        per_app=True,
     )
     forwarded_allow_ips: tuple[str, ...] = setting(
         ("127.0.0.1", "::1"),

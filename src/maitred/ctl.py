@@ -99,6 +99,7 @@ def _read_answer(sock: socket.socket) -> bytes:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="maitred ctl",
+        allow_abbrev=False,  # a command's own --p... is not ctl's --pidfile
         description="Drive a running maitred master over its control socket.",
         epilog="commands: " + ", ".join(ctlview.USAGES),
     )
@@ -117,7 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     parser = build_parser()
-    options = parser.parse_args(argv)
+    # What is not ctl's own is the command's, options included (`cache purge --url /x`),
+    # while ctl's own may come anywhere (`top --once`).
+    options, theirs = parser.parse_known_args(argv)
+    options.args = [*options.args, *theirs]
     try:
         path = find_socket(options.socket, options.pidfile)
         if options.command == "top" and not options.once and not options.json:

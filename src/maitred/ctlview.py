@@ -21,6 +21,7 @@ USAGES = (
     "undrain",
     "stop",
     "help",
+    "cache purge (--url URL | --prefix PATH | --tag TAG) [--app NAME]",
 )
 
 

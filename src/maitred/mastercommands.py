@@ -34,7 +34,7 @@ import signal
 import time
 from typing import TYPE_CHECKING, Any
 
-from maitred import control, ctlwire, scaling, upgrade
+from maitred import cachecommands, control, ctlwire, scaling, upgrade
 from maitred.children import WorkerChild
 from maitred.control import Command, CommandError, Commands, ControlServer, Pending
 from maitred.status import StacksPart
@@ -91,6 +91,7 @@ class MasterCommands:
             Command("help", lambda args: self.commands.help(), "", "the commands"),
         ):
             self.commands.register(command)
+        cachecommands.register(self.commands, arbiter)
 
     # --- reading ---
 

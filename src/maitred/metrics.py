@@ -103,7 +103,13 @@ class Collector(CollectorBase):
             )
             for name in DURATIONS
         }
+        stored = GaugeMetricFamily(
+            "maitred_cache_stored_bytes",
+            "Bytes the response cache holds, over the living fronts.",
+            labels=["app"],
+        )
         for app in apps:
+            stored.add_metric([app], self._stored_bytes(app))
             total = self.book.totals(app)
             for (cls, method), n in sorted(total.get("requests", {}).items()):
                 requests.add_metric([app, cls, method], n)
@@ -112,7 +118,14 @@ class Collector(CollectorBase):
             for name, histogram in histograms.items():
                 counts, seconds = total.get("histograms", {}).get(name, [[0], 0.0])
                 histogram.add_metric([app], _cumulative(counts), seconds)
-        yield from (requests, *simple.values(), *histograms.values())
+        yield from (requests, *simple.values(), *histograms.values(), stored)
+
+    def _stored_bytes(self, app: str) -> int:
+        """A gauge: the living fronts' figures only (an exited front's memory is gone)."""
+        return sum(
+            int(apps.get(app, {}).get("cache_stored_bytes", 0))
+            for apps in self.book.fronts.values()
+        )
 
     def _pools(self, apps: list[str]) -> Iterator[Metric]:
         workers = GaugeMetricFamily(

@@ -51,7 +51,13 @@ def test_a_value_on_a_bound_falls_in_that_bucket_and_labels_stay_few() -> None:
     for took in (0.001, 0.0011, 30.0, 31.0):
         head = SimpleNamespace(method=b"BREW")
         exchange = SimpleNamespace(
-            status=200, head=head, source="app", started=0.0, dispatched=0, app_done=0
+            status=200,
+            head=head,
+            source="app",
+            started=0.0,
+            dispatched=0,
+            app_done=0,
+            cache="",
         )
         counters.count(exchange, took)  # type: ignore[arg-type]
     total = counters.buckets[DURATIONS.index("total")]

@@ -66,6 +66,7 @@ class Entry:
     __slots__ = (
         "app",
         "app_done",
+        "cache",
         "complete",
         "dispatched",
         "ended",
@@ -92,6 +93,7 @@ class Entry:
         self.sent = sent
         self.request_id = ""
         self.app = ""  # the app that served it, of several (maitred.apps)
+        self.cache = ""  # what the response cache made of it (maitred.front.cache)
         self.started = self.complete = self.dispatched = self.app_done = self.ended = ended
         self.wall = time.time()
 
@@ -100,6 +102,7 @@ class Entry:
         entry = cls(exchange.head, exchange.peer, exchange.status, exchange.sent, now)
         entry.request_id = exchange.request_id
         entry.app = exchange.app
+        entry.cache = exchange.cache
         entry.started = exchange.started
         entry.complete = exchange.complete
         entry.dispatched = exchange.dispatched or exchange.complete
@@ -188,6 +191,7 @@ FIELDS: dict[str, Callable[[Entry], str]] = {
     "scheme": lambda e: e.peer[4],
     "request_id": lambda e: e.request_id or "-",
     "app": lambda e: e.app or "-",
+    "cache_status": lambda e: e.cache or "-",
     "queue_time": lambda e: _DURATION % (e.dispatched - e.complete),
     "app_time": lambda e: _DURATION % (e.app_done - e.dispatched),
     "request_time": lambda e: _DURATION % (e.ended - e.started),

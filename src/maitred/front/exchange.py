@@ -60,6 +60,7 @@ from maitred.http.parser import RequestHead
 from maitred.http.response import LAST_CHUNK, chunk
 
 if TYPE_CHECKING:
+    from maitred.front.cache import Fetch
     from maitred.front.connection import ClientConnection
     from maitred.front.dispatcher import WorkerConnection
     from maitred.front.limits import Limiter
@@ -88,6 +89,8 @@ class Exchange:
         "app",
         "app_done",
         "body",
+        "cache",
+        "cache_fetch",
         "chunked",
         "client_wait",
         "complete",
@@ -157,6 +160,10 @@ class Exchange:
         # when it ends, and when a request within a rate's burst may go on (0: at once).
         self.limit_held: tuple[Limiter, int] | None = None
         self.not_before = 0.0
+        # What the response cache made of it (maitred.front.cache), for the log and metrics;
+        # and its record of the app's response (set only on that way: see front/cachefill.py).
+        self.cache = ""
+        self.cache_fetch: Fetch | None
 
     @property
     def queue_time(self) -> float:

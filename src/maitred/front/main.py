@@ -43,6 +43,7 @@ from maitred.front.accept import (
 )
 from maitred.front.accesslog import AccessLog
 from maitred.front.apptable import AppTable
+from maitred.front.commands import CommandReader
 from maitred.front.connection import ClientConnection
 from maitred.front.dispatcher import Dispatcher
 from maitred.front.exchange import HEALTH, Exchange
@@ -142,7 +143,9 @@ class Front:
         self.table = AppTable(self)  # what else it keeps per app; new tables at run time
         # --stats-bind: what it answers, counted per app for the master (front/metrics.py).
         self.counters = (
-            FrontCounters((app.name, app.label) for app in self.apps) if cfg.stats_bind else None
+            FrontCounters(((app.name, app.label) for app in self.apps), self.router.caches)
+            if cfg.stats_bind
+            else None
         )
         self.activity = (  # and the requests it holds, for the status page (front/inflight.py)
             Activity(((app.name, app.label) for app in self.apps), self.dispatchers)
@@ -417,14 +420,16 @@ def run_front(
     control: socket.socket | None = None,
     limit_table: LimitTable | None = None,
     hold: Hold | None = None,
+    command_fd: int = -1,
 ) -> int:
     """Main of a front process (after fork); `links` are its link listeners by app, `name`
     says which front (maitred.frontplan), `status_fd` is the write end of its status pipe to
     the master, `found` the apps it serves (default: the one of `cfg`), `protocols` what
-    each listener speaks (maitred.sockets), `tls` its TLS listeners and context, if any, and
+    each listener speaks (maitred.sockets), `tls` its TLS listeners and context, if any,
     `control` its end of the channel on which the master sends new tables of apps
     (maitred.frontapps), `limit_table` the limits' table it shares with the other fronts
-    (maitred.frontset), `hold` the operator's drain (maitred.readiness.Hold)."""
+    (maitred.frontset), `hold` the operator's drain (maitred.readiness.Hold), and
+    `command_fd` the read end of the master's commands to it (maitred.front.commands)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; master decides
     # uvloop listens for signals only once the loop runs: one that came before (a TERM from a
     # master that stops at once, its app failing to import) would be lost, and the master
@@ -452,6 +457,8 @@ def run_front(
         front.status_fd = status_fd
     if control is not None:
         front.table.listen(control)
+    if command_fd >= 0:
+        CommandReader.start(loop, command_fd, front.router.caches)
     try:
         loop.run_until_complete(front.serve(listeners, links, protocols))
         front.report_metrics()  # the last counts: the master keeps them past this front

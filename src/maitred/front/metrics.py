@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from maitred.front.exchange import STATIC
@@ -32,6 +32,7 @@ from maitred.front.states import HEAD_SENT, WAITING, ConnState
 from maitred.status import BUCKETS, DURATIONS
 
 if TYPE_CHECKING:
+    from maitred.front.cache import ResponseCache
     from maitred.front.connection import ClientConnection
     from maitred.front.exchange import Exchange
 
@@ -82,6 +83,7 @@ class AppCounters:
 
     __slots__ = (
         "buckets",
+        "cache",
         "requests",
         "shed",
         "static_bytes",
@@ -100,6 +102,8 @@ class AppCounters:
         self.timed_out = 0
         self.static_files = 0
         self.static_bytes = 0  # of the files' bodies sent
+        # What the response cache made of requests (maitred.front.cache.OUTCOMES).
+        self.cache: dict[str, int] = {}
 
     def count(self, exchange: Exchange, now: float) -> None:
         status = exchange.status
@@ -110,6 +114,9 @@ class AppCounters:
         if status >= SHED:
             self.shed += status == SHED
             self.timed_out += status == TIMED_OUT
+        if exchange.cache:  # "" when the app has no response cache
+            cache = self.cache
+            cache[exchange.cache] = cache.get(exchange.cache, 0) + 1
         if exchange.source == STATIC and status < 400:  # a file it sent (not a 404, a 403)
             self.static_files += 1
             self.static_bytes += exchange.sent
@@ -145,14 +152,19 @@ class AppCounters:
             "timed_out": self.timed_out,
             "static_files": self.static_files,
             "static_bytes": self.static_bytes,
+            **{f"cache_{outcome}": n for outcome, n in self.cache.items()},
         }
 
 
 class FrontCounters:
     """The counters of every app a front serves, found by the label its exchanges carry."""
 
-    def __init__(self, apps: Iterable[tuple[str, str]]) -> None:
-        """`apps`: (pool name, label) of each app; the only app's exchanges carry no label."""
+    def __init__(
+        self, apps: Iterable[tuple[str, str]], caches: Mapping[str, ResponseCache] | None = None
+    ) -> None:
+        """`apps`: (pool name, label) of each app; the only app's exchanges carry no label.
+        `caches`: the response caches of the apps that have one, by pool name."""
+        self.caches = caches or {}
         pairs = list(apps)
         self.by_name = {name: AppCounters() for name, _ in pairs}
         self._by_label = {label: self.by_name[name] for name, label in pairs}
@@ -177,4 +189,8 @@ class FrontCounters:
             if phase is not None:
                 states[phase] += 1
         apps = [counters.snapshot(name) for name, counters in self.by_name.items()]
+        for figures in apps:
+            cache = self.caches.get(figures["app"])
+            if cache is not None:
+                figures.update(cache.figures())
         return [*apps, {"app": None, "connections": states}]

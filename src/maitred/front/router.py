@@ -32,6 +32,7 @@ import random
 import re
 from typing import TYPE_CHECKING, NamedTuple
 
+from maitred.front.cache import ResponseCache
 from maitred.front.exchange import STATIC
 from maitred.front.proxy import FORWARDED_FIELDS, Forwarded, TrustedPeers
 from maitred.front.routes import Routes
@@ -43,6 +44,7 @@ from maitred.http.framing import CRLF
 from maitred.http.response import head_start
 
 if TYPE_CHECKING:
+    from maitred.apps import App
     from maitred.front.dispatcher import Dispatcher
     from maitred.front.exchange import Exchange
     from maitred.front.main import Front
@@ -60,6 +62,7 @@ class Target(NamedTuple):
     app: str  # its name as logs show it ("": the server's only app)
     dispatcher: Dispatcher
     static: StaticFiles | None
+    cache: ResponseCache | None  # --cache-size: its response cache
 
 
 class Router:
@@ -72,6 +75,7 @@ class Router:
         self.date = front.date
         self.health = front.health  # --health-path, answered before routing
         self.rules: Rules | None = None
+        self.caches: dict[str, ResponseCache] = {}
         self.use_apps(front)
         name = cfg.request_id_header.encode("latin-1")
         self.id_name = name.lower()
@@ -92,12 +96,19 @@ class Router:
                 StaticFiles(app.cfg.replace(static_cache_size=cache), front.date)
                 if app.cfg.static
                 else None,
+                self._cache(front, app),
             )
             for app in front.apps
         ]
         # The server's only app takes every request: no lookup on the way of each.
         implicit = len(front.apps) == 1 and front.apps[0].implicit
         self.single = targets[0] if implicit else None
+        # Each app's response cache, by pool name, for purges and metrics: one dict, updated
+        # in place, since the purges' reader and the counters hold it.
+        self.caches.clear()
+        self.caches.update(
+            (app.name, t.cache) for app, t in zip(front.apps, targets, strict=True) if t.cache
+        )
         self.routes = Routes(
             [(a.route, a.prefix, t) for a, t in zip(front.apps, targets, strict=True)]
         )
@@ -108,6 +119,16 @@ class Router:
             Rules(cfg, apps, front.health, front.limit_table) if Rules.wanted(cfg, apps) else None
         )
         front.limits = dataclasses.replace(front.limits, body=parser_body_limit(cfg, apps))
+
+    def _cache(self, front: Front, app: App) -> ResponseCache | None:
+        """The app's response cache: the one it has, its pages kept, while its settings
+        stay the same across new tables of apps."""
+        if not app.cfg.cache_size:
+            return None
+        cache = self.caches.get(app.name)
+        if cache is not None and cache.cfg == app.cfg:
+            return cache
+        return ResponseCache(front, app.cfg, app.label, front.dispatchers[app.name])
 
     def head(self, exchange: Exchange) -> Refusal | None:
         """Settle, once its head is complete and before its body is read, who sent the
@@ -162,6 +183,10 @@ class Router:
                 exchange.source = STATIC
                 static.serve(exchange, mount)
                 return
+        cache = target.cache
+        if cache is not None:
+            cache.handle(exchange)
+            return
         target.dispatcher.submit(exchange)
 
     def _hold(self, exchange: Exchange) -> bool:

@@ -12,4 +12,7 @@ urlpatterns = [
     path("upload/", views.upload),
     path("stream/", views.stream),
     path("download/", views.download),
+    path("shared/", views.shared_page),
+    path("login/", views.login),
+    path("account/", views.account),
 ]

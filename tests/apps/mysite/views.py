@@ -6,6 +6,7 @@ import os
 from django.conf import settings
 from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
+from django.views.decorators.cache import cache_control
 from django.views.decorators.csrf import csrf_exempt
 
 from mysite.models import Entry
@@ -52,3 +53,33 @@ def download(request: HttpRequest) -> FileResponse:
         partial.write_bytes(download_bytes(size))
         partial.replace(path)
     return FileResponse(open(path, "rb"), content_type="application/octet-stream")
+
+
+def _count_call(name: str) -> int:
+    """Append to a file in the data directory: tests count the requests that reached Django."""
+    with open(settings.DATA_DIR / f"{name}-calls", "a+") as calls:
+        calls.write("call\n")
+        calls.seek(0)
+        return len(calls.readlines())
+
+
+@cache_control(s_maxage=60)
+def shared_page(request: HttpRequest) -> HttpResponse:
+    """A page a shared cache may keep a minute; it greets the session's user, so reading the
+    session makes Django add Vary: Cookie."""
+    user = request.session.get("user", "anonymous")
+    return HttpResponse(f"page for {user}, call {_count_call('shared')}", content_type="text/plain")
+
+
+def login(request: HttpRequest) -> HttpResponse:
+    """`?name=`: a session for that user (Set-Cookie: sessionid)."""
+    request.session["user"] = request.GET["name"]
+    return HttpResponse(f"logged in as {request.GET['name']}", content_type="text/plain")
+
+
+def account(request: HttpRequest) -> HttpResponse:
+    """A page that uses the session and says nothing of caching."""
+    request.session["visits"] = visits = request.session.get("visits", 0) + 1
+    user = request.session.get("user", "anonymous")
+    text = f"account of {user}, visit {visits}, call {_count_call('account')}"
+    return HttpResponse(text, content_type="text/plain")

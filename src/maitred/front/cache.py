@@ -1,0 +1,403 @@
+"""The response cache: a front answers the pages its app marks cacheable, without the app.
+
+Theory of operation
+-------------------
+An app with --cache-size has one :class:`ResponseCache` per front; the router hands it each of
+the app's requests instead of the dispatcher (one check when the cache is off: the router's
+target has no cache). :meth:`ResponseCache.handle` decides, in this order:
+
+1. **Bypass** (to the app, nothing stored): a method other than GET and HEAD (an unsafe one
+   also drops the stored responses of its target, RFC 9111 section 4.4); a cookie named by
+   --cache-bypass-cookie; a request that says ``no-store``; one with Authorization when the
+   stored response does not allow sharing it.
+2. **Hit**: a fresh stored response for the key (maitred.front.cachestore says what the key is)
+   is written by the front at once, with a new Date and Age; 304 when the request's
+   If-None-Match or If-Modified-Since match the stored validators.
+3. **Stale, while revalidating**: a stored response past its lifetime but within its
+   stale-while-revalidate is written at once too, and one refresh, with no client of its own
+   (maitred.front.cachefill.NoClient), goes to the app if none is under way.
+4. **Miss**: if a fetch for the same key is under way (a :class:`Fetch`), the request waits for
+   it, up to --cache-lock-timeout, and is then answered from what it stored, or goes to the app
+   if it stored nothing. Otherwise the request itself becomes the fetch: it goes to the app as
+   a :class:`maitred.front.cachefill.CachedExchange`, which records the response and, if the
+   app fails and a stale entry allows it (stale-if-error), answers from that entry.
+
+Every answer says how it was made: ``Exchange.cache`` for the access log and the metrics
+(hit, stale, miss, bypass), and with --cache-status-header the ``Cache-Status`` field of RFC
+9211. Purges (:meth:`ResponseCache.purge`) drop entries by URL, prefix or tag.
+
+Owned by the event loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from maitred.front.cachefill import CachedExchange, parse_head, refresh_exchange
+from maitred.front.cachestore import Primary, Store, Stored
+from maitred.front.conditional import preconditions
+from maitred.front.exchange import Exchange
+from maitred.front.states import GONE
+from maitred.http.caching import (
+    NOT_REPLAYED,
+    Fields,
+    Policy,
+    RequestRule,
+    http_date,
+    policy,
+    request_rule,
+)
+from maitred.http.framing import CONTENT_LENGTH
+
+if TYPE_CHECKING:
+    from maitred.config import Config
+    from maitred.front.dispatcher import Dispatcher
+    from maitred.front.main import Front
+
+# What became of a request, as the access log and the metrics say it.
+HIT, STALE, MISS, BYPASS = "hit", "stale", "miss", "bypass"
+OUTCOMES = (HIT, STALE, MISS, BYPASS)
+GET, HEAD = b"GET", b"HEAD"
+SAFE_METHODS = frozenset((GET, HEAD, b"OPTIONS", b"TRACE"))
+NOT_MODIFIED = 304
+NOT_MODIFIED_LINE = b"HTTP/1.1 304 Not Modified\r\n"
+# The fields a 304 repeats from the stored response (RFC 9110 section 15.4.5).
+NOT_MODIFIED_FIELDS = frozenset(
+    (b"cache-control", b"cdn-cache-control", b"content-location", b"etag", b"expires", b"vary")
+)
+TAG_FIELDS = (b"cache-tag", b"surrogate-key")
+# If-Modified-Since never matches a response without Last-Modified: a time past any date.
+NEVER = 2**62
+STATUS_FIELD = b"Cache-Status: maitred; "
+Matcher = Callable[[Primary, Stored], bool]
+
+
+class Fetch:
+    """One request to the app whose response the cache records, and who waits for it."""
+
+    def __init__(
+        self, cache: ResponseCache, primary: Primary, stale: Stored | None, record: bool
+    ) -> None:
+        self.cache = cache
+        self.primary = primary
+        self.stale = stale  # what may stand in for the app's errors
+        self.storing = record  # the response is still to be stored
+        self.request: Fields = {}
+        self.sent_at = time.time()  # RFC 9111's request_time
+        self.waiters: list[Exchange] = []
+        self.timer: asyncio.TimerHandle | None = None
+        self.status = 0
+        self.length = -1  # the Content-Length the app declared (-1: none)
+        self.status_line = b""
+        self.fields: Fields = {}
+        self.lines: list[bytes] = []
+        self.policy: Policy | None = None
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.complete = False  # the whole response came, and went to its client
+        self.swallowing = False  # a 5xx answered from the stale entry: its frames are dropped
+        self.failed = False
+        self.ended = False
+
+    def head(self, exchange: Exchange, status: int, length: int, head: bytes) -> bytes:
+        """The app's response head: decide whether it is stored; the head to send."""
+        cache = self.cache
+        self.status, self.length = status, length
+        if self.storing:
+            self.status_line, self.fields, self.lines = parse_head(head)
+            decided = policy(
+                GET,
+                status,
+                exchange.head.fields,
+                self.fields,
+                self.sent_at,
+                time.time(),
+                cache.rule_for(exchange.head.target),
+                cache.cfg.cache_stale_if_error,
+            )
+            fits = length <= cache.cfg.cache_max_object
+            self.policy = decided if isinstance(decided, Policy) and fits else None
+            self.storing = self.policy is not None
+        if not cache.status_header:
+            return head
+        said = b"fwd=stale" if self.stale is not None else b"fwd=miss"
+        if exchange.cache == BYPASS:
+            said = b"fwd=bypass"
+        stored = b"; stored" if self.storing else b""
+        return head + STATUS_FIELD + said + b"; fwd-status=%d%s\r\n" % (status, stored)
+
+    def body(self, data: bytes) -> None:
+        if not self.storing:
+            return
+        self.size += len(data)
+        if self.size > self.cache.cfg.cache_max_object:
+            self.storing = False
+            self.chunks = []
+            return
+        self.chunks.append(data)
+
+    def stand_in(self, exchange: Exchange) -> bool:
+        """The app failed: answer from the stale entry if its stale-if-error allows; True when
+        it was answered so."""
+        self.failed = True
+        self.storing = False
+        stale = self.stale
+        if stale is None or exchange.state in GONE:
+            return False
+        now = self.cache.loop.time()
+        ttl = stale.ttl(now)
+        if ttl <= 0 and -ttl > stale.policy.stale_if_error:
+            return False
+        worker = exchange.worker
+        if worker is not None and worker.exchanges.get(exchange.rid) is exchange:
+            worker.cancel(exchange.rid)  # the rest of the app's answer is not wanted
+        self.cache.serve(exchange, stale, STALE, b"; detail=stale-if-error")
+        return True
+
+    def over(self, exchange: Exchange) -> None:
+        """Its exchange is over (answered, cancelled): store, then let the waiters go on."""
+        if self.ended:
+            return
+        self.ended = True
+        if self.timer is not None:
+            self.timer.cancel()
+        cache = self.cache
+        if cache.fetches.get(self.primary) is self:
+            del cache.fetches[self.primary]
+        # A body that did not pass here whole (a file the front sent itself with sendfile, a
+        # response cut short) is not stored.
+        whole = self.length < 0 or self.size == self.length
+        if self.storing and self.complete and whole and self.policy is not None:
+            cache.keep(self, exchange.head.fields)
+        cache.release(self)
+
+
+class ResponseCache:
+    """One app's response cache in one front (see the module docstring)."""
+
+    def __init__(self, front: Front, cfg: Config, app: str, dispatcher: Dispatcher) -> None:
+        self.front = front
+        self.loop = front.loop
+        self.date = front.date
+        self.cfg = cfg
+        self.app = app
+        self.dispatcher = dispatcher
+        self.store = Store(cfg.cache_size)
+        self.fetches: dict[Primary, Fetch] = {}
+        self.status_header = cfg.cache_status_header
+        self.bypass_cookies = tuple(name.encode("latin-1") for name in cfg.cache_bypass_cookie)
+        # Longest prefix first: the first that matches is the rule.
+        self.rules = sorted(
+            ((prefix.encode("latin-1"), ttl) for prefix, ttl in cfg.cache_rule),
+            key=lambda rule: len(rule[0]),
+            reverse=True,
+        )
+
+    # --- deciding ---
+
+    def handle(self, exchange: Exchange, waited: bool = False) -> None:
+        head = exchange.head
+        method = head.method
+        fields = head.fields
+        if method != GET and method != HEAD:
+            if method not in SAFE_METHODS:
+                self.store.remove(self._target_matches(self.primary(exchange)))
+            self.forward(exchange, None, BYPASS)
+            return
+        rule = request_rule(fields)
+        if rule is RequestRule.NO_STORE or (self.bypass_cookies and self._bypass_cookie(fields)):
+            self.forward(exchange, None, BYPASS)
+            return
+        primary = self.primary(exchange)
+        stored = self.store.get(primary, fields)
+        if (
+            stored is not None
+            and b"authorization" in fields
+            and not stored.policy.shared_with_authorization
+        ):
+            self.forward(exchange, None, BYPASS)
+            return
+        if stored is not None and rule is RequestRule.ANY:
+            ttl = stored.ttl(self.loop.time())
+            if ttl > 0:
+                self.serve(exchange, stored, HIT)
+                return
+            if -ttl <= stored.policy.stale_while_revalidate:
+                self.serve(exchange, stored, STALE, b"; detail=stale-while-revalidate")
+                if primary not in self.fetches:
+                    self._refresh(exchange, primary, stored)
+                return
+        fetch = self.fetches.get(primary)
+        if fetch is not None and not waited and rule is RequestRule.ANY:
+            fetch.waiters.append(exchange)
+            return
+        record = fetch is None and method == GET
+        self.forward(exchange, self._fetch(primary, stored, record), MISS)
+
+    def primary(self, exchange: Exchange) -> Primary:
+        hosts = exchange.head.fields.get(b"host")
+        host = hosts[0].lower() if hosts else b""
+        return (exchange.peer[4], host, self.app, exchange.head.target)
+
+    def rule_for(self, target: bytes) -> float | None:
+        for prefix, ttl in self.rules:
+            if target.startswith(prefix):
+                return ttl
+        return None
+
+    def _bypass_cookie(self, fields: Fields) -> bool:
+        for line in fields.get(b"cookie", ()):
+            for pair in line.split(b";"):
+                if pair.partition(b"=")[0].strip() in self.bypass_cookies:
+                    return True
+        return False
+
+    # --- to the app ---
+
+    def _fetch(self, primary: Primary, stale: Stored | None, record: bool) -> Fetch:
+        fetch = Fetch(self, primary, stale, record)
+        if record:
+            self.fetches[primary] = fetch
+            timeout = self.cfg.cache_lock_timeout
+            fetch.timer = self.loop.call_later(timeout, self._lock_timed_out, fetch)
+        return fetch
+
+    def forward(self, exchange: Exchange, fetch: Fetch | None, outcome: str) -> None:
+        """Send `exchange` to the app, recording its response when `fetch` says so."""
+        exchange.cache = outcome
+        if fetch is None:
+            fetch = Fetch(self, self.primary(exchange), None, False)
+        exchange.cache_fetch = fetch
+        exchange.__class__ = CachedExchange  # adds no slots: see maitred.front.cachefill
+        self.dispatcher.submit(exchange)
+
+    def _refresh(self, model: Exchange, primary: Primary, stored: Stored) -> None:
+        """One request for the app that nobody waits for: stale-while-revalidate."""
+        if model.head.method != GET:
+            return  # a HEAD's answer has no body to store: the next GET refreshes it
+        exchange = refresh_exchange(self.front, model)
+        exchange.cache = MISS
+        exchange.cache_fetch = self._fetch(primary, stored, True)
+        self.dispatcher.submit(exchange)
+
+    def _lock_timed_out(self, fetch: Fetch) -> None:
+        """The fetch takes too long: those who wait for it go to the app themselves."""
+        fetch.timer = None
+        waiters, fetch.waiters = fetch.waiters, []
+        for exchange in waiters:
+            if exchange.state not in GONE:
+                self.forward(exchange, Fetch(self, fetch.primary, fetch.stale, False), MISS)
+
+    def release(self, fetch: Fetch) -> None:
+        """A fetch is over: its waiters are answered from what it stored, or go on."""
+        for exchange in fetch.waiters:
+            if exchange.state in GONE:
+                continue  # its client left while it waited
+            if fetch.failed and fetch.stale is not None and fetch.stand_in(exchange):
+                continue
+            self.handle(exchange, waited=True)
+        fetch.waiters = []
+
+    # --- storing and answering ---
+
+    def keep(self, fetch: Fetch, request: Fields) -> None:
+        assert fetch.policy is not None
+        replayed = []
+        not_modified = []
+        id_name = self.front.router.id_name
+        for line in fetch.lines:
+            name = line.partition(b":")[0].strip().lower()
+            if not name or name in NOT_REPLAYED or name == id_name or name == b"cache-status":
+                continue
+            replayed.append(line + b"\r\n")
+            if name in NOT_MODIFIED_FIELDS:
+                not_modified.append(line + b"\r\n")
+        fields = fetch.fields
+        tags = frozenset(
+            tag for name in TAG_FIELDS for line in fields.get(name, ()) for tag in line.split()
+        )
+        stored = Stored(
+            fetch.status,
+            fetch.status_line,
+            b"".join(replayed),
+            b"".join(fetch.chunks),
+            (fields.get(b"etag") or [b""])[0],
+            (fields.get(b"last-modified") or [b""])[0],
+            fetch.policy,
+            self.loop.time(),
+            frozenset(t.strip(b",") for t in tags),
+            not_modified=b"".join(not_modified),
+        )
+        self.store.put(fetch.primary, request, stored)
+
+    def serve(self, exchange: Exchange, stored: Stored, outcome: str, detail: bytes = b"") -> None:
+        """Answer `exchange` from `stored`, now."""
+        exchange.cache = outcome
+        now = self.loop.time()
+        status, body = stored.status, stored.body
+        lines = [stored.status_line, stored.fields]
+        if self._not_modified(exchange.head.fields, stored):
+            status, body = NOT_MODIFIED, b""
+            lines = [NOT_MODIFIED_LINE, stored.not_modified]
+        else:
+            lines.append(CONTENT_LENGTH % len(body))
+        lines += (b"Date: ", self.date.get(), b"\r\nAge: %d\r\n" % max(0, stored.age(now)))
+        if self.status_header:
+            said = b"hit; ttl=%d%s\r\n" % (stored.ttl(now), detail)
+            lines += (STATUS_FIELD, said)
+        lines.append(exchange.extra_head)
+        length = len(body) if status != NOT_MODIFIED else -1
+        # The plain method: a CachedExchange answered from a stale entry is not recorded.
+        Exchange.respond_full(exchange, status, length, b"".join(lines), body)
+
+    @staticmethod
+    def _not_modified(fields: Fields, stored: Stored) -> bool:
+        if b"if-none-match" not in fields and b"if-modified-since" not in fields:
+            return False
+        asked: dict[bytes, bytes] = {
+            name: fields[name][0]
+            for name in (b"if-none-match", b"if-modified-since")
+            if name in fields
+        }
+        modified = http_date(stored.last_modified) if stored.last_modified else None
+        mtime = NEVER if modified is None else int(modified)
+        return preconditions(asked, stored.etag, stored.last_modified, mtime) == NOT_MODIFIED
+
+    # --- purging ---
+
+    @staticmethod
+    def _target_matches(primary: Primary) -> Matcher:
+        def matches(key: Primary, _: Stored) -> bool:
+            return key[:3] == primary[:3] and key[3] == primary[3]
+
+        return matches
+
+    def purge(self, url: str = "", prefix: str = "", tag: str = "") -> int:
+        """Drop the entries of a URL (a path and query, or a whole URL), under a path prefix,
+        or carrying a tag; how many went."""
+        if url:
+            return self.store.remove(_url_matcher(url))
+        if prefix:
+            start = prefix.encode("latin-1")
+            return self.store.remove(lambda key, _: key[3].startswith(start))
+        wanted = tag.encode("latin-1")
+        return self.store.remove(lambda _, stored: wanted in stored.tags)
+
+    def figures(self) -> dict[str, int]:
+        """What the metrics report of this cache's memory (the outcomes are counted with
+        each request: maitred.front.metrics)."""
+        return {"cache_stored_bytes": self.store.size, "cache_evictions": self.store.evictions}
+
+
+def _url_matcher(url: str) -> Matcher:
+    """Whether a primary key is `url`'s: a target alone matches it on every host and scheme."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        target = url.encode("latin-1")
+        return lambda key, _: key[3] == target
+    host, _, path = rest.partition("/")
+    whole = (scheme.lower(), host.lower().encode("latin-1"), ("/" + path).encode("latin-1"))
+    return lambda key, _: (key[0], key[1], key[3]) == whole

@@ -1,0 +1,56 @@
+"""An app for the response cache: counts its calls, says what the query asks of its headers.
+
+Each call appends its target to ``calls`` in the directory named by CACHE_APP_DIR, so a test
+counts the requests that reached the app. The query sets the response: ``cc`` its
+Cache-Control, ``cdn`` its CDN-Cache-Control, ``tag`` its Cache-Tag, ``vary`` its Vary,
+``etag`` and ``lm`` its ETag and Last-Modified,
+``cookie`` a Set-Cookie, ``sleep`` seconds to take first. While a file ``fail`` exists in that
+directory the app answers 500 (streamed in pieces with ``stream``). The body names the call,
+so a test tells answers apart.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from apputil import Environ, StartResponse, query, record, text_headers
+
+HEADERS = {
+    "cc": "Cache-Control",
+    "cdn": "CDN-Cache-Control",
+    "tag": "Cache-Tag",
+    "vary": "Vary",
+    "etag": "ETag",
+    "lm": "Last-Modified",
+}
+
+
+def calls(directory: Path) -> list[str]:
+    path = directory / "calls"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def application(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    directory = Path(os.environ["CACHE_APP_DIR"])
+    asked = query(environ)
+    target = environ["PATH_INFO"] + "?" + environ["QUERY_STRING"]
+    record(str(directory / "calls"), target)
+    if "sleep" in asked:
+        time.sleep(float(asked["sleep"]))
+    if (directory / "fail").exists():
+        if "stream" in asked:  # no length: the head, then the body in pieces
+            start_response("500 Internal Server Error", text_headers())
+            return (b"failed %d\n" % i for i in range(1000))
+        body = b"failed\n"
+        start_response("500 Internal Server Error", text_headers(body))
+        return [body]
+    body = f"call {len(calls(directory))} {target} {environ.get('HTTP_COOKIE', '')}\n".encode()
+    headers = text_headers(body)
+    headers += [(name, asked[key]) for key, name in HEADERS.items() if key in asked]
+    if "cookie" in asked:
+        headers.append(("Set-Cookie", asked["cookie"]))
+    start_response("200 OK", headers)
+    return [body]

@@ -1,0 +1,350 @@
+"""The response cache in the front (--cache-size): hits without the app, what is never stored,
+stampedes, stale entries, the access log and the metrics.
+
+The app (tests/apps/cacheable.py) writes each call to a file, so a test counts the requests that
+reached the app; the query says which caching headers it answers with.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from cacheable import calls
+
+from harness import Server, ServerFactory, run_cli, wait_until
+from rawhttp import Response, fetch
+
+CACHED = ("--cache-size", "1M", "--cache-status-header")
+S_MAXAGE = "/page?cc=s-maxage%3D60"
+
+
+def start(servers: ServerFactory, tmp_path: Path, *args: str) -> Server:
+    return servers.start(
+        "cacheable:application",
+        "-w",
+        "1",
+        *CACHED,
+        *args,
+        env={"CACHE_APP_DIR": str(tmp_path)},
+    )
+
+
+def get(server: Server, path: str, *headers: tuple[str, str]) -> Response:
+    response = fetch(server.port, "GET", path, list(headers))
+    assert response.status in (200, 304), response
+    return response
+
+
+def test_a_cacheable_page_is_answered_by_the_front(servers: ServerFactory, tmp_path: Path) -> None:
+    server = start(servers, tmp_path)
+    first = get(server, S_MAXAGE, ("X-Request-ID", "first-one"))
+    assert first.header("Cache-Status") == "maitred; fwd=miss; fwd-status=200; stored"
+    second = get(server, S_MAXAGE, ("X-Request-ID", "second-one"))
+    assert second.body == first.body
+    assert second.header("Cache-Status").startswith("maitred; hit; ttl=")  # type: ignore[union-attr]
+    assert second.header("Age") is not None
+    # the request id is the request's own, never the stored one; one Date, one length
+    assert second.header_values("X-Request-ID") == ["second-one"]
+    assert len(second.header_values("Date")) == 1
+    assert second.header_values("Content-Length") == [str(len(first.body))]
+    assert calls(tmp_path) == ["/page?cc=s-maxage%3D60"]
+    # HEAD is answered from the GET's entry
+    head = fetch(server.port, "HEAD", S_MAXAGE)
+    assert head.status == 200 and head.body == b"" and len(calls(tmp_path)) == 1
+
+
+def test_conditional_requests_are_answered_304_from_the_entry(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    server = start(servers, tmp_path)
+    modified = "Thu, 01 Dec 1994 16:00:00 GMT"
+    path = "/etag?cc=max-age%3D60&etag=%22v1%22&lm=" + modified.replace(" ", "%20")
+    get(server, path)
+    for asked in [("If-None-Match", '"v0", "v1"'), ("If-Modified-Since", modified)]:
+        response = get(server, path, asked)
+        assert response.status == 304 and response.body == b""
+        assert response.header("ETag") == '"v1"'
+        assert response.header("Content-Type") is None
+    # no match: the whole page, from the entry
+    assert get(server, path, ("If-None-Match", '"v0"')).status == 200
+    assert len(calls(tmp_path)) == 1
+
+
+def test_what_is_never_stored(servers: ServerFactory, tmp_path: Path) -> None:
+    server = start(servers, tmp_path, "--cache-bypass-cookie", "sessionid")
+    never = [
+        "/cookie?cc=s-maxage%3D60&cookie=a%3Db",  # sets a cookie
+        "/private?cc=private%2C%20max-age%3D60",
+        "/nostore?cc=no-store",
+        "/plain",  # says nothing: no rule, no lifetime
+        "/star?cc=max-age%3D60&vary=%2A",
+    ]
+    for path in never:
+        for _ in range(2):
+            response = get(server, path)
+            assert "stored" not in (response.header("Cache-Status") or ""), path
+    assert len(calls(tmp_path)) == 2 * len(never)
+    # a bypass cookie always goes to the app, and never sees the anonymous page
+    get(server, S_MAXAGE)
+    logged_in = get(server, S_MAXAGE, ("Cookie", "theme=dark; sessionid=abc"))
+    assert b"sessionid=abc" in logged_in.body
+    assert logged_in.header("Cache-Status") == "maitred; fwd=bypass; fwd-status=200"
+    # Authorization: only a response that allows a shared cache
+    auth = ("Authorization", "Bearer secret")
+    get(server, "/auth?cc=max-age%3D60", auth)
+    assert get(server, "/auth?cc=max-age%3D60").header("Cache-Status").startswith("maitred; fwd")  # type: ignore[union-attr]
+    before = len(calls(tmp_path))
+    get(server, "/shared?cc=s-maxage%3D60", auth)
+    assert (
+        get(server, "/shared?cc=s-maxage%3D60", auth)
+        .header("Cache-Status")
+        .startswith(  # type: ignore[union-attr]
+            "maitred; hit"
+        )
+    )
+    assert len(calls(tmp_path)) == before + 1
+
+
+def test_keys_hold_host_and_vary(servers: ServerFactory, tmp_path: Path) -> None:
+    server = start(servers, tmp_path)
+    get(server, S_MAXAGE, ("Host", "a.example"))
+    assert (
+        get(server, S_MAXAGE, ("Host", "A.EXAMPLE"))
+        .header("Cache-Status")
+        .startswith(  # type: ignore[union-attr]
+            "maitred; hit"
+        )
+    )
+    assert "fwd=miss" in (get(server, S_MAXAGE, ("Host", "b.example")).header("Cache-Status") or "")
+    varying = "/vary?cc=max-age%3D60&vary=Accept-Language"
+    fr = get(server, varying, ("Accept-Language", "fr"))
+    de = get(server, varying, ("Accept-Language", "de"))
+    assert fr.body != de.body
+    assert get(server, varying, ("Accept-Language", "fr")).body == fr.body
+    assert len(calls(tmp_path)) == 4
+
+
+def test_a_rule_for_an_app_that_sends_no_headers(servers: ServerFactory, tmp_path: Path) -> None:
+    server = start(servers, tmp_path, "--cache-rule", "/news=60")
+    get(server, "/news/today")
+    assert get(server, "/news/today").header("Cache-Status").startswith("maitred; hit")  # type: ignore[union-attr]
+    get(server, "/other")
+    get(server, "/other")
+    # still never a page that sets a cookie
+    get(server, "/news/x?cookie=a%3Db")
+    get(server, "/news/x?cookie=a%3Db")
+    assert len(calls(tmp_path)) == 5
+
+
+def test_a_stampede_of_misses_makes_one_app_call(servers: ServerFactory, tmp_path: Path) -> None:
+    server = start(servers, tmp_path, "--threads", "8", "--cache-lock-timeout", "60")
+    path = "/cold?cc=s-maxage%3D60&sleep=1"
+    with ThreadPoolExecutor(200) as pool:
+        answers = list(pool.map(lambda _: fetch(server.port, "GET", path, timeout=60), range(200)))
+    assert {a.status for a in answers} == {200}
+    assert {a.body for a in answers} == {answers[0].body}
+    assert calls(tmp_path) == ["/cold?cc=s-maxage%3D60&sleep=1"]
+
+
+def test_stale_while_revalidate_answers_at_once(servers: ServerFactory, tmp_path: Path) -> None:
+    server = start(servers, tmp_path, "--threads", "4")
+    path = "/swr?cc=max-age%3D1%2C%20stale-while-revalidate%3D600&sleep=3"
+    first = get(server, path)
+    # the first stale answer starts the refresh (it takes 3 s in the app)
+    wait_until(lambda: "ttl=-" in (get(server, path).header("Cache-Status") or ""), what="stale")
+    # meanwhile every client gets the stale page at once, and no second refresh starts
+    for _ in range(10):
+        started = time.monotonic()
+        response = get(server, path)
+        assert time.monotonic() - started < 0.5
+        assert response.body == first.body
+        assert "stale-while-revalidate" in (response.header("Cache-Status") or "")
+    assert len(calls(tmp_path)) == 2
+    wait_until(lambda: get(server, path).body != first.body, what="the refreshed page")
+
+
+@pytest.mark.parametrize("how", ["response", "setting", "streamed"])
+def test_stale_if_error_stands_in_for_a_failing_app(
+    servers: ServerFactory, tmp_path: Path, how: str
+) -> None:
+    if how == "response":
+        server = start(servers, tmp_path)
+        path = "/sie?cc=max-age%3D1%2C%20stale-if-error%3D600"
+    elif how == "streamed":  # the 500's head comes first, its body after
+        server = start(servers, tmp_path)
+        path = "/sie?cc=max-age%3D1%2C%20stale-if-error%3D600&stream=1"
+    else:
+        server = start(servers, tmp_path, "--cache-stale-if-error", "600")
+        path = "/sie?cc=max-age%3D1"
+    first = get(server, path)
+    (tmp_path / "fail").touch()
+    wait_until(
+        lambda: "stale-if-error" in (get(server, path).header("Cache-Status") or ""),
+        what="the stale page in place of a 500",
+    )
+    response = get(server, path)
+    assert response.status == 200 and response.body == first.body
+    # and a page without a stale entry gets the app's 500
+    assert fetch(server.port, "GET", "/other?cc=max-age%3D1").status == 500
+
+
+def test_access_log_and_metrics_say_what_the_cache_did(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    log = tmp_path / "access.log"
+    args = ("--access-logfile", str(log), "--access-log-format", "json")
+    server = start(servers, tmp_path, *args, "--stats-bind", "127.0.0.1:0")
+    get(server, S_MAXAGE)
+    get(server, S_MAXAGE)
+    fetch(server.port, "POST", "/form")
+    wait_until(lambda: log.exists() and len(log.read_text().splitlines()) == 3, what="3 lines")
+    outcomes = [json.loads(line)["cache_status"] for line in log.read_text().splitlines()]
+    assert outcomes == ["miss", "hit", "bypass"]
+    match = server.wait_for_log(r"Stats at: http://127\.0\.0\.1:(\d+)")
+    assert match is not None
+    port = int(match.group(1))
+
+    def figures() -> str:
+        return fetch(port, "GET", "/metrics").body.decode()
+
+    wait_until(lambda: 'maitred_cache_hits_total{app="main"} 1.0' in figures(), what="a hit")
+    text = figures()
+    assert 'maitred_cache_misses_total{app="main"} 1.0' in text
+    assert 'maitred_cache_bypass_total{app="main"} 1.0' in text
+    stored = re.search(r'maitred_cache_stored_bytes\{app="main"\} (\d+)', text)
+    assert stored is not None and int(stored.group(1)) > 0
+
+
+def test_an_unsafe_method_drops_the_stored_page(servers: ServerFactory, tmp_path: Path) -> None:
+    server = start(servers, tmp_path)
+    get(server, S_MAXAGE)
+    get(server, S_MAXAGE)
+    assert fetch(server.port, "POST", S_MAXAGE).status == 200
+    assert "fwd=miss" in (get(server, S_MAXAGE).header("Cache-Status") or "")
+    assert len(calls(tmp_path)) == 3
+
+
+def calls_of(data_dir: Path, view: str) -> int:
+    path = data_dir / f"{view}-calls"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_django_pages_and_sessions(servers: ServerFactory, tmp_path: Path) -> None:
+    server = servers.start(
+        "mysite.wsgi:application",
+        "-w",
+        "1",
+        *CACHED,
+        "--cache-bypass-cookie",
+        "sessionid",
+        env={"MYSITE_DATA_DIR": str(tmp_path)},
+    )
+    # cache_control(s_maxage=60): the second request is answered by the front
+    first = get(server, "/shared/")
+    assert first.body == b"page for anonymous, call 1"
+    assert first.header("Vary") == "Cookie"
+    second = get(server, "/shared/")
+    assert second.body == first.body
+    assert second.header("Cache-Status").startswith("maitred; hit")  # type: ignore[union-attr]
+    assert calls_of(tmp_path, "shared") == 1
+    # a page that uses the session and says nothing of caching: never a hit
+    for _ in range(3):
+        assert get(server, "/account/").body.startswith(b"account of anonymous, visit 1")
+    assert calls_of(tmp_path, "account") == 3
+    # a logged-in user never gets the anonymous page, nor the anonymous user theirs
+    login = get(server, "/login/?name=alice")
+    cookie = login.header("Set-Cookie")
+    assert cookie is not None and cookie.startswith("sessionid=")
+    session = ("Cookie", cookie.split(";")[0])
+    for _ in range(2):
+        assert get(server, "/shared/", session).body.startswith(b"page for alice")
+        assert get(server, "/shared/").body == first.body
+        assert b"alice, visit" in get(server, "/account/", session).body
+    assert calls_of(tmp_path, "shared") == 3  # alice's two, the anonymous page's first
+
+
+def calls_to(directory: Path, path: str) -> int:
+    return calls(directory).count(path)
+
+
+def fill_both_fronts(server: Server, tmp_path: Path, path: str) -> None:
+    """Requests on new connections until each of the two fronts has stored `path` (each
+    front's first is a miss), then as many more that are all hits."""
+    wait_until(
+        lambda: get(server, path) and calls_to(tmp_path, path) == 2, what=f"{path} in 2 fronts"
+    )
+    for _ in range(20):
+        get(server, path)
+    assert calls_to(tmp_path, path) == 2
+
+
+@pytest.mark.parametrize(
+    ("path", "purge"),
+    [
+        ("/news/today?cc=s-maxage%3D600", ("--url", "/news/today?cc=s-maxage%3D600")),
+        ("/shop/item?cc=s-maxage%3D600", ("--prefix", "/shop/")),
+        ("/item?cc=s-maxage%3D600&tag=product-7%20catalog", ("--tag", "product-7")),
+    ],
+)
+def test_a_purge_reaches_every_front(
+    servers: ServerFactory, tmp_path: Path, path: str, purge: tuple[str, str]
+) -> None:
+    sock = tmp_path / "control.sock"
+    server = start(servers, tmp_path, "-w", "2", "--fronts", "2", "--control-socket", str(sock))
+    other = "/other?cc=s-maxage%3D600"
+    fill_both_fronts(server, tmp_path, path)
+    fill_both_fronts(server, tmp_path, other)
+    result = run_cli(["ctl", "--socket", str(sock), "--json", "cache", "purge", *purge])
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["fronts"] == 2
+    # the next request is a miss on each front: the app sees the page twice more
+    wait_until(
+        lambda: get(server, path) and calls_to(tmp_path, path) == 4, what="a miss on each front"
+    )
+    for _ in range(10):
+        get(server, path)
+        get(server, other)
+    assert calls_to(tmp_path, path) == 4
+    assert calls_to(tmp_path, other) == 2  # the rest stayed
+
+
+def test_a_purge_refuses_what_it_cannot_do(servers: ServerFactory, tmp_path: Path) -> None:
+    sock = tmp_path / "control.sock"
+    start(servers, tmp_path, "--control-socket", str(sock))
+    for words in (
+        ["purge"],
+        ["purge", "--url", "/", "--tag", "x"],
+        ["purge", "--url", "/", "--app", "nope"],
+    ):
+        result = run_cli(["ctl", "--socket", str(sock), "cache", *words])
+        assert result.returncode != 0
+        assert (
+            "usage" in result.stderr or "exactly one" in result.stderr or "no app" in result.stderr
+        )
+
+
+def test_a_wait_for_a_slow_fetch_is_bounded(servers: ServerFactory, tmp_path: Path) -> None:
+    server = start(servers, tmp_path, "--threads", "4", "--cache-lock-timeout", "0.2")
+    path = "/slow?cc=s-maxage%3D60&sleep=3"
+    with ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(lambda _: fetch(server.port, "GET", path, timeout=30), range(3)))
+    assert [a.status for a in answers] == [200] * 3
+    # the two that waited went to the app themselves once the lock timed out
+    assert calls_to(tmp_path, path) == 3
+
+
+def test_a_file_sent_by_sendfile_is_not_stored_without_its_body(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    # the front sends a large wsgi.file_wrapper file itself, so its bytes never pass the cache
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(range(256)) * 1024)
+    server = servers.start("filewrapper:application", "-w", "1", *CACHED, "--cache-rule", "/=60")
+    for _ in range(2):
+        response = get(server, f"/?path={big}")
+        assert response.body == big.read_bytes()
