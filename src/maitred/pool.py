@@ -25,9 +25,10 @@ stops sending its heartbeat (--timeout plus --graceful-timeout) is killed, and s
 
 Scaling (--min-workers, --max-workers): the fronts report the pool's load about once a second
 (`load`), and once per tick `check` asks maitred.scaling.decide, a pure function, whether to
-grow or shrink. Growing starts workers like TTIN does; shrinking retires one worker, the one the
-fronts report with the fewest requests in flight (an idle one, if any), keeping each front's
-share of workers even. Retiring drains: the worker takes nothing new and finishes what it holds.
+grow or shrink; a report that shows requests waiting is decided on at once. Growing starts
+workers like TTIN does; shrinking retires one worker, the one the fronts report with the
+fewest requests in flight (an idle one, if any), keeping each front's share of workers even.
+Retiring drains: the worker takes nothing new and finishes what it holds.
 
 Owned by the master's loop; nothing here runs in a signal handler.
 """
@@ -313,6 +314,8 @@ class Pool:
         """A front's report of this pool's load (maitred.front.load)."""
         self._reports[front] = (now, report)
         self._reported = True
+        if scaling.pressure(report):
+            self._next_decision = now  # requests wait: decide now, not at the next tick
 
     def _scale(self, now: float) -> None:
         bounds = scaling.Bounds.of(self.cfg)

@@ -9,11 +9,15 @@ remembers from earlier decisions (:class:`Memory`) and the time; it gets back th
 and a :class:`Decision`. No clock is read here and nothing is done: the pool forks and retires.
 
 Grow, when requests wait: the oldest queued request waited QUEUE_WAIT (100 ms) or more, or
-BUSY_HIGH (90%) of the threads were busy on average over the window. The pool then starts
-`step` workers (1, then 2, then 4 while the pressure lasts: MAX_STEP, no fork storm), never
-past the maximum. A worker counts only once it is READY (imported and warmed up): while
-any is starting, and for SETTLE (1 s: a whole report window) after the last one joined,
-nothing more starts, so the load they take off is seen before more are added.
+BUSY_HIGH (90%) of the threads were busy on average over the window. The front reports at
+once when the wait crosses QUEUE_WAIT (maitred.front.load), and the pool decides on that
+report at once. The pool then starts what the queue shows it lacks: the workers that would
+run every request the front holds (the busy threads and the queued requests) at once, at
+least `step` (1, then 2, then 4 while the pressure lasts, for a pool that is busy with no
+queue to count), and at most MAX_STEP at a time (no fork storm), never past the maximum.
+A worker counts only once it is READY (imported and warmed up): while any is starting, and
+for SETTLE (1 s: a whole report window) after the last one joined, nothing more starts, so
+the load they take off is seen before more are added.
 
 Shrink, when the pool has more than the load needs: a worker fewer would still have left the
 busiest sample of the last --scale-down-after seconds at most SPARE (50%) of the remaining
@@ -42,7 +46,10 @@ from maitred.status import LoadReport
 QUEUE_WAIT = 0.1  # seconds a queued request waited: the pool lacks threads
 BUSY_HIGH = 0.9  # busy share of the threads over the window: the pool is full
 SPARE = 0.5  # busiest share of the remaining threads a worker fewer may leave
-MAX_STEP = 4  # most workers started at once; the step doubles up to it
+# Most workers started at once, whatever the queue asks: each new worker imports the app on the
+# cores that serve the load (without --preload), so a deep queue on a large pool forks a few
+# at a time, each batch seen to help before the next. The doubling step grows up to it.
+MAX_STEP = 4
 SETTLE = 1.0  # seconds after a worker joined before more start: a report window with it
 SHRINK_EVERY = 1.0  # seconds between two retirements while the pool stays too large
 MAX_PENALTY = 8  # the longest penalty, in --scale-down-after
@@ -118,26 +125,33 @@ def decide(
     """The pool's next move, and what to remember for the tick after."""
     if load is None:
         return memory, HOLD
-    pressure = _pressure(load)
-    if pressure:
-        return _grow(bounds, size, memory, now, pressure)
+    why = pressure(load)
+    if why:
+        return _grow(bounds, size, lacking(load, bounds.threads, size), memory, now, why)
     memory = dataclasses.replace(memory, step=1)
     return _shrink(bounds, size, load, memory, now)
 
 
-def _pressure(load: LoadReport) -> str:
+def pressure(load: LoadReport) -> str:
     """Why requests wait, or "" when they do not."""
     share = load.busy / load.threads if load.threads else 0.0
     if load.oldest_wait >= QUEUE_WAIT or share >= BUSY_HIGH:
         return (
-            f"oldest queued {load.oldest_wait * 1000:.0f} ms, "
-            f"{share:.0%} busy over {load.window:.0f} s"
+            f"oldest queued {load.oldest_wait * 1000:.0f} ms ({load.queued} waiting), "
+            f"{share:.0%} busy over {round(load.window, 1):g} s"
         )
     return ""
 
 
+def lacking(load: LoadReport, threads: int, size: Size) -> int:
+    """Workers the pool lacks to run at once every request the front holds: the threads busy
+    at the busiest sample and the requests queued, `threads` to a worker."""
+    held = load.most_busy + load.queued
+    return max(0, math.ceil(held / threads) - size.serving - size.starting)
+
+
 def _grow(
-    bounds: Bounds, size: Size, memory: Memory, now: float, pressure: str
+    bounds: Bounds, size: Size, lacks: int, memory: Memory, now: float, pressure: str
 ) -> tuple[Memory, Decision]:
     memory = dataclasses.replace(memory, surplus_since=None, peaks=())
     room = bounds.most - size.serving - size.starting
@@ -147,7 +161,7 @@ def _grow(
         # A worker retired moments ago was needed after all: wait longer next time.
         penalty = min(memory.penalty + bounds.delay, MAX_PENALTY * bounds.delay)
         memory = dataclasses.replace(memory, penalty=penalty, last_regret=now, last_shrink=NEVER)
-    count = min(memory.step, room)
+    count = min(max(memory.step, lacks), MAX_STEP, room)
     memory = dataclasses.replace(memory, step=min(memory.step * 2, MAX_STEP))
     return memory, Decision(Action.GROW, count, pressure)
 

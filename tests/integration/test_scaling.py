@@ -38,7 +38,9 @@ def test_the_pool_grows_under_load_and_shrinks_once_it_is_gone(servers: ServerFa
         grown = len(load.results)
         load.wait_for(grown + 16)  # the four serve a while
     assert load.failures() == [], load.outcomes
-    assert server.wait_for_log(r"scale up to \d: oldest queued \d+ ms, \d+% busy over \d s")
+    assert server.wait_for_log(
+        r"scale up to \d: oldest queued \d+ ms \(\d+ waiting\), \d+% busy over [\d.]+ s"
+    )
     wait_until(lambda: len(workers_of(server.pid)) == 1, SHRINK_TIMEOUT, "back to one worker")
     assert re.search(r"scale down to 1: .*retiring worker \d \(pid \d+, idle\)", server.stderr)
     with Load(server.port, "/?s=0", clients=2, duration=5.0, limit=20) as after:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -10,7 +11,8 @@ import pytest
 
 from maitred import status
 from maitred.front.dispatcher import Dispatcher, WorkerConnection
-from maitred.front.load import LoadMeter
+from maitred.front.load import LoadMeter, watch
+from maitred.scaling import QUEUE_WAIT
 from maitred.status import LoadReport, StatusReader
 
 REPORT = LoadReport("main", 3, 0.84, 3.5, 4.0, 8, 1.0, ((101, 4), (102, 0)))
@@ -81,3 +83,49 @@ def test_the_meter_averages_busy_threads_and_keeps_the_longest_wait() -> None:
     assert report == LoadReport("main", 0, pytest.approx(0.6), 5.0, 6, 8, 1.0, ((101, 4), (102, 2)))
     one.exchanges = {}
     assert meter.report(12.0) == LoadReport("main", 0, 0.0, 0.0, 0, 8, 1.0, ((101, 0), (102, 2)))
+
+
+def queued_since(dispatcher: Dispatcher, complete: float) -> None:
+    dispatcher.queue.append(cast(Any, SimpleNamespace(complete=complete)))
+
+
+def test_the_meter_asks_to_report_once_when_the_wait_crosses_the_threshold() -> None:
+    dispatcher = Dispatcher(cast(asyncio.AbstractEventLoop, None))
+    worker(dispatcher, 101, 4, 4)
+    meter = LoadMeter("main", dispatcher, 10.0)
+    assert meter.sample(10.1) is False  # nothing queued
+    queued_since(dispatcher, 10.1)
+    assert meter.crossing() == pytest.approx(10.1 + QUEUE_WAIT)
+    assert meter.look(10.1 + QUEUE_WAIT / 2) is False  # waiting, not long yet
+    crossed = 10.1 + QUEUE_WAIT + 0.001
+    assert meter.look(crossed) is True  # the crossing: report now
+    assert meter.report(crossed).oldest_wait == pytest.approx(QUEUE_WAIT + 0.001)
+    # Said: while the wait lasts, reports come at their pace again.
+    assert meter.crossing() is None
+    assert meter.sample(10.5) is False
+    assert meter.sample(10.6) is False
+    meter.report(11.0)
+    dispatcher.queue.clear()  # the pool grew: the wait is over...
+    meter.report(12.0)
+    queued_since(dispatcher, 12.5)  # ...and a new one is news again
+    assert meter.crossing() == pytest.approx(12.5 + QUEUE_WAIT)
+    assert meter.sample(12.5 + 2 * QUEUE_WAIT) is True
+
+
+def test_watch_reports_at_the_crossing_not_at_the_next_sample() -> None:
+    told: list[float] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        dispatcher = Dispatcher(loop)
+        worker(dispatcher, 101, 4, 4)
+        meter = LoadMeter("main", dispatcher, loop.time())
+        queued_since(dispatcher, loop.time())
+        # A long interval: only a look at the crossing reports before it ends.
+        await watch([meter], 5 * QUEUE_WAIT, lambda m, now: told.append(m.report(now).oldest_wait))
+        assert len(told) == 1 and told[0] >= QUEUE_WAIT
+        assert meter.crossing() is None  # the report said so: no second look
+
+    started = time.monotonic()
+    asyncio.run(main())
+    assert len(told) == 1 and time.monotonic() - started >= 5 * QUEUE_WAIT

@@ -113,3 +113,13 @@ def test_growth_stops_at_the_pool_memory_limit(
     assert "rss 200 MiB of --max-pool-memory 250 MiB" in caplog.text
     refusals = [r for r in caplog.records if r.getMessage().startswith("no scale up")]
     assert [r.levelname for r in refusals[:2]] == ["WARNING", "DEBUG"]  # said once
+
+
+def test_a_report_of_requests_waiting_is_decided_on_at_once(clock: Clock) -> None:
+    keeper, spawner = scaling_pool(clock)
+    tick(keeper, clock, idle(keeper))  # a decision: the next one is not due for a while
+    clock.now += 0.1  # the front tells at once that requests began to wait
+    keeper.load(FRONT, LoadReport("main", 28, 0.1, 4.0, 4, 4, 0.1), clock.now)
+    keeper.check(clock.now)
+    assert len(spawner.spawned) == 4  # and the queue asks for the maximum: 3 start at once
+    assert keeper.wanted == 4

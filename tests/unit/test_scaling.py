@@ -65,11 +65,11 @@ def pool(least: int = 1, most: int = 4, serving: int = 1) -> Simulation:
     return Simulation(Bounds(least, most, DELAY, THREADS), serving)
 
 
-def test_a_step_grows_to_the_maximum_in_a_few_seconds_then_holds() -> None:
+def test_a_step_grows_straight_to_what_the_queue_needs_then_holds() -> None:
     sim = pool().run([0.0] * 10 + [14.0] * 120)
     assert sim.sizes[-1] == 4
-    assert sim.sizes.index(4) <= 10 + 8  # 1, 2, then 4 (the step doubles)
-    assert [size for _, _, size in sim.changes] == [2, 4]  # and no flapping on the plateau
+    assert sim.sizes.index(4) == 11  # 14 requests at once want 4 workers: all start at once
+    assert [size for _, _, size in sim.changes] == [4]  # and no flapping on the plateau
 
 
 def test_a_spike_grows_then_shrinks_one_at_a_time_after_the_delay() -> None:
@@ -109,12 +109,37 @@ def test_an_idle_night_after_a_busy_day_goes_back_to_the_minimum_once() -> None:
     assert sim.changes[0][0] >= DELAY
 
 
-def test_the_step_doubles_while_the_pressure_lasts_and_is_capped() -> None:
+def test_with_no_queue_to_count_the_step_doubles_while_the_pressure_lasts() -> None:
+    bounds = Bounds(1, 40, DELAY, THREADS)
+    memory, serving, steps = Memory(), 1, []
+    for second in range(1, 30):  # every thread busy, nothing queued: how many more is unknown
+        full = report(serving * THREADS, serving * THREADS)
+        size = Size(serving, 0, second - scaling.SETTLE - 0.5)
+        memory, decision = decide(bounds, size, full, memory, float(second))
+        if decision.action is Action.GROW:
+            steps.append(decision.count)
+            serving += decision.count
+    assert steps[:5] == [1, 2, 4, scaling.MAX_STEP, scaling.MAX_STEP]
+
+
+def test_a_deep_queue_starts_what_it_needs_at_most_max_step_at_once() -> None:
     sim = pool(most=40).run([1000.0] * 30)
     sizes = [1, *(size for _, _, size in sim.changes)]
     steps = [after - before for before, after in itertools.pairwise(sizes)]
-    assert steps[:4] == [1, 2, 4, scaling.MAX_STEP]
-    assert max(steps) == scaling.MAX_STEP  # no fork storm
+    assert sizes[-1] == 40
+    assert set(steps[:-1]) == {scaling.MAX_STEP}  # no fork storm, however deep the queue
+    # No more than the queue shows: 4 busy and 6 queued want 3 workers, 1 serves.
+    bounds = Bounds(1, 40, DELAY, THREADS)
+    _, decision = decide(bounds, Size(1, 0), report(4, 4, 6, 0.2), Memory(), 10.0)
+    assert (decision.action, decision.count) == (Action.GROW, 2)
+    _, decision = decide(bounds, Size(1, 1), report(4, 4, 6, 0.2), Memory(), 10.0)
+    assert decision.action is Action.HOLD  # one is on its way: it counts once READY
+
+
+def test_a_report_that_shows_requests_waiting_is_pressure() -> None:
+    assert scaling.pressure(report(4, 4, 6, scaling.QUEUE_WAIT))
+    assert scaling.pressure(report(4, 4))  # all busy, nothing queued: utilisation
+    assert not scaling.pressure(report(1, 4, 1, scaling.QUEUE_WAIT / 2))
 
 
 def test_nothing_more_starts_while_a_new_worker_is_not_ready() -> None:
@@ -188,7 +213,10 @@ def test_the_log_line_says_why() -> None:
     _, decision = decide(
         Bounds(1, 4, DELAY, THREADS), Size(2, 0), report(8, 8, 3, 0.84), Memory(), 100.0
     )
-    assert decision.reason == "oldest queued 840 ms, 100% busy over 1 s"
+    assert decision.reason == "oldest queued 840 ms (3 waiting), 100% busy over 1 s"
+    early = LoadReport("main", 28, 0.101, 4.0, 4, 4, 0.23)  # told at once, not after 1 s
+    _, decision = decide(Bounds(1, 4, DELAY, THREADS), Size(1, 0), early, Memory(), 100.0)
+    assert decision.reason == "oldest queued 101 ms (28 waiting), 100% busy over 0.2 s"
 
 
 def test_the_tail_of_a_burst_does_not_hold_the_pool_up_once_it_is_older_than_the_delay() -> None:

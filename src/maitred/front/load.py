@@ -11,15 +11,32 @@ wait of a queued request seen at any sample, the queue's length and the threads 
 and each worker's requests in flight (the master retires an idle one). Workers that drain
 count neither their threads nor their requests: they are on their way out.
 
+A burst cannot wait for the end of the window. When a queued request has waited
+maitred.scaling.QUEUE_WAIT (the wait the pool grows on) while the last report said none had,
+the meter asks for a report at once (`look` answers True), and the master decides on it at
+once. Nor does it wait for the next sample: between two samples the front looks again at
+the very moment the request at the head of the queue reaches that wait (`crossing`, `watch`).
+As a sample comes every QUEUE_WAIT, a request queued after one is still waiting at the next
+short of the threshold, so the crossing is seen when it happens, not up to a sample later;
+an empty queue costs nothing more than the samples. Only the crossing is told early: while
+the wait lasts, reports come once per window again, so a pool under pressure never floods
+its master.
+
 Owned by the event loop thread.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable, Sequence
+
 from maitred.front.dispatcher import Dispatcher
+from maitred.scaling import QUEUE_WAIT
 from maitred.status import LoadReport
 
-SAMPLE_INTERVAL = 0.1  # seconds between two samples of the load
+SAMPLE_INTERVAL = 0.1  # seconds between two samples of the load; at most QUEUE_WAIT (above)
+# The shortest pause of `watch`: the event loop's clock may have a millisecond's grain.
+LEAST_PAUSE = 0.001
 REPORT_INTERVAL = 1.0  # seconds a report covers: the master decides once a second
 
 
@@ -34,15 +51,32 @@ class LoadMeter:
         self._busy = 0  # busy threads, summed over the samples
         self._most_busy = 0
         self._oldest_wait = 0.0
+        self._reported_wait = 0.0  # the oldest wait in the last report
 
-    def sample(self, now: float) -> None:
-        dispatcher = self.dispatcher
-        busy = sum(len(w.exchanges) for w in dispatcher.workers if not w.draining)
+    def sample(self, now: float) -> bool:
+        """Take one sample; True as `look` says."""
+        busy = sum(len(w.exchanges) for w in self.dispatcher.workers if not w.draining)
         self._samples += 1
         self._busy += busy
         self._most_busy = max(self._most_busy, busy)
-        if dispatcher.queue:
-            self._oldest_wait = max(self._oldest_wait, now - dispatcher.queue[0].complete)
+        return self.look(now)
+
+    def look(self, now: float) -> bool:
+        """Note how long the head of the queue has waited; True when queued requests began
+        to wait long enough for the pool to grow since the last report said none did:
+        report now."""
+        queue = self.dispatcher.queue
+        if queue:
+            self._oldest_wait = max(self._oldest_wait, now - queue[0].complete)
+        return self._oldest_wait >= QUEUE_WAIT > self._reported_wait
+
+    def crossing(self) -> float | None:
+        """When the request at the head of the queue will have waited QUEUE_WAIT, if that is
+        news (the last report said no request waited so long); None otherwise."""
+        queue = self.dispatcher.queue
+        if not queue or self._reported_wait >= QUEUE_WAIT:
+            return None
+        return queue[0].complete + QUEUE_WAIT
 
     def report(self, now: float) -> LoadReport:
         """The report of the samples so far; the next one starts from here."""
@@ -59,5 +93,22 @@ class LoadMeter:
             in_flight=tuple((w.pid, len(w.exchanges)) for w in serving),
         )
         self._since, self._samples, self._busy = now, 0, 0
+        self._reported_wait = self._oldest_wait
         self._most_busy, self._oldest_wait = 0, 0.0
         return report
+
+
+async def watch(
+    meters: Sequence[LoadMeter], interval: float, tell: Callable[[LoadMeter, float], None]
+) -> None:
+    """Wait `interval` (until the next sample), and meanwhile look at each meter when the head
+    of its queue reaches QUEUE_WAIT; `tell` reports a meter that asks for it."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + interval
+    while (now := loop.time()) < end:
+        crossings = [when for meter in meters if (when := meter.crossing()) is not None]
+        await asyncio.sleep(max(min([end, *crossings]) - now, LEAST_PAUSE))
+        now = loop.time()
+        for meter in meters:
+            if now < end and meter.look(now):
+                tell(meter, now)

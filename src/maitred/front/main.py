@@ -51,7 +51,7 @@ from maitred.front.gateway import GATEWAYS
 from maitred.front.health import HealthCheck
 from maitred.front.inflight import Activity
 from maitred.front.limittable import LimitTable
-from maitred.front.load import REPORT_INTERVAL, SAMPLE_INTERVAL
+from maitred.front.load import REPORT_INTERVAL, SAMPLE_INTERVAL, LoadMeter, watch
 from maitred.front.metrics import FrontCounters
 from maitred.front.proxy import ProxyHeaderGate
 from maitred.front.router import Router
@@ -250,20 +250,25 @@ class Front:
             os.write(self.status_fd, status.encode(status.HEARTBEAT))
 
     async def _report_load(self) -> None:
-        """Sample each pool's load, and report it to the master once per REPORT_INTERVAL."""
+        """Sample each pool's load, and report it to the master once per REPORT_INTERVAL, or
+        at once when its requests begin to wait (front/load.py)."""
         samples = round(REPORT_INTERVAL / SAMPLE_INTERVAL)
         while True:
             meters = list(self.table.meters.values())  # the apps change at run time
             for _ in range(samples):
-                await asyncio.sleep(SAMPLE_INTERVAL)
+                await watch(meters, SAMPLE_INTERVAL, self._report)
                 now = self.loop.time()
                 for meter in meters:
-                    meter.sample(now)
-            for meter in meters:  # one write each: at most PIPE_BUF, so it goes whole or not
-                report = status.encode_load(meter.report(now))
-                with contextlib.suppress(OSError):  # a full pipe (a busy master), no master
-                    os.write(self.status_fd, report)
+                    if meter.sample(now):
+                        self._report(meter, now)
+            for meter in meters:
+                self._report(meter, now)
             self.report_metrics()
+
+    def _report(self, meter: LoadMeter, now: float) -> None:
+        """One pool's load in one write: at most PIPE_BUF, so it goes whole or not at all."""
+        with contextlib.suppress(OSError):  # a full pipe (a busy master), no master
+            os.write(self.status_fd, status.encode_load(meter.report(now)))
 
     def report_metrics(self) -> None:
         """--stats-bind: each app's counters so far and the requests it holds now, one whole
