@@ -4,7 +4,7 @@ The control socket's `cache` command reads its words here: ``purge`` then one of
 (a path and query, or a whole URL with scheme and host), ``--prefix P`` (a path prefix) or
 ``--tag T`` (a Cache-Tag or Surrogate-Key value), and optionally ``--app NAME`` to purge one
 app only. The master sends the purge to every front with a response cache
-(maitred.frontset.FrontSet.purge_cache, maitred.front.commands) and answers how many it
+(maitred.frontset.FrontSet.purge_cache, over maitred.frontapps) and answers how many it
 reached; each front logs how many entries it dropped. Purges are not remembered: a front that
 starts later starts empty anyway.
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from maitred.control import Command, CommandError, Commands
-from maitred.front.commands import PURGE_KINDS, Purge
+from maitred.frontapps import PURGE_KINDS, Purge
 
 if TYPE_CHECKING:
     from maitred.arbiter import Arbiter

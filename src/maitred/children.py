@@ -75,7 +75,6 @@ class Child:
 @dataclass(eq=False, kw_only=True)
 class FrontChild(Child):
     number: int = 0  # maitred.frontplan: 0 when it is the only front
-    command_fd: int = -1  # the write end of its command pipe (maitred.front.commands), if any
 
     @property
     def role(self) -> str:

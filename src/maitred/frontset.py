@@ -14,7 +14,7 @@ next generation up and the fronts serve on with the settings they have.
 When only the apps change (--apps-dir, a HUP of the [apps] tables), no generation opens: the
 current one binds the new apps' link listeners (`use_apps`), and each of its fronts gets the
 new table over its channel (maitred.frontapps), made at its fork, sent again each turn until
-it goes through.
+it goes through. Purges of the response cache (`purge_cache`) go over the same channels.
 
 A front that dies is restarted (with backoff if it keeps dying, maitred.exits.Restarts), and the
 bodies it had spooled are removed. A front that stops sending its heartbeat (--front-timeout) is
@@ -37,7 +37,6 @@ from maitred import frontapps, frontplan, sockets, tls
 from maitred.children import Child, Exit, FrontChild, WorkerChild
 from maitred.config import Config
 from maitred.exits import Restarts
-from maitred.front.commands import Purge, encode_purge
 from maitred.front.limittable import LimitTable
 from maitred.frontplan import Generation
 from maitred.pool import Pool
@@ -140,16 +139,12 @@ class FrontSet:
         mine = [sock for sock, _ in served]
         secure = self._tls_of(cfg, number)
         read_fd, write_fd = os.pipe()
-        # Purges of the response cache (maitred.front.commands), for fronts that have one.
-        commands = os.pipe() if any(app.cfg.cache_size for app in found) else (-1, -1)
         master_pid = os.getpid()
         channel, control = frontapps.pair()
 
         def main() -> int:
             os.close(read_fd)
             channel.close()
-            if commands[1] >= 0:
-                os.close(commands[1])
             for sock in [*self.link_listeners(), *self.channel_sockets()]:
                 if sock not in links.values():
                     sock.close()  # another front's or generation's: it would outlive that one
@@ -162,7 +157,7 @@ class FrontSet:
             # master and the workers never use them, so they would only take up memory there.
             from maitred.front.main import run_front
 
-            plan = (found, kinds, secure, control, self.limit_table, self._hold, commands[0])
+            plan = (found, kinds, secure, control, self.limit_table, self._hold)
             return run_front(cfg, mine, links, master_pid, name, write_fd, *plan)
 
         try:
@@ -170,12 +165,8 @@ class FrontSet:
         finally:
             control.close()
         os.close(write_fd)
-        self._channels[pid] = frontapps.Channel(channel, links.values())
+        self._channels[pid] = frontapps.Channel(channel, links.values(), found)
         front = FrontChild(pid=pid, number=number, status_fd=read_fd, generation=generation.number)
-        if commands[0] >= 0:
-            os.close(commands[0])
-            os.set_blocking(commands[1], False)  # a front that does not read never stops this
-            front.command_fd = commands[1]
         self._children[pid] = front
 
     def _tls_of(self, cfg: Config, number: int) -> FrontTLS | None:
@@ -201,7 +192,7 @@ class FrontSet:
 
     def check(self, now: float, front_timeout: float) -> None:
         """Restarts that are due; liveness by heartbeat (--front-timeout); tables of apps
-        still to be sent."""
+        and purges still to be sent."""
         for number in self._restarts.due():
             self._spawn(number)
         kill_silent(self.fronts(), now, front_timeout)
@@ -220,6 +211,8 @@ class FrontSet:
         self._tell_apps()
 
     def _tell_apps(self) -> None:
+        for each in self._channels.values():
+            each.send_purges()  # to every front, those finishing too: their caches still serve
         generation = self.current
         for child in self.fronts():
             channel = self._channels.get(child.pid)
@@ -239,31 +232,18 @@ class FrontSet:
         """The server stops: no front starts again."""
         self._restarts.clear()
 
-    def purge_cache(self, purge: Purge) -> int:
-        """Send a purge of the response cache to every front that has one; how many it
-        reached (a front whose command pipe is full is named in the log and left out)."""
-        message = encode_purge(purge)
-        reached = 0
-        for child in self.fronts():
-            if child.command_fd < 0:
-                continue
-            try:
-                os.write(child.command_fd, message)  # whole or not at all: at most PIPE_BUF
-                reached += 1
-            except OSError as exc:
-                log.warning(
-                    "%s (pid %d) not reached by a cache purge: %s", child.role, child.pid, exc
-                )
-        return reached
+    def purge_cache(self, purge: frontapps.Purge) -> int:
+        """Send a purge of the response cache to every front that has one, now or on a later
+        turn (maitred.frontapps); how many fronts it goes to."""
+        message = frontapps.encode_purge(purge)
+        channels = [self._channels.get(child.pid) for child in self.fronts()]
+        return sum(c.purge(message) for c in channels if c is not None and c.cached)
 
     def exited(self, child: FrontChild, code: int, why: Exit) -> None:
         """A front exited, as `why` (maitred.exits.classify) says."""
         channel = self._channels.pop(child.pid, None)
         if channel is not None:
             channel.close()
-        if child.command_fd >= 0:
-            os.close(child.command_fd)
-            child.command_fd = -1
         generation = self.generations.get(child.generation)
         if generation is None:
             return

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from maitred import reloader
 from maitred.appload import split_spec
 from maitred.apps import App
-from maitred.children import Child, FrontChild, ReloaderChild, WorkerChild, fork
+from maitred.children import Child, ReloaderChild, WorkerChild, fork
 from maitred.config import Config
 from maitred.signals import SignalQueue
 from maitred.status import Message
@@ -114,11 +114,6 @@ class Processes:
         """Fork a child that runs `main`; its pid (the caller records the child)."""
         assert self._signals is not None
         siblings = [c.status_fd for c in self.children.values() if c.status_fd >= 0]
-        siblings += [
-            c.command_fd
-            for c in self.children.values()
-            if isinstance(c, FrontChild) and c.command_fd >= 0
-        ]
         return fork(main, self._signals, self._handled, siblings)
 
     def spawn_worker(

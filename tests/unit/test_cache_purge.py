@@ -1,14 +1,23 @@
-"""Purges of the response cache: the ctl words, and the message from the master to a front."""
+"""Purges of the response cache: the ctl words, and the message from the master to its fronts
+over their channels (maitred.frontapps), as a front's table of apps reads them."""
 
 from __future__ import annotations
 
 import asyncio
-import os
+import logging
+import pickle
+import socket
+from types import SimpleNamespace
 
 import pytest
 
+from maitred import frontapps
 from maitred.cachecommands import PurgeError, parse
-from maitred.front.commands import MAX_MESSAGE, CommandReader, Purge, decode, encode_purge
+from maitred.front.apptable import AppTable
+from maitred.frontapps import Purge, encode_purge
+
+# Long enough for a message on a local socket pair to reach a loop that runs, on a busy machine.
+DELIVERY = 0.2
 
 
 def test_the_words_of_a_purge() -> None:
@@ -31,14 +40,26 @@ def test_the_words_of_a_purge() -> None:
             parse(wrong)
 
 
-def test_the_message_round_trips_and_stays_one_pipe_write() -> None:
-    line = encode_purge(Purge("prefix", "/é"))
-    assert line.endswith(b"\n") and decode(line.rstrip(b"\n")) == Purge("prefix", "/é")
-    with pytest.raises(ValueError):
-        encode_purge(Purge("url", "/" + "x" * MAX_MESSAGE))
-    for bad in [b"nonsense", b'{"purge": "all", "value": "x"}', b"[]"]:
+def test_the_message_round_trips_and_the_front_refuses_what_it_cannot_read() -> None:
+    master, front = frontapps.pair()
+    with master, front:
+        master.send(encode_purge(Purge("prefix", "/é", "blog")))
+        assert frontapps.receive(front) == Purge("prefix", "/é", "blog")
         with pytest.raises(ValueError):
-            decode(bad)
+            encode_purge(Purge("all", "/"))
+        unknown = [
+            (b"nonsense", "malformed"),
+            (pickle.dumps(["purge"]), "malformed"),
+            (pickle.dumps(("purge", ("url",))), "malformed"),
+            (pickle.dumps(("purge", ("all", "x", ""))), "unknown kind 'all'"),
+            (pickle.dumps(("reboot", ())), "unknown kind 'reboot'"),
+        ]
+        for data, why in unknown:
+            master.send(data)
+            with pytest.raises(ValueError, match=why):
+                frontapps.receive(front)
+        master.close()
+        assert frontapps.receive(front) is None  # the master is gone
 
 
 class FakeCache:
@@ -50,20 +71,58 @@ class FakeCache:
         return 3
 
 
-def test_a_front_applies_what_the_master_writes() -> None:
-    loop = asyncio.new_event_loop()
-    read_fd, write_fd = os.pipe()
+def listening(loop: asyncio.AbstractEventLoop, control: socket.socket) -> dict[str, FakeCache]:
+    """A front's table of apps reading `control`, with two apps' caches; those caches."""
     caches = {"main": FakeCache(), "blog": FakeCache()}
+    front = SimpleNamespace(loop=loop, router=SimpleNamespace(caches=caches))
+    AppTable(front).listen(control)  # type: ignore[arg-type]
+    return caches
+
+
+def test_a_purge_reaches_two_fronts_and_a_bad_message_is_only_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    loop = asyncio.new_event_loop()
+    pairs = [frontapps.pair(), frontapps.pair()]
+    cached = [SimpleNamespace(cfg=SimpleNamespace(cache_size=1))]
+    channels = [frontapps.Channel(master, [], cached) for master, _ in pairs]  # type: ignore[arg-type]
     try:
-        CommandReader.start(loop, read_fd, caches)  # type: ignore[arg-type]
-        os.write(write_fd, encode_purge(Purge("tag", "t")) + b"garbage\n")
-        os.write(write_fd, encode_purge(Purge("url", "/x", "blog")))
-        loop.run_until_complete(asyncio.sleep(0.05))
-        assert caches["main"].purged == [{"tag": "t"}]
-        assert caches["blog"].purged == [{"tag": "t"}, {"url": "/x"}]
-        os.close(write_fd)  # the master is gone: the reader stops and closes its end
-        loop.run_until_complete(asyncio.sleep(0.05))
-        with pytest.raises(OSError):
-            os.fstat(read_fd)
+        fronts = [listening(loop, front) for _, front in pairs]
+        pairs[0][0].send(b"garbage")  # a bug of the master's: the front logs it, serves on
+        with caplog.at_level(logging.INFO, logger="maitred.error"):
+            assert all(c.purge(encode_purge(Purge("tag", "t"))) for c in channels)
+            assert all(c.purge(encode_purge(Purge("url", "/x", "blog"))) for c in channels)
+            loop.run_until_complete(asyncio.sleep(DELIVERY))
+        for caches in fronts:
+            assert caches["main"].purged == [{"tag": "t"}]
+            assert caches["blog"].purged == [{"tag": "t"}, {"url": "/x"}]
+        assert "a malformed message from the master" in caplog.text
+        assert caplog.text.count("cache purge by tag t: 6 entries dropped") == 2
     finally:
+        for master, front in pairs:
+            master.close()
+            front.close()
         loop.close()
+
+
+def test_a_purge_that_does_not_fit_waits_for_a_later_turn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    master, front = frontapps.pair()
+    channel = frontapps.Channel(master, [], [])
+    message = encode_purge(Purge("url", "/"))
+    with master, front:
+        sent = 0
+        with pytest.raises(BlockingIOError):
+            while True:  # a front that does not read: its channel fills up
+                master.send(message)
+                sent += 1
+        assert channel.purge(encode_purge(Purge("tag", "late")))
+        assert len(channel.purges) == 1  # the master did not wait
+        monkeypatch.setattr(frontapps, "MAX_QUEUED_PURGES", 1)
+        assert not channel.purge(message)  # past the bound: refused, said in the log
+        for _ in range(sent):
+            assert frontapps.receive(front) == Purge("url", "/")
+        channel.send_purges()  # a later turn of the master's loop
+        assert not channel.purges
+        assert frontapps.receive(front) == Purge("tag", "late")

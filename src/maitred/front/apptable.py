@@ -1,4 +1,4 @@
-"""The apps a front serves, and a new table of them taken from the master while it runs.
+"""The apps a front serves, and what the master tells it of them while it runs.
 
 Theory of operation
 -------------------
@@ -24,6 +24,9 @@ to, must not make a balancer take the whole server out.
 
 The router is rebuilt last, in one step, so a request sees the old table or the new, never a
 mix of them. Tables are applied one at a time, in the order they came.
+
+The same channel brings purges of the response cache (maitred.frontapps): applied at once
+(`purge`), to the caches of the apps the front serves at that moment.
 
 Owned by the event loop thread.
 """
@@ -79,26 +82,40 @@ class AppTable:
             self._stop(name)
 
     def listen(self, control: socket.socket) -> None:
-        """Take the tables the master sends on `control` (maitred.frontapps)."""
+        """Take the tables and purges the master sends on `control` (maitred.frontapps)."""
         loop = self.front.loop
         control.setblocking(False)
 
         def readable() -> None:
             try:
-                table = frontapps.receive(control)
+                message = frontapps.receive(control)
             except BlockingIOError:
                 return
+            except ValueError as exc:  # the master's bug: said, and the front serves on
+                log.error("front: %s; skipped", exc)
+                return
             except OSError as exc:
-                log.error("front: cannot read the master's tables of apps: %s", exc)
-                table = None
-            if table is None:
+                log.error("front: cannot read the master's channel: %s", exc)
+                message = None
+            if message is None:
                 loop.remove_reader(control.fileno())  # the master is gone: the sweep sees it
                 return
-            task = loop.create_task(self.apply(*table))
+            if isinstance(message, frontapps.Purge):
+                self.purge(message)
+                return
+            task = loop.create_task(self.apply(*message))
             self._applying.add(task)
             task.add_done_callback(self._applied)
 
         loop.add_reader(control.fileno(), readable)
+
+    def purge(self, purge: frontapps.Purge) -> None:
+        """Drop the matching entries of the caches of the apps it names (all: none named)."""
+        gone = 0
+        for name, cache in self.front.router.caches.items():
+            if not purge.app or purge.app == name:
+                gone += cache.purge(**{purge.kind: purge.value})
+        log.info("cache purge by %s %s: %d entries dropped", purge.kind, purge.value, gone)
 
     def _applied(self, task: asyncio.Task[None]) -> None:
         self._applying.discard(task)

@@ -43,7 +43,6 @@ from maitred.front.accept import (
 )
 from maitred.front.accesslog import AccessLog
 from maitred.front.apptable import AppTable
-from maitred.front.commands import CommandReader
 from maitred.front.connection import ClientConnection
 from maitred.front.dispatcher import Dispatcher
 from maitred.front.exchange import HEALTH, Exchange
@@ -425,16 +424,14 @@ def run_front(
     control: socket.socket | None = None,
     limit_table: LimitTable | None = None,
     hold: Hold | None = None,
-    command_fd: int = -1,
 ) -> int:
     """Main of a front process (after fork); `links` are its link listeners by app, `name`
     says which front (maitred.frontplan), `status_fd` is the write end of its status pipe to
     the master, `found` the apps it serves (default: the one of `cfg`), `protocols` what
     each listener speaks (maitred.sockets), `tls` its TLS listeners and context, if any,
-    `control` its end of the channel on which the master sends new tables of apps
-    (maitred.frontapps), `limit_table` the limits' table it shares with the other fronts
-    (maitred.frontset), `hold` the operator's drain (maitred.readiness.Hold), and
-    `command_fd` the read end of the master's commands to it (maitred.front.commands)."""
+    `control` its end of the channel on which the master sends new tables of apps and cache
+    purges (maitred.frontapps), `limit_table` the limits' table it shares with the other
+    fronts (maitred.frontset), and `hold` the operator's drain (maitred.readiness.Hold)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; master decides
     # uvloop listens for signals only once the loop runs: one that came before (a TERM from a
     # master that stops at once, its app failing to import) would be lost, and the master
@@ -462,8 +459,6 @@ def run_front(
         front.status_fd = status_fd
     if control is not None:
         front.table.listen(control)
-    if command_fd >= 0:
-        CommandReader.start(loop, command_fd, front.router.caches)
     try:
         loop.run_until_complete(front.serve(listeners, links, protocols))
         front.report_metrics()  # the last counts: the master keeps them past this front

@@ -104,7 +104,7 @@ class Router:
         implicit = len(front.apps) == 1 and front.apps[0].implicit
         self.single = targets[0] if implicit else None
         # Each app's response cache, by pool name, for purges and metrics: one dict, updated
-        # in place, since the purges' reader and the counters hold it.
+        # in place, since the counters hold it (purges read it anew: front/apptable.py).
         self.caches.clear()
         self.caches.update(
             (app.name, t.cache) for app, t in zip(front.apps, targets, strict=True) if t.cache
