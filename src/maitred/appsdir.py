@@ -27,7 +27,9 @@ nothing: the app it would have replaced serves on as it was, the others are not 
 said once per version of the file; the next version is tried again (:func:`settle`).
 
 Applying is the arbiter's: it gets the settings with every table (:meth:`AppsDir.merge`) and
-diffs the apps they resolve to (maitred.apps.diff) into apps to start, reload and stop. An app
+diffs the apps they resolve to (maitred.apps.diff) into apps to start, reload and stop, and
+also reloads an app whose file was read again unchanged (:class:`Polled`): `touch NAME.toml`
+loads the app's new code, the way to reload an app that --reload does not watch. An app
 of the directory that cannot be imported is given up (:meth:`AppsDir.forget`) until its file
 changes, rather than stopping the server.
 
@@ -77,6 +79,15 @@ def stamp_of(st: os.stat_result) -> Stamp:
     return Stamp(
         st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_uid, st.st_gid, st.st_mode
     )
+
+
+class Polled(NamedTuple):
+    """What a poll changed: the settings with the directory's apps, and the apps whose file
+    was read and accepted (each is reloaded, even when its file says what it said: touching
+    the file reloads the app's code)."""
+
+    cfg: Config
+    reread: tuple[str, ...]
 
 
 class Pending(NamedTuple):
@@ -203,14 +214,27 @@ class AppsDir:
         return merged(cfg, self.tables)
 
     def start(self, cfg: Config) -> Config:
-        """The first look: every file is read now (nothing runs yet to be half-replaced)."""
-        current = self._scan() or {}
+        """The first look, its refusals logged."""
+        cfg, errors = self.survey(cfg)
+        for line in errors:
+            log.error("%s", line)
+        return cfg
+
+    def survey(self, cfg: Config) -> tuple[Config, list[str]]:
+        """The first look: every file is read now (nothing runs yet to be half-replaced). The
+        settings with the apps accepted, and one line per file refused (or the directory, when
+        it cannot be listed): the master logs them, maitred check prints them."""
+        current = self._list()
+        if isinstance(current, OSError):
+            self._unreadable = True  # said here, not again by the next poll
+            return self.merge(cfg), [f"apps-dir: cannot list {self.directory}: {current}"]
         self._previous = current
         self._next_poll = time.monotonic() + POLL_INTERVAL
-        return self._apply(cfg, Pending(tuple(sorted(current)), ()), current)
+        cfg, errors, _ = self._apply(cfg, Pending(tuple(sorted(current)), ()), current)
+        return cfg, errors
 
-    def poll(self, cfg: Config, now: float) -> Config | None:
-        """The settings with the directory's apps when a poll found a change, else None."""
+    def poll(self, cfg: Config, now: float) -> Polled | None:
+        """What a poll found when it found a change, else None."""
         if now < self._next_poll:
             return None
         self._next_poll = now + POLL_INTERVAL
@@ -221,7 +245,10 @@ class AppsDir:
         self._previous = current
         if not (todo.read or todo.gone):
             return None
-        return self._apply(cfg, todo, current)
+        cfg, errors, reread = self._apply(cfg, todo, current)
+        for line in errors:
+            log.error("%s", line)
+        return Polled(cfg, reread)
 
     def forget(self, name: str, cfg: Config) -> Config:
         """An app of the directory could not be imported: it is given up until its file
@@ -229,7 +256,11 @@ class AppsDir:
         self.tables.pop(name, None)
         return self.merge(cfg)
 
-    def _apply(self, cfg: Config, todo: Pending, current: Mapping[str, Stamp]) -> Config:
+    def _apply(
+        self, cfg: Config, todo: Pending, current: Mapping[str, Stamp]
+    ) -> tuple[Config, list[str], tuple[str, ...]]:
+        """The settings once `todo` is tried, the refusals, and the apps whose file was read
+        and accepted."""
         changes: dict[str, Change] = dict.fromkeys(todo.gone)
         for name in todo.read:
             changes[name] = self._read(name, current[name])
@@ -237,9 +268,8 @@ class AppsDir:
         for name in todo.gone:
             del self._handled[name]
         self.tables, errors = settle(cfg, self.tables, changes)
-        for line in errors:
-            log.error("%s", line)
-        return self.merge(cfg)
+        reread = tuple(name for name in todo.read if self.tables.get(name) is changes[name])
+        return self.merge(cfg), errors, reread
 
     def _read(self, name: str, stamp: Stamp) -> Change:
         path = os.path.join(self.directory, name + SUFFIX)
@@ -253,8 +283,20 @@ class AppsDir:
             return exc
 
     def _scan(self) -> dict[str, Stamp] | None:
-        """The stamp of each NAME.toml (hidden files and others are not apps); None when the
-        directory cannot be listed (said once while it lasts)."""
+        """The directory's listing; None when it cannot be listed (said once while it
+        lasts)."""
+        found = self._list()
+        if isinstance(found, OSError):
+            if not self._unreadable:
+                log.error("apps-dir: cannot list %s: %s; the apps serve on", self.directory, found)
+            self._unreadable = True
+            return None
+        self._unreadable = False
+        return found
+
+    def _list(self) -> dict[str, Stamp] | OSError:
+        """The stamp of each NAME.toml (hidden files and others are not apps), or why the
+        directory cannot be listed."""
         found: dict[str, Stamp] = {}
         try:
             with os.scandir(self.directory) as entries:
@@ -268,9 +310,5 @@ class AppsDir:
                         continue  # gone meanwhile
                     found[name.removesuffix(SUFFIX)] = stamp_of(st)
         except OSError as exc:
-            if not self._unreadable:
-                log.error("apps-dir: cannot list %s: %s; the apps serve on", self.directory, exc)
-            self._unreadable = True
-            return None
-        self._unreadable = False
+            return exc
         return found

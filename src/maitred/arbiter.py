@@ -266,9 +266,11 @@ class Arbiter:
         assert self.fronts is not None
         if self.appsdir is None or self.fronts.next is not None:
             return
-        cfg = self.appsdir.poll(self.cfg, now)
-        if cfg is not None:
-            for name in self._change_apps(cfg).reload:
+        polled = self.appsdir.poll(self.cfg, now)
+        if polled is not None:
+            diff = self._change_apps(polled.cfg)
+            # A file touched but unchanged reloads its app's code all the same.
+            for name in sorted(set(diff.reload) | (set(polled.reread) - set(diff.start))):
                 self.pools[name].reload(self.apps[name].cfg)
             self._announce()
 

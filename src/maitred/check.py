@@ -14,7 +14,9 @@ only (the app's own prints go to stderr), stderr the verdict.
 
 Exit status: 0 when the settings are valid and the app imports as a WSGI app, else 1, with one
 line that says why (the errors of a start: bad setting, a TLS certificate or key that cannot be
-loaded, missing module, exception at import, an ASGI app).
+loaded, missing module, exception at import, an ASGI app). With --apps-dir, the apps its
+files hold now are read and validated by the code the master runs (maitred.appsdir), listed
+and imported like the others; a file the master would refuse is one line naming it, and exit 1.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import traceback
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from maitred import apps, cli, config, locations, tls
+from maitred import apps, appsdir, cli, config, locations, tls
 from maitred.appload import DEMO_APP, AppLoadError, load_app, prepare_path
 from maitred.children import exit_text
 from maitred.locations import LocationTable
@@ -61,7 +63,7 @@ def main(argv: list[str]) -> int:
     )
     given = vars(parser.parse_args(argv))
     timeout = given.pop("import_timeout")
-    resolved = cli.resolve(parser, given)
+    resolved, refused = with_apps_dir(cli.resolve(parser, given))
     found = apps.resolve(resolved.cfg, os.path.abspath(resolved.cfg.chdir))
     print(render(resolved))
     if tls.enabled(resolved.cfg):
@@ -76,6 +78,10 @@ def main(argv: list[str]) -> int:
     listing = render_locations(found)
     if listing:
         print(listing)
+    for line in refused:  # after the apps it accepted, listed above
+        print(f"maitred: {line}", file=sys.stderr)
+    if refused:
+        return FAILED
     for app in found:
         started = time.monotonic()
         failure = import_in_child(app.cfg, timeout)
@@ -91,6 +97,16 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
     return OK
+
+
+def with_apps_dir(resolved: config.Resolved) -> tuple[config.Resolved, list[str]]:
+    """The settings with the apps --apps-dir holds now, read and validated as the master's
+    first look does (maitred.appsdir), and one line per file it would refuse."""
+    cfg = resolved.cfg
+    if not cfg.apps_dir:
+        return resolved, []
+    cfg, refused = appsdir.AppsDir(cfg.apps_dir, cfg.apps_dir_owner).survey(cfg)
+    return resolved._replace(cfg=cfg), refused
 
 
 def _seconds(text: str) -> float:

@@ -591,7 +591,8 @@ class Config:
         False,
         "Development: replace the workers when a .py file under the app's directory changes "
         "(with [apps] tables: under any app's chdir; a change that breaks the import keeps "
-        "the old workers serving).",
+        "the old workers serving). The directories are those of the apps at start: an app "
+        "that joins later from --apps-dir is not watched; touch its NAME.toml to reload it.",
         _bool,
         "--reload",
         section="Application",

@@ -134,6 +134,29 @@ def test_a_removed_file_drains_its_app(servers: ServerFactory, tmp_path: Path) -
     assert server.wait_for_log(r"worker 1 of sleepy \(pid \d+\) retired")
 
 
+VERSIONED = """
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"%s"]
+"""
+
+
+def test_touching_a_file_reloads_that_app_s_code_alone(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    server, directory = serve(servers, tmp_path)
+    code = directory / "code"
+    code.mkdir()
+    (code / "versioned.py").write_text(VERSIONED % "one")
+    deploy(directory, "shop", 'app = "versioned"\nchdir = "code"\npath = "/shop"\n')
+    wait_until(lambda: get(server, "/shop/").body == b"one", PICKED_UP, "the app")
+    [calm] = [pid for pid, app in workers_by_app(server.pid).items() if app == "calm"]
+    (code / "versioned.py").write_text(VERSIONED % "second")  # another size: no stale .pyc
+    os.utime(directory / "shop.toml")  # `touch shop.toml`: the same text, a new stamp
+    wait_until(lambda: get(server, "/shop/").body == b"second", PICKED_UP, "the new code")
+    assert [pid for pid, app in workers_by_app(server.pid).items() if app == "calm"] == [calm]
+
+
 BROKEN = {
     "typo": ("shop", 'app = "whoami"\nwokers = 2\n', r"unknown setting 'wokers'"),
     "toml": ("blog", 'app = "whoami"\npath = \n', r"not valid TOML"),

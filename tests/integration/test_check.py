@@ -7,7 +7,8 @@ import socket
 import sys
 from pathlib import Path
 
-from harness import APPS_DIR, run_cli
+from harness import APPS_DIR, CliResult, run_cli
+from integration.test_apps_dir import SERVER, deploy, whoami
 from maitred import config
 
 if sys.version_info >= (3, 11):
@@ -105,3 +106,46 @@ def test_check_reports_a_bad_setting_in_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1, result
     assert result.stderr.count("\n") == 1 and "workers" in result.stderr, result.stderr
     assert result.stdout == ""
+
+
+def check_apps_dir(tmp_path: Path, files: dict[str, str]) -> tuple[CliResult, Path]:
+    """`maitred check` of the apps-dir tests' server, with `files` (NAME: text) in its DIR."""
+    directory = tmp_path / "apps"
+    directory.mkdir()
+    for name, text in files.items():
+        deploy(directory, name, text)
+    (tmp_path / "maitred.toml").write_text(SERVER)
+    return run_cli(["check", "--apps-dir", str(directory)], tmp_path), directory
+
+
+def test_check_lists_and_imports_the_apps_of_the_apps_dir(tmp_path: Path) -> None:
+    result, _ = check_apps_dir(tmp_path, {"shop": whoami("shop", path="/shop")})
+    assert result.returncode == 0, result
+    assert "[apps.shop]  # resolved" in result.stdout and "[apps.calm]" in result.stdout
+    assert "'whoami' (app shop) imports" in result.stderr, result.stderr
+
+
+def test_check_names_each_file_of_the_apps_dir_that_does_not_validate(tmp_path: Path) -> None:
+    bad = {
+        "calm": ("app = 'whoami'\npath = '/x'\n", "the config file has an app named calm"),
+        "tea": (whoami("tea", path="/shop"), "apps shop and tea both serve"),
+        "typo": ("app = 'whoami'\nwokers = 2\n", "unknown setting 'wokers'"),
+        "toml": ("app = \n", "not valid TOML"),
+    }
+    files = {"shop": whoami("shop", path="/shop")} | {name: text for name, (text, _) in bad.items()}
+    result, directory = check_apps_dir(tmp_path, files)
+    assert result.returncode == 1, result
+    said = [line for line in result.stderr.splitlines() if "apps-dir" in line]
+    assert len(said) == len(bad), result.stderr  # one line per file, each naming it
+    for line, (name, (_, error)) in zip(said, sorted(bad.items()), strict=True):
+        assert line.startswith(f"maitred: apps-dir: {directory}/{name}.toml: "), line
+        assert error in line, line
+    assert "[apps.shop]  # resolved" in result.stdout  # the valid one is listed
+    assert "[apps.tea]" not in result.stdout
+
+
+def test_check_refuses_an_apps_dir_it_cannot_list(tmp_path: Path) -> None:
+    (tmp_path / "maitred.toml").write_text(SERVER)
+    result = run_cli(["check", "--apps-dir", str(tmp_path / "missing")], tmp_path)
+    assert result.returncode == 1, result
+    assert f"maitred: apps-dir: cannot list {tmp_path}/missing: " in result.stderr, result
