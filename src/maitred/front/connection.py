@@ -277,18 +277,21 @@ class ClientConnection(asyncio.Protocol):
         self.close()  # flushes what is buffered, then closes: a truncated body
 
     def _send_error(self, error: HTTPError) -> None:
-        """Answer with the front's own error and close. When the request's head was read (a
-        rule refused it, its body is too large or too slow), the answer is that exchange's:
-        it carries its request id and is logged as every answered request is
-        (:meth:`Exchange.refused`); a request that could not be parsed has only its status."""
         refused, self.refused = self.refused, None
+        self.answer_error(error, refused)
+        self._linger()
+
+    def answer_error(self, error: HTTPError, refused: Exchange | None) -> None:
+        """Write the front's own closing answer and log it. When the request's head was read
+        (`refused`: a rule refused it, its body is too large or too slow), the answer is that
+        exchange's: it carries its request id and is logged as every answered request is
+        (:meth:`Exchange.refused`); a request that could not be parsed has only its status."""
         extra = refused.extra_head if refused is not None else b""
         self.write(error.to_response(self.front.date.get(), extra))
         if refused is None:
             self.front.access_log_error(self, error.status)
         else:
             refused.refused(error.status, len(error.body))
-        self._linger()
 
     def _linger(self) -> None:
         """Close after an answer given while the client may still be sending (front/linger.py);
