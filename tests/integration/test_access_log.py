@@ -294,9 +294,11 @@ def test_an_app_that_sets_the_request_id_gets_no_second_one(servers: ServerFacto
 # --- clients that leave before their response is complete: logged as nginx logs them ---
 
 
-def json_logged(servers: ServerFactory, tmp_path: Path, app: str) -> tuple[Server, LogReader]:
+def json_logged(
+    servers: ServerFactory, tmp_path: Path, app: str, *extra: str
+) -> tuple[Server, LogReader]:
     log = tmp_path / "access.log"
-    args = ["--access-logfile", str(log), "--access-log-format", "json"]
+    args = ["--access-logfile", str(log), "--access-log-format", "json", *extra]
     return servers.start(app, "-w", "1", "--threads", "1", *args), LogReader(log)
 
 
@@ -355,3 +357,19 @@ def test_a_client_gone_mid_body_is_logged_400(servers: ServerFactory, tmp_path: 
         wait_until(conn.read_by_server, WAIT, "the head read by the front")  # before it leaves
     (entry,) = log.records()
     assert (entry["status"], entry["path"], entry["body_bytes"]) == (400, "/upload", 0)
+
+
+def test_a_body_over_the_limit_is_logged_413_with_its_request(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    """Refused on its Content-Length, before a byte of its body: still a known request."""
+    limit = ("--limit-request-body", str(1024 * 1024))
+    server, log = json_logged(servers, tmp_path, "echo:application", *limit)
+    head = [("Content-Length", str(50 * 1024 * 1024)), ("Expect", "100-continue")]
+    with RawConnection(server.port) as conn:
+        conn.send(request_bytes("POST", "/upload", head))
+        answer = conn.read_response("POST")
+    assert answer.status == 413  # at once: no 100 Continue for a body that is refused
+    (entry,) = log.records()
+    assert (entry["request"], entry["status"]) == ("POST /upload HTTP/1.1", 413)
+    assert entry["request_id"] == answer.header("X-Request-ID")

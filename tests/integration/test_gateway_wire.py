@@ -29,7 +29,7 @@ from gatewaywire import (
     stdout_of,
     uwsgi_packet,
 )
-from harness import Server, ServerFactory
+from harness import Server, ServerFactory, wait_until
 from maitred.gateway import fastcgi
 
 LISTENING = re.compile(r"Listening at: (uwsgi|fastcgi)://127\.0\.0\.1:(\d+)")
@@ -111,6 +111,28 @@ def test_uwsgi_a_body_over_the_limit_is_answered_413(echo: Server) -> None:
     with Client(ports(echo)["uwsgi"]) as client:
         client.send(uwsgi_packet(params_with(b"x" * (2 * 1024 * 1024))))  # the body never comes
         assert client.until_close().startswith(b"HTTP/1.1 413 ")
+
+
+def test_uwsgi_a_body_refused_before_it_arrives_is_logged_with_its_request(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    """As over HTTP (tests/integration/test_locations.py): refused by its location's rule."""
+    config = tmp_path / "maitred.toml"
+    config.write_text('[[locations]]\npath = "/a/"\nmax-body-size = "1M"\n')
+    log = tmp_path / "access.log"
+    server = servers.start(
+        "echo:application",
+        *binds("-c", str(config)),
+        "--access-logfile", str(log),
+        "--access-log-format", "json",
+    )  # fmt: skip
+    with Client(ports(server)["uwsgi"]) as client:
+        client.send(uwsgi_packet(params_with(b"x" * (2 * 1024 * 1024))))  # the body never comes
+        assert client.until_close().startswith(b"HTTP/1.1 413 ")
+    wait_until(lambda: log.exists() and log.read_text().endswith("\n"), 10.0, "a line logged")
+    (line,) = log.read_text().splitlines()
+    entry = json.loads(line)
+    assert (entry["request"], entry["status"]) == ("POST /a/b?x=1 HTTP/1.1", 413)
 
 
 # --- FastCGI ---

@@ -202,6 +202,82 @@ def test_a_location_with_access_log_off_is_not_logged(site: Server) -> None:
     assert " /ping " not in log.read_text()
 
 
+REFUSING = """
+[[locations]]
+path = "/closed/"
+deny = ["all"]
+
+[[locations]]
+path = "/small/"
+max-body-size = "1M"
+
+[[locations]]
+path = "/quiet-closed/"
+deny = ["all"]
+access-log = false
+
+[[locations]]
+path = "/quiet-small/"
+max-body-size = "1M"
+access-log = false
+"""
+
+
+@pytest.fixture(scope="module")
+def refusing(
+    module_servers: ServerFactory, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Server, Path]:
+    """A server whose locations refuse uploads before their bodies, logging in json."""
+    where = tmp_path_factory.mktemp("refusing")
+    config = where / "maitred.toml"
+    config.write_text(REFUSING)
+    log = where / "access.log"
+    args = ["--access-logfile", str(log), "--access-log-format", "json"]
+    return module_servers.start("echo:application", "-c", str(config), "-w", "1", *args), log
+
+
+def refused_upload(server: Server, path: str) -> Response:
+    """POST the head of a big upload, no body byte, and read the answer it gets at once."""
+    head = [("Content-Length", str(UPLOAD)), ("Content-Type", "application/octet-stream")]
+    with RawConnection(server.port) as conn:
+        conn.send(request_bytes("POST", path, head))
+        return conn.read_response("POST")
+
+
+def refusal_logged(server: Server, log: Path, path: str) -> tuple[Response, list[str]]:
+    """Refuse an upload to `path`, then GET a page after it: the answer, and the access log
+    lines written since, up to the page's (a refusal is logged as its answer goes out)."""
+    before = len(log.read_text().splitlines()) if log.exists() else 0
+    answer = refused_upload(server, path)
+    after = f"/after{path}"
+    assert get(server, after).status == 200
+    wait_until(lambda: after in log.read_text(), WAIT, f"{after} logged")
+    lines = log.read_text().splitlines()[before:]
+    assert after in lines[-1]
+    return answer, lines[:-1]
+
+
+@pytest.mark.parametrize(("path", "status"), [("/closed/up", 403), ("/small/up", 413)])
+def test_an_upload_refused_before_its_body_is_logged_with_its_request(
+    refusing: tuple[Server, Path], path: str, status: int
+) -> None:
+    answer, lines = refusal_logged(*refusing, path)
+    assert answer.status == status
+    (record,) = (json.loads(line) for line in lines)
+    assert (record["method"], record["path"], record["status"]) == ("POST", path, status)
+    assert record["request"] == f"POST {path} HTTP/1.1"
+    assert record["request_id"] == answer.header("X-Request-ID")  # the answer's own
+
+
+@pytest.mark.parametrize(("path", "status"), [("/quiet-closed/up", 403), ("/quiet-small/up", 413)])
+def test_an_upload_refused_in_a_location_with_access_log_off_is_not_logged(
+    refusing: tuple[Server, Path], path: str, status: int
+) -> None:
+    answer, lines = refusal_logged(*refusing, path)
+    assert answer.status == status
+    assert lines == []  # neither with its request line nor without
+
+
 def test_redirect_https_sends_plain_requests_to_the_same_url_over_https(
     servers: ServerFactory,
 ) -> None:

@@ -29,7 +29,9 @@ wait for an answer, and nginx takes FIN the same way) cancels its requests: the 
 CLOSED, its pipelined requests are dropped unlogged, the others cancelled (front/exchange.py).
 
 An answer the front gives before the whole request is in (4xx, a body it cannot spool) ends
-with a lingering close (front/linger.py, LINGERING), so a client still sending can read it.
+with a lingering close (front/linger.py, LINGERING), so a client still sending can read it. When
+the request's head was read (a rule refused it, its body was too large or too slow), that
+request is kept (``refused``) until the answer goes out, then logged as any answered one.
 
 Everything here runs on the event loop thread.
 """
@@ -99,6 +101,7 @@ class ClientConnection(asyncio.Protocol):
         self.pipeline: deque[Exchange] = deque()
         # CLOSING: the error to answer once earlier responses are out
         self.pending_error: HTTPError | None = None
+        self.refused: Exchange | None = None  # the request it answers, if its head was read
         self.linger: Linger | None = None  # LINGERING: reads what the client still sends
         self.idle_since = front.loop.time()
         self.last_slot = SLOT_OF[NEW]  # when it was last looked at (_report_slot)
@@ -165,12 +168,15 @@ class ClientConnection(asyncio.Protocol):
         """The client is gone: stop its requests. Pipelined ones never began: they are dropped
         unlogged, as nginx would not have read them yet."""
         self.state = CLOSE[self.state]
-        reading, active = self.reading, self.active
-        self.reading = self.active = None  # first: exchange_done must not start the next one
+        reading, active, refused = self.reading, self.active, self.refused
+        # First: exchange_done must not start the next one.
+        self.reading = self.active = self.refused = None
         self._drop_pipeline()
         if reading is not None:
             reading.status = BODY_CUT_SHORT
             reading.cancel()
+        if refused is not None:
+            refused.cancel()  # gone before its error went out: 499
         if active is not None and active.state is not DONE:
             active.cancel()
 
@@ -246,7 +252,7 @@ class ClientConnection(asyncio.Protocol):
             location = self.reading.location
             if location is not None and not exc.headers:
                 exc.headers = location.error_lines  # its location's headers (front/rules.py)
-            self.reading.drop()
+            self.refused = self.reading  # answered with the error, and logged, in its turn
             self.reading = None
         self._stop_reading()
         if self.active is None:
@@ -271,9 +277,21 @@ class ClientConnection(asyncio.Protocol):
         self.close()  # flushes what is buffered, then closes: a truncated body
 
     def _send_error(self, error: HTTPError) -> None:
-        self.write(error.to_response(self.front.date.get()))
-        self.front.access_log_error(self, error.status)
+        refused, self.refused = self.refused, None
+        self.answer_error(error, refused)
         self._linger()
+
+    def answer_error(self, error: HTTPError, refused: Exchange | None) -> None:
+        """Write the front's own closing answer and log it. When the request's head was read
+        (`refused`: a rule refused it, its body is too large or too slow), the answer is that
+        exchange's: it carries its request id and is logged as every answered request is
+        (:meth:`Exchange.refused`); a request that could not be parsed has only its status."""
+        extra = refused.extra_head if refused is not None else b""
+        self.write(error.to_response(self.front.date.get(), extra))
+        if refused is None:
+            self.front.access_log_error(self, error.status)
+        else:
+            refused.refused(error.status, len(error.body))
 
     def _linger(self) -> None:
         """Close after an answer given while the client may still be sending (front/linger.py);

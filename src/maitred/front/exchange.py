@@ -52,6 +52,7 @@ from maitred.front.states import (
     HEAD,
     HEAD_SENT,
     RECEIVING,
+    REFUSE,
     START,
 )
 from maitred.http.errors import simple_response
@@ -369,6 +370,15 @@ class Exchange:
             # It is over when the worker says so (END, FULL, ABORT) or its link drops, both
             # ending in _done.
             return
+        self._done()
+
+    def refused(self, status: int, sent: int) -> None:
+        """The front answered it with an error of its own (`status`, `sent` body bytes) while
+        its body was arriving; its connection closes. It is over, and logged like any answered
+        request: its request line, id, app, and its location's ``access-log``."""
+        self.state = REFUSE[self.state]
+        self.status = status
+        self.sent = sent
         self._done()
 
     def drop(self) -> None:

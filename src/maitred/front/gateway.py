@@ -71,13 +71,13 @@ class GatewayConnection(ClientConnection):
     def _protocol_error(self, exc: ProtocolError) -> None:
         if self.state not in READS:
             return  # it closed meanwhile: the bytes belong to nobody
-        if self.reading is not None:
-            self.reading.drop()
-            self.reading = None
+        refused, self.reading = self.reading, None
         if isinstance(exc, (BodyTooLarge, Refusal)) and self.active is None:
             log.info("%s request from %s refused: %s", self.protocol, self.peer[0], exc.reason)
-            self.refuse(exc)
+            self.refuse(exc, refused)
         else:
+            if refused is not None:
+                refused.drop()
             log.warning(
                 "closing a %s connection from %s: %s",
                 self.protocol,
@@ -86,10 +86,9 @@ class GatewayConnection(ClientConnection):
             )
         self.close()
 
-    def refuse(self, error: ProtocolError) -> None:
+    def refuse(self, error: ProtocolError, refused: Exchange | None) -> None:
         """Answer a request that will not run (its body is too large, a rule refused it)."""
-        self.write(error.to_response(self.front.date.get()))
-        self.front.access_log_error(self, error.status)
+        self.answer_error(error, refused)
 
 
 class UwsgiConnection(GatewayConnection):
@@ -173,8 +172,8 @@ class FastCGIConnection(GatewayConnection):
             self._end_request()
         super().exchange_done(exchange)
 
-    def refuse(self, error: ProtocolError) -> None:
-        super().refuse(error)
+    def refuse(self, error: ProtocolError, refused: Exchange | None) -> None:
+        super().refuse(error, refused)
         self._end_request()
 
     def _end_request(self) -> None:

@@ -19,8 +19,9 @@ An **exchange** (one request and its response, front/exchange.py) goes, on the u
 and leaves for DONE by ``finish`` (from ROUTED, RUNNING, RESPONDING, SENDING: answered, by the
 worker, the static files or the front's own error), by ``cancel`` (the client left; a state a
 worker thread holds, RUNNING or RESPONDING, goes to CANCELLED first and ``finish`` follows with
-the worker's last frame), or by ``drop`` (a request never answered nor logged: the connection
-closes before its turn).
+the worker's last frame), by ``refuse`` (RECEIVING or HELD: the front's own error answered it
+before its body was in, and its connection closes), or by ``drop`` (a request never answered
+nor logged: the connection closes before its turn).
 
 * ``RECEIVING``: its head is parsed (front/connection.py, ``_head_complete``); its body is
   arriving into memory or a spool file. It is the connection's ``reading`` exchange.
@@ -147,6 +148,9 @@ CANCEL = Move(
     },
 )
 DROP = Move("drop unanswered", {RECEIVING: DONE, HELD: DONE, PIPELINED: DONE})
+# Answered by the front before its body was read (a rule refused it, the body is too large,
+# too slow): its connection closes.
+REFUSE = Move("refused while arriving", {RECEIVING: DONE, HELD: DONE})
 
 # Nothing is written for an exchange in these: it was answered (timed out) or its client left.
 GONE = frozenset((CANCELLED, DONE))

@@ -323,15 +323,19 @@ class RequestParser:
         if codings is not None:
             # Several fields form one list (RFC 9110 section 5.3).
             head.chunked = _chunked(b",".join(codings).split(b","), version)
-        limit = self._limits.body
-        if limit and head.content_length is not None and head.content_length > limit:
-            raise BodyTooLarge("request body too large")
         head.upgrade = parser.should_upgrade()
         if head.upgrade:
             head.keep_alive = False
         self.in_head = False
         self._body_bytes = 0
         self._head = head
+        limit = self._limits.body
+        if limit and head.content_length is not None and head.content_length > limit:
+            # The head still goes out, ahead of the error: the 413 answers a known request
+            # (its location, id and access log line). No 100 Continue for a body refused.
+            head.expect_continue = False
+            self._events.append(head)
+            raise BodyTooLarge("request body too large")
         self._events.append(head)
 
     def on_body(self, body: bytes) -> None:
