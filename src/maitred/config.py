@@ -1707,8 +1707,7 @@ def on_reload(running: Config, loaded: Config) -> Reload:
     # The apps' own tables (their locations too) reach the running fronts without replacing
     # them (maitred.frontapps); the server's locations are the fronts' own.
     fronts = (
-        any(f.metadata["reloads"] == FRONTS for f in changed)
-        or running.locations != cfg.locations
+        any(f.metadata["reloads"] == FRONTS for f in changed) or running.locations != cfg.locations
     )
     return Reload(cfg, [key_of(_BY_NAME[name]) for name in kept], fronts)
 

@@ -82,9 +82,7 @@ def snapshot(arbiter: Arbiter, history: bool = True) -> dict[str, Any]:
     now = time.monotonic()
     book = arbiter.book
     book.memory.keep(c.pid for pool in arbiter.pools.values() for c in pool.workers)
-    apps = {
-        name: _app(name, pool, book, now, history) for name, pool in arbiter.pools.items()
-    }
+    apps = {name: _app(name, pool, book, now, history) for name, pool in arbiter.pools.items()}
     return {"schema": SCHEMA, "server": _server(arbiter, now), "apps": apps}
 
 
