@@ -95,6 +95,10 @@ class Activity:
             self.names[""] = pairs[0][0]
         self.dispatchers = dispatchers
 
+    def add(self, name: str, label: str) -> None:
+        """An app the front serves from now on (front/apptable.py)."""
+        self.names[label] = name
+
     def snapshots(
         self, connections: Iterable[ClientConnection], now: float
     ) -> list[dict[str, Any]]:
@@ -106,8 +110,10 @@ class Activity:
             exchange = conn.active
             if exchange is not None and exchange.source == APP and exchange.state is not DONE:
                 name = self.names.get(exchange.app)
-                if name is not None:
-                    held[name].append(exchange)
+                # None for an app that left (its dispatcher with it) while this one ran.
+                requests = held.get(name) if name is not None else None
+                if requests is not None:
+                    requests.append(exchange)
             if conn.reading is not None or exchange is not None:
                 spool += sum(map(spooled_bytes, _held(conn)))
         at = time.monotonic()
