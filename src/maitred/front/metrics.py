@@ -6,7 +6,7 @@ Every request a front answers passes its connection's `exchange_done`; there the
 to the :class:`AppCounters` of its app: one integer for its status class and method, one bucket
 and one sum for each of four durations (queued, in the app, sending, total), the 503s it
 shed, the 504s it timed out, and the files it served from --static directories and their
-bytes. That is one dict lookup and a few list cells per request (about 1 us), no allocation
+bytes. That is one dict lookup and a few list cells per request (under 1 us), no allocation
 and no label built on the steady path: labels are made once a second, when the counters are
 sent (AppCounters.requests), so a front with --stats-bind pays next to nothing.
 
@@ -23,6 +23,7 @@ Owned by the event loop thread.
 
 from __future__ import annotations
 
+import functools
 import time
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
@@ -42,6 +43,10 @@ METHODS = frozenset((b"GET", b"HEAD", b"POST", b"PUT", b"PATCH", b"DELETE", b"OP
 OTHER = b"OTHER"
 SHED = 503  # the front turned it away: the queue was full or it waited too long
 TIMED_OUT = 504  # the app ran past --timeout
+# Most durations (a queue that does not wait, a quick send) fall in the first bucket: one
+# comparison finds it, the search is for the others.
+FASTEST = BUCKETS[0]
+_bucket = functools.partial(bisect_left, BUCKETS)
 
 
 # What a client connection is doing, as an operator asks: nothing yet (new), waiting for its
@@ -117,25 +122,24 @@ class AppCounters:
             self.static_bytes += exchange.sent
         queue, app, send, total = self.buckets
         sums = self.sums
-        bucket = bisect_left
         took = now - exchange.started
-        total[bucket(BUCKETS, took)] += 1
+        total[_bucket(took) if took > FASTEST else 0] += 1
         sums[TOTAL] += took
         dispatched = exchange.dispatched
         if not dispatched:  # it never reached a thread (static, shed)
             return
         app_done = exchange.app_done
         took = dispatched - exchange.complete
-        queue[bucket(BUCKETS, took)] += 1
+        queue[_bucket(took) if took > FASTEST else 0] += 1
         sums[QUEUE] += took
         if app_done:
             took = app_done - dispatched
-            app[bucket(BUCKETS, took)] += 1
+            app[_bucket(took) if took > FASTEST else 0] += 1
             sums[APP] += took
             took = now - app_done
             if took < 0.0:  # clocks read apart; never a negative time
                 took = 0.0
-            send[bucket(BUCKETS, took)] += 1
+            send[_bucket(took) if took > FASTEST else 0] += 1
             sums[SEND] += took
 
     def _first(self, status: int, method: bytes) -> None:
