@@ -1,4 +1,4 @@
-"""What the master keeps of the fronts' counters and its own supervision, for --stats-bind.
+"""What the master keeps of the fronts' reports and its own supervision, for the status pages.
 
 :class:`MetricsBook` keeps, per front pid, the last counters it sent; when a front exits (a
 HUP that replaces the fronts, a crash), its last counters move into a `retired` total, so a sum

@@ -117,7 +117,7 @@ def _top(doc: dict[str, Any]) -> str:
         lines += _table(rows)
     workers = [w for app in doc["apps"].values() for w in app["workers"]]
     if workers and all(w["requests"] is None for w in workers):
-        lines.append("(the fronts report their requests with --stats-bind: start maitred with it)")
+        lines.append("(no report from the fronts yet: they send one about every second)")
     return "\n".join(lines) + "\n"
 
 

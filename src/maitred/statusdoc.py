@@ -3,16 +3,18 @@
 Theory of operation
 -------------------
 Everything here is already in the master's memory: its pools and workers (maitred.pool), the
-fronts' load reports, counters and in-flight requests (maitred.metrics.MetricsBook, sent about
-once a second with --stats-bind: maitred.front.inflight) and the history of the last minutes
-(maitred.history). :func:`snapshot` only reads and arranges them; the one thing it reads from
-the system is each worker's memory, through a cache that reads a worker at most every two
-seconds (maitred.metrics.MemoryReadings). Its cost is bounded by workers + IN_FLIGHT_SHOWN per
-app + the history (300 samples), so building it never holds up the master's loop.
+fronts' load reports, in-flight requests (maitred.front.inflight) and counters (with
+--stats-bind), sent about once a second (maitred.book.MetricsBook), and the history of the last
+minutes (maitred.history). :func:`snapshot` only reads and arranges them; the one thing it
+reads from the system is each worker's memory, through a cache that reads a worker at most
+every two seconds (maitred.metrics.MemoryReadings). Its cost is bounded by workers +
+IN_FLIGHT_SHOWN per app + the history (300 samples), so building it never holds up the master's
+loop.
 
 Figures from the fronts are up to about a second old; an in-flight request's age is aged by
-the time since its front's report. Without --stats-bind the fronts send no counters nor
-requests: `in_flight` is then empty, `requests` of a worker null, `history` empty.
+the time since its front's report. Without --stats-bind the fronts send no counters and the
+master samples no history: `history` is then empty (in_flight and a worker's `requests` are
+sent either way; `requests` is null until its front's first report).
 
 The shape (SCHEMA 1). Fields may be added; none is renamed or removed. Durations are seconds,
 sizes bytes, times in `history.time` Unix seconds; null means "not known".

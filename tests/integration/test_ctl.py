@@ -100,6 +100,24 @@ def test_stacks_show_the_app_function_a_thread_sleeps_in(
         os.kill(pid, 0)  # the worker runs on: stacks kill nothing
 
 
+def test_top_lists_requests_in_flight_without_stats_bind(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    sock = tmp_path / "control.sock"
+    server = servers.start(SLOW, "-w", "1", "--control-socket", str(sock))
+    assert fetch(server.port, "GET", "/quick?s=0").status == 200
+    with in_flight(server, tmp_path / "running", 20.0):
+        wait_until(
+            lambda: "GET /sleepy?s=20" in ctl(sock, "top", "--once").stdout,
+            what="the request in top",
+        )
+        top = ctl(sock, "top", "--once").stdout
+        assert "1 requests in flight" in top and "in app" in top
+        assert "--stats-bind" not in top  # what it shows, it knows
+        (worker,) = ctl_json(sock, "status")["apps"]["main"]["workers"]
+        assert worker["requests"] == 1 and worker["in_flight"] == 1
+
+
 def test_workers_sets_the_pool_size_and_widens_the_scaling_bounds(
     servers: ServerFactory, tmp_path: Path
 ) -> None:

@@ -88,6 +88,37 @@ def test_in_flight_past_one_atomic_write_sends_the_oldest_that_fit() -> None:
     assert inflight.encode({"app": None, "spool_bytes": 5}) is not None
 
 
+def held_by(app: str, started: float) -> SimpleNamespace:
+    """A connection whose request of `app` runs in a worker thread."""
+    exchange = SimpleNamespace(
+        source="app",
+        state=None,  # not DONE
+        app=app,
+        started=started,
+        dispatched=started,
+        app_done=0.0,
+        head=SimpleNamespace(method=b"GET", target=f"/{app}".encode()),
+        worker=None,
+        rid=1,
+        request_id="",
+        body=None,
+        spool=None,
+    )
+    return SimpleNamespace(active=exchange, reading=None, pipeline=())
+
+
+def test_in_flight_follows_the_apps_that_join_and_leave() -> None:
+    dispatchers: dict[str, Any] = {"a": SimpleNamespace(workers=[])}
+    activity = inflight.Activity([("a", "a"), ("b", "b")], dispatchers)
+    dispatchers["c"] = SimpleNamespace(workers=[])  # c joined; b left, a request of b runs
+    activity.add("c", "c")
+    connections = [held_by("a", 1.0), held_by("b", 1.0), held_by("c", 2.0)]
+    a, c, front = activity.snapshots(connections, 3.0)  # type: ignore[arg-type]
+    assert [r[3] for r in a["in_flight"]] == ["/a"]
+    assert [r[3] for r in c["in_flight"]] == ["/c"]
+    assert front == {"app": None, "spool_bytes": 0}
+
+
 def pool(*workers: tuple[bool, object]) -> SimpleNamespace:
     children = [SimpleNamespace(ready=ready, leaving=leaving) for ready, leaving in workers]
     return SimpleNamespace(app_imported=True, workers=children)

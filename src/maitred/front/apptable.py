@@ -157,6 +157,7 @@ class AppTable:
         )
         self.meters[app.name] = LoadMeter(app.name, dispatcher, front.loop.time())
         self._expire(app)
+        front.activity.add(app.name, app.label)
         if front.counters is not None:
             front.counters.add(app.name, app.label)
 

@@ -1,12 +1,12 @@
-"""The requests a front holds right now, per app, for the status page (maitred.statusdoc).
+"""The requests a front holds right now, per app, for the status page and `maitred ctl`.
 
 Theory of operation
 -------------------
 Nothing is recorded per request for this. The front already holds every request it serves: a
 connection's `active` exchange is the one being served (queued in its app's dispatcher, run by
 a worker thread, or being sent), and its times say how long each phase took. So about once a
-second, when the front writes its counters to the master (maitred.front.metrics, with
---stats-bind), :meth:`Activity.snapshots` walks the connections once and sends, per app:
+second, with its load reports (and its counters with --stats-bind: maitred.front.metrics),
+:meth:`Activity.snapshots` walks the connections once and sends, per app:
 
 * the IN_FLIGHT_LIMIT oldest requests (the ones worth looking at: a stuck one is old), each
   with its age, its phase (queued, in app, sending), method, path (cut to PATH_LIMIT), the
@@ -16,10 +16,12 @@ second, when the front writes its counters to the master (maitred.front.metrics,
 * and once for the front, the bytes of the request bodies spooled to disk and of the response
   spools it holds (a body being received is not any app's yet).
 
-Why at report time and not on demand: the front has no channel from the master but signals,
-and the master's loop must never wait on a front; a one-second-old view costs one walk over
-the connections per second and nothing per request. Why bounded: a message goes whole in one
-atomic pipe write (maitred.status.PIPE_BUF); if the oldest do not fit, fewer are sent.
+This is sent with or without --stats-bind, since `maitred ctl top` (the control socket is
+always on) shows it. Why at report time and not on demand: the front has no channel from the
+master but signals, and the master's loop must never wait on a front; a one-second-old view
+costs one walk over the connections per second and nothing per request. Why bounded: a message
+goes whole in one atomic pipe write (maitred.status.PIPE_BUF); if the oldest do not fit, fewer
+are sent.
 
 Ages are measured on the front's loop clock at `at`, a time.monotonic() reading: the master
 (the same machine's monotonic clock) ages them by the time the message took.
@@ -93,6 +95,10 @@ class Activity:
             self.names[""] = pairs[0][0]
         self.dispatchers = dispatchers
 
+    def add(self, name: str, label: str) -> None:
+        """An app the front serves from now on (front/apptable.py)."""
+        self.names[label] = name
+
     def snapshots(
         self, connections: Iterable[ClientConnection], now: float
     ) -> list[dict[str, Any]]:
@@ -104,8 +110,10 @@ class Activity:
             exchange = conn.active
             if exchange is not None and exchange.source == APP and exchange.state is not DONE:
                 name = self.names.get(exchange.app)
-                if name is not None:
-                    held[name].append(exchange)
+                # None for an app that left (its dispatcher with it) while this one ran.
+                requests = held.get(name) if name is not None else None
+                if requests is not None:
+                    requests.append(exchange)
             if conn.reading is not None or exchange is not None:
                 spool += sum(map(spooled_bytes, _held(conn)))
         at = time.monotonic()

@@ -146,11 +146,9 @@ class Front:
             if cfg.stats_bind
             else None
         )
-        self.activity = (  # and the requests it holds, for the status page (front/inflight.py)
-            Activity(((app.name, app.label) for app in self.apps), self.dispatchers)
-            if cfg.stats_bind
-            else None
-        )
+        # The requests it holds, for the status page and `maitred ctl top` (the control
+        # socket is always on): a walk once a second, nothing per request (front/inflight.py).
+        self.activity = Activity(((app.name, app.label) for app in self.apps), self.dispatchers)
         self.stopping = False
         # The connection class of each listener that does not speak HTTP (serve).
         self.connection_classes: dict[socket.socket, type[ClientConnection]] = {}
@@ -270,12 +268,14 @@ class Front:
             os.write(self.status_fd, status.encode_load(meter.report(now)))
 
     def report_metrics(self) -> None:
-        """--stats-bind: each app's counters so far and the requests it holds now, one whole
-        message each."""
-        if self.counters is None or self.activity is None or self.status_fd < 0:
+        """The requests it holds now and, with --stats-bind, each app's counters so far, one
+        whole message each."""
+        if self.status_fd < 0:
             return
-        activity = self.activity.snapshots(self.connections, self.loop.time())
-        for figures in [*self.counters.snapshots(self.connections), *activity]:
+        reports = self.activity.snapshots(self.connections, self.loop.time())
+        if self.counters is not None:
+            reports = [*self.counters.snapshots(self.connections), *reports]
+        for figures in reports:
             message = inflight.encode(figures)
             if message is None:
                 self._warn_once("metrics", "metrics of %s do not fit one message", figures["app"])
