@@ -88,7 +88,13 @@ def ids(pid: int) -> dict[str, str]:
 
 
 def runs_as(pid: int, uid: int, gid: int) -> bool:
-    return ids(pid) == {
+    """Whether `pid` runs as uid and gid; False once it has exited (a front or worker of the
+    generation a HUP replaces may leave between listing and reading)."""
+    try:
+        found = ids(pid)
+    except FileNotFoundError:
+        return False
+    return found == {
         "Uid": f"{uid} {uid} {uid} {uid}",
         "Gid": f"{gid} {gid} {gid} {gid}",
         "Groups": f"{gid}",
