@@ -952,6 +952,31 @@ class Config:
         reloads=FRONTS,
         per_app=True,
     )
+    cache_dir: str = setting(
+        "",
+        "Directory for the bodies past --cache-max-object: each is kept in a file there and "
+        "sent with sendfile. Each front makes its own subdirectory (mode 0700, its files "
+        "0600, owned by the front's user) and removes it when it stops. Empty (the default): "
+        "larger bodies are not stored.",
+        _str,
+        "--cache-dir",
+        section="Caching",
+        metavar="DIR",
+        reloads=FRONTS,
+        per_app=True,
+    )
+    cache_dir_size: int = setting(
+        1 << 30,
+        "Bytes of the files under --cache-dir, per front (per app when set in an app's "
+        "table), apart from --cache-size: nginx's proxy_cache_path max_size. Least recently "
+        "used files go first; the size is a hard bound, and the largest body stored.",
+        _size,
+        "--cache-dir-size",
+        section="Caching",
+        metavar="BYTES",
+        reloads=FRONTS,
+        per_app=True,
+    )
     cache_rule: tuple[tuple[str, float], ...] = setting(
         (),
         "Freshness, in seconds, of the responses under a URL path prefix that say nothing of "

@@ -3,8 +3,8 @@
 Each call appends its target to ``calls`` in the directory named by CACHE_APP_DIR, so a test
 counts the requests that reached the app. The query sets the response: ``cc`` its
 Cache-Control, ``cdn`` its CDN-Cache-Control, ``tag`` its Cache-Tag, ``vary`` its Vary,
-``etag`` and ``lm`` its ETag and Last-Modified,
-``cookie`` a Set-Cookie, ``sleep`` seconds to take first. While a file ``fail`` exists in that
+``etag`` and ``lm`` its ETag and Last-Modified, ``cookie`` a Set-Cookie, ``sleep`` seconds
+to take first, ``pad`` random bytes added to the body. While a file ``fail`` exists in that
 directory the app answers 500 (streamed in pieces with ``stream``). The body names the call,
 so a test tells answers apart.
 """
@@ -48,6 +48,7 @@ def application(environ: Environ, start_response: StartResponse) -> Iterable[byt
         start_response("500 Internal Server Error", text_headers(body))
         return [body]
     body = f"call {len(calls(directory))} {target} {environ.get('HTTP_COOKIE', '')}\n".encode()
+    body += os.urandom(int(asked.get("pad", "0")))
     headers = text_headers(body)
     headers += [(name, asked[key]) for key, name in HEADERS.items() if key in asked]
     if "cookie" in asked:

@@ -7,8 +7,10 @@ reached the app; the query says which caching headers it answers with.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -348,3 +350,68 @@ def test_a_file_sent_by_sendfile_is_not_stored_without_its_body(
     for _ in range(2):
         response = get(server, f"/?path={big}")
         assert response.body == big.read_bytes()
+
+
+# --cache-dir: a body past --cache-max-object (1 MiB by default) is kept in a file.
+BIG = 5 << 20
+BIG_PAGE = f"/big?cc=s-maxage%3D600&pad={BIG}"
+
+
+def body_files(cache_dir: Path) -> list[Path]:
+    return [path for path in cache_dir.rglob("*") if path.is_file()]
+
+
+def test_a_large_body_is_kept_in_a_file_and_sent_from_it(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    cache_dir = tmp_path / "bodies"
+    server = start(servers, tmp_path, "--cache-dir", str(cache_dir))
+    first = get(server, BIG_PAGE)
+    assert first.header("Cache-Status") == "maitred; fwd=miss; fwd-status=200; stored"
+    second = get(server, BIG_PAGE)
+    assert second.header("Cache-Status").startswith("maitred; hit; ttl=")  # type: ignore[union-attr]
+    assert len(first.body) > BIG
+    assert hashlib.sha256(second.body).digest() == hashlib.sha256(first.body).digest()
+    assert calls(tmp_path) == [BIG_PAGE]
+    # the body is in a file of the front's own directory, which app users cannot read
+    (stored,) = body_files(cache_dir)
+    assert stored.read_bytes() == first.body
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+    assert stat.S_IMODE(stored.parent.stat().st_mode) == 0o700
+    head = fetch(server.port, "HEAD", BIG_PAGE)
+    assert head.status == 200 and head.body == b""
+    assert head.header("Content-Length") == str(len(first.body))
+    # a small page still lives in memory
+    get(server, S_MAXAGE)
+    assert get(server, S_MAXAGE).header("Cache-Status").startswith("maitred; hit")  # type: ignore[union-attr]
+    assert len(body_files(cache_dir)) == 1
+    # no file outlives its front
+    server.stop()
+    assert list(cache_dir.iterdir()) == []
+
+
+def test_files_are_evicted_past_their_bound_and_purged(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    cache_dir = tmp_path / "bodies"
+    sock = tmp_path / "control.sock"
+    bound = 12 << 20  # two bodies of 5 MiB, not three
+    server = start(
+        servers,
+        tmp_path,
+        *("--cache-dir", str(cache_dir), "--cache-dir-size", str(bound)),
+        *("--control-socket", str(sock)),
+    )
+    pages = [f"{BIG_PAGE}&n={n}" for n in range(3)]
+    for page in pages:
+        get(server, page)
+    # the last page is stored (its first file evicted) once its response is over
+    wait_until(lambda: len(body_files(cache_dir)) == 2, what="two files left")
+    assert sum(path.stat().st_size for path in body_files(cache_dir)) <= bound
+    # the least recently used went, the others are hits
+    for page in pages[1:]:
+        assert get(server, page).header("Cache-Status").startswith("maitred; hit")  # type: ignore[union-attr]
+    assert calls_to(tmp_path, pages[0]) == 1
+    result = run_cli(["ctl", "--socket", str(sock), "cache", "purge", "--url", pages[1]])
+    assert result.returncode == 0, result.stderr
+    wait_until(lambda: len(body_files(cache_dir)) == 1, what="the purged page's file removed")

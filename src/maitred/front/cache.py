@@ -26,16 +26,24 @@ Every answer says how it was made: ``Exchange.cache`` for the access log and the
 (hit, stale, miss, bypass), and with --cache-status-header the ``Cache-Status`` field of RFC
 9211. Purges (:meth:`ResponseCache.purge`) drop entries by URL, prefix or tag.
 
+With --cache-dir, a body past --cache-max-object is written to a file as it passes
+(maitred.front.cachefiles), its entry kept in a second store bounded by --cache-dir-size, and a
+hit sends the file with sendfile. A key has its entry in one store at most: storing it in one
+drops it from the other. Bodies under --cache-max-object take the memory path as before.
+
 Owned by the event loop thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from maitred.front.cachefiles import BodyFile, CacheDir, StoredFileSender
 from maitred.front.cachefill import CachedExchange, parse_head, refresh_exchange
 from maitred.front.cachestore import Primary, Store, Stored
 from maitred.front.conditional import preconditions
@@ -52,6 +60,8 @@ from maitred.http.caching import (
 )
 from maitred.http.framing import CONTENT_LENGTH
 
+log = logging.getLogger("maitred.error")
+
 if TYPE_CHECKING:
     from maitred.config import Config
     from maitred.front.dispatcher import Dispatcher
@@ -64,6 +74,7 @@ GET, HEAD = b"GET", b"HEAD"
 SAFE_METHODS = frozenset((GET, HEAD, b"OPTIONS", b"TRACE"))
 NOT_MODIFIED = 304
 NOT_MODIFIED_LINE = b"HTTP/1.1 304 Not Modified\r\n"
+BAD_GATEWAY = 502
 # The fields a 304 repeats from the stored response (RFC 9110 section 15.4.5).
 NOT_MODIFIED_FIELDS = frozenset(
     (b"cache-control", b"cdn-cache-control", b"content-location", b"etag", b"expires", b"vary")
@@ -96,6 +107,7 @@ class Fetch:
         self.lines: list[bytes] = []
         self.policy: Policy | None = None
         self.chunks: list[bytes] = []
+        self.spool: BodyFile | None = None  # the body's file, once past --cache-max-object
         self.size = 0
         self.complete = False  # the whole response came, and went to its client
         self.swallowing = False  # a 5xx answered from the stale entry: its frames are dropped
@@ -118,7 +130,7 @@ class Fetch:
                 cache.rule_for(exchange.head.target),
                 cache.cfg.cache_stale_if_error,
             )
-            fits = length <= cache.cfg.cache_max_object
+            fits = length <= cache.max_body
             self.policy = decided if isinstance(decided, Policy) and fits else None
             self.storing = self.policy is not None
         if not cache.status_header:
@@ -133,17 +145,34 @@ class Fetch:
         if not self.storing:
             return
         self.size += len(data)
-        if self.size > self.cache.cfg.cache_max_object:
-            self.storing = False
+        cache = self.cache
+        if self.spool is None and self.size > cache.cfg.cache_max_object:
+            # Past the memory's limit: on to a file, if there is a directory for it.
+            self.spool = cache.files.create() if cache.files is not None else None
+            if self.spool is None or not all(map(self.spool.write, self.chunks)):
+                self._give_up()
+                return
             self.chunks = []
-            return
-        self.chunks.append(data)
+        if self.spool is None:
+            self.chunks.append(data)
+        elif self.size > cache.max_body or not self.spool.write(data):
+            self._give_up()
+
+    def _give_up(self) -> None:
+        """The body will not be stored: what was kept of it goes."""
+        self.storing = False
+        self.chunks = []
+        if self.spool is not None:
+            self.spool.discard()
+            self.spool = None
 
     def stand_in(self, exchange: Exchange) -> bool:
         """The app failed: answer from the stale entry if its stale-if-error allows; True when
         it was answered so."""
         self.failed = True
         self.storing = False
+        if self.spool is not None:
+            self._give_up()
         stale = self.stale
         if stale is None or exchange.state in GONE:
             return False
@@ -154,7 +183,8 @@ class Fetch:
         worker = exchange.worker
         if worker is not None and worker.exchanges.get(exchange.rid) is exchange:
             worker.cancel(exchange.rid)  # the rest of the app's answer is not wanted
-        self.cache.serve(exchange, stale, STALE, b"; detail=stale-if-error")
+        if not self.cache.serve(exchange, stale, STALE, b"; detail=stale-if-error"):
+            Exchange.respond_error(exchange, BAD_GATEWAY)  # its file is gone: the app's fault
         return True
 
     def over(self, exchange: Exchange) -> None:
@@ -172,6 +202,8 @@ class Fetch:
         whole = self.length < 0 or self.size == self.length
         if self.storing and self.complete and whole and self.policy is not None:
             cache.keep(self, exchange.head.fields)
+        elif self.spool is not None:
+            self._give_up()
         cache.release(self)
 
 
@@ -186,6 +218,11 @@ class ResponseCache:
         self.app = app
         self.dispatcher = dispatcher
         self.store = Store(cfg.cache_size)
+        # --cache-dir: bodies past --cache-max-object, in files, within --cache-dir-size.
+        self.files = CacheDir(cfg.cache_dir) if cfg.cache_dir else None
+        self.file_store = Store(cfg.cache_dir_size) if cfg.cache_dir else None
+        self.stores = (self.store,) if self.file_store is None else (self.store, self.file_store)
+        self.max_body = cfg.cache_dir_size if cfg.cache_dir else cfg.cache_max_object
         self.fetches: dict[Primary, Fetch] = {}
         self.status_header = cfg.cache_status_header
         self.bypass_cookies = tuple(name.encode("latin-1") for name in cfg.cache_bypass_cookie)
@@ -204,7 +241,7 @@ class ResponseCache:
         fields = head.fields
         if method != GET and method != HEAD:
             if method not in SAFE_METHODS:
-                self.store.remove(self._target_matches(self.primary(exchange)))
+                self._remove(self._target_matches(self.primary(exchange)))
             self.forward(exchange, None, BYPASS)
             return
         rule = request_rule(fields)
@@ -213,6 +250,8 @@ class ResponseCache:
             return
         primary = self.primary(exchange)
         stored = self.store.get(primary, fields)
+        if stored is None and self.file_store is not None:
+            stored = self.file_store.get(primary, fields)
         if (
             stored is not None
             and b"authorization" in fields
@@ -223,13 +262,15 @@ class ResponseCache:
         if stored is not None and rule is RequestRule.ANY:
             ttl = stored.ttl(self.loop.time())
             if ttl > 0:
-                self.serve(exchange, stored, HIT)
-                return
-            if -ttl <= stored.policy.stale_while_revalidate:
-                self.serve(exchange, stored, STALE, b"; detail=stale-while-revalidate")
-                if primary not in self.fetches:
-                    self._refresh(exchange, primary, stored)
-                return
+                if self.serve(exchange, stored, HIT):
+                    return
+                stored = None  # its file is gone: a miss
+            elif -ttl <= stored.policy.stale_while_revalidate:
+                if self.serve(exchange, stored, STALE, b"; detail=stale-while-revalidate"):
+                    if primary not in self.fetches:
+                        self._refresh(exchange, primary, stored)
+                    return
+                stored = None
         fetch = self.fetches.get(primary)
         if fetch is not None and not waited and rule is RequestRule.ANY:
             fetch.waiters.append(exchange)
@@ -331,27 +372,59 @@ class ResponseCache:
             frozenset(t.strip(b",") for t in tags),
             not_modified=b"".join(not_modified),
         )
-        self.store.put(fetch.primary, request, stored)
+        store, other = self.store, self.file_store
+        spool, fetch.spool = fetch.spool, None
+        if spool is not None and other is not None:
+            spool.close()  # whole: from now on it may be served
+            stored.file, stored.file_size = spool.path, fetch.size
+            store, other = other, store
+        if not store.put(fetch.primary, request, stored):
+            if spool is not None:
+                spool.discard()
+            return
+        if other is not None:  # the key's older entry in the other store is out of date
+            other.remove(lambda key, _: key == fetch.primary)
 
-    def serve(self, exchange: Exchange, stored: Stored, outcome: str, detail: bytes = b"") -> None:
-        """Answer `exchange` from `stored`, now."""
-        exchange.cache = outcome
+    def serve(self, exchange: Exchange, stored: Stored, outcome: str, detail: bytes = b"") -> bool:
+        """Answer `exchange` from `stored`, now; False (nothing sent, the entry dropped) when
+        its file cannot be opened."""
         now = self.loop.time()
         status, body = stored.status, stored.body
+        length = stored.file_size if stored.file else len(body)
         lines = [stored.status_line, stored.fields]
+        fd = -1
         if self._not_modified(exchange.head.fields, stored):
             status, body = NOT_MODIFIED, b""
             lines = [NOT_MODIFIED_LINE, stored.not_modified]
         else:
-            lines.append(CONTENT_LENGTH % len(body))
+            lines.append(CONTENT_LENGTH % length)
+            if stored.file and not exchange.suppress_body:
+                fd = self._open(stored)
+                if fd < 0:
+                    return False
+        exchange.cache = outcome
         lines += (b"Date: ", self.date.get(), b"\r\nAge: %d\r\n" % max(0, stored.age(now)))
         if self.status_header:
             said = b"hit; ttl=%d%s\r\n" % (stored.ttl(now), detail)
             lines += (STATUS_FIELD, said)
         lines.append(exchange.extra_head)
-        length = len(body) if status != NOT_MODIFIED else -1
-        # The plain method: a CachedExchange answered from a stale entry is not recorded.
-        Exchange.respond_full(exchange, status, length, b"".join(lines), body)
+        length = length if status != NOT_MODIFIED else -1
+        # The plain methods: a CachedExchange answered from a stale entry is not recorded.
+        if fd >= 0:
+            Exchange.respond_head(exchange, status, length, b"".join(lines))
+            StoredFileSender(exchange, fd, 0, length).start()  # closes fd
+        else:
+            Exchange.respond_full(exchange, status, length, b"".join(lines), body)
+        return True
+
+    def _open(self, stored: Stored) -> int:
+        """The descriptor of a stored body's file; -1 (the entry dropped) when it is gone."""
+        try:
+            return os.open(stored.file, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            log.error("cache: stored body %s unreadable: %s", stored.file, exc)
+            self._remove(lambda _, entry: entry is stored)
+            return -1
 
     @staticmethod
     def _not_modified(fields: Fields, stored: Stored) -> bool:
@@ -379,17 +452,28 @@ class ResponseCache:
         """Drop the entries of a URL (a path and query, or a whole URL), under a path prefix,
         or carrying a tag; how many went."""
         if url:
-            return self.store.remove(_url_matcher(url))
+            return self._remove(_url_matcher(url))
         if prefix:
             start = prefix.encode("latin-1")
-            return self.store.remove(lambda key, _: key[3].startswith(start))
+            return self._remove(lambda key, _: key[3].startswith(start))
         wanted = tag.encode("latin-1")
-        return self.store.remove(lambda _, stored: wanted in stored.tags)
+        return self._remove(lambda _, stored: wanted in stored.tags)
+
+    def _remove(self, matches: Matcher) -> int:
+        return sum(store.remove(matches) for store in self.stores)
 
     def figures(self) -> dict[str, int]:
-        """What the metrics report of this cache's memory (the outcomes are counted with
-        each request: maitred.front.metrics)."""
-        return {"cache_stored_bytes": self.store.size, "cache_evictions": self.store.evictions}
+        """What the metrics report of this cache's memory and files (the outcomes are
+        counted with each request: maitred.front.metrics)."""
+        return {
+            "cache_stored_bytes": sum(store.size for store in self.stores),
+            "cache_evictions": sum(store.evictions for store in self.stores),
+        }
+
+    def close(self) -> None:
+        """The front stops or replaces this cache: the files of its bodies go."""
+        if self.files is not None:
+            self.files.close()
 
 
 def _url_matcher(url: str) -> Matcher:

@@ -30,6 +30,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from maitred.front.cachefiles import remove_file
 from maitred.http.caching import Fields, Policy, secondary_key
 
 # Bytes counted per entry beyond its body and head: the key, the Stored object, the dicts.
@@ -54,6 +55,8 @@ class Stored:
     tags: frozenset[bytes]
     not_modified: bytes = b""  # the lines a 304 repeats
     size: int = 0
+    file: str = ""  # the file that holds the body (--cache-dir), `body` then empty
+    file_size: int = 0
 
     def age(self, now: float) -> float:
         return self.policy.initial_age + (now - self.stored_at)
@@ -86,7 +89,7 @@ class Store:
 
     def put(self, primary: Primary, request: Fields, stored: Stored) -> bool:
         """Keep `stored` for this request's keys; False when it is larger than the store."""
-        stored.size = len(stored.body) + len(stored.fields) + ENTRY_OVERHEAD
+        stored.size = len(stored.body) + stored.file_size + len(stored.fields) + ENTRY_OVERHEAD
         if stored.size > self.capacity:
             return False
         names = stored.policy.vary
@@ -116,6 +119,8 @@ class Store:
     def _forget(self, primary: Primary, stored: Stored) -> None:
         """`stored` (the caller took it out of `entries`) no longer counts."""
         self.size -= stored.size
+        if stored.file:
+            remove_file(stored.file)
         left = self.variants[primary] - 1
         if left:
             self.variants[primary] = left

@@ -463,5 +463,6 @@ def run_front(
         loop.run_until_complete(front.serve(listeners, links, protocols))
         front.report_metrics()  # the last counts: the master keeps them past this front
     finally:
+        front.router.close_caches()  # no stored body outlives its front (--cache-dir)
         loop.close()
     return 0

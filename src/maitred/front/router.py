@@ -30,6 +30,7 @@ import dataclasses
 import os
 import random
 import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, NamedTuple
 
 from maitred.front.cache import ResponseCache
@@ -105,6 +106,7 @@ class Router:
         self.single = targets[0] if implicit else None
         # Each app's response cache, by pool name, for purges and metrics: one dict, updated
         # in place, since the counters hold it (purges read it anew: front/apptable.py).
+        self.close_caches(keep=[t.cache for t in targets])
         self.caches.clear()
         self.caches.update(
             (app.name, t.cache) for app, t in zip(front.apps, targets, strict=True) if t.cache
@@ -119,6 +121,13 @@ class Router:
             Rules(cfg, apps, front.health, front.limit_table) if Rules.wanted(cfg, apps) else None
         )
         front.limits = dataclasses.replace(front.limits, body=parser_body_limit(cfg, apps))
+
+    def close_caches(self, keep: Iterable[ResponseCache | None] = ()) -> None:
+        """Remove the files of the caches but those to `keep` (none: the front stops)."""
+        kept = {id(cache) for cache in keep}
+        for cache in self.caches.values():
+            if id(cache) not in kept:
+                cache.close()
 
     def _cache(self, front: Front, app: App) -> ResponseCache | None:
         """The app's response cache: the one it has, its pages kept, while its settings
