@@ -270,6 +270,21 @@ def test_django_pages_and_sessions(servers: ServerFactory, tmp_path: Path) -> No
     assert calls_of(tmp_path, "shared") == 3  # alice's two, the anonymous page's first
 
 
+def test_a_page_asked_again_at_once_is_a_hit(servers: ServerFactory, tmp_path: Path) -> None:
+    """Django answers in frames (head, body, END): the client has the whole page, closes and
+    asks again before the front may have read the END; the page is stored by then."""
+    server = servers.start(
+        "mysite.wsgi:application", "-w", "1", *CACHED, env={"MYSITE_DATA_DIR": str(tmp_path)}
+    )
+    for n in range(30):
+        path = f"/shared/?n={n}"
+        first = get(server, path)
+        second = get(server, path)
+        assert second.body == first.body, n
+        assert second.header("Cache-Status").startswith("maitred; hit"), n  # type: ignore[union-attr]
+    assert calls_of(tmp_path, "shared") == 30
+
+
 def calls_to(directory: Path, path: str) -> int:
     return calls(directory).count(path)
 

@@ -188,7 +188,8 @@ class Fetch:
         return True
 
     def over(self, exchange: Exchange) -> None:
-        """Its exchange is over (answered, cancelled): store, then let the waiters go on."""
+        """Its response came whole, or its exchange is over (answered, cancelled): store, then
+        let the waiters go on. Once only: frames after a whole body change nothing."""
         if self.ended:
             return
         self.ended = True
@@ -204,6 +205,7 @@ class Fetch:
             cache.keep(self, exchange.head.fields)
         elif self.spool is not None:
             self._give_up()
+        self.storing = False  # settled: nothing more is kept
         cache.release(self)
 
 

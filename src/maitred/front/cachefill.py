@@ -13,7 +13,9 @@ The subclass watches the response frames as they pass through:
   may be stored, and to add ``Cache-Status`` (RFC 9211) when asked;
 * the body: kept while it stays under --cache-max-object;
 * the end: the whole response goes to the cache's store, and the requests that waited for
-  this fetch (a stampede of misses for one key) are answered from it.
+  this fetch (a stampede of misses for one key) are answered from it. A body with a
+  Content-Length ends with its last byte, not with the worker's END frame: the client may have
+  that byte, and ask again, before END is read, and must find the page stored.
 
 When the app fails (a 5xx head, the front's own 502/503/504: a dead worker, a full queue, a
 timeout) and a stale entry may stand in for errors (stale-if-error), the client gets that entry
@@ -79,6 +81,11 @@ class CachedExchange(Exchange):
             return  # a 5xx answered from a stale entry: the thread was told to stop
         if self.state not in GONE:
             fetch.body(data)
+            if fetch.size == fetch.length:
+                # Every declared byte came: stored now, not at the worker's END, which may be
+                # read after the client, holding its last byte, asked again.
+                fetch.complete = True
+                fetch.over(self)
         Exchange.respond_body(self, data)
 
     def respond_end(self) -> None:
