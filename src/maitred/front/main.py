@@ -7,7 +7,9 @@ dispatcher, and sweeps the connections a few
 times per shortest timeout, at least once a second, enforcing the timeouts of
 front/timeouts.py (one pass over the connections is cheaper than a timer per request),
 checking that file descriptors have not run out (front/accept.py), and telling the master it is
-alive (a HEARTBEAT on its status pipe: a front that stops is killed, see --front-timeout).
+alive (a HEARTBEAT on its status pipe: a front that stops is killed, see --front-timeout);
+a sweep that finds no connection open after some were gives the heap's free pages back
+(maitred.heap).
 About once a second it also reports each pool's load on that pipe (front/load.py), from which
 the master scales the pool.
 
@@ -32,7 +34,7 @@ from collections.abc import Mapping, Sequence
 
 from setproctitle import setproctitle
 
-from maitred import apps, logs, privileges, status
+from maitred import apps, heap, logs, privileges, status
 from maitred.config import Config
 from maitred.front import inflight
 from maitred.front.accept import (
@@ -117,6 +119,8 @@ class Front:
             body=cfg.limit_request_body,  # the router's rules may count instead (use_apps)
         )
         self.connections: set[ClientConnection] = set()
+        self.opened = 0  # connections opened so far: its activity, for the idle trim
+        self.trim = heap.IdleTrim()  # the heap's free pages go back once it is idle
         self.slots: Slots[ClientConnection] = Slots(
             cfg.max_connections, cfg.max_connections_per_ip, ClientConnection.slot, loop.time
         )
@@ -226,17 +230,22 @@ class Front:
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(self.timeouts.interval)
-            if os.getppid() != self.master_pid:
-                log.warning("front: the master is gone, stopping")
-                self.shutdown()
-            now = self.loop.time()
-            if self.gate is not None:
-                self.gate.check_descriptors()
-            self.timeouts.sweep(self.connections, now)
-            for dispatcher in self.dispatchers.values():
-                dispatcher.expire_queued(now)
-                dispatcher.report_shed()
-            self._beat(now)
+            self.sweep()
+
+    def sweep(self) -> None:
+        """One pass: the master, descriptors, timeouts, queues, heartbeat, the idle trim."""
+        if os.getppid() != self.master_pid:
+            log.warning("front: the master is gone, stopping")
+            self.shutdown()
+        now = self.loop.time()
+        if self.gate is not None:
+            self.gate.check_descriptors()
+        self.timeouts.sweep(self.connections, now)
+        for dispatcher in self.dispatchers.values():
+            dispatcher.expire_queued(now)
+            dispatcher.report_shed()
+        self._beat(now)
+        self.trim.check(self.opened, idle=not self.connections)
 
     def _beat(self, now: float) -> None:
         """Tell the master the loop runs; short sweep intervals do not make it chattier."""
@@ -287,6 +296,7 @@ class Front:
 
     def connection_opened(self, conn: ClientConnection) -> None:
         self.connections.add(conn)
+        self.opened += 1
         verdict, evicted = self.slots.admit(conn, conn.peer[0])
         if evicted is not None:
             self._make_room(evicted)
