@@ -30,11 +30,12 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Sized
+from typing import TYPE_CHECKING
 
 from setproctitle import setproctitle
 
-from maitred import apps, heap, logs, privileges, status
+from maitred import apps, heap, logs, privileges, sockets, status
 from maitred.config import Config
 from maitred.front import inflight
 from maitred.front.accept import (
@@ -48,7 +49,6 @@ from maitred.front.apptable import AppTable
 from maitred.front.connection import ClientConnection
 from maitred.front.dispatcher import Dispatcher
 from maitred.front.exchange import HEALTH, Exchange
-from maitred.front.gateway import GATEWAYS
 from maitred.front.health import HealthCheck
 from maitred.front.inflight import Activity
 from maitred.front.limittable import LimitTable
@@ -58,11 +58,13 @@ from maitred.front.proxy import ProxyHeaderGate
 from maitred.front.router import Router
 from maitred.front.slots import Slot, Slots, Verdict
 from maitred.front.timeouts import ConnectionTimeouts
-from maitred.front.tls import FrontTLS, OpenConnections, TLSHandshake
 from maitred.http.errors import RETRY_AFTER, simple_response
 from maitred.http.parser import Limits
 from maitred.http.response import DateCache
 from maitred.readiness import Hold, Readiness, ReadinessState
+
+if TYPE_CHECKING:
+    from maitred.front.tls import FrontTLS
 
 log = logging.getLogger("maitred.error")
 
@@ -78,6 +80,28 @@ FRONT_START_FAILED = 1  # exit status of a front that could not switch to --user
 # A global, read as a connection's slot changes: an Enum member read as a class attribute costs
 # a Python call in CPython 3.11 (front/states.py).
 PAUSED = Accepting.PAUSED
+
+
+def gateway_classes(protocols: Sequence[str]) -> Mapping[str, type[ClientConnection]]:
+    """The connection classes of the protocols other than HTTP, by protocol.
+
+    The gateways (uwsgi://, fastcgi://) are imported only by a front that has such a listener:
+    their modules would take memory in every front that serves HTTP alone.
+    """
+    if all(protocol in (sockets.HTTP, sockets.HTTPS) for protocol in protocols):
+        return {}
+    from maitred.front.gateway import GATEWAYS
+
+    return GATEWAYS
+
+
+def open_connections(connections: Sized, tls: FrontTLS) -> Sized:
+    """What a front with TLS listeners counts against --max-connections: its connections and
+    its handshakes under way. front/tls.py is imported only by such a front (like the
+    gateways, see gateway_classes)."""
+    from maitred.front.tls import OpenConnections
+
+    return OpenConnections(connections, tls.handshakes)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -182,8 +206,9 @@ class Front:
         for those past its end: maitred.sockets.PROTOCOLS); `links` are the link listeners of
         the apps' workers, by app."""
         loop = self.loop
+        gateways = gateway_classes(protocols)
         self.connection_classes = {
-            sock: GATEWAYS.get(protocol, ClientConnection)
+            sock: gateways.get(protocol, ClientConnection)
             for sock, protocol in zip(listeners, protocols, strict=False)
         }
         self.slots.limit = limit = fit_fd_limit(self.cfg.max_connections)
@@ -192,7 +217,7 @@ class Front:
             self.new_connection,
             listeners,
             self.cfg.backlog,
-            self.slots if self.tls is None else OpenConnections(self.slots, self.tls.handshakes),
+            self.slots if self.tls is None else open_connections(self.slots, self.tls),
             limit,
             self.slots.room_at,
         )
@@ -221,6 +246,8 @@ class Front:
         TLS listener, a PROXY header first if configured."""
         secure = self.tls
         if secure is not None and secure.serves(listener):
+            from maitred.front.tls import TLSHandshake  # see open_connections
+
             return TLSHandshake(self, secure)
         kind = self.connection_classes.get(listener, ClientConnection)
         if self.cfg.proxy_protocol:
