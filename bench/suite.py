@@ -28,6 +28,9 @@ NOT_INSTALLED = "not installed"
 FAILED_TO_START = "failed to start"
 DIED = "server died"
 SKIPPED = "skipped"
+# Idle memory is read this long after the warm-up's last response: at rest, not within the
+# same second, so a server that gives memory back once idle is measured as it idles.
+IDLE_SETTLE = 3.0
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,7 @@ def _measure(
     )
     try:
         _warm_up(target, scenarios)
+        time.sleep(IDLE_SETTLE)
         result.memory["idle"] = tree_memory(running.roots()).as_dict()
         result.memory["idle_roles"] = roles_memory(running.roots())
         with PeakSampler(running.roots) as sampler:

@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from maitred import frontplan, status
+from maitred import frontplan, heap, status
 from maitred.signals import SignalQueue, reset
 
 # Signals meant for the master only; their default action would kill or stop a child that gets
@@ -146,9 +146,12 @@ def fork(
     write to all of them; frozen objects it never walks, so the pages of the master's modules
     (and of a preloaded app) stay shared. Freezing costs nothing (it moves lists); the master's
     own cycles made after a fork are frozen at the next one and never collected, which its
-    quiet loop keeps to a few objects.
+    quiet loop keeps to a few objects. The master's free heap pages go back to the system first
+    (maitred.heap): a child would inherit them, and the first write of its own allocations there
+    would copy them.
     """
     handled = list(handled)
+    heap.trim()
     gc.freeze()
     signal.pthread_sigmask(signal.SIG_BLOCK, handled)
     try:

@@ -20,6 +20,16 @@ MASTER_MODULES = "import maitred.cli, maitred.arbiter"
 # The rate limits' table, shared memory the master makes for its fronts (front/limittable.py).
 LIMITS_TABLE = "memfd:maitred-limits"
 NOT_IN_MASTER = ("asyncio", "uvloop", "httptools", "prometheus_client", "maitred.front.main")
+# What a front serving plain HTTP, with no cache and no password, does not import: the front
+# imports them only when a listener, --cache-size or auth_basic asks for them.
+FRONT_MODULES = "import maitred.cli, maitred.arbiter, maitred.front.main"
+NOT_IN_PLAIN_FRONT = (
+    "maitred.front.gateway",
+    "maitred.gateway.uwsgi",
+    "maitred.front.tls",
+    "maitred.front.cache",
+    "maitred.htpasswd",
+)
 
 
 def maps(pid: int) -> str:
@@ -46,10 +56,9 @@ def test_only_the_master_and_the_fronts_map_the_limits_table(servers: ServerFact
     assert LIMITS_TABLE not in maps(worker)  # an app cannot write the fronts' counts
 
 
-def test_the_master_imports_neither_the_front_nor_prometheus_client() -> None:
-    check = (
-        f"import sys; {MASTER_MODULES}; print(*(m for m in {NOT_IN_MASTER!r} if m in sys.modules))"
-    )
+def imported(modules: str, names: tuple[str, ...]) -> list[str]:
+    """Which of `names` a fresh interpreter holds once it ran `modules` (an import line)."""
+    check = f"import sys; {modules}; print(*(m for m in {names!r} if m in sys.modules))"
     result = subprocess.run(
         [sys.executable, "-c", check],
         env=server_env(),
@@ -58,4 +67,12 @@ def test_the_master_imports_neither_the_front_nor_prometheus_client() -> None:
         timeout=CLI_TIMEOUT,
         check=True,
     )
-    assert result.stdout.split() == []
+    return result.stdout.split()
+
+
+def test_the_master_imports_neither_the_front_nor_prometheus_client() -> None:
+    assert imported(MASTER_MODULES, NOT_IN_MASTER) == []
+
+
+def test_a_plain_front_imports_no_gateway_tls_cache_or_password_code() -> None:
+    assert imported(FRONT_MODULES, NOT_IN_PLAIN_FRONT) == []

@@ -6,6 +6,7 @@ import marshal
 from collections.abc import Callable
 
 import pytest
+from test_heap import MIB, resident_anonymous
 
 from maitred import link
 from maitred.front import dispatcher
@@ -272,6 +273,14 @@ def test_frame_reader_reads_large_frames_into_their_own_buffer() -> None:
     assert isinstance(decoded, link.Request)
     body = decoded.body
     assert type(body) is bytes and body == b"z" * 50_000  # what io.BytesIO shares
+
+
+def test_frame_readers_hold_no_memory_they_have_not_read_into() -> None:
+    # A worker keeps one reader per link: its buffer's pages are only taken when written.
+    before = resident_anonymous()
+    readers = [link.FrameReader(Chunks(b"", 10)) for _ in range(16)]  # 4 MiB of buffers
+    assert resident_anonymous() - before < MIB
+    assert all(reader.read() == [] for reader in readers)
 
 
 def test_frame_reader_end_of_stream() -> None:

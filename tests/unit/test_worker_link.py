@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from maitred import link
+from maitred import heap, link
 from maitred.config import Config
+from maitred.worker.channel import FrontConnection
 from maitred.worker.main import LINK_PROTOCOL_ERROR, Worker
 
 TIMEOUT = 30.0  # generous: the machine is shared
@@ -70,3 +71,27 @@ def test_a_worker_reconnects_when_the_front_closes_the_link(
     second = front.accept()
     assert not worker.retire.is_set() and worker.exit_status == 0
     second.close()
+
+
+def test_a_worker_trims_its_heap_once_its_requests_are_over(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    trims: list[int] = []
+    monkeypatch.setattr(heap, "trim", lambda: trims.append(1) or True)
+    worker = Worker(Config(), 1, str(tmp_path / "link.sock"), None, -1, 0)
+    ours, theirs = socket.socketpair()
+    worker.front = front = FrontConnection(ours)
+    worker._watch()
+    assert trims == []  # nothing read from the link yet
+    worker._on_request(1, link.Request(
+        b"GET", b"/", "1.1", [(b"Host", b"h")], b"", False,
+        "1.2.3.4", "1", "127.0.0.1", "80", "http", 0.0, "", "",
+    ))  # fmt: skip
+    worker._watch()
+    assert trims == []  # a request in flight
+    front.channels.clear()  # its thread finished it
+    worker._watch()
+    worker._watch()
+    assert trims == [1]
+    ours.close()
+    theirs.close()

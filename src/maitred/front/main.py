@@ -7,7 +7,9 @@ dispatcher, and sweeps the connections a few
 times per shortest timeout, at least once a second, enforcing the timeouts of
 front/timeouts.py (one pass over the connections is cheaper than a timer per request),
 checking that file descriptors have not run out (front/accept.py), and telling the master it is
-alive (a HEARTBEAT on its status pipe: a front that stops is killed, see --front-timeout).
+alive (a HEARTBEAT on its status pipe: a front that stops is killed, see --front-timeout);
+a sweep that finds no connection open after some were gives the heap's free pages back
+(maitred.heap).
 About once a second it also reports each pool's load on that pipe (front/load.py), from which
 the master scales the pool.
 
@@ -28,11 +30,12 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Sized
+from typing import TYPE_CHECKING
 
 from setproctitle import setproctitle
 
-from maitred import apps, logs, privileges, status
+from maitred import apps, heap, logs, privileges, sockets, status
 from maitred.config import Config
 from maitred.front import inflight
 from maitred.front.accept import (
@@ -46,7 +49,6 @@ from maitred.front.apptable import AppTable
 from maitred.front.connection import ClientConnection
 from maitred.front.dispatcher import Dispatcher
 from maitred.front.exchange import HEALTH, Exchange
-from maitred.front.gateway import GATEWAYS
 from maitred.front.health import HealthCheck
 from maitred.front.inflight import Activity
 from maitred.front.limittable import LimitTable
@@ -56,11 +58,13 @@ from maitred.front.proxy import ProxyHeaderGate
 from maitred.front.router import Router
 from maitred.front.slots import Slot, Slots, Verdict
 from maitred.front.timeouts import ConnectionTimeouts
-from maitred.front.tls import FrontTLS, OpenConnections, TLSHandshake
 from maitred.http.errors import RETRY_AFTER, simple_response
 from maitred.http.parser import Limits
 from maitred.http.response import DateCache
 from maitred.readiness import Hold, Readiness, ReadinessState
+
+if TYPE_CHECKING:
+    from maitred.front.tls import FrontTLS
 
 log = logging.getLogger("maitred.error")
 
@@ -76,6 +80,28 @@ FRONT_START_FAILED = 1  # exit status of a front that could not switch to --user
 # A global, read as a connection's slot changes: an Enum member read as a class attribute costs
 # a Python call in CPython 3.11 (front/states.py).
 PAUSED = Accepting.PAUSED
+
+
+def gateway_classes(protocols: Sequence[str]) -> Mapping[str, type[ClientConnection]]:
+    """The connection classes of the protocols other than HTTP, by protocol.
+
+    The gateways (uwsgi://, fastcgi://) are imported only by a front that has such a listener:
+    their modules would take memory in every front that serves HTTP alone.
+    """
+    if all(protocol in (sockets.HTTP, sockets.HTTPS) for protocol in protocols):
+        return {}
+    from maitred.front.gateway import GATEWAYS
+
+    return GATEWAYS
+
+
+def open_connections(connections: Sized, tls: FrontTLS) -> Sized:
+    """What a front with TLS listeners counts against --max-connections: its connections and
+    its handshakes under way. front/tls.py is imported only by such a front (like the
+    gateways, see gateway_classes)."""
+    from maitred.front.tls import OpenConnections
+
+    return OpenConnections(connections, tls.handshakes)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -117,6 +143,8 @@ class Front:
             body=cfg.limit_request_body,  # the router's rules may count instead (use_apps)
         )
         self.connections: set[ClientConnection] = set()
+        self.opened = 0  # connections opened so far: its activity, for the idle trim
+        self.trim = heap.IdleTrim()  # the heap's free pages go back once it is idle
         self.slots: Slots[ClientConnection] = Slots(
             cfg.max_connections, cfg.max_connections_per_ip, ClientConnection.slot, loop.time
         )
@@ -178,8 +206,9 @@ class Front:
         for those past its end: maitred.sockets.PROTOCOLS); `links` are the link listeners of
         the apps' workers, by app."""
         loop = self.loop
+        gateways = gateway_classes(protocols)
         self.connection_classes = {
-            sock: GATEWAYS.get(protocol, ClientConnection)
+            sock: gateways.get(protocol, ClientConnection)
             for sock, protocol in zip(listeners, protocols, strict=False)
         }
         self.slots.limit = limit = fit_fd_limit(self.cfg.max_connections)
@@ -188,7 +217,7 @@ class Front:
             self.new_connection,
             listeners,
             self.cfg.backlog,
-            self.slots if self.tls is None else OpenConnections(self.slots, self.tls.handshakes),
+            self.slots if self.tls is None else open_connections(self.slots, self.tls),
             limit,
             self.slots.room_at,
         )
@@ -217,6 +246,8 @@ class Front:
         TLS listener, a PROXY header first if configured."""
         secure = self.tls
         if secure is not None and secure.serves(listener):
+            from maitred.front.tls import TLSHandshake  # see open_connections
+
             return TLSHandshake(self, secure)
         kind = self.connection_classes.get(listener, ClientConnection)
         if self.cfg.proxy_protocol:
@@ -226,17 +257,22 @@ class Front:
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(self.timeouts.interval)
-            if os.getppid() != self.master_pid:
-                log.warning("front: the master is gone, stopping")
-                self.shutdown()
-            now = self.loop.time()
-            if self.gate is not None:
-                self.gate.check_descriptors()
-            self.timeouts.sweep(self.connections, now)
-            for dispatcher in self.dispatchers.values():
-                dispatcher.expire_queued(now)
-                dispatcher.report_shed()
-            self._beat(now)
+            self.sweep()
+
+    def sweep(self) -> None:
+        """One pass: the master, descriptors, timeouts, queues, heartbeat, the idle trim."""
+        if os.getppid() != self.master_pid:
+            log.warning("front: the master is gone, stopping")
+            self.shutdown()
+        now = self.loop.time()
+        if self.gate is not None:
+            self.gate.check_descriptors()
+        self.timeouts.sweep(self.connections, now)
+        for dispatcher in self.dispatchers.values():
+            dispatcher.expire_queued(now)
+            dispatcher.report_shed()
+        self._beat(now)
+        self.trim.check(self.opened, idle=not self.connections)
 
     def _beat(self, now: float) -> None:
         """Tell the master the loop runs; short sweep intervals do not make it chattier."""
@@ -287,6 +323,7 @@ class Front:
 
     def connection_opened(self, conn: ClientConnection) -> None:
         self.connections.add(conn)
+        self.opened += 1
         verdict, evicted = self.slots.admit(conn, conn.peer[0])
         if evicted is not None:
             self._make_room(evicted)

@@ -33,7 +33,6 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, NamedTuple
 
-from maitred.front.cache import ResponseCache
 from maitred.front.exchange import STATIC
 from maitred.front.proxy import FORWARDED_FIELDS, Forwarded, TrustedPeers
 from maitred.front.routes import Routes
@@ -46,6 +45,7 @@ from maitred.http.response import head_start
 
 if TYPE_CHECKING:
     from maitred.apps import App
+    from maitred.front.cache import ResponseCache
     from maitred.front.dispatcher import Dispatcher
     from maitred.front.exchange import Exchange
     from maitred.front.main import Front
@@ -137,6 +137,8 @@ class Router:
         cache = self.caches.get(app.name)
         if cache is not None and cache.cfg == app.cfg:
             return cache
+        from maitred.front.cache import ResponseCache  # only a front with a cache holds it
+
         return ResponseCache(front, app.cfg, app.label, front.dispatchers[app.name])
 
     def head(self, exchange: Exchange) -> Refusal | None:

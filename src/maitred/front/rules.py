@@ -54,7 +54,6 @@ from maitred.front.leakybucket import DELAY, REFUSE
 from maitred.front.limits import Limiter, LimitRules, RateKeys, retry_after_field, rules_of
 from maitred.front.limittable import LimitTable
 from maitred.front.routes import host_name
-from maitred.htpasswd import BasicAuth
 from maitred.http.errors import BodyTooLarge, ProtocolError
 from maitred.locations import Location, LocationTable, request_path
 
@@ -62,6 +61,7 @@ if TYPE_CHECKING:
     from maitred.front.exchange import Exchange
     from maitred.front.health import HealthCheck
     from maitred.front.router import Target
+    from maitred.htpasswd import BasicAuth
 
 FORBIDDEN, TOO_LARGE = 403, 413
 # The name of the server's own limits in the shared limit table (a location's is its place).
@@ -127,6 +127,8 @@ class Rule:
         self.redirect: tuple[str, int] | None = None
         if location is not None:
             if location.auth_basic:
+                from maitred.htpasswd import BasicAuth  # only where a location asks for it
+
                 self.auth = BasicAuth(location.auth_basic, location.auth_basic_realm)
             if location.headers:
                 self.edit = HeaderEdit(location.headers)

@@ -7,6 +7,7 @@ in maitred.link.messages.
 from __future__ import annotations
 
 import marshal
+import mmap
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from typing import (
@@ -307,15 +308,18 @@ class FrameReader:
     """Reads frames with a blocking ``recv_into``, for the worker's link.
 
     Reads go into one reused buffer (a fresh 256 KiB object per read costs an mmap, page faults
-    and an munmap). A frame too large for the buffer, a big request body, is read straight into
-    a bytearray of its own and returned as it is, without a copy.
+    and an munmap). The buffer is an anonymous map, whose pages the kernel gives zeroed on the
+    first write: a bytearray would be zero-filled at once, so a worker that only ever reads
+    small requests would hold all of it, private, for nothing. A frame too large for the
+    buffer, a big request body, is read straight into a bytearray of its own and returned as it
+    is, without a copy.
     """
 
     __slots__ = ("_buffer", "_end", "_recv_into", "_start", "_view")
 
     def __init__(self, recv_into: Callable[[memoryview], int], size: int = READ_SIZE) -> None:
         self._recv_into = recv_into
-        self._buffer = bytearray(size)
+        self._buffer = mmap.mmap(-1, size)
         self._view = memoryview(self._buffer)
         self._start = 0  # the unparsed bytes are buffer[start:end]
         self._end = 0

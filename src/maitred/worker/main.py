@@ -22,8 +22,9 @@ the link start, so READY means imported and warmed up.
 
 The main thread watches signals and the master, and writes a heartbeat to the master every
 second with the age of the oldest request in flight; it also logs the stack of a request past
---slow-request-log, and answers SIGUSR2 with the stacks of the busy threads
-(maitred.worker.stacks). On SIGTERM it sends DRAIN and waits for
+--slow-request-log, answers SIGUSR2 with the stacks of the busy threads
+(maitred.worker.stacks), and once no request is in flight gives the C heap's free pages back
+(maitred.heap). On SIGTERM it sends DRAIN and waits for
 DRAINED: every request sent before that is already queued, so the threads finish the queue, find
 a stop mark behind it, and exit. Threads are daemons, so a stuck one cannot keep the process
 alive past the graceful timeout.
@@ -51,7 +52,7 @@ import time
 
 from setproctitle import setproctitle
 
-from maitred import link, logs, privileges, status
+from maitred import heap, link, logs, privileges, status
 from maitred.config import Config
 from maitred.http.response import DateCache
 from maitred.signals import SignalQueue
@@ -123,6 +124,8 @@ class Worker:
         self.linked = threading.Event()  # set once HELLO went out on a link
         self.front: FrontConnection | None = None
         self.served = itertools.count(1)  # next() is atomic: app threads share it
+        self.received = 0  # requests read from the link; the reader thread alone counts
+        self.trim = heap.IdleTrim()  # the heap's free pages go back once it is idle
         jitter = random.randint(0, cfg.max_requests_jitter) if cfg.max_requests else 0
         self.max_requests = cfg.max_requests + jitter
         self.slow = stacks.SlowLog(cfg.slow_request_log, app_name)
@@ -170,10 +173,16 @@ class Worker:
                 logs.reopen()
             if signal.SIGUSR2 in received:
                 self._send_stacks()
-            self._tell(status.HEARTBEAT, self._oldest_age())
-            self.slow.check(self._in_flight(), time.monotonic())
+            self._watch()
         log.warning("%s: master is gone, exiting", self.name)
         return 0
+
+    def _watch(self) -> None:
+        """The main thread's periodic look: heartbeat, slow requests, the idle heap trim."""
+        in_flight = self._in_flight()
+        self._tell(status.HEARTBEAT, self._oldest_age())
+        self.slow.check(in_flight, time.monotonic())
+        self.trim.check(self.received, idle=not in_flight)
 
     def _tell(self, kind: bytes, value: float = 0.0) -> None:
         """A message to the master (9 bytes: atomic, so any thread may call this)."""
@@ -263,6 +272,7 @@ class Worker:
         if request.spooled:  # its body's file came with it (maitred.link.files)
             channel.body = open(current.files.take(), "rb")  # noqa: SIM115 - the thread closes it
         current.channels[rid] = channel
+        self.received += 1
         self.requests.put(channel)
 
     def _on_window(self, rid: int, size: int) -> None:
