@@ -305,6 +305,17 @@ def unix_get(path: Path, target: str) -> tuple[int, bytes]:
         return read_to_close(sock)
 
 
+def unix_listening(path: Path) -> bool:
+    """Whether a server accepts on the unix socket at `path`: the path appears when the
+    socket is bound, a moment before it listens (connecting then is refused)."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        try:
+            sock.connect(str(path))
+        except (FileNotFoundError, ConnectionRefusedError):
+            return False
+    return True
+
+
 def send_closing_get(sock: socket.socket, target: str) -> None:
     sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
 

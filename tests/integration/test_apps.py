@@ -21,7 +21,7 @@ import pytest
 import procs
 from harness import APPS_DIR, Server, ServerFactory, run_cli, wait_until
 from load import Load
-from rawhttp import Response, fetch, unix_get
+from rawhttp import Response, fetch, unix_get, unix_listening
 
 SERVER = f"""
 chdir = "{APPS_DIR}"
@@ -332,7 +332,7 @@ HOLD_FILE = "{hold}"
     args = ["-c", str(config), "-b", f"unix:{sock_path}", "--health-path", "/readyz"]
     spawned = servers.launch(None, *args)
     try:
-        wait_until(sock_path.exists, what="the unix socket")
+        wait_until(lambda: unix_listening(sock_path), what="the unix socket")
         wait_until(lambda: unix_get(sock_path, "/quick/x")[0] == 200, what="app quick serving")
         assert unix_get(sock_path, "/readyz") == (503, b"starting\n")
     finally:

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from harness import ServerFactory, wait_until
-from rawhttp import fetch, unix_get
+from rawhttp import fetch, unix_get, unix_listening
 
 LONG = 15.0
 
@@ -29,7 +29,7 @@ def test_the_check_fails_until_the_app_imported_and_stays_out_of_the_access_log(
         env={"HOLD_FILE": str(hold)},
     )
     try:
-        wait_until(sock_path.exists, what="the unix socket")
+        wait_until(lambda: unix_listening(sock_path), what="the unix socket")
         assert unix_get(sock_path, "/readyz") == (503, b"starting\n")
     finally:
         hold.unlink()

@@ -11,7 +11,7 @@ import pytest
 
 from harness import Server, ServerFactory, run_cli, wait_until
 from procs import children_titled, read_proc
-from rawhttp import fetch, read_to_close, request_bytes, send_closing_get, unix_get
+from rawhttp import fetch, read_to_close, request_bytes, send_closing_get, unix_get, unix_listening
 from slowclients import open_idle
 from statsclient import REQUESTS, STATS, Samples, scrape, stats_port, value, wait_count
 
@@ -210,7 +210,7 @@ def test_readyz_fails_until_the_app_imports_and_while_draining(
         env={"HOLD_FILE": str(hold)},
     )
     try:
-        wait_until(stats.exists, what="the stats socket")
+        wait_until(lambda: unix_listening(stats), what="the stats socket")
         assert unix_get(stats, "/readyz") == (503, b"starting\n")
         assert unix_get(stats, "/livez")[0] == 200
     finally:
