@@ -51,7 +51,6 @@ through maitred.inherit.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import shutil
@@ -71,7 +70,6 @@ from maitred import (
     frontplan,
     inherit,
     logs,
-    mastercommands,
     privileges,
     runtime,
     sdnotify,
@@ -84,14 +82,13 @@ from maitred.appload import AppLoadError, load_app, prepare_path
 from maitred.book import MetricsBook
 from maitred.children import Child, Exit, FrontChild, ReloaderChild, WorkerChild, exit_text
 from maitred.config import Config, ConfigError, reloaded
-from maitred.control import ControlServer
 from maitred.frontset import FrontSet
-from maitred.loopserver import LoopServer
+from maitred.masterservers import MasterServers
 from maitred.pool import Pool
+from maitred.poolset import PoolSet, same_apps
 from maitred.processes import Closable, Processes
 from maitred.readiness import Hold
 from maitred.shutdowndelay import ShutdownDelay
-from maitred.statsserver import StatsServer
 
 log = logging.getLogger("maitred.error")
 
@@ -126,9 +123,7 @@ class Arbiter:
         self.stopping = False
         self.stop_deadline = 0.0
         self.exit_status = 0
-        self.pools: dict[str, Pool] = {}  # by app (maitred.apps), once in the server's directory
-        self.apps: dict[str, apps.App] = {}
-        self.departing: list[Pool] = []  # the pools of apps gone, until their workers are
+        self.poolset = PoolSet(self)  # the apps, once in the server's directory
         self.appsdir: appsdir.AppsDir | None = None  # --apps-dir
         self.announced = False  # "Listening at" was said
         self.upgrade = upgrade.Upgrade()  # USR2
@@ -136,11 +131,13 @@ class Arbiter:
         self.notify = sdnotify.Notifier()  # systemd, when it listens (taken at start)
         self.delay = ShutdownDelay()  # --shutdown-delay
         self.book = MetricsBook()  # --stats-bind's figures (maitred.metrics)
-        self.stats: StatsServer | None = None
-        self.stats_waiting = False  # for the old master of a USR2 to free --stats-bind
-        self.control: ControlServer | None = None  # `maitred ctl` (maitred.control)
-        self.commands: mastercommands.MasterCommands | None = None
+        self.servers = MasterServers(FRONT_FRESH)  # --stats-bind, `maitred ctl`
         self.hold = Hold()  # `maitred ctl drain` (maitred.readiness), shared with the fronts
+
+    @property
+    def pools(self) -> dict[str, Pool]:
+        """The pool of each app that runs, by name (maitred.poolset)."""
+        return self.poolset.pools
 
     # --- start ---
 
@@ -162,7 +159,7 @@ class Arbiter:
             self.env.set(cfg.env)
             if self.appsdir is not None:
                 cfg = self.cfg = self.appsdir.start(cfg)
-            self._use_apps(cfg)
+            self.poolset.use(cfg)
             if cfg.preload:
                 self.app = load_app(cfg.app)
         except AppLoadError as exc:
@@ -184,13 +181,7 @@ class Arbiter:
             self._cleanup()
             return 1
         self.fronts.tls_context = context
-        if cfg.stats_bind and not self._serve_stats(upgrade.UPGRADE_FD in self.environ):
-            self._cleanup()
-            return 1
-        try:
-            self.control, self.commands = mastercommands.start(self)
-        except OSError as exc:
-            log.error("cannot serve the control socket: %s", exc)
+        if not self.servers.start(self, upgraded=upgrade.UPGRADE_FD in self.environ):
             self._cleanup()
             return 1
         try:
@@ -201,7 +192,7 @@ class Arbiter:
             return 1
         try:
             if cfg.reload:
-                self.processes.spawn_reloader(tuple(self.apps.values()))
+                self.processes.spawn_reloader(tuple(self.poolset.apps.values()))
             self.fronts.start()
             for pool in self.pools.values():
                 pool.start()
@@ -211,48 +202,11 @@ class Arbiter:
             self._cleanup()
         return self.exit_status
 
-    def _serve_stats(self, may_wait: bool) -> bool:
-        """Listen at --stats-bind; False when it cannot. After a USR2 the old master holds
-        the address until it stops (`may_wait`): then it is tried again every turn."""
-        address = self.cfg.stats_bind
-        # Imported here: prometheus_client is what only a master with --stats-bind uses.
-        from maitred import masterstats
-
-        try:
-            self.stats = masterstats.start(self, address, FRONT_FRESH)
-        except OSError as exc:
-            if may_wait and exc.errno == errno.EADDRINUSE:
-                if not self.stats_waiting:
-                    log.info("--stats-bind %s: taken once the old master stops", address)
-                self.stats_waiting = True
-                return True
-            log.error("cannot serve --stats-bind %s: %s", address, exc)
-            self.stats_waiting = False
-            return False
-        self.stats_waiting = False
-        log.info("Stats at: %s (%d)", self.stats.url, self.pid)
-        return True
-
-    def _use_apps(self, cfg: Config) -> apps.Diff:
-        """The apps of `cfg` (resolved in the server's directory), a pool for each new one,
-        and the pool of each app gone stopped. What changed."""
-        found = {app.name: app for app in apps.resolve(cfg)}
-        diff = apps.diff(self.apps, found)
-        self.apps = found
-        for name in diff.stop:
-            pool = self.pools.pop(name)
-            log.info("the app %s left the server: its workers finish their requests", name)
-            pool.remove()
-            self.departing.append(pool)
-        for name in diff.start:
-            self.pools[name] = Pool(name, found[name].cfg, self)
-        return diff
-
     def _change_apps(self, cfg: Config) -> apps.Diff:
         """Serve the apps of `cfg` from now on, the fronts running as they are: the fronts
         take the new table, the new apps' pools start. What changed (the caller reloads)."""
         assert self.fronts is not None
-        diff = self._use_apps(cfg)
+        diff = self.poolset.use(cfg)
         self.cfg = cfg
         self.fronts.use_apps(cfg)  # first: the new pools' workers link to their listeners
         for name in diff.start:
@@ -271,7 +225,7 @@ class Arbiter:
             diff = self._change_apps(polled.cfg)
             # A file touched but unchanged reloads its app's code all the same.
             for name in sorted(set(diff.reload) | (set(polled.reread) - set(diff.start))):
-                self.pools[name].reload(self.apps[name].cfg)
+                self.pools[name].reload(self.poolset.apps[name].cfg)
             self._announce()
 
     def _give_up(self, name: str) -> bool:
@@ -304,13 +258,12 @@ class Arbiter:
         )
 
     def _fork_front(self, main: Callable[[], int]) -> int:
-        """Fork a front: it keeps the listeners and its links, not the stats sockets (a
-        scraper's connection held open by a front would never see its end)."""
+        """Fork a front: it keeps the listeners and its links, not the master's servers'
+        sockets (maitred.masterservers)."""
 
         def front_main() -> int:
-            for server in self._loop_servers():
-                for sock in server.sockets():
-                    sock.close()
+            for sock in self.servers.sockets():
+                sock.close()
             return main()
 
         return self.processes.fork(front_main)
@@ -321,7 +274,8 @@ class Arbiter:
         cfg = self.cfg
         identity = privileges.resolve(cfg.user, cfg.group)  # checked with the settings
         workers = {
-            app.label: privileges.resolve(app.cfg.user, app.cfg.group) for app in self.apps.values()
+            app.label: privileges.resolve(app.cfg.user, app.cfg.group)
+            for app in self.poolset.apps.values()
         }
         someone = identity or next(filter(None, workers.values()), None)  # switches
         # --apps-dir: an app of another user may join at any time.
@@ -336,13 +290,13 @@ class Arbiter:
     def _loop(self) -> None:
         while self.children or (not self.stopping and self._next_start() is not None):
             extra = [self.upgrade.fd] if self.upgrade.fd >= 0 else []
-            for server in self._loop_servers():
+            for server in self.servers.servers():
                 extra += server.fds()
             received, talking, readable = self.processes.wait(self._timeout(), extra)
-            for server in self._loop_servers():
+            for server in self.servers.servers():
                 server.turn(readable)
             if self.upgrade.fd >= 0 and self.upgrade.fd in readable and self.upgrade.finish():
-                self._close_stats()  # the new master takes the address over
+                self.servers.close_stats()  # the new master takes the address over
                 self.notify.main_pid(self.upgrade.pid)  # systemd follows the new master
                 self.stop()
             for child in talking:
@@ -375,29 +329,24 @@ class Arbiter:
     def _next_start(self) -> float | None:
         """When the next restart of a front or a worker is due, if one waits."""
         assert self.fronts is not None
-        starts = [self.fronts.next_start(), *(p.next_start() for p in self.pools.values())]
+        starts = [self.fronts.next_start(), self.poolset.next_start()]
         return min((when for when in starts if when is not None), default=None)
 
     def _timeout(self) -> float:
         now = time.monotonic()
         when = self._next_start()
         waits = [TICK, self.notify.timeout(now), self.delay.timeout(now)]
-        waits += [server.timeout(now) for server in self._loop_servers()]
+        waits += [server.timeout(now) for server in self.servers.servers()]
         if when is not None and not self.stopping:
             waits.append(max(0.0, when - now))
         return min(wait for wait in waits if wait is not None)
-
-    def _loop_servers(self) -> list[LoopServer]:
-        """The servers the loop drives: --stats-bind's, the control socket."""
-        return [server for server in (self.stats, self.control) if server is not None]
 
     def _check(self) -> None:
         """Once per turn: restarts that are due, and the children's liveness and recycling."""
         assert self.fronts is not None
         now = time.monotonic()
         self.processes.forgive_stall(now)
-        if self.stats_waiting:
-            self._serve_stats(may_wait=True)
+        self.servers.retry(self)
         self.fronts.check(now, self.cfg.front_timeout)
         for pool in self.pools.values():
             pool.check(now)
@@ -493,7 +442,7 @@ class Arbiter:
             self.env.set(cfg.env)
             logs.set_level(cfg.log_level)
             if new_fronts:
-                self._use_apps(cfg)
+                self.poolset.use(cfg)
                 self.cfg = cfg
                 log.info("reload: the fronts' settings changed; new fronts start with new workers")
                 self.fronts.open_next(cfg)
@@ -505,9 +454,7 @@ class Arbiter:
                 "reload: with --preload the app was imported by the master; "
                 "send USR2 to load new code"
             )
-        for name, pool in self.pools.items():
-            if name not in started:
-                pool.reload(self.apps[name].cfg if cfg is not None else None)
+        self.poolset.reload(cfg, started)
 
     def _load_config(self) -> Config:
         """The settings a HUP reads again, with the apps of --apps-dir as accepted."""
@@ -538,8 +485,8 @@ class Arbiter:
             self._front_said(child, said)  # besides, it is its heartbeat
             return
         for message in said:
-            if isinstance(message, status.StacksPart) and self.commands is not None:
-                self.commands.heard(child, message)  # `maitred ctl stacks`
+            if isinstance(message, status.StacksPart) and self.servers.commands is not None:
+                self.servers.commands.heard(child, message)  # `maitred ctl stacks`
                 continue
             if isinstance(message, (status.LoadReport, status.MetricsReport, status.StacksPart)):
                 continue  # a front's message; a worker has no business sending it
@@ -550,7 +497,7 @@ class Arbiter:
                 child.oldest_request = value
             elif kind in (status.RECYCLE, status.STUCK):
                 why = "recycling" if kind == status.RECYCLE else "stuck request"
-                pool = self._pool_of(child)
+                pool = self.poolset.pool_of(child)
                 if pool is not None:
                     pool.replace(child, why)
 
@@ -577,13 +524,13 @@ class Arbiter:
             # hold it up for the graceful timeout), nor says it listens.
             return
         self.fronts.worker_ready(child, self.pools.values())
-        pool = self._pool_of(child)
+        pool = self.poolset.pool_of(child)
         if pool is not None and pool.ready(child):  # the first worker ever: the app imports
             self._announce()
 
     def _announce(self) -> None:
         """Once every app imports (or none is to be): say where the server listens, once."""
-        if self.announced or not all(pool.app_imported for pool in self.pools.values()):
+        if self.announced or not self.poolset.imported():
             return
         self.announced = True
         for url in self.addresses:  # said only now that every app can be served
@@ -592,34 +539,21 @@ class Arbiter:
         self.notify.ready(self._status_line(), self.pid if upgraded else 0)
         upgrade.notify_old_master(self.environ)
 
-    def _pool_of(self, child: WorkerChild) -> Pool | None:
-        """The pool of a worker: of a running app, or of one gone whose workers are leaving."""
-        for pool in [*self.pools.values(), *self.departing]:
-            if pool.has(child):
-                return pool
-        return self.pools.get(child.pool)
-
     def _reload_pending(self) -> bool:
         """Whether a reload still waits for new workers (or new fronts) to be ready."""
         assert self.fronts is not None
-        replacing = any(pool.replacing() for pool in self.pools.values())
-        return replacing or self.fronts.next is not None
+        return self.poolset.replacing() or self.fronts.next is not None
 
     def _status_line(self) -> str:
         """What serves where, for systemd's STATUS= (`systemctl status` shows it)."""
-        pools = ", ".join(
-            f"{pool.cfg.app or 'the demo app'} ({pool.wanted} "
-            f"{'worker' if pool.wanted == 1 else 'workers'})"
-            for pool in self.pools.values()
-        )
-        return f"serving {pools} at {', '.join(self.addresses)}"
+        return f"serving {self.poolset.summary()} at {', '.join(self.addresses)}"
 
     # --- exits ---
 
     def _exited(self, child: Child, code: int) -> None:
         """Act on an exit, as maitred.exits.classify says what it was."""
         assert self.fronts is not None
-        pool = self._pool_of(child) if isinstance(child, WorkerChild) else None
+        pool = self.poolset.pool_of(child) if isinstance(child, WorkerChild) else None
         situation = exits.Situation(
             stopping=self.stopping,
             serving_generations=self.fronts.serving(),
@@ -655,7 +589,7 @@ class Arbiter:
                 of = f" of {child.app}" if child.app else ""
                 log.error("reload: no new worker%s could start; the fronts keep their settings", of)
                 self._drop_next()
-            self.departing = [p for p in self.departing if p.workers]  # the last one went
+            self.poolset.exited()
 
     def _reloader_exited(self, code: int, why: Exit) -> None:
         if why is Exit.FAILED_START:  # it cannot watch (maitred.reloader says why)
@@ -663,15 +597,13 @@ class Arbiter:
             log.error("reload: the reloader exited with %s at its start; --reload is off", how)
         else:
             log.warning("reload: the reloader exited with %s; restarting it", exit_text(code))
-            self.processes.spawn_reloader(tuple(self.apps.values()))
+            self.processes.spawn_reloader(tuple(self.poolset.apps.values()))
 
     def _drop_next(self) -> None:
         """The new fronts of a reload will not serve: the running ones keep their settings."""
         assert self.fronts is not None
         self.cfg = self.cfg.with_fronts_of(self.fronts.drop_next(self.pools.values()))
-        self.apps = {app.name: app for app in apps.resolve(self.cfg)}
-        for name, pool in self.pools.items():
-            pool.use(self.apps[name].cfg)
+        self.poolset.keep(self.cfg)
 
     # --- processes ---
 
@@ -681,11 +613,11 @@ class Arbiter:
         generation = self.fronts.for_new_workers()  # a HUP's new workers link to the new fronts
         front = frontplan.of_worker(worker_id, pool.cfg.fronts)
         link_path = generation.link_path(front, pool.name)
-        label = self.apps[pool.name].label
+        app = self.poolset.apps[pool.name]
         child = WorkerChild(
-            pid=0, worker_id=worker_id, pool=pool.name, app=label, generation=generation.number
+            pid=0, worker_id=worker_id, pool=pool.name, app=app.label, generation=generation.number
         )
-        host = self.apps[pool.name].warmup_host
+        host = app.warmup_host
         return self.processes.spawn_worker(pool.cfg, child, link_path, self.app, self.pid, host)
 
     def kill(self, child: Child, signum: signal.Signals) -> None:
@@ -700,7 +632,7 @@ class Arbiter:
             if fronts is not None
             else []
         )
-        served = [sock for server in self._loop_servers() for sock in server.sockets()]
+        served = self.servers.sockets()
         listeners = [sock for group in self.listeners for sock in group]
         return [*listeners, *links, *served, self.hold]
 
@@ -749,17 +681,9 @@ class Arbiter:
         sockets.close_all(self.listeners, self.upgrade.done, self.systemd_sockets)
         self.listeners = []
 
-    def _close_stats(self) -> None:
-        if self.stats is not None:
-            self.stats.close()
-            self.stats = None
-
     def _cleanup(self) -> None:
         self._close_listeners()
-        self._close_stats()
-        if self.control is not None:
-            self.control.close()
-            self.control = None
+        self.servers.close()
         if self.fronts is not None:
             for link in self.fronts.link_listeners():
                 link.close()
@@ -779,18 +703,3 @@ class Arbiter:
         signal.SIGUSR1: handle_usr1,
         signal.SIGUSR2: handle_usr2,
     }
-
-
-def same_apps(running: Config, loaded: Config) -> None:
-    """A HUP reloads the apps that run: ConfigError when the new settings add or remove one."""
-    added = set(apps.names(loaded)) - set(apps.names(running))
-    removed = set(apps.names(running)) - set(apps.names(loaded))
-    if added or removed:
-        changes = [
-            *(f"adds {n}" for n in sorted(added)),
-            *(f"removes {n}" for n in sorted(removed)),
-        ]
-        raise ConfigError(
-            f"the new configuration {', '.join(changes)}: a HUP reloads the apps that run; "
-            "restart maitred (or upgrade it with USR2) to add or remove one"
-        )
