@@ -160,12 +160,16 @@ def test_oversize_params_are_refused_before_they_are_all_in() -> None:
         reader.feed(begin(1) + big[: len(big) // 2])
 
 
-def test_a_body_over_the_limit_is_refused() -> None:
-    with pytest.raises(BodyTooLarge):  # by its CONTENT_LENGTH
+def test_a_body_over_the_limit_is_refused_after_its_head() -> None:
+    """The head goes out ahead of the error, so the 413 answers (and logs) a known request."""
+    with pytest.raises(BodyTooLarge) as announced:  # by its CONTENT_LENGTH
         parser(Limits(body=10)).feed(POST)
+    [head] = announced.value.events
+    assert isinstance(head, GatewayHead) and head.content_length == len(BODY)
     unannounced = fcgi_request(1, params_with(), BODY)
-    with pytest.raises(BodyTooLarge):  # or by what STDIN carries
+    with pytest.raises(BodyTooLarge) as carried:  # or by what STDIN carries
         parser(Limits(body=10)).feed(unannounced)
+    assert isinstance(carried.value.events[0], GatewayHead)
 
 
 def test_records_out() -> None:

@@ -28,7 +28,8 @@ The params are held until complete, bounded like an HTTP head (maitred.gateway.p
 record that cannot be read (another version, a BEGIN_REQUEST of the wrong size, a pair that
 runs past its block, STDIN before the params end, a record only a server sends) raises
 :class:`~maitred.gateway.params.GatewayError` and the connection is closed. A body over
---limit-request-body raises BodyTooLarge, as for HTTP.
+--limit-request-body raises BodyTooLarge once its head is out (the error's ``events`` end
+with it), as for HTTP: the 413 answers a known request.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ from __future__ import annotations
 import enum
 import struct
 
-from maitred.gateway.params import GatewayError, head_from_params, param_limits
-from maitred.http.errors import BodyTooLarge
+from maitred.gateway.params import GatewayError, head_from_params, param_limits, refuse_oversize
+from maitred.http.errors import BodyTooLarge, ProtocolError
 from maitred.http.framing import CRLF, NO_BODY_STATUSES, BodyEnd, Framing
 from maitred.http.parser import END, Event, Limits
 
@@ -126,7 +127,7 @@ class FastCGIParser:
                 content = view[at + RECORD.size : at + RECORD.size + length]
                 self._record(kind, request_id, content, events)
                 at = end
-        except GatewayError as exc:
+        except ProtocolError as exc:  # the events before it are still the connection's
             exc.events = events
             raise
         self._buffer = buffer[at:] if at < size else b""
@@ -189,11 +190,12 @@ class FastCGIParser:
             self._params += content
             return
         params = self._pairs(self._params)
-        head = head_from_params(params, self.keep_conn, self._limits.body)
+        head = head_from_params(params, self.keep_conn)
         self._params.clear()
         self._body = 0
         self._stage = Stage.STDIN
         events.append(head)
+        refuse_oversize(head, events, self._limits.body)
 
     def _pairs(self, block: bytes | bytearray | memoryview) -> dict[bytes, bytes]:
         """The name-value pairs of a whole block. One loop, no call per length: it runs for
