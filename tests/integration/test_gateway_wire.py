@@ -206,6 +206,85 @@ def test_fastcgi_bad_records_close_the_connection_and_are_logged(echo: Server) -
     assert fcgi_echo(ports(echo)["fastcgi"], params_with())["method"] == "GET"
 
 
+# --- every request it read is answered, or logged with its reason ---
+
+
+@pytest.fixture(scope="module")
+def logged(
+    module_servers: ServerFactory, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Server, Path]:
+    log = tmp_path_factory.mktemp("logs") / "access.log"
+    server = module_servers.start(
+        "echo:application",
+        *binds(),
+        "--limit-request-body", str(1024 * 1024),
+        "--access-logfile", str(log),
+        "--access-log-format", "json",
+    )  # fmt: skip
+    return server, log
+
+
+def access_entry(log: Path, path: str) -> dict[str, Any]:
+    """The access log's line for the request of `path`, once written."""
+    found: list[dict[str, Any]] = []
+
+    def written() -> bool:
+        lines = log.read_text().splitlines() if log.exists() else []
+        found[:] = [entry for entry in map(json.loads, lines) if f" {path} " in entry["request"]]
+        return bool(found)
+
+    wait_until(written, 10.0, f"the access log's line for {path}")
+    (entry,) = found
+    return entry
+
+
+def params_for(path: str, body_size: int) -> dict[bytes, bytes]:
+    where = path.encode()
+    size = str(body_size).encode()
+    return params_with(
+        REQUEST_METHOD=b"POST",
+        CONTENT_LENGTH=size,
+        PATH_INFO=where,
+        REQUEST_URI=where,
+        QUERY_STRING=b"",
+    )
+
+
+@pytest.mark.parametrize("proto", ["uwsgi", "fastcgi"])
+def test_a_body_over_the_servers_limit_is_logged_with_its_request(
+    logged: tuple[Server, Path], proto: str
+) -> None:
+    """--limit-request-body (no location): the 413 answers the request its variables name."""
+    server, log = logged
+    path = f"/oversize-{proto}"
+    params = params_for(path, 2 * 1024 * 1024)  # the body never comes
+    with Client(ports(server)[proto]) as client:
+        if proto == "uwsgi":
+            client.send(uwsgi_packet(params))
+            assert client.until_close().startswith(b"HTTP/1.1 413 ")
+        else:
+            client.send(begin(1) + params_records(1, params))
+            records = client.until_end(1)
+            assert end_status(records, 1) == fastcgi.REQUEST_COMPLETE
+            assert cgi_response(stdout_of(records, 1))[0].startswith("413 ")
+    entry = access_entry(log, path)
+    assert (entry["request"], entry["status"]) == (f"POST {path} HTTP/1.1", 413)
+
+
+def test_fastcgi_a_bad_record_mid_body_logs_its_request(logged: tuple[Server, Path]) -> None:
+    """The connection closes (no answer can be framed), and the request whose body it cut
+    short is logged as one cut short is over HTTP, beside the error log's line."""
+    server, log = logged
+    path = "/cut-by-a-bad-record"
+    with Client(ports(server)["fastcgi"]) as client:
+        client.send(begin(1) + params_records(1, params_for(path, 1000)))
+        client.send(record(fastcgi.STDIN, 1, b"x" * 10) + b"\x02" + bytes(7))  # version 2
+        assert client.until_close() == b""
+    assert server.wait_for_log(r"closing a FastCGI connection from 127\.0\.0\.1: .*version 2")
+    entry = access_entry(log, path)
+    assert (entry["request"], entry["status"]) == (f"POST {path} HTTP/1.1", 400)
+
+
 # --- who the client is ---
 
 

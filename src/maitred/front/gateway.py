@@ -12,8 +12,10 @@ and access log; only what reads requests and frames responses differs.
   that passes --forwarded-allow-ips), so the router and the access log see the client.
 * **Bad packets**: a packet or record that cannot be read cannot be answered either (there is
   no request to frame an answer in), so the connection is closed and one line logged
-  (:meth:`GatewayConnection._protocol_error`). A body over --limit-request-body is answered
-  413 first, framed for the protocol, as HTTP answers it.
+  (:meth:`GatewayConnection._protocol_error`); a request whose body it cut short is logged
+  as one cut short over HTTP (400), so nothing read goes unanswered and unlogged. A body
+  over --limit-request-body is answered 413 first, framed for the protocol, as HTTP
+  answers it.
 * **uwsgi**: one request per connection; the response is HTTP as the worker wrote it, its body
   up to the close (maitred.gateway.uwsgi.uwsgi_frame). Files go out with sendfile as for HTTP.
 * **FastCGI**: everything written goes out as STDOUT records of the request being answered
@@ -35,7 +37,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from maitred import sockets
 from maitred.front.connection import ClientConnection
-from maitred.front.exchange import Exchange
+from maitred.front.exchange import BODY_CUT_SHORT, Exchange
 from maitred.front.rules import Refusal
 from maitred.front.states import READS
 from maitred.gateway import fastcgi
@@ -76,8 +78,9 @@ class GatewayConnection(ClientConnection):
             log.info("%s request from %s refused: %s", self.protocol, self.peer[0], exc.reason)
             self.refuse(exc, refused)
         else:
-            if refused is not None:
-                refused.drop()
+            if refused is not None:  # its body is cut short: logged as over HTTP, not lost
+                refused.status = BODY_CUT_SHORT
+                refused.cancel()
             log.warning(
                 "closing a %s connection from %s: %s",
                 self.protocol,
