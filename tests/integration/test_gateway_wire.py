@@ -160,6 +160,14 @@ def test_fastcgi_without_keep_conn_the_server_closes(echo: Server) -> None:
     assert end_status(records, 1) == fastcgi.REQUEST_COMPLETE
 
 
+def test_fastcgi_a_body_without_content_length_reaches_the_app(echo: Server) -> None:
+    """What nginx sends with fastcgi_request_buffering off for a chunked upload."""
+    params = params_with(REQUEST_METHOD=b"POST", CONTENT_LENGTH=b"")
+    report = fcgi_echo(ports(echo)["fastcgi"], params, b"sent without a length")
+    assert report["body"] == "sent without a length"
+    assert report["environ"]["CONTENT_LENGTH"] == str(len(b"sent without a length"))
+
+
 def test_fastcgi_get_values_is_answered_honestly(echo: Server) -> None:
     names = [b"FCGI_MAX_CONNS", b"FCGI_MAX_REQS", b"FCGI_MPXS_CONNS"]
     content = b"".join(fastcgi.encode_pair((name, b"")) for name in names)

@@ -11,6 +11,9 @@ request id, content length, padding length) and up to 65535 bytes of content. A 
 
 :class:`FastCGIParser` makes of it the events of the HTTP parser (maitred.http.parser): a head
 once the params are in (maitred.gateway.params), the body from STDIN, END at its empty record.
+A head whose CONTENT_LENGTH is empty (nginx passing a chunked or HTTP/2 body on unbuffered)
+waits for the first STDIN record: empty, there is no body; else the body is what STDIN
+carries, to its end, and the head says it is chunked (its length unknown until it ends).
 The response goes back as STDOUT records (:func:`stdout_records`: a CGI head, ``Status:``
 first, then the body) and one END_REQUEST (:func:`end_request`); KEEP_CONN says whether the
 connection then carries another request, else the server closes it.
@@ -37,7 +40,13 @@ from __future__ import annotations
 import enum
 import struct
 
-from maitred.gateway.params import GatewayError, head_from_params, param_limits, refuse_oversize
+from maitred.gateway.params import (
+    GatewayError,
+    GatewayHead,
+    head_from_params,
+    param_limits,
+    refuse_oversize,
+)
 from maitred.http.errors import BodyTooLarge, ProtocolError
 from maitred.http.framing import CRLF, NO_BODY_STATUSES, BodyEnd, Framing
 from maitred.http.parser import END, Event, Limits
@@ -93,6 +102,9 @@ class FastCGIParser:
         self._stage = Stage.IDLE
         self._params = bytearray()
         self._body = 0
+        # A head whose CONTENT_LENGTH is not given, until the first STDIN record says whether
+        # a body follows (see _stdin).
+        self._held: GatewayHead | None = None
         self.request_id = 0  # of the request in progress
         self.keep_conn = False
         self.replies: list[bytes] = []  # records to write back (see the module docstring)
@@ -101,11 +113,12 @@ class FastCGIParser:
 
     @property
     def in_head(self) -> bool:
-        return self._stage is Stage.PARAMS
+        return self._stage is Stage.PARAMS or self._held is not None
 
     def request_done(self) -> None:
         """Its END_REQUEST is sent: the connection may carry the next request."""
         self._stage = Stage.IDLE
+        self._held = None
         self.request_id = 0
 
     def feed(self, data: bytes) -> list[Event]:
@@ -194,6 +207,9 @@ class FastCGIParser:
         self._params.clear()
         self._body = 0
         self._stage = Stage.STDIN
+        if not params.get(b"CONTENT_LENGTH"):
+            self._held = head  # a body of unknown length, or none: STDIN will say
+            return
         events.append(head)
         refuse_oversize(head, events, self._limits.body)
 
@@ -237,6 +253,14 @@ class FastCGIParser:
     def _stdin(self, content: memoryview, events: list[Event]) -> None:
         if self._stage is not Stage.STDIN:
             raise GatewayError("FastCGI STDIN before the params ended, or after it ended")
+        held = self._held
+        if held is not None:
+            # nginx leaves CONTENT_LENGTH empty for a body it passes on unbuffered
+            # (fastcgi_request_buffering off) whose length its client did not say (chunked,
+            # HTTP/2): then the body is all STDIN carries, read to its end, as a chunked one.
+            self._held = None
+            held.chunked = bool(content)
+            events.append(held)
         if not content:
             self._stage = Stage.ANSWERING
             events.append(END)
