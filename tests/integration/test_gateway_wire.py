@@ -214,6 +214,45 @@ def test_fastcgi_bad_records_close_the_connection_and_are_logged(echo: Server) -
     assert fcgi_echo(ports(echo)["fastcgi"], params_with())["method"] == "GET"
 
 
+# --- responses stream back ---
+
+
+@pytest.fixture(scope="module")
+def streaming(
+    module_servers: ServerFactory, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Server, dict[str, int | str]]:
+    sock = tmp_path_factory.mktemp("sock") / "uwsgi.sock"
+    server = module_servers.start("streaming:application", *binds("-b", f"uwsgi://unix:{sock}"))
+    found = re.search(r"Listening at: uwsgi://unix:(\S+)", server.stderr)
+    assert found, server.stderr
+    return server, {**ports(server), "uwsgi-unix": found.group(1)}
+
+
+def body_so_far(proto: str, received: bytes) -> bytes:
+    if proto == "fastcgi":
+        return stdout_of(read_records(received), 1).partition(b"\r\n\r\n")[2]
+    return received.partition(b"\r\n\r\n")[2]
+
+
+@pytest.mark.parametrize("proto", ["uwsgi", "uwsgi-unix", "fastcgi"])
+def test_a_response_streams_back_as_the_app_writes_it(
+    streaming: tuple[Server, dict[str, int | str]], tmp_path: Path, proto: str
+) -> None:
+    """The app yields its first line, then waits for the gate the test opens only once that
+    line has arrived: a front that held the whole response would deadlock it."""
+    _, where = streaming
+    gate = tmp_path / "gate"
+    params = params_with(QUERY_STRING=f"gate={gate}".encode())
+    request = fcgi_request(1, params) if proto == "fastcgi" else uwsgi_packet(params)
+    with Client(where[proto], timeout=30.0) as client:
+        client.send(request)
+        while not body_so_far(proto, client.received).startswith(b"first\n"):
+            assert client._fill(), client.received
+        gate.touch()
+        client.until_close() if proto != "fastcgi" else client.until_end(1)
+        assert body_so_far(proto, client.received) == b"first\nsecond\n"
+
+
 # --- every request it read is answered, or logged with its reason ---
 
 
