@@ -35,6 +35,7 @@ from maitred.gateway import fastcgi
 LISTENING = re.compile(r"Listening at: (uwsgi|fastcgi)://127\.0\.0\.1:(\d+)")
 HUGE_SIZE = 32 * 1024 * 1024  # far past every buffer: a thread pushing it would be stuck
 MAX_CONNECTIONS = 50
+BODY_TIMEOUT = 1  # seconds: a body that stops arriving is answered 408 after it
 
 
 def ports(server: Server) -> dict[str, int]:
@@ -265,6 +266,7 @@ def logged(
         "echo:application",
         *binds(),
         "--limit-request-body", str(1024 * 1024),
+        "--body-timeout", str(BODY_TIMEOUT),
         "--access-logfile", str(log),
         "--access-log-format", "json",
     )  # fmt: skip
@@ -316,6 +318,26 @@ def test_a_body_over_the_servers_limit_is_logged_with_its_request(
             assert cgi_response(stdout_of(records, 1))[0].startswith("413 ")
     entry = access_entry(log, path)
     assert (entry["request"], entry["status"]) == (f"POST {path} HTTP/1.1", 413)
+
+
+@pytest.mark.parametrize("proto", ["uwsgi", "fastcgi"])
+def test_a_body_that_stops_arriving_is_answered_408(
+    logged: tuple[Server, Path], proto: str
+) -> None:
+    """Too slow, as over HTTP: the request is answered in its protocol and logged."""
+    server, log = logged
+    path = f"/stalled-{proto}"
+    params = params_for(path, 1000)
+    with Client(ports(server)[proto], timeout=10 * BODY_TIMEOUT) as client:
+        if proto == "uwsgi":
+            client.send(uwsgi_packet(params, b"x" * 10))  # and no more
+            assert client.until_close().startswith(b"HTTP/1.1 408 ")
+        else:
+            client.send(begin(1) + params_records(1, params) + record(fastcgi.STDIN, 1, b"x"))
+            records = client.until_end(1)
+            assert cgi_response(stdout_of(records, 1))[0].startswith("408 ")
+    entry = access_entry(log, path)
+    assert (entry["request"], entry["status"]) == (f"POST {path} HTTP/1.1", 408)
 
 
 def test_fastcgi_a_bad_record_mid_body_logs_its_request(logged: tuple[Server, Path]) -> None:
