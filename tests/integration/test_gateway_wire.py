@@ -299,6 +299,22 @@ def params_for(path: str, body_size: int) -> dict[bytes, bytes]:
     )
 
 
+def status_of_partial(server: Server, proto: str, params: dict[bytes, bytes], body: bytes) -> str:
+    """Send a request head and the first bytes of its body, and no more: the status of the
+    answer ("413 Payload Too Large"), read in its protocol's framing up to the close or the
+    END_REQUEST."""
+    with Client(ports(server)[proto], timeout=10.0 * BODY_TIMEOUT) as client:
+        if proto == "uwsgi":
+            client.send(uwsgi_packet(params, body))
+            line = client.until_close().partition(b"\r\n")[0]
+            return line.removeprefix(b"HTTP/1.1 ").decode("latin-1")
+        stdin = record(fastcgi.STDIN, 1, body) if body else b""
+        client.send(begin(1) + params_records(1, params) + stdin)
+        records = client.until_end(1)
+        assert end_status(records, 1) == fastcgi.REQUEST_COMPLETE
+        return cgi_response(stdout_of(records, 1))[0]
+
+
 @pytest.mark.parametrize("proto", ["uwsgi", "fastcgi"])
 def test_a_body_over_the_servers_limit_is_logged_with_its_request(
     logged: tuple[Server, Path], proto: str
@@ -307,15 +323,7 @@ def test_a_body_over_the_servers_limit_is_logged_with_its_request(
     server, log = logged
     path = f"/oversize-{proto}"
     params = params_for(path, 2 * 1024 * 1024)  # the body never comes
-    with Client(ports(server)[proto]) as client:
-        if proto == "uwsgi":
-            client.send(uwsgi_packet(params))
-            assert client.until_close().startswith(b"HTTP/1.1 413 ")
-        else:
-            client.send(begin(1) + params_records(1, params))
-            records = client.until_end(1)
-            assert end_status(records, 1) == fastcgi.REQUEST_COMPLETE
-            assert cgi_response(stdout_of(records, 1))[0].startswith("413 ")
+    assert status_of_partial(server, proto, params, b"").startswith("413 ")
     entry = access_entry(log, path)
     assert (entry["request"], entry["status"]) == (f"POST {path} HTTP/1.1", 413)
 
@@ -327,15 +335,7 @@ def test_a_body_that_stops_arriving_is_answered_408(
     """Too slow, as over HTTP: the request is answered in its protocol and logged."""
     server, log = logged
     path = f"/stalled-{proto}"
-    params = params_for(path, 1000)
-    with Client(ports(server)[proto], timeout=10 * BODY_TIMEOUT) as client:
-        if proto == "uwsgi":
-            client.send(uwsgi_packet(params, b"x" * 10))  # and no more
-            assert client.until_close().startswith(b"HTTP/1.1 408 ")
-        else:
-            client.send(begin(1) + params_records(1, params) + record(fastcgi.STDIN, 1, b"x"))
-            records = client.until_end(1)
-            assert cgi_response(stdout_of(records, 1))[0].startswith("408 ")
+    assert status_of_partial(server, proto, params_for(path, 1000), b"x" * 10).startswith("408 ")
     entry = access_entry(log, path)
     assert (entry["request"], entry["status"]) == (f"POST {path} HTTP/1.1", 408)
 
