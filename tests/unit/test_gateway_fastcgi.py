@@ -145,6 +145,8 @@ def test_long_names_and_values_use_four_byte_lengths() -> None:
         (begin(1) + begin(1), "begun twice"),
         (record(fastcgi.STDOUT, 1, b"x"), "from the web server"),
         (fcgi_request(1, params_with(CONTENT_LENGTH=b"x")), "CONTENT_LENGTH"),
+        (fcgi_request(1, params_with(BODY), BODY[:-1]), "1 bytes short"),
+        (fcgi_request(1, params_with(BODY), BODY + b"!"), "longer than its CONTENT_LENGTH"),
     ],
 )
 def test_bad_records_are_refused(data: bytes, reason: str) -> None:

@@ -29,7 +29,8 @@ connection cancels it, answers END_REQUEST and closes).
 
 The params are held until complete, bounded like an HTTP head (maitred.gateway.params); a
 record that cannot be read (another version, a BEGIN_REQUEST of the wrong size, a pair that
-runs past its block, STDIN before the params end, a record only a server sends) raises
+runs past its block, STDIN before the params end or carrying more or less than
+CONTENT_LENGTH, a record only a server sends) raises
 :class:`~maitred.gateway.params.GatewayError` and the connection is closed. A body over
 --limit-request-body raises BodyTooLarge once its head is out (the error's ``events`` end
 with it), as for HTTP: the 413 answers a known request.
@@ -68,6 +69,7 @@ REQUEST_COMPLETE, CANT_MPX_CONN, OVERLOADED, UNKNOWN_ROLE = 0, 1, 2, 3
 MANAGEMENT_ID = 0  # the request id of GET_VALUES and UNKNOWN_TYPE
 # Record types only an application sends: from a web server they are a broken peer.
 _FROM_APPLICATION = frozenset((END_REQUEST, STDOUT, STDERR, GET_VALUES_RESULT, UNKNOWN_TYPE))
+UNKNOWN_LENGTH = -1  # a body without CONTENT_LENGTH: what STDIN carries, to its end
 _SHORT_LENGTH_MAX = 0x7F
 _LONG_FLAG = 0x80000000
 
@@ -102,6 +104,7 @@ class FastCGIParser:
         self._stage = Stage.IDLE
         self._params = bytearray()
         self._body = 0
+        self._length = UNKNOWN_LENGTH  # the CONTENT_LENGTH STDIN must carry
         # A head whose CONTENT_LENGTH is not given, until the first STDIN record says whether
         # a body follows (see _stdin).
         self._held: GatewayHead | None = None
@@ -208,8 +211,10 @@ class FastCGIParser:
         self._body = 0
         self._stage = Stage.STDIN
         if not params.get(b"CONTENT_LENGTH"):
+            self._length = UNKNOWN_LENGTH
             self._held = head  # a body of unknown length, or none: STDIN will say
             return
+        self._length = head.content_length or 0
         events.append(head)
         refuse_oversize(head, events, self._limits.body)
 
@@ -262,10 +267,14 @@ class FastCGIParser:
             held.chunked = bool(content)
             events.append(held)
         if not content:
+            if self._body < self._length:  # a body cut short must not pass for a whole one
+                raise GatewayError(f"FastCGI STDIN ended {self._length - self._body} bytes short")
             self._stage = Stage.ANSWERING
             events.append(END)
             return
         self._body += len(content)
+        if 0 <= self._length < self._body:
+            raise GatewayError("FastCGI STDIN longer than its CONTENT_LENGTH")
         if self._limits.body and self._body > self._limits.body:
             raise BodyTooLarge(f"body over {self._limits.body} bytes")
         events.append(bytes(content))
