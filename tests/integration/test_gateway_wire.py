@@ -254,6 +254,31 @@ def test_a_response_streams_back_as_the_app_writes_it(
         assert body_so_far(proto, client.received) == b"first\nsecond\n"
 
 
+def test_fastcgi_abort_of_a_running_request_ends_it(
+    streaming: tuple[Server, dict[str, int | str]], tmp_path: Path
+) -> None:
+    """ABORT_REQUEST while the app runs: END_REQUEST at once, the connection closed, the
+    app's thread free at its next write, and the server goes on."""
+    _, where = streaming
+    gate = tmp_path / "gate"
+    params = params_with(QUERY_STRING=f"gate={gate}".encode())
+    with Client(where["fastcgi"], timeout=30.0) as client:
+        client.send(fcgi_request(1, params))
+        while not body_so_far("fastcgi", client.received).startswith(b"first\n"):
+            assert client._fill(), client.received
+        client.send(record(fastcgi.ABORT_REQUEST, 1))
+        received = client.until_close()
+    assert end_status(read_records(received), 1) == fastcgi.REQUEST_COMPLETE
+    # Ended before the gate opened: nothing after the first line (not even the app's
+    # "gate timed out", which a request left running would write at last).
+    assert body_so_far("fastcgi", received) == b"first\n"
+    gate.touch()  # the app writes again, and learns it was cancelled
+    with Client(where["fastcgi"], timeout=30.0) as client:
+        client.send(fcgi_request(1, params))
+        client.until_end(1)
+        assert body_so_far("fastcgi", client.received) == b"first\nsecond\n"
+
+
 # --- every request it read is answered, or logged with its reason ---
 
 
