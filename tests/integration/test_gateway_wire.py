@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from fleet import STEP_TIMEOUT, is_gone
 from gatewaywire import (
     Client,
     begin,
@@ -29,6 +31,7 @@ from gatewaywire import (
     stdout_of,
     uwsgi_packet,
 )
+from haproxyfront import free_port
 from harness import Server, ServerFactory, wait_until
 from maitred.gateway import fastcgi
 
@@ -377,6 +380,40 @@ def test_fastcgi_a_bad_record_mid_body_logs_its_request(logged: tuple[Server, Pa
     assert server.wait_for_log(r"closing a FastCGI connection from 127\.0\.0\.1: .*version 2")
     entry = access_entry(log, path)
     assert (entry["request"], entry["status"]) == (f"POST {path} HTTP/1.1", 400)
+
+
+# --- a USR2 upgrade keeps what each listener speaks ---
+
+
+def test_gateway_listeners_keep_their_protocol_across_an_upgrade(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    """The new master inherits the sockets nginx points at and serves each in its protocol."""
+    uwsgi_port, fastcgi_port = free_port(), free_port()
+    pidfile = tmp_path / "maitred.pid"
+    server = servers.start(
+        "echo:application",
+        "-b", f"uwsgi://127.0.0.1:{uwsgi_port}",
+        "-b", f"fastcgi://127.0.0.1:{fastcgi_port}",
+        "--pidfile", str(pidfile),
+        check_fds=False,  # the upgraded master is not the one the harness started
+    )  # fmt: skip
+    os.kill(server.pid, signal.SIGUSR2)
+    wait_until(
+        lambda: pidfile.exists() and pidfile.read_text().strip() not in ("", str(server.pid)),
+        STEP_TIMEOUT,
+        "the new master's pid",
+    )
+    wait_until(lambda: is_gone(server.pid), STEP_TIMEOUT, "the old master to leave")
+    new_master = int(pidfile.read_text())
+    try:
+        with Client(uwsgi_port) as client:
+            client.send(uwsgi_packet(params_with()))
+            assert client.until_close().startswith(b"HTTP/1.1 200 OK")
+        assert fcgi_echo(fastcgi_port, params_with())["method"] == "GET"
+    finally:
+        os.kill(new_master, signal.SIGTERM)
+        wait_until(lambda: is_gone(new_master), STEP_TIMEOUT, "the new master to exit")
 
 
 # --- who the client is ---
