@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from urllib3 import encode_multipart_formdata
 
 from harness import APPS_DIR, Server, ServerFactory, server_env, wait_until
 from nginxfront import Nginx, nginx_binary, start_nginx
@@ -37,6 +38,7 @@ MOUNTS = {"uwsgi": "/u", "fastcgi": "/f"}
 CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 GATEWAY_LISTENING = re.compile(r"Listening at: (uwsgi|fastcgi)://127\.0\.0\.1:(\d+)")
 UPLOAD_SIZE = 20 * 1024 * 1024
+CHUNKED_SIZE, CHUNK = 3 * 1024 * 1024, 64 * 1024
 DOWNLOAD_SIZE = 8 * 1024 * 1024
 ADMIN_USER, ADMIN_PASSWORD = "admin", "fixture-password-1"
 WORKERS, THREADS = 2, 2
@@ -62,6 +64,7 @@ server {{
         fastcgi_split_path_info ^(/f)(/.*)$;
         fastcgi_param PATH_INFO $fastcgi_path_info;
         fastcgi_keep_conn on;
+        fastcgi_request_buffering off;
         fastcgi_pass django_fastcgi;
     }}
     location /slow-u/ {{
@@ -194,6 +197,22 @@ def test_a_20_mib_upload(nginx: Nginx, mount: str, data_dir: Path) -> None:
     # The access log has it too, with the path the client asked for.
     access = data_dir / "access.log"
     wait_until(lambda: f'"POST {mount}/upload/' in access.read_text(), 10.0, "access log line")
+
+
+def test_a_chunked_upload(nginx: Nginx, mount: str) -> None:
+    """A body of no announced length: behind fastcgi_request_buffering off, nginx passes it
+    on as it comes with CONTENT_LENGTH empty (uwsgi_pass buffers it whatever it is told)."""
+    payload = os.urandom(CHUNKED_SIZE)
+    body, content_type = encode_multipart_formdata({"data": ("big.bin", payload)})
+    pieces = (body[at : at + CHUNK] for at in range(0, len(body), CHUNK))  # sent chunked
+    response = requests.post(
+        nginx.url(f"{mount}/upload/"),
+        data=pieces,
+        headers={"Content-Type": content_type},
+        timeout=TIMEOUT,
+    )
+    assert response.status_code == 200, response.text
+    assert response.text == f"{CHUNKED_SIZE} {hashlib.sha256(payload).hexdigest()}"
 
 
 def test_a_streamed_response(nginx: Nginx, mount: str) -> None:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from fleet import STEP_TIMEOUT, is_gone
 from gatewaywire import (
     Client,
     begin,
@@ -29,12 +31,14 @@ from gatewaywire import (
     stdout_of,
     uwsgi_packet,
 )
+from haproxyfront import free_port
 from harness import Server, ServerFactory, wait_until
 from maitred.gateway import fastcgi
 
 LISTENING = re.compile(r"Listening at: (uwsgi|fastcgi)://127\.0\.0\.1:(\d+)")
 HUGE_SIZE = 32 * 1024 * 1024  # far past every buffer: a thread pushing it would be stuck
 MAX_CONNECTIONS = 50
+BODY_TIMEOUT = 1  # seconds: a body that stops arriving is answered 408 after it
 
 
 def ports(server: Server) -> dict[str, int]:
@@ -160,6 +164,14 @@ def test_fastcgi_without_keep_conn_the_server_closes(echo: Server) -> None:
     assert end_status(records, 1) == fastcgi.REQUEST_COMPLETE
 
 
+def test_fastcgi_a_body_without_content_length_reaches_the_app(echo: Server) -> None:
+    """What nginx sends with fastcgi_request_buffering off for a chunked upload."""
+    params = params_with(REQUEST_METHOD=b"POST", CONTENT_LENGTH=b"")
+    report = fcgi_echo(ports(echo)["fastcgi"], params, b"sent without a length")
+    assert report["body"] == "sent without a length"
+    assert report["environ"]["CONTENT_LENGTH"] == str(len(b"sent without a length"))
+
+
 def test_fastcgi_get_values_is_answered_honestly(echo: Server) -> None:
     names = [b"FCGI_MAX_CONNS", b"FCGI_MAX_REQS", b"FCGI_MPXS_CONNS"]
     content = b"".join(fastcgi.encode_pair((name, b"")) for name in names)
@@ -204,6 +216,204 @@ def test_fastcgi_bad_records_close_the_connection_and_are_logged(echo: Server) -
         assert client.until_close() == b""
     assert echo.wait_for_log(r"closing a FastCGI connection from 127\.0\.0\.1: .*runs past")
     assert fcgi_echo(ports(echo)["fastcgi"], params_with())["method"] == "GET"
+
+
+# --- responses stream back ---
+
+
+@pytest.fixture(scope="module")
+def streaming(
+    module_servers: ServerFactory, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Server, dict[str, int | str]]:
+    sock = tmp_path_factory.mktemp("sock") / "uwsgi.sock"
+    server = module_servers.start("streaming:application", *binds("-b", f"uwsgi://unix:{sock}"))
+    found = re.search(r"Listening at: uwsgi://unix:(\S+)", server.stderr)
+    assert found, server.stderr
+    return server, {**ports(server), "uwsgi-unix": found.group(1)}
+
+
+def body_so_far(proto: str, received: bytes) -> bytes:
+    if proto == "fastcgi":
+        return stdout_of(read_records(received), 1).partition(b"\r\n\r\n")[2]
+    return received.partition(b"\r\n\r\n")[2]
+
+
+@pytest.mark.parametrize("proto", ["uwsgi", "uwsgi-unix", "fastcgi"])
+def test_a_response_streams_back_as_the_app_writes_it(
+    streaming: tuple[Server, dict[str, int | str]], tmp_path: Path, proto: str
+) -> None:
+    """The app yields its first line, then waits for the gate the test opens only once that
+    line has arrived: a front that held the whole response would deadlock it."""
+    _, where = streaming
+    gate = tmp_path / "gate"
+    params = params_with(QUERY_STRING=f"gate={gate}".encode())
+    request = fcgi_request(1, params) if proto == "fastcgi" else uwsgi_packet(params)
+    with Client(where[proto], timeout=30.0) as client:
+        client.send(request)
+        while not body_so_far(proto, client.received).startswith(b"first\n"):
+            assert client._fill(), client.received
+        gate.touch()
+        client.until_close() if proto != "fastcgi" else client.until_end(1)
+        assert body_so_far(proto, client.received) == b"first\nsecond\n"
+
+
+def test_fastcgi_abort_of_a_running_request_ends_it(
+    streaming: tuple[Server, dict[str, int | str]], tmp_path: Path
+) -> None:
+    """ABORT_REQUEST while the app runs: END_REQUEST at once, the connection closed, the
+    app's thread free at its next write, and the server goes on."""
+    _, where = streaming
+    gate = tmp_path / "gate"
+    params = params_with(QUERY_STRING=f"gate={gate}".encode())
+    with Client(where["fastcgi"], timeout=30.0) as client:
+        client.send(fcgi_request(1, params))
+        while not body_so_far("fastcgi", client.received).startswith(b"first\n"):
+            assert client._fill(), client.received
+        client.send(record(fastcgi.ABORT_REQUEST, 1))
+        received = client.until_close()
+    assert end_status(read_records(received), 1) == fastcgi.REQUEST_COMPLETE
+    # Ended before the gate opened: nothing after the first line (not even the app's
+    # "gate timed out", which a request left running would write at last).
+    assert body_so_far("fastcgi", received) == b"first\n"
+    gate.touch()  # the app writes again, and learns it was cancelled
+    with Client(where["fastcgi"], timeout=30.0) as client:
+        client.send(fcgi_request(1, params))
+        client.until_end(1)
+        assert body_so_far("fastcgi", client.received) == b"first\nsecond\n"
+
+
+# --- every request it read is answered, or logged with its reason ---
+
+
+@pytest.fixture(scope="module")
+def logged(
+    module_servers: ServerFactory, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Server, Path]:
+    log = tmp_path_factory.mktemp("logs") / "access.log"
+    server = module_servers.start(
+        "echo:application",
+        *binds(),
+        "--limit-request-body", str(1024 * 1024),
+        "--body-timeout", str(BODY_TIMEOUT),
+        "--access-logfile", str(log),
+        "--access-log-format", "json",
+    )  # fmt: skip
+    return server, log
+
+
+def access_entry(log: Path, path: str) -> dict[str, Any]:
+    """The access log's line for the request of `path`, once written."""
+    found: list[dict[str, Any]] = []
+
+    def written() -> bool:
+        lines = log.read_text().splitlines() if log.exists() else []
+        found[:] = [entry for entry in map(json.loads, lines) if f" {path} " in entry["request"]]
+        return bool(found)
+
+    wait_until(written, 10.0, f"the access log's line for {path}")
+    (entry,) = found
+    return entry
+
+
+def params_for(path: str, body_size: int) -> dict[bytes, bytes]:
+    where = path.encode()
+    size = str(body_size).encode()
+    return params_with(
+        REQUEST_METHOD=b"POST",
+        CONTENT_LENGTH=size,
+        PATH_INFO=where,
+        REQUEST_URI=where,
+        QUERY_STRING=b"",
+    )
+
+
+def status_of_partial(server: Server, proto: str, params: dict[bytes, bytes], body: bytes) -> str:
+    """Send a request head and the first bytes of its body, and no more: the status of the
+    answer ("413 Payload Too Large"), read in its protocol's framing up to the close or the
+    END_REQUEST."""
+    with Client(ports(server)[proto], timeout=10.0 * BODY_TIMEOUT) as client:
+        if proto == "uwsgi":
+            client.send(uwsgi_packet(params, body))
+            line = client.until_close().partition(b"\r\n")[0]
+            return line.removeprefix(b"HTTP/1.1 ").decode("latin-1")
+        stdin = record(fastcgi.STDIN, 1, body) if body else b""
+        client.send(begin(1) + params_records(1, params) + stdin)
+        records = client.until_end(1)
+        assert end_status(records, 1) == fastcgi.REQUEST_COMPLETE
+        return cgi_response(stdout_of(records, 1))[0]
+
+
+@pytest.mark.parametrize("proto", ["uwsgi", "fastcgi"])
+def test_a_body_over_the_servers_limit_is_logged_with_its_request(
+    logged: tuple[Server, Path], proto: str
+) -> None:
+    """--limit-request-body (no location): the 413 answers the request its variables name."""
+    server, log = logged
+    path = f"/oversize-{proto}"
+    params = params_for(path, 2 * 1024 * 1024)  # the body never comes
+    assert status_of_partial(server, proto, params, b"").startswith("413 ")
+    entry = access_entry(log, path)
+    assert (entry["request"], entry["status"]) == (f"POST {path} HTTP/1.1", 413)
+
+
+@pytest.mark.parametrize("proto", ["uwsgi", "fastcgi"])
+def test_a_body_that_stops_arriving_is_answered_408(
+    logged: tuple[Server, Path], proto: str
+) -> None:
+    """Too slow, as over HTTP: the request is answered in its protocol and logged."""
+    server, log = logged
+    path = f"/stalled-{proto}"
+    assert status_of_partial(server, proto, params_for(path, 1000), b"x" * 10).startswith("408 ")
+    entry = access_entry(log, path)
+    assert (entry["request"], entry["status"]) == (f"POST {path} HTTP/1.1", 408)
+
+
+def test_fastcgi_a_bad_record_mid_body_logs_its_request(logged: tuple[Server, Path]) -> None:
+    """The connection closes (no answer can be framed), and the request whose body it cut
+    short is logged as one cut short is over HTTP, beside the error log's line."""
+    server, log = logged
+    path = "/cut-by-a-bad-record"
+    with Client(ports(server)["fastcgi"]) as client:
+        client.send(begin(1) + params_records(1, params_for(path, 1000)))
+        client.send(record(fastcgi.STDIN, 1, b"x" * 10) + b"\x02" + bytes(7))  # version 2
+        assert client.until_close() == b""
+    assert server.wait_for_log(r"closing a FastCGI connection from 127\.0\.0\.1: .*version 2")
+    entry = access_entry(log, path)
+    assert (entry["request"], entry["status"]) == (f"POST {path} HTTP/1.1", 400)
+
+
+# --- a USR2 upgrade keeps what each listener speaks ---
+
+
+def test_gateway_listeners_keep_their_protocol_across_an_upgrade(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    """The new master inherits the sockets nginx points at and serves each in its protocol."""
+    uwsgi_port, fastcgi_port = free_port(), free_port()
+    pidfile = tmp_path / "maitred.pid"
+    server = servers.start(
+        "echo:application",
+        "-b", f"uwsgi://127.0.0.1:{uwsgi_port}",
+        "-b", f"fastcgi://127.0.0.1:{fastcgi_port}",
+        "--pidfile", str(pidfile),
+        check_fds=False,  # the upgraded master is not the one the harness started
+    )  # fmt: skip
+    os.kill(server.pid, signal.SIGUSR2)
+    wait_until(
+        lambda: pidfile.exists() and pidfile.read_text().strip() not in ("", str(server.pid)),
+        STEP_TIMEOUT,
+        "the new master's pid",
+    )
+    wait_until(lambda: is_gone(server.pid), STEP_TIMEOUT, "the old master to leave")
+    new_master = int(pidfile.read_text())
+    try:
+        with Client(uwsgi_port) as client:
+            client.send(uwsgi_packet(params_with()))
+            assert client.until_close().startswith(b"HTTP/1.1 200 OK")
+        assert fcgi_echo(fastcgi_port, params_with())["method"] == "GET"
+    finally:
+        os.kill(new_master, signal.SIGTERM)
+        wait_until(lambda: is_gone(new_master), STEP_TIMEOUT, "the new master to exit")
 
 
 # --- who the client is ---
@@ -275,5 +485,10 @@ def test_the_thread_is_free_while_the_front_sends_a_file(
         if proto == "uwsgi":
             body = slow.until_close().partition(b"\r\n\r\n")[2]
         else:
-            body = cgi_response(stdout_of(slow.until_end(1), 1))[2]
+            records = slow.until_end(1)
+            body = cgi_response(stdout_of(records, 1))[2]
+            # As few records as they can be (each write of the front's is one): the head,
+            # full ones, the rest, the end of the stream.
+            written = sum(kind == fastcgi.STDOUT for kind, _, _ in records)
+            assert written <= HUGE_SIZE // fastcgi.MAX_CONTENT + 4, written
     assert body == huge.read_bytes()

@@ -145,6 +145,8 @@ def test_long_names_and_values_use_four_byte_lengths() -> None:
         (begin(1) + begin(1), "begun twice"),
         (record(fastcgi.STDOUT, 1, b"x"), "from the web server"),
         (fcgi_request(1, params_with(CONTENT_LENGTH=b"x")), "CONTENT_LENGTH"),
+        (fcgi_request(1, params_with(BODY), BODY[:-1]), "1 bytes short"),
+        (fcgi_request(1, params_with(BODY), BODY + b"!"), "longer than its CONTENT_LENGTH"),
     ],
 )
 def test_bad_records_are_refused(data: bytes, reason: str) -> None:
@@ -160,12 +162,30 @@ def test_oversize_params_are_refused_before_they_are_all_in() -> None:
         reader.feed(begin(1) + big[: len(big) // 2])
 
 
-def test_a_body_over_the_limit_is_refused() -> None:
-    with pytest.raises(BodyTooLarge):  # by its CONTENT_LENGTH
+def test_a_body_of_unknown_length_is_read_to_the_end_of_stdin() -> None:
+    """nginx with fastcgi_request_buffering off sends a chunked upload with CONTENT_LENGTH
+    empty: the head waits for the first STDIN record to say whether a body follows."""
+    unannounced = params_with(REQUEST_METHOD=b"POST")
+    for body in (BODY, b""):
+        whole = fcgi_request(1, unannounced, body)
+        for pieces in ([whole], [bytes([byte]) for byte in whole]):
+            reader = parser()
+            head, *chunks, end = [event for piece in pieces for event in reader.feed(piece)]
+            assert isinstance(head, GatewayHead) and head.chunked is bool(body)
+            assert b"".join(c for c in chunks if isinstance(c, bytes)) == body
+            assert end is END
+
+
+def test_a_body_over_the_limit_is_refused_after_its_head() -> None:
+    """The head goes out ahead of the error, so the 413 answers (and logs) a known request."""
+    with pytest.raises(BodyTooLarge) as announced:  # by its CONTENT_LENGTH
         parser(Limits(body=10)).feed(POST)
+    [head] = announced.value.events
+    assert isinstance(head, GatewayHead) and head.content_length == len(BODY)
     unannounced = fcgi_request(1, params_with(), BODY)
-    with pytest.raises(BodyTooLarge):  # or by what STDIN carries
+    with pytest.raises(BodyTooLarge) as carried:  # or by what STDIN carries
         parser(Limits(body=10)).feed(unannounced)
+    assert isinstance(carried.value.events[0], GatewayHead)
 
 
 def test_records_out() -> None:

@@ -93,9 +93,12 @@ def test_too_many_or_too_long_vars_are_refused() -> None:
         UwsgiParser(limits).feed(uwsgi_packet(params_with(HTTP_COOKIE=b"c" * 3000)))
 
 
-def test_a_body_over_the_limit_is_refused() -> None:
-    with pytest.raises(BodyTooLarge):
+def test_a_body_over_the_limit_is_refused_after_its_head() -> None:
+    """The head goes out ahead of the error, so the 413 answers (and logs) a known request."""
+    with pytest.raises(BodyTooLarge) as refused:
         UwsgiParser(Limits(body=10)).feed(POST)
+    [head] = refused.value.events
+    assert isinstance(head, GatewayHead) and head.content_length == len(BODY)
 
 
 def test_responses_are_framed_up_to_the_close() -> None:

@@ -12,8 +12,11 @@ and access log; only what reads requests and frames responses differs.
   that passes --forwarded-allow-ips), so the router and the access log see the client.
 * **Bad packets**: a packet or record that cannot be read cannot be answered either (there is
   no request to frame an answer in), so the connection is closed and one line logged
-  (:meth:`GatewayConnection._protocol_error`). A body over --limit-request-body is answered
-  413 first, framed for the protocol, as HTTP answers it.
+  (:meth:`GatewayConnection._protocol_error`); a request whose body it cut short is logged
+  as one cut short over HTTP (400), so nothing read goes unanswered and unlogged. A request
+  whose head was read and that will not run (a body over --limit-request-body, refused by a
+  rule, or arriving slower than --body-timeout allows) is answered first (413, 403, 408...),
+  framed for the protocol, as HTTP answers it.
 * **uwsgi**: one request per connection; the response is HTTP as the worker wrote it, its body
   up to the close (maitred.gateway.uwsgi.uwsgi_frame). Files go out with sendfile as for HTTP.
 * **FastCGI**: everything written goes out as STDOUT records of the request being answered
@@ -35,14 +38,14 @@ from typing import TYPE_CHECKING, Any, cast
 
 from maitred import sockets
 from maitred.front.connection import ClientConnection
-from maitred.front.exchange import Exchange
+from maitred.front.exchange import BODY_CUT_SHORT, Exchange
 from maitred.front.rules import Refusal
 from maitred.front.states import READS
 from maitred.gateway import fastcgi
 from maitred.gateway.fastcgi import FastCGIParser, RequestAborted, fastcgi_frame
-from maitred.gateway.params import GatewayHead, peer_from_params
+from maitred.gateway.params import GatewayError, GatewayHead, peer_from_params
 from maitred.gateway.uwsgi import UwsgiParser, uwsgi_frame
-from maitred.http.errors import BodyTooLarge, ProtocolError
+from maitred.http.errors import ProtocolError
 from maitred.http.parser import Limits, RequestReader
 
 if TYPE_CHECKING:
@@ -72,12 +75,14 @@ class GatewayConnection(ClientConnection):
         if self.state not in READS:
             return  # it closed meanwhile: the bytes belong to nobody
         refused, self.reading = self.reading, None
-        if isinstance(exc, (BodyTooLarge, Refusal)) and self.active is None:
+        if refused is not None and self.active is None and not isinstance(exc, GatewayError):
+            # Its head was read, so an answer can be framed: too large, refused, too slow.
             log.info("%s request from %s refused: %s", self.protocol, self.peer[0], exc.reason)
             self.refuse(exc, refused)
         else:
-            if refused is not None:
-                refused.drop()
+            if refused is not None:  # its body is cut short: logged as over HTTP, not lost
+                refused.status = BODY_CUT_SHORT
+                refused.cancel()
             log.warning(
                 "closing a %s connection from %s: %s",
                 self.protocol,
@@ -87,7 +92,8 @@ class GatewayConnection(ClientConnection):
         self.close()
 
     def refuse(self, error: ProtocolError, refused: Exchange | None) -> None:
-        """Answer a request that will not run (its body is too large, a rule refused it)."""
+        """Answer a request that will not run (its body is too large or too slow, a rule
+        refused it)."""
         self.answer_error(error, refused)
 
 

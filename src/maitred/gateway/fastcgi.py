@@ -11,6 +11,9 @@ request id, content length, padding length) and up to 65535 bytes of content. A 
 
 :class:`FastCGIParser` makes of it the events of the HTTP parser (maitred.http.parser): a head
 once the params are in (maitred.gateway.params), the body from STDIN, END at its empty record.
+A head whose CONTENT_LENGTH is empty (nginx passing a chunked or HTTP/2 body on unbuffered)
+waits for the first STDIN record: empty, there is no body; else the body is what STDIN
+carries, to its end, and the head says it is chunked (its length unknown until it ends).
 The response goes back as STDOUT records (:func:`stdout_records`: a CGI head, ``Status:``
 first, then the body) and one END_REQUEST (:func:`end_request`); KEEP_CONN says whether the
 connection then carries another request, else the server closes it.
@@ -26,9 +29,11 @@ connection cancels it, answers END_REQUEST and closes).
 
 The params are held until complete, bounded like an HTTP head (maitred.gateway.params); a
 record that cannot be read (another version, a BEGIN_REQUEST of the wrong size, a pair that
-runs past its block, STDIN before the params end, a record only a server sends) raises
+runs past its block, STDIN before the params end or carrying more or less than
+CONTENT_LENGTH, a record only a server sends) raises
 :class:`~maitred.gateway.params.GatewayError` and the connection is closed. A body over
---limit-request-body raises BodyTooLarge, as for HTTP.
+--limit-request-body raises BodyTooLarge once its head is out (the error's ``events`` end
+with it), as for HTTP: the 413 answers a known request.
 """
 
 from __future__ import annotations
@@ -36,8 +41,14 @@ from __future__ import annotations
 import enum
 import struct
 
-from maitred.gateway.params import GatewayError, head_from_params, param_limits
-from maitred.http.errors import BodyTooLarge
+from maitred.gateway.params import (
+    GatewayError,
+    GatewayHead,
+    head_from_params,
+    param_limits,
+    refuse_oversize,
+)
+from maitred.http.errors import BodyTooLarge, ProtocolError
 from maitred.http.framing import CRLF, NO_BODY_STATUSES, BodyEnd, Framing
 from maitred.http.parser import END, Event, Limits
 
@@ -58,6 +69,7 @@ REQUEST_COMPLETE, CANT_MPX_CONN, OVERLOADED, UNKNOWN_ROLE = 0, 1, 2, 3
 MANAGEMENT_ID = 0  # the request id of GET_VALUES and UNKNOWN_TYPE
 # Record types only an application sends: from a web server they are a broken peer.
 _FROM_APPLICATION = frozenset((END_REQUEST, STDOUT, STDERR, GET_VALUES_RESULT, UNKNOWN_TYPE))
+UNKNOWN_LENGTH = -1  # a body without CONTENT_LENGTH: what STDIN carries, to its end
 _SHORT_LENGTH_MAX = 0x7F
 _LONG_FLAG = 0x80000000
 
@@ -92,6 +104,10 @@ class FastCGIParser:
         self._stage = Stage.IDLE
         self._params = bytearray()
         self._body = 0
+        self._length = UNKNOWN_LENGTH  # the CONTENT_LENGTH STDIN must carry
+        # A head whose CONTENT_LENGTH is not given, until the first STDIN record says whether
+        # a body follows (see _stdin).
+        self._held: GatewayHead | None = None
         self.request_id = 0  # of the request in progress
         self.keep_conn = False
         self.replies: list[bytes] = []  # records to write back (see the module docstring)
@@ -100,11 +116,12 @@ class FastCGIParser:
 
     @property
     def in_head(self) -> bool:
-        return self._stage is Stage.PARAMS
+        return self._stage is Stage.PARAMS or self._held is not None
 
     def request_done(self) -> None:
         """Its END_REQUEST is sent: the connection may carry the next request."""
         self._stage = Stage.IDLE
+        self._held = None
         self.request_id = 0
 
     def feed(self, data: bytes) -> list[Event]:
@@ -126,7 +143,7 @@ class FastCGIParser:
                 content = view[at + RECORD.size : at + RECORD.size + length]
                 self._record(kind, request_id, content, events)
                 at = end
-        except GatewayError as exc:
+        except ProtocolError as exc:  # the events before it are still the connection's
             exc.events = events
             raise
         self._buffer = buffer[at:] if at < size else b""
@@ -189,11 +206,17 @@ class FastCGIParser:
             self._params += content
             return
         params = self._pairs(self._params)
-        head = head_from_params(params, self.keep_conn, self._limits.body)
+        head = head_from_params(params, self.keep_conn)
         self._params.clear()
         self._body = 0
         self._stage = Stage.STDIN
+        if not params.get(b"CONTENT_LENGTH"):
+            self._length = UNKNOWN_LENGTH
+            self._held = head  # a body of unknown length, or none: STDIN will say
+            return
+        self._length = head.content_length or 0
         events.append(head)
+        refuse_oversize(head, events, self._limits.body)
 
     def _pairs(self, block: bytes | bytearray | memoryview) -> dict[bytes, bytes]:
         """The name-value pairs of a whole block. One loop, no call per length: it runs for
@@ -235,11 +258,23 @@ class FastCGIParser:
     def _stdin(self, content: memoryview, events: list[Event]) -> None:
         if self._stage is not Stage.STDIN:
             raise GatewayError("FastCGI STDIN before the params ended, or after it ended")
+        held = self._held
+        if held is not None:
+            # nginx leaves CONTENT_LENGTH empty for a body it passes on unbuffered
+            # (fastcgi_request_buffering off) whose length its client did not say (chunked,
+            # HTTP/2): then the body is all STDIN carries, read to its end, as a chunked one.
+            self._held = None
+            held.chunked = bool(content)
+            events.append(held)
         if not content:
+            if self._body < self._length:  # a body cut short must not pass for a whole one
+                raise GatewayError(f"FastCGI STDIN ended {self._length - self._body} bytes short")
             self._stage = Stage.ANSWERING
             events.append(END)
             return
         self._body += len(content)
+        if 0 <= self._length < self._body:
+            raise GatewayError("FastCGI STDIN longer than its CONTENT_LENGTH")
         if self._limits.body and self._body > self._limits.body:
             raise BodyTooLarge(f"body over {self._limits.body} bytes")
         events.append(bytes(content))

@@ -36,7 +36,7 @@ from urllib.parse import quote_from_bytes
 
 from maitred.front.proxy import UNKNOWN_PORT, Peer, parse_ip
 from maitred.http.errors import BodyTooLarge, ProtocolError
-from maitred.http.parser import Headers, Limits, RequestHead
+from maitred.http.parser import Event, Headers, Limits, RequestHead
 
 HTTP_PREFIX = b"HTTP_"
 # The CGI variables a proxy sends besides the HTTP_* headers (nginx's uwsgi_params and
@@ -75,11 +75,8 @@ def param_limits(limits: Limits) -> tuple[int, int, int]:
     )
 
 
-def head_from_params(
-    params: dict[bytes, bytes], keep_alive: bool, body_limit: int = 0
-) -> GatewayHead:
-    """The request head the proxy's variables describe; GatewayError when they describe none,
-    BodyTooLarge when its CONTENT_LENGTH is over `body_limit` (--limit-request-body; 0: none)."""
+def head_from_params(params: dict[bytes, bytes], keep_alive: bool) -> GatewayHead:
+    """The request head the proxy's variables describe; GatewayError when they describe none."""
     method = params.get(b"REQUEST_METHOD", b"")
     if not method or not method.isalpha():
         raise GatewayError("no valid REQUEST_METHOD")
@@ -93,8 +90,6 @@ def head_from_params(
     length = params.get(b"CONTENT_LENGTH") or b"0"
     if not length.isdigit():
         raise GatewayError(f"bad CONTENT_LENGTH {length[:20]!r}")
-    if body_limit and int(length) > body_limit:
-        raise BodyTooLarge(f"body of {int(length)} bytes")
     if length.strip(b"0"):
         headers.append((b"Content-Length", length))
     target, script_name = _target(params)
@@ -103,6 +98,18 @@ def head_from_params(
     head.content_length = int(length)
     head.script_name = script_name
     return head
+
+
+def refuse_oversize(head: RequestHead, events: list[Event], body_limit: int) -> None:
+    """BodyTooLarge when the head's CONTENT_LENGTH is over `body_limit` (--limit-request-body;
+    0: none), carrying `events` (the head last among them): the connection makes the request
+    first, so its 413 answers a known request (its location, id and access log line), as
+    maitred.http.parser does for HTTP."""
+    length = head.content_length
+    if body_limit and length is not None and length > body_limit:
+        error = BodyTooLarge(f"body of {length} bytes")
+        error.events = events
+        raise error
 
 
 def _version(params: dict[bytes, bytes]) -> str:

@@ -18,7 +18,8 @@ The vars block is held until complete (bounded by the HTTP head limits: maitred.
 anything malformed (another modifier1, a var running past the block, too many or too long vars,
 a bad CONTENT_LENGTH) raises :class:`~maitred.gateway.params.GatewayError`: there is no way to
 answer a packet that cannot be read, so the connection is closed. A body over
---limit-request-body raises BodyTooLarge, as for HTTP.
+--limit-request-body raises BodyTooLarge once its head is out (the error's ``events`` end
+with it), as for HTTP: the 413 answers a known request.
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ from __future__ import annotations
 import enum
 import struct
 
-from maitred.gateway.params import GatewayError, head_from_params, param_limits
+from maitred.gateway.params import (
+    GatewayError,
+    GatewayHead,
+    head_from_params,
+    param_limits,
+    refuse_oversize,
+)
 from maitred.http.framing import HTTP_10, Framing, frame
 from maitred.http.parser import END, Event, Limits
 
@@ -72,8 +79,10 @@ class UwsgiParser:
             self._header(buffer)
         if self._stage is Stage.VARS and len(buffer) >= self._needed:
             rest = bytes(buffer[self._needed :])
-            events.append(self._head(buffer))
+            head = self._head(buffer)
             buffer.clear()
+            events.append(head)
+            refuse_oversize(head, events, self._limits.body)
             self._body(rest, events)
         return events
 
@@ -87,9 +96,9 @@ class UwsgiParser:
         self._stage = Stage.VARS
         self._needed = PACKET_HEADER.size + size
 
-    def _head(self, buffer: bytearray) -> Event:
+    def _head(self, buffer: bytearray) -> GatewayHead:
         params = self._vars(bytes(buffer[PACKET_HEADER.size : self._needed]))
-        head = head_from_params(params, False, self._limits.body)
+        head = head_from_params(params, False)
         self._body_left = head.content_length or 0
         self._stage = Stage.BODY
         return head
