@@ -152,9 +152,11 @@ def _decode_request(payload: Payload) -> Request:
         raise _malformed(Request, value)
     if len(payload) == start + size:
         return tuple.__new__(Request, value)  # no body, the common case
-    # bytes, even from a bytearray payload: io.BytesIO shares a bytes object (and read()
-    # returns it whole), where it would copy a bytearray, slowly.
-    body = bytes(memoryview(payload)[start + size :])
+    # A large frame's payload is a bytearray of its own (FrameReader): its body stays where it
+    # was received, and the worker reads it through this view (maitred.worker.bodyinput). A
+    # small frame's body is copied out as bytes, cheap at that size, which io.BytesIO shares.
+    tail = memoryview(payload)[start + size :]
+    body = tail if payload.__class__ is bytearray else bytes(tail)
     return tuple.__new__(Request, (*value[:BODY_FIELD], body, *value[BODY_FIELD + 1 :]))
 
 
@@ -172,6 +174,8 @@ def decode(kind: int, payload: Payload) -> Message:
     value: Message
     if message is Request:
         value = _decode_request(payload)
+        if type(value.body) is memoryview:  # as the frame carried it (see Request.body)
+            value = value._replace(body=bytes(value.body))
     else:
         value = tuple.__new__(message, _fields(message, payload))
     if tuple(map(type, value)) != _FIELD_TYPES[message]:
