@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import marshal
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ from test_linger import FakeTimer
 
 from maitred import apps, link
 from maitred.config import Config
+from maitred.front import dispatcher
 from maitred.front.connection import ClientConnection
 from maitred.front.dispatcher import WorkerConnection
 from maitred.front.main import Front
@@ -328,3 +330,16 @@ def test_the_front_frames_a_streamed_response_by_its_request() -> None:
     assert transports[b"/old"].written == head + b"Connection: close\r\n\r\nhi"
     assert transports[b"/old"].closed and not transports[b"/new"].closed
     assert transports[b"/head"].written == head + chunked + b"\r\n"
+
+
+def test_a_link_has_room_for_a_whole_in_memory_body() -> None:
+    """So that a 1 MiB upload crosses to its worker in one write, not five rounds of wake-ups."""
+    front_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with front_end, worker_end:
+        transport = FakeTransport()
+        transport.get_extra_info = lambda name: front_end  # type: ignore[method-assign]
+        WorkerConnection(Setup().dispatcher).connection_made(transport)  # type: ignore[arg-type]
+        with open("/proc/sys/net/core/wmem_max") as limit:
+            room = min(dispatcher.LINK_SEND_BUFFER, int(limit.read()))
+        # Linux doubles what it is given, for its own bookkeeping.
+        assert front_end.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) >= room
