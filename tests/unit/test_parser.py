@@ -275,3 +275,15 @@ def test_nothing_follows_a_closing_request_whose_body_came_in_pieces() -> None:
     parser.feed(head + b"abc")
     assert parser.feed(b"defghij" + GET) == [b"defghij", END]
     assert parser.closed and parser.feed(GET) == []
+
+
+def test_body_bytes_taken_by_the_caller_make_no_event_and_an_empty_feed_ends_it() -> None:
+    parser = RequestParser(Limits())
+    parser.feed(UPLOAD_HEAD + b"abc")
+    assert parser.body_left == 7
+    parser.body_taken(4)
+    assert parser.body_left == 3 and parser.feed(b"") == []
+    parser.body_taken(3)
+    assert parser.body_left == 0
+    assert parser.feed(b"") == [END]
+    assert merged(parser.feed(GET)) == [(b"GET", b"/a?b=1", "1.1", True), END]

@@ -159,7 +159,7 @@ def test_a_body_received_in_a_buffer_of_its_own_is_read_from_it() -> None:
     stream = env["wsgi.input"]
     assert env["CONTENT_LENGTH"] == str(len(lines))
     assert stream.readline() == b"line 0\n" and stream.readline(3) == b"lin"
-    assert stream.read(70_000) == lines[10 : 70_010]
+    assert stream.read(70_000) == lines[10:70_010]
     stream.seek(0)
     assert list(stream)[:2] == [b"line 0\n", b"line 1\n"]
     stream.seek(len(lines) - 16)

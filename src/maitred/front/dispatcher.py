@@ -193,7 +193,7 @@ class WorkerConnection(asyncio.Protocol):
         self.exchanges: dict[int, Exchange] = {}  # rid -> exchange its thread is running
         self.served = 0  # requests its threads finished, for the status page (front/inflight.py)
         self._next_rid = 0
-        self._out: list[bytes] = []
+        self._out: list[link.Chunk] = []
         self._files: list[int] = []  # spooled bodies that go with the frames in _out
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -204,7 +204,7 @@ class WorkerConnection(asyncio.Protocol):
 
     # --- out: gathered per loop turn ---
 
-    def send(self, *buffers: bytes) -> None:
+    def send(self, *buffers: link.Chunk) -> None:
         """Queue frames (or the buffers of one) for the write at the end of this loop turn."""
         if not self._out:
             self.dispatcher.loop.call_soon(self._flush)

@@ -250,9 +250,11 @@ class RequestParser:
         left = head.content_length - self._body_bytes
         size = len(data)
         if size < left:
-            self.on_body(data)
+            if size:
+                self.on_body(data)
             return b""
-        self.on_body(data if size == left else data[:left])
+        if left:  # else the body's last bytes were taken by the caller (body_taken)
+            self.on_body(data if size == left else data[:left])
         self.on_message_complete()
         if head.keep_alive:
             self._parser = httptools.HttpRequestParser(self)
@@ -261,6 +263,21 @@ class RequestParser:
             # an upgrade): no request follows on this stream.
             self.closed = True
         return data[left:] if size > left else b""
+
+    @property
+    def body_left(self) -> int:
+        """Bytes still to come of the Content-Length body being read (0: none is)."""
+        head = self._head
+        if head is None or head.content_length is None:
+            return 0
+        return head.content_length - self._body_bytes
+
+    def body_taken(self, size: int) -> None:
+        """`size` bytes of the body being read were received by the caller, straight into a
+        buffer of its own (maitred.front.bodyread): they make no event. Once they complete it,
+        the next feed, even of no bytes, ends the request (END)."""
+        assert 0 < size <= self.body_left
+        self._body_bytes += size
 
     def _execute(self, data: bytes) -> None:
         try:

@@ -31,6 +31,7 @@ from maitred.link.messages import (
     Abort,
     Body,
     Cancel,
+    Chunk,
     Drain,
     Drained,
     End,
@@ -79,18 +80,18 @@ def _encoder(message: Callable[P, Message]) -> Callable[Concatenate[int, P], byt
 
 def _request_encoder(
     message: Callable[P, Request],
-) -> Callable[Concatenate[int, Sequence[bytes], P], list[bytes]]:
+) -> Callable[Concatenate[int, Sequence[Chunk], P], list[Chunk]]:
     """A REQUEST frame as buffers to write in order: encode(rid, body chunks, *fields). The
     chunks are not copied; the body field goes empty (b"")."""
     kind = _KIND_OF[message]
     dumps = marshal.dumps
 
-    def encode(rid: int, body: Sequence[bytes], *fields: Field) -> list[bytes]:
+    def encode(rid: int, body: Sequence[Chunk], *fields: Field) -> list[Chunk]:
         meta = dumps(fields, MARSHAL_VERSION)
         size = REQUEST_META.size + len(meta) + sum(map(len, body))
         return [HEADER.pack(size, kind, rid) + REQUEST_META.pack(len(meta)) + meta, *body]
 
-    return cast("Callable[Concatenate[int, Sequence[bytes], P], list[bytes]]", encode)
+    return cast("Callable[Concatenate[int, Sequence[Chunk], P], list[Chunk]]", encode)
 
 
 encode_hello = _encoder(Hello)

@@ -228,6 +228,9 @@ _FIELD_TYPES: dict[object, tuple[type, ...]] = {
 BODY_FIELD = Request._fields.index("body")
 
 Payload = bytes | bytearray
+# A piece of a frame to write: a request body may be received into a bytearray of its own
+# (maitred.front.bodyread), and goes to the link as it is.
+Chunk = bytes | bytearray
 Frame = tuple[int, int, Payload]
 # What a field may be on the wire (what marshal is given).
 Field = bytes | str | int | float | list[tuple[bytes, bytes]]
