@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import marshal
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -11,9 +12,12 @@ from test_linger import FakeTimer
 
 from maitred import apps, link
 from maitred.config import Config
+from maitred.front import dispatcher
+from maitred.front.bodyread import BodyReader
 from maitred.front.connection import ClientConnection
 from maitred.front.dispatcher import WorkerConnection
 from maitred.front.main import Front
+from maitred.http.errors import RequestTimeout
 
 
 class FakeLoop:
@@ -58,6 +62,9 @@ class FakeTransport:
 
     def get_extra_info(self, name: str) -> Any:
         return ("127.0.0.1", 5555) if name in ("peername", "sockname") else None
+
+    def set_protocol(self, protocol: Any) -> None:
+        self.protocol = protocol
 
     def set_write_buffer_limits(self, high: int) -> None:
         pass
@@ -328,3 +335,75 @@ def test_the_front_frames_a_streamed_response_by_its_request() -> None:
     assert transports[b"/old"].written == head + b"Connection: close\r\n\r\nhi"
     assert transports[b"/old"].closed and not transports[b"/new"].closed
     assert transports[b"/head"].written == head + chunked + b"\r\n"
+
+
+def test_a_link_has_room_for_a_whole_in_memory_body() -> None:
+    """So that a 1 MiB upload crosses to its worker in one write, not five rounds of wake-ups."""
+    front_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with front_end, worker_end:
+        transport = FakeTransport()
+        transport.get_extra_info = lambda name: front_end  # type: ignore[method-assign]
+        WorkerConnection(Setup().dispatcher).connection_made(transport)  # type: ignore[arg-type]
+        with open("/proc/sys/net/core/wmem_max") as limit:
+            room = min(dispatcher.LINK_SEND_BUFFER, int(limit.read()))
+        # Linux doubles what it is given, for its own bookkeeping.
+        assert front_end.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) >= room
+
+
+UPLOAD = bytes(range(256)) * 1024  # past DIRECT_MIN: read straight into its buffer
+
+
+def upload_head(length: int = len(UPLOAD)) -> bytes:
+    return b"POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n" % length
+
+
+def lent(transport: FakeTransport) -> BodyReader:
+    reader = getattr(transport, "protocol", None)
+    assert isinstance(reader, BodyReader), "the body is not read into its buffer"
+    return reader
+
+
+def receive(reader: BodyReader, data: bytes) -> None:
+    """What the event loop does for a buffered protocol: read into the buffer it gives."""
+    buffer = reader.get_buffer(-1)
+    buffer[: len(data)] = data
+    reader.buffer_updated(len(data))
+
+
+def test_a_large_body_is_received_straight_into_its_buffer() -> None:
+    setup = Setup()
+    worker = setup.worker(1, 1)
+    conn, transport = setup.connect()
+    conn.data_received(upload_head() + UPLOAD[:1000])
+    reader = lent(transport)
+    for start in range(1000, len(UPLOAD), 100_000):
+        receive(reader, UPLOAD[start : start + 100_000])
+    assert transport.protocol is conn  # given back with the body whole
+    [(kind, _, request)] = setup.sent(worker)
+    assert kind == link.Kind.REQUEST and request.body == UPLOAD
+    setup.answer(worker, 1)
+    conn.data_received(get())  # the connection reads on as before
+    assert setup.sent(worker)[0][0] == link.Kind.REQUEST
+
+
+def test_a_read_after_the_front_gave_up_on_a_lent_body_is_the_connections() -> None:
+    setup = Setup()
+    conn, transport = setup.connect()
+    conn.data_received(upload_head() + UPLOAD[:1000])
+    reader = lent(transport)
+    receive(reader, UPLOAD[1000:5000])
+    assert conn.reading is not None and conn.reading.body is not None
+    assert conn.reading.body.size == 5000  # what the body timeout measures
+    conn.reject(RequestTimeout("request body too slow"))
+    assert transport.written.startswith(b"HTTP/1.1 408 ")
+    receive(reader, b"more of the body")
+    assert transport.protocol is conn and conn.linger is not None
+
+
+def test_a_small_or_spooled_body_is_read_as_before() -> None:
+    setup = Setup(body_buffer_size=len(UPLOAD) // 2)
+    for length in (10_000, len(UPLOAD)):  # too little left to lend; past the buffer: spooled
+        conn, transport = setup.connect()
+        conn.data_received(upload_head(length) + b"x")
+        assert not hasattr(transport, "protocol")
+        conn.connection_lost(None)

@@ -283,6 +283,18 @@ def test_frame_readers_hold_no_memory_they_have_not_read_into() -> None:
     assert all(reader.read() == [] for reader in readers)
 
 
+def test_a_large_body_reaches_the_worker_in_the_buffer_it_was_received_in() -> None:
+    """Not copied out into bytes: wsgi.input reads it where it lies (worker/bodyinput.py)."""
+    frame = b"".join(encode_request(7, request(), [b"z" * 50_000]))
+    [(_, rid, payload)] = link.FrameReader(Chunks(frame, 1000), size=4096).read()
+    got: list[link.Request] = []
+    _, receive = link.on_request(lambda target, rid, req: got.append(req))
+    receive(None, rid, payload)
+    body = got[0].body
+    assert isinstance(body, memoryview) and body.obj is payload
+    assert body == b"z" * 50_000
+
+
 def test_frame_reader_end_of_stream() -> None:
     assert link.FrameReader(Chunks(b"", 10)).read() == []
     cut = link.encode_body(1, b"abc")[:-1]

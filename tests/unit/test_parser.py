@@ -244,3 +244,46 @@ def test_upgrade_ends_the_stream() -> None:
     assert events[-1] is END
     assert parser.closed
     assert parser.feed(b"GET / HTTP/1.1\r\n\r\n") == []
+
+
+UPLOAD_HEAD = b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n"
+
+
+def test_a_read_that_is_all_body_is_the_body_event_itself() -> None:
+    """An upload's bytes are handed on as they came from the socket, not copied per piece."""
+    parser = RequestParser(Limits())
+    assert [type(event) for event in parser.feed(UPLOAD_HEAD + b"abc")] == [RequestHead, bytes]
+    piece = b"defg" + bytes(1)  # a fresh object, as a socket read is
+    events = parser.feed(piece)
+    assert len(events) == 1 and events[0] is piece
+    assert parser.feed(b"xy") == [b"xy", END]
+
+
+def test_the_request_after_a_body_taken_past_llhttp_is_parsed_afresh() -> None:
+    parser = RequestParser(Limits())
+    parser.feed(UPLOAD_HEAD + b"abc")
+    events = parser.feed(b"defghij" + GET + UPLOAD_HEAD[:20])
+    assert merged(events) == [b"defghij", END, (b"GET", b"/a?b=1", "1.1", True), END]
+    assert parser.in_head and parser.messages == 3
+    events = parser.feed(UPLOAD_HEAD[20:] + b"0123456789")
+    assert merged(events) == [(b"POST", b"/up", "1.1", True), b"0123456789", END]
+
+
+def test_nothing_follows_a_closing_request_whose_body_came_in_pieces() -> None:
+    parser = RequestParser(Limits())
+    head = UPLOAD_HEAD.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+    parser.feed(head + b"abc")
+    assert parser.feed(b"defghij" + GET) == [b"defghij", END]
+    assert parser.closed and parser.feed(GET) == []
+
+
+def test_body_bytes_taken_by_the_caller_make_no_event_and_an_empty_feed_ends_it() -> None:
+    parser = RequestParser(Limits())
+    parser.feed(UPLOAD_HEAD + b"abc")
+    assert parser.body_left == 7
+    parser.body_taken(4)
+    assert parser.body_left == 3 and parser.feed(b"") == []
+    parser.body_taken(3)
+    assert parser.body_left == 0
+    assert parser.feed(b"") == [END]
+    assert merged(parser.feed(GET)) == [(b"GET", b"/a?b=1", "1.1", True), END]

@@ -21,7 +21,7 @@ def request(
     target: bytes = b"/",
     headers: list[tuple[bytes, bytes]] | None = None,
     method: bytes = b"GET",
-    body: bytes = b"",
+    body: bytes | memoryview = b"",
 ) -> link.Request:
     return link.Request(
         method,
@@ -147,6 +147,29 @@ def test_list_becomes_one_full_frame_with_length() -> None:
     status, length, head, body = fake.frames[0][1]
     assert (status, length, body) == (200, 5, b"hello")
     assert b"Content-Length: 5\r\n" in head and b"Date: " in head and b"Server: maitred" in head
+
+
+def test_a_body_received_in_a_buffer_of_its_own_is_read_from_it() -> None:
+    """A large body arrives as a view of the link's receive buffer (maitred.link.codec);
+    wsgi.input reads it there, with everything PEP 3333 asks of the stream."""
+    lines = b"".join(b"line %d\n" % n for n in range(20_000))
+    received = bytearray(b"head" + lines)
+    body = memoryview(received)[4:]
+    env = EnvironBuilder("", 1, 1).build(request(method=b"POST", body=body))
+    stream = env["wsgi.input"]
+    assert env["CONTENT_LENGTH"] == str(len(lines))
+    assert stream.readline() == b"line 0\n" and stream.readline(3) == b"lin"
+    assert stream.read(70_000) == lines[10:70_010]
+    stream.seek(0)
+    assert list(stream)[:2] == [b"line 0\n", b"line 1\n"]
+    stream.seek(len(lines) - 16)
+    assert stream.readlines() == [b"9998\n", b"line 19999\n"]
+    stream.seek(5)
+    assert stream.read() == lines[5:] and stream.read(10) == b""
+    received[4:8] = b"LINE"  # read where it lies: the buffer is the body, never a copy
+    stream.seek(0)
+    assert stream.read(4) == b"LINE"
+    stream.close()
 
 
 def test_head_request_keeps_length_drops_body() -> None:

@@ -9,7 +9,8 @@ request is. Where a request goes:
 * **parsed** in :meth:`~ClientConnection.data_received`: the sans-IO parser (http/parser.py)
   turns bytes into a head, body chunks and an end. A head makes an exchange, the connection's
   ``reading`` one, and the connection BUSY; its body is gathered (in memory, spooled to a file
-  past the buffer size);
+  past the buffer size; the rest of a large one in memory is read straight into its buffer by
+  a reader the transport is lent to: front/bodyread.py);
 * **judged** at its head (:meth:`~ClientConnection.admit`): the router settles its client and
   app, and its location's rules may refuse it (front/rules.py) before a byte of its body is
   read: one without a body is answered in its turn, one with a body at once, and the
@@ -43,6 +44,7 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
+from maitred.front.bodyread import read_rest
 from maitred.front.exchange import BODY_CUT_SHORT, Exchange
 from maitred.front.flow import FlowControl
 from maitred.front.linger import Linger
@@ -146,6 +148,8 @@ class ClientConnection(asyncio.Protocol):
             self._protocol_error(error)
         elif self.parser.closed and self.reading is None:
             self._stop_reading()
+        elif self.reading is not None and self.reading.body is not None:
+            read_rest(self, self.reading)  # a large body: straight into its buffer
         if self.state is not IDLE or self.parser.in_head:
             # A connection becomes IDLE only in _settle, which reported it: a request
             # answered within this read (a static file) leaves nothing to report.

@@ -80,7 +80,7 @@ BODY_CUT_SHORT = 400
 # the metrics read it. Plain strings: an Enum member read per request costs a Python call.
 APP, STATIC, HEALTH = "app", "static", "health"
 # What a request without a body sends: no chunks, no spool file (Body.finish).
-NO_BODY: tuple[Sequence[bytes], int] = ((), -1)
+NO_BODY: tuple[Sequence[link.Chunk], int] = ((), -1)
 
 
 class Exchange:
@@ -177,7 +177,7 @@ class Exchange:
         self.worker = worker
         self.rid = rid
 
-    def request_frame(self, rid: int) -> tuple[list[bytes], int]:
+    def request_frame(self, rid: int) -> tuple[list[link.Chunk], int]:
         """The REQUEST frame (maitred.link.Request) as buffers to write: the body chunks travel
         after the fields, uncopied; and the spooled body's descriptor that goes with it (-1:
         none), the caller's to send and close."""

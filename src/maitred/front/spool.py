@@ -14,7 +14,9 @@ Writes go through a buffered file, so a full disk may only show when the last by
 :meth:`Body.end` flushes when the request is complete, before it is dispatched, so the failure
 is still the request's and never the dispatcher's.
 
-A body past the buffer is written to a file (0600) in the front's spool directory; once it
+A body held in memory is a list of the pieces read, or (front/bodyread.py) ends in one buffer
+that the rest of it is received into (:meth:`Body.room`). A body past the buffer is written to
+a file (0600) in the front's spool directory; once it
 is whole, :meth:`Body.end` opens it again read-only and removes its name: from then on the
 body is that descriptor alone, which goes to the worker with the request (maitred.link.files),
 so no other process, of any user, can open it by a name.
@@ -56,7 +58,7 @@ class Body:
         # location's max-body-size (maitred.front.rules). 0: the parser's limit holds.
         self.limit = limit
         self.temp_dir = temp_dir or None
-        self.chunks: list[bytes] = []
+        self.chunks: list[bytes | bytearray] = []
         self.size = 0
         self.file: Any = None  # the spool file being written
         self.fd = -1  # once whole: the spooled body, read-only, its name removed
@@ -81,6 +83,21 @@ class Body:
         except OSError as exc:
             self._failed(exc)
 
+    def room(self, length: int) -> memoryview | None:
+        """A buffer for the body's next `length` bytes, which the caller receives into
+        (front/bodyread.py) and counts with :meth:`received`; None when they would not be
+        held in memory (past the buffer or the limit: :meth:`add` takes them, and decides)."""
+        size = self.size + length
+        if self.file is not None or size > self.buffer_size or (self.limit and size > self.limit):
+            return None
+        buffer = bytearray(length)
+        self.chunks.append(buffer)  # a bytearray among the bytes: the link writes either
+        return memoryview(buffer)
+
+    def received(self, size: int) -> None:
+        """`size` more bytes came into the buffer :meth:`room` gave."""
+        self.size += size
+
     def end(self) -> None:
         """The whole body is in: flush it to its file, keep it open read-only, remove its
         name (SpoolError when that fails)."""
@@ -92,7 +109,7 @@ class Body:
                 self._failed(exc)
             self.discard_file()
 
-    def finish(self) -> tuple[list[bytes], int]:
+    def finish(self) -> tuple[list[bytes | bytearray], int]:
         """(in-memory body chunks, spooled body's descriptor or -1). The descriptor is the
         caller's from now on, to send and close. After end()."""
         fd, self.fd = self.fd, -1

@@ -192,7 +192,10 @@ class RequestParser:
         if self.closed:
             return []
         try:
-            self._feed(data)
+            if self._head is not None and self._head.content_length is not None:
+                data = self._take_body(data)
+            if data and not self.closed:
+                self._feed(data)
         except ProtocolError as exc:
             exc.events, self._events = self._events, []
             raise
@@ -231,6 +234,50 @@ class RequestParser:
             self._stalled += len(data)
             if self._stalled > self._limits.head:
                 raise HeaderFieldsTooLarge("chunk extensions or trailers too large")
+
+    def _take_body(self, data: bytes) -> bytes:
+        """Take the rest of a Content-Length body from `data` as it came, past llhttp: the
+        bytes left after it (the next request's).
+
+        A body announced by its length holds no framing, so there is nothing to parse in it:
+        llhttp would only count it, and hand each piece to on_body as a new bytes object, a
+        copy of every byte of an upload and a Python call per piece. Here a read that is all
+        body becomes the event itself, uncopied. llhttp, which last saw a part of the body,
+        cannot go on from where this ends: the next request starts a parser of its own.
+        """
+        head = self._head
+        assert head is not None and head.content_length is not None
+        left = head.content_length - self._body_bytes
+        size = len(data)
+        if size < left:
+            if size:
+                self.on_body(data)
+            return b""
+        if left:  # else the body's last bytes were taken by the caller (body_taken)
+            self.on_body(data if size == left else data[:left])
+        self.on_message_complete()
+        if head.keep_alive:
+            self._parser = httptools.HttpRequestParser(self)
+        else:
+            # llhttp would refuse any byte after it (or read on as another protocol, after
+            # an upgrade): no request follows on this stream.
+            self.closed = True
+        return data[left:] if size > left else b""
+
+    @property
+    def body_left(self) -> int:
+        """Bytes still to come of the Content-Length body being read (0: none is)."""
+        head = self._head
+        if head is None or head.content_length is None:
+            return 0
+        return head.content_length - self._body_bytes
+
+    def body_taken(self, size: int) -> None:
+        """`size` bytes of the body being read were received by the caller, straight into a
+        buffer of its own (maitred.front.bodyread): they make no event. Once they complete it,
+        the next feed, even of no bytes, ends the request (END)."""
+        assert 0 < size <= self.body_left
+        self._body_bytes += size
 
     def _execute(self, data: bytes) -> None:
         try:

@@ -32,6 +32,7 @@ from maitred.link.messages import (
     Abort,
     Body,
     Cancel,
+    Chunk,
     Drain,
     Drained,
     End,
@@ -80,18 +81,18 @@ def _encoder(message: Callable[P, Message]) -> Callable[Concatenate[int, P], byt
 
 def _request_encoder(
     message: Callable[P, Request],
-) -> Callable[Concatenate[int, Sequence[bytes], P], list[bytes]]:
+) -> Callable[Concatenate[int, Sequence[Chunk], P], list[Chunk]]:
     """A REQUEST frame as buffers to write in order: encode(rid, body chunks, *fields). The
     chunks are not copied; the body field goes empty (b"")."""
     kind = _KIND_OF[message]
     dumps = marshal.dumps
 
-    def encode(rid: int, body: Sequence[bytes], *fields: Field) -> list[bytes]:
+    def encode(rid: int, body: Sequence[Chunk], *fields: Field) -> list[Chunk]:
         meta = dumps(fields, MARSHAL_VERSION)
         size = REQUEST_META.size + len(meta) + sum(map(len, body))
         return [HEADER.pack(size, kind, rid) + REQUEST_META.pack(len(meta)) + meta, *body]
 
-    return cast("Callable[Concatenate[int, Sequence[bytes], P], list[bytes]]", encode)
+    return cast("Callable[Concatenate[int, Sequence[Chunk], P], list[Chunk]]", encode)
 
 
 encode_hello = _encoder(Hello)
@@ -153,9 +154,11 @@ def _decode_request(payload: Payload) -> Request:
         raise _malformed(Request, value)
     if len(payload) == start + size:
         return tuple.__new__(Request, value)  # no body, the common case
-    # bytes, even from a bytearray payload: io.BytesIO shares a bytes object (and read()
-    # returns it whole), where it would copy a bytearray, slowly.
-    body = bytes(memoryview(payload)[start + size :])
+    # A large frame's payload is a bytearray of its own (FrameReader): its body stays where it
+    # was received, and the worker reads it through this view (maitred.worker.bodyinput). A
+    # small frame's body is copied out as bytes, cheap at that size, which io.BytesIO shares.
+    tail = memoryview(payload)[start + size :]
+    body = tail if payload.__class__ is bytearray else bytes(tail)
     return tuple.__new__(Request, (*value[:BODY_FIELD], body, *value[BODY_FIELD + 1 :]))
 
 
@@ -173,6 +176,8 @@ def decode(kind: int, payload: Payload) -> Message:
     value: Message
     if message is Request:
         value = _decode_request(payload)
+        if type(value.body) is memoryview:  # as the frame carried it (see Request.body)
+            value = value._replace(body=bytes(value.body))
     else:
         value = tuple.__new__(message, _fields(message, payload))
     if tuple(map(type, value)) != _FIELD_TYPES[message]:

@@ -38,7 +38,7 @@ _INT = array.array("i").itemsize
 ANCILLARY_SIZE = socket.CMSG_SPACE(MAX_FILES * _INT)
 
 
-def send_with_files(fileno: int, buffers: Sequence[bytes], files: Sequence[int]) -> int:
+def send_with_files(fileno: int, buffers: Sequence[bytes | bytearray], files: Sequence[int]) -> int:
     """sendmsg the buffers on the (non-blocking) link socket `fileno`, with `files` attached;
     the number of bytes sent (BlockingIOError: none, nor the files)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fileno)

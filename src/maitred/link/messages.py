@@ -9,10 +9,12 @@ from __future__ import annotations
 import marshal
 import struct
 from enum import IntEnum
+from types import UnionType
 from typing import (
     NamedTuple,
     ParamSpec,
     TypeVar,
+    get_args,
     get_origin,
     get_type_hints,
 )
@@ -142,7 +144,9 @@ class Request(NamedTuple):
     target: bytes
     version: str
     headers: list[tuple[bytes, bytes]]
-    body: bytes  # empty on the wire: the body is the frame's tail (encode_request)
+    # Empty on the wire: the body is the frame's tail (encode_request); a large one reaches
+    # the worker as a view of the buffer it was received in (maitred.link.codec).
+    body: bytes | memoryview
     spooled: bool  # the body was spooled: its open file comes with the frame (link.files)
     remote_addr: str
     remote_port: str
@@ -206,9 +210,15 @@ _KIND_OF: dict[object, int] = {message: int(kind) for kind, message in MESSAGES.
 
 
 def _field_types(message: type[Message]) -> tuple[type, ...]:
-    """The run-time type of each field, in order (list for list[...])."""
+    """The run-time type of each field on the wire, in order (list for list[...]; a union's
+    first member: Request.body is bytes on the wire)."""
     hints = get_type_hints(message)
-    return tuple(get_origin(hints[name]) or hints[name] for name in message._fields)
+    types = []
+    for name in message._fields:
+        hint = hints[name]
+        origin = get_origin(hint)
+        types.append(get_args(hint)[0] if origin is UnionType else origin or hint)
+    return tuple(types)
 
 
 _FIELD_TYPES: dict[object, tuple[type, ...]] = {
@@ -218,6 +228,9 @@ _FIELD_TYPES: dict[object, tuple[type, ...]] = {
 BODY_FIELD = Request._fields.index("body")
 
 Payload = bytes | bytearray
+# A piece of a frame to write: a request body may be received into a bytearray of its own
+# (maitred.front.bodyread), and goes to the link as it is.
+Chunk = bytes | bytearray
 Frame = tuple[int, int, Payload]
 # What a field may be on the wire (what marshal is given).
 Field = bytes | str | int | float | list[tuple[bytes, bytes]]

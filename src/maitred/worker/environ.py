@@ -3,9 +3,10 @@
 The front parsed and checked the request; this only spells it as the environ, once per
 request on the worker's hot path: the message is unpacked at once, a copy of the fixed keys
 (:attr:`EnvironBuilder.base`) is filled in, and each header name's environ key is taken from a
-bounded cache instead of being built again. wsgi.input is the body in memory, or the file the
-front spooled it to, which came open with the request (maitred.link.files); either way its
-length is known (the front read the whole body).
+bounded cache instead of being built again. wsgi.input is the body in memory (a large one read
+where the link received it: maitred.worker.bodyinput), or the file the front spooled it to,
+which came open with the request (maitred.link.files); either way its length is known (the
+front read the whole body).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import IO, Any
 from urllib.parse import unquote_to_bytes
 
 from maitred import __version__, link
+from maitred.worker.bodyinput import body_input
 
 log = logging.getLogger("maitred.error")
 
@@ -160,7 +162,7 @@ class EnvironBuilder:
         if spooled is not None:  # a call for large bodies only
             stream: IO[bytes] = _spooled_input(environ, spooled)
         else:
-            stream = io.BytesIO(body)
+            stream = io.BytesIO(body) if isinstance(body, bytes) else body_input(body)
             if body or "CONTENT_LENGTH" in environ:
                 environ["CONTENT_LENGTH"] = str(len(body))
         environ["wsgi.input"] = stream
