@@ -28,7 +28,7 @@ import pytest
 
 from certs import Issued, TestCA, serial_of
 from harness import SRC_DIR, TESTS_DIR, Server, ServerFactory, run_cli, wait_until
-from rawhttp import server_ends
+from rawhttp import RawConnection, request_bytes, server_ends
 from slowclients import descriptors_for
 
 TLS_LISTENING = re.compile(r"Listening at: https://127\.0\.0\.1:(\d+)")
@@ -187,9 +187,9 @@ def test_silent_clients_cost_no_thread_and_are_closed_at_the_handshake_timeout(
 
 
 GARBAGE = [
-    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",  # plain HTTP to the TLS port
     b"\x16\x03\x01\x00\x10" + b"\xff" * 16,  # a handshake record that is no ClientHello
-    os.urandom(64),
+    b"\x80" + os.urandom(63),  # an SSLv2-style record of nothing: for OpenSSL to refuse
+    b"\x00" + os.urandom(63),  # neither TLS nor HTTP
 ]
 
 
@@ -210,6 +210,38 @@ def test_garbage_instead_of_a_client_hello_is_closed_with_one_debug_line(
             assert time.monotonic() - started < PROMPT
     wait_until(lambda: server.stderr.count(HANDSHAKE_FAILED) == len(GARBAGE))
     assert "Traceback" not in server.stderr
+
+
+PLAIN_HTTP_ANSWER = b"The plain HTTP request was sent to HTTPS port"
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_plain_http_to_the_tls_port_gets_nginx_400(
+    servers: ServerFactory, ca: TestCA, server_cert: Issued, loop: str
+) -> None:
+    """As nginx answers it: a plain-text 400 that says so, which the client reads even when it
+    sent a body the front never looks at; then the connection closes."""
+    server = servers.start(
+        "hello:application", *tls_args(server_cert), "--log-level", "debug", env=LOOPS[loop]
+    )
+    port = tls_port(server)
+    for body in (b"", b"x" * 200_000):
+        with RawConnection(port, timeout=TIMEOUT) as conn:
+            conn.send(request_bytes("POST" if body else "GET", "/", body=body))
+            response = conn.read_response()
+            assert response.status == 400
+            assert PLAIN_HTTP_ANSWER in response.body
+            assert response.header("Connection") == "close"
+            assert conn.at_eof()
+    wait_until(lambda: server.stderr.count("plain HTTP sent to the HTTPS port") == 2)
+    assert server.stderr.count(HANDSHAKE_FAILED) == 2
+    assert "Traceback" not in server.stderr
+    secure = https(port, ca.client_context())  # the port still speaks TLS
+    try:
+        secure.request("GET", "/")
+        assert secure.getresponse().read() == b"Hello, world!\n"
+    finally:
+        secure.close()
 
 
 def replace_files(source: Issued, target: Issued) -> None:
