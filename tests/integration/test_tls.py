@@ -28,7 +28,7 @@ import pytest
 
 from certs import Issued, TestCA, serial_of
 from harness import SRC_DIR, TESTS_DIR, Server, ServerFactory, run_cli, wait_until
-from rawhttp import RawConnection, request_bytes, server_ends
+from rawhttp import RawConnection, request_bytes, server_ends, unix_get
 from slowclients import descriptors_for
 
 TLS_LISTENING = re.compile(r"Listening at: https://127\.0\.0\.1:(\d+)")
@@ -210,6 +210,8 @@ def test_garbage_instead_of_a_client_hello_is_closed_with_one_debug_line(
             assert time.monotonic() - started < PROMPT
     wait_until(lambda: server.stderr.count(HANDSHAKE_FAILED) == len(GARBAGE))
     assert "Traceback" not in server.stderr
+    lines = [line for line in server.stderr.splitlines() if HANDSHAKE_FAILED in line]
+    assert all("[DEBUG]" in line for line in lines), lines  # not for a production log
 
 
 PLAIN_HTTP_ANSWER = b"The plain HTTP request was sent to HTTPS port"
@@ -285,6 +287,86 @@ def test_hup_rotates_the_certificate_and_keeps_open_connections(
     assert why is not None and "server.crt" in why.group(1), server.stderr
     assert server.stderr.count(RELOADED) == 1
     assert peer_serial(port, ctx) == newer.serial
+
+
+def handshake(port: int, ctx: ssl.SSLContext) -> tuple[str | None, str, str | None]:
+    """The TLS version, cipher and ALPN protocol a new connection to `port` gets."""
+    with (
+        socket.create_connection(("127.0.0.1", port), TIMEOUT) as raw,
+        ctx.wrap_socket(raw, server_hostname="127.0.0.1") as sock,
+    ):
+        cipher = sock.cipher()
+        assert cipher is not None
+        return sock.version(), cipher[0], sock.selected_alpn_protocol()
+
+
+def tls12_client(ca: TestCA, ciphers: str = "") -> ssl.SSLContext:
+    ctx = ca.client_context()
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    if ciphers:
+        ctx.set_ciphers(ciphers)
+    return ctx
+
+
+def test_version_ciphers_and_alpn_reach_the_handshakes(
+    servers: ServerFactory, ca: TestCA, server_cert: Issued
+) -> None:
+    """--ssl-min-version and --ssl-ciphers are what a client meets; ALPN picks http/1.1."""
+    aes = "ECDHE-ECDSA-AES128-GCM-SHA256"  # the certificate's key is EC
+    default = tls_port(servers.start("hello:application", *tls_args(server_cert)))
+    assert handshake(default, tls12_client(ca, aes)) == ("TLSv1.2", aes, None)
+    offering_h2 = ca.client_context()
+    offering_h2.set_alpn_protocols(["h2", "http/1.1"])
+    assert handshake(default, offering_h2)[2] == "http/1.1"  # no HTTP/2 yet
+
+    only13 = tls_args(server_cert, "--ssl-min-version", "1.3")
+    strict = tls_port(servers.start("hello:application", *only13, "--log-level", "debug"))
+    with pytest.raises(ssl.SSLError):
+        handshake(strict, tls12_client(ca))
+    assert handshake(strict, ca.client_context())[0] == "TLSv1.3"
+
+    chacha = tls_args(server_cert, "--ssl-ciphers", "ECDHE+CHACHA20")
+    picky = tls_port(servers.start("hello:application", *chacha, "--log-level", "debug"))
+    with pytest.raises(ssl.SSLError):
+        handshake(picky, tls12_client(ca, aes))
+    assert "CHACHA20" in handshake(picky, tls12_client(ca))[1]
+
+
+def test_an_optional_client_certificate(
+    servers: ServerFactory, ca: TestCA, server_cert: Issued
+) -> None:
+    """`optional`: a client without a certificate is served, and the app sees no subject; one
+    with a certificate signed by the CAs is served with its subject."""
+    args = tls_args(server_cert, "--ca-certs", str(ca.path), "--cert-reqs", "optional")
+    port = tls_port(servers.start("echo:application", *args))
+    anonymous = https(port, ca.client_context())
+    alice = https(port, ca.client_context(ca.issue("alice", "alice", client=True)))
+    try:
+        assert "SSL_CLIENT_S_DN" not in environ_of(anonymous)
+        assert environ_of(alice)["SSL_CLIENT_S_DN"] == "CN=alice,O=maitred tests"
+    finally:
+        anonymous.close()
+        alice.close()
+
+
+def test_a_certificate_alone_makes_tcp_listeners_tls_and_leaves_unix_ones_plain(
+    servers: ServerFactory, ca: TestCA, server_cert: Issued, tmp_path: Path
+) -> None:
+    """As in gunicorn: --certfile without any https:// address serves HTTPS on every TCP
+    listener (here the harness's bare 127.0.0.1:0); a unix socket's proxy speaks plain HTTP."""
+    path = tmp_path / "plain.sock"
+    files = ["--certfile", str(server_cert.cert), "--keyfile", str(server_cert.key)]
+    spawned = servers.launch("hello:application", *files, "-b", f"unix:{path}")
+    match = spawned.stderr.wait_for(TLS_LISTENING, TIMEOUT * 3)
+    assert match is not None, spawned.output()
+    secure = https(int(match.group(1)), ca.client_context())
+    try:
+        secure.request("GET", "/")
+        assert secure.getresponse().read() == b"Hello, world!\n"
+    finally:
+        secure.close()
+    assert unix_get(path, "/") == (200, b"Hello, world!\n")
+    assert f"Listening at: unix:{path}" in spawned.stderr.text
 
 
 def test_a_required_client_certificate(
