@@ -15,7 +15,9 @@ from pathlib import Path
 
 import procs
 from harness import ServerFactory, wait_until
-from rawhttp import fetch
+from rawhttp import fetch, unix_get
+
+from .test_apps import quick_and_held, write_config
 
 WATCHDOG_USEC = 400_000  # a ping every 0.2 s
 LONG = 15.0
@@ -182,3 +184,31 @@ def test_the_watchdog_stops_while_the_front_does_not_answer(
 def last_ping(notify: NotifySocket) -> float:
     notify.messages("WATCHDOG")  # reads what came
     return max(when for when, fields in notify.received if "WATCHDOG" in fields)
+
+
+def test_ready_waits_for_every_app_and_a_delayed_stop_says_stopping_at_once(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    """Two apps, one held in its import: READY=1 only once both serve, naming both. A TERM
+    with --shutdown-delay says STOPPING=1 when the delay begins, while the server serves on."""
+    hold, notify, env = held_app_env(tmp_path)
+    sock_path = tmp_path / "s.sock"
+    config = write_config(tmp_path, quick_and_held(hold))
+    try:
+        args = ["-c", str(config), "-b", f"unix:{sock_path}", "--shutdown-delay", "60"]
+        spawned = servers.launch(None, *args, env=env)
+        wait_until(sock_path.exists, what="the unix socket")
+        wait_until(lambda: unix_get(sock_path, "/quick/")[0] == 200, what="app quick serving")
+        assert notify.messages("READY") == []
+        hold.unlink()
+        server = servers.serving(spawned)
+        ready = notify.wait_for("READY")
+        assert "whoami" in ready["STATUS"] and "heldimport" in ready["STATUS"], ready
+        os.kill(server.pid, signal.SIGTERM)
+        notify.wait_for("STOPPING")
+        assert fetch(server.port, "GET", "/quick/").status == 200  # the delay: serving on
+        os.kill(server.pid, signal.SIGTERM)
+        assert spawned.proc.wait(LONG) == 0
+    finally:
+        hold.unlink(missing_ok=True)
+        notify.close()
