@@ -13,11 +13,14 @@ import socket
 import time
 from pathlib import Path
 
+import pytest
+
 import procs
 from harness import ServerFactory, wait_until
 from rawhttp import fetch, unix_get
 
 from .test_apps import quick_and_held, write_config
+from .test_supervisor import versioned_app
 
 WATCHDOG_USEC = 400_000  # a ping every 0.2 s
 LONG = 15.0
@@ -211,4 +214,28 @@ def test_ready_waits_for_every_app_and_a_delayed_stop_says_stopping_at_once(
         assert spawned.proc.wait(LONG) == 0
     finally:
         hold.unlink(missing_ok=True)
+        notify.close()
+
+
+@pytest.mark.expect_errors(
+    r"versioned\.py\", line 1\n +def broken\(:(.|\n)*SyntaxError: invalid syntax",
+    r"the new app failed to load \(see above\); keeping worker 1",
+)
+def test_a_reload_whose_new_code_fails_is_over_for_systemd_too(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    """With Type=notify-reload, `systemctl reload` waits for READY=1 after RELOADING=1: a reload
+    that cannot import the new code must still say it, with the old workers serving on."""
+    notify = NotifySocket(tmp_path / "notify")
+    try:
+        args = ["-w", "1", *versioned_app(tmp_path, "good")]
+        server = servers.start("versioned:application", *args, env={"NOTIFY_SOCKET": notify.path})
+        notify.wait_for("READY")
+        (tmp_path / "versioned.py").write_text("def broken(:\n")
+        os.kill(server.pid, signal.SIGHUP)
+        notify.wait_for("RELOADING")
+        notify.wait_for("READY", 2)
+        assert server.wait_for_log("keeping worker 1")
+        assert fetch(server.port, "GET", "/").body.startswith(b"good ")
+    finally:
         notify.close()
