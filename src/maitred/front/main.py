@@ -370,11 +370,16 @@ class Front:
         self.loop.create_task(self._await_drained(adopting))
 
     async def _await_drained(self, adopting: list[asyncio.Task[None]]) -> None:
-        """Wait for the connections in flight, the ones taken from the backlogs included."""
+        """Wait for the connections in flight, the ones taken from the backlogs included, and
+        for TLS handshakes under way: their clients connected before the stop too."""
         deadline = self.loop.time() + self.cfg.graceful_timeout
         # Each task handles its own errors; one that fails anyway must not stop the drain.
         await asyncio.gather(*adopting, return_exceptions=True)
-        while self.connections and self.loop.time() < deadline:
+        tls = self.tls
+        in_flight = (
+            self.connections if tls is None else OpenConnections(self.connections, tls.handshakes)
+        )
+        while in_flight and self.loop.time() < deadline:
             await asyncio.sleep(STOP_POLL)
         for conn in list(self.connections):
             log.warning("front: graceful timeout, closing a connection with work in flight")
