@@ -226,13 +226,13 @@ PLAIN_HTTP_ANSWER = b"The plain HTTP request was sent to HTTPS port"
 
 @pytest.mark.parametrize("loop", LOOPS)
 def test_plain_http_to_the_tls_port_gets_nginx_400(
-    servers: ServerFactory, ca: TestCA, server_cert: Issued, loop: str
+    servers: ServerFactory, ca: TestCA, server_cert: Issued, tmp_path: Path, loop: str
 ) -> None:
     """As nginx answers it: a plain-text 400 that says so, which the client reads even when it
-    sent a body the front never looks at; then the connection closes."""
-    server = servers.start(
-        "hello:application", *tls_args(server_cert), "--log-level", "debug", env=LOOPS[loop]
-    )
+    sent a body the front never looks at; then the connection closes. The access log has it."""
+    access = tmp_path / "access.log"
+    args = tls_args(server_cert, "--log-level", "debug", "--access-logfile", str(access))
+    server = servers.start("hello:application", *args, env=LOOPS[loop])
     port = tls_port(server)
     for body in (b"", b"x" * 200_000):
         with RawConnection(port, timeout=TIMEOUT) as conn:
@@ -243,6 +243,7 @@ def test_plain_http_to_the_tls_port_gets_nginx_400(
             assert response.header("Connection") == "close"
             assert conn.at_eof()
     wait_until(lambda: server.stderr.count("plain HTTP sent to the HTTPS port") == 2)
+    wait_until(lambda: access.read_text().count('" 400 ') == 2, what="two access log lines")
     assert server.stderr.count(HANDSHAKE_FAILED) == 2
     assert "Traceback" not in server.stderr
     secure = https(port, ca.client_context())  # the port still speaks TLS

@@ -328,7 +328,7 @@ class Front:
             conn.peer[0],
         )
         if sending:
-            self.access_log_error(conn, 503)
+            self.access_log_error(conn.peer, 503)
             self._turn_away(conn)
         else:
             conn.close()
@@ -411,9 +411,9 @@ class Front:
         if self.access is not None and (self.health is None or not self.health.quiet(exchange)):
             self.access.write(exchange)
 
-    def access_log_error(self, conn: ClientConnection, status: int) -> None:
+    def access_log_error(self, peer: tuple[str, str, str, str, str], status: int) -> None:
         if self.access is not None:
-            self.access.write_error(conn, status)
+            self.access.write_error(peer, status)
 
 
 def run_front(

@@ -197,6 +197,7 @@ class TLSHandshake(asyncio.Protocol):
         """Plain HTTP on the HTTPS port: nginx's 400, read by the client before the close."""
         transport = cast(asyncio.Transport, self.raw)
         transport.write(PLAIN_HTTP.to_response(self.front.date.get()))
+        self.front.access_log_error(self.front.peer_info(transport), PLAIN_HTTP.status)
         self.linger = Linger(self.front.loop, transport)
         self.linger.discard(len(data))
         self._give_up("plain HTTP sent to the HTTPS port, answered 400")
