@@ -469,8 +469,11 @@ def test_a_stop_serves_a_client_still_to_begin_its_handshake(
     server = servers.start("hello:application", *tls_args(server_cert))
     port = tls_port(server)
     with socket.create_connection(("127.0.0.1", port), TIMEOUT) as raw:
-        taken = server_ends(port, [raw.getsockname()[1]])
-        wait_until(lambda: all(end.inode for end in taken.values()), what="the front to take it")
+        ports = [raw.getsockname()[1]]
+        wait_until(  # accepted, so a handshake under way when the stop comes
+            lambda: all(end.inode for end in server_ends(port, ports).values()),
+            what="the front to take it",
+        )
         os.kill(server.pid, signal.SIGTERM)
         assert server.wait_for_log("front: stopping", TIMEOUT), server.stderr
         with ca.client_context().wrap_socket(raw, server_hostname="127.0.0.1") as sock:
