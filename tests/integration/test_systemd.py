@@ -10,6 +10,7 @@ import itertools
 import os
 import signal
 import socket
+import struct
 import time
 from pathlib import Path
 
@@ -24,6 +25,10 @@ from .test_supervisor import versioned_app
 
 WATCHDOG_USEC = 400_000  # a ping every 0.2 s
 LONG = 15.0
+# Linux's SO_TIMESTAMPNS (asm-generic/socket.h; the socket module does not name it): the
+# kernel stamps each datagram as it arrives, so pings read in one batch keep their own times.
+SO_TIMESTAMPNS = 35
+TIMESPEC = struct.Struct("qq")
 
 
 class NotifySocket:
@@ -34,6 +39,7 @@ class NotifySocket:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(self.path)
         self.sock.setblocking(False)
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.received: list[tuple[float, dict[str, str]]] = []
 
     def close(self) -> None:
@@ -42,11 +48,16 @@ class NotifySocket:
     def _read(self) -> None:
         while True:
             try:
-                data = self.sock.recv(4096)
+                data, ancillary, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(TIMESPEC.size))
             except BlockingIOError:
                 return
+            arrived = time.monotonic()  # on the monotonic clock: when the kernel stamped it
+            for level, kind, payload in ancillary:
+                if (level, kind) == (socket.SOL_SOCKET, SO_TIMESTAMPNS):
+                    seconds, nanoseconds = TIMESPEC.unpack(payload[: TIMESPEC.size])
+                    arrived -= time.time() - (seconds + nanoseconds / 1e9)
             fields = dict(line.split("=", 1) for line in data.decode().splitlines())
-            self.received.append((time.monotonic(), fields))
+            self.received.append((arrived, fields))
 
     def messages(self, key: str) -> list[dict[str, str]]:
         self._read()
