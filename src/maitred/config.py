@@ -336,8 +336,9 @@ class Config:
         "`unix:/path`. Repeat to listen on several. Port 0 picks a free port. Prefixed with "
         "`uwsgi://` or `fastcgi://`, the listener speaks that protocol to a proxy in front "
         "(nginx's uwsgi_pass, fastcgi_pass) instead of HTTP. Under systemd socket activation, "
-        "`fd://NAME` is the socket named NAME (FileDescriptorName=), and an address that a "
-        "passed socket listens on uses that socket (docs/systemd.md).",
+        "`fd://NAME` is the socket named NAME (FileDescriptorName=), a scheme before it "
+        "(`https://fd://NAME`) saying what it serves, and an address that a passed socket "
+        "listens on uses that socket (docs/systemd.md).",
         _list_of(_bind, "list of addresses"),
         "-b",
         "--bind",

@@ -71,9 +71,9 @@ class Address:
 
     def __str__(self) -> str:
         """The address as `--bind` takes it, for error messages."""
-        if self.name:
-            return FD_PREFIX + self.name
         scheme = self.scheme + SCHEME_END if self.scheme not in ("", HTTP) else ""
+        if self.name:
+            return scheme + FD_PREFIX + self.name
         if self.family == socket.AF_UNIX:
             return scheme + UNIX_PREFIX + self.path
         host = f"[{self.host}]" if self.family == socket.AF_INET6 else self.host
@@ -118,8 +118,8 @@ def same_address(address: Address, sock: socket.socket) -> bool:
 
 def parse_address(text: str) -> Address:
     """`HOST:PORT`, `[V6]:PORT`, `:PORT`, `HOST` (port 8000), `unix:/path` or `fd://NAME`, each
-    but the last optionally after a scheme: `http://`, `https://`, `uwsgi://` or `fastcgi://`
-    (what the listener's clients speak)."""
+    optionally after a scheme: `http://`, `https://`, `uwsgi://` or `fastcgi://` (what the
+    listener's clients speak; `https://fd://web`)."""
     if text.startswith(FD_PREFIX):
         name = text[len(FD_PREFIX) :]
         if not FD_NAME.fullmatch(name):
@@ -130,7 +130,8 @@ def parse_address(text: str) -> Address:
         return _parse_place(text)
     if scheme.lower() not in SCHEMES:
         raise ValueError(f"unknown scheme {scheme!r} in {text!r}: one of {', '.join(SCHEMES)}")
-    return dataclasses.replace(_parse_place(rest), scheme=scheme.lower())
+    place = parse_address(rest) if rest.startswith(FD_PREFIX) else _parse_place(rest)
+    return dataclasses.replace(place, scheme=scheme.lower())
 
 
 def _parse_place(text: str) -> Address:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from certs import TestCA
 from harness import ServerFactory, wait_until
 from rawhttp import fetch, read_to_close, send_closing_get, unix_get
 from waiting import poll
@@ -87,3 +88,34 @@ def test_after_an_upgrade_the_new_master_serves_them_and_leaves_their_paths(
         os.kill(new_master, signal.SIGTERM)
         wait_until(lambda: not pidfile.exists(), what="the new master to stop")
     assert web.exists()  # the socket unit's, still
+
+
+def test_a_scheme_before_a_name_says_which_passed_socket_is_tls(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    """`-b https://fd://secure -b http://fd://web`: HTTPS on one named socket, HTTP on the
+    other, as with addresses (here unix sockets, which are TLS only when they say so)."""
+    ca = TestCA(tmp_path)
+    cert = ca.issue("server", "127.0.0.1")
+    web, secure = tmp_path / "web.sock", tmp_path / "secure.sock"
+    activate = ["systemd-socket-activate", "-l", str(web), "-l", str(secure)]
+    activate += ["--fdname=web:secure", *(f"-E{name}" for name in PASSED_ENV)]
+    files = ["--certfile", str(cert.cert), "--keyfile", str(cert.key)]
+    binds = ["-b", "https://fd://secure", "-b", "http://fd://web"]
+    spawned = servers.launch("hello:application", "-w", "1", *binds, *files, wrapper=activate)
+    first = poll(lambda: connected(web))
+    assert first is not None, "systemd-socket-activate did not listen"
+    first.close()  # it started maitred
+    servers.serving(spawned)
+    assert unix_get(web, "/") == (200, b"Hello, world!\n")
+    ctx = ca.client_context()
+    with (
+        socket.socket(socket.AF_UNIX) as raw,
+        ctx.wrap_socket(raw, server_hostname="127.0.0.1", do_handshake_on_connect=False) as tls,
+    ):
+        tls.settimeout(15)
+        tls.connect(str(secure))
+        tls.do_handshake()
+        send_closing_get(tls, "/")
+        assert read_to_close(tls) == (200, b"Hello, world!\n")
+    assert f"Listening at: https://unix:{secure} " in spawned.stderr.text

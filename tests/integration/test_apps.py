@@ -313,12 +313,9 @@ chdir = "two"
     assert "reload: twoapp.py changed" in server.stderr
 
 
-def test_the_health_check_waits_for_every_app(servers: ServerFactory, tmp_path: Path) -> None:
-    """Ready means every app can be served: one app's worker alone does not make it so."""
-    hold = tmp_path / "hold"
-    hold.touch()
-    sock_path = tmp_path / "s.sock"
-    tables = f"""
+def quick_and_held(hold: Path) -> str:
+    """Two apps: `quick` (whoami at /quick), and `held` whose import waits while `hold` exists."""
+    return f"""
 [apps.quick]
 app = "whoami"
 path = "/quick"
@@ -328,7 +325,14 @@ path = "/held"
 [apps.held.env]
 HOLD_FILE = "{hold}"
 """
-    config = write_config(tmp_path, tables)
+
+
+def test_the_health_check_waits_for_every_app(servers: ServerFactory, tmp_path: Path) -> None:
+    """Ready means every app can be served: one app's worker alone does not make it so."""
+    hold = tmp_path / "hold"
+    hold.touch()
+    sock_path = tmp_path / "s.sock"
+    config = write_config(tmp_path, quick_and_held(hold))
     args = ["-c", str(config), "-b", f"unix:{sock_path}", "--health-path", "/readyz"]
     spawned = servers.launch(None, *args)
     try:

@@ -10,15 +10,25 @@ import itertools
 import os
 import signal
 import socket
+import struct
 import time
 from pathlib import Path
 
+import pytest
+
 import procs
 from harness import ServerFactory, wait_until
-from rawhttp import fetch
+from rawhttp import fetch, unix_get
+
+from .test_apps import quick_and_held, write_config
+from .test_supervisor import versioned_app
 
 WATCHDOG_USEC = 400_000  # a ping every 0.2 s
 LONG = 15.0
+# Linux's SO_TIMESTAMPNS (asm-generic/socket.h; the socket module does not name it): the
+# kernel stamps each datagram as it arrives, so pings read in one batch keep their own times.
+SO_TIMESTAMPNS = 35
+TIMESPEC = struct.Struct("qq")
 
 
 class NotifySocket:
@@ -29,6 +39,7 @@ class NotifySocket:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(self.path)
         self.sock.setblocking(False)
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.received: list[tuple[float, dict[str, str]]] = []
 
     def close(self) -> None:
@@ -37,11 +48,16 @@ class NotifySocket:
     def _read(self) -> None:
         while True:
             try:
-                data = self.sock.recv(4096)
+                data, ancillary, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(TIMESPEC.size))
             except BlockingIOError:
                 return
+            arrived = time.monotonic()  # on the monotonic clock: when the kernel stamped it
+            for level, kind, payload in ancillary:
+                if (level, kind) == (socket.SOL_SOCKET, SO_TIMESTAMPNS):
+                    seconds, nanoseconds = TIMESPEC.unpack(payload[: TIMESPEC.size])
+                    arrived -= time.time() - (seconds + nanoseconds / 1e9)
             fields = dict(line.split("=", 1) for line in data.decode().splitlines())
-            self.received.append((time.monotonic(), fields))
+            self.received.append((arrived, fields))
 
     def messages(self, key: str) -> list[dict[str, str]]:
         self._read()
@@ -182,3 +198,55 @@ def test_the_watchdog_stops_while_the_front_does_not_answer(
 def last_ping(notify: NotifySocket) -> float:
     notify.messages("WATCHDOG")  # reads what came
     return max(when for when, fields in notify.received if "WATCHDOG" in fields)
+
+
+def test_ready_waits_for_every_app_and_a_delayed_stop_says_stopping_at_once(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    """Two apps, one held in its import: READY=1 only once both serve, naming both. A TERM
+    with --shutdown-delay says STOPPING=1 when the delay begins, while the server serves on."""
+    hold, notify, env = held_app_env(tmp_path)
+    sock_path = tmp_path / "s.sock"
+    config = write_config(tmp_path, quick_and_held(hold))
+    try:
+        args = ["-c", str(config), "-b", f"unix:{sock_path}", "--shutdown-delay", "60"]
+        spawned = servers.launch(None, *args, env=env)
+        wait_until(sock_path.exists, what="the unix socket")
+        wait_until(lambda: unix_get(sock_path, "/quick/")[0] == 200, what="app quick serving")
+        assert notify.messages("READY") == []
+        hold.unlink()
+        server = servers.serving(spawned)
+        ready = notify.wait_for("READY")
+        assert "whoami" in ready["STATUS"] and "heldimport" in ready["STATUS"], ready
+        os.kill(server.pid, signal.SIGTERM)
+        notify.wait_for("STOPPING")
+        assert fetch(server.port, "GET", "/quick/").status == 200  # the delay: serving on
+        os.kill(server.pid, signal.SIGTERM)
+        assert spawned.proc.wait(LONG) == 0
+    finally:
+        hold.unlink(missing_ok=True)
+        notify.close()
+
+
+@pytest.mark.expect_errors(
+    r"versioned\.py\", line 1\n +def broken\(:(.|\n)*SyntaxError: invalid syntax",
+    r"the new app failed to load \(see above\); keeping worker 1",
+)
+def test_a_reload_whose_new_code_fails_is_over_for_systemd_too(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    """With Type=notify-reload, `systemctl reload` waits for READY=1 after RELOADING=1: a reload
+    that cannot import the new code must still say it, with the old workers serving on."""
+    notify = NotifySocket(tmp_path / "notify")
+    try:
+        args = ["-w", "1", *versioned_app(tmp_path, "good")]
+        server = servers.start("versioned:application", *args, env={"NOTIFY_SOCKET": notify.path})
+        notify.wait_for("READY")
+        (tmp_path / "versioned.py").write_text("def broken(:\n")
+        os.kill(server.pid, signal.SIGHUP)
+        notify.wait_for("RELOADING")
+        notify.wait_for("READY", 2)
+        assert server.wait_for_log("keeping worker 1")
+        assert fetch(server.port, "GET", "/").body.startswith(b"good ")
+    finally:
+        notify.close()

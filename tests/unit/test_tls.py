@@ -29,6 +29,14 @@ def test_an_https_address_makes_only_the_https_ones_tls() -> None:
     assert schemes(*binds, certfile="c.pem") == ["https", "http", "http", "https"]
 
 
+def test_a_socket_systemd_passes_is_tls_as_its_entry_says() -> None:
+    """Its family is known only once passed: bare, it is TLS under a certificate as a TCP
+    address is (a socket unit for port 443); a scheme before fd:// decides, as for others."""
+    assert schemes("fd://web", certfile="c.pem") == ["https"]
+    assert schemes("https://fd://secure", "fd://web", certfile="c.pem") == ["https", "http"]
+    assert schemes("http://fd://web", "0.0.0.0:443", certfile="c.pem") == ["http", "https"]
+
+
 @pytest.mark.parametrize(
     ("settings", "why"),
     [

@@ -44,7 +44,6 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from maitred.front.connection import ClientConnection
     from maitred.front.exchange import Exchange
     from maitred.http.parser import RequestHead
 
@@ -272,9 +271,10 @@ class AccessLog:
     def write(self, exchange: Exchange) -> None:
         self._add(self.line(Entry.of(exchange, self.loop.time())))
 
-    def write_error(self, conn: ClientConnection, status: int) -> None:
-        """A response of the front's own to a request it could not parse."""
-        self._add(self.line(Entry(None, conn.peer, status, 0, self.loop.time())))
+    def write_error(self, peer: tuple[str, str, str, str, str], status: int) -> None:
+        """A response of the front's own to a request it could not parse (or did not read:
+        plain HTTP on a TLS port), from `peer` (Front.peer_info)."""
+        self._add(self.line(Entry(None, peer, status, 0, self.loop.time())))
 
     def _add(self, line: str) -> None:
         pending = self.pending

@@ -293,7 +293,7 @@ class ClientConnection(asyncio.Protocol):
         extra = refused.extra_head if refused is not None else b""
         self.write(error.to_response(self.front.date.get(), extra))
         if refused is None:
-            self.front.access_log_error(self, error.status)
+            self.front.access_log_error(self.peer, error.status)
         else:
             refused.refused(error.status, len(error.body))
 

@@ -365,7 +365,7 @@ class Front:
             conn.peer[0],
         )
         if sending:
-            self.access_log_error(conn, 503)
+            self.access_log_error(conn.peer, 503)
             self._turn_away(conn)
         else:
             conn.close()
@@ -407,11 +407,16 @@ class Front:
         self.loop.create_task(self._await_drained(adopting))
 
     async def _await_drained(self, adopting: list[asyncio.Task[None]]) -> None:
-        """Wait for the connections in flight, the ones taken from the backlogs included."""
+        """Wait for the connections in flight, the ones taken from the backlogs included, and
+        for TLS handshakes under way: their clients connected before the stop too."""
         deadline = self.loop.time() + self.cfg.graceful_timeout
         # Each task handles its own errors; one that fails anyway must not stop the drain.
         await asyncio.gather(*adopting, return_exceptions=True)
-        while self.connections and self.loop.time() < deadline:
+        tls = self.tls
+        in_flight = (
+            self.connections if tls is None else OpenConnections(self.connections, tls.handshakes)
+        )
+        while in_flight and self.loop.time() < deadline:
             await asyncio.sleep(STOP_POLL)
         for conn in list(self.connections):
             log.warning("front: graceful timeout, closing a connection with work in flight")
@@ -443,9 +448,9 @@ class Front:
         if self.access is not None and (self.health is None or not self.health.quiet(exchange)):
             self.access.write(exchange)
 
-    def access_log_error(self, conn: ClientConnection, status: int) -> None:
+    def access_log_error(self, peer: tuple[str, str, str, str, str], status: int) -> None:
         if self.access is not None:
-            self.access.write_error(conn, status)
+            self.access.write_error(peer, status)
 
 
 def run_front(

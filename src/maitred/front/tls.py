@@ -15,6 +15,13 @@ While it lasts the handshake counts as an open connection for the accept gate
 accepting at --max-connections instead of running out of descriptors; it holds no slot that a
 newcomer could take (front/slots.py), since it has no request to lose, only a timeout to meet.
 
+What the client sends first decides (:meth:`TLSHandshake._first_bytes`), as in nginx: a TLS
+record (0x16, or a byte with the high bit set for an old SSLv2-style hello) starts the handshake;
+the start of an HTTP request line (a letter) means plain HTTP sent to the HTTPS port, which gets
+nginx's answer, a plain-text 400 saying so, closed with a lingering close (front/linger.py) so
+the client reads it; anything else is closed. Until its first bytes a connection has started
+nothing, and --handshake-timeout counts from the accept, the wait for them included.
+
 Once the handshake is done, a :class:`~maitred.front.connection.ClientConnection` takes over
 the secure transport exactly as it would a plain one; its peer says https (Front.peer_info) and
 it carries the subject of a verified client certificate to the worker (SSL_CLIENT_S_DN). It
@@ -47,12 +54,34 @@ from typing import TYPE_CHECKING, cast
 from maitred import tls
 from maitred.config import Config
 from maitred.front.connection import ClientConnection
+from maitred.front.linger import Linger
 from maitred.front.tlsclose import SecureTransport
+from maitred.http.errors import HTTPError
 
 if TYPE_CHECKING:
     from maitred.front.main import Front
 
 log = logging.getLogger("maitred.error")
+
+# The first byte of a TLS record carrying a handshake message (RFC 8446 section 5.1), and the
+# bit an SSLv2-style record header sets: what nginx looks for before it starts a handshake.
+TLS_HANDSHAKE_RECORD = 0x16
+SSLV2_HEADER_BIT = 0x80
+# The handshake timeout of both loops when none is given: what --handshake-timeout 0 means.
+LOOP_HANDSHAKE_TIMEOUT = 60.0
+
+
+class PlainHTTPToHTTPS(HTTPError):
+    """The answer to plain HTTP on a TLS listener, in nginx's words."""
+
+    status = 400
+
+    @property
+    def body(self) -> bytes:
+        return b"400 Bad Request\nThe plain HTTP request was sent to HTTPS port\n"
+
+
+PLAIN_HTTP = PlainHTTPToHTTPS()
 
 
 class FrontTLS:
@@ -91,30 +120,35 @@ class OpenConnections(Sized):
 
 
 class Phase(enum.Enum):
+    FIRST = "first"  # nothing has arrived yet, nothing started: the first bytes decide
     RAW = "raw"  # what arrives is the client's TLS records: they belong to the handshake
     SECURE = "secure"  # the loop's TLS protocol reads the socket; what arrives is plaintext
+    REFUSED = "refused"  # no handshake: closed, or lingering after the plain-HTTP answer
 
 
 class TLSHandshake(asyncio.Protocol):
     """A TLS connection's protocol until its handshake is done; then the ClientConnection's.
 
     It is the raw transport's protocol from the accept until ``loop.start_tls`` takes the
-    transport over, and the secure transport's from then until the handover. uvloop reads a
-    new connection before this protocol hears of it, so the first bytes of the ClientHello
-    may arrive here in the RAW phase; they are replayed into the loop's TLS protocol once it
-    has the transport (:meth:`_take_over`), before anything else is read from the socket.
+    transport over, and the secure transport's from then until the handover. The handshake
+    starts on the client's first bytes (:meth:`_first_bytes`), which are then replayed into the
+    loop's TLS protocol once it has the transport (:meth:`_take_over`), before anything else is
+    read from the socket; so are any more that arrive before start_tls takes over.
     """
 
     def __init__(self, front: Front, state: FrontTLS) -> None:
         self.front = front
         self.state = state
         self.peer = ""
-        self.phase = Phase.RAW
+        self.phase = Phase.FIRST
         self.raw: asyncio.BaseTransport | None = None  # the socket's own transport
         self.first: list[bytes] = []  # the handshake's first bytes, read before start_tls
         self.early: list[bytes] = []  # plaintext that came before the handover
         self.eof = False
         self.lost = False
+        self.deadline = 0.0  # loop time: --handshake-timeout from the accept
+        self.waiting: asyncio.TimerHandle | None = None  # for the first bytes
+        self.linger: Linger | None = None  # Phase.REFUSED: the answer is being read
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
@@ -123,14 +157,34 @@ class TLSHandshake(asyncio.Protocol):
         self.state.handshakes.add(self)
         if self.front.gate is not None:
             self.front.gate.update()  # the front may be at --max-connections now
-        loop, state = self.front.loop, self.state
+        loop = self.front.loop
+        self.deadline = loop.time() + (self.state.cfg.handshake_timeout or LOOP_HANDSHAKE_TIMEOUT)
+        self.waiting = loop.call_at(self.deadline, self._give_up, "timed out")
+
+    def _first_bytes(self, data: bytes) -> None:
+        """What the client sent first says what it speaks (see the module docstring)."""
+        assert self.waiting is not None
+        self.waiting.cancel()
+        first = data[0]
+        if first == TLS_HANDSHAKE_RECORD or first & SSLV2_HEADER_BIT:
+            self.first.append(data)
+            self._start()
+        elif chr(first).isalpha():
+            self._answer_plain(data)
+        else:
+            self._give_up("not TLS")
+
+    def _start(self) -> None:
+        self.phase = Phase.RAW
+        loop, state, transport = self.front.loop, self.state, self.raw
+        assert transport is not None
         starting = loop.create_task(
             loop.start_tls(
                 cast(asyncio.Transport, transport),
                 self,
                 state.context,
                 server_side=True,
-                ssl_handshake_timeout=state.cfg.handshake_timeout or None,
+                ssl_handshake_timeout=max(self.deadline - loop.time(), 0.001),
             )
         )
         # start_tls's first step (this loop turn's next callback) installs the loop's TLS
@@ -138,6 +192,25 @@ class TLSHandshake(asyncio.Protocol):
         # this runs right after that step, so its replay comes after those two.
         loop.call_soon(self._take_over, transport)
         starting.add_done_callback(self._handshake_done)
+
+    def _answer_plain(self, data: bytes) -> None:
+        """Plain HTTP on the HTTPS port: nginx's 400, read by the client before the close."""
+        transport = cast(asyncio.Transport, self.raw)
+        transport.write(PLAIN_HTTP.to_response(self.front.date.get()))
+        self.front.access_log_error(self.front.peer_info(transport), PLAIN_HTTP.status)
+        self.linger = Linger(self.front.loop, transport)
+        self.linger.discard(len(data))
+        self._give_up("plain HTTP sent to the HTTPS port, answered 400")
+
+    def _give_up(self, why: str) -> None:
+        """No handshake: close (or linger), and say why in one debug line."""
+        self.phase = Phase.REFUSED
+        if self.waiting is not None:
+            self.waiting.cancel()
+        self._ended()
+        log.debug("TLS handshake with %s failed: %s", self.peer, why)
+        if self.raw is not None and self.linger is None:
+            self.raw.close()
 
     def _take_over(self, transport: asyncio.BaseTransport) -> None:
         self.phase = Phase.SECURE
@@ -177,14 +250,28 @@ class TLSHandshake(asyncio.Protocol):
     # --- what arrives before the handover (see the class docstring) ---
 
     def data_received(self, data: bytes) -> None:
-        (self.first if self.phase is Phase.RAW else self.early).append(data)
+        if self.phase is Phase.FIRST:
+            self._first_bytes(data)
+        elif self.phase is Phase.REFUSED:
+            if self.linger is not None:
+                self.linger.discard(len(data))
+        else:
+            (self.first if self.phase is Phase.RAW else self.early).append(data)
 
     def eof_received(self) -> bool:
+        if self.phase is Phase.FIRST:
+            self._give_up("closed before its handshake")
+        if self.phase is Phase.REFUSED:
+            return False  # the client has read the answer, or left: close
         self.eof = True
         return True  # the ClientConnection decides, once it has the transport
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        if self.phase is Phase.FIRST:
+            self._give_up("reset before its handshake")
+        if self.linger is not None:
+            self.linger.stop()
 
 
 def _replay(protocol: asyncio.BaseProtocol, data: bytes) -> None:
