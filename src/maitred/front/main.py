@@ -413,9 +413,7 @@ class Front:
         # Each task handles its own errors; one that fails anyway must not stop the drain.
         await asyncio.gather(*adopting, return_exceptions=True)
         tls = self.tls
-        in_flight = (
-            self.connections if tls is None else OpenConnections(self.connections, tls.handshakes)
-        )
+        in_flight = self.connections if tls is None else open_connections(self.connections, tls)
         while in_flight and self.loop.time() < deadline:
             await asyncio.sleep(STOP_POLL)
         for conn in list(self.connections):
