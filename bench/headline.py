@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bench.report import DASH, UNSURE
+from bench.report import DASH, MAX_QUIET_OTHER_PCT, UNSURE, disturbance
 from bench.rounds import RatioSummary, median, paired_ratios, rps, summarize
 from bench.scenarios import CPU_MS, STATIC_FILES
 
@@ -28,6 +28,8 @@ Figure = Callable[[Profile, dict[str, Any]], float | None]
 KIB = 1024
 MEGABYTE = 1_000_000
 MILLION = 1_000_000
+# Scenarios that only a server running the shared app can run.
+APP_SCENARIOS = frozenset({"hello", "django", "cpu", "upload"})
 
 
 def _rate(scenario: str, scale: float = 1.0) -> Figure:
@@ -49,8 +51,12 @@ def _cpu_loops(profile: Profile, meta: dict[str, Any]) -> float | None:
 
 
 def _idle_pss_mib(profile: Profile, meta: dict[str, Any]) -> float | None:
+    """Only for a tree that runs the app: nginx alone (the static rows' ceiling) holds no
+    interpreter, so its memory compares with nothing here."""
     idle = profile.get("memory", {}).get("idle")
-    return None if not idle else float(idle["pss_kib"]) / KIB
+    if not idle or not APP_SCENARIOS & profile["scenarios"].keys():
+        return None
+    return float(idle["pss_kib"]) / KIB
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,7 @@ ROWS: tuple[Row, ...] = (
     Row("hello, keep-alive, req/s", _rate("hello")),
     Row("hello, `Connection: close`, req/s", _rate("hello-close")),
     Row("POST 1 MiB, req/s", _rate("upload")),
-    Row("idle PSS of the process tree, MiB (less is better)", _idle_pss_mib),
+    Row("idle PSS of the process tree after warm-up, MiB (less is better)", _idle_pss_mib),
     Row("static 4 KiB, req/s", _rate("static-4k")),
     Row("static 1 MiB, MB/s", _rate("static-1m", STATIC_FILES["1m.bin"] / MEGABYTE)),
     Row("Django page (template + sqlite), req/s", _rate("django")),
@@ -141,6 +147,13 @@ def headline_markdown(results: dict[str, Any]) -> str:
     """The table with the line that says what it is: machine, date, rounds, one run."""
     meta = results["meta"]
     rounds = int(meta.get("rounds", 1))
+    other = disturbance(results)
+    warning = (
+        f" A disturbed run: other processes took up to {other:.0f} % of a core while a load"
+        " ran, which the spreads show."
+        if other > MAX_QUIET_OTHER_PCT
+        else ""
+    )
     return "\n".join(
         [
             f"Ratios {meta['baseline']} / peer from one run of `{meta['command']}` on"
@@ -149,7 +162,7 @@ def headline_markdown(results: dict[str, Any]) -> str:
             f" alternating order, {meta['duration_s']:g} s per load; each cell is the median of"
             " the same-round ratios, then their lowest-highest; (?) marks a spread wider than"
             f" the difference claimed. The {meta['baseline']} column is its median round's"
-            " figure. Above 1 is better for maitred, except for memory.",
+            f" figure. Above 1 is better for maitred, except for memory.{warning}",
             "",
             *headline_table(results),
             "",

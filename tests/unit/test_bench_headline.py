@@ -73,6 +73,19 @@ def test_the_table_has_a_row_per_load_that_ran_and_flags_unsure_cells() -> None:
 
 
 def test_the_markdown_says_what_the_figures_are() -> None:
-    text = headline_markdown(three_rounds())
+    results = three_rounds()
+    text = headline_markdown(results)
     assert "one run of `python -m bench --rounds 3`" in text
     assert "2026-12-07 23:00 UTC" in text and "3 rounds in alternating order" in text
+    assert "disturbed" not in text
+    results["profiles"][0]["scenarios"]["django"]["other_cpu_pct"] = 150.0
+    assert "A disturbed run: other processes took up to 150 % of a core" in headline_markdown(
+        results
+    )
+
+
+def test_memory_compares_only_trees_that_run_the_app() -> None:
+    nginx_alone = _profile("nginx-static", {"static-4k": 9000}, 9)
+    results = _results([[*_round(200, 250, 50), nginx_alone] for _ in range(3)])
+    assert ratio(results, "nginx-static", MEMORY) is None
+    assert ratio(results, "granian", MEMORY) is not None
