@@ -131,16 +131,26 @@ def headline_table(results: dict[str, Any]) -> list[str]:
     base = results["meta"]["baseline"]
     names = peers(results)
     lines = [
-        f"| load | {base} | " + " | ".join(f"{base} / {n}" for n in names) + " |",
-        "|---|---:|" + "---:|" * len(names),
+        _line(["load", base, *(f"{base} / {name}" for name in names)]),
+        _line(["---", *["---:"] * (1 + len(names))]),
     ]
     for row in ROWS:
         own = round_figures(results, base, row)
-        cells = [_ratio_text(ratio(results, name, row)) for name in names]
         if all(f is None for f in own):
             continue
-        lines.append(f"| {row.label} | {_own_text(own)} | " + " | ".join(cells) + " |")
+        cells = [_ratio_text(ratio(results, name, row)) for name in names]
+        lines.append(_line([row.label, _own_text(own), *cells]))
     return lines
+
+
+def _line(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _rounds_text(rounds: int) -> str:
+    if rounds < 2:
+        return "one round, so no spread: do not trust a ratio of it"
+    return f"{rounds} rounds in alternating order"
 
 
 def headline_markdown(results: dict[str, Any]) -> str:
@@ -158,8 +168,8 @@ def headline_markdown(results: dict[str, Any]) -> str:
         [
             f"Ratios {meta['baseline']} / peer from one run of `{meta['command']}` on"
             f" {meta['date']} ({meta['cpu']}, {meta['cores']} cores, Python {meta['python']},"
-            f" commit `{meta['commit'][:12]}`): {rounds} round{'s' if rounds != 1 else ''} in"
-            f" alternating order, {meta['duration_s']:g} s per load; each cell is the median of"
+            f" commit `{meta['commit'][:12]}`): {_rounds_text(rounds)},"
+            f" {meta['duration_s']:g} s per load; each cell is the median of"
             " the same-round ratios, then their lowest-highest; (?) marks a spread wider than"
             f" the difference claimed. The {meta['baseline']} column is its median round's"
             f" figure. Above 1 is better for maitred, except for memory.{warning}",

@@ -64,7 +64,7 @@ def test_memory_ratios_and_work_units() -> None:
 
 def test_the_table_has_a_row_per_load_that_ran_and_flags_unsure_cells() -> None:
     lines = headline_table(three_rounds())
-    assert lines[0] == "| load | maitred | maitred / granian |"
+    assert lines[:2] == ["| load | maitred | maitred / granian |", "| --- | ---: | ---: |"]
     django = next(line for line in lines if line.startswith("| Django"))
     assert django == "| Django page (template + sqlite), req/s | 240 | 1.00x (0.80-1.20) (?) |"
     cpu = next(line for line in lines if line.startswith("| CPU-bound"))
@@ -89,3 +89,14 @@ def test_memory_compares_only_trees_that_run_the_app() -> None:
     results = _results([[*_round(200, 250, 50), nginx_alone] for _ in range(3)])
     assert ratio(results, "nginx-static", MEMORY) is None
     assert ratio(results, "granian", MEMORY) is not None
+
+
+def test_a_run_of_maitred_alone_gives_a_well_formed_table() -> None:
+    results = _results([[_profile("maitred", {"hello": 5000}, 48)]])
+    assert headline_table(results) == [
+        "| load | maitred |",
+        "| --- | ---: |",
+        "| hello, keep-alive, req/s | 5,000 |",
+        "| idle PSS of the process tree after warm-up, MiB (less is better) | 48.0 |",
+    ]
+    assert "one round, so no spread" in headline_markdown(results)
