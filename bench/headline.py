@@ -1,13 +1,14 @@
 """The headline table: maitred against each peer on the loads users feel, with the spread.
 
 Theory of operation: one row per load the performance work is steered by (hello keep-alive and
-with `Connection: close`, POST 1 MiB, idle PSS, static 4 KiB and 1 MiB, the Django page, CPU-bound
-work), one column per peer. A cell is the ratio maitred / peer: the median of the ratios of the
-rounds in which both ran (each round measures every profile afresh, in alternating order, see
-bench/rounds.py), then the lowest and highest of them, and `(?)` where that spread is wider than
-the difference the median claims. maitred / peer reads directly against targets such as "at
-least granian's req/s" (1.00x or more); for memory, where less is better, below 1 is better.
-The maitred column gives its own figure from the median round, so a ratio has a scale.
+with `Connection: close`, POST 1 MiB, idle PSS, static 4 KiB and 1 MiB, the Django page and the
+server's CPU per page, CPU-bound work), one column per peer. A cell is the ratio maitred / peer:
+the median of the ratios of the rounds in which both ran (each round measures every profile
+afresh, in alternating order, see bench/rounds.py), then the lowest and highest of them, and
+`(?)` where that spread is wider than the difference the median claims. maitred / peer reads
+directly against targets such as "at least granian's req/s" (1.00x or more); where less is
+better (memory, CPU per page), below 1 is better. The maitred column gives its own figure from
+the median round, so a ratio has a scale.
 
 Made only from a run's results document (results.json), so any saved run can be rendered again
 (`python -m bench --render DIR`). Pure functions: unit-tested in tests/unit/test_bench_headline.py.
@@ -38,6 +39,23 @@ def _rate(scenario: str, scale: float = 1.0) -> Figure:
     def figure(profile: Profile, meta: dict[str, Any]) -> float | None:
         value = rps(profile["scenarios"].get(scenario))
         return None if value is None else value * scale
+
+    return figure
+
+
+def _cpu_ms_per_request(scenario: str) -> Figure:
+    """The server tree's CPU time per successful request, in ms: what a page costs the whole
+    server (front, workers, master), less bent by other work on the machine than a rate."""
+
+    def figure(profile: Profile, meta: dict[str, Any]) -> float | None:
+        outcome = profile["scenarios"].get(scenario)
+        if rps(outcome) is None or "server_cpu_pct" not in outcome:
+            return None
+        measured = outcome["measured"]
+        if not measured["ok"]:
+            return None
+        cpu_s = outcome["server_cpu_pct"] / 100 * measured["duration_s"]
+        return 1000 * cpu_s / measured["ok"]
 
     return figure
 
@@ -73,6 +91,7 @@ ROWS: tuple[Row, ...] = (
     Row("static 4 KiB, req/s", _rate("static-4k")),
     Row("static 1 MiB, MB/s", _rate("static-1m", STATIC_FILES["1m.bin"] / MEGABYTE)),
     Row("Django page (template + sqlite), req/s", _rate("django")),
+    Row("Django page, server CPU ms per page (less is better)", _cpu_ms_per_request("django")),
     Row(f"CPU-bound work (`/cpu?ms={CPU_MS}`), M loop iterations/s", _cpu_loops),
 )
 
@@ -172,7 +191,7 @@ def headline_markdown(results: dict[str, Any]) -> str:
             f" {meta['duration_s']:g} s per load; each cell is the median of"
             " the same-round ratios, then their lowest-highest; (?) marks a spread wider than"
             f" the difference claimed. The {meta['baseline']} column is its median round's"
-            f" figure. Above 1 is better for maitred, except for memory.{warning}",
+            f" figure. Above 1 is better for maitred, except where less is better.{warning}",
             "",
             *headline_table(results),
             "",

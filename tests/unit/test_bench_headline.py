@@ -100,3 +100,21 @@ def test_a_run_of_maitred_alone_gives_a_well_formed_table() -> None:
         "| idle PSS of the process tree after warm-up, MiB (less is better) | 48.0 |",
     ]
     assert "one round, so no spread" in headline_markdown(results)
+
+
+def test_cpu_per_page_is_the_trees_cpu_over_the_pages_answered() -> None:
+    results = three_rounds()
+    cpu_pcts = [(50, 60), (60, 60), (40, 80)]
+    for one_round, (mine, theirs) in zip(results["rounds"], cpu_pcts, strict=True):
+        for profile, pct in zip(one_round, (mine, theirs), strict=True):
+            outcome = profile["scenarios"]["django"]
+            outcome["server_cpu_pct"] = pct
+            outcome["measured"].update(ok=int(outcome["measured"]["rps"] * 5), duration_s=5.0)
+    per_page = next(row for row in ROWS if row.label.startswith("Django page, server CPU"))
+    # Round 1, maitred: 50 % of a core over 5 s for 1,000 pages is 2.5 ms a page; granian:
+    # 60 % for 1,250 pages, 2.4 ms. Round 2: 2.0 and 2.0. Round 3: 1.67 and 4.0.
+    summary = ratio(results, "granian", per_page)
+    assert summary is not None
+    assert (summary.low, summary.median, summary.high) == pytest.approx(
+        ((2 / 1200) / (4 / 1000), 1.0, 2.5 / 2.4)
+    )
