@@ -24,6 +24,7 @@ from typing import Any
 
 from bench import envs, loadgen, machine, scenarios
 from bench.charts import write_charts
+from bench.headline import headline_markdown
 from bench.nginx import nginx_binary
 from bench.procs import Supervisor
 from bench.profiles import BY_NAME as PROFILES_BY_NAME
@@ -44,6 +45,8 @@ MAX_ERROR_SHARE = 0.01
 # Rounds of a full run: the fewest that give a median and a spread beside it (each profile
 # measured early, late, and early again).
 FULL_ROUNDS = 3
+# The headline table (bench/headline.py), beside results.md.
+HEADLINE = "headline.md"
 # Directories nginx's workers (an unprivileged user when we run as root) must traverse.
 SHARED_DIR_MODE = 0o755
 
@@ -186,7 +189,12 @@ def _meta(
 
 
 def _write(out_dir: str, results: dict[str, Any]) -> str:
-    """Writes results.json, the charts and results.md; returns the report's path."""
+    """Writes results.json, the charts, results.md and the headline table (also printed: the
+    ratios with their spread, ready for the README); returns the report's path."""
+    headline = headline_markdown(results)
+    with open(os.path.join(out_dir, HEADLINE), "w") as f:
+        f.write(headline)
+    print(headline, flush=True)
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
     charts = write_charts(results, out_dir)

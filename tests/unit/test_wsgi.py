@@ -172,6 +172,40 @@ def test_a_body_received_in_a_buffer_of_its_own_is_read_from_it() -> None:
     stream.close()
 
 
+class OverItsList:
+    """A response object as Django's HttpResponse is: it iterates a list of its own chunks."""
+
+    def __init__(self, chunks: list[bytes] | tuple[bytes, ...]) -> None:
+        self.chunks = chunks
+        self.closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.chunks)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("chunks", [[b"hel", b"lo"], (b"hello",)])
+def test_an_object_over_a_list_goes_out_whole_in_one_frame(
+    chunks: list[bytes] | tuple[bytes, ...],
+) -> None:
+    """Its chunks all exist: one FULL (one send, one message for the front), not HEAD+BODY,
+    END; with its Content-Length, and closed."""
+    response = OverItsList(chunks)
+
+    def app(environ: dict[str, Any], start_response: Any) -> OverItsList:
+        start_response("200 OK", [("Content-Type", "text/html")])
+        return response
+
+    fake = serve(app)
+    assert fake.kinds == [link.Kind.FULL]
+    status, length, head, body = fake.frames[0][1]
+    assert (status, length, body) == (200, 5, b"hello")
+    assert b"Content-Length: 5\r\n" in head
+    assert response.closed
+
+
 def test_head_request_keeps_length_drops_body() -> None:
     fake = serve(hello, request(method=b"HEAD"))
     _status, length, head, body = fake.frames[0][1]

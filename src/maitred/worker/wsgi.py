@@ -13,7 +13,7 @@ import logging
 import os
 import re
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -328,8 +328,18 @@ class Response:
         self.send_full(error.body)
 
 
+# Iterators over items that all exist already (a list's, a tuple's): a response object that
+# iterates a list of its own (Django's HttpResponse does) can go out whole, as a list does,
+# with no chunk held back from a client that waits for it.
+WHOLE_ITERATORS: tuple[type, ...] = (type(iter([])), type(iter(())))
+
+
 def run_app(app: WSGIApp, environ: dict[str, Any], response: Response) -> None:
     """Call the app and send its whole response; closes the iterable on every path.
+
+    A body whose chunks all exist when the app returns (a list, or an object over one) goes
+    as one FULL frame: one send here, one message for the front, where streaming it would
+    cost a HEAD+BODY and an END. Anything else streams, each chunk sent as it comes.
 
     Raises LinkClosed when the front went away, and whatever the app raised (after the
     iterable is closed); the caller turns the latter into a 500 or an abort.
@@ -337,23 +347,37 @@ def run_app(app: WSGIApp, environ: dict[str, Any], response: Response) -> None:
     result = app(environ, response.start_response)
     try:
         if type(result) is list and not response.head_sent:
-            if len(result) == 1 and type(result[0]) is bytes:
-                body = result[0]
-            else:
-                for item in result:
-                    if type(item) is not bytes:
-                        raise AssertionError(f"body item must be bytes, not {type(item)}")
-                body = b"".join(result)
-            response.send_full(body)
+            _send_whole(response, result)
         elif type(result) is FileWrapper and response.send_file(result.filelike):
             pass  # the front sends the file
         else:
-            write = response.write
-            for data in result:
-                if data:  # PEP 3333: the head waits for the first non-empty chunk
-                    write(data)
-            response.finish()
+            items = iter(result)
+            if type(items) in WHOLE_ITERATORS and not response.head_sent:
+                _send_whole(response, list(items))
+            else:
+                _stream(response, items)
     finally:
         close = getattr(result, "close", None)
         if close is not None:
             close()
+
+
+def _stream(response: Response, items: Iterator[bytes]) -> None:
+    """Each chunk sent as the app gives it, then END."""
+    write = response.write
+    for data in items:
+        if data:  # PEP 3333: the head waits for the first non-empty chunk
+            write(data)
+    response.finish()
+
+
+def _send_whole(response: Response, chunks: list[bytes]) -> None:
+    """A body whose chunks are all there: joined, in one frame (Response.send_full)."""
+    if len(chunks) == 1 and type(chunks[0]) is bytes:
+        body = chunks[0]
+    else:
+        for item in chunks:
+            if type(item) is not bytes:
+                raise AssertionError(f"body item must be bytes, not {type(item)}")
+        body = b"".join(chunks)
+    response.send_full(body)
