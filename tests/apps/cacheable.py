@@ -6,7 +6,9 @@ Cache-Control, ``cdn`` its CDN-Cache-Control, ``tag`` its Cache-Tag, ``vary`` it
 ``etag`` and ``lm`` its ETag and Last-Modified, ``cookie`` a Set-Cookie, ``sleep`` seconds
 to take first, ``pad`` random bytes added to the body. While a file ``fail`` exists in that
 directory the app answers 500 (streamed in pieces with ``stream``). The body names the call,
-so a test tells answers apart.
+so a test tells answers apart. A request whose If-None-Match is the ``etag`` asked for, or
+whose If-Modified-Since is the ``lm``, is answered 304 (its conditions recorded in
+``conditions``), unless a file ``changed`` exists: then the page is new each time.
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ def application(environ: Environ, start_response: StartResponse) -> Iterable[byt
         body = b"failed\n"
         start_response("500 Internal Server Error", text_headers(body))
         return [body]
+    if not_modified(environ, asked) and not (directory / "changed").exists():
+        record(str(directory / "conditions"), conditions(environ))
+        validators = [(name, asked[key]) for key, name in HEADERS.items() if key in asked]
+        start_response("304 Not Modified", validators)
+        return [b""]
     body = f"call {len(calls(directory))} {target} {environ.get('HTTP_COOKIE', '')}\n".encode()
     body += os.urandom(int(asked.get("pad", "0")))
     headers = text_headers(body)
@@ -55,3 +62,15 @@ def application(environ: Environ, start_response: StartResponse) -> Iterable[byt
         headers.append(("Set-Cookie", asked["cookie"]))
     start_response("200 OK", headers)
     return [body]
+
+
+def conditions(environ: Environ) -> str:
+    return f"{environ.get('HTTP_IF_NONE_MATCH', '')}|{environ.get('HTTP_IF_MODIFIED_SINCE', '')}"
+
+
+def not_modified(environ: Environ, asked: dict[str, str]) -> bool:
+    etag, modified = asked.get("etag"), asked.get("lm")
+    return bool(
+        (etag and environ.get("HTTP_IF_NONE_MATCH") == etag)
+        or (modified and environ.get("HTTP_IF_MODIFIED_SINCE") == modified)
+    )

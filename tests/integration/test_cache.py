@@ -77,6 +77,66 @@ def test_conditional_requests_are_answered_304_from_the_entry(
     assert len(calls(tmp_path)) == 1
 
 
+MODIFIED = "Thu, 01 Dec 1994 16:00:00 GMT"
+
+
+def conditions(directory: Path) -> list[str]:
+    path = directory / "conditions"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+@pytest.mark.parametrize(
+    ("cc", "validator", "sent"),
+    [
+        ("no-cache", "etag=%22v1%22", '"v1"|'),
+        ("max-age%3D0", "lm=" + MODIFIED.replace(" ", "%20"), f"|{MODIFIED}"),
+        ("no-cache", "etag=%22v1%22&lm=" + MODIFIED.replace(" ", "%20"), f'"v1"|{MODIFIED}'),
+    ],
+)
+def test_a_page_to_revalidate_is_kept_and_asked_for_conditionally(
+    servers: ServerFactory, tmp_path: Path, cc: str, validator: str, sent: str
+) -> None:
+    server = start(servers, tmp_path)
+    path = f"/reval?cc={cc}&{validator}"
+    first = get(server, path)
+    assert first.header("Cache-Status") == "maitred; fwd=miss; fwd-status=200; stored"
+    # each use asks the app, with the stored validators; its 304 means the stored page
+    for n in range(2, 4):
+        again = get(server, path)
+        assert again.status == 200 and again.body == first.body
+        assert again.header("Content-Length") == str(len(first.body))
+        assert again.header("Cache-Status").startswith("maitred; fwd=stale; fwd-status=304")  # type: ignore[union-attr]
+        assert len(calls(tmp_path)) == n
+        assert conditions(tmp_path) == [sent] * (n - 1)
+    # a client's own conditions go to the app as they are: its 304 is the client's
+    if "etag" in validator:
+        mine = fetch(server.port, "GET", path, [("If-None-Match", '"v1"')])
+        assert mine.status == 304 and mine.body == b""
+        assert conditions(tmp_path)[-1] == '"v1"|'
+    # a changed page replaces the stored one
+    (tmp_path / "changed").touch()
+    changed = get(server, path)
+    assert changed.body != first.body
+    assert changed.header("Cache-Status") == "maitred; fwd=stale; fwd-status=200; stored"
+
+
+def test_a_stale_must_revalidate_page_is_revalidated(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    server = start(servers, tmp_path)
+    path = "/mr?cc=max-age%3D1%2C%20must-revalidate&etag=%22v7%22"
+    first = get(server, path)
+    assert get(server, path).header("Cache-Status").startswith("maitred; hit")  # type: ignore[union-attr]
+    wait_until(
+        lambda: "fwd-status=304" in (get(server, path).header("Cache-Status") or ""),
+        what="a revalidation once stale",
+    )
+    # revalidated, it is fresh again for its max-age: a hit, or one more 304
+    assert get(server, path).body == first.body
+    assert len(calls(tmp_path)) == 1 + len(conditions(tmp_path))
+    assert set(conditions(tmp_path)) == {'"v7"|'}
+
+
 def test_what_is_never_stored(servers: ServerFactory, tmp_path: Path) -> None:
     server = start(servers, tmp_path, "--cache-bypass-cookie", "sessionid")
     never = [
