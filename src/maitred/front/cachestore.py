@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from maitred.front.cachefiles import remove_file
 from maitred.http.caching import Fields, Policy, secondary_key
+from maitred.http.framing import CONTENT_LENGTH
 
 # Bytes counted per entry beyond its body and head: the key, the Stored object, the dicts.
 ENTRY_OVERHEAD = 512
@@ -57,6 +58,14 @@ class Stored:
     size: int = 0
     file: str = ""  # the file that holds the body (--cache-dir), `body` then empty
     file_size: int = 0
+    # Made by settle(): the body's length, and the head of an answer from it up to Date.
+    length: int = 0
+    head: bytes = b""
+
+    def settle(self) -> None:
+        """Make what every answer from it repeats, once, as it is stored or revalidated."""
+        self.length = self.file_size if self.file else len(self.body)
+        self.head = self.status_line + self.fields + CONTENT_LENGTH % self.length
 
     def age(self, now: float) -> float:
         return self.policy.initial_age + (now - self.stored_at)
@@ -90,6 +99,7 @@ class Store:
     def put(self, primary: Primary, request: Fields, stored: Stored) -> bool:
         """Keep `stored` for this request's keys; False when it is larger than the store."""
         stored.size = _size(stored)
+        stored.settle()
         if stored.size > self.capacity:
             return False
         names = stored.policy.vary
