@@ -5,7 +5,8 @@ counts the requests that reached the app. The query sets the response: ``cc`` it
 Cache-Control, ``cdn`` its CDN-Cache-Control, ``tag`` its Cache-Tag, ``vary`` its Vary,
 ``etag`` and ``lm`` its ETag and Last-Modified, ``cookie`` a Set-Cookie, ``sleep`` seconds
 to take first, ``pad`` random bytes added to the body. While a file ``fail`` exists in that
-directory the app answers 500 (streamed in pieces with ``stream``). The body names the call,
+directory the app answers 500 (streamed in pieces with ``stream``); while ``die`` exists
+its worker exits, while ``hang`` exists it takes HANG seconds. The body names the call,
 so a test tells answers apart. A request whose If-None-Match is the ``etag`` asked for, or
 whose If-Modified-Since is the ``lm``, is answered 304 (its conditions recorded in
 ``conditions``), unless a file ``changed`` exists: then the page is new each time.
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from apputil import Environ, StartResponse, query, record, text_headers
 
+HANG = 5.0  # seconds a call takes while a file ``hang`` exists
 HEADERS = {
     "cc": "Cache-Control",
     "cdn": "CDN-Cache-Control",
@@ -42,6 +44,10 @@ def application(environ: Environ, start_response: StartResponse) -> Iterable[byt
     record(str(directory / "calls"), target)
     if "sleep" in asked:
         time.sleep(float(asked["sleep"]))
+    if (directory / "die").exists():
+        os._exit(1)  # the worker dies mid-request: the front answers 502
+    if (directory / "hang").exists():
+        time.sleep(HANG)  # past the server's --timeout: the front answers 504
     if (directory / "fail").exists():
         if "stream" in asked:  # no length: the head, then the body in pieces
             start_response("500 Internal Server Error", text_headers())

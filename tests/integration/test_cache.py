@@ -18,14 +18,18 @@ from pathlib import Path
 import pytest
 from cacheable import calls
 
-from harness import Server, ServerFactory, run_cli, wait_until
+from harness import APPS_DIR, Server, ServerFactory, run_cli, wait_until
 from rawhttp import Response, fetch
 
 CACHED = ("--cache-size", "1M", "--cache-status-header")
 S_MAXAGE = "/page?cc=s-maxage%3D60"
+# What the server logs when the app hangs past --timeout or its worker dies.
+APP_FAILURES = (r"timed out", r"died handling GET", r"exited with status 1; restarting it")
 
 
-def start(servers: ServerFactory, tmp_path: Path, *args: str) -> Server:
+def start(
+    servers: ServerFactory, tmp_path: Path, *args: str, expect_errors: tuple[str, ...] = ()
+) -> Server:
     return servers.start(
         "cacheable:application",
         "-w",
@@ -33,6 +37,7 @@ def start(servers: ServerFactory, tmp_path: Path, *args: str) -> Server:
         *CACHED,
         *args,
         env={"CACHE_APP_DIR": str(tmp_path)},
+        expect_errors=expect_errors,
     )
 
 
@@ -230,11 +235,15 @@ def test_stale_while_revalidate_answers_at_once(servers: ServerFactory, tmp_path
     wait_until(lambda: get(server, path).body != first.body, what="the refreshed page")
 
 
-@pytest.mark.parametrize("how", ["response", "setting", "streamed"])
+@pytest.mark.parametrize("how", ["response", "setting", "streamed", "timeout", "killed"])
 def test_stale_if_error_stands_in_for_a_failing_app(
     servers: ServerFactory, tmp_path: Path, how: str
 ) -> None:
-    if how == "response":
+    failure = {"timeout": "hang", "killed": "die"}.get(how, "fail")
+    if how in ("timeout", "killed"):  # the front's own 504, or 502 for a dead worker
+        server = start(servers, tmp_path, "--timeout", "1", expect_errors=APP_FAILURES)
+        path = "/sie?cc=max-age%3D1%2C%20stale-if-error%3D600"
+    elif how == "response":
         server = start(servers, tmp_path)
         path = "/sie?cc=max-age%3D1%2C%20stale-if-error%3D600"
     elif how == "streamed":  # the 500's head comes first, its body after
@@ -244,15 +253,17 @@ def test_stale_if_error_stands_in_for_a_failing_app(
         server = start(servers, tmp_path, "--cache-stale-if-error", "600")
         path = "/sie?cc=max-age%3D1"
     first = get(server, path)
-    (tmp_path / "fail").touch()
+    (tmp_path / failure).touch()
     wait_until(
         lambda: "stale-if-error" in (get(server, path).header("Cache-Status") or ""),
-        what="the stale page in place of a 500",
+        what="the stale page in place of an error",
+        timeout=60,
     )
     response = get(server, path)
     assert response.status == 200 and response.body == first.body
-    # and a page without a stale entry gets the app's 500
-    assert fetch(server.port, "GET", "/other?cc=max-age%3D1").status == 500
+    # and a page without a stale entry gets the error
+    expected = {"timeout": 504, "killed": 502}.get(how, 500)
+    assert fetch(server.port, "GET", "/other?cc=max-age%3D1", timeout=30).status == expected
 
 
 def test_access_log_and_metrics_say_what_the_cache_did(
@@ -490,3 +501,36 @@ def test_files_are_evicted_past_their_bound_and_purged(
     result = run_cli(["ctl", "--socket", str(sock), "cache", "purge", "--url", pages[1]])
     assert result.returncode == 0, result.stderr
     wait_until(lambda: len(body_files(cache_dir)) == 1, what="the purged page's file removed")
+
+
+def test_each_app_has_its_own_cache_or_none(servers: ServerFactory, tmp_path: Path) -> None:
+    """--cache-size per app ([apps.NAME] tables): one app's pages are stored and answered by
+    the front, the other's all go to their app (same path and query, another app)."""
+    config = tmp_path / "maitred.toml"
+    config.write_text(
+        f"""
+chdir = "{APPS_DIR}"
+pythonpath = ["{APPS_DIR}"]
+workers = 1
+cache_status_header = true
+[apps.cached]
+app = "cacheable"
+path = "/a"
+cache_size = "1M"
+env = {{CACHE_APP_DIR = "{tmp_path / "a"}"}}
+[apps.plain]
+app = "cacheable"
+path = "/b"
+env = {{CACHE_APP_DIR = "{tmp_path / "b"}"}}
+"""
+    )
+    for name in "ab":
+        (tmp_path / name).mkdir()
+    server = servers.start(None, "-c", str(config))
+    cached = [get(server, "/a" + S_MAXAGE) for _ in range(3)]
+    plain = [get(server, "/b" + S_MAXAGE) for _ in range(3)]
+    assert [r.header("Cache-Status") is not None for r in cached] == [True] * 3
+    assert cached[2].header("Cache-Status").startswith("maitred; hit")  # type: ignore[union-attr]
+    assert [r.header("Cache-Status") for r in plain] == [None] * 3
+    assert len(calls(tmp_path / "a")) == 1 and len(calls(tmp_path / "b")) == 3
+    assert len({r.body for r in cached}) == 1 and len({r.body for r in plain}) == 3
