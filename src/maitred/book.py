@@ -37,6 +37,10 @@ SIMPLE = {
         "Requests answered from a stale entry (stale-while-revalidate, stale-if-error).",
     ),
     "cache_miss": ("maitred_cache_misses", "Cacheable requests that went to the app."),
+    "cache_revalidated": (
+        "maitred_cache_revalidated",
+        "Requests answered from a stored response the app confirmed unchanged (304).",
+    ),
     "cache_bypass": (
         "maitred_cache_bypass",
         "Requests the cache sent to the app as they were (method, cookie, no-store).",

@@ -18,14 +18,18 @@ from pathlib import Path
 import pytest
 from cacheable import calls
 
-from harness import Server, ServerFactory, run_cli, wait_until
+from harness import APPS_DIR, Server, ServerFactory, run_cli, wait_until
 from rawhttp import Response, fetch
 
 CACHED = ("--cache-size", "1M", "--cache-status-header")
 S_MAXAGE = "/page?cc=s-maxage%3D60"
+# What the server logs when the app hangs past --timeout or its worker dies.
+APP_FAILURES = (r"timed out", r"died handling GET", r"exited with status 1; restarting it")
 
 
-def start(servers: ServerFactory, tmp_path: Path, *args: str) -> Server:
+def start(
+    servers: ServerFactory, tmp_path: Path, *args: str, expect_errors: tuple[str, ...] = ()
+) -> Server:
     return servers.start(
         "cacheable:application",
         "-w",
@@ -33,6 +37,7 @@ def start(servers: ServerFactory, tmp_path: Path, *args: str) -> Server:
         *CACHED,
         *args,
         env={"CACHE_APP_DIR": str(tmp_path)},
+        expect_errors=expect_errors,
     )
 
 
@@ -75,6 +80,66 @@ def test_conditional_requests_are_answered_304_from_the_entry(
     # no match: the whole page, from the entry
     assert get(server, path, ("If-None-Match", '"v0"')).status == 200
     assert len(calls(tmp_path)) == 1
+
+
+MODIFIED = "Thu, 01 Dec 1994 16:00:00 GMT"
+
+
+def conditions(directory: Path) -> list[str]:
+    path = directory / "conditions"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+@pytest.mark.parametrize(
+    ("cc", "validator", "sent"),
+    [
+        ("no-cache", "etag=%22v1%22", '"v1"|'),
+        ("max-age%3D0", "lm=" + MODIFIED.replace(" ", "%20"), f"|{MODIFIED}"),
+        ("no-cache", "etag=%22v1%22&lm=" + MODIFIED.replace(" ", "%20"), f'"v1"|{MODIFIED}'),
+    ],
+)
+def test_a_page_to_revalidate_is_kept_and_asked_for_conditionally(
+    servers: ServerFactory, tmp_path: Path, cc: str, validator: str, sent: str
+) -> None:
+    server = start(servers, tmp_path)
+    path = f"/reval?cc={cc}&{validator}"
+    first = get(server, path)
+    assert first.header("Cache-Status") == "maitred; fwd=miss; fwd-status=200; stored"
+    # each use asks the app, with the stored validators; its 304 means the stored page
+    for n in range(2, 4):
+        again = get(server, path)
+        assert again.status == 200 and again.body == first.body
+        assert again.header("Content-Length") == str(len(first.body))
+        assert again.header("Cache-Status").startswith("maitred; fwd=stale; fwd-status=304")  # type: ignore[union-attr]
+        assert len(calls(tmp_path)) == n
+        assert conditions(tmp_path) == [sent] * (n - 1)
+    # a client's own conditions go to the app as they are: its 304 is the client's
+    if "etag" in validator:
+        mine = fetch(server.port, "GET", path, [("If-None-Match", '"v1"')])
+        assert mine.status == 304 and mine.body == b""
+        assert conditions(tmp_path)[-1] == '"v1"|'
+    # a changed page replaces the stored one
+    (tmp_path / "changed").touch()
+    changed = get(server, path)
+    assert changed.body != first.body
+    assert changed.header("Cache-Status") == "maitred; fwd=stale; fwd-status=200; stored"
+
+
+def test_a_stale_must_revalidate_page_is_revalidated(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    server = start(servers, tmp_path)
+    path = "/mr?cc=max-age%3D1%2C%20must-revalidate&etag=%22v7%22"
+    first = get(server, path)
+    assert get(server, path).header("Cache-Status").startswith("maitred; hit")  # type: ignore[union-attr]
+    wait_until(
+        lambda: "fwd-status=304" in (get(server, path).header("Cache-Status") or ""),
+        what="a revalidation once stale",
+    )
+    # revalidated, it is fresh again for its max-age: a hit, or one more 304
+    assert get(server, path).body == first.body
+    assert len(calls(tmp_path)) == 1 + len(conditions(tmp_path))
+    assert set(conditions(tmp_path)) == {'"v7"|'}
 
 
 def test_what_is_never_stored(servers: ServerFactory, tmp_path: Path) -> None:
@@ -170,11 +235,15 @@ def test_stale_while_revalidate_answers_at_once(servers: ServerFactory, tmp_path
     wait_until(lambda: get(server, path).body != first.body, what="the refreshed page")
 
 
-@pytest.mark.parametrize("how", ["response", "setting", "streamed"])
+@pytest.mark.parametrize("how", ["response", "setting", "streamed", "timeout", "killed"])
 def test_stale_if_error_stands_in_for_a_failing_app(
     servers: ServerFactory, tmp_path: Path, how: str
 ) -> None:
-    if how == "response":
+    failure = {"timeout": "hang", "killed": "die"}.get(how, "fail")
+    if how in ("timeout", "killed"):  # the front's own 504, or 502 for a dead worker
+        server = start(servers, tmp_path, "--timeout", "1", expect_errors=APP_FAILURES)
+        path = "/sie?cc=max-age%3D1%2C%20stale-if-error%3D600"
+    elif how == "response":
         server = start(servers, tmp_path)
         path = "/sie?cc=max-age%3D1%2C%20stale-if-error%3D600"
     elif how == "streamed":  # the 500's head comes first, its body after
@@ -184,15 +253,17 @@ def test_stale_if_error_stands_in_for_a_failing_app(
         server = start(servers, tmp_path, "--cache-stale-if-error", "600")
         path = "/sie?cc=max-age%3D1"
     first = get(server, path)
-    (tmp_path / "fail").touch()
+    (tmp_path / failure).touch()
     wait_until(
         lambda: "stale-if-error" in (get(server, path).header("Cache-Status") or ""),
-        what="the stale page in place of a 500",
+        what="the stale page in place of an error",
+        timeout=60,
     )
     response = get(server, path)
     assert response.status == 200 and response.body == first.body
-    # and a page without a stale entry gets the app's 500
-    assert fetch(server.port, "GET", "/other?cc=max-age%3D1").status == 500
+    # and a page without a stale entry gets the error
+    expected = {"timeout": 504, "killed": 502}.get(how, 500)
+    assert fetch(server.port, "GET", "/other?cc=max-age%3D1", timeout=30).status == expected
 
 
 def test_access_log_and_metrics_say_what_the_cache_did(
@@ -430,3 +501,36 @@ def test_files_are_evicted_past_their_bound_and_purged(
     result = run_cli(["ctl", "--socket", str(sock), "cache", "purge", "--url", pages[1]])
     assert result.returncode == 0, result.stderr
     wait_until(lambda: len(body_files(cache_dir)) == 1, what="the purged page's file removed")
+
+
+def test_each_app_has_its_own_cache_or_none(servers: ServerFactory, tmp_path: Path) -> None:
+    """--cache-size per app ([apps.NAME] tables): one app's pages are stored and answered by
+    the front, the other's all go to their app (same path and query, another app)."""
+    config = tmp_path / "maitred.toml"
+    config.write_text(
+        f"""
+chdir = "{APPS_DIR}"
+pythonpath = ["{APPS_DIR}"]
+workers = 1
+cache_status_header = true
+[apps.cached]
+app = "cacheable"
+path = "/a"
+cache_size = "1M"
+env = {{CACHE_APP_DIR = "{tmp_path / "a"}"}}
+[apps.plain]
+app = "cacheable"
+path = "/b"
+env = {{CACHE_APP_DIR = "{tmp_path / "b"}"}}
+"""
+    )
+    for name in "ab":
+        (tmp_path / name).mkdir()
+    server = servers.start(None, "-c", str(config))
+    cached = [get(server, "/a" + S_MAXAGE) for _ in range(3)]
+    plain = [get(server, "/b" + S_MAXAGE) for _ in range(3)]
+    assert [r.header("Cache-Status") is not None for r in cached] == [True] * 3
+    assert cached[2].header("Cache-Status").startswith("maitred; hit")  # type: ignore[union-attr]
+    assert [r.header("Cache-Status") for r in plain] == [None] * 3
+    assert len(calls(tmp_path / "a")) == 1 and len(calls(tmp_path / "b")) == 3
+    assert len({r.body for r in cached}) == 1 and len({r.body for r in plain}) == 3

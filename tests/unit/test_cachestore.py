@@ -60,3 +60,19 @@ def test_replacing_and_evicting_variants_keeps_the_books() -> None:
     store.put(key(b"/y"), {}, stored(b"y" * 10))  # evicts de: /v has no entry left
     assert key(b"/v") not in store.vary and key(b"/v") not in store.variants
     assert store.size == sum(s.size for s in store.entries.values()) <= store.capacity
+
+
+def test_an_entry_revalidated_in_place_is_counted_again_within_the_bound() -> None:
+    store = Store(2 * (ENTRY_OVERHEAD + 10) + 20)
+    a, b = stored(b"a" * 10), stored(b"b" * 10)
+    store.put(key(b"/a"), {}, a)
+    store.put(key(b"/b"), {}, b)
+    a.fields = b"X-New: " + b"n" * 13  # 20 bytes more: /a is now the most recent
+    store.resized(key(b"/a"), {}, a)
+    assert store.size == 2 * (ENTRY_OVERHEAD + 10) + 20 and a.size == ENTRY_OVERHEAD + 30
+    a.fields += b"more"  # past the bound: the least recently used (/b) goes
+    store.resized(key(b"/a"), {}, a)
+    assert store.get(key(b"/b"), {}) is None and store.evictions == 1
+    assert store.size == a.size <= store.capacity
+    store.resized(key(b"/gone"), {}, stored(b"z"))  # an entry no longer here: nothing
+    assert store.size == a.size

@@ -50,12 +50,20 @@ TABLE: list[tuple[tuple[str, ...], tuple[str, ...], float | Refusal]] = [
     ((), ("Expires: Thu, 01 Dec 1994 17:00:00 GMT", "Cache-Control: max-age=60"), 60),
     # 5.3: an invalid Expires ("0") means already expired
     ((), ("Expires: 0",), Refusal.NO_LIFETIME),
-    # 5.2.2.5 no-store, 5.2.2.7 private (a shared cache), 5.2.2.4 no-cache (maitred does
-    # not revalidate), qualified forms included
+    # 5.2.2.5 no-store, 5.2.2.7 private (a shared cache), qualified forms included
     ((), ("Cache-Control: no-store, max-age=60",), Refusal.NO_STORE),
     ((), ("Cache-Control: private, max-age=60",), Refusal.PRIVATE),
     ((), ('Cache-Control: private="Set-Cookie", max-age=60',), Refusal.PRIVATE),
+    # 5.2.2.4 no-cache: kept stale from the start when there is a validator to revalidate
+    # it with (4.3.1), else nothing would ever make it usable
     ((), ("Cache-Control: no-cache, max-age=60",), Refusal.NO_CACHE),
+    ((), ("Cache-Control: no-cache, max-age=60", 'ETag: "v1"'), 0),
+    ((), ("Cache-Control: no-cache", "Last-Modified: Thu, 01 Dec 1994 15:00:00 GMT"), 0),
+    # stale at once (max-age=0) but with a validator: kept, revalidated on each use
+    ((), ("Cache-Control: max-age=0", 'ETag: "v1"'), 0),
+    ((), ("Cache-Control: max-age=0",), Refusal.NO_LIFETIME),
+    # a validator alone does not make a response cacheable (no heuristic freshness)
+    ((), ('ETag: "v1"',), Refusal.NO_LIFETIME),
     # 3.5: a request with Authorization, only when the response allows a shared cache
     (
         ("Authorization: Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==",),
@@ -138,6 +146,14 @@ def test_stale_allowances() -> None:
         default_stale_if_error=300,
     )
     assert isinstance(decided, Policy)
+    assert (decided.stale_while_revalidate, decided.stale_if_error) == (0, 0)
+    # no-cache: never served stale, whatever else it says
+    decided = decide(
+        {},
+        fields("Cache-Control: no-cache, stale-while-revalidate=9, stale-if-error=9", 'ETag: "a"'),
+        default_stale_if_error=300,
+    )
+    assert isinstance(decided, Policy) and decided.lifetime == 0
     assert (decided.stale_while_revalidate, decided.stale_if_error) == (0, 0)
     # stale at once, but usable stale: stored
     decided = decide({}, fields("Cache-Control: max-age=0, stale-while-revalidate=30"))

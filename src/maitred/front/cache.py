@@ -21,6 +21,11 @@ target has no cache). :meth:`ResponseCache.handle` decides, in this order:
    if it stored nothing. Otherwise the request itself becomes the fetch: it goes to the app as
    a :class:`maitred.front.cachefill.CachedExchange`, which records the response and, if the
    app fails and a stale entry allows it (stale-if-error), answers from that entry.
+5. **Revalidated**: a fetch that has a stale entry with a validator (ETag, Last-Modified: a
+   ``no-cache`` or ``max-age=0`` page, one past its lifetime) asks the app conditionally
+   (If-None-Match, If-Modified-Since, RFC 9111 section 4.3.1), unless the client sent
+   conditions of its own. A 304 from the app refreshes the entry's fields and freshness
+   (section 4.3.4) and the client gets the stored page; any other answer is a miss as above.
 
 Every answer says how it was made: ``Exchange.cache`` for the access log and the metrics
 (hit, stale, miss, bypass), and with --cache-status-header the ``Cache-Status`` field of RFC
@@ -58,7 +63,6 @@ from maitred.http.caching import (
     policy,
     request_rule,
 )
-from maitred.http.framing import CONTENT_LENGTH
 
 log = logging.getLogger("maitred.error")
 
@@ -68,8 +72,8 @@ if TYPE_CHECKING:
     from maitred.front.main import Front
 
 # What became of a request, as the access log and the metrics say it.
-HIT, STALE, MISS, BYPASS = "hit", "stale", "miss", "bypass"
-OUTCOMES = (HIT, STALE, MISS, BYPASS)
+HIT, STALE, MISS, BYPASS, REVALIDATED = "hit", "stale", "miss", "bypass", "revalidated"
+OUTCOMES = (HIT, STALE, MISS, BYPASS, REVALIDATED)
 GET, HEAD = b"GET", b"HEAD"
 SAFE_METHODS = frozenset((GET, HEAD, b"OPTIONS", b"TRACE"))
 NOT_MODIFIED = 304
@@ -80,6 +84,11 @@ NOT_MODIFIED_FIELDS = frozenset(
     (b"cache-control", b"cdn-cache-control", b"content-location", b"etag", b"expires", b"vary")
 )
 TAG_FIELDS = (b"cache-tag", b"surrogate-key")
+# A request with any of these goes to the app with its own conditions, never the cache's.
+CONDITIONS = frozenset(
+    (b"if-none-match", b"if-modified-since", b"if-match", b"if-unmodified-since", b"if-range")
+)
+Validators = list[tuple[bytes, bytes]]
 # If-Modified-Since never matches a response without Last-Modified: a time past any date.
 NEVER = 2**62
 STATUS_FIELD = b"Cache-Status: maitred; "
@@ -94,7 +103,8 @@ class Fetch:
     ) -> None:
         self.cache = cache
         self.primary = primary
-        self.stale = stale  # what may stand in for the app's errors
+        self.stale = stale  # what may stand in for the app's errors, or be revalidated
+        self.validators: Validators = []  # the conditions sent to the app for `stale`
         self.storing = record  # the response is still to be stored
         self.request: Fields = {}
         self.sent_at = time.time()  # RFC 9111's request_time
@@ -184,6 +194,18 @@ class Fetch:
         if worker is not None and worker.exchanges.get(exchange.rid) is exchange:
             worker.cancel(exchange.rid)  # the rest of the app's answer is not wanted
         if not self.cache.serve(exchange, stale, STALE, b"; detail=stale-if-error"):
+            Exchange.respond_error(exchange, BAD_GATEWAY)  # its file is gone: the app's fault
+        return True
+
+    def revalidated(self, exchange: Exchange, head: bytes) -> bool:
+        """The app answered 304 to this fetch's validators: the stale entry is good again, its
+        fields updated from the 304; the client is answered from it. True when it was."""
+        stored = self.stale
+        if not self.validators or stored is None or exchange.state in GONE:
+            return False
+        self.storing = False
+        self.cache.freshen(self, stored, head, exchange.head.fields)
+        if not self.cache.serve(exchange, stored, REVALIDATED):
             Exchange.respond_error(exchange, BAD_GATEWAY)  # its file is gone: the app's fault
         return True
 
@@ -278,7 +300,10 @@ class ResponseCache:
             fetch.waiters.append(exchange)
             return
         record = fetch is None and method == GET
-        self.forward(exchange, self._fetch(primary, stored, record), MISS)
+        fetch = self._fetch(primary, stored, record)
+        if record and stored is not None:
+            fetch.validators = validators(fields, stored)
+        self.forward(exchange, fetch, MISS)
 
     def primary(self, exchange: Exchange) -> Primary:
         hosts = exchange.head.fields.get(b"host")
@@ -323,7 +348,8 @@ class ResponseCache:
             return  # a HEAD's answer has no body to store: the next GET refreshes it
         exchange = refresh_exchange(self.front, model)
         exchange.cache = MISS
-        exchange.cache_fetch = self._fetch(primary, stored, True)
+        fetch = exchange.cache_fetch = self._fetch(primary, stored, True)
+        fetch.validators = validators(model.head.fields, stored)
         self.dispatcher.submit(exchange)
 
     def _lock_timed_out(self, fetch: Fetch) -> None:
@@ -346,33 +372,36 @@ class ResponseCache:
 
     # --- storing and answering ---
 
-    def keep(self, fetch: Fetch, request: Fields) -> None:
-        assert fetch.policy is not None
+    def _replayed(self, lines: list[bytes]) -> tuple[bytes, bytes]:
+        """Of a response's head lines, those an answer from its entry repeats, and those a
+        304 from it repeats."""
         replayed = []
         not_modified = []
         id_name = self.front.router.id_name
-        for line in fetch.lines:
+        for line in lines:
             name = line.partition(b":")[0].strip().lower()
             if not name or name in NOT_REPLAYED or name == id_name or name == b"cache-status":
                 continue
             replayed.append(line + b"\r\n")
             if name in NOT_MODIFIED_FIELDS:
                 not_modified.append(line + b"\r\n")
+        return b"".join(replayed), b"".join(not_modified)
+
+    def keep(self, fetch: Fetch, request: Fields) -> None:
+        assert fetch.policy is not None
+        replayed, not_modified = self._replayed(fetch.lines)
         fields = fetch.fields
-        tags = frozenset(
-            tag for name in TAG_FIELDS for line in fields.get(name, ()) for tag in line.split()
-        )
         stored = Stored(
             fetch.status,
             fetch.status_line,
-            b"".join(replayed),
+            replayed,
             b"".join(fetch.chunks),
-            (fields.get(b"etag") or [b""])[0],
-            (fields.get(b"last-modified") or [b""])[0],
+            _first(fields, b"etag"),
+            _first(fields, b"last-modified"),
             fetch.policy,
             self.loop.time(),
-            frozenset(t.strip(b",") for t in tags),
-            not_modified=b"".join(not_modified),
+            _tags(fields),
+            not_modified=not_modified,
         )
         store, other = self.store, self.file_store
         spool, fetch.spool = fetch.spool, None
@@ -387,36 +416,80 @@ class ResponseCache:
         if other is not None:  # the key's older entry in the other store is out of date
             other.remove(lambda key, _: key == fetch.primary)
 
+    def freshen(self, fetch: Fetch, stored: Stored, head: bytes, request: Fields) -> None:
+        """Update `stored` from the 304 that revalidated it (RFC 9111 section 4.3.4): the
+        304's fields replace the stored ones of the same names and its freshness is decided
+        again. One that may no longer be kept (or varies otherwise) is dropped, though it
+        still answers the request it was revalidated for."""
+        _, updates, update_lines = parse_head(head)
+        _, fields, lines = parse_head(stored.status_line + stored.fields)
+        lines = [line for line in lines if line.partition(b":")[0].strip().lower() not in updates]
+        lines += update_lines
+        fields.update(updates)
+        decided = policy(
+            GET,
+            stored.status,
+            request,
+            fields,
+            fetch.sent_at,
+            time.time(),
+            self.rule_for(fetch.primary[3]),
+            self.cfg.cache_stale_if_error,
+        )
+        if not isinstance(decided, Policy) or decided.vary != stored.policy.vary:
+            self._remove(lambda _, entry: entry is stored)
+            return
+        stored.fields, stored.not_modified = self._replayed(lines)
+        stored.etag = _first(fields, b"etag")
+        stored.last_modified = _first(fields, b"last-modified")
+        stored.policy = decided
+        stored.stored_at = self.loop.time()
+        stored.tags = _tags(fields)
+        stored.settle()
+        store = self.store if not stored.file else self.file_store
+        if store is not None:
+            store.resized(fetch.primary, request, stored)
+
     def serve(self, exchange: Exchange, stored: Stored, outcome: str, detail: bytes = b"") -> bool:
         """Answer `exchange` from `stored`, now; False (nothing sent, the entry dropped) when
         its file cannot be opened."""
-        now = self.loop.time()
-        status, body = stored.status, stored.body
-        length = stored.file_size if stored.file else len(body)
-        lines = [stored.status_line, stored.fields]
+        # A hit is the front's busiest path: the head up to Date was made once, when the
+        # entry was stored (Stored.settle); here only Date, Age and the request's own lines
+        # are added, in one formatting.
+        age = stored.age(self.loop.time())
+        fields = exchange.head.fields
         fd = -1
-        if self._not_modified(exchange.head.fields, stored):
-            status, body = NOT_MODIFIED, b""
-            lines = [NOT_MODIFIED_LINE, stored.not_modified]
+        if (b"if-none-match" in fields or b"if-modified-since" in fields) and self._not_modified(
+            fields, stored
+        ):
+            status, length, body = NOT_MODIFIED, -1, b""
+            head = NOT_MODIFIED_LINE + stored.not_modified
         else:
-            lines.append(CONTENT_LENGTH % length)
+            status, length, body, head = stored.status, stored.length, stored.body, stored.head
             if stored.file and not exchange.suppress_body:
                 fd = self._open(stored)
                 if fd < 0:
                     return False
         exchange.cache = outcome
-        lines += (b"Date: ", self.date.get(), b"\r\nAge: %d\r\n" % max(0, stored.age(now)))
+        said = b""
         if self.status_header:
-            said = b"hit; ttl=%d%s\r\n" % (stored.ttl(now), detail)
-            lines += (STATUS_FIELD, said)
-        lines.append(exchange.extra_head)
-        length = length if status != NOT_MODIFIED else -1
+            ttl = stored.policy.lifetime - age
+            said = b"%bhit; ttl=%d%b\r\n" % (STATUS_FIELD, ttl, detail)
+            if outcome == REVALIDATED:
+                said = b"%bfwd=stale; fwd-status=304; stored; ttl=%d\r\n" % (STATUS_FIELD, ttl)
+        head = b"%bDate: %b\r\nAge: %d\r\n%b%b" % (
+            head,
+            self.date.get(),
+            age if age > 0 else 0,
+            said,
+            exchange.extra_head,
+        )
         # The plain methods: a CachedExchange answered from a stale entry is not recorded.
         if fd >= 0:
-            Exchange.respond_head(exchange, status, length, b"".join(lines))
+            Exchange.respond_head(exchange, status, length, head)
             StoredFileSender(exchange, fd, 0, length).start()  # closes fd
         else:
-            Exchange.respond_full(exchange, status, length, b"".join(lines), body)
+            Exchange.respond_full(exchange, status, length, head, body)
         return True
 
     def _open(self, stored: Stored) -> int:
@@ -476,6 +549,34 @@ class ResponseCache:
         """The front stops or replaces this cache: the files of its bodies go."""
         if self.files is not None:
             self.files.close()
+
+
+def validators(request: Fields, stored: Stored) -> Validators:
+    """The conditions that ask the app whether `stored` is still good (RFC 9111 section
+    4.3.1); none when the request has conditions of its own: they go to the app as they are."""
+    if not CONDITIONS.isdisjoint(request):
+        return []
+    found = []
+    if stored.etag:
+        found.append((b"If-None-Match", stored.etag))
+    if stored.last_modified:
+        found.append((b"If-Modified-Since", stored.last_modified))
+    return found
+
+
+def _first(fields: Fields, name: bytes) -> bytes:
+    values = fields.get(name)
+    return values[0] if values else b""
+
+
+def _tags(fields: Fields) -> frozenset[bytes]:
+    """What a response may be purged by: the words of its Cache-Tag and Surrogate-Key."""
+    return frozenset(
+        tag.strip(b",")
+        for name in TAG_FIELDS
+        for line in fields.get(name, ())
+        for tag in line.split()
+    )
 
 
 def _url_matcher(url: str) -> Matcher:

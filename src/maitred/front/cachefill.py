@@ -17,6 +17,11 @@ The subclass watches the response frames as they pass through:
   Content-Length ends with its last byte, not with the worker's END frame: the client may have
   that byte, and ask again, before END is read, and must find the page stored.
 
+A fetch that revalidates a stale entry sends the app its validators (If-None-Match,
+If-Modified-Since) as extra request fields, in the REQUEST frame only: the exchange's own head,
+which the cache reads again to answer the client, keeps the client's fields. The app's 304 to
+them answers the client from the refreshed entry (maitred.front.cache.Fetch.revalidated).
+
 When the app fails (a 5xx head, the front's own 502/503/504: a dead worker, a full queue, a
 timeout) and a stale entry may stand in for errors (stale-if-error), the client gets that entry
 instead; a 5xx whose body was still to come has its thread told to stop (CANCEL).
@@ -41,6 +46,7 @@ if TYPE_CHECKING:
     from maitred.front.main import Front
 
 SERVER_ERROR = 500
+NOT_MODIFIED = 304
 
 
 def parse_head(head: bytes) -> tuple[bytes, Fields, list[bytes]]:
@@ -66,12 +72,26 @@ class CachedExchange(Exchange):
         assert fetch is not None
         return fetch
 
+    def request_frame(self, rid: int) -> tuple[list[bytes], int]:
+        extra = self._fetch().validators
+        if not extra:
+            return Exchange.request_frame(self, rid)
+        head = self.head
+        headers = head.headers
+        head.headers = headers + extra  # for the frame only: see the module docstring
+        try:
+            return Exchange.request_frame(self, rid)
+        finally:
+            head.headers = headers
+
     def respond_head(self, status: int, length: int, head: bytes) -> None:
         if self.state in GONE:
             return
         fetch = self._fetch()
-        if status >= SERVER_ERROR and fetch.stand_in(self):
-            fetch.swallowing = True
+        if (status >= SERVER_ERROR and fetch.stand_in(self)) or (
+            status == NOT_MODIFIED and fetch.revalidated(self, head)
+        ):
+            fetch.swallowing = True  # the rest of the app's answer is not the client's
             return
         Exchange.respond_head(self, status, length, fetch.head(self, status, length, head))
 
@@ -101,6 +121,8 @@ class CachedExchange(Exchange):
             return
         fetch = self._fetch()
         if status >= SERVER_ERROR and fetch.stand_in(self):
+            return
+        if status == NOT_MODIFIED and fetch.revalidated(self, head):
             return
         head = fetch.head(self, status, length, head)
         fetch.body(body)

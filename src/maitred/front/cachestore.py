@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from maitred.front.cachefiles import remove_file
 from maitred.http.caching import Fields, Policy, secondary_key
+from maitred.http.framing import CONTENT_LENGTH
 
 # Bytes counted per entry beyond its body and head: the key, the Stored object, the dicts.
 ENTRY_OVERHEAD = 512
@@ -57,6 +58,14 @@ class Stored:
     size: int = 0
     file: str = ""  # the file that holds the body (--cache-dir), `body` then empty
     file_size: int = 0
+    # Made by settle(): the body's length, and the head of an answer from it up to Date.
+    length: int = 0
+    head: bytes = b""
+
+    def settle(self) -> None:
+        """Make what every answer from it repeats, once, as it is stored or revalidated."""
+        self.length = self.file_size if self.file else len(self.body)
+        self.head = self.status_line + self.fields + CONTENT_LENGTH % self.length
 
     def age(self, now: float) -> float:
         return self.policy.initial_age + (now - self.stored_at)
@@ -89,7 +98,8 @@ class Store:
 
     def put(self, primary: Primary, request: Fields, stored: Stored) -> bool:
         """Keep `stored` for this request's keys; False when it is larger than the store."""
-        stored.size = len(stored.body) + stored.file_size + len(stored.fields) + ENTRY_OVERHEAD
+        stored.size = _size(stored)
+        stored.settle()
         if stored.size > self.capacity:
             return False
         names = stored.policy.vary
@@ -109,6 +119,21 @@ class Store:
         self.variants[primary] = self.variants.get(primary, 0) + 1
         return True
 
+    def resized(self, primary: Primary, request: Fields, stored: Stored) -> None:
+        """`stored` changed in place (its fields, revalidated): count its new size, and keep
+        the bound by evicting the least recently used. Nothing when it is no longer here."""
+        key = (primary, secondary_key(stored.policy.vary, request) if stored.policy.vary else ())
+        if self.entries.get(key) is not stored:
+            return
+        self.entries.move_to_end(key)
+        size = _size(stored)
+        self.size += size - stored.size
+        stored.size = size
+        while self.size > self.capacity:
+            (gone_primary, _), gone = self.entries.popitem(last=False)
+            self._forget(gone_primary, gone)
+            self.evictions += 1
+
     def remove(self, matches: Callable[[Primary, Stored], bool]) -> int:
         """Drop every entry whose primary key and response `matches`; how many went."""
         doomed = [key for key, stored in self.entries.items() if matches(key[0], stored)]
@@ -127,3 +152,8 @@ class Store:
         else:
             del self.variants[primary]
             self.vary.pop(primary, None)
+
+
+def _size(stored: Stored) -> int:
+    """What an entry counts against its store's bound."""
+    return len(stored.body) + stored.file_size + len(stored.fields) + ENTRY_OVERHEAD

@@ -15,8 +15,10 @@ and of times passed in, so every rule is unit-tested over tables of headers with
 
   1. only GET and HEAD, only a final status that is cacheable by default (RFC 9110 15.1);
   2. never a response that sets a cookie: it belongs to one client;
-  3. ``no-store`` and ``private`` (a shared cache), and ``no-cache``: maitred does not
-     revalidate with the app, so a response that must be revalidated on each use is not kept;
+  3. ``no-store`` and ``private`` (a shared cache); ``no-cache`` only with a validator
+     (``ETag`` or ``Last-Modified``): such a response is kept stale from the start, and each
+     use of it is revalidated with the app by a conditional request (maitred.front.cache);
+     without a validator there is nothing to revalidate with, and it is not kept;
   4. a request with ``Authorization`` only when the response says a shared cache may keep it
      (``public``, ``s-maxage`` or ``must-revalidate``, RFC 9111 section 3.5);
   5. ``Vary: *`` never (no request could ever match it);
@@ -26,7 +28,7 @@ and of times passed in, so every rule is unit-tested over tables of headers with
      its freshness (``public`` alone, or nothing at all) gets the operator's default
      (``--cache-rule``) if there is one, as nginx's ``proxy_cache_valid`` does; one that
      says it is stale already (``max-age=0``, a past or invalid ``Expires``) is not stored
-     unless it allows serving it stale.
+     unless it allows serving it stale or has a validator to revalidate it with.
 
 * :func:`current_age` (section 4.2.3) and :func:`secondary_key` (section 4.1: the request's
   values of the fields the response's Vary names, which select one stored variant).
@@ -227,7 +229,9 @@ def policy(
         return Refusal.NO_STORE
     if b"private" in said:
         return Refusal.PRIVATE
-    if b"no-cache" in said:
+    validated = b"etag" in response or b"last-modified" in response
+    no_cache = b"no-cache" in said
+    if no_cache and not validated:
         return Refusal.NO_CACHE
     shared_auth = bool({b"public", b"s-maxage", b"must-revalidate"} & said.keys())
     if b"authorization" in request and not shared_auth:
@@ -235,19 +239,22 @@ def policy(
     vary = vary_names(response)
     if vary is None:
         return Refusal.VARY_STAR
-    lifetime = _lifetime(said, response, targeted)
+    # no-cache (with its validator) says the app wants it kept, and revalidated each time.
+    lifetime = 0.0 if no_cache else _lifetime(said, response, targeted)
     if lifetime is None:  # it says nothing of how long it is fresh
         if default_ttl is None:
             return Refusal.NO_LIFETIME
         lifetime = default_ttl
-    stale = b"must-revalidate" in said or b"proxy-revalidate" in said
+    # no-cache: never used without the app's say-so, so never served stale either;
+    # must-revalidate: not served stale once past its lifetime.
+    stale = no_cache or b"must-revalidate" in said or b"proxy-revalidate" in said
     revalidate = 0 if stale else delta_seconds(said.get(b"stale-while-revalidate")) or 0
     if_error = delta_seconds(said.get(b"stale-if-error"))
     if if_error is None:
         if_error = int(default_stale_if_error)
     if stale:
         if_error = 0
-    if lifetime <= 0 and not revalidate and not if_error:
+    if lifetime <= 0 and not revalidate and not if_error and not validated:
         return Refusal.NO_LIFETIME
     age_value = delta_seconds(_first(response, b"age")) or 0
     date_value = http_date(_first(response, b"date") or b"")
