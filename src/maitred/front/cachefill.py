@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from maitred import link
 from maitred.front.exchange import Exchange
 from maitred.front.states import COMPLETE, GONE, ROUTE
 from maitred.http import framing
@@ -72,7 +73,7 @@ class CachedExchange(Exchange):
         assert fetch is not None
         return fetch
 
-    def request_frame(self, rid: int) -> tuple[list[bytes], int]:
+    def request_frame(self, rid: int) -> tuple[list[link.Chunk], int]:
         extra = self._fetch().validators
         if not extra:
             return Exchange.request_frame(self, rid)
