@@ -1,0 +1,166 @@
+"""Instructions a front spends per request, counted by callgrind: a figure noise cannot move.
+
+Theory of operation
+-------------------
+On a shared 2-core machine req/s and CPU seconds move by a third between runs, too much to
+see a change of a few percent in the front. Instruction counts do not move: this runs one
+front alone (no master, no workers: static files and the front's own answers need neither)
+under ``valgrind --tool=callgrind`` with instrumentation off, warms it up, switches
+instrumentation on, sends an exact number of keep-alive requests from one client, switches it
+off and dumps. The figure is the front's user-space instructions (Python, uvloop, llhttp)
+divided by the number of requests; system calls are the kernel's and are not counted.
+
+callgrind reads its commands when the process next runs, and an idle front sleeps in epoll
+until its sweep timer (one second): every switch waits ``COMMAND_WAIT`` seconds for that, so
+a few sweeps are counted too (a few hundred instructions per request at 2,000 requests).
+
+``--tree`` measures another checkout, such as a git worktree of an older commit, so two
+versions are compared with the same client and files::
+
+    git worktree add /tmp/old e430dd6
+    python -m bench.frontcost --tree /tmp/old
+    python -m bench.frontcost            # this checkout
+
+Run from the repository root; the child runs :func:`solo_front` with that tree's ``src`` first
+on its path. Loopback only; the front is stopped by its pid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HOST = "127.0.0.1"
+FILE_SIZE = 4096  # the bench's static-4k file
+WARM_UP = 300  # requests before counting: caches filled, code paths specialised
+REQUESTS = 2000
+COMMAND_WAIT = 3.0  # seconds for callgrind to act on a command (see the docstring)
+START_TIMEOUT = 600.0  # a front under callgrind on a busy machine starts in minutes
+RECV_SIZE = 1 << 20
+
+
+def solo_front(portfile: str, argv: list[str]) -> int:
+    """Run one front in this process on a new listener; its port goes to `portfile`."""
+    from maitred import cli
+    from maitred.front import main as front_main
+
+    cfg = cli.load_config(argv)
+    listener = socket.create_server((HOST, 0), backlog=128)
+    listener.setblocking(False)
+    link_dir = tempfile.mkdtemp(prefix="frontcost-")
+    link = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # no worker ever joins
+    link.bind(os.path.join(link_dir, "link"))
+    link.listen()
+    link.setblocking(False)
+    with open(portfile + ".tmp", "w") as out:
+        out.write(str(listener.getsockname()[1]))
+    os.rename(portfile + ".tmp", portfile)
+    run = front_main.run_front
+    try:
+        if "links" in inspect.signature(run).parameters:
+            from maitred import apps  # one front, several apps: after e430dd6
+
+            found = apps.resolve(cfg)
+            links = {app.name: link for app in found}
+            return run(cfg, [listener], links, os.getppid(), found=found, protocols=("http",))
+        return run(cfg, [listener], link, os.getppid())  # type: ignore[arg-type]  # before apps
+    finally:
+        shutil.rmtree(link_dir, ignore_errors=True)
+
+
+def fetch(port: int, path: str, count: int) -> None:
+    """`count` GETs of `path` on one keep-alive connection, one at a time, as wrk sends them."""
+    request = f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode()
+    with socket.create_connection((HOST, port)) as sock:
+        buffered = b""
+        for _ in range(count):
+            sock.sendall(request)
+            while True:
+                end = buffered.find(b"\r\n\r\n")
+                if end >= 0:
+                    length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", buffered[: end + 2])
+                    total = end + 4 + (int(length.group(1)) if length else 0)
+                    if len(buffered) >= total:
+                        buffered = buffered[total:]
+                        break
+                data = sock.recv(RECV_SIZE)
+                if not data:
+                    raise SystemExit("the front closed the connection")
+                buffered += data
+
+
+def measure(tree: str, path: str, count: int, extra: list[str], work: str) -> int:
+    """Instructions per request of a front of `tree` answering `path`."""
+    files = os.path.join(work, "files")
+    os.makedirs(files, exist_ok=True)
+    with open(os.path.join(files, "4k.bin"), "wb") as out:
+        out.write(os.urandom(FILE_SIZE))
+    portfile = os.path.join(work, "port")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(tree, "src"), REPO_ROOT]))
+    argv = ["-w", "1", "--static", f"/static={files}", *extra, "bench.app:application"]
+    code = (
+        "import sys; from bench.frontcost import solo_front; "
+        f"sys.exit(solo_front({portfile!r}, {argv!r}))"
+    )
+    out = os.path.join(work, "callgrind.out")
+    front = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+         sys.executable, "-c", code],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while not os.path.exists(portfile):
+            if front.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the front did not start")
+            time.sleep(0.5)
+        with open(portfile) as inp:
+            port = int(inp.read())
+        fetch(port, path, WARM_UP)
+        _control(front.pid, "-i", "on")
+        fetch(port, path, count)
+        _control(front.pid, "-i", "off")
+        _control(front.pid, "-d")
+    finally:
+        front.send_signal(signal.SIGTERM)
+        front.wait(START_TIMEOUT)
+    dumps = sorted(name for name in os.listdir(work) if name.startswith("callgrind.out."))
+    with open(os.path.join(work, dumps[-1])) as dump:
+        totals = re.search(r"^totals: (\d+)", dump.read(), re.M)
+    if totals is None:
+        raise SystemExit("callgrind wrote no totals")
+    return int(totals.group(1)) // count
+
+
+def _control(pid: int, *command: str) -> None:
+    subprocess.run(["callgrind_control", *command, str(pid)], capture_output=True, check=True)
+    time.sleep(COMMAND_WAIT)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tree", default=REPO_ROOT, help="the checkout to measure")
+    parser.add_argument("--path", default="/static/4k.bin", help="what each request asks for")
+    parser.add_argument("--requests", type=int, default=REQUESTS)
+    parser.add_argument("extra", nargs="*", help="more maitred options (after --)")
+    args = parser.parse_args()
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed")
+    with tempfile.TemporaryDirectory(prefix="frontcost-") as work:
+        tree = os.path.abspath(args.tree)
+        per_request = measure(tree, args.path, args.requests, args.extra, work)
+    print(f"{args.tree} {args.path}: {per_request} instructions per request")
+
+
+if __name__ == "__main__":
+    main()
