@@ -29,12 +29,9 @@ Shutdown (TERM, INT) goes fronts first: they stop accepting and finish the reque
 using the workers; once every front has exited, the master closes the link listeners (so workers
 cannot reconnect) and stops the workers. QUIT stops everything at once.
 
-A stopping server refuses new clients at once (a load balancer then tries another) rather than
-leave them in a listen backlog nobody will accept from. A listener is closed only when its last
-holder closes it, so each front holds only its own, no worker holds any, and the master closes
-its copies (and removes a unix socket's path) before it signals the fronts: each front then
-takes what its backlog holds and closes (maitred.front.accept), and the front is the last.
-A HUP keeps the listeners in the master for the new fronts; a new master (USR2) holds its own.
+A stopping server refuses new clients at once: the master closes its listeners before it
+signals the fronts, so that each front is their last holder (maitred.masterbinds, which holds
+the listeners and the runtime directory, says why and how).
 
 With --shutdown-delay, a TERM first only makes the server not ready: the fronts fail the
 health check and serve on for the delay (maitred.shutdowndelay), then the stop above begins.
@@ -53,9 +50,7 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -68,12 +63,10 @@ from maitred import (
     appsdir,
     exits,
     frontplan,
-    inherit,
     logs,
     privileges,
     runtime,
     sdnotify,
-    sockets,
     status,
     tls,
     upgrade,
@@ -83,6 +76,7 @@ from maitred.book import MetricsBook
 from maitred.children import Child, Exit, FrontChild, ReloaderChild, WorkerChild, exit_text
 from maitred.config import Config, ConfigError, reloaded
 from maitred.frontset import FrontSet
+from maitred.masterbinds import Bindings
 from maitred.masterservers import MasterServers
 from maitred.pool import Pool
 from maitred.poolset import PoolSet, same_apps
@@ -114,10 +108,7 @@ class Arbiter:
         self.pid = os.getpid()
         self.processes = Processes(self.HANDLERS, self._sockets)
         self.children = self.processes.children  # every child process, by pid
-        self.listeners: list[list[socket.socket]] = []  # per bind address (maitred.sockets)
-        self.addresses: list[str] = []  # their URLs, for the "Listening at" lines
-        self.systemd_sockets: list[socket.socket] = []  # activated: systemd owns their paths
-        self.link_dir = ""
+        self.bound = Bindings()  # the listeners and the runtime directory
         self.fronts: FrontSet | None = None  # once the sockets are bound
         self.app: Any = None
         self.stopping = False
@@ -240,21 +231,9 @@ class Arbiter:
         return True
 
     def _bind(self) -> FrontSet:
-        cfg = self.cfg
-        inherited = inherit.listeners(cfg.bind, os.environ)  # USR2's, or systemd's
-        self.systemd_sockets = inherited.systemd
-        self.listeners, self.addresses = sockets.bind_all(
-            cfg.bind, cfg.backlog, cfg.fronts, inherited.groups, tls.schemes(cfg)
-        )
-        self.link_dir = runtime.make_dir()
-        # Spooled request bodies live under the master's own directory unless --body-temp-dir
-        # says otherwise, so the master can remove what a killed front left behind.
-        spool_dir = os.path.join(self.link_dir, "spool")
-        os.mkdir(spool_dir, 0o700)
-        dirs = (self.link_dir, spool_dir)
-        self._hand_over(dirs)
+        dirs = self.bound.bind(self.cfg, self.poolset.apps.values())
         return FrontSet(
-            cfg, self.children, self._fork_front, lambda: self.listeners, dirs, self.hold
+            self.cfg, self.children, self._fork_front, lambda: self.bound.listeners, dirs, self.hold
         )
 
     def _fork_front(self, main: Callable[[], int]) -> int:
@@ -267,23 +246,6 @@ class Arbiter:
             return main()
 
         return self.processes.fork(front_main)
-
-    def _hand_over(self, dirs: tuple[str, str]) -> None:
-        """--user: the children's user reaches its own files (maitred.privileges says which);
-        one line says who runs as whom."""
-        cfg = self.cfg
-        identity = privileges.resolve(cfg.user, cfg.group)  # checked with the settings
-        workers = {
-            app.label: privileges.resolve(app.cfg.user, app.cfg.group)
-            for app in self.poolset.apps.values()
-        }
-        someone = identity or next(filter(None, workers.values()), None)  # switches
-        # --apps-dir: an app of another user may join at any time.
-        privileges.share_runtime(someone is not None or bool(cfg.apps_dir), *dirs)
-        privileges.hand_over_logs(cfg.user, cfg.group, cfg.error_logfile, cfg.access_logfile)
-        line = privileges.master_line(identity, workers)
-        if line is not None:
-            log.info("%s", line)
 
     # --- the loop ---
 
@@ -410,13 +372,13 @@ class Arbiter:
         self.processes.signal_all(signal.SIGUSR1)
 
     def handle_usr2(self) -> None:
-        self.upgrade.start(self.listeners, self.argv, self._new_master_env)
+        self.upgrade.start(self.bound.listeners, self.argv, self._new_master_env)
 
     def _new_master_env(self, pid: int) -> dict[str, str]:
         """What the new master of an upgrade needs beyond our environment: systemd's
         variables, and which listeners systemd owns."""
         env = self.notify.env_for_new_master(pid)
-        env.update(inherit.env_for_new_master(self.systemd_sockets))
+        env.update(self.bound.env_for_new_master())
         return env
 
     def reload(self) -> None:
@@ -533,7 +495,7 @@ class Arbiter:
         if self.announced or not self.poolset.imported():
             return
         self.announced = True
-        for url in self.addresses:  # said only now that every app can be served
+        for url in self.bound.addresses:  # said only now that every app can be served
             log.info("Listening at: %s (%d)", url, self.pid)
         upgraded = upgrade.UPGRADE_FD in self.environ  # USR2: systemd follows us now
         self.notify.ready(self._status_line(), self.pid if upgraded else 0)
@@ -546,7 +508,7 @@ class Arbiter:
 
     def _status_line(self) -> str:
         """What serves where, for systemd's STATUS= (`systemctl status` shows it)."""
-        return f"serving {self.poolset.summary()} at {', '.join(self.addresses)}"
+        return f"serving {self.poolset.summary()} at {', '.join(self.bound.addresses)}"
 
     # --- exits ---
 
@@ -633,8 +595,7 @@ class Arbiter:
             else []
         )
         served = self.servers.sockets()
-        listeners = [sock for group in self.listeners for sock in group]
-        return [*listeners, *links, *served, self.hold]
+        return [*self.bound.sockets(), *links, *served, self.hold]
 
     # --- stop ---
 
@@ -678,8 +639,7 @@ class Arbiter:
     def _close_listeners(self) -> None:
         """Hold the listening sockets no more; remove a unix socket's path unless a new
         master serves it (USR2) or systemd's socket unit owns it."""
-        sockets.close_all(self.listeners, self.upgrade.done, self.systemd_sockets)
-        self.listeners = []
+        self.bound.close_listeners(self.upgrade.done)
 
     def _cleanup(self) -> None:
         self._close_listeners()
@@ -687,8 +647,7 @@ class Arbiter:
         if self.fronts is not None:
             for link in self.fronts.link_listeners():
                 link.close()
-        if self.link_dir:
-            shutil.rmtree(self.link_dir, ignore_errors=True)
+        self.bound.remove_dir()
         runtime.remove_pidfile(self.cfg.pidfile, self.pid)
 
     # The signals the master handles, and the method for each.
