@@ -16,14 +16,11 @@ reaps children, and acts:
   to fork or signal one; the master never writes the pool's state, and keeps the fronts and the
   --reload watcher (maitred.reloader) itself.
 
-A HUP replaces every worker of every app, make-before-break; when it changes a setting of the
-fronts, it replaces the fronts too, as a new generation (maitred.frontset says how), and then
-it may not add or remove apps. Otherwise the apps it adds, removes or changes reach the running
-fronts as a new table (maitred.frontapps), as the changes of --apps-dir do (maitred.appsdir,
-polled from this loop): a new app starts its pool, an app gone stops routing and its workers
-drain and go, a changed one (of the directory) reloads alone; no other app's workers, and no
-connection, notice. TTIN and TTOU scale the pool of a server of one app; with several,
-which pool they would scale is not said, so they only log that.
+A HUP replaces every worker of every app, make-before-break, and the fronts too when their
+settings changed; the apps it adds, removes or changes, as those of --apps-dir (polled from this
+loop), reach the running fronts without a restart (maitred.mastersettings holds the settings in
+use and says how each change is applied). TTIN and TTOU scale the pool of a server of one app;
+with several, which pool they would scale is not said, so they only log that.
 
 Shutdown (TERM, INT) goes fronts first: they stop accepting and finish the requests in flight,
 using the workers; once every front has exited, the master closes the link listeners (so workers
@@ -59,8 +56,6 @@ from typing import Any, ClassVar
 from setproctitle import setproctitle
 
 from maitred import (
-    apps,
-    appsdir,
     exits,
     frontplan,
     logs,
@@ -71,15 +66,16 @@ from maitred import (
     tls,
     upgrade,
 )
-from maitred.appload import AppLoadError, load_app, prepare_path
+from maitred.appload import AppLoadError, load_app
 from maitred.book import MetricsBook
 from maitred.children import Child, Exit, FrontChild, ReloaderChild, WorkerChild, exit_text
-from maitred.config import Config, ConfigError, reloaded
+from maitred.config import Config
 from maitred.frontset import FrontSet
 from maitred.masterbinds import Bindings
 from maitred.masterservers import MasterServers
+from maitred.mastersettings import MasterSettings
 from maitred.pool import Pool
-from maitred.poolset import PoolSet, same_apps
+from maitred.poolset import PoolSet
 from maitred.processes import Closable, Processes
 from maitred.readiness import Hold
 from maitred.shutdowndelay import ShutdownDelay
@@ -101,8 +97,6 @@ class Arbiter:
         argv: list[str] | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
-        self.cfg = cfg
-        self.reload_config = reload_config
         self.argv = argv if argv is not None else sys.argv[1:]
         self.environ = environ if environ is not None else os.environ
         self.pid = os.getpid()
@@ -115,15 +109,19 @@ class Arbiter:
         self.stop_deadline = 0.0
         self.exit_status = 0
         self.poolset = PoolSet(self)  # the apps, once in the server's directory
-        self.appsdir: appsdir.AppsDir | None = None  # --apps-dir
+        self.settings = MasterSettings(cfg, reload_config, self.poolset, self._announce)
         self.announced = False  # "Listening at" was said
         self.upgrade = upgrade.Upgrade()  # USR2
-        self.env = runtime.Environment()
         self.notify = sdnotify.Notifier()  # systemd, when it listens (taken at start)
         self.delay = ShutdownDelay()  # --shutdown-delay
         self.book = MetricsBook()  # --stats-bind's figures (maitred.metrics)
         self.servers = MasterServers(FRONT_FRESH)  # --stats-bind, `maitred ctl`
         self.hold = Hold()  # `maitred ctl drain` (maitred.readiness), shared with the fronts
+
+    @property
+    def cfg(self) -> Config:
+        """The settings in use: a HUP or --apps-dir changes them (maitred.mastersettings)."""
+        return self.settings.cfg
 
     @property
     def pools(self) -> dict[str, Pool]:
@@ -142,15 +140,8 @@ class Arbiter:
             return 1
         runtime.remove_stale_dirs()  # what masters killed with SIGKILL left
         self.notify = sdnotify.Notifier.take(os.environ)  # before any child or app sees it
-        if cfg.apps_dir:  # named from where maitred started, read from the server's directory
-            self.appsdir = appsdir.AppsDir(cfg.apps_dir, cfg.apps_dir_owner)
         try:
-            # Several apps: each worker enters its app's virtualenv (maitred.worker.main).
-            prepare_path(cfg.chdir, cfg.pythonpath, "" if apps.several(cfg) else cfg.virtualenv)
-            self.env.set(cfg.env)
-            if self.appsdir is not None:
-                cfg = self.cfg = self.appsdir.start(cfg)
-            self.poolset.use(cfg)
+            cfg = self.settings.start()
             if cfg.preload:
                 self.app = load_app(cfg.app)
         except AppLoadError as exc:
@@ -172,6 +163,7 @@ class Arbiter:
             self._cleanup()
             return 1
         self.fronts.tls_context = context
+        self.settings.fronts = self.fronts
         if not self.servers.start(self, upgraded=upgrade.UPGRADE_FD in self.environ):
             self._cleanup()
             return 1
@@ -192,43 +184,6 @@ class Arbiter:
         finally:
             self._cleanup()
         return self.exit_status
-
-    def _change_apps(self, cfg: Config) -> apps.Diff:
-        """Serve the apps of `cfg` from now on, the fronts running as they are: the fronts
-        take the new table, the new apps' pools start. What changed (the caller reloads)."""
-        assert self.fronts is not None
-        diff = self.poolset.use(cfg)
-        self.cfg = cfg
-        self.fronts.use_apps(cfg)  # first: the new pools' workers link to their listeners
-        for name in diff.start:
-            log.info("the app %s joins the server", name)
-            self.pools[name].start()
-        return diff
-
-    def _poll_apps_dir(self, now: float) -> None:
-        """--apps-dir: apply what changed in the directory, unless a reload is replacing the
-        fronts (then at a later poll)."""
-        assert self.fronts is not None
-        if self.appsdir is None or self.fronts.next is not None:
-            return
-        polled = self.appsdir.poll(self.cfg, now)
-        if polled is not None:
-            diff = self._change_apps(polled.cfg)
-            # A file touched but unchanged reloads its app's code all the same.
-            for name in sorted(set(diff.reload) | (set(polled.reread) - set(diff.start))):
-                self.pools[name].reload(self.poolset.apps[name].cfg)
-            self._announce()
-
-    def _give_up(self, name: str) -> bool:
-        """An app that cannot be imported: one of --apps-dir goes (until its file changes)
-        and the server serves on; any other stops the server. Whether it went."""
-        table = self.appsdir.tables.get(name) if self.appsdir is not None else None
-        if self.appsdir is None or table is None:
-            return False
-        log.error("apps-dir: %s: the app cannot be imported; not serving it", table.source)
-        self._change_apps(self.appsdir.forget(name, self.cfg))
-        self._announce()
-        return True
 
     def _bind(self) -> FrontSet:
         dirs = self.bound.bind(self.cfg, self.poolset.apps.values())
@@ -312,7 +267,7 @@ class Arbiter:
         self.fronts.check(now, self.cfg.front_timeout)
         for pool in self.pools.values():
             pool.check(now)
-        self._poll_apps_dir(now)
+        self.settings.poll_apps_dir(now)
 
     # --- signals: one method each, found through HANDLERS (at the end of the class) ---
 
@@ -385,57 +340,7 @@ class Arbiter:
         assert self.fronts is not None
         log.info("SIGHUP: reloading")
         self.notify.reloading()  # READY=1 again once the reload is over (_systemd_and_delay)
-        if self.fronts.next is not None:
-            # The latest settings win, and a new worker stuck in its import cannot hold up
-            # every later reload.
-            log.warning("reload: dropping the new fronts that were waiting for their workers")
-            self._drop_next()
-        cfg = None
-        started: tuple[str, ...] = ()
-        if self.reload_config is not None:
-            try:
-                cfg, new_fronts = reloaded(self.cfg, self._load_config)
-                if new_fronts:
-                    same_apps(self.cfg, cfg)
-                tls.check_reload(self.cfg, cfg)
-            except ConfigError as exc:
-                log.error("reload: %s", exc)
-                return
-            self.env.set(cfg.env)
-            logs.set_level(cfg.log_level)
-            if new_fronts:
-                self.poolset.use(cfg)
-                self.cfg = cfg
-                log.info("reload: the fronts' settings changed; new fronts start with new workers")
-                self.fronts.open_next(cfg)
-            else:
-                started = self._change_apps(cfg).start
-        self._reload_tls()
-        if self.cfg.preload:
-            log.warning(
-                "reload: with --preload the app was imported by the master; "
-                "send USR2 to load new code"
-            )
-        self.poolset.reload(cfg, started)
-
-    def _load_config(self) -> Config:
-        """The settings a HUP reads again, with the apps of --apps-dir as accepted."""
-        assert self.reload_config is not None
-        cfg = self.reload_config()
-        return self.appsdir.merge(cfg) if self.appsdir is not None else cfg
-
-    def _reload_tls(self) -> None:
-        """Load the certificate again: new fronts start with it and the running ones load it
-        too; one that cannot be loaded keeps the one in use (maitred.tls)."""
-        assert self.fronts is not None
-        if not tls.enabled(self.cfg):
-            return
-        try:
-            self.fronts.tls_context = tls.build_context(self.cfg)
-        except tls.TLSError as exc:
-            log.error("reload: keeping the TLS certificate in use: %s", exc)
-            return
-        self.fronts.reload_tls()
+        self.settings.reload()
 
     # --- status from the children ---
 
@@ -543,14 +448,14 @@ class Arbiter:
             self.fronts.exited(child, code, why)
         elif isinstance(child, WorkerChild) and pool is not None:
             pool.exited(child, code, why)
-            if why is Exit.FAILED_IMPORT and not self._give_up(child.pool):
+            if why is Exit.FAILED_IMPORT and not self.settings.give_up(child.pool):
                 log.error("an app cannot be imported; stopping")
                 self.exit_status = 1
                 self.stop()
             elif why is not Exit.OLD_GENERATION and self.fronts.next_failed(child):
                 of = f" of {child.app}" if child.app else ""
                 log.error("reload: no new worker%s could start; the fronts keep their settings", of)
-                self._drop_next()
+                self.settings.drop_next()
             self.poolset.exited()
 
     def _reloader_exited(self, code: int, why: Exit) -> None:
@@ -560,12 +465,6 @@ class Arbiter:
         else:
             log.warning("reload: the reloader exited with %s; restarting it", exit_text(code))
             self.processes.spawn_reloader(tuple(self.poolset.apps.values()))
-
-    def _drop_next(self) -> None:
-        """The new fronts of a reload will not serve: the running ones keep their settings."""
-        assert self.fronts is not None
-        self.cfg = self.cfg.with_fronts_of(self.fronts.drop_next(self.pools.values()))
-        self.poolset.keep(self.cfg)
 
     # --- processes ---
 
