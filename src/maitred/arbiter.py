@@ -62,13 +62,13 @@ from maitred import (
     privileges,
     runtime,
     sdnotify,
-    status,
     tls,
     upgrade,
 )
 from maitred.appload import AppLoadError, load_app
 from maitred.book import MetricsBook
 from maitred.children import Child, Exit, FrontChild, ReloaderChild, WorkerChild, exit_text
+from maitred.childreports import ChildReports
 from maitred.config import Config
 from maitred.frontset import FrontSet
 from maitred.masterbinds import Bindings
@@ -117,6 +117,10 @@ class Arbiter:
         self.book = MetricsBook()  # --stats-bind's figures (maitred.metrics)
         self.servers = MasterServers(FRONT_FRESH)  # --stats-bind, `maitred ctl`
         self.hold = Hold()  # `maitred ctl drain` (maitred.readiness), shared with the fronts
+        # What the children say through their status pipes (maitred.childreports).
+        self.reports = ChildReports(
+            self.processes, self.poolset, self.book, self.servers, self._announce
+        )
 
     @property
     def cfg(self) -> Config:
@@ -205,6 +209,8 @@ class Arbiter:
     # --- the loop ---
 
     def _loop(self) -> None:
+        fronts = self.fronts
+        assert fronts is not None
         while self.children or (not self.stopping and self._next_start() is not None):
             extra = [self.upgrade.fd] if self.upgrade.fd >= 0 else []
             for server in self.servers.servers():
@@ -217,7 +223,7 @@ class Arbiter:
                 self.notify.main_pid(self.upgrade.pid)  # systemd follows the new master
                 self.stop()
             for child in talking:
-                self._read_status(child)
+                self.reports.read(child, fronts, self.stopping)
             for signum in received:
                 if not (self.stopping or self.delay.running) or signum in STOP_SIGNALS:
                     self.HANDLERS[signum](self)
@@ -344,57 +350,6 @@ class Arbiter:
 
     # --- status from the children ---
 
-    def _read_status(self, child: Child) -> None:
-        said = self.processes.read_status(child)
-        if said:
-            child.last_seen = time.monotonic()
-        if not isinstance(child, WorkerChild):
-            self._front_said(child, said)  # besides, it is its heartbeat
-            return
-        for message in said:
-            if isinstance(message, status.StacksPart) and self.servers.commands is not None:
-                self.servers.commands.heard(child, message)  # `maitred ctl stacks`
-                continue
-            if isinstance(message, (status.LoadReport, status.MetricsReport, status.StacksPart)):
-                continue  # a front's message; a worker has no business sending it
-            kind, value = message
-            if kind == status.READY:
-                self._ready(child)
-            elif kind == status.HEARTBEAT:
-                child.oldest_request = value
-            elif kind in (status.RECYCLE, status.STUCK):
-                why = "recycling" if kind == status.RECYCLE else "stuck request"
-                pool = self.poolset.pool_of(child)
-                if pool is not None:
-                    pool.replace(child, why)
-
-    def _front_said(self, child: Child, said: list[status.Message]) -> None:
-        """A front's load reports go to their pools; those of fronts on their way out (a
-        reload replaced them) would count workers the pool gave up."""
-        assert self.fronts is not None
-        for message in said:  # counted by every front, on its way out too
-            if isinstance(message, status.MetricsReport):
-                self.book.front_said(child.pid, message.figures)
-        if child.generation not in self.fronts.serving():
-            return
-        now = time.monotonic()
-        for message in said:
-            if isinstance(message, status.LoadReport) and message.pool in self.pools:
-                self.pools[message.pool].load(child.pid, message, now)
-                self.book.load(child.pid, message)
-
-    def _ready(self, child: WorkerChild) -> None:
-        """A worker imported the app and serves."""
-        assert self.fronts is not None
-        if self.stopping:
-            # Nothing starts now (the staged start's other workers would miss the stop and
-            # hold it up for the graceful timeout), nor says it listens.
-            return
-        self.fronts.worker_ready(child, self.pools.values())
-        pool = self.poolset.pool_of(child)
-        if pool is not None and pool.ready(child):  # the first worker ever: the app imports
-            self._announce()
-
     def _announce(self) -> None:
         """Once every app imports (or none is to be): say where the server listens, once."""
         if self.announced or not self.poolset.imported():
@@ -429,10 +384,7 @@ class Arbiter:
         )
         why = exits.classify(child, code, situation)
         if isinstance(child, FrontChild):
-            for message in child.last_words:  # its last counts, unread before it exited
-                if isinstance(message, status.MetricsReport):
-                    self.book.front_said(child.pid, message.figures)
-            self.book.front_exited(child.pid)  # its counts stay in the totals
+            self.reports.front_exited(child)
         elif isinstance(child, WorkerChild) and why is not Exit.STOP:
             self.book.worker_exited(child.pool, why.name.lower())
         if why is Exit.STOP:
