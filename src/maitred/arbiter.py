@@ -5,8 +5,8 @@ Theory of operation
 The master knows processes and signals, not HTTP. It binds every listener and each front's link
 sockets once, then forks the fronts (maitred.frontset) and the workers of its app pools
 (maitred.pool: one per app, maitred.apps), which inherit them. Signal handlers only record
-(maitred.signals); one loop reads signals and the children's status pipes (maitred.status),
-reaps children, and acts:
+(maitred.signals); one loop reads signals and the children's status pipes (maitred.status,
+maitred.childreports), reaps children, and acts:
 
 * each signal has one method, `handle_<name>`, found through one table (`HANDLERS`);
 * every exit is classified in one place (maitred.exits.classify), and the classification is
@@ -55,16 +55,7 @@ from typing import Any, ClassVar
 
 from setproctitle import setproctitle
 
-from maitred import (
-    exits,
-    frontplan,
-    logs,
-    privileges,
-    runtime,
-    sdnotify,
-    tls,
-    upgrade,
-)
+from maitred import exits, frontplan, logs, privileges, runtime, sdnotify, tls, upgrade
 from maitred.appload import AppLoadError, load_app
 from maitred.book import MetricsBook
 from maitred.children import Child, Exit, FrontChild, ReloaderChild, WorkerChild, exit_text
@@ -155,32 +146,13 @@ class Arbiter:
         # worker has imported the app): a supervisor that reads one and signals at once must not
         # hit a default action.
         self.processes.record_signals()
-        try:
-            context = tls.build_context(cfg) if tls.enabled(cfg) else None
-        except tls.TLSError as exc:
-            log.error("cannot serve TLS: %s", exc)
-            return 1
-        try:
-            self.fronts = self._bind()
-        except OSError as exc:
-            log.error("cannot listen: %s", exc)
-            self._cleanup()
-            return 1
-        self.fronts.tls_context = context
-        self.settings.fronts = self.fronts
-        if not self.servers.start(self, upgraded=upgrade.UPGRADE_FD in self.environ):
-            self._cleanup()
-            return 1
-        try:
-            runtime.write_pidfile(cfg.pidfile, self.pid)
-        except OSError as exc:
-            log.error("cannot write the pidfile %s: %s", cfg.pidfile, exc.strerror)
-            self._cleanup()
+        fronts = self._open(cfg)
+        if fronts is None:
             return 1
         try:
             if cfg.reload:
                 self.processes.spawn_reloader(tuple(self.poolset.apps.values()))
-            self.fronts.start()
+            fronts.start()
             for pool in self.pools.values():
                 pool.start()
             self._announce()  # now, if no app is to be imported first (an empty --apps-dir)
@@ -189,11 +161,34 @@ class Arbiter:
             self._cleanup()
         return self.exit_status
 
-    def _bind(self) -> FrontSet:
-        dirs = self.bound.bind(self.cfg, self.poolset.apps.values())
-        return FrontSet(
-            self.cfg, self.children, self._fork_front, lambda: self.bound.listeners, dirs, self.hold
-        )
+    def _open(self, cfg: Config) -> FrontSet | None:
+        """Load the certificate, bind the listeners, the master's servers and the pidfile: the
+        fronts to start, or None when one of them cannot be (said why, and undone)."""
+        try:
+            context = tls.build_context(cfg) if tls.enabled(cfg) else None
+        except tls.TLSError as exc:
+            log.error("cannot serve TLS: %s", exc)
+            return None
+        try:
+            dirs = self.bound.bind(cfg, self.poolset.apps.values())
+            fronts = self.fronts = self.settings.fronts = FrontSet(
+                cfg, self.children, self._fork_front, lambda: self.bound.listeners, dirs, self.hold
+            )
+        except OSError as exc:
+            log.error("cannot listen: %s", exc)
+            self._cleanup()
+            return None
+        fronts.tls_context = context
+        if not self.servers.start(self, upgraded=upgrade.UPGRADE_FD in self.environ):
+            self._cleanup()
+            return None
+        try:
+            runtime.write_pidfile(cfg.pidfile, self.pid)
+        except OSError as exc:
+            log.error("cannot write the pidfile %s: %s", cfg.pidfile, exc.strerror)
+            self._cleanup()
+            return None
+        return fronts
 
     def _fork_front(self, main: Callable[[], int]) -> int:
         """Fork a front: it keeps the listeners and its links, not the master's servers'
