@@ -37,10 +37,10 @@ With --stats-bind the loop also answers scrapes and probes (maitred.statsserver:
 with a deadline per client, so a scraper never holds up supervision) from what the fronts
 report and what the master knows (maitred.book, maitred.metrics, maitred.masterstats).
 
-systemd hears from the master alone (maitred.sdnotify): READY once every pool's app imports,
-RELOADING and READY around a HUP, STOPPING, the watchdog while the fronts beat, MAINPID after
-USR2. Listeners that systemd passes (socket activation) or an old master passes (USR2) arrive
-through maitred.inherit.
+systemd hears from the master alone (maitred.sdnotify): READY once every pool's app imports
+(maitred.announcer says it, with the "Listening at" lines), RELOADING and READY around a HUP,
+STOPPING, the watchdog while the fronts beat, MAINPID after USR2. Listeners that systemd passes
+(socket activation) or an old master passes (USR2) arrive through maitred.inherit.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ from typing import Any, ClassVar
 from setproctitle import setproctitle
 
 from maitred import exits, frontplan, logs, privileges, runtime, sdnotify, tls, upgrade
+from maitred.announcer import Announcer
 from maitred.appload import AppLoadError, load_app
 from maitred.book import MetricsBook
 from maitred.children import Child, Exit, FrontChild, ReloaderChild, WorkerChild, exit_text
@@ -100,23 +101,28 @@ class Arbiter:
         self.stop_deadline = 0.0
         self.exit_status = 0
         self.poolset = PoolSet(self)  # the apps, once in the server's directory
-        self.settings = MasterSettings(cfg, reload_config, self.poolset, self._announce)
-        self.announced = False  # "Listening at" was said
+        # The "Listening at" lines, and systemd (maitred.announcer).
+        self.announcer = Announcer(self.pid, self.environ, self.poolset, self.bound, FRONT_FRESH)
+        self.settings = MasterSettings(cfg, reload_config, self.poolset, self.announcer.announce)
         self.upgrade = upgrade.Upgrade()  # USR2
-        self.notify = sdnotify.Notifier()  # systemd, when it listens (taken at start)
         self.delay = ShutdownDelay()  # --shutdown-delay
         self.book = MetricsBook()  # --stats-bind's figures (maitred.metrics)
         self.servers = MasterServers(FRONT_FRESH)  # --stats-bind, `maitred ctl`
         self.hold = Hold()  # `maitred ctl drain` (maitred.readiness), shared with the fronts
         # What the children say through their status pipes (maitred.childreports).
         self.reports = ChildReports(
-            self.processes, self.poolset, self.book, self.servers, self._announce
+            self.processes, self.poolset, self.book, self.servers, self.announcer.announce
         )
 
     @property
     def cfg(self) -> Config:
         """The settings in use: a HUP or --apps-dir changes them (maitred.mastersettings)."""
         return self.settings.cfg
+
+    @property
+    def notify(self) -> sdnotify.Notifier:
+        """systemd, when it listens (maitred.announcer)."""
+        return self.announcer.notify
 
     @property
     def pools(self) -> dict[str, Pool]:
@@ -134,7 +140,7 @@ class Arbiter:
             log.error("%s; not starting", exc)
             return 1
         runtime.remove_stale_dirs()  # what masters killed with SIGKILL left
-        self.notify = sdnotify.Notifier.take(os.environ)  # before any child or app sees it
+        self.announcer.take(os.environ)  # before any child or app sees it
         try:
             cfg = self.settings.start()
             if cfg.preload:
@@ -155,7 +161,7 @@ class Arbiter:
             fronts.start()
             for pool in self.pools.values():
                 pool.start()
-            self._announce()  # now, if no app is to be imported first (an empty --apps-dir)
+            self.announcer.announce()  # now, if no app is to be imported (an empty --apps-dir)
             self._loop()
         finally:
             self._cleanup()
@@ -233,12 +239,7 @@ class Arbiter:
         """Once per turn: the watchdog, the end of a reload, and of a --shutdown-delay."""
         assert self.fronts is not None
         now = time.monotonic()
-        beats = (front.last_seen for front in self.fronts.fronts())
-        # While stopping the fronts go away on purpose; the loop running is what counts then.
-        alive = self.stopping or sdnotify.fronts_answer(beats, now, FRONT_FRESH)
-        self.notify.watchdog(now, alive)
-        if self.notify.phase is sdnotify.Phase.RELOADING and not self._reload_pending():
-            self.notify.ready(self._status_line())
+        self.announcer.turn(now, self.fronts, self.stopping)
         self.delay.tell(self.fronts.fronts())  # fronts started during the delay
         if self.delay.due(now):
             log.info("--shutdown-delay is over")
@@ -342,28 +343,6 @@ class Arbiter:
         log.info("SIGHUP: reloading")
         self.notify.reloading()  # READY=1 again once the reload is over (_systemd_and_delay)
         self.settings.reload()
-
-    # --- status from the children ---
-
-    def _announce(self) -> None:
-        """Once every app imports (or none is to be): say where the server listens, once."""
-        if self.announced or not self.poolset.imported():
-            return
-        self.announced = True
-        for url in self.bound.addresses:  # said only now that every app can be served
-            log.info("Listening at: %s (%d)", url, self.pid)
-        upgraded = upgrade.UPGRADE_FD in self.environ  # USR2: systemd follows us now
-        self.notify.ready(self._status_line(), self.pid if upgraded else 0)
-        upgrade.notify_old_master(self.environ)
-
-    def _reload_pending(self) -> bool:
-        """Whether a reload still waits for new workers (or new fronts) to be ready."""
-        assert self.fronts is not None
-        return self.poolset.replacing() or self.fronts.next is not None
-
-    def _status_line(self) -> str:
-        """What serves where, for systemd's STATUS= (`systemctl status` shows it)."""
-        return f"serving {self.poolset.summary()} at {', '.join(self.bound.addresses)}"
 
     # --- exits ---
 
