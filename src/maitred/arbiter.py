@@ -5,8 +5,8 @@ Theory of operation
 The master knows processes and signals, not HTTP. It binds every listener and each front's link
 sockets once, then forks the fronts (maitred.frontset) and the workers of its app pools
 (maitred.pool: one per app, maitred.apps), which inherit them. Signal handlers only record
-(maitred.signals); one loop reads signals and the children's status pipes (maitred.status),
-reaps children, and acts:
+(maitred.signals); one loop reads signals and the children's status pipes (maitred.status,
+maitred.childreports), reaps children, and acts:
 
 * each signal has one method, `handle_<name>`, found through one table (`HANDLERS`);
 * every exit is classified in one place (maitred.exits.classify), and the classification is
@@ -16,25 +16,19 @@ reaps children, and acts:
   to fork or signal one; the master never writes the pool's state, and keeps the fronts and the
   --reload watcher (maitred.reloader) itself.
 
-A HUP replaces every worker of every app, make-before-break; when it changes a setting of the
-fronts, it replaces the fronts too, as a new generation (maitred.frontset says how), and then
-it may not add or remove apps. Otherwise the apps it adds, removes or changes reach the running
-fronts as a new table (maitred.frontapps), as the changes of --apps-dir do (maitred.appsdir,
-polled from this loop): a new app starts its pool, an app gone stops routing and its workers
-drain and go, a changed one (of the directory) reloads alone; no other app's workers, and no
-connection, notice. TTIN and TTOU scale the pool of a server of one app; with several,
-which pool they would scale is not said, so they only log that.
+A HUP replaces every worker of every app, make-before-break, and the fronts too when their
+settings changed; the apps it adds, removes or changes, as those of --apps-dir (polled from this
+loop), reach the running fronts without a restart (maitred.mastersettings holds the settings in
+use and says how each change is applied). TTIN and TTOU scale the pool of a server of one app;
+with several, which pool they would scale is not said, so they only log that.
 
 Shutdown (TERM, INT) goes fronts first: they stop accepting and finish the requests in flight,
 using the workers; once every front has exited, the master closes the link listeners (so workers
 cannot reconnect) and stops the workers. QUIT stops everything at once.
 
-A stopping server refuses new clients at once (a load balancer then tries another) rather than
-leave them in a listen backlog nobody will accept from. A listener is closed only when its last
-holder closes it, so each front holds only its own, no worker holds any, and the master closes
-its copies (and removes a unix socket's path) before it signals the fronts: each front then
-takes what its backlog holds and closes (maitred.front.accept), and the front is the last.
-A HUP keeps the listeners in the master for the new fronts; a new master (USR2) holds its own.
+A stopping server refuses new clients at once: the master closes its listeners before it
+signals the fronts, so that each front is their last holder (maitred.masterbinds, which holds
+the listeners and the runtime directory, says why and how).
 
 With --shutdown-delay, a TERM first only makes the server not ready: the fronts fail the
 health check and serve on for the delay (maitred.shutdowndelay), then the stop above begins.
@@ -43,19 +37,17 @@ With --stats-bind the loop also answers scrapes and probes (maitred.statsserver:
 with a deadline per client, so a scraper never holds up supervision) from what the fronts
 report and what the master knows (maitred.book, maitred.metrics, maitred.masterstats).
 
-systemd hears from the master alone (maitred.sdnotify): READY once every pool's app imports,
-RELOADING and READY around a HUP, STOPPING, the watchdog while the fronts beat, MAINPID after
-USR2. Listeners that systemd passes (socket activation) or an old master passes (USR2) arrive
-through maitred.inherit.
+systemd hears from the master alone (maitred.sdnotify): READY once every pool's app imports
+(maitred.announcer says it, with the "Listening at" lines), RELOADING and READY around a HUP,
+STOPPING, the watchdog while the fronts beat, MAINPID after USR2. Listeners that systemd passes
+(socket activation) or an old master passes (USR2) arrive through maitred.inherit.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -63,29 +55,19 @@ from typing import Any, ClassVar
 
 from setproctitle import setproctitle
 
-from maitred import (
-    apps,
-    appsdir,
-    exits,
-    frontplan,
-    inherit,
-    logs,
-    privileges,
-    runtime,
-    sdnotify,
-    sockets,
-    status,
-    tls,
-    upgrade,
-)
-from maitred.appload import AppLoadError, load_app, prepare_path
+from maitred import exits, frontplan, logs, privileges, runtime, sdnotify, tls, upgrade
+from maitred.announcer import Announcer
+from maitred.appload import AppLoadError, load_app
 from maitred.book import MetricsBook
 from maitred.children import Child, Exit, FrontChild, ReloaderChild, WorkerChild, exit_text
-from maitred.config import Config, ConfigError, reloaded
+from maitred.childreports import ChildReports
+from maitred.config import Config
 from maitred.frontset import FrontSet
+from maitred.masterbinds import Bindings
 from maitred.masterservers import MasterServers
+from maitred.mastersettings import MasterSettings
 from maitred.pool import Pool
-from maitred.poolset import PoolSet, same_apps
+from maitred.poolset import PoolSet
 from maitred.processes import Closable, Processes
 from maitred.readiness import Hold
 from maitred.shutdowndelay import ShutdownDelay
@@ -107,32 +89,40 @@ class Arbiter:
         argv: list[str] | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
-        self.cfg = cfg
-        self.reload_config = reload_config
         self.argv = argv if argv is not None else sys.argv[1:]
         self.environ = environ if environ is not None else os.environ
         self.pid = os.getpid()
         self.processes = Processes(self.HANDLERS, self._sockets)
         self.children = self.processes.children  # every child process, by pid
-        self.listeners: list[list[socket.socket]] = []  # per bind address (maitred.sockets)
-        self.addresses: list[str] = []  # their URLs, for the "Listening at" lines
-        self.systemd_sockets: list[socket.socket] = []  # activated: systemd owns their paths
-        self.link_dir = ""
+        self.bound = Bindings()  # the listeners and the runtime directory
         self.fronts: FrontSet | None = None  # once the sockets are bound
         self.app: Any = None
         self.stopping = False
         self.stop_deadline = 0.0
         self.exit_status = 0
         self.poolset = PoolSet(self)  # the apps, once in the server's directory
-        self.appsdir: appsdir.AppsDir | None = None  # --apps-dir
-        self.announced = False  # "Listening at" was said
+        # The "Listening at" lines, and systemd (maitred.announcer).
+        self.announcer = Announcer(self.pid, self.environ, self.poolset, self.bound, FRONT_FRESH)
+        self.settings = MasterSettings(cfg, reload_config, self.poolset, self.announcer.announce)
         self.upgrade = upgrade.Upgrade()  # USR2
-        self.env = runtime.Environment()
-        self.notify = sdnotify.Notifier()  # systemd, when it listens (taken at start)
         self.delay = ShutdownDelay()  # --shutdown-delay
         self.book = MetricsBook()  # --stats-bind's figures (maitred.metrics)
         self.servers = MasterServers(FRONT_FRESH)  # --stats-bind, `maitred ctl`
         self.hold = Hold()  # `maitred ctl drain` (maitred.readiness), shared with the fronts
+        # What the children say through their status pipes (maitred.childreports).
+        self.reports = ChildReports(
+            self.processes, self.poolset, self.book, self.servers, self.announcer.announce
+        )
+
+    @property
+    def cfg(self) -> Config:
+        """The settings in use: a HUP or --apps-dir changes them (maitred.mastersettings)."""
+        return self.settings.cfg
+
+    @property
+    def notify(self) -> sdnotify.Notifier:
+        """systemd, when it listens (maitred.announcer)."""
+        return self.announcer.notify
 
     @property
     def pools(self) -> dict[str, Pool]:
@@ -150,16 +140,9 @@ class Arbiter:
             log.error("%s; not starting", exc)
             return 1
         runtime.remove_stale_dirs()  # what masters killed with SIGKILL left
-        self.notify = sdnotify.Notifier.take(os.environ)  # before any child or app sees it
-        if cfg.apps_dir:  # named from where maitred started, read from the server's directory
-            self.appsdir = appsdir.AppsDir(cfg.apps_dir, cfg.apps_dir_owner)
+        self.announcer.take(os.environ)  # before any child or app sees it
         try:
-            # Several apps: each worker enters its app's virtualenv (maitred.worker.main).
-            prepare_path(cfg.chdir, cfg.pythonpath, "" if apps.several(cfg) else cfg.virtualenv)
-            self.env.set(cfg.env)
-            if self.appsdir is not None:
-                cfg = self.cfg = self.appsdir.start(cfg)
-            self.poolset.use(cfg)
+            cfg = self.settings.start()
             if cfg.preload:
                 self.app = load_app(cfg.app)
         except AppLoadError as exc:
@@ -169,93 +152,49 @@ class Arbiter:
         # worker has imported the app): a supervisor that reads one and signals at once must not
         # hit a default action.
         self.processes.record_signals()
-        try:
-            context = tls.build_context(cfg) if tls.enabled(cfg) else None
-        except tls.TLSError as exc:
-            log.error("cannot serve TLS: %s", exc)
-            return 1
-        try:
-            self.fronts = self._bind()
-        except OSError as exc:
-            log.error("cannot listen: %s", exc)
-            self._cleanup()
-            return 1
-        self.fronts.tls_context = context
-        if not self.servers.start(self, upgraded=upgrade.UPGRADE_FD in self.environ):
-            self._cleanup()
-            return 1
-        try:
-            runtime.write_pidfile(cfg.pidfile, self.pid)
-        except OSError as exc:
-            log.error("cannot write the pidfile %s: %s", cfg.pidfile, exc.strerror)
-            self._cleanup()
+        fronts = self._open(cfg)
+        if fronts is None:
             return 1
         try:
             if cfg.reload:
                 self.processes.spawn_reloader(tuple(self.poolset.apps.values()))
-            self.fronts.start()
+            fronts.start()
             for pool in self.pools.values():
                 pool.start()
-            self._announce()  # now, if no app is to be imported first (an empty --apps-dir)
+            self.announcer.announce()  # now, if no app is to be imported (an empty --apps-dir)
             self._loop()
         finally:
             self._cleanup()
         return self.exit_status
 
-    def _change_apps(self, cfg: Config) -> apps.Diff:
-        """Serve the apps of `cfg` from now on, the fronts running as they are: the fronts
-        take the new table, the new apps' pools start. What changed (the caller reloads)."""
-        assert self.fronts is not None
-        diff = self.poolset.use(cfg)
-        self.cfg = cfg
-        self.fronts.use_apps(cfg)  # first: the new pools' workers link to their listeners
-        for name in diff.start:
-            log.info("the app %s joins the server", name)
-            self.pools[name].start()
-        return diff
-
-    def _poll_apps_dir(self, now: float) -> None:
-        """--apps-dir: apply what changed in the directory, unless a reload is replacing the
-        fronts (then at a later poll)."""
-        assert self.fronts is not None
-        if self.appsdir is None or self.fronts.next is not None:
-            return
-        polled = self.appsdir.poll(self.cfg, now)
-        if polled is not None:
-            diff = self._change_apps(polled.cfg)
-            # A file touched but unchanged reloads its app's code all the same.
-            for name in sorted(set(diff.reload) | (set(polled.reread) - set(diff.start))):
-                self.pools[name].reload(self.poolset.apps[name].cfg)
-            self._announce()
-
-    def _give_up(self, name: str) -> bool:
-        """An app that cannot be imported: one of --apps-dir goes (until its file changes)
-        and the server serves on; any other stops the server. Whether it went."""
-        table = self.appsdir.tables.get(name) if self.appsdir is not None else None
-        if self.appsdir is None or table is None:
-            return False
-        log.error("apps-dir: %s: the app cannot be imported; not serving it", table.source)
-        self._change_apps(self.appsdir.forget(name, self.cfg))
-        self._announce()
-        return True
-
-    def _bind(self) -> FrontSet:
-        cfg = self.cfg
-        inherited = inherit.listeners(cfg.bind, os.environ)  # USR2's, or systemd's
-        self.systemd_sockets = inherited.systemd
-        self.listeners, self.addresses = sockets.bind_all(
-            cfg.bind, cfg.backlog, cfg.fronts, inherited.groups, tls.schemes(cfg)
-        )
-        self.link_dir = runtime.make_dir()
-        # Spooled request bodies live under the master's own directory unless --body-temp-dir
-        # says otherwise, so the master can remove what a killed front left behind.
-        spool_dir = os.path.join(self.link_dir, "spool")
-        os.mkdir(spool_dir, 0o700)
-        dirs = (self.link_dir, spool_dir)
-        self._hand_over(dirs)
-        return FrontSet(
-            cfg, self.children, self._fork_front, lambda: self.listeners, dirs, self.hold
-        )
+    def _open(self, cfg: Config) -> FrontSet | None:
+        """Load the certificate, bind the listeners, the master's servers and the pidfile: the
+        fronts to start, or None when one of them cannot be (said why, and undone)."""
+        try:
+            context = tls.build_context(cfg) if tls.enabled(cfg) else None
+        except tls.TLSError as exc:
+            log.error("cannot serve TLS: %s", exc)
+            return None
+        try:
+            dirs = self.bound.bind(cfg, self.poolset.apps.values())
+            fronts = self.fronts = self.settings.fronts = FrontSet(
+                cfg, self.children, self._fork_front, lambda: self.bound.listeners, dirs, self.hold
+            )
+        except OSError as exc:
+            log.error("cannot listen: %s", exc)
+            self._cleanup()
+            return None
+        fronts.tls_context = context
+        if not self.servers.start(self, upgraded=upgrade.UPGRADE_FD in self.environ):
+            self._cleanup()
+            return None
+        try:
+            runtime.write_pidfile(cfg.pidfile, self.pid)
+        except OSError as exc:
+            log.error("cannot write the pidfile %s: %s", cfg.pidfile, exc.strerror)
+            self._cleanup()
+            return None
+        return fronts
 
     def _fork_front(self, main: Callable[[], int]) -> int:
         """Fork a front: it keeps the listeners and its links, not the master's servers'
@@ -268,26 +207,11 @@ class Arbiter:
 
         return self.processes.fork(front_main)
 
-    def _hand_over(self, dirs: tuple[str, str]) -> None:
-        """--user: the children's user reaches its own files (maitred.privileges says which);
-        one line says who runs as whom."""
-        cfg = self.cfg
-        identity = privileges.resolve(cfg.user, cfg.group)  # checked with the settings
-        workers = {
-            app.label: privileges.resolve(app.cfg.user, app.cfg.group)
-            for app in self.poolset.apps.values()
-        }
-        someone = identity or next(filter(None, workers.values()), None)  # switches
-        # --apps-dir: an app of another user may join at any time.
-        privileges.share_runtime(someone is not None or bool(cfg.apps_dir), *dirs)
-        privileges.hand_over_logs(cfg.user, cfg.group, cfg.error_logfile, cfg.access_logfile)
-        line = privileges.master_line(identity, workers)
-        if line is not None:
-            log.info("%s", line)
-
     # --- the loop ---
 
     def _loop(self) -> None:
+        fronts = self.fronts
+        assert fronts is not None
         while self.children or (not self.stopping and self._next_start() is not None):
             extra = [self.upgrade.fd] if self.upgrade.fd >= 0 else []
             for server in self.servers.servers():
@@ -300,7 +224,7 @@ class Arbiter:
                 self.notify.main_pid(self.upgrade.pid)  # systemd follows the new master
                 self.stop()
             for child in talking:
-                self._read_status(child)
+                self.reports.read(child, fronts, self.stopping)
             for signum in received:
                 if not (self.stopping or self.delay.running) or signum in STOP_SIGNALS:
                     self.HANDLERS[signum](self)
@@ -315,12 +239,7 @@ class Arbiter:
         """Once per turn: the watchdog, the end of a reload, and of a --shutdown-delay."""
         assert self.fronts is not None
         now = time.monotonic()
-        beats = (front.last_seen for front in self.fronts.fronts())
-        # While stopping the fronts go away on purpose; the loop running is what counts then.
-        alive = self.stopping or sdnotify.fronts_answer(beats, now, FRONT_FRESH)
-        self.notify.watchdog(now, alive)
-        if self.notify.phase is sdnotify.Phase.RELOADING and not self._reload_pending():
-            self.notify.ready(self._status_line())
+        self.announcer.turn(now, self.fronts, self.stopping)
         self.delay.tell(self.fronts.fronts())  # fronts started during the delay
         if self.delay.due(now):
             log.info("--shutdown-delay is over")
@@ -350,7 +269,7 @@ class Arbiter:
         self.fronts.check(now, self.cfg.front_timeout)
         for pool in self.pools.values():
             pool.check(now)
-        self._poll_apps_dir(now)
+        self.settings.poll_apps_dir(now)
 
     # --- signals: one method each, found through HANDLERS (at the end of the class) ---
 
@@ -410,143 +329,20 @@ class Arbiter:
         self.processes.signal_all(signal.SIGUSR1)
 
     def handle_usr2(self) -> None:
-        self.upgrade.start(self.listeners, self.argv, self._new_master_env)
+        self.upgrade.start(self.bound.listeners, self.argv, self._new_master_env)
 
     def _new_master_env(self, pid: int) -> dict[str, str]:
         """What the new master of an upgrade needs beyond our environment: systemd's
         variables, and which listeners systemd owns."""
         env = self.notify.env_for_new_master(pid)
-        env.update(inherit.env_for_new_master(self.systemd_sockets))
+        env.update(self.bound.env_for_new_master())
         return env
 
     def reload(self) -> None:
         assert self.fronts is not None
         log.info("SIGHUP: reloading")
         self.notify.reloading()  # READY=1 again once the reload is over (_systemd_and_delay)
-        if self.fronts.next is not None:
-            # The latest settings win, and a new worker stuck in its import cannot hold up
-            # every later reload.
-            log.warning("reload: dropping the new fronts that were waiting for their workers")
-            self._drop_next()
-        cfg = None
-        started: tuple[str, ...] = ()
-        if self.reload_config is not None:
-            try:
-                cfg, new_fronts = reloaded(self.cfg, self._load_config)
-                if new_fronts:
-                    same_apps(self.cfg, cfg)
-                tls.check_reload(self.cfg, cfg)
-            except ConfigError as exc:
-                log.error("reload: %s", exc)
-                return
-            self.env.set(cfg.env)
-            logs.set_level(cfg.log_level)
-            if new_fronts:
-                self.poolset.use(cfg)
-                self.cfg = cfg
-                log.info("reload: the fronts' settings changed; new fronts start with new workers")
-                self.fronts.open_next(cfg)
-            else:
-                started = self._change_apps(cfg).start
-        self._reload_tls()
-        if self.cfg.preload:
-            log.warning(
-                "reload: with --preload the app was imported by the master; "
-                "send USR2 to load new code"
-            )
-        self.poolset.reload(cfg, started)
-
-    def _load_config(self) -> Config:
-        """The settings a HUP reads again, with the apps of --apps-dir as accepted."""
-        assert self.reload_config is not None
-        cfg = self.reload_config()
-        return self.appsdir.merge(cfg) if self.appsdir is not None else cfg
-
-    def _reload_tls(self) -> None:
-        """Load the certificate again: new fronts start with it and the running ones load it
-        too; one that cannot be loaded keeps the one in use (maitred.tls)."""
-        assert self.fronts is not None
-        if not tls.enabled(self.cfg):
-            return
-        try:
-            self.fronts.tls_context = tls.build_context(self.cfg)
-        except tls.TLSError as exc:
-            log.error("reload: keeping the TLS certificate in use: %s", exc)
-            return
-        self.fronts.reload_tls()
-
-    # --- status from the children ---
-
-    def _read_status(self, child: Child) -> None:
-        said = self.processes.read_status(child)
-        if said:
-            child.last_seen = time.monotonic()
-        if not isinstance(child, WorkerChild):
-            self._front_said(child, said)  # besides, it is its heartbeat
-            return
-        for message in said:
-            if isinstance(message, status.StacksPart) and self.servers.commands is not None:
-                self.servers.commands.heard(child, message)  # `maitred ctl stacks`
-                continue
-            if isinstance(message, (status.LoadReport, status.MetricsReport, status.StacksPart)):
-                continue  # a front's message; a worker has no business sending it
-            kind, value = message
-            if kind == status.READY:
-                self._ready(child)
-            elif kind == status.HEARTBEAT:
-                child.oldest_request = value
-            elif kind in (status.RECYCLE, status.STUCK):
-                why = "recycling" if kind == status.RECYCLE else "stuck request"
-                pool = self.poolset.pool_of(child)
-                if pool is not None:
-                    pool.replace(child, why)
-
-    def _front_said(self, child: Child, said: list[status.Message]) -> None:
-        """A front's load reports go to their pools; those of fronts on their way out (a
-        reload replaced them) would count workers the pool gave up."""
-        assert self.fronts is not None
-        for message in said:  # counted by every front, on its way out too
-            if isinstance(message, status.MetricsReport):
-                self.book.front_said(child.pid, message.figures)
-        if child.generation not in self.fronts.serving():
-            return
-        now = time.monotonic()
-        for message in said:
-            if isinstance(message, status.LoadReport) and message.pool in self.pools:
-                self.pools[message.pool].load(child.pid, message, now)
-                self.book.load(child.pid, message)
-
-    def _ready(self, child: WorkerChild) -> None:
-        """A worker imported the app and serves."""
-        assert self.fronts is not None
-        if self.stopping:
-            # Nothing starts now (the staged start's other workers would miss the stop and
-            # hold it up for the graceful timeout), nor says it listens.
-            return
-        self.fronts.worker_ready(child, self.pools.values())
-        pool = self.poolset.pool_of(child)
-        if pool is not None and pool.ready(child):  # the first worker ever: the app imports
-            self._announce()
-
-    def _announce(self) -> None:
-        """Once every app imports (or none is to be): say where the server listens, once."""
-        if self.announced or not self.poolset.imported():
-            return
-        self.announced = True
-        for url in self.addresses:  # said only now that every app can be served
-            log.info("Listening at: %s (%d)", url, self.pid)
-        upgraded = upgrade.UPGRADE_FD in self.environ  # USR2: systemd follows us now
-        self.notify.ready(self._status_line(), self.pid if upgraded else 0)
-        upgrade.notify_old_master(self.environ)
-
-    def _reload_pending(self) -> bool:
-        """Whether a reload still waits for new workers (or new fronts) to be ready."""
-        assert self.fronts is not None
-        return self.poolset.replacing() or self.fronts.next is not None
-
-    def _status_line(self) -> str:
-        """What serves where, for systemd's STATUS= (`systemctl status` shows it)."""
-        return f"serving {self.poolset.summary()} at {', '.join(self.addresses)}"
+        self.settings.reload()
 
     # --- exits ---
 
@@ -562,10 +358,7 @@ class Arbiter:
         )
         why = exits.classify(child, code, situation)
         if isinstance(child, FrontChild):
-            for message in child.last_words:  # its last counts, unread before it exited
-                if isinstance(message, status.MetricsReport):
-                    self.book.front_said(child.pid, message.figures)
-            self.book.front_exited(child.pid)  # its counts stay in the totals
+            self.reports.front_exited(child)
         elif isinstance(child, WorkerChild) and why is not Exit.STOP:
             self.book.worker_exited(child.pool, why.name.lower())
         if why is Exit.STOP:
@@ -581,14 +374,14 @@ class Arbiter:
             self.fronts.exited(child, code, why)
         elif isinstance(child, WorkerChild) and pool is not None:
             pool.exited(child, code, why)
-            if why is Exit.FAILED_IMPORT and not self._give_up(child.pool):
+            if why is Exit.FAILED_IMPORT and not self.settings.give_up(child.pool):
                 log.error("an app cannot be imported; stopping")
                 self.exit_status = 1
                 self.stop()
             elif why is not Exit.OLD_GENERATION and self.fronts.next_failed(child):
                 of = f" of {child.app}" if child.app else ""
                 log.error("reload: no new worker%s could start; the fronts keep their settings", of)
-                self._drop_next()
+                self.settings.drop_next()
             self.poolset.exited()
 
     def _reloader_exited(self, code: int, why: Exit) -> None:
@@ -598,12 +391,6 @@ class Arbiter:
         else:
             log.warning("reload: the reloader exited with %s; restarting it", exit_text(code))
             self.processes.spawn_reloader(tuple(self.poolset.apps.values()))
-
-    def _drop_next(self) -> None:
-        """The new fronts of a reload will not serve: the running ones keep their settings."""
-        assert self.fronts is not None
-        self.cfg = self.cfg.with_fronts_of(self.fronts.drop_next(self.pools.values()))
-        self.poolset.keep(self.cfg)
 
     # --- processes ---
 
@@ -633,8 +420,7 @@ class Arbiter:
             else []
         )
         served = self.servers.sockets()
-        listeners = [sock for group in self.listeners for sock in group]
-        return [*listeners, *links, *served, self.hold]
+        return [*self.bound.sockets(), *links, *served, self.hold]
 
     # --- stop ---
 
@@ -678,8 +464,7 @@ class Arbiter:
     def _close_listeners(self) -> None:
         """Hold the listening sockets no more; remove a unix socket's path unless a new
         master serves it (USR2) or systemd's socket unit owns it."""
-        sockets.close_all(self.listeners, self.upgrade.done, self.systemd_sockets)
-        self.listeners = []
+        self.bound.close_listeners(self.upgrade.done)
 
     def _cleanup(self) -> None:
         self._close_listeners()
@@ -687,8 +472,7 @@ class Arbiter:
         if self.fronts is not None:
             for link in self.fronts.link_listeners():
                 link.close()
-        if self.link_dir:
-            shutil.rmtree(self.link_dir, ignore_errors=True)
+        self.bound.remove_dir()
         runtime.remove_pidfile(self.cfg.pidfile, self.pid)
 
     # The signals the master handles, and the method for each.

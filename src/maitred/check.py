@@ -33,7 +33,7 @@ import traceback
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from maitred import apps, appsdir, cli, config, locations, tls
+from maitred import apps, appsdir, cli, config, locations, locationtext, tls
 from maitred.appload import DEMO_APP, AppLoadError, load_app, prepare_path
 from maitred.children import exit_text
 from maitred.locations import LocationTable
@@ -158,13 +158,13 @@ def render_locations(found: Sequence[apps.App]) -> str:
     the two together (the app's own replace the server's on a path)."""
     server = found[0].cfg.locations  # every app has the server's
     cfg = found[0].cfg
-    lines = locations.render(server, cfg.allow, cfg.deny) if server else []
+    lines = locationtext.render(server, cfg.allow, cfg.deny) if server else []
     for app in found:
         table = LocationTable(
             [(loc, None) for loc in server], [(loc, None) for loc in app.locations]
         )
         if app.locations:
-            lines += locations.render(app.locations, app.cfg.allow, app.cfg.deny)
+            lines += locationtext.render(app.locations, app.cfg.allow, app.cfg.deny)
         if app.locations and server:
             order = ", ".join(
                 f"{loc.shown_path} ({'its own' if loc.app else 'server'})"

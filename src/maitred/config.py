@@ -1709,9 +1709,9 @@ def settings_markdown(fields: Sequence[dataclasses.Field[Any]] = SETTINGS) -> st
                 f"- HUP: {ON_HUP[f.metadata['reloads']]}",
                 f"- per app: {'yes' if f.metadata['per_app'] else 'no, the whole server'}",
             ]
-    from maitred import locations  # local: maitred.locations builds on this module
+    from maitred import locationtext  # local: maitred.locations builds on this module
 
-    lines += locations.keys_markdown()
+    lines += locationtext.keys_markdown()
     return "\n".join(lines) + "\n"
 
 

@@ -7,7 +7,8 @@ server, ``[[apps.NAME.locations]]`` for one app's requests. Each has a ``path`` 
 (who may enter, how big a body may be, which headers the answer carries, where to redirect).
 :func:`read_locations` reads an array into :class:`Location` records; every key is a field of
 :class:`Location` whose metadata says how its TOML value is parsed (:func:`key`), so a new rule
-is one new field here and its use where requests are judged (maitred.front.rules).
+is one new field here and its use where requests are judged (maitred.front.rules); `maitred
+check` and the docs show it from the same field (maitred.locationtext).
 
 Which location a request falls in (:class:`LocationTable`, asked once per request head):
 
@@ -32,7 +33,6 @@ path, not relative to an app's ``path``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import posixpath
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -368,63 +368,3 @@ def check_files(locations: Iterable[Location]) -> None:
                 htpasswd.load(loc.auth_basic)
             except (OSError, ValueError) as exc:
                 raise ConfigError(f"{loc.origin}: auth-basic: {exc}") from None
-
-
-def render(
-    locations: Sequence[Location], server: tuple[str, ...], deny: tuple[str, ...]
-) -> list[str]:
-    """The locations one app's requests consult, as TOML tables in the order they are
-    consulted; allow and deny as they apply (the server's when the location gives none)."""
-    lines: list[str] = []
-    for loc in ordered(locations):
-        array = f"apps.{loc.app}.locations" if loc.app else "locations"
-        lines += ["", f"[[{array}]]  # {loc.origin}", f"path = {_toml(loc.shown_path)}"]
-        for name, f in KEYS.items():
-            value = getattr(loc, f.name)
-            if name == "allow" and value is None:
-                value = server
-            elif name == "deny" and value is None:
-                value = deny
-            if value != f.default and value not in (None, ()):
-                lines.append(f"{name} = {_toml(value)}")
-    return lines
-
-
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, tuple) and value and isinstance(value[0], tuple):
-        return "{ " + ", ".join(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in value) + " }"
-    if isinstance(value, tuple):
-        return "[" + ", ".join(json.dumps(v) for v in value) + "]"
-    return json.dumps(str(value))  # a JSON string is a TOML basic string
-
-
-def keys_markdown() -> list[str]:
-    """The keys of a location, for docs/settings.md (maitred.config.settings_markdown)."""
-    lines = [
-        "",
-        "## Keys of a location",
-        "",
-        "`[[locations]]` tables (the whole server's) and `[[apps.NAME.locations]]` tables (one "
-        "app's) hold rules per URL path (see the README's \"From nginx location blocks\"): "
-        '`path` ("/prefix/", matched on a segment boundary, or "= /exact") and the keys below. '
-        "The longest matching prefix wins, an exact path beats every prefix, and on the same "
-        "path an app's location replaces the server's. A HUP reads them again and replaces the "
-        "fronts.",
-    ]
-    for name, f in KEYS.items():
-        default = f.default
-        shown = "not set" if default is None else "empty" if default in ((), "") else _toml(default)
-        lines += [
-            "",
-            f"### `{name}`",
-            "",
-            f.metadata["help"],
-            "",
-            f"- type: {(f.metadata['parse'].__doc__ or 'value').strip()}",
-            f"- default: {shown}",
-        ]
-    return lines

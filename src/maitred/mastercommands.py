@@ -215,7 +215,7 @@ def start(arbiter: Arbiter) -> tuple[ControlServer, MasterCommands]:
     """Listen on the control socket (OSError when it cannot). After a USR2 the new master
     takes a socket path of --control-socket over from the old one."""
     commands = MasterCommands(arbiter)
-    runtime_dir = arbiter.link_dir
+    runtime_dir = arbiter.bound.link_dir
     path = arbiter.cfg.control_socket or control.default_path(runtime_dir)
     try:
         server = ControlServer.bind(path, commands.commands)

@@ -99,8 +99,8 @@ class EnvironBuilder:
         return path_info
 
     def build(self, req: link.Request, spooled: IO[bytes] | None = None) -> dict[str, Any]:
-        """The environ of one request (the common case makes no call of ours); `spooled`:
-        the file of a spooled body, which the caller closes."""
+        """The environ of one request (the common case makes one call of ours: the headers);
+        `spooled`: the file of a spooled body, which the caller closes."""
         (
             method,
             target,
@@ -144,6 +144,20 @@ class EnvironBuilder:
             environ["maitred.request_id"] = request_id
         if client_dn:  # named as nginx and Apache's mod_ssl name it
             environ["SSL_CLIENT_S_DN"] = client_dn
+        self._add_headers(environ, headers)
+        # The front read the whole body, so its length is known even when it came chunked.
+        if spooled is not None:  # a call for large bodies only
+            stream: IO[bytes] = _spooled_input(environ, spooled)
+        else:
+            stream = io.BytesIO(body) if isinstance(body, bytes) else body_input(body)
+            if body or "CONTENT_LENGTH" in environ:
+                environ["CONTENT_LENGTH"] = str(len(body))
+        environ["wsgi.input"] = stream
+        return environ
+
+    def _add_headers(self, environ: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> None:
+        """Each header under its environ key; a repeated one joined with commas (cookies with
+        "; ")."""
         keys = self._keys
         for name, raw in headers:
             key = keys.get(name)
@@ -158,15 +172,6 @@ class EnvironBuilder:
                 environ[key] = environ[key] + separator + value
             else:
                 environ[key] = value
-        # The front read the whole body, so its length is known even when it came chunked.
-        if spooled is not None:  # a call for large bodies only
-            stream: IO[bytes] = _spooled_input(environ, spooled)
-        else:
-            stream = io.BytesIO(body) if isinstance(body, bytes) else body_input(body)
-            if body or "CONTENT_LENGTH" in environ:
-                environ["CONTENT_LENGTH"] = str(len(body))
-        environ["wsgi.input"] = stream
-        return environ
 
 
 def _spooled_input(environ: dict[str, Any], stream: IO[bytes]) -> IO[bytes]:
