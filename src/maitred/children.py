@@ -148,7 +148,10 @@ def fork(
     own cycles made after a fork are frozen at the next one and never collected, which its
     quiet loop keeps to a few objects. The master's free heap pages go back to the system first
     (maitred.heap): a child would inherit them, and the first write of its own allocations there
-    would copy them.
+    would copy them. No full collection runs before the freeze, though it would look tidy: it
+    frees objects all over the master's pools, a child's own allocations then fill those holes,
+    and each page they land in is copied (measured, 4 workers x 4 threads at rest: +2.2 MiB of
+    PSS for the tree, every process larger). The master's cycles are few; frozen, they cost less.
     """
     handled = list(handled)
     heap.trim()

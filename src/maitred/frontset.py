@@ -155,6 +155,9 @@ class FrontSet:
             kinds = [protocol for _, protocol in served]
             # The front's modules (asyncio, the parser, uvloop) are imported in the front: the
             # master and the workers never use them, so they would only take up memory there.
+            # Imported in the master they would be shared, but measured (4 x 4, at rest) the
+            # tree grows by 1.2 MiB of PSS: the front saves 2.4 MiB, yet the master grows by
+            # 0.55 and each worker by 0.75 (it copies more of the master's pages, shares fewer).
             from maitred.front.main import run_front
 
             plan = (found, kinds, secure, control, self.limit_table, self._hold)

@@ -20,8 +20,9 @@ MASTER_MODULES = "import maitred.cli, maitred.arbiter"
 # The rate limits' table, shared memory the master makes for its fronts (front/limittable.py).
 LIMITS_TABLE = "memfd:maitred-limits"
 NOT_IN_MASTER = ("asyncio", "uvloop", "httptools", "prometheus_client", "maitred.front.main")
-# What a front serving plain HTTP, with no cache and no password, does not import: the front
-# imports them only when a listener, --cache-size or auth_basic asks for them.
+# What a front serving plain HTTP, with no cache, no password and no static mount, does not
+# import: the front imports them only when a listener, --cache-size, auth_basic or --static
+# asks for them.
 FRONT_MODULES = "import maitred.cli, maitred.arbiter, maitred.front.main"
 NOT_IN_PLAIN_FRONT = (
     "maitred.front.gateway",
@@ -29,6 +30,8 @@ NOT_IN_PLAIN_FRONT = (
     "maitred.front.tls",
     "maitred.front.cache",
     "maitred.htpasswd",
+    "maitred.front.static",
+    "mimetypes",
 )
 
 
@@ -74,5 +77,5 @@ def test_the_master_imports_neither_the_front_nor_prometheus_client() -> None:
     assert imported(MASTER_MODULES, NOT_IN_MASTER) == []
 
 
-def test_a_plain_front_imports_no_gateway_tls_cache_or_password_code() -> None:
+def test_a_plain_front_imports_no_gateway_tls_cache_password_or_static_code() -> None:
     assert imported(FRONT_MODULES, NOT_IN_PLAIN_FRONT) == []

@@ -38,7 +38,6 @@ from maitred.front.proxy import FORWARDED_FIELDS, Forwarded, TrustedPeers
 from maitred.front.routes import Routes
 from maitred.front.rules import Refusal, Rules, parser_body_limit
 from maitred.front.states import ROUTED
-from maitred.front.static import StaticFiles
 from maitred.http.errors import HTTPError, error_for
 from maitred.http.framing import CRLF
 from maitred.http.response import head_start
@@ -49,6 +48,7 @@ if TYPE_CHECKING:
     from maitred.front.dispatcher import Dispatcher
     from maitred.front.exchange import Exchange
     from maitred.front.main import Front
+    from maitred.front.static import StaticFiles
 
 # What a client-supplied request id may be: visible ASCII without quotes or backslashes, so it
 # can go into a response header and a log line as it is.
@@ -64,6 +64,15 @@ class Target(NamedTuple):
     dispatcher: Dispatcher
     static: StaticFiles | None
     cache: ResponseCache | None  # --cache-size: its response cache
+
+
+def _static_files(app: App, cache_size: int, front: Front) -> StaticFiles:
+    """The app's --static mounts, sharing `cache_size` bytes of file cache with no other app."""
+    # Only a front with a --static mount imports the static files' modules (and mimetypes):
+    # a front without one would hold their code for nothing.
+    from maitred.front.static import StaticFiles
+
+    return StaticFiles(app.cfg.replace(static_cache_size=cache_size), front.date)
 
 
 class Router:
@@ -94,9 +103,7 @@ class Router:
             Target(
                 app.label,
                 front.dispatchers[app.name],
-                StaticFiles(app.cfg.replace(static_cache_size=cache), front.date)
-                if app.cfg.static
-                else None,
+                _static_files(app, cache, front) if app.cfg.static else None,
                 self._cache(front, app),
             )
             for app in front.apps
