@@ -89,6 +89,9 @@ class ClientConnection(asyncio.Protocol):
     (:attr:`frame`, :meth:`write`, :meth:`exchange_done`)."""
 
     flow: FlowControl  # from connection_made
+    # The end of `peer` its listener says for every connection (Front.server_end), set by the
+    # front as it makes the connection; None: asked of the transport (TLS: the secure one's).
+    server: tuple[str, str, str] | None = None
     # How a response's body ends and its connection goes on (maitred.http.framing).
     frame = staticmethod(frame)
 
@@ -118,7 +121,7 @@ class ClientConnection(asyncio.Protocol):
         self.transport = transport = cast(asyncio.Transport, transport)
         self.flow = FlowControl(transport)
         transport.set_write_buffer_limits(high=self.front.cfg.response_buffer_size)
-        self.peer = self.front.peer_info(transport)
+        self.peer = self.front.peer_info(transport, self.server)
         self.front.connection_opened(self)
 
     def data_received(self, data: bytes) -> None:

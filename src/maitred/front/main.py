@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
@@ -76,6 +77,10 @@ HEARTBEAT_INTERVAL = 1.0  # the master hears from a front about this often
 # --shutdown-delay, so answer readiness checks 503 from now on (maitred.readiness). SIGHUP:
 # load the TLS certificate again (front/tls.py).
 LOOP_SIGNALS = (signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP)
+# SERVER_NAME, SERVER_PORT and url scheme of a connection (the end of its peer tuple); that of
+# a Unix-socket listener, where there are no addresses (server_end).
+ServerEnd = tuple[str, str, str]
+UNIX_END: ServerEnd = ("localhost", "", "http")
 FRONT_START_FAILED = 1  # exit status of a front that could not switch to --user
 # A global, read as a connection's slot changes: an Enum member read as a class attribute costs
 # a Python call in CPython 3.11 (front/states.py).
@@ -102,6 +107,23 @@ def open_connections(connections: Sized, tls: FrontTLS) -> Sized:
     from maitred.front.tls import OpenConnections
 
     return OpenConnections(connections, tls.handshakes)
+
+
+def server_end(listener: socket.socket) -> ServerEnd | None:
+    """SERVER_NAME, SERVER_PORT and scheme of every plain connection accepted on `listener`,
+    or None when they differ between connections: a listener on a wildcard address (0.0.0.0,
+    [::]) has each connection's own local address. Settled once per listener, it spares a new
+    connection the transport's lookups of its local address and TLS object, and the strings
+    they build: about half of what the peer tuple costs (uvloop and asyncio both call
+    getsockname(2) on every accepted socket anyway, before the front hears of it)."""
+    if listener.family not in (socket.AF_INET, socket.AF_INET6):
+        return UNIX_END
+    try:
+        host, port = listener.getsockname()[:2]
+        unspecified = ipaddress.ip_address(host.partition("%")[0]).is_unspecified
+    except (OSError, ValueError):
+        return None  # closed, or an address it cannot read: ask each connection
+    return None if unspecified else (host, str(port), "http")
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -180,14 +202,25 @@ class Front:
         self.stopping = False
         # The connection class of each listener that does not speak HTTP (serve).
         self.connection_classes: dict[socket.socket, type[ClientConnection]] = {}
+        # The server end of the peer of each listener's plain connections (server_end).
+        self.server_ends: dict[socket.socket, ServerEnd | None] = {}
         self.stopped: asyncio.Future[None] = loop.create_future()
         self.master_pid = os.getppid()
         self.status_fd = -1  # the write end of the status pipe to the master
         self.last_beat = 0.0
 
     @staticmethod
-    def peer_info(transport: asyncio.BaseTransport) -> tuple[str, str, str, str, str]:
-        """(REMOTE_ADDR, REMOTE_PORT, SERVER_NAME, SERVER_PORT, url scheme) of a connection."""
+    def peer_info(
+        transport: asyncio.BaseTransport, server: ServerEnd | None = None
+    ) -> tuple[str, str, str, str, str]:
+        """(REMOTE_ADDR, REMOTE_PORT, SERVER_NAME, SERVER_PORT, url scheme) of a connection;
+        `server` is the last three when its listener says them for all (:func:`server_end`)."""
+        if server is not None:
+            if server is UNIX_END:
+                return ("", "", *server)  # no addresses: nothing to ask
+            remote = transport.get_extra_info("peername")
+            if isinstance(remote, tuple):
+                return (remote[0], str(remote[1]), *server)
         peer = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
         scheme = "http" if transport.get_extra_info("ssl_object") is None else "https"
@@ -211,6 +244,7 @@ class Front:
             sock: gateways.get(protocol, ClientConnection)
             for sock, protocol in zip(listeners, protocols, strict=False)
         }
+        self.server_ends = {sock: server_end(sock) for sock in listeners}
         self.slots.limit = limit = fit_fd_limit(self.cfg.max_connections)
         self.gate = AcceptGate(
             loop,
@@ -250,9 +284,15 @@ class Front:
 
             return TLSHandshake(self, secure)
         kind = self.connection_classes.get(listener, ClientConnection)
+        server = self.server_ends.get(listener)
         if self.cfg.proxy_protocol:
-            return ProxyHeaderGate(self, lambda: kind(self))
-        return kind(self)
+            return ProxyHeaderGate(self, lambda: self._client(kind, server))
+        return self._client(kind, server)
+
+    def _client(self, kind: type[ClientConnection], server: ServerEnd | None) -> ClientConnection:
+        conn = kind(self)
+        conn.server = server
+        return conn
 
     async def _sweep(self) -> None:
         while True:
