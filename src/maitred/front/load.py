@@ -80,6 +80,10 @@ class LoadMeter:
 
     def report(self, now: float) -> LoadReport:
         """The report of the samples so far; the next one starts from here."""
+        if not self._samples:
+            # A crossing told just after a report, before any sample: the threads busy now
+            # are what it has to tell (the pool's step counts them), not "none".
+            self.sample(now)
         dispatcher = self.dispatcher
         serving = [w for w in dispatcher.workers if not w.draining and w.threads]
         report = LoadReport(
