@@ -6,8 +6,8 @@ The app (tests/apps/lazy.py) spends LAZY_COST seconds on the first request of ea
 the access log's request_time says what each client waited. The Django project
 (tests/apps/mysite) is lazy as Django is: its first request imports the URLconf (and the
 admin's), compiles the template and opens the database, some tens of milliseconds against a
-few for the requests after it; several new workers are compared by their medians, so one
-request slowed by the shared machine does not decide.
+few for the requests after it; several new workers are compared, so one request slowed by
+the shared machine does not decide.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ FAST = LAZY_COST / 2  # a request that did not pay for the setup takes less than
 
 
 DJANGO_PAGE = "/guestbook/"  # a template and a query, under a URLconf that holds the admin's
-DJANGO_LIVES = 3  # new workers per server: the one started, then one per HUP
+DJANGO_LIVES = 4  # new workers per server: the one started, then one per HUP
 DJANGO_REQUESTS = 5  # requests to each of them
-COLD = 3.0  # a cold Django worker's first request takes more than this many typical ones
+COLD = 2.0  # a cold Django worker's first request takes more than this many typical ones
 
 
 def times(server: Server, log: Path, count: int, path: str = "/") -> list[float]:
@@ -86,7 +86,8 @@ def test_with_warmup_the_first_client_is_as_fast_as_the_later_ones(
 def django_times(
     servers: ServerFactory, tmp_path: Path, *extra: str
 ) -> tuple[list[float], list[float]]:
-    """The first requests of DJANGO_LIVES new Django workers, and the requests after them."""
+    """The first requests of DJANGO_LIVES new Django workers, and the requests after them
+    (seconds, as the access log says)."""
     tmp_path.mkdir()
     log = tmp_path / "access.log"
     server = servers.start(
@@ -113,12 +114,14 @@ def django_times(
 def test_with_warmup_a_cold_django_worker_answers_its_first_client_as_fast_as_later_ones(
     servers: ServerFactory, tmp_path: Path
 ) -> None:
+    # A busy machine only adds time: the least of the first requests is what Django's setup
+    # costs at the least, and a median of later ones is what a request usually takes.
     cold, later = django_times(servers, tmp_path / "cold")
-    assert statistics.median(cold) > COLD * statistics.median(later), (cold, later)
+    assert min(cold) > COLD * statistics.median(later), (cold, later)
     warm, later = django_times(servers, tmp_path / "warm", "--warmup", DJANGO_PAGE)
     # Within what later requests take, and rid of what the cold ones paid.
     assert statistics.median(warm) <= max(later), (warm, later)
-    assert statistics.median(warm) < statistics.median(cold) / 2, (warm, cold)
+    assert min(warm) < min(cold) / 2, (warm, cold)
 
 
 @pytest.mark.expect_errors(r"warm-up GET /raise raised:(.|\n)*RuntimeError: warm-up broke")
