@@ -117,11 +117,13 @@ def test_a_crossing_told_just_after_a_report_counts_the_threads_busy_then() -> N
     dispatcher = Dispatcher(cast(asyncio.AbstractEventLoop, None))
     worker(dispatcher, 101, 4, 4)
     meter = LoadMeter("main", dispatcher, 10.0)
-    queued_since(dispatcher, 10.95)
+    queued = 11.0 - QUEUE_WAIT / 2
+    queued_since(dispatcher, queued)
     meter.sample(11.0)
     meter.report(11.0)  # the window's report; the crossing comes before the next sample
-    assert meter.look(11.05 + 0.001) is True
-    early = meter.report(11.051)
+    crossed = queued + QUEUE_WAIT + 0.001
+    assert meter.look(crossed) is True
+    early = meter.report(crossed)
     assert (early.most_busy, early.busy, early.queued) == (4, 4.0, 1)
 
 
