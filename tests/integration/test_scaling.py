@@ -33,11 +33,15 @@ def grown_to_four(servers: ServerFactory) -> Server:
         "slow:application", "-w", "1", "--max-workers", "4", "--scale-down-after", "3"
     )
     with Load(server.port, "/?s=0.5", clients=8, duration=60.0, limit=2000) as load:
-        wait_until(
-            lambda: len(workers_of(server.pid)) == 4, GROW_TIMEOUT, "four workers under load"
-        )
+        # Each of the four has served: all are linked to the front, none still starting.
+        wait_until(lambda: len(pids_serving(load)) == 4, GROW_TIMEOUT, "four workers serving")
     assert load.failures() == [], load.outcomes
     return server
+
+
+def pids_serving(load: Load) -> set[int]:
+    """The worker pids that answered the load's requests (tests/apps/slow.py says its pid)."""
+    return {json.loads(body)["pid"] for status, body in list(load.results) if status == 200}
 
 
 def test_the_pool_grows_under_load_and_shrinks_once_it_is_gone(servers: ServerFactory) -> None:
