@@ -45,7 +45,8 @@ from maitred.status import LoadReport
 
 # Seconds a queued request waited: the pool lacks threads. A burst runs on the threads the
 # pool has until it reaches this wait and the new workers start, and that stretch is its
-# slowest: at 50 ms rather than 100 ms, a burst's p99 fell from 149 to 90 ms (bench.burst).
+# slowest: at 50 ms rather than 100 ms, a burst's p99 fell from 149 to 90 ms (medians of six
+# alternating rounds of bench.burst, docs/scaling.md).
 QUEUE_WAIT = 0.05
 BUSY_HIGH = 0.9  # busy share of the threads over the window: the pool is full
 SPARE = 0.5  # busiest share of the remaining threads a worker fewer may leave
