@@ -20,6 +20,7 @@ from rawhttp import Response, fetch
 
 GROW_TIMEOUT = 20.0  # seconds for 1 -> 4 workers under load (a few ticks on a calm machine)
 SHRINK_TIMEOUT = 25.0  # --scale-down-after 3, one retirement per second after it, and slack
+LONG = 20.0  # seconds of a request that outlasts the shrink, with slack
 
 
 def workers_of(master: int) -> dict[int, str]:
@@ -74,18 +75,17 @@ def test_a_worker_busy_with_a_long_request_is_not_the_one_retired(
     mark = tmp_path / "running"
     answers: list[Response] = []
     holder = threading.Thread(
-        target=lambda: answers.append(fetch(server.port, "GET", f"/?s=12&mark={mark}", timeout=30))
+        target=lambda: answers.append(
+            fetch(server.port, "GET", f"/?s={LONG}&mark={mark}", timeout=LONG + 30)
+        )
     )
     holder.start()
     wait_until(mark.exists, what="the long request running")
     wait_until(lambda: len(workers_of(server.pid)) == 1, SHRINK_TIMEOUT, "back to one worker")
     (survivor,) = workers_of(server.pid)
-    holder.join(30.0)
+    holder.join(LONG + 30)
     assert [a.status for a in answers] == [200]
     assert json.loads(answers[0].body)["pid"] == survivor, "the busy worker was retired"
-
-
-LONG = 20.0  # seconds of the requests a retired worker holds: past the shrink, with slack
 
 
 def test_a_retired_worker_finishes_the_request_it_holds(
