@@ -8,7 +8,7 @@ report the pool (maitred.pool) hands this function its bounds, its size, that lo
 remembers from earlier decisions (:class:`Memory`) and the time; it gets back the new memory
 and a :class:`Decision`. No clock is read here and nothing is done: the pool forks and retires.
 
-Grow, when requests wait: the oldest queued request waited QUEUE_WAIT (100 ms) or more, or
+Grow, when requests wait: the oldest queued request waited QUEUE_WAIT (50 ms) or more, or
 BUSY_HIGH (90%) of the threads were busy on average over the window. The front reports at
 once when the wait crosses QUEUE_WAIT (maitred.front.load), and the pool decides on that
 report at once. The pool then starts what the queue shows it lacks: the workers that would
@@ -43,7 +43,11 @@ from dataclasses import dataclass
 from maitred.config import Config
 from maitred.status import LoadReport
 
-QUEUE_WAIT = 0.1  # seconds a queued request waited: the pool lacks threads
+# Seconds a queued request waited: the pool lacks threads. A burst runs on the threads the
+# pool has until it reaches this wait and the new workers start, and that stretch is its
+# slowest: at 50 ms rather than 100 ms, a burst's p99 fell from 149 to 90 ms (medians of six
+# alternating rounds of bench.burst, docs/scaling.md).
+QUEUE_WAIT = 0.05
 BUSY_HIGH = 0.9  # busy share of the threads over the window: the pool is full
 SPARE = 0.5  # busiest share of the remaining threads a worker fewer may leave
 # Most workers started at once, whatever the queue asks: each new worker imports the app on the

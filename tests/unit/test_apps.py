@@ -9,6 +9,7 @@ import pytest
 from maitred import apps, config
 from maitred.apps import Route
 from maitred.config import ConfigError, load
+from maitred.scaling import Bounds
 
 
 def resolved(tmp_path: Path, text: str, cli: dict[str, str] | None = None) -> dict[str, apps.App]:
@@ -187,3 +188,18 @@ def test_each_app_s_user_is_checked_and_named(
         resolved(tmp_path, TWO_USERS.format(shop=shop, blog=euid or 54331))
     assert str(refused.value).startswith(message)
     assert "\n" not in str(refused.value)
+
+
+def test_each_app_scales_within_its_own_bounds_and_warms_up_as_its_first_host(
+    tmp_path: Path,
+) -> None:
+    text = SHOP_AND_BLOG.replace("max-queue = 7", 'max-queue = 7\nmax-workers = 6\nwarmup = ["/"]')
+    found = resolved(tmp_path, "min-workers = 1\n" + text)
+    shop, blog = found["shop"], found["blog"]
+    assert Bounds.of(shop.cfg) == Bounds(1, 6, 30.0, 2)  # its own maximum, the top's minimum
+    assert Bounds.of(blog.cfg) == Bounds(1, 3, 30.0, 4)  # no maximum of its own: -w
+    assert (shop.cfg.warmup, blog.cfg.warmup) == (("/",), ())
+    # A warm-up request names the app's first host that is no wildcard, or localhost.
+    assert (shop.warmup_host, blog.warmup_host) == ("shop.example.com", "localhost")
+    wildcard = resolved(tmp_path, SHOP_AND_BLOG.replace('"Shop.Example.com.", ', ""))
+    assert wildcard["shop"].warmup_host == "localhost"

@@ -82,7 +82,8 @@ def test_the_meter_averages_busy_threads_and_keeps_the_longest_wait() -> None:
     report = meter.report(11.0)
     assert report == LoadReport("main", 0, pytest.approx(0.6), 5.0, 6, 8, 1.0, ((101, 4), (102, 2)))
     one.exchanges = {}
-    assert meter.report(12.0) == LoadReport("main", 0, 0.0, 0.0, 0, 8, 1.0, ((101, 0), (102, 2)))
+    # No sample since: the report takes one, of the moment.
+    assert meter.report(12.0) == LoadReport("main", 0, 0.0, 2.0, 2, 8, 1.0, ((101, 0), (102, 2)))
 
 
 def queued_since(dispatcher: Dispatcher, complete: float) -> None:
@@ -110,6 +111,20 @@ def test_the_meter_asks_to_report_once_when_the_wait_crosses_the_threshold() -> 
     queued_since(dispatcher, 12.5)  # ...and a new one is news again
     assert meter.crossing() == pytest.approx(12.5 + QUEUE_WAIT)
     assert meter.sample(12.5 + 2 * QUEUE_WAIT) is True
+
+
+def test_a_crossing_told_just_after_a_report_counts_the_threads_busy_then() -> None:
+    dispatcher = Dispatcher(cast(asyncio.AbstractEventLoop, None))
+    worker(dispatcher, 101, 4, 4)
+    meter = LoadMeter("main", dispatcher, 10.0)
+    queued = 11.0 - QUEUE_WAIT / 2
+    queued_since(dispatcher, queued)
+    meter.sample(11.0)
+    meter.report(11.0)  # the window's report; the crossing comes before the next sample
+    crossed = queued + QUEUE_WAIT + 0.001
+    assert meter.look(crossed) is True
+    early = meter.report(crossed)
+    assert (early.most_busy, early.busy, early.queued) == (4, 4.0, 1)
 
 
 def test_watch_reports_at_the_crossing_not_at_the_next_sample() -> None:

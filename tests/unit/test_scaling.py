@@ -138,6 +138,8 @@ def test_a_deep_queue_starts_what_it_needs_at_most_max_step_at_once() -> None:
 
 def test_a_report_that_shows_requests_waiting_is_pressure() -> None:
     assert scaling.pressure(report(4, 4, 6, scaling.QUEUE_WAIT))
+    # A burst is served by too few threads until the pool sees it: 60 ms of wait is enough.
+    assert scaling.pressure(report(3, 4, 6, 0.06))
     assert scaling.pressure(report(4, 4))  # all busy, nothing queued: utilisation
     assert not scaling.pressure(report(1, 4, 1, scaling.QUEUE_WAIT / 2))
 

@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 The dispatcher of a pool knows, at any instant, how many requests wait in its queue and since
 when, and how many of its workers' threads run a request. A :class:`LoadMeter` samples that
-every SAMPLE_INTERVAL (100 ms: ten samples per report, one timer for the whole front, nothing
+every SAMPLE_INTERVAL (50 ms: twenty samples per report, one timer for the whole front, nothing
 on the request path) and, every REPORT_INTERVAL (about once per tick of the master), sums the
 samples into one maitred.status.LoadReport: the mean and the peak of busy threads, the longest
 wait of a queued request seen at any sample, the queue's length and the threads at the end,
@@ -34,7 +34,7 @@ from maitred.front.dispatcher import Dispatcher
 from maitred.scaling import QUEUE_WAIT
 from maitred.status import LoadReport
 
-SAMPLE_INTERVAL = 0.1  # seconds between two samples of the load; at most QUEUE_WAIT (above)
+SAMPLE_INTERVAL = QUEUE_WAIT  # seconds between two samples; at most QUEUE_WAIT (above)
 # The shortest pause of `watch`: the event loop's clock may have a millisecond's grain.
 LEAST_PAUSE = 0.001
 REPORT_INTERVAL = 1.0  # seconds a report covers: the master decides once a second
@@ -80,6 +80,10 @@ class LoadMeter:
 
     def report(self, now: float) -> LoadReport:
         """The report of the samples so far; the next one starts from here."""
+        if not self._samples:
+            # A crossing told just after a report, before any sample: the threads busy now
+            # are what it has to tell (the pool's step counts them), not "none".
+            self.sample(now)
         dispatcher = self.dispatcher
         serving = [w for w in dispatcher.workers if not w.draining and w.threads]
         report = LoadReport(

@@ -9,10 +9,10 @@ its main thread, before its link to the front exists: no client can be sent to i
 is over, and READY (which makes it count in its pool, maitred.pool) follows it.
 
 The request is what a client on this machine would send: GET, HTTP/1.1, `Host` the app's first
-host name (localhost today), from 127.0.0.1, with `maitred.warmup` set in the environ for an app
-that wants to tell it apart. The response is read whole and dropped. A warm-up that fails (an
-error status, an exception) is logged with its status and the worker joins all the same: a
-warm-up must never take a site down.
+host name that is no wildcard (maitred.apps; localhost if none), from 127.0.0.1, with
+`maitred.warmup` set in the environ for an app that wants to tell it apart. The response is
+read whole and dropped. A warm-up that fails (an error status, an exception) is logged with
+its status and the worker joins all the same: a warm-up must never take a site down.
 """
 
 from __future__ import annotations
