@@ -22,6 +22,10 @@ from harness import Server, ServerFactory, Spawned, wait_until
 from load import Load
 from rawhttp import fetch
 
+# The seconds a Load of exactly `limit` requests has to send them: its client threads must
+# start within it, which a loaded machine has not done within 0.1 s (tests/load.py).
+ONE_REQUEST = 10.0
+
 
 def workers_of(master: int) -> dict[int, str]:
     """pid -> process title of the master's worker processes."""
@@ -216,7 +220,9 @@ def test_a_request_in_flight_finishes_on_the_old_front(
     server, config = serve_static(servers, tmp_path, "slow:application")
     (old_front,) = fronts_of(server.pid)
     running = tmp_path / "running"
-    with Load(server.port, f"/?s=1.5&mark={running}", clients=1, duration=0.1, limit=1) as slow:
+    with Load(
+        server.port, f"/?s=1.5&mark={running}", clients=1, duration=ONE_REQUEST, limit=1
+    ) as slow:
         wait_until(running.exists, what="the request in the old worker's hands")
         mount(config, tmp_path / "new")
         os.kill(server.pid, signal.SIGHUP)
@@ -336,9 +342,11 @@ def test_timeout_answers_504_logs_stack_and_spares_other_threads(
 ) -> None:
     server = servers.start("slow:application", "-w", "1", "--threads", "2", "--timeout", "1")
     running = tmp_path / "running"
-    with Load(server.port, f"/?s=5&mark={running}", clients=1, duration=0.1, limit=1) as stuck:
+    with Load(
+        server.port, f"/?s=5&mark={running}", clients=1, duration=ONE_REQUEST, limit=1
+    ) as stuck:
         wait_until(running.exists, what="the stuck request running")
-        with Load(server.port, "/?s=0.2", clients=1, duration=0.1, limit=1) as other:
+        with Load(server.port, "/?s=0.2", clients=1, duration=ONE_REQUEST, limit=1) as other:
             other.finish()
     assert stuck.outcomes == {504: 1}
     assert other.outcomes == {200: 1}  # the other thread of the same worker was not touched
@@ -387,7 +395,7 @@ def test_sigterm_finishes_requests_in_flight_and_exits_0(
         server.port,
         lambda: f"/?s=1&mark={tmp_path}/running-{next(numbers)}",
         clients=3,
-        duration=0.2,
+        duration=ONE_REQUEST,
         limit=3,
     ) as load:
         wait_until(
