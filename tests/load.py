@@ -2,7 +2,9 @@
 
 Every request uses a fresh connection (no keep-alive), so a result is about the request alone,
 never about a pooled connection that a stopping server closed. Stops at `duration` seconds or
-`limit` requests, whichever comes first.
+`limit` requests sent, whichever comes first. For "these N requests", give N as `limit` and a
+duration of seconds, not a fraction: a client thread on a loaded machine may start later than
+a tenth of a second, and would then send nothing.
 """
 
 from __future__ import annotations
@@ -60,8 +62,8 @@ class Load:
     def _run(self) -> None:
         while not self._stop.is_set() and time.monotonic() < self._deadline:
             with self._lock:
-                if len(self.results) >= self.limit:
-                    return
+                if len(self.results) + self._running >= self.limit:
+                    return  # `limit` requests sent: a load of N clients and limit N sends N
                 self._running += 1
             result = self._one()
             with self._lock:

@@ -24,6 +24,10 @@ from rawhttp import RawConnection, request_bytes, server_end
 
 WAIT = 15.0
 FRONTS = {"maitred: front 1", "maitred: front 2"}
+# Connections sorted by front sit idle until every front has its share; finding who holds one
+# reads /proc, slow on a loaded machine. The default --keepalive (5 s) would close the first
+# ones silently meanwhile, as it should: these tests keep them open longer.
+HELD_OPEN = ("--keepalive", "120")
 
 
 def fronts_of(master: int) -> dict[str, int]:
@@ -86,7 +90,9 @@ def worker_pids(conns: list[RawConnection], seconds: float) -> set[int]:
 
 
 def test_each_front_dispatches_to_its_own_workers(servers: ServerFactory) -> None:
-    server = servers.start("slow:application", "--fronts", "2", "-w", "4", "--threads", "1")
+    server = servers.start(
+        "slow:application", "--fronts", "2", "-w", "4", "--threads", "1", *HELD_OPEN
+    )
     fronts = wait_for_fronts(server.pid, FRONTS)
     by_front = connections_by_front(server.port, fronts, 2)
     deadline = time.monotonic() + WAIT
@@ -125,7 +131,9 @@ def test_a_killed_front_is_replaced_under_its_number(servers: ServerFactory) -> 
 
 
 def test_fronts_finish_their_requests_on_term(servers: ServerFactory, tmp_path: Path) -> None:
-    server = servers.start("slow:application", "--fronts", "2", "-w", "2", "--threads", "1")
+    server = servers.start(
+        "slow:application", "--fronts", "2", "-w", "2", "--threads", "1", *HELD_OPEN
+    )
     fronts = wait_for_fronts(server.pid, FRONTS)
     conns = [conns[0] for conns in connections_by_front(server.port, fronts, 1).values()]
     marks = [tmp_path / f"running-{i}" for i in range(len(conns))]
@@ -145,7 +153,9 @@ def test_fronts_finish_their_requests_on_term(servers: ServerFactory, tmp_path: 
 
 
 def test_workers_stay_until_the_last_front_is_done(servers: ServerFactory, tmp_path: Path) -> None:
-    server = servers.start("slow:application", "--fronts", "2", "-w", "2", "--threads", "1")
+    server = servers.start(
+        "slow:application", "--fronts", "2", "-w", "2", "--threads", "1", *HELD_OPEN
+    )
     fronts = wait_for_fronts(server.pid, FRONTS)
     by_front = connections_by_front(server.port, fronts, 2)
     for conn in by_front["maitred: front 1"]:

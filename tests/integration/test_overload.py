@@ -177,11 +177,13 @@ def test_running_out_of_descriptors_logs_one_line_a_second(
         assert server.wait_for_log(SHORTAGE_LINE), server.stderr
         short_since = time.monotonic()
         time.sleep(SHORT_FOR)  # the stimulus: a shortage that lasts, which must not flood the log
-        elapsed = time.monotonic() - short_since
     finally:
         for sock in clients:
             sock.close()
     assert server.wait_for_log("front: accepting connections again"), server.stderr
+    # The shortage lasts until the front has seen the clients go and a descriptor stays free
+    # for a second: on a loaded machine that is well after the stimulus, so count to here.
+    elapsed = time.monotonic() - short_since
     lines = [line for line in server.stderr.splitlines() if SHORTAGE_LINE in line]
     assert 1 <= len(lines) <= elapsed + 2, "\n".join(lines)
     assert "Traceback" not in server.stderr and "out of system resource" not in server.stderr

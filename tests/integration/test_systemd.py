@@ -18,7 +18,7 @@ import pytest
 
 import procs
 from harness import ServerFactory, wait_until
-from rawhttp import fetch, unix_get
+from rawhttp import fetch, unix_get, unix_listening
 
 from .test_apps import quick_and_held, write_config
 from .test_supervisor import versioned_app
@@ -211,7 +211,7 @@ def test_ready_waits_for_every_app_and_a_delayed_stop_says_stopping_at_once(
     try:
         args = ["-c", str(config), "-b", f"unix:{sock_path}", "--shutdown-delay", "60"]
         spawned = servers.launch(None, *args, env=env)
-        wait_until(sock_path.exists, what="the unix socket")
+        wait_until(lambda: unix_listening(sock_path), what="the unix socket")
         wait_until(lambda: unix_get(sock_path, "/quick/")[0] == 200, what="app quick serving")
         assert notify.messages("READY") == []
         hold.unlink()
