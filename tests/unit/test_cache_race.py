@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any, cast
 
 from maitred.config import Config
-from maitred.front.cache import HIT, MISS, ResponseCache
+from maitred.front.cache import ResponseCache
+from maitred.front.cachefetch import HIT, MISS
 from maitred.front.exchange import Exchange
 from maitred.front.states import COMPLETE, ROUTE, ExchangeState
 from maitred.http import framing
