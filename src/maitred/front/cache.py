@@ -118,7 +118,9 @@ class ResponseCache:
                 self.remove(self._target_matches(self.primary(exchange)))
             self.forward(exchange, None, BYPASS)
             return
-        rule = request_rule(fields)
+        # Most requests say nothing of caching: no call to read what they do not say.
+        said = b"cache-control" in fields or b"pragma" in fields
+        rule = request_rule(fields) if said else RequestRule.ANY
         if rule is RequestRule.NO_STORE or (self.bypass_cookies and self._bypass_cookie(fields)):
             self.forward(exchange, None, BYPASS)
             return
@@ -134,13 +136,15 @@ class ResponseCache:
             self.forward(exchange, None, BYPASS)
             return
         if stored is not None and rule is RequestRule.ANY:
-            ttl = stored.ttl(self.loop.time())
+            age = stored.age(self.loop.time())
+            ttl = stored.policy.lifetime - age
             if ttl > 0:
-                if self.serve(exchange, stored, HIT):
+                if self.serve(exchange, stored, HIT, age=age):
                     return
                 stored = None  # its file is gone: a miss
             elif -ttl <= stored.policy.stale_while_revalidate:
-                if self.serve(exchange, stored, STALE, b"; detail=stale-while-revalidate"):
+                swr = b"; detail=stale-while-revalidate"
+                if self.serve(exchange, stored, STALE, swr, age):
                     if primary not in self.fetches:
                         self._refresh(exchange, primary, stored)
                     return
@@ -222,13 +226,21 @@ class ResponseCache:
 
     # --- storing and answering ---
 
-    def serve(self, exchange: Exchange, stored: Stored, outcome: str, detail: bytes = b"") -> bool:
-        """Answer `exchange` from `stored`, now; False (nothing sent, the entry dropped) when
-        its file cannot be opened."""
+    def serve(
+        self,
+        exchange: Exchange,
+        stored: Stored,
+        outcome: str,
+        detail: bytes = b"",
+        age: float | None = None,
+    ) -> bool:
+        """Answer `exchange` from `stored`, now (its `age`, if the caller has it already);
+        False (nothing sent, the entry dropped) when its file cannot be opened."""
         # A hit is the front's busiest path: the head up to Date was made once, when the
         # entry was stored (Stored.settle); here only Date, Age and the request's own lines
         # are added, in one formatting.
-        age = stored.age(self.loop.time())
+        if age is None:
+            age = stored.age(self.loop.time())
         fields = exchange.head.fields
         fd = -1
         if (b"if-none-match" in fields or b"if-modified-since" in fields) and self._not_modified(
