@@ -29,6 +29,7 @@ NOT_IN_PLAIN_FRONT = (
     "maitred.gateway.uwsgi",
     "maitred.front.tls",
     "maitred.front.cache",
+    "maitred.front.cachefetch",
     "maitred.htpasswd",
     "maitred.front.static",
     "mimetypes",

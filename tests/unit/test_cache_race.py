@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any, cast
 
 from maitred.config import Config
-from maitred.front.cache import HIT, MISS, ResponseCache
+from maitred.front.cache import ResponseCache
+from maitred.front.cachefetch import HIT, MISS
 from maitred.front.exchange import Exchange
 from maitred.front.states import COMPLETE, ROUTE, ExchangeState
 from maitred.http import framing
@@ -169,3 +170,19 @@ def test_a_client_that_leaves_mid_body_leaves_nothing_stored() -> None:
     first.respond_end()
     second, _ = request(cache)
     assert second.cache == MISS and dispatcher.submitted == [first, second]
+
+
+def test_the_connection_fields_of_a_stored_response_are_not_replayed() -> None:
+    """Connection and Keep-Alive describe the connection a response first went out on (a
+    WSGI worker refuses them, another sender of frames may not): a hit never repeats them,
+    nor the stored request id."""
+    cache, dispatcher = make_cache()
+    first, _ = request(cache)
+    per_connection = b"Connection: close\r\nKeep-Alive: timeout=5\r\nX-Request-ID: first\r\n"
+    first.respond_full(200, len(BODY), HEAD + per_connection, BODY)
+    second, conn = request(cache)
+    assert second.cache == HIT and dispatcher.submitted == [first]
+    head = conn.written.partition(b"\r\n\r\n")[0].lower()
+    assert b"cache-control: s-maxage=60" in head
+    for name in (b"connection:", b"keep-alive:", b"x-request-id: first"):
+        assert name not in head

@@ -13,7 +13,7 @@ share file names and app users cannot read the pages. It is made on the first bo
 after the front dropped its privileges, so it belongs to the front's user. Files are created
 with O_EXCL and mode 0600.
 
-A body is written whole before its entry enters the store (maitred.front.cache.Fetch.over),
+A body is written whole before its entry enters the store (maitred.front.cachefetch.Fetch.over),
 so a body still being written is never served. A file goes when its entry goes (eviction,
 purge, a newer response: maitred.front.cachestore.Store), when its fetch stores nothing, and
 with the whole directory when the front stops. A send under way when its entry goes keeps

@@ -20,7 +20,7 @@ The subclass watches the response frames as they pass through:
 A fetch that revalidates a stale entry sends the app its validators (If-None-Match,
 If-Modified-Since) as extra request fields, in the REQUEST frame only: the exchange's own head,
 which the cache reads again to answer the client, keeps the client's fields. The app's 304 to
-them answers the client from the refreshed entry (maitred.front.cache.Fetch.revalidated).
+them answers the client from the refreshed entry (maitred.front.cachefetch.Fetch.revalidated).
 
 When the app fails (a 5xx head, the front's own 502/503/504: a dead worker, a full queue, a
 timeout) and a stale entry may stand in for errors (stale-if-error), the client gets that entry
@@ -43,7 +43,7 @@ from maitred.http import framing
 from maitred.http.caching import Fields
 
 if TYPE_CHECKING:
-    from maitred.front.cache import Fetch
+    from maitred.front.cachefetch import Fetch
     from maitred.front.main import Front
 
 SERVER_ERROR = 500

@@ -61,7 +61,7 @@ from maitred.http.parser import RequestHead
 from maitred.http.response import LAST_CHUNK, chunk
 
 if TYPE_CHECKING:
-    from maitred.front.cache import Fetch
+    from maitred.front.cachefetch import Fetch
     from maitred.front.connection import ClientConnection
     from maitred.front.dispatcher import WorkerConnection
     from maitred.front.limits import Limiter

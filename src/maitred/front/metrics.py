@@ -102,7 +102,7 @@ class AppCounters:
         self.timed_out = 0
         self.static_files = 0
         self.static_bytes = 0  # of the files' bodies sent
-        # What the response cache made of requests (maitred.front.cache.OUTCOMES).
+        # What the response cache made of requests (maitred.front.cachefetch.OUTCOMES).
         self.cache: dict[str, int] = {}
 
     def count(self, exchange: Exchange, now: float) -> None:
