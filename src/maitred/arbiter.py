@@ -55,15 +55,16 @@ from typing import Any, ClassVar
 
 from setproctitle import setproctitle
 
-from maitred import exits, frontplan, logs, privileges, runtime, sdnotify, tls, upgrade
+from maitred import frontplan, logs, privileges, runtime, sdnotify, tls, upgrade
 from maitred.announcer import Announcer
 from maitred.appload import AppLoadError, load_app
 from maitred.book import MetricsBook
-from maitred.children import Child, Exit, FrontChild, ReloaderChild, WorkerChild, exit_text
+from maitred.children import Child, WorkerChild
 from maitred.childreports import ChildReports
 from maitred.config import Config
 from maitred.frontset import FrontSet
 from maitred.masterbinds import Bindings
+from maitred.masterexits import MasterExits
 from maitred.masterservers import MasterServers
 from maitred.mastersettings import MasterSettings
 from maitred.pool import Pool
@@ -105,6 +106,7 @@ class Arbiter:
         self.announcer = Announcer(self.pid, self.environ, self.poolset, self.bound, FRONT_FRESH)
         self.settings = MasterSettings(cfg, reload_config, self.poolset, self.announcer.announce)
         self.upgrade = upgrade.Upgrade()  # USR2
+        self.exits = MasterExits(self)  # what a child's exit means, and what follows
         self.delay = ShutdownDelay()  # --shutdown-delay
         self.book = MetricsBook()  # --stats-bind's figures (maitred.metrics)
         self.servers = MasterServers(FRONT_FRESH)  # --stats-bind, `maitred ctl`
@@ -213,13 +215,13 @@ class Arbiter:
         fronts = self.fronts
         assert fronts is not None
         while self.children or (not self.stopping and self._next_start() is not None):
-            extra = [self.upgrade.fd] if self.upgrade.fd >= 0 else []
+            extra = self.upgrade.fds()
             for server in self.servers.servers():
                 extra += server.fds()
             received, talking, readable = self.processes.wait(self._timeout(), extra)
             for server in self.servers.servers():
                 server.turn(readable)
-            if self.upgrade.fd >= 0 and self.upgrade.fd in readable and self.upgrade.finish():
+            if self.upgrade.turn(readable):  # a new master serves in our place
                 self.servers.close_stats()  # the new master takes the address over
                 self.notify.main_pid(self.upgrade.pid)  # systemd follows the new master
                 self.stop()
@@ -229,7 +231,7 @@ class Arbiter:
                 if not (self.stopping or self.delay.running) or signum in STOP_SIGNALS:
                     self.HANDLERS[signum](self)
             for child, code in self.processes.reap():
-                self._exited(child, code)
+                self.exits.exited(child, code)
             if not self.stopping:
                 self._check()
             self._systemd_and_delay()
@@ -305,21 +307,10 @@ class Arbiter:
         self.reload()
 
     def handle_ttin(self) -> None:
-        self._scale(1, "SIGTTIN")
+        self.poolset.scale(1, "SIGTTIN")
 
     def handle_ttou(self) -> None:
-        self._scale(-1, "SIGTTOU")
-
-    def _scale(self, step: int, why: str) -> None:
-        if len(self.pools) > 1:
-            log.warning(
-                "%s: this server runs %d apps; scale one through its own settings and a HUP",
-                why,
-                len(self.pools),
-            )
-            return
-        for pool in self.pools.values():
-            pool.scale(step, why)
+        self.poolset.scale(-1, "SIGTTOU")
 
     def handle_usr1(self) -> None:
         logs.reopen()  # the master's own lines go to the new file too, this one first
@@ -329,68 +320,13 @@ class Arbiter:
         self.processes.signal_all(signal.SIGUSR1)
 
     def handle_usr2(self) -> None:
-        self.upgrade.start(self.bound.listeners, self.argv, self._new_master_env)
-
-    def _new_master_env(self, pid: int) -> dict[str, str]:
-        """What the new master of an upgrade needs beyond our environment: systemd's
-        variables, and which listeners systemd owns."""
-        env = self.notify.env_for_new_master(pid)
-        env.update(self.bound.env_for_new_master())
-        return env
+        self.upgrade.begin(self.bound, self.argv, self.notify)
 
     def reload(self) -> None:
         assert self.fronts is not None
         log.info("SIGHUP: reloading")
         self.notify.reloading()  # READY=1 again once the reload is over (_systemd_and_delay)
         self.settings.reload()
-
-    # --- exits ---
-
-    def _exited(self, child: Child, code: int) -> None:
-        """Act on an exit, as maitred.exits.classify says what it was."""
-        assert self.fronts is not None
-        pool = self.poolset.pool_of(child) if isinstance(child, WorkerChild) else None
-        situation = exits.Situation(
-            stopping=self.stopping,
-            serving_generations=self.fronts.serving(),
-            app_imported=pool is not None and pool.app_imported,
-            wanted=pool.wanted if pool is not None else 0,
-        )
-        why = exits.classify(child, code, situation)
-        if isinstance(child, FrontChild):
-            self.reports.front_exited(child)
-        elif isinstance(child, WorkerChild) and why is not Exit.STOP:
-            self.book.worker_exited(child.pool, why.name.lower())
-        if why is Exit.STOP:
-            log.debug("%s (pid %d) exited with %s", child.role, child.pid, exit_text(code))
-            if isinstance(child, FrontChild) and not self.fronts.fronts():
-                self._stop_workers()
-            return
-        if why is Exit.OLD_GENERATION:
-            log.info("%s (pid %d) of the settings before the reload is done", child.role, child.pid)
-        if isinstance(child, ReloaderChild):
-            self._reloader_exited(code, why)
-        elif isinstance(child, FrontChild):
-            self.fronts.exited(child, code, why)
-        elif isinstance(child, WorkerChild) and pool is not None:
-            pool.exited(child, code, why)
-            if why is Exit.FAILED_IMPORT and not self.settings.give_up(child.pool):
-                log.error("an app cannot be imported; stopping")
-                self.exit_status = 1
-                self.stop()
-            elif why is not Exit.OLD_GENERATION and self.fronts.next_failed(child):
-                of = f" of {child.app}" if child.app else ""
-                log.error("reload: no new worker%s could start; the fronts keep their settings", of)
-                self.settings.drop_next()
-            self.poolset.exited()
-
-    def _reloader_exited(self, code: int, why: Exit) -> None:
-        if why is Exit.FAILED_START:  # it cannot watch (maitred.reloader says why)
-            how = exit_text(code)
-            log.error("reload: the reloader exited with %s at its start; --reload is off", how)
-        else:
-            log.warning("reload: the reloader exited with %s; restarting it", exit_text(code))
-            self.processes.spawn_reloader(tuple(self.poolset.apps.values()))
 
     # --- processes ---
 
@@ -447,9 +383,9 @@ class Arbiter:
             for child in fronts:
                 os.kill(child.pid, signal.SIGTERM)
         else:
-            self._stop_workers()
+            self.stop_workers()
 
-    def _stop_workers(self) -> None:
+    def stop_workers(self) -> None:
         assert self.fronts is not None
         self.fronts.close_links()  # worker threads must not reconnect to a dead front
         self.stop_deadline = time.monotonic() + self.cfg.graceful_timeout + KILL_GRACE

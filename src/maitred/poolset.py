@@ -76,6 +76,19 @@ class PoolSet:
         """A worker exited: a departing pool whose last worker it was is gone too."""
         self.departing = [pool for pool in self.departing if pool.workers]
 
+    def scale(self, step: int, why: str) -> None:
+        """TTIN (`step` 1) or TTOU (-1): scale the pool of a server of one app; with several,
+        which pool the signal means is not said, so it is only logged."""
+        if len(self.pools) > 1:
+            log.warning(
+                "%s: this server runs %d apps; scale one through its own settings and a HUP",
+                why,
+                len(self.pools),
+            )
+            return
+        for pool in self.pools.values():
+            pool.scale(step, why)
+
     def imported(self) -> bool:
         """Whether every app has been imported (by a worker of its pool) at least once."""
         return all(pool.app_imported for pool in self.pools.values())

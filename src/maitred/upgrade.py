@@ -18,7 +18,12 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from maitred import sdnotify
+    from maitred.masterbinds import Bindings
 
 log = logging.getLogger("maitred.error")
 
@@ -97,6 +102,25 @@ class Upgrade:
         log.info("SIGUSR2: starting a new master")
         self.pid, self.fd = start_new_master(groups, argv, extra_env)
         log.info("new master started (pid %d)", self.pid)
+
+    def begin(self, bound: Bindings, argv: Sequence[str], notify: sdnotify.Notifier) -> None:
+        """USR2: start a new master on `bound`'s listeners, with what it needs beyond our
+        environment: systemd's variables, and which listeners systemd owns."""
+
+        def new_master_env(pid: int) -> dict[str, str]:
+            env = notify.env_for_new_master(pid)
+            env.update(bound.env_for_new_master())
+            return env
+
+        self.start(bound.listeners, argv, new_master_env)
+
+    def fds(self) -> list[int]:
+        """What the master's loop waits on for the upgrade: the new master's pipe, if any."""
+        return [self.fd] if self.fd >= 0 else []
+
+    def turn(self, readable: Collection[int]) -> bool:
+        """One turn of the master's loop: True once a new master serves in our place."""
+        return self.fd >= 0 and self.fd in readable and self.finish()
 
     def finish(self) -> bool:
         """The new master said whether it serves (its pipe is readable): True if it does."""

@@ -1,13 +1,13 @@
 """The front process: an event loop that owns every client connection.
 
 It serves on the listening sockets the master bound (up to --max-connections at once, making
-room for a new client by closing an idle or slow one: front/slots.py, front/accept.py),
+room for a new client by closing an idle or slow one: front/admission.py, front/accept.py),
 accepts worker links on one link socket per app (maitred.apps), each feeding that app's own
 dispatcher, and sweeps the connections a few
 times per shortest timeout, at least once a second, enforcing the timeouts of
 front/timeouts.py (one pass over the connections is cheaper than a timer per request),
 checking that file descriptors have not run out (front/accept.py), and telling the master it is
-alive (a HEARTBEAT on its status pipe: a front that stops is killed, see --front-timeout);
+alive (a HEARTBEAT on its status pipe, front/reporter.py: a front that stops is killed);
 a sweep that finds no connection open after some were gives the heap's free pages back
 (maitred.heap).
 About once a second it also reports each pool's load on that pipe (front/load.py), from which
@@ -25,27 +25,24 @@ flight finish within the graceful timeout, closes idle connections, and exits.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ipaddress
 import logging
 import os
 import signal
 import socket
-from collections.abc import Mapping, Sequence, Sized
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from setproctitle import setproctitle
 
-from maitred import apps, heap, logs, privileges, sockets, status
+from maitred import apps, heap, logs, privileges
 from maitred.config import Config
-from maitred.front import inflight
 from maitred.front.accept import (
     AcceptGate,
-    Accepting,
     accept_errors,
     fit_fd_limit,
 )
 from maitred.front.accesslog import AccessLog
+from maitred.front.admission import Admission
 from maitred.front.apptable import AppTable
 from maitred.front.connection import ClientConnection
 from maitred.front.dispatcher import Dispatcher
@@ -53,13 +50,20 @@ from maitred.front.exchange import HEALTH, Exchange
 from maitred.front.health import HealthCheck
 from maitred.front.inflight import Activity
 from maitred.front.limittable import LimitTable
-from maitred.front.load import REPORT_INTERVAL, SAMPLE_INTERVAL, LoadMeter, watch
+from maitred.front.listeners import (
+    UNIX_END,
+    ServerEnd,
+    gateway_classes,
+    open_connections,
+    peer_info,
+    server_end,
+)
 from maitred.front.metrics import FrontCounters
 from maitred.front.proxy import ProxyHeaderGate
+from maitred.front.reporter import Reporter
 from maitred.front.router import Router
-from maitred.front.slots import Slot, Slots, Verdict
+from maitred.front.slots import Slot
 from maitred.front.timeouts import ConnectionTimeouts
-from maitred.http.errors import RETRY_AFTER, simple_response
 from maitred.http.parser import Limits
 from maitred.http.response import DateCache
 from maitred.readiness import Hold, Readiness, ReadinessState
@@ -67,63 +71,18 @@ from maitred.readiness import Hold, Readiness, ReadinessState
 if TYPE_CHECKING:
     from maitred.front.tls import FrontTLS
 
+__all__ = ["UNIX_END", "Front", "new_event_loop", "run_front", "server_end"]
+
 log = logging.getLogger("maitred.error")
 
 SWEEP_INTERVAL = 1.0  # longest pause between --timeout checks
 STOP_POLL = 0.05  # seconds between checks that a graceful stop is complete
 MIN_EXPIRY_INTERVAL = 0.05  # the finest grain of --timeout checks
-HEARTBEAT_INTERVAL = 1.0  # the master hears from a front about this often
 # Handled by the event loop; USR2 comes from the master only: the server stops after
 # --shutdown-delay, so answer readiness checks 503 from now on (maitred.readiness). SIGHUP:
 # load the TLS certificate again (front/tls.py).
 LOOP_SIGNALS = (signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP)
-# SERVER_NAME, SERVER_PORT and url scheme of a connection (the end of its peer tuple); that of
-# a Unix-socket listener, where there are no addresses (server_end).
-ServerEnd = tuple[str, str, str]
-UNIX_END: ServerEnd = ("localhost", "", "http")
 FRONT_START_FAILED = 1  # exit status of a front that could not switch to --user
-# A global, read as a connection's slot changes: an Enum member read as a class attribute costs
-# a Python call in CPython 3.11 (front/states.py).
-PAUSED = Accepting.PAUSED
-
-
-def gateway_classes(protocols: Sequence[str]) -> Mapping[str, type[ClientConnection]]:
-    """The connection classes of the protocols other than HTTP, by protocol.
-
-    The gateways (uwsgi://, fastcgi://) are imported only by a front that has such a listener:
-    their modules would take memory in every front that serves HTTP alone.
-    """
-    if all(protocol in (sockets.HTTP, sockets.HTTPS) for protocol in protocols):
-        return {}
-    from maitred.front.gateway import GATEWAYS
-
-    return GATEWAYS
-
-
-def open_connections(connections: Sized, tls: FrontTLS) -> Sized:
-    """What a front with TLS listeners counts against --max-connections: its connections and
-    its handshakes under way. front/tls.py is imported only by such a front (like the
-    gateways, see gateway_classes)."""
-    from maitred.front.tls import OpenConnections
-
-    return OpenConnections(connections, tls.handshakes)
-
-
-def server_end(listener: socket.socket) -> ServerEnd | None:
-    """SERVER_NAME, SERVER_PORT and scheme of every plain connection accepted on `listener`,
-    or None when they differ between connections: a listener on a wildcard address (0.0.0.0,
-    [::]) has each connection's own local address. Settled once per listener, it spares a new
-    connection the transport's lookups of its local address and TLS object, and the strings
-    they build: about half of what the peer tuple costs (uvloop and asyncio both call
-    getsockname(2) on every accepted socket anyway, before the front hears of it)."""
-    if listener.family not in (socket.AF_INET, socket.AF_INET6):
-        return UNIX_END
-    try:
-        host, port = listener.getsockname()[:2]
-        unspecified = ipaddress.ip_address(host.partition("%")[0]).is_unspecified
-    except (OSError, ValueError):
-        return None  # closed, or an address it cannot read: ask each connection
-    return None if unspecified else (host, str(port), "http")
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -151,28 +110,13 @@ class Front:
         # The table of the locations' rate and connection limits (front/limits.py): the
         # master's, shared with the other fronts; None: a front on its own (tests).
         self.limit_table = limit_table
-        # The apps it serves (their max-queue its share of theirs: maitred.frontplan), each
-        # with a dispatcher of its own.
-        self.apps = tuple(found) if found is not None else apps.resolve(cfg)
-        self.dispatchers = {
-            app.name: Dispatcher(loop, app.cfg.max_queue, app.cfg.queue_timeout, app.label)
-            for app in self.apps
-        }
         self.limits = Limits(
             request_line=cfg.limit_request_line,
             fields=cfg.limit_request_fields,
             field_size=cfg.limit_request_field_size,
             body=cfg.limit_request_body,  # the router's rules may count instead (use_apps)
         )
-        self.connections: set[ClientConnection] = set()
-        self.opened = 0  # connections opened so far: its activity, for the idle trim
         self.trim = heap.IdleTrim()  # the heap's free pages go back once it is idle
-        self.slots: Slots[ClientConnection] = Slots(
-            cfg.max_connections, cfg.max_connections_per_ip, ClientConnection.slot, loop.time
-        )
-        self._warned: set[str] = set()  # what was logged as a warning once (then debug)
-        shortest = min((a.cfg.queue_timeout for a in self.apps if a.cfg.queue_timeout), default=0)
-        self.timeouts = ConnectionTimeouts(cfg.replace(queue_timeout=shortest))
         self.gate: AcceptGate | None = None
         self.date = DateCache()
         self.access = (
@@ -180,6 +124,15 @@ class Front:
             if cfg.access_logfile
             else None
         )
+        # The connections and their slots; a connection calls these methods straight, as the
+        # front's own (front/admission.py).
+        self.admission = Admission(
+            loop, cfg.max_connections, cfg.max_connections_per_ip, self.date, self.access_log_error
+        )
+        self.connections = self.admission.connections
+        self.connection_opened = self.admission.connection_opened
+        self.slot_changed = self.admission.slot_changed
+        self.connection_closed = self.admission.connection_closed
         # Ready once every app it started with has a worker that takes requests
         # (front/apptable.py: an app that joins later holds nothing back).
         self.readiness = ReadinessState(lambda: self.table.ready(), hold)
@@ -188,17 +141,7 @@ class Front:
             if cfg.health_path
             else None
         )
-        self.router = Router(self)
-        self.table = AppTable(self)  # what else it keeps per app; new tables at run time
-        # --stats-bind: what it answers, counted per app for the master (front/metrics.py).
-        self.counters = (
-            FrontCounters(((app.name, app.label) for app in self.apps), self.router.caches)
-            if cfg.stats_bind
-            else None
-        )
-        # The requests it holds, for the status page and `maitred ctl top` (the control
-        # socket is always on): a walk once a second, nothing per request (front/inflight.py).
-        self.activity = Activity(((app.name, app.label) for app in self.apps), self.dispatchers)
+        self._add_apps(tuple(found) if found is not None else apps.resolve(cfg))
         self.stopping = False
         # The connection class of each listener that does not speak HTTP (serve).
         self.connection_classes: dict[socket.socket, type[ClientConnection]] = {}
@@ -206,28 +149,39 @@ class Front:
         self.server_ends: dict[socket.socket, ServerEnd | None] = {}
         self.stopped: asyncio.Future[None] = loop.create_future()
         self.master_pid = os.getppid()
-        self.status_fd = -1  # the write end of the status pipe to the master
-        self.last_beat = 0.0
 
-    @staticmethod
-    def peer_info(
-        transport: asyncio.BaseTransport, server: ServerEnd | None = None
-    ) -> tuple[str, str, str, str, str]:
-        """(REMOTE_ADDR, REMOTE_PORT, SERVER_NAME, SERVER_PORT, url scheme) of a connection;
-        `server` is the last three when its listener says them for all (:func:`server_end`)."""
-        if server is not None:
-            if server is UNIX_END:
-                return ("", "", *server)  # no addresses: nothing to ask
-            remote = transport.get_extra_info("peername")
-            if isinstance(remote, tuple):
-                return (remote[0], str(remote[1]), *server)
-        peer = transport.get_extra_info("peername")
-        local = transport.get_extra_info("sockname")
-        scheme = "http" if transport.get_extra_info("ssl_object") is None else "https"
-        if isinstance(local, tuple):
-            remote = peer if isinstance(peer, tuple) else ("", 0)
-            return (remote[0], str(remote[1]), local[0], str(local[1]), scheme)
-        return ("", "", "localhost", "", scheme)  # a unix socket: no addresses to report
+    def _add_apps(self, found: tuple[apps.App, ...]) -> None:
+        """What it keeps per app it serves (their max-queue its share of theirs:
+        maitred.frontplan): a dispatcher each, their routes, counters and status pipe."""
+        cfg, loop = self.cfg, self.loop
+        self.apps = found
+        self.dispatchers = {
+            app.name: Dispatcher(loop, app.cfg.max_queue, app.cfg.queue_timeout, app.label)
+            for app in found
+        }
+        shortest = min((a.cfg.queue_timeout for a in found if a.cfg.queue_timeout), default=0)
+        self.timeouts = ConnectionTimeouts(cfg.replace(queue_timeout=shortest))
+        self.router = Router(self)
+        self.table = AppTable(self)  # what else it keeps per app; new tables at run time
+        # --stats-bind: what it answers, counted per app for the master (front/metrics.py).
+        self.counters = (
+            FrontCounters(((app.name, app.label) for app in found), self.router.caches)
+            if cfg.stats_bind
+            else None
+        )
+        # The requests it holds, for the status page and `maitred ctl top` (the control
+        # socket is always on): a walk once a second, nothing per request (front/inflight.py).
+        self.activity = Activity(((app.name, app.label) for app in found), self.dispatchers)
+        self.reporter = Reporter(
+            loop,
+            self.table.meters,
+            self.connections,
+            self.activity,
+            self.counters,
+            self.admission.warn_once,
+        )
+
+    peer_info = staticmethod(peer_info)  # a connection's peer, once per connection
 
     async def serve(
         self,
@@ -245,22 +199,23 @@ class Front:
             for sock, protocol in zip(listeners, protocols, strict=False)
         }
         self.server_ends = {sock: server_end(sock) for sock in listeners}
-        self.slots.limit = limit = fit_fd_limit(self.cfg.max_connections)
-        self.gate = AcceptGate(
+        slots = self.admission.slots
+        slots.limit = limit = fit_fd_limit(self.cfg.max_connections)
+        self.gate = self.admission.gate = AcceptGate(
             loop,
             self.new_connection,
             listeners,
             self.cfg.backlog,
-            self.slots if self.tls is None else open_connections(self.slots, self.tls),
+            slots if self.tls is None else open_connections(slots, self.tls),
             limit,
-            self.slots.room_at,
+            slots.room_at,
         )
         loop.set_exception_handler(accept_errors(self.gate.shortage))
         await self.gate.start()
         await self.table.start(links)
         tasks = [loop.create_task(self._sweep())]
-        if self.status_fd >= 0:
-            tasks.append(loop.create_task(self._report_load()))
+        if self.reporter.status_fd >= 0:
+            tasks.append(loop.create_task(self.reporter.report_load()))
         try:
             await self.stopped
         finally:
@@ -311,113 +266,8 @@ class Front:
         for dispatcher in self.dispatchers.values():
             dispatcher.expire_queued(now)
             dispatcher.report_shed()
-        self._beat(now)
-        self.trim.check(self.opened, idle=not self.connections)
-
-    def _beat(self, now: float) -> None:
-        """Tell the master the loop runs; short sweep intervals do not make it chattier."""
-        if self.status_fd < 0 or now - self.last_beat < HEARTBEAT_INTERVAL / 2:
-            return
-        self.last_beat = now
-        with contextlib.suppress(OSError):  # a full pipe (the master is busy) or no master
-            os.write(self.status_fd, status.encode(status.HEARTBEAT))
-
-    async def _report_load(self) -> None:
-        """Sample each pool's load, and report it to the master once per REPORT_INTERVAL, or
-        at once when its requests begin to wait (front/load.py)."""
-        samples = round(REPORT_INTERVAL / SAMPLE_INTERVAL)
-        while True:
-            meters = list(self.table.meters.values())  # the apps change at run time
-            for _ in range(samples):
-                await watch(meters, SAMPLE_INTERVAL, self._report)
-                now = self.loop.time()
-                for meter in meters:
-                    if meter.sample(now):
-                        self._report(meter, now)
-            for meter in meters:
-                self._report(meter, now)
-            self.report_metrics()
-
-    def _report(self, meter: LoadMeter, now: float) -> None:
-        """One pool's load in one write: at most PIPE_BUF, so it goes whole or not at all."""
-        with contextlib.suppress(OSError):  # a full pipe (a busy master), no master
-            os.write(self.status_fd, status.encode_load(meter.report(now)))
-
-    def report_metrics(self) -> None:
-        """The requests it holds now and, with --stats-bind, each app's counters so far, one
-        whole message each."""
-        if self.status_fd < 0:
-            return
-        reports = self.activity.snapshots(self.connections, self.loop.time())
-        if self.counters is not None:
-            reports = [*self.counters.snapshots(self.connections), *reports]
-        for figures in reports:
-            message = inflight.encode(figures)
-            if message is None:
-                self._warn_once("metrics", "metrics of %s do not fit one message", figures["app"])
-                continue
-            with contextlib.suppress(OSError):  # a full pipe: the next report says it all
-                os.write(self.status_fd, message)
-
-    # --- connection slots (front/slots.py) ---
-
-    def connection_opened(self, conn: ClientConnection) -> None:
-        self.connections.add(conn)
-        self.opened += 1
-        verdict, evicted = self.slots.admit(conn, conn.peer[0])
-        if evicted is not None:
-            self._make_room(evicted)
-        if verdict is Verdict.ADDRESS_FULL:
-            self._warn_once(
-                "address",
-                "front: refusing a connection from %s: it holds %d (max-connections-per-ip)",
-                conn.peer[0],
-                self.slots.held_by(conn.peer[0]),
-            )
-        if verdict is not Verdict.ADMITTED:
-            self._turn_away(conn)
-        if self.gate is not None:
-            self.gate.update()
-
-    def slot_changed(self, conn: ClientConnection, slot: Slot) -> None:
-        """The connection went idle or began a head (front/slots.py)."""
-        self.slots.entered(conn, slot)
-        gate = self.gate
-        if gate is not None and gate.state is PAUSED:
-            gate.update()  # it may be a slot a newcomer waiting in the backlog can have
-
-    def connection_closed(self, conn: ClientConnection) -> None:
-        self.connections.discard(conn)
-        self.slots.release(conn)
-        if self.gate is not None:
-            self.gate.update()
-
-    def _make_room(self, conn: ClientConnection) -> None:
-        """Close a connection whose slot a new one took: silently when idle, with 503 when it
-        was sending a request head (it has been for HEAD_GRACE seconds at least)."""
-        sending = conn.parser.in_head
-        self._warn_once(
-            "evict",
-            "front: all %d connection slots taken (max-connections): closing %s from %s to "
-            "make room for a new one",
-            self.slots.limit,
-            "a connection slow to send its request head" if sending else "an idle connection",
-            conn.peer[0],
-        )
-        if sending:
-            self.access_log_error(conn.peer, 503)
-            self._turn_away(conn)
-        else:
-            conn.close()
-
-    def _turn_away(self, conn: ClientConnection) -> None:
-        conn.write(simple_response(503, self.date.get(), extra=RETRY_AFTER))
-        conn.close()
-
-    def _warn_once(self, kind: str, message: str, *args: object) -> None:
-        """A warning the first time, debug after: an attack would otherwise flood the log."""
-        log.log(logging.DEBUG if kind in self._warned else logging.WARNING, message, *args)
-        self._warned.add(kind)
+        self.reporter.beat(now)
+        self.trim.check(self.admission.opened, idle=not self.connections)
 
     async def expire_requests(self, dispatcher: Dispatcher, timeout: float) -> None:
         """Enforce an app's --timeout, checking a few times per timeout period."""
@@ -536,12 +386,12 @@ def run_front(
     front.master_pid = master_pid
     if status_fd >= 0:
         os.set_blocking(status_fd, False)  # a heartbeat must never stop the loop
-        front.status_fd = status_fd
+        front.reporter.status_fd = status_fd
     if control is not None:
         front.table.listen(control)
     try:
         loop.run_until_complete(front.serve(listeners, links, protocols))
-        front.report_metrics()  # the last counts: the master keeps them past this front
+        front.reporter.report_metrics()  # the last counts: the master keeps them past this front
     finally:
         front.router.close_caches()  # no stored body outlives its front (--cache-dir)
         loop.close()

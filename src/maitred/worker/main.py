@@ -2,11 +2,12 @@
 
 Theory of operation
 -------------------
-A reader thread owns the link's receiving side. A REQUEST becomes a :class:`Channel` (the
-request, its id, its flow-control credit, whether it was cancelled) and goes on a queue that the T
-app threads take from; the front never sends more requests than there are threads, so the
-queue holds at most T. WINDOW and CANCEL frames update the request's channel and wake a thread
-waiting for credit. App threads send their frames themselves, under one lock per link.
+A reader thread owns the link's receiving side (worker/linkreader.py). A REQUEST becomes a
+:class:`Channel` (the request, its id, its flow-control credit, whether it was cancelled) and
+goes on a queue that the T app threads take from; the front never sends more requests than
+there are threads, so the queue holds at most T. WINDOW and CANCEL frames update the request's
+channel and wake a thread waiting for credit. App threads send their frames themselves, under
+one lock per link.
 
 The reader takes frames through one table, :data:`RECEIVERS` (see maitred.link). A frame of any
 other type, or a malformed message, means the front is broken: the worker says so in the error
@@ -38,14 +39,12 @@ master starts a replacement) and drains itself: its other threads finish, then i
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import itertools
 import logging
 import os
 import queue
 import random
 import signal
-import socket
 import sys
 import threading
 import time
@@ -59,6 +58,7 @@ from maitred.signals import SignalQueue
 from maitred.worker import stacks
 from maitred.worker.channel import Channel, FrontConnection
 from maitred.worker.environ import EnvironBuilder
+from maitred.worker.linkreader import RECEIVERS, AppTimeout, LinkReader
 from maitred.worker.warmup import HOST, warm_up
 from maitred.worker.wsgi import (
     HeadWriter,
@@ -68,6 +68,10 @@ from maitred.worker.wsgi import (
     run_app,
 )
 
+# The frames a worker takes from the front, and the exception that stops a request past
+# --timeout: both the reader's (worker/linkreader.py).
+__all__ = ["RECEIVERS", "AppTimeout", "Worker"]
+
 log = logging.getLogger("maitred.error")
 
 # Exit status of a worker whose app failed to import: the master stops instead of respawning.
@@ -75,17 +79,8 @@ APP_LOAD_ERROR = 4
 # Exit status of a worker that stopped because the front broke the link protocol.
 LINK_PROTOCOL_ERROR = 5
 
-RECONNECT_DELAY = 0.05  # the front may be restarting; its link listener keeps a backlog
 WATCH_INTERVAL = 1.0  # how often the main thread checks that its master is alive
 LINK_WAIT = 5.0  # most seconds READY waits for the first link to the front
-
-
-class AppTimeout(BaseException):
-    """Raised in an app thread whose request ran past --timeout.
-
-    A BaseException, like KeyboardInterrupt, so that an app's `except Exception` does not
-    swallow it and keep the thread busy.
-    """
 
 
 class Worker:
@@ -107,7 +102,6 @@ class Worker:
         self.app_name = app_name
         self.name = f"worker {worker_id} of {app_name}" if app_name else f"worker {worker_id}"
         self.warmup_host = warmup_host  # the Host of its --warmup requests
-        self.link_path = link_path
         self.app = app
         self.status_fd = status_fd
         self.master_pid = master_pid
@@ -115,20 +109,45 @@ class Worker:
         self.heads = HeadWriter(DateCache(), cfg.request_id_header)
         self.environ = EnvironBuilder(cfg.root_path, cfg.threads, cfg.workers)
         self.requests: queue.SimpleQueue[Channel | None] = queue.SimpleQueue()
-        self.credit_changed = threading.Condition()
-        self.window = cfg.response_buffer_size  # the credit each request starts with
-        self.draining = False
-        self.drained = threading.Event()
+        # The reader thread: the link, its table of requests, the frames the front sends.
+        self.reader = LinkReader(
+            self.name,
+            link_path,
+            link.encode_hello(0, self.pid, worker_id, cfg.threads),
+            self.requests,
+            cfg.response_buffer_size,  # the credit each request starts with
+            self._stop_broken_link,
+            self._watch_stuck,
+        )
+        self._read = self.reader.read
+        self._on_request = self.reader.on_request
+        self.drained = self.reader.drained
+        self.linked = self.reader.linked  # set once HELLO went out on a link
         self.retire = threading.Event()  # set when a stuck thread or a broken link stops it
         self.exit_status = 0
-        self.linked = threading.Event()  # set once HELLO went out on a link
-        self.front: FrontConnection | None = None
         self.served = itertools.count(1)  # next() is atomic: app threads share it
-        self.received = 0  # requests read from the link; the reader thread alone counts
         self.trim = heap.IdleTrim()  # the heap's free pages go back once it is idle
         jitter = random.randint(0, cfg.max_requests_jitter) if cfg.max_requests else 0
         self.max_requests = cfg.max_requests + jitter
         self.slow = stacks.SlowLog(cfg.slow_request_log, app_name)
+
+    @property
+    def front(self) -> FrontConnection | None:
+        """The link to the front now, if any (the reader's)."""
+        return self.reader.front
+
+    @front.setter
+    def front(self, current: FrontConnection | None) -> None:
+        self.reader.front = current
+
+    @property
+    def draining(self) -> bool:
+        """Stopping: the reader does not link again once its link drops."""
+        return self.reader.draining
+
+    @draining.setter
+    def draining(self, value: bool) -> None:
+        self.reader.draining = value
 
     def run(self) -> int:
         setproctitle(f"maitred: {self.name} [{self.cfg.app or 'demo'}]")
@@ -182,7 +201,7 @@ class Worker:
         in_flight = self._in_flight()
         self._tell(status.HEARTBEAT, self._oldest_age())
         self.slow.check(in_flight, time.monotonic())
-        self.trim.check(self.received, idle=not in_flight)
+        self.trim.check(self.reader.received, idle=not in_flight)
 
     def _tell(self, kind: bytes, value: float = 0.0) -> None:
         """A message to the master (9 bytes: atomic, so any thread may call this)."""
@@ -219,29 +238,6 @@ class Worker:
             thread.join(max(0.0, deadline - time.monotonic()))
         return self.exit_status
 
-    # --- the reader thread ---
-
-    def _read(self) -> None:
-        hello = link.encode_hello(0, self.pid, self.worker_id, self.cfg.threads)
-        while not self.draining:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                sock.connect(self.link_path)
-                current = self.front = FrontConnection(sock)
-                current.send(hello)
-                self.linked.set()
-                self._read_link(current)
-            except link.ProtocolViolation as exc:
-                self._stop_broken_link(exc)
-            except (OSError, LinkClosed, link.LinkError) as exc:
-                log.debug("%s: link closed (%s)", self.name, exc)
-            finally:
-                sock.close()
-            self._cancel_all()
-            if not self.draining:
-                time.sleep(RECONNECT_DELAY)
-        self.drained.set()  # the front is gone: nothing more can arrive
-
     def _stop_broken_link(self, exc: link.ProtocolViolation) -> None:
         """The front sent what is not one of its messages: stop, rather than reconnect to it."""
         log.error("%s: the front broke the link protocol, stopping: %s", self.name, exc)
@@ -249,76 +245,11 @@ class Worker:
         self.draining = True  # no reconnecting
         self.retire.set()  # the main thread drains what the threads hold, then exits
 
-    def _read_link(self, current: FrontConnection) -> None:
-        reader = link.FrameReader(current.files.recv_into)
-        try:
-            while frames := reader.read():
-                for kind, rid, payload in frames:
-                    RECEIVERS[kind](self, rid, payload)
-        finally:
-            current.files.close()
+    # --- the watchdog: a timed-out request whose thread does not stop ---
 
-    # --- the messages of RECEIVERS, below; on the reader thread, for the link being read ---
-
-    def _channel(self, rid: int) -> Channel | None:
-        """The request's channel, or None when the request is over already."""
-        current = self.front
-        return current.channels.get(rid) if current is not None else None
-
-    def _on_request(self, rid: int, request: link.Request) -> None:
-        current = self.front
-        assert current is not None  # set before its frames are read
-        channel = Channel(current, rid, request, self.window, self.credit_changed)
-        if request.spooled:  # its body's file came with it (maitred.link.files)
-            channel.body = open(current.files.take(), "rb")  # noqa: SIM115 - the thread closes it
-        current.channels[rid] = channel
-        self.received += 1
-        self.requests.put(channel)
-
-    def _on_window(self, rid: int, size: int) -> None:
-        self._update(self._channel(rid), size)
-
-    def _on_cancel(self, rid: int) -> None:
-        self._update(self._channel(rid), 0, cancel=True)
-
-    def _on_taken(self, rid: int, taken: bool) -> None:
-        self._taken(self._channel(rid), taken)
-
-    def _on_timeout(self, rid: int) -> None:
-        self._timed_out(self._channel(rid))
-
-    def _on_drained(self, rid: int) -> None:
-        self.drained.set()
-
-    def _update(self, channel: Channel | None, credit: int, cancel: bool = False) -> None:
-        if channel is None:
-            return  # the request is already over
-        with self.credit_changed:
-            channel.credit += credit
-            channel.cancelled = channel.cancelled or cancel
-            self.credit_changed.notify_all()
-
-    def _taken(self, channel: Channel | None, taken: bool) -> None:
-        if channel is None:
-            return  # the request is already over
-        with self.credit_changed:
-            channel.taken = bool(taken)
-            self.credit_changed.notify_all()
-
-    def _timed_out(self, channel: Channel | None) -> None:
-        if channel is None or not channel.thread:
-            return  # over already, or not yet started (the front sends TIMEOUT once)
-        self._update(channel, 0, cancel=True)
-        stack = stacks.thread_stack(channel.thread)
-        log.error(
-            "request timed out after %.1f s, interrupting its thread: %s\n%s",
-            time.monotonic() - channel.started,
-            channel.label,
-            stack.rstrip("\n"),
-        )
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(
-            ctypes.c_ulong(channel.thread), ctypes.py_object(AppTimeout)
-        )
+    def _watch_stuck(self, channel: Channel) -> None:
+        """The reader interrupted `channel`'s thread: check it stopped within the graceful
+        timeout."""
         watchdog = threading.Timer(self.cfg.graceful_timeout, self._check_stuck, (channel,))
         watchdog.daemon = True
         watchdog.start()
@@ -332,13 +263,6 @@ class Worker:
             )
             self._tell(status.STUCK)
             self.retire.set()
-
-    def _cancel_all(self) -> None:
-        current = self.front
-        if current is None:
-            return
-        for channel in list(current.channels.values()):
-            self._update(channel, 0, cancel=True)
 
     # --- the app threads ---
 
@@ -411,14 +335,3 @@ class Worker:
                 stream.close()
             if channel.body is not None:
                 channel.body.close()
-
-
-# What a worker takes from the front; anything else stops the worker (Worker._read).
-RECEIVERS: link.Receivers[Worker] = link.Receivers(
-    link.on_request(Worker._on_request),
-    link.on(link.Window)(Worker._on_window),
-    link.on(link.Cancel)(Worker._on_cancel),
-    link.on(link.Taken)(Worker._on_taken),
-    link.on(link.Timeout)(Worker._on_timeout),
-    link.on(link.Drained)(Worker._on_drained),
-)
