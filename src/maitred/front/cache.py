@@ -258,9 +258,10 @@ class ResponseCache:
         said = b""
         if self.status_header:
             ttl = stored.policy.lifetime - age
-            said = b"%bhit; ttl=%d%b\r\n" % (STATUS_FIELD, ttl, detail)
             if outcome == REVALIDATED:
                 said = b"%bfwd=stale; fwd-status=304; stored; ttl=%d\r\n" % (STATUS_FIELD, ttl)
+            else:
+                said = b"%bhit; ttl=%d%b\r\n" % (STATUS_FIELD, ttl, detail)
         head = b"%bDate: %b\r\nAge: %d\r\n%b%b" % (
             head,
             self.date.get(),
