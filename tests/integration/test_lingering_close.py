@@ -13,8 +13,9 @@ import time
 
 import pytest
 
-from harness import Server, ServerFactory
-from rawhttp import RawConnection
+from harness import SRC_DIR, TESTS_DIR, Server, ServerFactory, wait_until
+from maitred.front.linger import LINGER_TIME
+from rawhttp import RawConnection, request_bytes
 
 LIMIT = "1M"
 BODY = 16 << 20  # well past the limit, well within what the front reads and discards
@@ -75,3 +76,32 @@ def test_a_client_that_never_stops_sending_is_cut_off(server: Server) -> None:
         assert sock.recv(64).startswith(b"HTTP/1.1 413 ")
     finally:
         sock.close()
+
+
+
+@pytest.fixture(scope="module")
+def asyncio_server(module_servers: ServerFactory) -> Server:
+    """The same server on the standard asyncio loop: tests/shadow hides uvloop."""
+    shadow = {"PYTHONPATH": f"{SRC_DIR}:{TESTS_DIR / 'shadow'}"}
+    return module_servers.start("echo:application", "-w", "1", env=shadow)
+
+
+@pytest.mark.parametrize("loop", ["server", "asyncio_server"], ids=["uvloop", "asyncio"])
+def test_a_request_pipelined_after_connection_close_is_read_not_reset(
+    loop: str, request: pytest.FixtureRequest
+) -> None:
+    """The client sent more after its last request (Connection: close), and may still be
+    sending: the front lingers, as nginx does, reading and throwing away what comes next.
+    Closed at once, its socket would answer the next segment with RST, which on many systems
+    drops the response before the client reads it (RFC 9112, section 9.6); on Linux the
+    reset only ends the server's end of the connection."""
+    server: Server = request.getfixturevalue(loop)
+    with RawConnection(server.port) as conn:
+        last = request_bytes("GET", "/", [("Connection", "close")])
+        conn.send(last + request_bytes("GET", "/"))
+        response = conn.read_response()  # answered: the front closed, or shut its writing down
+        assert response.status == 200 and response.header("Connection") == "close"
+        conn.send(request_bytes("GET", "/"))  # still sending
+        # Read by the front that still holds its end; else reset, or left unread to the kernel.
+        wait_until(conn.read_by_server, LINGER_TIME, "the front to read what came after")
+        assert conn.at_eof()

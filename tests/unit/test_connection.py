@@ -146,6 +146,30 @@ def test_a_bad_request_in_a_pipeline_is_answered_after_the_earlier_ones_then_lin
     assert c.started() == [] and c.conn.slot() is Slot.IN_USE
 
 
+def test_the_answer_to_a_last_request_closes_at_once_when_nothing_more_came() -> None:
+    c = Client()
+    c.send(get("/", "Connection: close\r\n"))
+    [(rid, _)] = c.started()
+    c.s.answer(c.worker, rid)
+    assert b"Connection: close" in c.transport.written
+    assert c.transport.closed and not c.transport.eof  # no shutdown, no lingering
+    assert c.s.loop.timers == []
+
+
+@pytest.mark.parametrize("apart", [False, True], ids=["one read", "two reads"])
+def test_the_answer_to_a_last_request_lingers_when_the_client_sent_more(apart: bool) -> None:
+    """Closed at once, the socket would answer what the client still sends with RST."""
+    c = Client()
+    last, more = get("/", "Connection: close\r\n"), get("/more")
+    for data in (last, more) if apart else (last + more,):
+        c.send(data)
+    [(rid, _)] = c.started()
+    c.s.answer(c.worker, rid)
+    assert c.conn.state is ConnState.LINGERING and c.transport.eof and not c.transport.closed
+    c.send(get("/after"))  # read and thrown away
+    assert c.started() == []
+
+
 def test_an_early_answer_lingers_then_closes() -> None:
     c = Client(limit_request_body=10)
     c.send(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1000\r\n\r\n" + b"x" * 100)

@@ -30,7 +30,11 @@ wait for an answer, and nginx takes FIN the same way) cancels its requests: the 
 CLOSED, its pipelined requests are dropped unlogged, the others cancelled (front/exchange.py).
 
 An answer the front gives before the whole request is in (4xx, a body it cannot spool) ends
-with a lingering close (front/linger.py, LINGERING), so a client still sending can read it. When
+with a lingering close (front/linger.py, LINGERING), so a client still sending can read it; so
+does the answer to a last request (Connection: close) after which the client sent more, as
+nginx does: closed at once, the socket would answer the client's next bytes with RST. After a
+last request with nothing more sent, the connection closes at once: a lingering close costs
+a shutdown, more reads and a timer, for every new connection of such a client. When
 the request's head was read (a rule refused it, its body was too large or too slow), that
 request is kept (``refused``) until the answer goes out, then logged as any answered one.
 
@@ -94,6 +98,9 @@ class ClientConnection(asyncio.Protocol):
     server: tuple[str, str, str] | None = None
     # How a response's body ends and its connection goes on (maitred.http.framing).
     frame = staticmethod(frame)
+    # The client sent bytes after its last request (Connection: close), read and not parsed:
+    # its answer lingers (exchange_done). Set on the instance only then.
+    sent_more = False
 
     def __init__(self, front: Front) -> None:
         self.front = front
@@ -128,6 +135,8 @@ class ClientConnection(asyncio.Protocol):
         if self.state not in READS:
             if self.linger is not None:
                 self.linger.discard(len(data))
+            else:
+                self.sent_more = True
             return
         error: ProtocolError | None = None
         try:
@@ -143,8 +152,9 @@ class ClientConnection(asyncio.Protocol):
                     self._request_complete()
                 elif self.state in READS and isinstance(event, RequestHead):
                     self._head_complete(event)  # isinstance narrows without typing.cast's call
-                else:
-                    break  # an answer closed the connection: later requests go unanswered
+                else:  # a request after the last one, or an answer closed the connection
+                    self.sent_more = True
+                    break  # later requests go unanswered
         except ProtocolError as exc:  # the body could not be spooled
             error = exc
         if error is not None:
@@ -254,7 +264,10 @@ class ClientConnection(asyncio.Protocol):
     def _protocol_error(self, exc: ProtocolError) -> None:
         log.debug("bad request from %s: %s (%d)", self.peer[0], exc.reason, exc.status)
         if self.state not in READS:
-            return  # it answered and closed meanwhile: the bytes belong to nobody
+            # Bytes after the last request (llhttp refuses any after Connection: close), or it
+            # answered and closed meanwhile: they belong to nobody.
+            self.sent_more = True
+            return
         if self.reading is not None:
             location = self.reading.location
             if location is not None and not exc.headers:
@@ -321,7 +334,7 @@ class ClientConnection(asyncio.Protocol):
             return
         self.active = None
         if not exchange.keep_alive:
-            if self.pipeline or self.reading is not None or self.parser.in_head:
+            if self.pipeline or self.reading is not None or self.parser.in_head or self.sent_more:
                 self._linger()  # the client is sending more: let it read this answer
             else:
                 self.close()
