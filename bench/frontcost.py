@@ -9,6 +9,9 @@ under ``valgrind --tool=callgrind`` with instrumentation off, warms it up, switc
 instrumentation on, sends an exact number of keep-alive requests from one client, switches it
 off and dumps. The figure is the front's user-space instructions (Python, uvloop, llhttp)
 divided by the number of requests; system calls are the kernel's and are not counted.
+``--close`` sends each request on a connection of its own (``Connection: close``): the
+difference from a keep-alive figure is what a new connection costs the front, e.g. with
+``--path /healthz -- --health-path /healthz`` (an answer the front gives itself).
 
 callgrind reads its commands when the process next runs, and an idle front sleeps in epoll
 until its sweep timer (one second): every switch waits ``COMMAND_WAIT`` seconds for that, so
@@ -78,8 +81,12 @@ def solo_front(portfile: str, argv: list[str]) -> int:
         shutil.rmtree(link_dir, ignore_errors=True)
 
 
-def fetch(port: int, path: str, count: int) -> None:
-    """`count` GETs of `path` on one keep-alive connection, one at a time, as wrk sends them."""
+def fetch(port: int, path: str, count: int, close: bool = False) -> None:
+    """`count` GETs of `path` on one keep-alive connection, one at a time, as wrk sends them;
+    with `close`, each on a connection of its own with ``Connection: close``, read to its end."""
+    if close:
+        fetch_closing(port, path, count)
+        return
     request = f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode()
     with socket.create_connection((HOST, port)) as sock:
         buffered = b""
@@ -99,7 +106,19 @@ def fetch(port: int, path: str, count: int) -> None:
                 buffered += data
 
 
-def measure(tree: str, path: str, count: int, extra: list[str], work: str) -> int:
+def fetch_closing(port: int, path: str, count: int) -> None:
+    """`count` GETs of `path`, each on a new connection that the front closes after answering."""
+    request = f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nConnection: close\r\n\r\n"
+    for _ in range(count):
+        with socket.create_connection((HOST, port)) as sock:
+            sock.sendall(request.encode())
+            while sock.recv(RECV_SIZE):
+                pass
+
+
+def measure(
+    tree: str, path: str, count: int, extra: list[str], work: str, close: bool = False
+) -> int:
     """Instructions per request of a front of `tree` answering `path`."""
     files = os.path.join(work, "files")
     os.makedirs(files, exist_ok=True)
@@ -126,9 +145,9 @@ def measure(tree: str, path: str, count: int, extra: list[str], work: str) -> in
             time.sleep(0.5)
         with open(portfile) as inp:
             port = int(inp.read())
-        fetch(port, path, WARM_UP)
+        fetch(port, path, WARM_UP, close)
         _control(front.pid, "-i", "on")
-        fetch(port, path, count)
+        fetch(port, path, count, close)
         _control(front.pid, "-i", "off")
         _control(front.pid, "-d")
     finally:
@@ -152,14 +171,18 @@ def main() -> None:
     parser.add_argument("--tree", default=REPO_ROOT, help="the checkout to measure")
     parser.add_argument("--path", default="/static/4k.bin", help="what each request asks for")
     parser.add_argument("--requests", type=int, default=REQUESTS)
+    parser.add_argument(
+        "--close", action="store_true", help="a new connection per request (Connection: close)"
+    )
     parser.add_argument("extra", nargs="*", help="more maitred options (after --)")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed")
     with tempfile.TemporaryDirectory(prefix="frontcost-") as work:
         tree = os.path.abspath(args.tree)
-        per_request = measure(tree, args.path, args.requests, args.extra, work)
-    print(f"{args.tree} {args.path}: {per_request} instructions per request")
+        per_request = measure(tree, args.path, args.requests, args.extra, work, args.close)
+    mode = ", a new connection each" if args.close else ""
+    print(f"{args.tree} {args.path}{mode}: {per_request} instructions per request")
 
 
 if __name__ == "__main__":
