@@ -85,8 +85,11 @@ class Admission:
     def connection_closed(self, conn: ClientConnection) -> None:
         self.connections.discard(conn)
         self.slots.release(conn)
-        if self.gate is not None:
-            self.gate.update()
+        gate = self.gate
+        # A slot freed matters only to a paused gate: serving, it goes on serving (a gate that
+        # should pause after all, with TLS handshakes counted, does at the next open).
+        if gate is not None and gate.state is PAUSED:
+            gate.update()
 
     def _make_room(self, conn: ClientConnection) -> None:
         """Close a connection whose slot a new one took: silently when idle, with 503 when it
