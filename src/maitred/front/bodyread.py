@@ -16,6 +16,8 @@ support, whose buffer is the rest of the body exactly (``Body.room``), so that t
 receives into it and no byte of a following request can land there. The parser is told only
 how many bytes it did not see (``RequestParser.body_taken``). Once the body is whole the
 connection takes its transport back and reads on as usual; an empty feed ends the request.
+The connection asks once per request, on the read that ends its head: nothing that rules a
+body out (TLS, a spool file, too few bytes left) changes on a later read.
 
 While it reads it passes on what the transport tells: the client left (eof, lost), the
 client's buffer filled or drained (the answer to an earlier request may be going out). When
