@@ -12,7 +12,7 @@ from test_linger import FakeTimer
 
 from maitred import apps, link
 from maitred.config import Config
-from maitred.front import dispatcher
+from maitred.front import connection, dispatcher
 from maitred.front.bodyread import BodyReader
 from maitred.front.connection import ClientConnection
 from maitred.front.dispatcher import WorkerConnection
@@ -398,6 +398,19 @@ def test_a_read_after_the_front_gave_up_on_a_lent_body_is_the_connections() -> N
     assert transport.written.startswith(b"HTTP/1.1 408 ")
     receive(reader, b"more of the body")
     assert transport.protocol is conn and conn.linger is not None
+
+
+def test_whether_a_body_is_lent_is_decided_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not again on every read of a body that is not: nothing that ruled it out changes."""
+    asked: list[object] = []
+    monkeypatch.setattr(connection, "read_rest", lambda conn, exchange: asked.append(exchange))
+    setup = Setup(body_buffer_size=len(UPLOAD) // 2)  # spooled: read as before
+    conn, _ = setup.connect()
+    conn.data_received(upload_head() + b"x")
+    for start in range(1, len(UPLOAD), 10_000):
+        conn.data_received(UPLOAD[start : start + 10_000])
+    assert asked == [conn.active]  # the request is whole: it went on
+    conn.connection_lost(None)
 
 
 def test_a_small_or_spooled_body_is_read_as_before() -> None:

@@ -16,6 +16,8 @@ support, whose buffer is the rest of the body exactly (``Body.room``), so that t
 receives into it and no byte of a following request can land there. The parser is told only
 how many bytes it did not see (``RequestParser.body_taken``). Once the body is whole the
 connection takes its transport back and reads on as usual; an empty feed ends the request.
+The connection asks once per request, on the read that ends its head: nothing that rules a
+body out (TLS, a spool file, too few bytes left) changes on a later read.
 
 While it reads it passes on what the transport tells: the client left (eof, lost), the
 client's buffer filled or drained (the answer to an earlier request may be going out). When
@@ -25,6 +27,12 @@ back, and its bytes go to the connection as if no reader had been lent.
 
 Not for TLS connections, whose transport wraps the loop's (front/tlsclose.py), nor for the
 gateway protocols, whose parsers frame bodies their own way.
+
+Measured and left (perf, 20 clients uploading 1 MiB): the buffer is a new zero-filled
+bytearray per body. Receiving into a memory file handed to the worker as a descriptor (no
+copy through the link) cost the front about four times the system time: the kernel makes and frees
+each page of a new memory file. Lending spare buffers again took the zero-fill (a fifth of the
+front's samples) out, but the receive copy into the colder buffer cost as much more.
 
 Owned by the event loop thread.
 """

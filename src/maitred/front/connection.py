@@ -139,6 +139,7 @@ class ClientConnection(asyncio.Protocol):
                 self.sent_more = True
             return
         error: ProtocolError | None = None
+        before = self.reading
         try:
             events = self.parser.feed(data)
         except ProtocolError as exc:
@@ -161,8 +162,10 @@ class ClientConnection(asyncio.Protocol):
             self._protocol_error(error)
         elif self.parser.closed and self.reading is None:
             self._stop_reading()
-        elif self.reading is not None and self.reading.body is not None:
-            read_rest(self, self.reading)  # a large body: straight into its buffer
+        elif self.reading is not before and self.reading is not None and self.reading.body:
+            # A large body: straight into its buffer. Decided on the read that ends its head:
+            # what rules it out (TLS, spooled, too little left) holds for every later read.
+            read_rest(self, self.reading)
         if self.state is not IDLE or self.parser.in_head:
             # A connection becomes IDLE only in _settle, which reported it: a request
             # answered within this read (a static file) leaves nothing to report.
