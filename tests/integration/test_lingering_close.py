@@ -78,7 +78,6 @@ def test_a_client_that_never_stops_sending_is_cut_off(server: Server) -> None:
         sock.close()
 
 
-
 @pytest.fixture(scope="module")
 def asyncio_server(module_servers: ServerFactory) -> Server:
     """The same server on the standard asyncio loop: tests/shadow hides uvloop."""
