@@ -431,6 +431,18 @@ def test_head_writer_acts_on_its_own_headers_every_time() -> None:
     assert head.lower().count(b"x-request-id") == 1 and b"assigned" not in head
 
 
+def test_head_writer_checks_a_content_length_once_and_still_reads_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Most responses have a Content-Length, and the same few: its line is kept with its
+    value, so the next response with it is not checked again, and still declares its length."""
+    heads = HeadWriter(DateCache())
+    first = heads.head("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "14")])
+    monkeypatch.setattr(heads, "_line", None)  # any check now fails
+    again = heads.head("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "14")])
+    assert again == first and again[2] == 14 and again[0].count(b"Content-Length: 14") == 1
+
+
 class Text(str):
     pass
 
@@ -455,9 +467,11 @@ def test_head_writer_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(wsgi, "CACHED_LINES", 3)
     heads = HeadWriter(DateCache())
     for n in range(10):
-        head, status, _ = heads.head(f"{200 + n} Fine", [("ETag", f'"{n}"')])
-        assert status == 200 + n and f'ETag: "{n}"'.encode() in head
-    assert len(heads._lines) == 3 and len(heads._statuses) == 3
+        head, status, length = heads.head(
+            f"{200 + n} Fine", [("ETag", f'"{n}"'), ("Content-Length", str(n))]
+        )
+        assert status == 200 + n and f'ETag: "{n}"'.encode() in head and length == n
+    assert len(heads._lines) == len(heads._statuses) == len(heads._lengths) == 3
 
 
 def test_environ_header_keys_are_the_same_from_the_cache() -> None:

@@ -81,8 +81,9 @@ class HeadWriter:
     One per worker. An app sends the same few status lines and mostly the same headers on
     every response, so each one checked is kept as its encoded line: the next response that
     has it skips the checks. Bounded, like the environ's header keys: values can vary without
-    end (ETag, Set-Cookie). Headers the head writer must act on (Content-Length, Date, Server,
-    the request id) are checked every time, never kept.
+    end (ETag, Set-Cookie). Headers the head writer must act on (Date, Server, the request id)
+    are checked every time, never kept; a Content-Length line is kept apart, with its value
+    (most responses have one, and an app's pages often have the same few lengths).
     """
 
     def __init__(self, date: DateCache, id_header: str = "") -> None:
@@ -92,6 +93,7 @@ class HeadWriter:
         self._id_lower = id_header.lower()
         self._statuses: dict[str, tuple[bytes, int]] = {}
         self._lines: dict[tuple[str, str], bytes] = {}
+        self._lengths: dict[tuple[str, str], tuple[bytes, int]] = {}
 
     def head(
         self, status: str, headers: list[tuple[str, str]], request_id: str = ""
@@ -108,16 +110,24 @@ class HeadWriter:
         has_date = False
         id_lower = self._id_lower if request_id else ""
         has_id = not id_lower
-        cache = self._lines
+        cache, lengths = self._lines, self._lengths
         for item in headers:
             if type(item) is not tuple or len(item) != 2:
                 raise AssertionError(f"header {item!r} is not a (name, value) tuple")
             name, value = item
-            line = cache.get(item) if type(name) is str and type(value) is str else None
+            hashable = type(name) is str and type(value) is str
+            line = cache.get(item) if hashable else None
             if line is None:
+                counted = lengths.get(item) if hashable else None
+                if counted is not None:
+                    line, length = counted
+                    lines.append(line)
+                    continue
                 lowered, line = self._line(name, value)
                 if lowered == "content-length":
                     length = int(value)
+                    if len(lengths) < CACHED_LINES:
+                        lengths[item] = line, length
                 elif lowered == "date":
                     has_date = True
                 elif lowered == id_lower:
