@@ -131,12 +131,7 @@ def measure(
         "import sys; from bench.frontcost import solo_front; "
         f"sys.exit(solo_front({portfile!r}, {argv!r}))"
     )
-    out = os.path.join(work, "callgrind.out")
-    front = subprocess.Popen(
-        ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
-         sys.executable, "-c", code],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    front = under_callgrind(code, env, work)
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while not os.path.exists(portfile):
@@ -153,12 +148,32 @@ def measure(
     finally:
         front.send_signal(signal.SIGTERM)
         front.wait(START_TIMEOUT)
+    return total(last_dump(work)) // count
+
+
+def under_callgrind(code: str, env: dict[str, str], work: str) -> subprocess.Popen[bytes]:
+    """`python -c code` under callgrind, instrumentation off; its dumps go to `work`."""
+    out = os.path.join(work, "callgrind.out")
+    return subprocess.Popen(
+        ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+         sys.executable, "-c", code],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def last_dump(work: str) -> str:
+    """The path of callgrind's last dump in `work`."""
     dumps = sorted(name for name in os.listdir(work) if name.startswith("callgrind.out."))
-    with open(os.path.join(work, dumps[-1])) as dump:
+    return os.path.join(work, dumps[-1])
+
+
+def total(dump_path: str) -> int:
+    """The instructions a callgrind dump counted."""
+    with open(dump_path) as dump:
         totals = re.search(r"^totals: (\d+)", dump.read(), re.M)
     if totals is None:
         raise SystemExit("callgrind wrote no totals")
-    return int(totals.group(1)) // count
+    return int(totals.group(1))
 
 
 def _control(pid: int, *command: str) -> None:

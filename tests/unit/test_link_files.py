@@ -3,6 +3,7 @@ when the link's socket is full and frames wait in the front."""
 
 from __future__ import annotations
 
+import array
 import asyncio
 import os
 import socket
@@ -90,3 +91,19 @@ def test_a_file_waits_behind_what_a_full_link_holds(
         worker.close()
     with pytest.raises(OSError):
         os.fstat(fd)  # the front's copy is closed once sent
+
+
+def test_files_cut_short_by_the_kernel_stop_the_link(monkeypatch: pytest.MonkeyPatch) -> None:
+    """More files than the reader made room for (the kernel says MSG_CTRUNC): the ones cut
+    off are lost, so the link cannot go on."""
+    from maitred.link import files
+
+    monkeypatch.setattr(files, "ANCILLARY_SIZE", socket.CMSG_SPACE(array.array("i").itemsize))
+    front, worker = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with front, worker, open(os.devnull, "rb") as null:
+        # Three: the room for one is rounded up to a multiple of 8 bytes, room for two.
+        link.send_with_files(front.fileno(), [b"x"], [null.fileno()] * 3)
+        receiver = link.Receiver(worker)
+        with pytest.raises(link.ProtocolViolation, match="files with one write"):
+            receiver.recv_into(memoryview(bytearray(16)))
+        receiver.close()

@@ -206,6 +206,62 @@ def test_an_object_over_a_list_goes_out_whole_in_one_frame(
     assert response.closed
 
 
+def test_a_flask_response_goes_out_in_one_frame() -> None:
+    """Werkzeug's response iterable is a ClosingIterator over a generator, not a list: its
+    one chunk is its whole Content-Length, so head, body and end go in one FULL frame."""
+    from tests.apps.flaskapp import app
+
+    fake = serve(app)
+    assert fake.kinds == [link.Kind.FULL]
+    status, length, head, body = fake.frames[0][1]
+    assert (status, length, body) == (200, 16, b"Hello from Flask")
+    assert b"Content-Length: 16" in head
+
+
+def test_a_first_chunk_of_its_whole_length_is_sent_before_the_iterable_stops() -> None:
+    """The client has its whole response while the iterable still runs; what the iterable
+    yields after its Content-Length is dropped, and it is still run to its end and closed."""
+    fake = FakeChannel()
+    seen_by_client: list[list[int]] = []
+    closed = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Length", "5")])
+        try:
+            yield b"hello"
+            seen_by_client.append(fake.kinds)
+            yield b"excess"
+        finally:
+            closed.append(True)
+
+    req = request()
+    environ = EnvironBuilder("", 4, 2).build(req)
+    run_app(app, environ, Response(fake, HeadWriter(DateCache()), False))
+    assert seen_by_client == [[link.Kind.FULL]]  # before the app's next step
+    assert fake.kinds == [link.Kind.FULL] and fake.frames[0][1][3] == b"hello"
+    assert closed == [True]
+
+
+def test_a_failure_after_the_response_ended_sends_nothing_more() -> None:
+    """The front no longer holds a request once its FULL went out: an ABORT after it would
+    break the link (a protocol violation), and every request on it with it."""
+    from maitred.config import Config
+    from maitred.worker.main import Worker
+
+    class FailsToClose(OverItsList):
+        def close(self) -> None:
+            raise RuntimeError("close failed")
+
+    def app(environ: dict[str, Any], start_response: Any) -> FailsToClose:
+        start_response("200 OK", [])
+        return FailsToClose([b"hello"])
+
+    worker = Worker(Config(), 1, "/nonexistent", app, -1, 0)
+    fake = FakeChannel()
+    worker._handle(request(), fake)  # type: ignore[arg-type]
+    assert fake.kinds == [link.Kind.FULL]
+
+
 def test_head_request_keeps_length_drops_body() -> None:
     fake = serve(hello, request(method=b"HEAD"))
     _status, length, head, body = fake.frames[0][1]
@@ -375,6 +431,18 @@ def test_head_writer_acts_on_its_own_headers_every_time() -> None:
     assert head.lower().count(b"x-request-id") == 1 and b"assigned" not in head
 
 
+def test_head_writer_checks_a_content_length_once_and_still_reads_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Most responses have a Content-Length, and the same few: its line is kept with its
+    value, so the next response with it is not checked again, and still declares its length."""
+    heads = HeadWriter(DateCache())
+    first = heads.head("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "14")])
+    monkeypatch.setattr(heads, "_line", None)  # any check now fails
+    again = heads.head("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "14")])
+    assert again == first and again[2] == 14 and again[0].count(b"Content-Length: 14") == 1
+
+
 class Text(str):
     pass
 
@@ -399,9 +467,11 @@ def test_head_writer_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(wsgi, "CACHED_LINES", 3)
     heads = HeadWriter(DateCache())
     for n in range(10):
-        head, status, _ = heads.head(f"{200 + n} Fine", [("ETag", f'"{n}"')])
-        assert status == 200 + n and f'ETag: "{n}"'.encode() in head
-    assert len(heads._lines) == 3 and len(heads._statuses) == 3
+        head, status, length = heads.head(
+            f"{200 + n} Fine", [("ETag", f'"{n}"'), ("Content-Length", str(n))]
+        )
+        assert status == 200 + n and f'ETag: "{n}"'.encode() in head and length == n
+    assert len(heads._lines) == len(heads._statuses) == len(heads._lengths) == 3
 
 
 def test_environ_header_keys_are_the_same_from_the_cache() -> None:

@@ -318,9 +318,12 @@ class Worker:
             run_app(app, environ, response)
         except (LinkClosed, AppTimeout):
             # The client went away (or the front): the app's iterable is closed; tell the
-            # front the thread is free, if it is still there to hear it.
-            with contextlib.suppress(LinkClosed):
-                channel.front.send(link.encode_abort(channel.rid))
+            # front the thread is free, if it is still there to hear it and the response did
+            # not end already (a TIMEOUT crossing its FULL). On the link itself: a cancelled
+            # channel refuses to send.
+            if not response.ended:
+                with contextlib.suppress(LinkClosed):
+                    channel.front.send(link.encode_abort(channel.rid))
         except Exception:
             log.exception(
                 "error handling %s %s", req.method.decode("latin-1"), req.target.decode("latin-1")

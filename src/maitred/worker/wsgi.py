@@ -81,8 +81,9 @@ class HeadWriter:
     One per worker. An app sends the same few status lines and mostly the same headers on
     every response, so each one checked is kept as its encoded line: the next response that
     has it skips the checks. Bounded, like the environ's header keys: values can vary without
-    end (ETag, Set-Cookie). Headers the head writer must act on (Content-Length, Date, Server,
-    the request id) are checked every time, never kept.
+    end (ETag, Set-Cookie). Headers the head writer must act on (Date, Server, the request id)
+    are checked every time, never kept; a Content-Length line is kept apart, with its value
+    (most responses have one, and an app's pages often have the same few lengths).
     """
 
     def __init__(self, date: DateCache, id_header: str = "") -> None:
@@ -92,6 +93,7 @@ class HeadWriter:
         self._id_lower = id_header.lower()
         self._statuses: dict[str, tuple[bytes, int]] = {}
         self._lines: dict[tuple[str, str], bytes] = {}
+        self._lengths: dict[tuple[str, str], tuple[bytes, int]] = {}
 
     def head(
         self, status: str, headers: list[tuple[str, str]], request_id: str = ""
@@ -108,16 +110,24 @@ class HeadWriter:
         has_date = False
         id_lower = self._id_lower if request_id else ""
         has_id = not id_lower
-        cache = self._lines
+        cache, lengths = self._lines, self._lengths
         for item in headers:
             if type(item) is not tuple or len(item) != 2:
                 raise AssertionError(f"header {item!r} is not a (name, value) tuple")
             name, value = item
-            line = cache.get(item) if type(name) is str and type(value) is str else None
+            hashable = type(name) is str and type(value) is str
+            line = cache.get(item) if hashable else None
             if line is None:
+                counted = lengths.get(item) if hashable else None
+                if counted is not None:
+                    line, length = counted
+                    lines.append(line)
+                    continue
                 lowered, line = self._line(name, value)
                 if lowered == "content-length":
                     length = int(value)
+                    if len(lengths) < CACHED_LINES:
+                        lengths[item] = line, length
                 elif lowered == "date":
                     has_date = True
                 elif lowered == id_lower:
@@ -160,7 +170,10 @@ class HeadWriter:
 class Response:
     """One response: start_response, write(), and the frames they become on its channel.
 
-    The channel raises LinkClosed when the client or the front is gone.
+    The channel raises LinkClosed when the client or the front is gone. Once the response has
+    ended (END, FULL or ABORT went out) the front no longer holds its request, and a frame
+    more for it would be a protocol violation that closes the whole link: nothing more is
+    sent, whatever the app does after (more data, an exception in close()).
     """
 
     __slots__ = (
@@ -171,6 +184,7 @@ class Response:
         "_request_id",
         "_status",
         "_suppress_body",
+        "ended",
         "head_sent",
         "sent",
         "status_code",
@@ -193,6 +207,7 @@ class Response:
         self._suppress_body = head_request
         self.status_code = 0
         self.head_sent = False
+        self.ended = False  # END, FULL or ABORT went out: the front is done with the request
         self.sent = 0
 
     def start_response(
@@ -226,6 +241,10 @@ class Response:
         if type(data) is not bytes:
             raise AssertionError(f"body data must be bytes, not {type(data).__name__}")
         self._require_head()
+        if self.ended:
+            if data:
+                log.warning("app sent data after its whole Content-Length; it is dropped")
+            return
         channel = self._channel
         head = b""
         if not self.head_sent:
@@ -243,6 +262,8 @@ class Response:
     def finish(self) -> None:
         """The body is complete: END, or ABORT when it fell short of its Content-Length."""
         self._require_head()
+        if self.ended:
+            return
         if not self.head_sent:
             self.send_full(b"")
             return
@@ -251,6 +272,7 @@ class Response:
             log.error("app sent %d of its %d-byte Content-Length", self.sent, self._length)
         encode = link.encode_abort if short else link.encode_end
         self._channel.send(encode(self._channel.rid))
+        self.ended = True  # once sent: a refused send leaves the thread to free (worker.main)
 
     def send_full(self, body: bytes) -> None:
         """The whole response in one frame; adds Content-Length when the app gave none."""
@@ -276,6 +298,7 @@ class Response:
         self.sent = len(body)
         channel = self._channel
         channel.send(link.encode_full(channel.rid, self.status_code, length, head, body))
+        self.ended = True
 
     def send_file(self, filelike: Any) -> bool:
         """Send a wsgi.file_wrapper file without reading it here, when it is a regular file.
@@ -314,10 +337,19 @@ class Response:
         self.head_sent = True
         self.sent = length
         channel.send(link.encode_end(channel.rid))  # the front has it: this thread is free
+        self.ended = True
         return True
 
     def abort(self) -> None:
-        self._channel.send(link.encode_abort(self._channel.rid))
+        """Free the thread with the response unfinished, unless it has ended already."""
+        if not self.ended:
+            self._channel.send(link.encode_abort(self._channel.rid))
+            self.ended = True
+
+    def completes(self, data: bytes) -> bool:
+        """Whether `data`, as the first body bytes, is the whole body its Content-Length
+        declares: then it can go out in one FULL frame, before the app's iterable stops."""
+        return not self.head_sent and len(data) == self._length and type(data) is bytes
 
     def error(self, status: int) -> None:
         """A plain-text error response of the server's own (the app failed): the page the
@@ -363,10 +395,22 @@ def run_app(app: WSGIApp, environ: dict[str, Any], response: Response) -> None:
 
 
 def _stream(response: Response, items: Iterator[bytes]) -> None:
-    """Each chunk sent as the app gives it, then END."""
+    """Each chunk sent as the app gives it, then END.
+
+    A first chunk that is the whole body its Content-Length declares goes out at once as one
+    FULL frame, head, body and end, rather than HEAD+BODY then END once the iterable stops:
+    nothing is held back (the client has its whole response), and the common small response
+    of an iterable that is not a list (Werkzeug's, Flask's: a ClosingIterator over a
+    generator) costs one send and one message for the front. The iterable is still run to
+    its end and closed; anything it yields after is past the Content-Length, and dropped.
+    """
     write = response.write
     for data in items:
-        if data:  # PEP 3333: the head waits for the first non-empty chunk
+        if not data:
+            continue  # PEP 3333: the head waits for the first non-empty chunk
+        if response.completes(data):
+            response.send_full(data)
+        else:
             write(data)
     response.finish()
 
