@@ -72,7 +72,6 @@ class Fetch:
         self.stale = stale  # what may stand in for the app's errors, or be revalidated
         self.validators: Validators = []  # the conditions sent to the app for `stale`
         self.storing = record  # the response is still to be stored
-        self.request: Fields = {}
         self.sent_at = time.time()  # RFC 9111's request_time
         self.waiters: list[Exchange] = []
         self.timer: asyncio.TimerHandle | None = None
