@@ -42,19 +42,13 @@ import dataclasses
 import logging
 import os
 import stat
-import sys
 import time
 from collections.abc import Mapping
 from typing import NamedTuple
 
 from maitred import apps, privileges
 from maitred.apps import Table
-from maitred.config import Config, ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
+from maitred.config import Config, ConfigError, toml
 
 log = logging.getLogger("maitred.error")
 
@@ -116,6 +110,7 @@ def parse(name: str, text: str, stamp: Stamp, directory: str, owner: bool) -> Ta
     origin = os.path.join(directory, name + SUFFIX)  # opens every error said here
     if not apps.NAME.fullmatch(name):
         raise ConfigError(f"{origin}: the file's name is the app's: 1-32 letters, digits, - or _")
+    tomllib = toml()
     try:
         body = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -14,12 +14,12 @@ each ``MAITRED_*`` variable that is no setting, which would otherwise be ignored
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any, NamedTuple
 
 from maitred import privileges, upgrade
@@ -27,10 +27,23 @@ from maitred.front.limits import parse_key, parse_rate_text, parse_status
 
 log = logging.getLogger("maitred.error")
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
+
+
+def toml() -> ModuleType:
+    """The TOML reader, imported when a config file or an apps directory is read, not before.
+
+    Every process of the tree is forked from the master, so what the master imports is memory
+    the whole tree keeps: a server started from the command line alone reads no TOML, and the
+    reader's modules (about half a MiB) would be held for nothing.
+    """
+    if sys.version_info >= (3, 11):
+        import tomllib
+
+        return tomllib
+    import tomli  # pragma: no cover - exercised on 3.10 only
+
+    module: ModuleType = tomli  # pragma: no cover - tomli has no type hints
+    return module  # pragma: no cover
 
 ENV_PREFIX = "MAITRED_"
 CONFIG_FILE = "maitred.toml"
@@ -1449,6 +1462,8 @@ def parse_value(f: dataclasses.Field[Any], value: Any, origin: str) -> Any:
 
 def closest(name: str, candidates: Iterable[str], show: Callable[[str], str] = str) -> str:
     """The `; did you mean X?` for the candidate nearest to a misspelled name, if one is."""
+    import difflib  # only when a name is wrong: a master that starts never needs it (see toml)
+
     match = difflib.get_close_matches(name, list(candidates), n=1)
     return f"; did you mean {show(match[0])}?" if match else ""
 
@@ -1466,6 +1481,9 @@ def _from_mapping(values: Mapping[str, Any], origin: str) -> dict[str, Any]:
 
 def read_config_file(path: str, required: bool) -> dict[str, Any]:
     """Settings from a TOML file: top-level keys, or [tool.maitred] in a pyproject.toml."""
+    if not required and not os.path.exists(path):
+        return {}  # the usual case, a server configured by its command line: no TOML reader
+    tomllib = toml()
     try:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)

@@ -20,6 +20,10 @@ MASTER_MODULES = "import maitred.cli, maitred.arbiter"
 # The rate limits' table, shared memory the master makes for its fronts (front/limittable.py).
 LIMITS_TABLE = "memfd:maitred-limits"
 NOT_IN_MASTER = ("asyncio", "uvloop", "httptools", "prometheus_client", "maitred.front.main")
+# Modules only a config file or an apps directory (the TOML reader) or a misspelled setting
+# (difflib's suggestions) needs: the master reads them on demand, and every process forked from
+# it would otherwise hold them too.
+NOT_IN_MASTER_STARTED_FROM_ARGS = ("tomllib", "tomli", "difflib")
 # What a front serving plain HTTP, with no cache, no password and no static mount, does not
 # import: the front imports them only when a listener, --cache-size, auth_basic or --static
 # asks for them.
@@ -80,3 +84,14 @@ def test_the_master_imports_neither_the_front_nor_prometheus_client() -> None:
 
 def test_a_plain_front_imports_no_gateway_tls_cache_password_or_static_code() -> None:
     assert imported(FRONT_MODULES, NOT_IN_PLAIN_FRONT) == []
+
+
+
+def test_a_master_configured_from_its_command_line_holds_no_toml_reader_nor_difflib(
+    tmp_path: Path,
+) -> None:
+    """Settings from the command line and the environment alone, in a directory without a
+    config file: what ``maitred --workers 4 app:application`` does before it forks."""
+    load = f"config.load({{'app': 'app:application', 'workers': 4}}, {{}}, {str(tmp_path)!r})"
+    modules = f"{MASTER_MODULES}; from maitred import config; {load}"
+    assert imported(modules, NOT_IN_MASTER_STARTED_FROM_ARGS) == []
