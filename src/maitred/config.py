@@ -28,7 +28,6 @@ from maitred.front.limits import parse_key, parse_rate_text, parse_status
 log = logging.getLogger("maitred.error")
 
 
-
 def toml() -> ModuleType:
     """The TOML reader, imported when a config file or an apps directory is read, not before.
 
@@ -44,6 +43,7 @@ def toml() -> ModuleType:
 
     module: ModuleType = tomli  # pragma: no cover - tomli has no type hints
     return module  # pragma: no cover
+
 
 ENV_PREFIX = "MAITRED_"
 CONFIG_FILE = "maitred.toml"

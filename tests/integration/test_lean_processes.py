@@ -86,7 +86,6 @@ def test_a_plain_front_imports_no_gateway_tls_cache_password_or_static_code() ->
     assert imported(FRONT_MODULES, NOT_IN_PLAIN_FRONT) == []
 
 
-
 def test_a_master_configured_from_its_command_line_holds_no_toml_reader_nor_difflib(
     tmp_path: Path,
 ) -> None:
