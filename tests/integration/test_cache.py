@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import signal
 import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +20,7 @@ from pathlib import Path
 import pytest
 from cacheable import calls
 
+import procs
 from harness import APPS_DIR, Server, ServerFactory, run_cli, wait_until
 from rawhttp import Response, fetch
 
@@ -542,3 +545,23 @@ env = {{CACHE_APP_DIR = "{tmp_path / "b"}"}}
     assert [r.header("Cache-Status") for r in plain] == [None] * 3
     assert len(calls(tmp_path / "a")) == 1 and len(calls(tmp_path / "b")) == 3
     assert len({r.body for r in cached}) == 1 and len({r.body for r in plain}) == 3
+
+
+@pytest.mark.expect_errors(r"front \(pid \d+\) exited with signal 9; restarting it")
+def test_a_killed_fronts_files_are_removed_by_the_next_front(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    cache_dir = tmp_path / "bodies"
+    server = start(servers, tmp_path, "--cache-dir", str(cache_dir))
+    get(server, BIG_PAGE)
+    (killed_dir,) = cache_dir.iterdir()
+    (killed,) = procs.children_titled(server.pid, "maitred: front")
+    os.kill(killed, signal.SIGKILL)
+    wait_until(
+        lambda: set(procs.children_titled(server.pid, "maitred: front")) - {killed},
+        what="a new front",
+    )
+    # the new front's first body makes its directory, and removes the dead one's
+    wait_until(lambda: get(server, f"{BIG_PAGE}&n=1").status == 200, what="an answer")
+    wait_until(lambda: not killed_dir.exists(), what="the killed front's files removed")
+    assert len(body_files(cache_dir)) == 1
