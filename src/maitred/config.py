@@ -970,7 +970,8 @@ class Config:
         "",
         "Directory for the bodies past --cache-max-object: each is kept in a file there and "
         "sent with sendfile. Each front makes its own subdirectory (mode 0700, its files "
-        "0600, owned by the front's user) and removes it when it stops. Empty (the default): "
+        "0600, owned by the front's user) and removes it when it stops; the next front removes "
+        "those of fronts killed before they could. Empty (the default): "
         "larger bodies are not stored.",
         _str,
         "--cache-dir",

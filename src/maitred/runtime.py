@@ -15,7 +15,8 @@ are left alone.
 A pidfile that names a process which is no longer a maitred master is stale: it is
 overwritten, with a log line. One that names a live master is refused, since two servers would
 take the file from each other, unless that master is this one's parent: it started this one
-with USR2 and hands over to it.
+with USR2 and hands over to it. The pidfile is replaced by a rename, never rewritten in
+place, so a reader sees the old pid or the new one, whole.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ MASTER_TITLE = "maitred: master"  # the master's process title
 # Fields of /proc/PID/stat, counted after the ")" that closes the name.
 STATE_FIELD = 0
 START_TIME_FIELD = 19
+PIDFILE_MODE = 0o644  # readable by all, as pidfiles are; the umask may take more away
 ZOMBIE = "Z"
 
 
@@ -140,9 +142,26 @@ def _is_master(pid: int) -> bool:
 
 
 def write_pidfile(path: str, pid: int) -> None:
-    if path:
-        with open(path, "w", encoding="ascii") as fh:
+    """Write `pid` to the pidfile at `path` ("" asks for none).
+
+    A reader (systemd, a ctl command, a second server's check) must never see the file empty
+    or half written, as it could between a truncation and the write: the pid goes to a
+    temporary file in the same directory, which then replaces the pidfile in one rename. The
+    file gets the mode a plain create would give it (PIDFILE_MODE less the umask)."""
+    if not path:
+        return
+    temp = f"{path}.{pid}.tmp"  # our pid in the name: no other master writes this one
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temp)  # left by a killed master whose pid this one now has
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PIDFILE_MODE)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
             fh.write(f"{pid}\n")
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
 
 
 def remove_pidfile(path: str, pid: int) -> None:

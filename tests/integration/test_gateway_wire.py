@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -492,3 +493,64 @@ def test_the_thread_is_free_while_the_front_sends_a_file(
             written = sum(kind == fastcgi.STDOUT for kind, _, _ in records)
             assert written <= HUGE_SIZE // fastcgi.MAX_CONTENT + 4, written
     assert body == huge.read_bytes()
+
+
+# The gateway listeners share the HTTP listener's connection timeouts (front/timeouts.py).
+GATEWAY_KEEPALIVE = 1.0
+GATEWAY_HEADER_TIMEOUT = 2.0
+TIMEOUT_SLACK = 2.0  # the sweep's granularity plus a loaded machine's scheduling delays
+
+
+@pytest.fixture(scope="module")
+def timed(module_servers: ServerFactory) -> Server:
+    return module_servers.start(
+        "echo:application",
+        *binds(),
+        "--keepalive", str(GATEWAY_KEEPALIVE),
+        "--header-timeout", str(GATEWAY_HEADER_TIMEOUT),
+    )  # fmt: skip
+
+
+def closed_after(client: Client) -> tuple[bytes, float]:
+    """What the server sent until it closed the connection, and the seconds that took."""
+    started = time.monotonic()
+    data = client.until_close()
+    return data, time.monotonic() - started
+
+
+def test_fastcgi_an_idle_kept_connection_is_closed_after_the_keepalive(timed: Server) -> None:
+    with Client(ports(timed)["fastcgi"], GATEWAY_KEEPALIVE + TIMEOUT_SLACK) as client:
+        client.send(fcgi_request(1, params_with(), keep_conn=True))
+        assert end_status(client.until_end(1), 1) == fastcgi.REQUEST_COMPLETE
+        client.take()
+        data, after = closed_after(client)
+    assert data == b""  # silently, as an idle HTTP connection
+    assert GATEWAY_KEEPALIVE - 0.1 <= after <= GATEWAY_KEEPALIVE + TIMEOUT_SLACK, after
+
+
+@pytest.mark.parametrize("proto", ["uwsgi", "fastcgi"])
+def test_a_connection_that_sends_nothing_is_closed_after_the_keepalive(
+    timed: Server, proto: str
+) -> None:
+    with Client(ports(timed)[proto], GATEWAY_KEEPALIVE + TIMEOUT_SLACK) as client:
+        data, after = closed_after(client)
+    assert data == b""
+    assert GATEWAY_KEEPALIVE - 0.1 <= after <= GATEWAY_KEEPALIVE + TIMEOUT_SLACK, after
+
+
+@pytest.mark.parametrize("proto", ["uwsgi", "fastcgi"])
+def test_a_half_sent_request_is_dropped_after_the_header_timeout(timed: Server, proto: str) -> None:
+    whole = (
+        uwsgi_packet(params_with())
+        if proto == "uwsgi"
+        else fcgi_request(1, params_with(), keep_conn=True)
+    )
+    with Client(ports(timed)[proto], GATEWAY_HEADER_TIMEOUT + TIMEOUT_SLACK) as client:
+        client.send(whole[: len(whole) // 2])
+        data, after = closed_after(client)
+    # No request to frame an answer in: closed with a log line, as a bad packet is.
+    assert data == b""
+    assert GATEWAY_HEADER_TIMEOUT - 0.1 <= after <= GATEWAY_HEADER_TIMEOUT + TIMEOUT_SLACK, after
+    named = {"uwsgi": "uwsgi", "fastcgi": "FastCGI"}[proto]
+    line = rf"closing a {named} connection from 127\.0\.0\.1: request head too slow"
+    assert timed.wait_for_log(line), timed.stderr

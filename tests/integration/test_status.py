@@ -13,6 +13,8 @@ from procs import children_titled
 from rawhttp import fetch, request_bytes
 from statsclient import STATS, scrape, stats_port, status, value
 
+HISTORY_SPAN = 4  # samples the history test waits for: their mean spacing is what it judges
+
 
 def _app(port: int, name: str = "main") -> dict[str, Any]:
     app: dict[str, Any] = status(port)["apps"][name]
@@ -110,7 +112,8 @@ def test_history_keeps_one_sample_a_second_with_the_request_rate(
         for _ in range(5):
             assert fetch(server.port, "GET", "/").status == 200
         history = _app(port)["history"]
-        return any(rate > 0 for rate in history["requests_per_second"])
+        busy = any(rate > 0 for rate in history["requests_per_second"])
+        return busy and len(history["time"]) >= HISTORY_SPAN
 
     wait_until(busy_second, what="a sample with requests in it")
     history = _app(port)["history"]
@@ -118,7 +121,10 @@ def test_history_keeps_one_sample_a_second_with_the_request_rate(
     lengths = {len(column) for name, column in history.items() if name != "interval_seconds"}
     assert len(lengths) == 1
     times = history["time"]
-    assert all(0.5 < b - a < 2.5 for a, b in itertools.pairwise(times))
+    # A late tick is followed by one on the beat, so one gap may be short and the one before it
+    # long on a loaded machine; over the whole span the samples still come about once a second.
+    assert all(b > a for a, b in itertools.pairwise(times))
+    assert 0.5 < (times[-1] - times[0]) / (len(times) - 1) < 2.0, times
     with_requests = [i for i, rate in enumerate(history["requests_per_second"]) if rate > 0]
     assert all(history["latency_p50_seconds"][i] is not None for i in with_requests)
     assert all(history["slots"][i] == 4 for i in with_requests)

@@ -139,3 +139,35 @@ def test_without_forwarded_fields_the_peer_is_not_even_looked_up() -> None:
     assert exchange.peer == TRUSTED and not looked_up
     route(router, [(b"Host", b"h"), (b"Forwarded", b"for=192.0.2.9")], TRUSTED)
     assert looked_up == ["127.0.0.1"]
+
+
+def test_a_new_table_rebuilds_only_the_changed_apps_static_files(tmp_path: Any) -> None:
+    """Each app's static files (and the file cache in them) outlive a new table of apps in
+    which its settings and its share of the cache stay the same."""
+    served = [("/static", str(tmp_path))]
+
+    def table(b_max_age: int) -> tuple[apps.App, ...]:
+        return (
+            apps.App("a", Config(static=tuple(served)), apps.Route(hosts=("a",))),
+            apps.App(
+                "b",
+                Config(static=tuple(served), static_max_age=b_max_age),
+                apps.Route(hosts=("b",)),
+            ),
+        )
+
+    front = SimpleNamespace(
+        cfg=Config(),
+        apps=table(60),
+        dispatchers={"a": Dispatcher(), "b": Dispatcher()},
+        date=DateCache(),
+        health=None,
+        limits=Limits(),
+    )
+    router = Router(front)  # type: ignore[arg-type]
+    before = dict(router.statics)
+    front.apps = table(120)  # the apps dir changed b only
+    router.use_apps(front)  # type: ignore[arg-type]
+    assert router.statics["a"] is before["a"]
+    assert router.statics["b"] is not before["b"]
+    assert router.statics["b"].cfg.static_max_age == 120  # type: ignore[union-attr]

@@ -127,3 +127,30 @@ def test_a_pidfile_of_a_running_master_is_refused(
     pidfile.write_text(f"{titled.pid}\n")
     with pytest.raises(runtime.PidfileInUse, match=f"names pid {titled.pid}, a maitred master"):
         runtime.check_pidfile(str(pidfile))
+
+
+def test_a_pidfile_is_replaced_whole_never_truncated_under_a_reader(tmp_path: Path) -> None:
+    """A reader that opened the old pidfile keeps reading the old pid, whole: the new one comes
+    in by a rename, so no reader can meet an empty or half-written file."""
+    pidfile = tmp_path / "maitred.pid"
+    runtime.write_pidfile(str(pidfile), 111)
+    with open(pidfile, encoding="ascii") as reader:
+        runtime.write_pidfile(str(pidfile), 222)
+        assert reader.read() == "111\n"
+    assert pidfile.read_text() == "222\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["maitred.pid"]  # no temporary file left
+
+
+def test_a_pidfile_gets_the_mode_of_a_plain_create_and_a_killed_masters_temp_goes(
+    tmp_path: Path,
+) -> None:
+    pidfile = tmp_path / "maitred.pid"
+    (tmp_path / f"maitred.pid.{os.getpid()}.tmp").write_text("half")  # a killed master's
+    umask = os.umask(0o027)
+    try:
+        runtime.write_pidfile(str(pidfile), os.getpid())
+    finally:
+        os.umask(umask)
+    assert pidfile.stat().st_mode & 0o777 == 0o640
+    assert pidfile.read_text() == f"{os.getpid()}\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["maitred.pid"]

@@ -16,7 +16,10 @@ with O_EXCL and mode 0600.
 A body is written whole before its entry enters the store (maitred.front.cachefetch.Fetch.over),
 so a body still being written is never served. A file goes when its entry goes (eviction,
 purge, a newer response: maitred.front.cachestore.Store), when its fetch stores nothing, and
-with the whole directory when the front stops. A send under way when its entry goes keeps
+with the whole directory when the front stops. A front killed with SIGKILL cannot remove its
+directory: the next directory made under --cache-dir removes those whose front's pid (in the
+name) no longer runs (:func:`remove_dead`). One whose pid runs is left alone, whoever runs it:
+another maitred server may share the directory. A send under way when its entry goes keeps
 its open descriptor, so its client still gets the whole body.
 
 Writes are synchronous, in the event loop: they go to the page cache, as the response spool's
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 
@@ -39,9 +43,38 @@ from maitred.front.sendfile import FileSender
 log = logging.getLogger("maitred.error")
 
 DIR_PREFIX = "front-{pid}-"
+DIR_NAME = re.compile(r"front-(\d+)-\w+")  # what mkdtemp makes of DIR_PREFIX
 FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 FILE_MODE = 0o600
 DIR_MODE = 0o700
+
+
+def runs(pid: int) -> bool:
+    """Whether process `pid` exists (one of another user's too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_dead(root: str) -> None:
+    """Remove the cache directories under `root` of fronts that no longer run (killed before
+    they could), one log line each."""
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    for name in names:
+        match = DIR_NAME.fullmatch(name)
+        if match is None or runs(int(match.group(1))):
+            continue
+        path = os.path.join(root, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            log.info("cache: removing %s, left by a front that no longer runs", path)
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def remove_file(path: str) -> None:
@@ -102,6 +135,7 @@ class CacheDir:
         try:
             if not self.path:
                 os.makedirs(self.root, mode=DIR_MODE, exist_ok=True)
+                remove_dead(self.root)
                 prefix = DIR_PREFIX.format(pid=os.getpid())
                 self.path = tempfile.mkdtemp(prefix=prefix, dir=self.root)  # mode 0700
             self.count += 1

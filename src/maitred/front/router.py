@@ -44,6 +44,7 @@ from maitred.http.response import head_start
 
 if TYPE_CHECKING:
     from maitred.apps import App
+    from maitred.config import Config
     from maitred.front.cache import ResponseCache
     from maitred.front.dispatcher import Dispatcher
     from maitred.front.exchange import Exchange
@@ -66,13 +67,13 @@ class Target(NamedTuple):
     cache: ResponseCache | None  # --cache-size: its response cache
 
 
-def _static_files(app: App, cache_size: int, front: Front) -> StaticFiles:
-    """The app's --static mounts, sharing `cache_size` bytes of file cache with no other app."""
+def _static_files(cfg: Config, front: Front) -> StaticFiles:
+    """An app's --static mounts, with its share of file cache (cfg.static_cache_size)."""
     # Only a front with a --static mount imports the static files' modules (and mimetypes):
     # a front without one would hold their code for nothing.
     from maitred.front.static import StaticFiles
 
-    return StaticFiles(app.cfg.replace(static_cache_size=cache_size), front.date)
+    return StaticFiles(cfg, front.date)
 
 
 class Router:
@@ -86,6 +87,7 @@ class Router:
         self.health = front.health  # --health-path, answered before routing
         self.rules: Rules | None = None
         self.caches: dict[str, ResponseCache] = {}
+        self.statics: dict[str, StaticFiles | None] = {}  # by app name, kept across tables
         self.use_apps(front)
         name = cfg.request_id_header.encode("latin-1")
         self.id_name = name.lower()
@@ -103,11 +105,12 @@ class Router:
             Target(
                 app.label,
                 front.dispatchers[app.name],
-                _static_files(app, cache, front) if app.cfg.static else None,
+                self._static(front, app, cache) if app.cfg.static else None,
                 self._cache(front, app),
             )
             for app in front.apps
         ]
+        self.statics = {app.name: t.static for app, t in zip(front.apps, targets, strict=True)}
         # The server's only app takes every request: no lookup on the way of each.
         implicit = len(front.apps) == 1 and front.apps[0].implicit
         self.single = targets[0] if implicit else None
@@ -135,6 +138,16 @@ class Router:
         for cache in self.caches.values():
             if id(cache) not in kept:
                 cache.close()
+
+    def _static(self, front: Front, app: App, cache_size: int) -> StaticFiles:
+        """The app's static files: the ones it has, their file cache kept, while its settings
+        and its share of the cache stay the same across new tables of apps (one app's change
+        in the apps dir rebuilds that app's only)."""
+        cfg = app.cfg.replace(static_cache_size=cache_size)
+        static = self.statics.get(app.name)
+        if static is not None and static.cfg == cfg:
+            return static
+        return _static_files(cfg, front)
 
     def _cache(self, front: Front, app: App) -> ResponseCache | None:
         """The app's response cache: the one it has, its pages kept, while its settings

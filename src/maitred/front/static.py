@@ -108,6 +108,7 @@ class StaticFiles:
     """The static mounts of one front."""
 
     def __init__(self, cfg: Config, date: DateCache) -> None:
+        self.cfg = cfg  # what it was made from: the router keeps it while this stays the same
         self.date = date
         self.resolver = Resolver(cfg.static_follow_symlinks, os.fsencode(cfg.static_index))
         mounts = [Mount(prefix, root) for prefix, root in cfg.static]
