@@ -129,17 +129,24 @@ def decide(
     """The pool's next move, and what to remember for the tick after."""
     if load is None:
         return memory, HOLD
-    why = pressure(load)
+    why = pressure(load, bounds.threads)
     if why:
         return _grow(bounds, size, lacking(load, bounds.threads, size), memory, now, why)
     memory = dataclasses.replace(memory, step=1)
     return _shrink(bounds, size, load, memory, now)
 
 
-def pressure(load: LoadReport) -> str:
-    """Why requests wait, or "" when they do not."""
+def queue_lacks(oldest_wait: float, queued: int, threads: int) -> bool:
+    """Whether the queue shows the pool lacks threads: its oldest request waited QUEUE_WAIT,
+    or it holds a whole worker's `threads` of requests (they queue only when every thread is
+    busy: a worker more would be busy at once). The front reports on it at once."""
+    return oldest_wait >= QUEUE_WAIT or (threads > 0 and queued >= threads)
+
+
+def pressure(load: LoadReport, threads: int) -> str:
+    """Why requests wait, or "" when they do not; `threads` per worker."""
     share = load.busy / load.threads if load.threads else 0.0
-    if load.oldest_wait >= QUEUE_WAIT or share >= BUSY_HIGH:
+    if queue_lacks(load.oldest_wait, load.queued, threads) or share >= BUSY_HIGH:
         return (
             f"oldest queued {load.oldest_wait * 1000:.0f} ms ({load.queued} waiting), "
             f"{share:.0%} busy over {round(load.window, 1):g} s"
@@ -159,8 +166,14 @@ def _grow(
 ) -> tuple[Memory, Decision]:
     memory = dataclasses.replace(memory, surplus_since=None, peaks=())
     room = bounds.most - size.serving - size.starting
-    if size.starting or now - size.joined < SETTLE or room <= 0:
+    if room <= 0:
         return memory, HOLD
+    if size.starting or now - size.joined < SETTLE:
+        # Only what the queue shows on top of the workers on their way (`lacks` counts them),
+        # and never more than MAX_STEP starting at once: a burst that is still arriving when
+        # the first workers are forked gets the rest as it deepens, not a second later.
+        count = min(lacks, MAX_STEP - size.starting, room)
+        return memory, Decision(Action.GROW, count, pressure) if count > 0 else HOLD
     if now - memory.last_shrink < bounds.delay:
         # A worker retired moments ago was needed after all: wait longer next time.
         penalty = min(memory.penalty + bounds.delay, MAX_PENALTY * bounds.delay)

@@ -132,16 +132,24 @@ def test_a_deep_queue_starts_what_it_needs_at_most_max_step_at_once() -> None:
     bounds = Bounds(1, 40, DELAY, THREADS)
     _, decision = decide(bounds, Size(1, 0), report(4, 4, 6, 0.2), Memory(), 10.0)
     assert (decision.action, decision.count) == (Action.GROW, 2)
-    _, decision = decide(bounds, Size(1, 1), report(4, 4, 6, 0.2), Memory(), 10.0)
-    assert decision.action is Action.HOLD  # one is on its way: it counts once READY
+    _, decision = decide(bounds, Size(1, 2), report(4, 4, 6, 0.2), Memory(), 10.0)
+    assert decision.action is Action.HOLD  # they are on their way: they count already
+    # A queue that deepened while they start: only the rest it shows, MAX_STEP starting at most.
+    _, decision = decide(bounds, Size(1, 2), report(4, 4, 10, 0.2), Memory(), 10.0)
+    assert (decision.action, decision.count) == (Action.GROW, 1)
+    _, decision = decide(bounds, Size(1, 3), report(4, 4, 60, 0.2), Memory(), 10.0)
+    assert (decision.action, decision.count) == (Action.GROW, scaling.MAX_STEP - 3)
 
 
 def test_a_report_that_shows_requests_waiting_is_pressure() -> None:
-    assert scaling.pressure(report(4, 4, 6, scaling.QUEUE_WAIT))
+    assert scaling.pressure(report(4, 4, 6, scaling.QUEUE_WAIT), THREADS)
     # A burst is served by too few threads until the pool sees it: 60 ms of wait is enough.
-    assert scaling.pressure(report(3, 4, 6, 0.06))
-    assert scaling.pressure(report(4, 4))  # all busy, nothing queued: utilisation
-    assert not scaling.pressure(report(1, 4, 1, scaling.QUEUE_WAIT / 2))
+    assert scaling.pressure(report(3, 4, 6, 0.06), THREADS)
+    assert scaling.pressure(report(4, 4), THREADS)  # all busy, nothing queued: utilisation
+    assert not scaling.pressure(report(1, 4, 1, scaling.QUEUE_WAIT / 2), THREADS)
+    # A worker's threads of requests queued behind busy threads: no need to wait 50 ms.
+    assert scaling.pressure(report(3, 4, THREADS, 0.0), THREADS)
+    assert not scaling.pressure(report(3, 8, THREADS - 1, 0.0), THREADS)
 
 
 def test_nothing_more_starts_while_a_new_worker_is_not_ready() -> None:
@@ -149,9 +157,14 @@ def test_nothing_more_starts_while_a_new_worker_is_not_ready() -> None:
     busy = report(4, 4, queued=10, wait=2.0)
     memory, first = decide(bounds, Size(1, 0), busy, Memory(), 10.0)
     assert first.action is Action.GROW
-    for now in (11.0, 12.0, 13.0):  # still importing (or warming up): it does not count yet
-        memory, decision = decide(bounds, Size(1, 1), busy, memory, now)
+    for now in (11.0, 12.0, 13.0):  # still importing (or warming up): it does not serve yet
+        memory, decision = decide(bounds, Size(1, first.count), busy, memory, now)
         assert decision.action is Action.HOLD
+    # Busy with no queue to count: the doubling step waits for them, and a second after.
+    memory, decision = decide(bounds, Size(1, 1), report(4, 4), memory, 14.0)
+    assert decision.action is Action.HOLD
+    memory, decision = decide(bounds, Size(2, 0, 14.5), report(8, 8), memory, 15.0)
+    assert decision.action is Action.HOLD
 
 
 def test_a_regret_lengthens_the_shrink_delay() -> None:

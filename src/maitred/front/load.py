@@ -31,7 +31,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 
 from maitred.front.dispatcher import Dispatcher
-from maitred.scaling import QUEUE_WAIT
+from maitred.scaling import QUEUE_WAIT, queue_lacks
 from maitred.status import LoadReport
 
 SAMPLE_INTERVAL = QUEUE_WAIT  # seconds between two samples; at most QUEUE_WAIT (above)
@@ -52,6 +52,11 @@ class LoadMeter:
         self._most_busy = 0
         self._oldest_wait = 0.0
         self._reported_wait = 0.0  # the oldest wait in the last report
+        self._reported_depth = 0  # the queue's length in the last report
+        self._telling = False  # a report on the queue's depth is on its way (`queued`)
+        # How a report goes out at once (front/reporter.py sets it); None: at the next sample.
+        self.tell: Callable[[LoadMeter, float], None] | None = None
+        dispatcher.on_queue = self.queued
 
     def sample(self, now: float) -> bool:
         """Take one sample; True as `look` says."""
@@ -68,7 +73,29 @@ class LoadMeter:
         queue = self.dispatcher.queue
         if queue:
             self._oldest_wait = max(self._oldest_wait, now - queue[0].complete)
-        return self._oldest_wait >= QUEUE_WAIT > self._reported_wait
+        return self._oldest_wait >= QUEUE_WAIT > self._reported_wait or self._deepens()
+
+    def _deepens(self) -> bool:
+        """Whether the queue holds a worker's threads of requests (scaling.queue_lacks), and
+        at least twice what the last report said: a burst that keeps arriving is told as it
+        deepens, a few reports a window at most however deep it gets."""
+        depth = len(self.dispatcher.queue)
+        threads = max((w.threads for w in self.dispatcher.workers if not w.draining), default=0)
+        return queue_lacks(0.0, depth, threads) and depth >= 2 * self._reported_depth
+
+    def queued(self) -> None:
+        """A request joined the queue (the dispatcher calls this; every thread is busy): when
+        that makes the queue deep enough to be news, report it at once, at the end of the
+        loop's turn (the requests that arrived with it are queued by then)."""
+        if self.tell is not None and not self._telling and self._deepens():
+            self._telling = True
+            self.dispatcher.loop.call_soon(self._tell_now)
+
+    def _tell_now(self) -> None:
+        self._telling = False
+        now = self.dispatcher.loop.time()
+        if self.tell is not None and self.look(now):
+            self.tell(self, now)
 
     def crossing(self) -> float | None:
         """When the request at the head of the queue will have waited QUEUE_WAIT, if that is
@@ -98,6 +125,7 @@ class LoadMeter:
         )
         self._since, self._samples, self._busy = now, 0, 0
         self._reported_wait = self._oldest_wait
+        self._reported_depth = report.queued
         self._most_busy, self._oldest_wait = 0, 0.0
         return report
 

@@ -63,6 +63,8 @@ class Reporter:
         samples = round(REPORT_INTERVAL / SAMPLE_INTERVAL)
         while True:
             meters = list(self.meters.values())  # the apps change at run time
+            for meter in meters:
+                meter.tell = self._report  # a deep queue is told at once (front/load.py)
             for _ in range(samples):
                 await watch(meters, SAMPLE_INTERVAL, self._report)
                 now = self.loop.time()
