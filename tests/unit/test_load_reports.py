@@ -144,3 +144,31 @@ def test_watch_reports_at_the_crossing_not_at_the_next_sample() -> None:
     started = time.monotonic()
     asyncio.run(main())
     assert len(told) == 1 and time.monotonic() - started >= 5 * QUEUE_WAIT
+
+
+def test_a_queue_as_deep_as_a_workers_threads_is_told_at_once_and_again_as_it_doubles() -> None:
+    told: list[int] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        dispatcher = Dispatcher(loop)
+        worker(dispatcher, 101, 4, 4)  # every thread busy: what comes in queues
+        meter = LoadMeter("main", dispatcher, loop.time())
+        meter.tell = lambda m, now: told.append(m.report(now).queued)
+
+        async def arrive(count: int) -> None:
+            for _ in range(count):  # in one turn of the loop, as a burst's requests come
+                dispatcher.submit(cast(Any, SimpleNamespace(complete=loop.time())))
+            for _ in range(3):
+                await asyncio.sleep(0)
+
+        await arrive(3)
+        assert told == []  # fewer than a worker's threads, and no wait yet
+        await arrive(2)
+        assert told == [5]  # at once, with the requests of the same turn
+        await arrive(4)
+        assert told == [5]  # 9: not twice the 5 told
+        await arrive(1)
+        assert told == [5, 10]
+
+    asyncio.run(main())

@@ -243,3 +243,26 @@ def test_the_tail_of_a_burst_does_not_hold_the_pool_up_once_it_is_older_than_the
         memory, decision = decide(bounds, Size(serving, 0), load, memory, float(second))
         serving -= decision.count if decision.action is Action.SHRINK else 0
     assert serving == 1
+
+
+def test_a_burst_that_deepens_while_workers_start_gets_what_it_shows_never_a_storm() -> None:
+    # Reports every 50 ms as 32 clients' requests arrive on 1x4; a worker is READY 200 ms
+    # after it was started. The pool may start more while the first ones start, as the queue
+    # deepens, but never more than it shows, nor more than MAX_STEP starting at once.
+    bounds = Bounds(1, 16, DELAY, THREADS)
+    memory, serving, starting = Memory(), 1, []
+    for tick, held in enumerate([8, 12, 20, 32, 32, 32, 32, 32, 32, 32, 32, 32]):
+        now = 10.0 + tick * 0.05
+        serving += sum(1 for at in starting if now - at >= 0.2)
+        starting = [at for at in starting if now - at < 0.2]
+        busy = min(serving * THREADS, held)
+        queued = held - busy
+        load = LoadReport("main", queued, 0.0, busy, busy, serving * THREADS, 0.05)
+        size = Size(serving, len(starting), 10.0 if serving > 1 else scaling.NEVER)
+        memory, decision = decide(bounds, size, load, memory, now)
+        assert decision.action is not Action.SHRINK
+        if decision.action is Action.GROW:
+            starting += [now] * decision.count
+        assert len(starting) <= scaling.MAX_STEP
+        assert serving + len(starting) <= max(-(-held // THREADS), serving)
+    assert serving + len(starting) == 8  # 32 clients on 4 threads each, not one more
