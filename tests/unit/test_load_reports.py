@@ -152,9 +152,17 @@ def test_a_queue_as_deep_as_a_workers_threads_is_told_at_once_and_again_as_it_do
     async def main() -> None:
         loop = asyncio.get_running_loop()
         dispatcher = Dispatcher(loop)
-        worker(dispatcher, 101, 4, 4)  # every thread busy: what comes in queues
+        busy = worker(dispatcher, 101, 4, 0)
         meter = LoadMeter("main", dispatcher, loop.time())
-        meter.tell = lambda m, now: told.append(m.report(now).queued)
+        meter.sample(loop.time())  # idle, before the burst
+        busy.exchanges = {rid: cast(Any, None) for rid in range(4)}  # now all busy: it queues
+
+        def tell(m: LoadMeter, now: float) -> None:
+            report = m.report(now)
+            assert report.most_busy == 4  # of the moment: the pool counts them with the queue
+            told.append(report.queued)
+
+        meter.tell = tell
 
         async def arrive(count: int) -> None:
             for _ in range(count):  # in one turn of the loop, as a burst's requests come

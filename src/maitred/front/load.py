@@ -94,7 +94,9 @@ class LoadMeter:
     def _tell_now(self) -> None:
         self._telling = False
         now = self.dispatcher.loop.time()
-        if self.tell is not None and self.look(now):
+        # A sample of the moment: the window's samples may all predate the burst, and the
+        # pool counts the busy threads with the queue to size its step.
+        if self.tell is not None and self.sample(now):
             self.tell(self, now)
 
     def crossing(self) -> float | None:
