@@ -11,16 +11,20 @@ wait of a queued request seen at any sample, the queue's length and the threads 
 and each worker's requests in flight (the master retires an idle one). Workers that drain
 count neither their threads nor their requests: they are on their way out.
 
-A burst cannot wait for the end of the window. When a queued request has waited
-maitred.scaling.QUEUE_WAIT (the wait the pool grows on) while the last report said none had,
-the meter asks for a report at once (`look` answers True), and the master decides on it at
-once. Nor does it wait for the next sample: between two samples the front looks again at
-the very moment the request at the head of the queue reaches that wait (`crossing`, `watch`).
-As a sample comes every QUEUE_WAIT, a request queued after one is still waiting at the next
-short of the threshold, so the crossing is seen when it happens, not up to a sample later;
-an empty queue costs nothing more than the samples. Only the crossing is told early: while
-the wait lasts, reports come once per window again, so a pool under pressure never floods
-its master.
+A burst cannot wait for the end of the window. When the queue holds a worker's threads of
+requests (maitred.scaling.queue_lacks) and at least twice what the last report said, the
+dispatcher's call as the request joins the queue (`queued`) has a report go out at the end
+of the loop's turn, with the requests that came in the same turn and a sample of the
+moment: a burst is told as it arrives, and again as it deepens, a few times a window at
+most. When a queued request has waited maitred.scaling.QUEUE_WAIT (the wait the pool grows
+on) while the last report said none had, the meter asks for a report at once (`look`
+answers True), and the master decides on it at once. Nor does it wait for the next sample:
+between two samples the front looks again at the very moment the request at the head of the
+queue reaches that wait (`crossing`, `watch`). As a sample comes every QUEUE_WAIT, a request
+queued after one is still waiting at the next short of the threshold, so the crossing is
+seen when it happens, not up to a sample later; an empty queue costs nothing more than the
+samples. Only the news is told early: while the wait lasts, reports come once per window
+again, so a pool under pressure never floods its master.
 
 Owned by the event loop thread.
 """
