@@ -20,7 +20,7 @@ from maitred import status
 from maitred.front import inflight
 from maitred.front.connection import ClientConnection
 from maitred.front.inflight import Activity
-from maitred.front.load import REPORT_INTERVAL, SAMPLE_INTERVAL, LoadMeter, watch
+from maitred.front.load import REPORT_INTERVAL, SAMPLE_INTERVAL, LoadMeter
 from maitred.front.metrics import FrontCounters
 
 HEARTBEAT_INTERVAL = 1.0  # the master hears from a front about this often
@@ -66,7 +66,7 @@ class Reporter:
             for meter in meters:
                 meter.tell = self._report  # a deep queue is told at once (front/load.py)
             for _ in range(samples):
-                await watch(meters, SAMPLE_INTERVAL, self._report)
+                await asyncio.sleep(SAMPLE_INTERVAL)  # crossings have their timers
                 now = self.loop.time()
                 for meter in meters:
                     if meter.sample(now):
