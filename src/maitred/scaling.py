@@ -180,7 +180,11 @@ def _grow(
         # and never more than MAX_STEP starting at once: a burst that is still arriving when
         # the first workers are forked gets the rest as it deepens, not a second later.
         count = min(lacks, MAX_STEP - size.starting, room)
-        return memory, Decision(Action.GROW, count, pressure) if count > 0 else HOLD
+        if count <= 0:
+            return memory, HOLD
+        # A growth is a growth: the pressure lasted, and the doubling step says so next time.
+        memory = dataclasses.replace(memory, step=min(memory.step * 2, MAX_STEP))
+        return memory, Decision(Action.GROW, count, pressure)
     if now - memory.last_shrink < bounds.delay:
         # A worker retired moments ago was needed after all: wait longer next time.
         penalty = min(memory.penalty + bounds.delay, MAX_PENALTY * bounds.delay)

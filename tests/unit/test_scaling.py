@@ -167,6 +167,16 @@ def test_nothing_more_starts_while_a_new_worker_is_not_ready() -> None:
     assert decision.action is Action.HOLD
 
 
+def test_a_growth_while_the_pool_settles_doubles_the_step_too() -> None:
+    # A queue a worker deep a moment after the first worker joined: one more at once...
+    bounds = Bounds(1, 4, DELAY, THREADS)
+    memory, first = decide(bounds, Size(1, 0, 9.8), report(4, 4, THREADS), Memory(), 10.0)
+    assert (first.action, first.count) == (Action.GROW, 1)
+    # ...and when the two stay full, the pressure has lasted: two more, not one.
+    memory, second = decide(bounds, Size(2, 0, 10.5), report(8, 8), memory, 12.0)
+    assert (second.action, second.count) == (Action.GROW, 2)
+
+
 def test_a_regret_lengthens_the_shrink_delay() -> None:
     bounds = Bounds(1, 4, DELAY, THREADS)
     idle = report(0, 8)
