@@ -314,7 +314,7 @@ class Pool:
         """A front's report of this pool's load (maitred.front.load)."""
         self._reports[front] = (now, report)
         self._reported = True
-        if scaling.pressure(report):
+        if scaling.pressure(report, self.cfg.threads):
             self._next_decision = now  # requests wait: decide now, not at the next tick
 
     def _scale(self, now: float) -> None:

@@ -8,16 +8,23 @@ report the pool (maitred.pool) hands this function its bounds, its size, that lo
 remembers from earlier decisions (:class:`Memory`) and the time; it gets back the new memory
 and a :class:`Decision`. No clock is read here and nothing is done: the pool forks and retires.
 
-Grow, when requests wait: the oldest queued request waited QUEUE_WAIT (50 ms) or more, or
-BUSY_HIGH (90%) of the threads were busy on average over the window. The front reports at
-once when the wait crosses QUEUE_WAIT (maitred.front.load), and the pool decides on that
-report at once. The pool then starts what the queue shows it lacks: the workers that would
-run every request the front holds (the busy threads and the queued requests) at once, at
-least `step` (1, then 2, then 4 while the pressure lasts, for a pool that is busy with no
-queue to count), and at most MAX_STEP at a time (no fork storm), never past the maximum.
-A worker counts only once it is READY (imported and warmed up): while any is starting, and
-for SETTLE (1 s: a whole report window) after the last one joined, nothing more starts, so
-the load they take off is seen before more are added.
+Grow, when requests wait: the queue holds a worker's threads of requests (requests queue
+only when every thread is busy, so a worker more would be busy at once), or its oldest
+request waited QUEUE_WAIT (50 ms), or BUSY_HIGH (90%) of the threads were busy on average
+over the window. The front reports at once when the queue reaches that depth, again each
+time it doubles, and when the wait crosses QUEUE_WAIT (maitred.front.load); the pool decides
+on such a report at once. It then starts what the queue shows it lacks: the workers that
+would run every request the front holds (the busy threads and the queued requests) at once,
+less those serving and those starting. This count is Little's law read off the front: in
+a closed loop of clients (a burst of keep-alive clients) the requests held are the offered
+load, which the rate served cannot show while the pool is short. It starts at least `step`
+(1, then 2, then 4 while the pressure lasts, for a pool that is busy with no queue to
+count), at most MAX_STEP starting at once (no fork storm), never past the maximum.
+While workers are starting, and for SETTLE (1 s: a whole report window) after the last one
+joined (READY: imported and warmed up), only what a deeper queue shows on top of them
+starts, never the doubling step: a burst still arriving when the first workers were forked
+gets the rest as the queue deepens, not a second later, and a pool busy with no queue waits
+to see the load they take off before adding more.
 
 Shrink, when the pool has more than the load needs: a worker fewer would still have left the
 busiest sample of the last --scale-down-after seconds at most SPARE (50%) of the remaining
@@ -129,17 +136,24 @@ def decide(
     """The pool's next move, and what to remember for the tick after."""
     if load is None:
         return memory, HOLD
-    why = pressure(load)
+    why = pressure(load, bounds.threads)
     if why:
         return _grow(bounds, size, lacking(load, bounds.threads, size), memory, now, why)
     memory = dataclasses.replace(memory, step=1)
     return _shrink(bounds, size, load, memory, now)
 
 
-def pressure(load: LoadReport) -> str:
-    """Why requests wait, or "" when they do not."""
+def queue_lacks(oldest_wait: float, queued: int, threads: int) -> bool:
+    """Whether the queue shows the pool lacks threads: its oldest request waited QUEUE_WAIT,
+    or it holds a whole worker's `threads` of requests (they queue only when every thread is
+    busy: a worker more would be busy at once). The front reports on it at once."""
+    return oldest_wait >= QUEUE_WAIT or (threads > 0 and queued >= threads)
+
+
+def pressure(load: LoadReport, threads: int) -> str:
+    """Why requests wait, or "" when they do not; `threads` per worker."""
     share = load.busy / load.threads if load.threads else 0.0
-    if load.oldest_wait >= QUEUE_WAIT or share >= BUSY_HIGH:
+    if queue_lacks(load.oldest_wait, load.queued, threads) or share >= BUSY_HIGH:
         return (
             f"oldest queued {load.oldest_wait * 1000:.0f} ms ({load.queued} waiting), "
             f"{share:.0%} busy over {round(load.window, 1):g} s"
@@ -159,8 +173,18 @@ def _grow(
 ) -> tuple[Memory, Decision]:
     memory = dataclasses.replace(memory, surplus_since=None, peaks=())
     room = bounds.most - size.serving - size.starting
-    if size.starting or now - size.joined < SETTLE or room <= 0:
+    if room <= 0:
         return memory, HOLD
+    if size.starting or now - size.joined < SETTLE:
+        # Only what the queue shows on top of the workers on their way (`lacks` counts them),
+        # and never more than MAX_STEP starting at once: a burst that is still arriving when
+        # the first workers are forked gets the rest as it deepens, not a second later.
+        count = min(lacks, MAX_STEP - size.starting, room)
+        if count <= 0:
+            return memory, HOLD
+        # A growth is a growth: the pressure lasted, and the doubling step says so next time.
+        memory = dataclasses.replace(memory, step=min(memory.step * 2, MAX_STEP))
+        return memory, Decision(Action.GROW, count, pressure)
     if now - memory.last_shrink < bounds.delay:
         # A worker retired moments ago was needed after all: wait longer next time.
         penalty = min(memory.penalty + bounds.delay, MAX_PENALTY * bounds.delay)

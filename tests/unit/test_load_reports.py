@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -11,7 +10,7 @@ import pytest
 
 from maitred import status
 from maitred.front.dispatcher import Dispatcher, WorkerConnection
-from maitred.front.load import LoadMeter, watch
+from maitred.front.load import LoadMeter
 from maitred.scaling import QUEUE_WAIT
 from maitred.status import LoadReport, StatusReader
 
@@ -127,20 +126,67 @@ def test_a_crossing_told_just_after_a_report_counts_the_threads_busy_then() -> N
     assert (early.most_busy, early.busy, early.queued) == (4, 4.0, 1)
 
 
-def test_watch_reports_at_the_crossing_not_at_the_next_sample() -> None:
+def test_a_timer_reports_at_the_crossing_and_wakes_once_per_head() -> None:
     told: list[float] = []
+    wakes: list[float] = []
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         dispatcher = Dispatcher(loop)
         worker(dispatcher, 101, 4, 4)
         meter = LoadMeter("main", dispatcher, loop.time())
-        queued_since(dispatcher, loop.time())
-        # A long interval: only a look at the crossing reports before it ends.
-        await watch([meter], 5 * QUEUE_WAIT, lambda m, now: told.append(m.report(now).oldest_wait))
-        assert len(told) == 1 and told[0] >= QUEUE_WAIT
-        assert meter.crossing() is None  # the report said so: no second look
+        meter.tell = lambda m, now: told.append(m.report(now).oldest_wait)
+        at_crossing = meter._at_crossing
 
-    started = time.monotonic()
+        def woken() -> None:
+            wakes.append(loop.time())
+            at_crossing()
+
+        meter._at_crossing = woken  # type: ignore[method-assign]
+        first = cast(Any, SimpleNamespace(complete=loop.time(), state=None))
+        dispatcher.submit(first)
+        dispatcher.submit(cast(Any, SimpleNamespace(complete=loop.time() + 0.01, state=None)))
+        await asyncio.sleep(QUEUE_WAIT / 2)
+        dispatcher.queue.popleft()  # the head got a thread before its crossing
+        await asyncio.sleep(5 * QUEUE_WAIT)  # no sample: only the timer can report
+        assert len(told) == 1 and told[0] >= QUEUE_WAIT
+        assert len(wakes) == 2  # at the first head's crossing, then at the second's
+        assert meter.crossing() is None  # the report said so: no second timer
+
     asyncio.run(main())
-    assert len(told) == 1 and time.monotonic() - started >= 5 * QUEUE_WAIT
+
+
+def test_a_queue_as_deep_as_a_workers_threads_is_told_at_once_and_again_as_it_doubles() -> None:
+    told: list[int] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        dispatcher = Dispatcher(loop)
+        busy = worker(dispatcher, 101, 4, 0)
+        meter = LoadMeter("main", dispatcher, loop.time())
+        meter.sample(loop.time())  # idle, before the burst
+        busy.exchanges = {rid: cast(Any, None) for rid in range(4)}  # now all busy: it queues
+
+        def tell(m: LoadMeter, now: float) -> None:
+            report = m.report(now)
+            assert report.most_busy == 4  # of the moment: the pool counts them with the queue
+            told.append(report.queued)
+
+        meter.tell = tell
+
+        async def arrive(count: int) -> None:
+            for _ in range(count):  # in one turn of the loop, as a burst's requests come
+                dispatcher.submit(cast(Any, SimpleNamespace(complete=loop.time())))
+            for _ in range(3):
+                await asyncio.sleep(0)
+
+        await arrive(3)
+        assert told == []  # fewer than a worker's threads, and no wait yet
+        await arrive(2)
+        assert told == [5]  # at once, with the requests of the same turn
+        await arrive(4)
+        assert told == [5]  # 9: not twice the 5 told
+        await arrive(1)
+        assert told == [5, 10]
+
+    asyncio.run(main())

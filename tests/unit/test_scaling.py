@@ -132,16 +132,24 @@ def test_a_deep_queue_starts_what_it_needs_at_most_max_step_at_once() -> None:
     bounds = Bounds(1, 40, DELAY, THREADS)
     _, decision = decide(bounds, Size(1, 0), report(4, 4, 6, 0.2), Memory(), 10.0)
     assert (decision.action, decision.count) == (Action.GROW, 2)
-    _, decision = decide(bounds, Size(1, 1), report(4, 4, 6, 0.2), Memory(), 10.0)
-    assert decision.action is Action.HOLD  # one is on its way: it counts once READY
+    _, decision = decide(bounds, Size(1, 2), report(4, 4, 6, 0.2), Memory(), 10.0)
+    assert decision.action is Action.HOLD  # they are on their way: they count already
+    # A queue that deepened while they start: only the rest it shows, MAX_STEP starting at most.
+    _, decision = decide(bounds, Size(1, 2), report(4, 4, 10, 0.2), Memory(), 10.0)
+    assert (decision.action, decision.count) == (Action.GROW, 1)
+    _, decision = decide(bounds, Size(1, 3), report(4, 4, 60, 0.2), Memory(), 10.0)
+    assert (decision.action, decision.count) == (Action.GROW, scaling.MAX_STEP - 3)
 
 
 def test_a_report_that_shows_requests_waiting_is_pressure() -> None:
-    assert scaling.pressure(report(4, 4, 6, scaling.QUEUE_WAIT))
+    assert scaling.pressure(report(4, 4, 6, scaling.QUEUE_WAIT), THREADS)
     # A burst is served by too few threads until the pool sees it: 60 ms of wait is enough.
-    assert scaling.pressure(report(3, 4, 6, 0.06))
-    assert scaling.pressure(report(4, 4))  # all busy, nothing queued: utilisation
-    assert not scaling.pressure(report(1, 4, 1, scaling.QUEUE_WAIT / 2))
+    assert scaling.pressure(report(3, 4, 6, 0.06), THREADS)
+    assert scaling.pressure(report(4, 4), THREADS)  # all busy, nothing queued: utilisation
+    assert not scaling.pressure(report(1, 4, 1, scaling.QUEUE_WAIT / 2), THREADS)
+    # A worker's threads of requests queued behind busy threads: no need to wait 50 ms.
+    assert scaling.pressure(report(3, 4, THREADS, 0.0), THREADS)
+    assert not scaling.pressure(report(3, 8, THREADS - 1, 0.0), THREADS)
 
 
 def test_nothing_more_starts_while_a_new_worker_is_not_ready() -> None:
@@ -149,9 +157,24 @@ def test_nothing_more_starts_while_a_new_worker_is_not_ready() -> None:
     busy = report(4, 4, queued=10, wait=2.0)
     memory, first = decide(bounds, Size(1, 0), busy, Memory(), 10.0)
     assert first.action is Action.GROW
-    for now in (11.0, 12.0, 13.0):  # still importing (or warming up): it does not count yet
-        memory, decision = decide(bounds, Size(1, 1), busy, memory, now)
+    for now in (11.0, 12.0, 13.0):  # still importing (or warming up): it does not serve yet
+        memory, decision = decide(bounds, Size(1, first.count), busy, memory, now)
         assert decision.action is Action.HOLD
+    # Busy with no queue to count: the doubling step waits for them, and a second after.
+    memory, decision = decide(bounds, Size(1, 1), report(4, 4), memory, 14.0)
+    assert decision.action is Action.HOLD
+    memory, decision = decide(bounds, Size(2, 0, 14.5), report(8, 8), memory, 15.0)
+    assert decision.action is Action.HOLD
+
+
+def test_a_growth_while_the_pool_settles_doubles_the_step_too() -> None:
+    # A queue a worker deep a moment after the first worker joined: one more at once...
+    bounds = Bounds(1, 4, DELAY, THREADS)
+    memory, first = decide(bounds, Size(1, 0, 9.8), report(4, 4, THREADS), Memory(), 10.0)
+    assert (first.action, first.count) == (Action.GROW, 1)
+    # ...and when the two stay full, the pressure has lasted: two more, not one.
+    memory, second = decide(bounds, Size(2, 0, 10.5), report(8, 8), memory, 12.0)
+    assert (second.action, second.count) == (Action.GROW, 2)
 
 
 def test_a_regret_lengthens_the_shrink_delay() -> None:
@@ -230,3 +253,26 @@ def test_the_tail_of_a_burst_does_not_hold_the_pool_up_once_it_is_older_than_the
         memory, decision = decide(bounds, Size(serving, 0), load, memory, float(second))
         serving -= decision.count if decision.action is Action.SHRINK else 0
     assert serving == 1
+
+
+def test_a_burst_that_deepens_while_workers_start_gets_what_it_shows_never_a_storm() -> None:
+    # Reports every 50 ms as 32 clients' requests arrive on 1x4; a worker is READY 200 ms
+    # after it was started. The pool may start more while the first ones start, as the queue
+    # deepens, but never more than it shows, nor more than MAX_STEP starting at once.
+    bounds = Bounds(1, 16, DELAY, THREADS)
+    memory, serving, starting = Memory(), 1, []
+    for tick, held in enumerate([8, 12, 20, 32, 32, 32, 32, 32, 32, 32, 32, 32]):
+        now = 10.0 + tick * 0.05
+        serving += sum(1 for at in starting if now - at >= 0.2)
+        starting = [at for at in starting if now - at < 0.2]
+        busy = min(serving * THREADS, held)
+        queued = held - busy
+        load = LoadReport("main", queued, 0.0, busy, busy, serving * THREADS, 0.05)
+        size = Size(serving, len(starting), 10.0 if serving > 1 else scaling.NEVER)
+        memory, decision = decide(bounds, size, load, memory, now)
+        assert decision.action is not Action.SHRINK
+        if decision.action is Action.GROW:
+            starting += [now] * decision.count
+        assert len(starting) <= scaling.MAX_STEP
+        assert serving + len(starting) <= max(-(-held // THREADS), serving)
+    assert serving + len(starting) == 8  # 32 clients on 4 threads each, not one more

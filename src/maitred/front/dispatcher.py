@@ -42,6 +42,7 @@ import logging
 import os
 import socket
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 from maitred import link
@@ -77,6 +78,8 @@ class Dispatcher:
         self.max_queue = max_queue  # 0: unbounded
         self.queue_timeout = queue_timeout  # 0: wait as long as it takes
         self.shed = 0  # requests answered 503 since the last report_shed()
+        # Called when a request joins the queue: the pool's load meter (front/load.py).
+        self.on_queue: Callable[[], None] | None = None
 
     def submit(self, exchange: Exchange) -> None:
         """Send a complete request to a free thread now, or queue it."""
@@ -89,6 +92,8 @@ class Dispatcher:
             self._shed(exchange)
             return
         self.queue.append(exchange)
+        if self.on_queue is not None:
+            self.on_queue()
 
     def _least_busy(self) -> WorkerConnection | None:
         best: WorkerConnection | None = None

@@ -11,16 +11,20 @@ wait of a queued request seen at any sample, the queue's length and the threads 
 and each worker's requests in flight (the master retires an idle one). Workers that drain
 count neither their threads nor their requests: they are on their way out.
 
-A burst cannot wait for the end of the window. When a queued request has waited
-maitred.scaling.QUEUE_WAIT (the wait the pool grows on) while the last report said none had,
-the meter asks for a report at once (`look` answers True), and the master decides on it at
-once. Nor does it wait for the next sample: between two samples the front looks again at
-the very moment the request at the head of the queue reaches that wait (`crossing`, `watch`).
-As a sample comes every QUEUE_WAIT, a request queued after one is still waiting at the next
-short of the threshold, so the crossing is seen when it happens, not up to a sample later;
-an empty queue costs nothing more than the samples. Only the crossing is told early: while
-the wait lasts, reports come once per window again, so a pool under pressure never floods
-its master.
+A burst cannot wait for the end of the window. When the queue holds a worker's threads of
+requests (maitred.scaling.queue_lacks) and at least twice what the last report said, the
+dispatcher's call as the request joins the queue (`queued`) has a report go out at the end
+of the loop's turn, with the requests that came in the same turn and a sample of the
+moment: a burst is told as it arrives, and again as it deepens, a few times a window at
+most. When a queued request has waited maitred.scaling.QUEUE_WAIT (the wait the pool grows
+on) while the last report said none had, the meter asks for a report at once (`look`
+answers True), and the master decides on it at once. Nor does it wait for the next sample:
+one timer of the loop is set for the very moment the request at the head of the queue
+reaches that wait (`crossing`), when a request joins the queue or a report was sent; if
+that request left the queue before, the timer is set again for the new head, so it wakes
+once per head at most and never polls. An empty queue costs nothing more than the
+samples. Only the news is told early: while the wait lasts, reports come once per window
+again, so a pool under pressure never floods its master.
 
 Owned by the event loop thread.
 """
@@ -28,14 +32,15 @@ Owned by the event loop thread.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from maitred.front.dispatcher import Dispatcher
-from maitred.scaling import QUEUE_WAIT
+from maitred.scaling import QUEUE_WAIT, queue_lacks
 from maitred.status import LoadReport
 
 SAMPLE_INTERVAL = QUEUE_WAIT  # seconds between two samples; at most QUEUE_WAIT (above)
-# The shortest pause of `watch`: the event loop's clock may have a millisecond's grain.
+# The shortest wait for a crossing not reached yet: the event loop's clock may have a
+# millisecond's grain, and a timer may fire that much early.
 LEAST_PAUSE = 0.001
 REPORT_INTERVAL = 1.0  # seconds a report covers: the master decides once a second
 
@@ -52,6 +57,12 @@ class LoadMeter:
         self._most_busy = 0
         self._oldest_wait = 0.0
         self._reported_wait = 0.0  # the oldest wait in the last report
+        self._reported_depth = 0  # the queue's length in the last report
+        self._telling = False  # a report on the queue's depth is on its way (`queued`)
+        self._timer: asyncio.TimerHandle | None = None  # for the head's crossing
+        # How a report goes out at once (front/reporter.py sets it); None: at the next sample.
+        self.tell: Callable[[LoadMeter, float], None] | None = None
+        dispatcher.on_queue = self.queued
 
     def sample(self, now: float) -> bool:
         """Take one sample; True as `look` says."""
@@ -68,7 +79,48 @@ class LoadMeter:
         queue = self.dispatcher.queue
         if queue:
             self._oldest_wait = max(self._oldest_wait, now - queue[0].complete)
-        return self._oldest_wait >= QUEUE_WAIT > self._reported_wait
+        return self._oldest_wait >= QUEUE_WAIT > self._reported_wait or self._deepens()
+
+    def _deepens(self) -> bool:
+        """Whether the queue holds a worker's threads of requests (scaling.queue_lacks), and
+        at least twice what the last report said: a burst that keeps arriving is told as it
+        deepens, a few reports a window at most however deep it gets."""
+        depth = len(self.dispatcher.queue)
+        threads = max((w.threads for w in self.dispatcher.workers if not w.draining), default=0)
+        return queue_lacks(0.0, depth, threads) and depth >= 2 * self._reported_depth
+
+    def queued(self) -> None:
+        """A request joined the queue (the dispatcher calls this; every thread is busy): when
+        that makes the queue deep enough to be news, report it at once, at the end of the
+        loop's turn (the requests that arrived with it are queued by then)."""
+        if self.tell is not None and not self._telling and self._deepens():
+            self._telling = True
+            self.dispatcher.loop.call_soon(self._tell_now)
+        if self._timer is None:
+            self._arm(self.dispatcher.loop.time())
+
+    def _arm(self, now: float) -> None:
+        """Set the timer for the head's crossing, if that is news and some `tell` hears it."""
+        when = self.crossing()
+        if when is not None and self.tell is not None:
+            at = max(when, now + LEAST_PAUSE)
+            self._timer = self.dispatcher.loop.call_at(at, self._at_crossing)
+
+    def _at_crossing(self) -> None:
+        self._timer = None
+        now = self.dispatcher.loop.time()
+        if self.tell is not None and self.look(now):
+            self.tell(self, now)
+        else:
+            self._arm(now)  # its head left before (or the clock's grain): the new head's
+
+    def _tell_now(self) -> None:
+        self._telling = False
+        now = self.dispatcher.loop.time()
+        # A sample of the moment: the window's samples may all predate the burst, and the
+        # pool counts the busy threads with the queue to size its step.
+        if self.tell is not None and self.sample(now):
+            self.tell(self, now)
 
     def crossing(self) -> float | None:
         """When the request at the head of the queue will have waited QUEUE_WAIT, if that is
@@ -98,21 +150,8 @@ class LoadMeter:
         )
         self._since, self._samples, self._busy = now, 0, 0
         self._reported_wait = self._oldest_wait
+        self._reported_depth = report.queued
+        if self._timer is None:
+            self._arm(now)  # a wait no report told yet is news again
         self._most_busy, self._oldest_wait = 0, 0.0
         return report
-
-
-async def watch(
-    meters: Sequence[LoadMeter], interval: float, tell: Callable[[LoadMeter, float], None]
-) -> None:
-    """Wait `interval` (until the next sample), and meanwhile look at each meter when the head
-    of its queue reaches QUEUE_WAIT; `tell` reports a meter that asks for it."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + interval
-    while (now := loop.time()) < end:
-        crossings = [when for meter in meters if (when := meter.crossing()) is not None]
-        await asyncio.sleep(max(min([end, *crossings]) - now, LEAST_PAUSE))
-        now = loop.time()
-        for meter in meters:
-            if now < end and meter.look(now):
-                tell(meter, now)

@@ -20,7 +20,7 @@ from maitred import status
 from maitred.front import inflight
 from maitred.front.connection import ClientConnection
 from maitred.front.inflight import Activity
-from maitred.front.load import REPORT_INTERVAL, SAMPLE_INTERVAL, LoadMeter, watch
+from maitred.front.load import REPORT_INTERVAL, SAMPLE_INTERVAL, LoadMeter
 from maitred.front.metrics import FrontCounters
 
 HEARTBEAT_INTERVAL = 1.0  # the master hears from a front about this often
@@ -63,8 +63,10 @@ class Reporter:
         samples = round(REPORT_INTERVAL / SAMPLE_INTERVAL)
         while True:
             meters = list(self.meters.values())  # the apps change at run time
+            for meter in meters:
+                meter.tell = self._report  # a deep queue is told at once (front/load.py)
             for _ in range(samples):
-                await watch(meters, SAMPLE_INTERVAL, self._report)
+                await asyncio.sleep(SAMPLE_INTERVAL)  # crossings have their timers
                 now = self.loop.time()
                 for meter in meters:
                     if meter.sample(now):
