@@ -72,6 +72,31 @@ def test_a_cacheable_page_is_answered_by_the_front(servers: ServerFactory, tmp_p
     assert head.status == 200 and head.body == b"" and len(calls(tmp_path)) == 1
 
 
+def age_of(response: Response) -> int:
+    return int(response.header("Age") or "-1")
+
+
+def test_hits_say_their_own_date_and_age_as_seconds_pass(
+    servers: ServerFactory, tmp_path: Path
+) -> None:
+    """A hit's Date, Age and Cache-Status are made once a second per entry: the Date moves
+    with the clock, Age grows, and an entry stored later has its own, smaller Age."""
+    server = start(servers, tmp_path)
+    older, newer = S_MAXAGE, S_MAXAGE + "&other=1"
+    get(server, older)
+    first = get(server, older)
+    # Two seconds: a later entry's answer may have been slower to come (its initial Age).
+    wait_until(lambda: age_of(get(server, older)) >= 2, what="an Age of 2")
+    get(server, newer)
+    new_hit = get(server, newer)
+    old_hit = get(server, older)  # after new_hit: its Age is larger whatever the clock did
+    assert old_hit.header("Date") != first.header("Date")
+    assert 0 <= age_of(new_hit) < age_of(old_hit)
+    ttl = int(old_hit.header("Cache-Status").rpartition("=")[2])  # type: ignore[union-attr]
+    assert ttl == 60 - age_of(old_hit) - 1
+    assert calls(tmp_path) == [older, newer]
+
+
 def test_conditional_requests_are_answered_304_from_the_entry(
     servers: ServerFactory, tmp_path: Path
 ) -> None:
