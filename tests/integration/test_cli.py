@@ -119,6 +119,9 @@ def test_a_stop_while_the_app_imports_starts_no_more_workers(
     try:
         assert wait_for_file(tmp_path / "importing"), spawned.output()
         spawned.proc.send_signal(signal.SIGTERM)
+        # The import ends only once the master took the stop: a signal still on its way when
+        # the app is imported would let the master say Listening first, rightly.
+        assert spawned.stderr.wait_for(r"stopping: ", TIMEOUT), spawned.output()
     finally:
         (tmp_path / "go").touch()
     # Well before the graceful timeout: no worker was started that the stop would miss.

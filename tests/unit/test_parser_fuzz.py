@@ -11,6 +11,7 @@ random bytes inserted, deleted or replaced.
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -131,10 +132,62 @@ def test_only_protocol_errors_and_well_formed_events(data: bytes, points: list[i
 @FUZZ
 @given(data=INPUTS, points=st.lists(st.integers(0, 10_000), max_size=8))
 def test_outcome_does_not_depend_on_chunking(data: bytes, points: list[int]) -> None:
-    assert replay(cuts(data, points)) == replay([data])
+    assert_same_outcome(replay(cuts(data, points)), replay([data]))
 
 
 @FUZZ
 @given(data=INPUTS)
 def test_byte_by_byte_agrees_with_whole(data: bytes) -> None:
-    assert replay([data[i : i + 1] for i in range(len(data))]) == replay([data])
+    assert_same_outcome(replay([data[i : i + 1] for i in range(len(data))]), replay([data]))
+
+
+# A limit and a malformation in one head: which is seen first depends on where the reads
+# split. llhttp hands over a field only once the next one begins, and not at all when that next
+# line is malformed, and the request target in pieces as they arrive; so a head one field over
+# the limit (or a target over it) before a bad byte is refused 431 (414) when a read ends before
+# the bad byte and 400 when it arrives whole. Both refuse the same head.
+LIMIT_OR_MALFORMED = {400, 414, 431}
+
+
+Outcome = tuple[list[dict[str, Any]], int | None]
+
+
+def assert_same_outcome(cut: Outcome, whole: Outcome) -> None:
+    if cut[0] == whole[0] and {cut[1], whole[1]} <= LIMIT_OR_MALFORMED:
+        return
+    assert settled(cut) == settled(whole)
+
+
+def settled(outcome: Outcome) -> Outcome:
+    """The outcome as the front acts on it: bytes after a request that ends the stream
+    (HTTP/1.0 without keep-alive, Connection: close) are never parsed for an answer, whether
+    the parser dropped them (they came in a later read) or llhttp refused them (same read)."""
+    requests, status = outcome
+    if status is not None and requests and _ends_stream(requests[-1]):
+        return requests, None
+    return outcome
+
+
+def _ends_stream(request: dict[str, Any]) -> bool:
+    tokens = {
+        token.strip().lower()
+        for name, value in request["headers"]
+        if name.lower() == "connection"
+        for token in value.split(",")
+    }
+    return "close" in tokens or (request["version"] == "1.0" and "keep-alive" not in tokens)
+
+
+def test_a_field_over_the_limit_before_a_bad_line_is_refused_either_way() -> None:
+    head = b"GET / HTTP/1.1\r\nHost: h\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(100))
+    data = head + b"X\r\n"
+    cut, whole = replay([data[i : i + 1] for i in range(len(data))]), replay([data])
+    assert (cut, whole) == (([], 431), ([], 400))
+    assert_same_outcome(cut, whole)
+
+
+def test_bytes_after_a_request_that_ends_the_stream_are_no_answer_either_way() -> None:
+    data = b"GET / HTTP/1.0\r\nContent-Length: 3\r\n\r\nGET / HTTP/1.1\r\n\r\n"
+    cut, whole = replay([data[i : i + 1] for i in range(len(data))]), replay([data])
+    assert (cut[1], whole[1]) == (None, 400)  # dropped in a later read, refused in the same
+    assert_same_outcome(cut, whole)
