@@ -242,9 +242,7 @@ class Front:
         server = self.server_ends.get(listener)
         if self.cfg.proxy_protocol:
             return ProxyHeaderGate(self, lambda: self._client(kind, server))
-        conn = kind(self)  # _client, inline: once per connection
-        conn.server = server
-        return conn
+        return self._client(kind, server)
 
     def _client(self, kind: type[ClientConnection], server: ServerEnd | None) -> ClientConnection:
         conn = kind(self)
